@@ -1,0 +1,97 @@
+// The Apigee management API calls keyrotd makes (apigee-api.md), typed.
+//
+// Every call returns result<T>; none retries a create (the HTTP client retries
+// only requests that are safe to repeat). Paths are URL-encoded here; consumer
+// keys travel only inside paths and bodies, never into error messages.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/asio.hpp"
+#include "common/model.hpp"
+#include "common/result.hpp"
+
+namespace keyrot::http {
+class client;
+}
+namespace keyrot::auth {
+class token_source;
+}
+
+namespace keyrot::apigee {
+
+struct app_page {
+    std::vector<app> apps;
+    std::string next_page_token;  // "" at the end
+};
+
+struct new_key {
+    secret consumer_key;
+    secret consumer_secret;
+    millis expires_in_seconds = k_never;  // -1: never
+    std::vector<attribute> attributes;
+    std::vector<std::string> scopes;
+};
+
+class api {
+public:
+    // `base_url` e.g. "https://apigee.googleapis.com" (the client is already bound to it);
+    // paths are /v1/organizations/{org}/...
+    api(http::client& http, auth::token_source& auth, std::string organization);
+
+    const std::string& organization() const { return org_; }
+
+    // GET /apps?expand=true&includeCred=true&pageSize=N[&pageToken=T]&keyStatus=S
+    // `key_status` "approved" (Apigee's default) or "revoked": a pass lists both so
+    // that revoked successors and deletion candidates are seen without per-app reads.
+    // Developer status is not in this list: apps carry developerEmail; callers
+    // resolve inactive developers with list_developers().
+    net::awaitable<result<app_page>> list_apps_page(std::string page_token, int page_size,
+                                                    std::string key_status);
+
+    // GET /developers?expand=true (paged with count/startKey) → (email, status) pairs,
+    // status "active" | "inactive".
+    net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> list_developers();
+
+    net::awaitable<result<app>> get_app(std::string developer, std::string app_name);
+
+    // POST /developers/D/apps/A (no action): "generate key pair". `body` carries
+    // every field the app must keep (attributes, callbackUrl, apiProducts, scopes,
+    // appFamily, keyExpiresIn).
+    net::awaitable<result<app>> generate_key(std::string developer, const app& body);
+
+    // PUT /developers/D/apps/A: restore attributes and callback URL.
+    net::awaitable<result<app>> update_app(std::string developer, const app& body);
+
+    net::awaitable<result<credential>> create_key(std::string developer, std::string app_name,
+                                                  const new_key& key);
+    net::awaitable<result<credential>> get_key(std::string developer, std::string app_name,
+                                               secret key);
+    // POST …/keys/K {apiProducts, attributes?}: adds products; replaces attributes when given.
+    net::awaitable<result<credential>> update_key(std::string developer, std::string app_name,
+                                                  secret key, std::vector<std::string> add_products,
+                                                  std::optional<std::vector<attribute>> attributes);
+    // PUT …/keys/K {scopes}
+    net::awaitable<result<credential>> replace_key_scopes(std::string developer,
+                                                          std::string app_name, secret key,
+                                                          std::vector<std::string> scopes);
+    // POST …/keys/K?action=approve|revoke (204)
+    net::awaitable<result<void>> set_key_status(std::string developer, std::string app_name,
+                                                secret key, bool approve);
+    // POST …/keys/K/apiproducts/P?action=approve|revoke (204)
+    net::awaitable<result<void>> set_key_product_status(std::string developer,
+                                                        std::string app_name, secret key,
+                                                        std::string product, bool approve);
+    // DELETE …/keys/K
+    net::awaitable<result<void>> delete_key(std::string developer, std::string app_name,
+                                            secret key);
+
+private:
+    http::client& http_;
+    auth::token_source& auth_;
+    std::string org_;
+};
+
+}  // namespace keyrot::apigee

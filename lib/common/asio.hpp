@@ -1,0 +1,13 @@
+// The one way to include Boost.Asio in this project.
+//
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>
+// (build-notes.md, pitfall 1), so every Asio include goes through here.
+#pragma once
+
+#include <utility>
+
+#include <boost/asio.hpp>
+
+namespace keyrot {
+namespace net = boost::asio;
+}

@@ -1,0 +1,29 @@
+// Durations in config: "30s", "15m", "12h", "90d", "2w", "0", ISO 8601
+// ("P90D", "PT12H", "P1DT2H30M"). All times in keyrotd are int64 milliseconds.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace keyrot {
+
+using millis = std::int64_t;  // milliseconds since the epoch, or a span
+
+inline constexpr millis k_second = 1000;
+inline constexpr millis k_minute = 60 * k_second;
+inline constexpr millis k_hour = 60 * k_minute;
+inline constexpr millis k_day = 24 * k_hour;
+inline constexpr millis k_never = -1;  // Apigee's "never expires"
+
+// nullopt when garbled or negative.
+std::optional<millis> parse_duration(std::string_view text);
+
+// "90d", "12h", "1d2h", "0s": for messages and `plan` output.
+std::string format_duration(millis span);
+
+// "2026-11-25T12:00:00Z"; k_never prints "never".
+std::string format_time(millis ts);
+
+}  // namespace keyrot

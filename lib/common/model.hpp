@@ -1,0 +1,71 @@
+// Plain values for the Apigee resources keyrotd reads: developers, apps and
+// their credentials. No JSON and no I/O here (apigee/json.hpp maps JSON to
+// these); the planner reasons on them alone.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/duration.hpp"
+#include "common/secret.hpp"
+
+namespace keyrot {
+
+struct attribute {
+    std::string name;
+    std::string value;
+    friend bool operator==(const attribute&, const attribute&) = default;
+};
+
+// A product as it appears on a key: name and per-key status
+// ("approved" | "revoked" | "pending").
+struct product_grant {
+    std::string name;
+    std::string status;
+    friend bool operator==(const product_grant&, const product_grant&) = default;
+};
+
+struct credential {
+    secret consumer_key;
+    secret consumer_secret;
+    std::string fingerprint;  // of consumer_key; filled by whoever builds the value
+    std::string status;       // "approved" | "revoked"
+    millis issued_at = 0;
+    millis expires_at = k_never;  // k_never (-1): never expires
+    std::vector<attribute> attributes;
+    std::vector<std::string> scopes;
+    std::vector<product_grant> products;
+};
+
+struct app {
+    std::string organization;
+    std::string developer_email;
+    std::string developer_id;
+    std::string developer_status = "active";  // "active" | "inactive"
+    std::string name;
+    std::string app_id;
+    std::string status = "approved";  // "approved" | "revoked"
+    std::string callback_url;
+    std::string app_family;
+    std::vector<attribute> attributes;
+    std::vector<std::string> scopes;
+    std::vector<std::string> api_products;  // as sent in requests (names)
+    millis key_expires_in = k_never;
+    millis created_at = 0;
+    millis last_modified_at = 0;
+    std::vector<credential> credentials;
+};
+
+// Finds an attribute's value; nullptr when absent.
+inline const std::string* find_attribute(const std::vector<attribute>& attrs,
+                                         const std::string& name) {
+    for (const auto& a : attrs)
+        if (a.name == name) return &a.value;
+    return nullptr;
+}
+
+inline constexpr const char* k_marker_attribute = "keyrotd_replaces";
+inline constexpr const char* k_pending_prefix = "pending:";
+inline constexpr std::size_t k_max_attributes = 18;
+
+}  // namespace keyrot

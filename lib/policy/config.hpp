@@ -1,0 +1,129 @@
+// The daemon's configuration and its rotation policies, as loaded from YAML or
+// JSON (design.md, "Config"). Loading never throws on bad input: it returns
+// every problem found, each naming file, line, column and field, so
+// `keyrotd validate` can list them all at once.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/duration.hpp"
+
+namespace keyrot::policy {
+
+enum class rotation_method { import_key, generate };
+
+// A rotation window: rotations (creating successors) start only inside it.
+// Revocations and completions are not held back by the window.
+struct time_window {
+    std::vector<int> days;  // 0 = Sunday … 6 = Saturday; empty = every day
+    int start_minute = 0;   // minutes after local midnight
+    int end_minute = 24 * 60;
+    std::string timezone = "UTC";  // "UTC" or a fixed offset "+02:00" / "-05:30"
+    int utc_offset_minutes = 0;    // parsed from timezone
+};
+
+struct match_rules {
+    std::vector<std::string> developers;    // globs on developer email; empty = all
+    std::vector<std::string> apps;          // globs on app name; empty = all
+    std::vector<std::string> api_products;  // any key holding one of these; empty = all
+    std::vector<std::pair<std::string, std::string>> attributes;  // app attributes that must equal
+    struct {
+        std::vector<std::string> developers;
+        std::vector<std::string> apps;
+        std::vector<std::string> api_products;
+    } exclude;
+};
+
+struct rotation_rules {
+    std::optional<millis> key_lifetime = 90 * k_day;  // nullopt = "never"
+    millis rotate_before = 14 * k_day;
+    millis max_age = 0;  // 0 = off
+    millis overlap = 7 * k_day;
+    bool revoke = true;
+    millis delete_revoked_after = 0;  // 0 = never delete
+    rotation_method method = rotation_method::import_key;
+    std::optional<time_window> window;
+};
+
+struct policy {
+    std::string name;
+    std::string organization;
+    int priority = 0;
+    match_rules match;
+    rotation_rules rotation;
+    bool dry_run = false;
+    std::string source;  // file it came from, for messages
+};
+
+struct auth_config {
+    std::string method = "google";  // google | token-file | token-env | basic | none
+    std::string path;               // token-file
+    std::string env;                // token-env
+    std::string user_env;           // basic
+    std::string password_env;       // basic
+};
+
+struct apigee_config {
+    std::string url = "https://apigee.googleapis.com";
+    auth_config auth;
+    std::string ca_file;
+    millis timeout = 30 * k_second;
+    int max_concurrency = 8;
+    double requests_per_second = 20;
+};
+
+struct config {
+    apigee_config apigee;
+    std::string listen = "127.0.0.1:9464";
+    millis interval = 10 * k_minute;
+    std::string state_dir = "/var/lib/keyrotd";
+    std::string policies_path = "/etc/keyrotd/policies.d";
+    std::string log_level = "info";
+    std::string log_format = "text";
+    bool metrics_per_key = true;  // metrics: {perKey: false} turns per-key series off
+    std::vector<policy> policies;
+    std::string source;  // the config file
+};
+
+struct diagnostic {
+    enum class severity { error, warning };
+    severity level = severity::error;
+    std::string file;
+    int line = 0;    // 1-based; 0 when unknown
+    int column = 0;  // 1-based; 0 when unknown
+    std::string field;  // dotted path: "rotation.overlap"
+    std::string message;
+};
+
+// "file:line:column: error: field: message"
+std::string to_string(const diagnostic& d);
+
+struct load_result {
+    std::optional<config> cfg;  // set only when there is no error (warnings allowed)
+    std::vector<diagnostic> diagnostics;
+    bool ok() const { return cfg.has_value(); }
+};
+
+// Loads the config file and the policies it points to (a file or a directory
+// of *.yaml / *.yml / *.json, read in name order). A relative `policies` or
+// `stateDir` is resolved against the config file's directory.
+load_result load_config(const std::filesystem::path& file);
+
+// Loads only policies (a file or directory); for tests and tools.
+struct policies_result {
+    std::vector<policy> policies;
+    std::vector<diagnostic> diagnostics;
+};
+policies_result load_policies(const std::filesystem::path& path);
+
+// Shell-style glob: '*' any run, '?' one char, '[abc]' / '[a-z]' / '[!a]' sets.
+bool glob_match(std::string_view pattern, std::string_view text);
+// true when the glob is well-formed (balanced brackets, non-empty).
+bool glob_valid(std::string_view pattern);
+
+}  // namespace keyrot::policy
