@@ -24,6 +24,7 @@ std::optional<millis> parse_iso(std::string_view s) {
             if (in_time) return std::nullopt;
             in_time = true;
             ++i;
+            if (i >= s.size()) return std::nullopt;  // "P1DT"
             continue;
         }
         if (!std::isdigit(static_cast<unsigned char>(s[i]))) return std::nullopt;
