@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what is missing (Debian 12), builds, runs every test with ctest, then
+# builds and runs the unit tests under AddressSanitizer + UBSan.
+#   tests/run.sh            everything
+#   tests/run.sh --no-asan  skip the sanitizer build (quicker while developing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+asan=1
+for arg in "$@"; do
+    case "$arg" in
+        --no-asan) asan=0 ;;
+        *) echo "usage: tests/run.sh [--no-asan]" >&2; exit 2 ;;
+    esac
+done
+
+# Keep in step with deploy/Dockerfile's build stage.
+packages=(
+    build-essential cmake ninja-build pkg-config git ca-certificates
+    libboost-dev libssl-dev openssl nlohmann-json3-dev libspdlog-dev libfmt-dev
+    prometheus-cpp-dev libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
+    python3 python3-yaml python3-jsonschema prometheus curl clang libclang-rt-14-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "== installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+start=$(date +%s)
+echo "== configure + build (release)"
+cmake --preset release >/dev/null
+cmake --build --preset release
+
+echo "== ctest (release: unit + integration)"
+ctest --preset release -j2 --timeout 600
+
+if ((asan)); then
+    echo "== configure + build (asan: unit tests under ASan + UBSan)"
+    cmake --preset asan >/dev/null
+    cmake --build --preset asan
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        ctest --preset asan -j2 --timeout 600
+fi
+echo "== all tests passed in $(( $(date +%s) - start ))s"
