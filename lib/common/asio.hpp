@@ -4,9 +4,8 @@
 // (build-notes.md, pitfall 1), so every Asio include goes through here.
 #pragma once
 
-#include <utility>
-
 #include <boost/asio.hpp>
+#include <utility>
 
 namespace keyrot {
 namespace net = boost::asio;

@@ -30,20 +30,30 @@ std::optional<millis> parse_iso(std::string_view s) {
         if (!std::isdigit(static_cast<unsigned char>(s[i]))) return std::nullopt;
         millis n = 0;
         while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
-            if (n > std::numeric_limits<millis>::max() / 10)
-                return std::nullopt;
+            if (n > std::numeric_limits<millis>::max() / 10) return std::nullopt;
             n = n * 10 + (s[i] - '0');
             ++i;
         }
         if (i >= s.size()) return std::nullopt;
         millis unit = 0;
         switch (s[i]) {
-            case 'W': unit = in_time ? 0 : 7 * k_day; break;
-            case 'D': unit = in_time ? 0 : k_day; break;
-            case 'H': unit = in_time ? k_hour : 0; break;
-            case 'M': unit = in_time ? k_minute : 0; break;
-            case 'S': unit = in_time ? k_second : 0; break;
-            default: return std::nullopt;
+            case 'W':
+                unit = in_time ? 0 : 7 * k_day;
+                break;
+            case 'D':
+                unit = in_time ? 0 : k_day;
+                break;
+            case 'H':
+                unit = in_time ? k_hour : 0;
+                break;
+            case 'M':
+                unit = in_time ? k_minute : 0;
+                break;
+            case 'S':
+                unit = in_time ? k_second : 0;
+                break;
+            default:
+                return std::nullopt;
         }
         if (unit == 0 || !mul_add(total, n, unit)) return std::nullopt;
         any = true;
@@ -79,12 +89,23 @@ std::optional<millis> parse_duration(std::string_view s) {
             i += 2;
         } else {
             switch (s[i]) {
-                case 's': unit = k_second; break;
-                case 'm': unit = k_minute; break;
-                case 'h': unit = k_hour; break;
-                case 'd': unit = k_day; break;
-                case 'w': unit = 7 * k_day; break;
-                default: return std::nullopt;
+                case 's':
+                    unit = k_second;
+                    break;
+                case 'm':
+                    unit = k_minute;
+                    break;
+                case 'h':
+                    unit = k_hour;
+                    break;
+                case 'd':
+                    unit = k_day;
+                    break;
+                case 'w':
+                    unit = 7 * k_day;
+                    break;
+                default:
+                    return std::nullopt;
             }
             ++i;
         }

@@ -14,7 +14,7 @@
 namespace keyrot {
 
 class secret {
-public:
+  public:
     secret() = default;
     explicit secret(std::string value) : value_(std::move(value)) {}
     secret(const secret& other) = default;
@@ -29,7 +29,7 @@ public:
 
     friend bool operator==(const secret& a, const secret& b) { return a.value_ == b.value_; }
 
-private:
+  private:
     std::string value_;
 };
 

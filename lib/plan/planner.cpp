@@ -1,1 +1,532 @@
-// placeholder
+#include "plan/planner.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <set>
+#include <string_view>
+
+namespace keyrot::plan {
+namespace {
+
+struct marker {
+    std::string parent;  // fingerprint of the key this one replaces
+    bool pending = false;
+};
+
+marker read_marker(const credential& c) {
+    const std::string* v = find_attribute(c.attributes, k_marker_attribute);
+    if (v == nullptr) return {};
+    std::string_view s = *v;
+    const std::string_view prefix = k_pending_prefix;
+    if (s.substr(0, prefix.size()) == prefix) return {std::string(s.substr(prefix.size())), true};
+    return {std::string(s), false};
+}
+
+bool expired(const credential& c, millis now) { return c.expires_at >= 0 && c.expires_at <= now; }
+
+millis earliest(millis a, millis b) {
+    if (a == k_never) return b;
+    if (b == k_never) return a;
+    return std::min(a, b);
+}
+
+// The old key's attributes without its own lineage marker.
+std::vector<attribute> own_attributes(const credential& c) {
+    std::vector<attribute> out;
+    for (const auto& a : c.attributes)
+        if (a.name != k_marker_attribute) out.push_back(a);
+    return out;
+}
+
+successor_spec spec_from(const credential& old) {
+    successor_spec s;
+    s.attributes = own_attributes(old);
+    s.attributes.push_back({k_marker_attribute, old.fingerprint});
+    s.scopes = old.scopes;
+    s.products = old.products;
+    return s;
+}
+
+// A successor still holds every product the old key has approved, approved.
+bool covers_approved(const credential& successor, const credential& old) {
+    for (const auto& p : old.products) {
+        if (p.status != "approved") continue;
+        bool found = false;
+        for (const auto& q : successor.products)
+            if (q.name == p.name && q.status == "approved") found = true;
+        if (!found) return false;
+    }
+    return true;
+}
+
+struct key_info {
+    const credential* cred = nullptr;
+    marker mark;
+    std::vector<const credential*> successors;  // every key marked as replacing this one
+    const credential* live = nullptr;  // the successor kept: approved, unexpired, smallest fp
+};
+
+class planner {
+  public:
+    planner(const app& a, const policy::policy& p, millis now, const options& opt)
+        : app_(a), pol_(p), rot_(p.rotation), now_(now), opt_(opt) {}
+
+    app_plan run() {
+        index();
+        for (auto& [fp, info] : keys_) plan_.keys.push_back(view(info));
+        plan_.has_valid_key = std::any_of(app_.credentials.begin(), app_.credentials.end(),
+                                          [&](const credential& c) { return key_valid(c, now_); });
+        if (app_.status != "approved") return skip("app is revoked");
+        if (app_.developer_status != "active") return skip("developer is inactive");
+
+        resolve_duplicates();
+        for (auto& [fp, info] : keys_) {
+            if (info.mark.pending) complete(info);
+        }
+        for (auto& [fp, info] : keys_) {
+            const credential& k = *info.cred;
+            if (k.status != "approved" || info.mark.pending) continue;
+            if (expired(k, now_)) {
+                late_rotation(info);
+            } else if (info.successors.empty()) {
+                maybe_rotate(info);
+            } else {
+                overlap(info);
+            }
+        }
+        deletions();
+        return std::move(plan_);
+    }
+
+  private:
+    void index() {
+        for (const auto& c : app_.credentials) {
+            key_info& ki = keys_[c.fingerprint];
+            ki.cred = &c;
+            ki.mark = read_marker(c);
+        }
+        for (auto& [fp, info] : keys_) {
+            if (info.mark.parent.empty()) continue;
+            auto parent = keys_.find(info.mark.parent);
+            if (parent == keys_.end() || parent->first == fp) continue;
+            parent->second.successors.push_back(info.cred);
+        }
+        for (auto& [fp, info] : keys_) {
+            for (const credential* s : info.successors) {
+                if (!key_valid(*s, now_)) continue;
+                if (info.live == nullptr || s->fingerprint < info.live->fingerprint) info.live = s;
+            }
+        }
+    }
+
+    key_view view(const key_info& info) const {
+        const credential& c = *info.cred;
+        key_view v;
+        v.fingerprint = c.fingerprint;
+        v.issued_at = c.issued_at;
+        v.expires_at = c.expires_at;
+        v.replaces = info.mark.parent;
+        v.pending = info.mark.pending;
+        if (!info.successors.empty()) {
+            v.successor = info.live ? info.live->fingerprint : info.successors.front()->fingerprint;
+        }
+        if (c.status != "approved") {
+            v.state = key_state::revoked;
+        } else if (expired(c, now_)) {
+            v.state = key_state::expired;
+        } else if (info.live != nullptr && !read_marker(*info.live).pending) {
+            v.state = key_state::overlap;
+        } else if (due(c) && !info.mark.pending) {
+            v.state = key_state::due;
+        } else {
+            v.state = key_state::valid;
+        }
+        return v;
+    }
+
+    app_plan skip(std::string why) {
+        plan_.skipped = true;
+        plan_.skip_reason = std::move(why);
+        return std::move(plan_);
+    }
+
+    bool due(const credential& k) const {
+        if (opt_.force_rotate) return true;
+        if (k.expires_at >= 0 && k.expires_at - now_ <= rot_.rotate_before) return true;
+        return rot_.max_age > 0 && now_ - k.issued_at >= rot_.max_age;
+    }
+
+    millis due_at(const credential& k) const {
+        millis at = k_never;
+        if (k.expires_at >= 0) at = earliest(at, k.expires_at - rot_.rotate_before);
+        if (rot_.max_age > 0) at = earliest(at, k.issued_at + rot_.max_age);
+        return at;
+    }
+
+    void wake(millis at) {
+        if (at != k_never && at > now_) plan_.next_wake = earliest(plan_.next_wake, at);
+    }
+
+    int valid_keys_left() const {
+        int n = 0;
+        for (const auto& c : app_.credentials)
+            if (key_valid(c, now_) && !revoking_.count(c.fingerprint)) ++n;
+        return n;
+    }
+
+    void add(action a) { plan_.actions.push_back(std::move(a)); }
+
+    void report(const credential& k, std::string why, bool failed) {
+        action a;
+        a.kind = action_kind::report;
+        a.key = k.fingerprint;
+        a.failed = failed;
+        a.reason = std::move(why);
+        add(std::move(a));
+    }
+
+    bool revoke(const credential& k, std::string replaces, std::string why) {
+        if (!key_valid(k, now_) && k.status != "approved") return false;
+        // Never revoke an app's last valid key, whatever else the rules say.
+        if (key_valid(k, now_) && valid_keys_left() <= 1) {
+            report(k, "not revoked: it is the app's last valid key (" + why + ")", false);
+            return false;
+        }
+        revoking_.insert(k.fingerprint);
+        action a;
+        a.kind = action_kind::revoke_key;
+        a.key = k.fingerprint;
+        a.replaces = std::move(replaces);
+        a.reason = std::move(why);
+        add(std::move(a));
+        return true;
+    }
+
+    // Two live successors of one key (a race between two daemons, or a crash
+    // between create and read-back): the smaller fingerprint stays.
+    void resolve_duplicates() {
+        for (auto& [fp, info] : keys_) {
+            for (const credential* s : info.successors) {
+                if (!key_valid(*s, now_) || s == info.live) continue;
+                revoke(*s, fp,
+                       "duplicate successor of " + fp + "; keeping " + info.live->fingerprint +
+                           " (smaller fingerprint)");
+            }
+        }
+    }
+
+    void complete(const key_info& succ) {
+        const credential& s = *succ.cred;
+        if (!key_valid(s, now_) || revoking_.count(s.fingerprint)) return;
+        auto parent = keys_.find(succ.mark.parent);
+        if (parent == keys_.end()) {
+            report(s,
+                   "pending successor of " + succ.mark.parent +
+                       ", which no longer exists: cannot complete it; a person must decide",
+                   true);
+            return;
+        }
+        const credential& old = *parent->second.cred;
+        if (old.status != "approved") {
+            report(s,
+                   "pending successor of " + old.fingerprint +
+                       ", which a person revoked: not completed, access is not re-granted",
+                   true);
+            return;
+        }
+        action a;
+        a.kind = action_kind::complete_successor;
+        a.key = s.fingerprint;
+        a.replaces = old.fingerprint;
+        a.spec = spec_from(old);
+        a.reason = "successor is pending: copy products, statuses, attributes and scopes of " +
+                   old.fingerprint;
+        add(std::move(a));
+    }
+
+    millis successor_expiry(const credential& old) const {
+        if (!rot_.key_lifetime) return k_never;
+        millis e = now_ + *rot_.key_lifetime;
+        // A successor must outlive the key it replaces.
+        if (old.expires_at >= 0 && e <= old.expires_at)
+            e = old.expires_at + std::max(rot_.overlap, k_minute);
+        return e;
+    }
+
+    bool room_for_marker(const credential& k) {
+        if (own_attributes(k).size() + 1 <= k_max_attributes) return true;
+        report(k,
+               "due, but it has " + std::to_string(own_attributes(k).size()) +
+                   " attributes and a successor needs one more for the keyrotd_replaces "
+                   "marker (limit 18): remove one attribute to let it rotate",
+               true);
+        return false;
+    }
+
+    void create(const credential& k, bool late, std::string why) {
+        action a;
+        a.kind = action_kind::create_successor;
+        a.key = k.fingerprint;
+        a.expires_at = successor_expiry(k);
+        a.late = late;
+        a.spec = spec_from(k);
+        a.reason = std::move(why);
+        add(std::move(a));
+    }
+
+    void maybe_rotate(const key_info& info) {
+        const credential& k = *info.cred;
+        if (!due(k)) {
+            wake(due_at(k));
+            return;
+        }
+        if (!room_for_marker(k)) return;
+        if (rot_.window && !opt_.force_rotate && !in_window(*rot_.window, now_)) {
+            wake(next_window_open(*rot_.window, now_));
+            return;
+        }
+        std::string why;
+        if (opt_.force_rotate) {
+            why = "rotation requested";
+        } else if (k.expires_at >= 0 && k.expires_at - now_ <= rot_.rotate_before) {
+            why = "expires " + format_time(k.expires_at) + ", within rotateBefore " +
+                  format_duration(rot_.rotate_before);
+        } else {
+            why = "issued " + format_time(k.issued_at) + ", older than maxAge " +
+                  format_duration(rot_.max_age);
+        }
+        create(k, false, std::move(why));
+    }
+
+    // An expired key without a successor (keyrotd was down): rotate it late
+    // if it expired recently and the app lost products with it.
+    void late_rotation(const key_info& info) {
+        const credential& k = *info.cred;
+        if (!info.successors.empty() || now_ - k.expires_at > rot_.rotate_before) return;
+        std::vector<std::string> uncovered;
+        for (const auto& p : k.products) {
+            if (p.status != "approved") continue;
+            bool covered = false;
+            for (const auto& c : app_.credentials) {
+                if (!key_valid(c, now_)) continue;
+                for (const auto& q : c.products)
+                    if (q.name == p.name && q.status == "approved") covered = true;
+            }
+            if (!covered) uncovered.push_back(p.name);
+        }
+        if (uncovered.empty() || !room_for_marker(k)) return;
+        std::string list;
+        for (const auto& n : uncovered) list += (list.empty() ? "" : ",") + n;
+        create(k, true,
+               "late rotation: expired " + format_time(k.expires_at) +
+                   " without a successor; no valid key covers " + list);
+    }
+
+    millis revoke_at(const credential& old, const credential& successor) const {
+        if (opt_.revoke_now) return now_;
+        millis at = successor.issued_at + rot_.overlap;
+        if (old.expires_at >= 0) at = std::min(at, old.expires_at);
+        return at;
+    }
+
+    void overlap(const key_info& info) {
+        const credential& k = *info.cred;
+        if (info.live == nullptr) {
+            // Every successor is revoked or expired: a person revoked it. Giving
+            // the key another successor would re-grant what they took away.
+            report(k,
+                   "its successor " + info.successors.front()->fingerprint +
+                       " is revoked or expired; the old key stays approved for a person to "
+                       "decide",
+                   false);
+            return;
+        }
+        const credential& s = *info.live;
+        if (read_marker(s).pending) return;  // completed first, revoked on a later pass
+        if (!rot_.revoke && !opt_.revoke_now) return;
+        const millis at = revoke_at(k, s);
+        if (now_ < at) {
+            wake(at);
+            return;
+        }
+        if (!covers_approved(s, k)) {
+            report(k,
+                   "overlap over, but successor " + s.fingerprint +
+                       " no longer has every product this key has approved: not revoked "
+                       "(drift)",
+                   false);
+            return;
+        }
+        revoke(k, "", "overlap over: successor " + s.fingerprint + " is complete and valid");
+    }
+
+    // Keys keyrotd replaced, stopped working long enough ago.
+    void deletions() {
+        if (rot_.delete_revoked_after <= 0) return;
+        for (auto& [fp, info] : keys_) {
+            const credential& k = *info.cred;
+            if (key_valid(k, now_) && !revoking_.count(fp)) continue;
+            const credential* s = nullptr;
+            for (const credential* c : info.successors)
+                if (!read_marker(*c).pending && (s == nullptr || c->issued_at < s->issued_at))
+                    s = c;
+            if (s == nullptr) continue;  // not replaced by keyrotd
+            millis stopped = k.expires_at;
+            if (k.status != "approved" || revoking_.count(fp))
+                stopped = earliest(stopped, s->issued_at + rot_.overlap);
+            const millis at = stopped + rot_.delete_revoked_after;
+            if (now_ < at) {
+                wake(at);
+                continue;
+            }
+            action a;
+            a.kind = action_kind::delete_key;
+            a.key = fp;
+            a.replaces = "";
+            a.reason = "replaced by " + s->fingerprint + "; stopped working " +
+                       format_time(stopped) + ", deleteRevokedAfter " +
+                       format_duration(rot_.delete_revoked_after);
+            add(std::move(a));
+        }
+    }
+
+    const app& app_;
+    const policy::policy& pol_;
+    const policy::rotation_rules& rot_;
+    millis now_;
+    options opt_;
+    std::map<std::string, key_info> keys_;
+    std::set<std::string> revoking_;
+    app_plan plan_;
+};
+
+int weekday(millis local) {
+    // 1970-01-01 was a Thursday (4).
+    millis days = local / k_day;
+    if (local < 0 && local % k_day != 0) --days;
+    return static_cast<int>(((days + 4) % 7 + 7) % 7);
+}
+
+}  // namespace
+
+const char* to_string(key_state s) {
+    switch (s) {
+        case key_state::valid:
+            return "valid";
+        case key_state::due:
+            return "due";
+        case key_state::overlap:
+            return "overlap";
+        case key_state::expired:
+            return "expired";
+        case key_state::revoked:
+            return "revoked";
+    }
+    return "?";
+}
+
+const char* to_string(action_kind k) {
+    switch (k) {
+        case action_kind::create_successor:
+            return "create";
+        case action_kind::complete_successor:
+            return "complete";
+        case action_kind::revoke_key:
+            return "revoke";
+        case action_kind::delete_key:
+            return "delete";
+        case action_kind::report:
+            return "report";
+    }
+    return "?";
+}
+
+bool key_valid(const credential& c, millis now) {
+    return c.status == "approved" && !expired(c, now);
+}
+
+bool in_window(const policy::time_window& w, millis now) {
+    const millis local = now + w.utc_offset_minutes * k_minute;
+    const int day = weekday(local);
+    if (!w.days.empty() && std::find(w.days.begin(), w.days.end(), day) == w.days.end())
+        return false;
+    millis of_day = local % k_day;
+    if (of_day < 0) of_day += k_day;
+    const int minute = static_cast<int>(of_day / k_minute);
+    return minute >= w.start_minute && minute < w.end_minute;
+}
+
+millis next_window_open(const policy::time_window& w, millis now) {
+    const millis offset = w.utc_offset_minutes * k_minute;
+    const millis local = now + offset;
+    millis midnight = local - ((local % k_day) + k_day) % k_day;
+    for (int d = 0; d <= 7; ++d) {
+        const millis day_start = midnight + d * k_day;
+        const millis open = day_start + w.start_minute * k_minute;
+        if (open <= local) continue;
+        const int wd = weekday(day_start);
+        if (!w.days.empty() && std::find(w.days.begin(), w.days.end(), wd) == w.days.end())
+            continue;
+        return open - offset;
+    }
+    return k_never;
+}
+
+app_plan plan_app(const app& a, const policy::policy& p, millis now, const options& opt) {
+    return planner(a, p, now, opt).run();
+}
+
+namespace {
+
+std::string lower(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// Developer emails match case-insensitively (Apigee treats them so).
+bool any_glob(const std::vector<std::string>& globs, const std::string& text, bool icase) {
+    for (const auto& g : globs) {
+        if (icase ? policy::glob_match(lower(g), lower(text)) : policy::glob_match(g, text))
+            return true;
+    }
+    return false;
+}
+
+bool holds_product(const app& a, const std::vector<std::string>& globs) {
+    for (const auto& c : a.credentials)
+        for (const auto& p : c.products)
+            if (any_glob(globs, p.name, false)) return true;
+    return false;
+}
+
+bool matches(const app& a, const policy::policy& p) {
+    const auto& m = p.match;
+    if (p.organization != a.organization) return false;
+    if (!m.developers.empty() && !any_glob(m.developers, a.developer_email, true)) return false;
+    if (!m.apps.empty() && !any_glob(m.apps, a.name, false)) return false;
+    if (!m.api_products.empty() && !holds_product(a, m.api_products)) return false;
+    for (const auto& [name, value] : m.attributes) {
+        const std::string* v = find_attribute(a.attributes, name);
+        if (v == nullptr || *v != value) return false;
+    }
+    if (any_glob(m.exclude.developers, a.developer_email, true)) return false;
+    if (any_glob(m.exclude.apps, a.name, false)) return false;
+    if (!m.exclude.api_products.empty() && holds_product(a, m.exclude.api_products)) return false;
+    return true;
+}
+
+}  // namespace
+
+const policy::policy* match_policy(const app& a, const std::vector<policy::policy>& policies) {
+    const policy::policy* best = nullptr;
+    for (const auto& p : policies) {
+        if (!matches(a, p)) continue;
+        if (best == nullptr || p.priority > best->priority ||
+            (p.priority == best->priority && p.name < best->name))
+            best = &p;
+    }
+    return best;
+}
+
+}  // namespace keyrot::plan

@@ -26,15 +26,16 @@ const char* to_string(action_kind k);
 
 // What a complete successor must hold, computed from the old key.
 struct successor_spec {
-    std::vector<attribute> attributes;  // old key's attributes (its own marker dropped) + final marker
+    std::vector<attribute>
+        attributes;  // old key's attributes (its own marker dropped) + final marker
     std::vector<std::string> scopes;
     std::vector<product_grant> products;  // status to mirror: approved | revoked | pending
 };
 
 struct action {
     action_kind kind = action_kind::report;
-    std::string key;       // fingerprint acted on; for create_successor: the old key
-    std::string replaces;  // complete_successor / revoke of a duplicate: the old key
+    std::string key;              // fingerprint acted on; for create_successor: the old key
+    std::string replaces;         // complete_successor / revoke of a duplicate: the old key
     millis expires_at = k_never;  // create_successor: the successor's expiry
     bool late = false;            // create_successor for a key that already expired
     bool failed = false;          // report: counts as a failed rotation (audit `failed`)
@@ -63,7 +64,8 @@ struct app_plan {
 
 struct options {
     bool force_rotate = false;  // `rotate --app`: every valid key without a successor is due
-    bool revoke_now = false;    // `--revoke-now`: revoke the old key as soon as its successor is complete
+    bool revoke_now =
+        false;  // `--revoke-now`: revoke the old key as soon as its successor is complete
 };
 
 app_plan plan_app(const app& a, const policy::policy& p, millis now, const options& opt = {});

@@ -1,0 +1,1 @@
+keyrot_unit_test(planner_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/planner_test.cpp LIBS keyrot::plan)

@@ -1,0 +1,360 @@
+// One row per rule of design.md's rotation model.
+#include "plan/planner.hpp"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "plan_fixtures.hpp"
+
+using namespace keyrot;
+using namespace keyrot::testing;
+
+namespace {
+
+struct row {
+    std::string name;
+    std::function<app()> make;
+    std::function<void(policy::policy&)> tweak = [](policy::policy&) {};
+    std::vector<std::string> expect;  // "kind:fp", report that counts as failed: "report!:fp"
+    millis wake = k_never;            // expected next_wake; -2 = don't care
+    plan::options opt = {};
+    millis now = T0;
+};
+
+std::string describe(const plan::action& a) {
+    std::string k = plan::to_string(a.kind);
+    if (a.kind == plan::action_kind::report && a.failed) k += "!";
+    if (a.kind == plan::action_kind::create_successor && a.late) k += "-late";
+    return k + ":" + a.key;
+}
+
+void PrintTo(const row& r, std::ostream* os) { *os << r.name; }
+
+class PlannerRules : public ::testing::TestWithParam<row> {};
+
+TEST_P(PlannerRules, Plans) {
+    const row& r = GetParam();
+    policy::policy p = make_policy();
+    if (r.tweak) r.tweak(p);
+    const app a = r.make();
+    const plan::app_plan got = plan::plan_app(a, p, r.now, r.opt);
+    std::vector<std::string> kinds;
+    for (const auto& act : got.actions) {
+        kinds.push_back(describe(act));
+        EXPECT_FALSE(act.reason.empty()) << "every action says why";
+    }
+    EXPECT_EQ(kinds, r.expect);
+    if (r.wake != -2) {
+        EXPECT_EQ(got.next_wake, r.wake);
+    }
+}
+
+const millis d = k_day;
+
+INSTANTIATE_TEST_SUITE_P(
+    Rotation, PlannerRules,
+    ::testing::Values(
+        row{"fresh_key_not_due_wakes_at_rotate_before",
+            [] { return make_app({key("a1", T0 - 10 * d, T0 + 80 * d)}); },
+            {},
+            {},
+            T0 + 66 * d},
+        row{"due_by_rotate_before",
+            [] { return make_app({key("a1", T0 - 80 * d, T0 + 10 * d)}); },
+            {},
+            {"create:a1"},
+            k_never},
+        row{"due_exactly_at_rotate_before",
+            [] { return make_app({key("a1", T0 - 76 * d, T0 + 14 * d)}); },
+            {},
+            {"create:a1"},
+            k_never},
+        row{"due_by_max_age",
+            [] { return make_app({key("a1", T0 - 40 * d, T0 + 200 * d)}); },
+            [](policy::policy& p) { p.rotation.max_age = 30 * d; },
+            {"create:a1"},
+            k_never},
+        row{"max_age_wake",
+            [] { return make_app({key("a1", T0 - 10 * d, T0 + 200 * d)}); },
+            [](policy::policy& p) { p.rotation.max_age = 30 * d; },
+            {},
+            T0 + 20 * d},
+        row{"never_expiring_key_not_due_without_max_age",
+            [] { return make_app({key("a1", T0 - 900 * d, k_never)}); },
+            {},
+            {},
+            k_never},
+        row{"never_expiring_key_due_by_max_age",
+            [] { return make_app({key("a1", T0 - 900 * d, k_never)}); },
+            [](policy::policy& p) { p.rotation.max_age = 365 * d; },
+            {"create:a1"},
+            k_never},
+        row{"pending_successor_is_completed_not_duplicated",
+            [] {
+                return make_app({key("a1", T0 - 80 * d, T0 + 10 * d),
+                                 successor("b2", "a1", true, T0 - 1000, T0 + 90 * d)});
+            },
+            {},
+            {"complete:b2"},
+            k_never},
+        row{"complete_successor_then_old_key_waits_for_overlap",
+            [] {
+                return make_app({key("a1", T0 - 80 * d, T0 + 10 * d),
+                                 successor("b2", "a1", false, T0 - 1 * d, T0 + 89 * d)});
+            },
+            {},
+            {},
+            T0 + 6 * d},
+        row{"overlap_over_revokes_old_key",
+            [] {
+                return make_app({key("a1", T0 - 88 * d, T0 + 2 * d),
+                                 successor("b2", "a1", false, T0 - 7 * d, T0 + 83 * d)});
+            },
+            {},
+            {"revoke:a1"},
+            -2},
+        row{"revocation_no_later_than_old_expiry",
+            [] {
+                return make_app({key("a1", T0 - 87 * d, T0 + 3 * d),
+                                 successor("b2", "a1", false, T0 - 1 * d, T0 + 89 * d)});
+            },
+            {},
+            {},
+            T0 + 3 * d},
+        row{"expired_old_key_is_not_revoked_needlessly",
+            [] {
+                return make_app({key("a1", T0 - 90 * d, T0 - 1),
+                                 successor("b2", "a1", false, T0 - 2 * d, T0 + 88 * d)});
+            },
+            {},
+            {},
+            -2},
+        row{"revoke_false_keeps_old_key",
+            [] {
+                return make_app({key("a1", T0 - 88 * d, T0 + 2 * d),
+                                 successor("b2", "a1", false, T0 - 7 * d, T0 + 83 * d)});
+            },
+            [](policy::policy& p) { p.rotation.revoke = false; },
+            {},
+            -2},
+        row{"no_revocation_on_drift",
+            [] {
+                credential s = successor("b2", "a1", false, T0 - 8 * d, T0 + 82 * d);
+                s.products = {{"payments", "revoked"}};
+                return make_app({key("a1", T0 - 88 * d, T0 + 2 * d), s});
+            },
+            {},
+            {"report:a1"},
+            -2},
+        row{"person_revoked_key_gets_no_successor",
+            [] {
+                return make_app({key("a1", T0 - 80 * d, T0 + 10 * d, "revoked"),
+                                 key("c3", T0 - 5 * d, T0 + 85 * d)});
+            },
+            {},
+            {},
+            T0 + 71 * d},
+        row{"person_revoked_successor_old_key_kept_no_new_successor",
+            [] {
+                return make_app({key("a1", T0 - 88 * d, T0 + 2 * d),
+                                 successor("b2", "a1", false, T0 - 8 * d, T0 + 82 * d, "revoked")});
+            },
+            {},
+            {"report:a1"},
+            k_never},
+        row{"late_rotation_of_recently_expired_key",
+            [] { return make_app({key("a1", T0 - 92 * d, T0 - 2 * d)}); },
+            {},
+            {"create-late:a1"},
+            k_never},
+        row{"expired_long_ago_is_history",
+            [] { return make_app({key("a1", T0 - 200 * d, T0 - 30 * d)}); },
+            {},
+            {},
+            k_never},
+        row{"expired_key_covered_by_another_key_is_history",
+            [] {
+                return make_app(
+                    {key("a1", T0 - 92 * d, T0 - 2 * d), key("c3", T0 - 5 * d, T0 + 85 * d)});
+            },
+            {},
+            {},
+            T0 + 71 * d},
+        row{"duplicate_successors_keep_smaller_fingerprint",
+            [] {
+                return make_app({key("a1", T0 - 80 * d, T0 + 10 * d),
+                                 successor("b2", "a1", false, T0 - 1000, T0 + 90 * d),
+                                 successor("9f", "a1", false, T0 - 900, T0 + 90 * d)});
+            },
+            {},
+            {"revoke:b2"},
+            -2},
+        row{"never_touch_unmarked_keys",
+            [] {
+                return make_app({key("a1", T0 - 10 * d, T0 + 80 * d),
+                                 key("c3", T0 - 10 * d, T0 + 80 * d, "revoked")});
+            },
+            [](policy::policy& p) { p.rotation.delete_revoked_after = 1 * d; },
+            {},
+            T0 + 66 * d},
+        row{"delete_revoked_after",
+            [] {
+                return make_app({key("a1", T0 - 100 * d, T0 - 10 * d, "revoked"),
+                                 successor("b2", "a1", false, T0 - 24 * d, T0 + 66 * d)});
+            },
+            [](policy::policy& p) { p.rotation.delete_revoked_after = 7 * d; },
+            {"delete:a1"},
+            T0 + 52 * d},
+        row{"delete_waits",
+            [] {
+                return make_app({key("a1", T0 - 92 * d, T0 - 2 * d, "revoked"),
+                                 successor("b2", "a1", false, T0 - 10 * d, T0 + 80 * d)});
+            },
+            [](policy::policy& p) { p.rotation.delete_revoked_after = 7 * d; },
+            {},
+            T0 + 4 * d},
+        row{"revoked_app_skipped",
+            [] {
+                app a = make_app({key("a1", T0 - 80 * d, T0 + 10 * d)});
+                a.status = "revoked";
+                return a;
+            },
+            {},
+            {},
+            k_never},
+        row{"inactive_developer_skipped",
+            [] {
+                app a = make_app({key("a1", T0 - 80 * d, T0 + 10 * d)});
+                a.developer_status = "inactive";
+                return a;
+            },
+            {},
+            {},
+            k_never},
+        row{"no_room_for_marker_is_reported_as_failure",
+            [] {
+                credential k = key("a1", T0 - 80 * d, T0 + 10 * d);
+                k.attributes.clear();
+                for (int i = 0; i < 18; ++i) k.attributes.push_back({"a" + std::to_string(i), "v"});
+                return make_app({k});
+            },
+            {},
+            {"report!:a1"},
+            k_never},
+        row{"outside_window_waits_for_it",
+            // T0 is Friday 2027-01-15 08:00 UTC; window Mon–Fri 09:00–17:00.
+            [] { return make_app({key("a1", T0 - 80 * d, T0 + 10 * d)}); },
+            [](policy::policy& p) {
+                p.rotation.window = policy::time_window{{1, 2, 3, 4, 5}, 9 * 60, 17 * 60, "UTC", 0};
+            },
+            {},
+            -2},
+        row{"pending_successor_of_revoked_key_not_completed",
+            [] {
+                return make_app({key("a1", T0 - 80 * d, T0 + 10 * d, "revoked"),
+                                 successor("b2", "a1", true, T0 - 1000, T0 + 90 * d)});
+            },
+            {},
+            {"report!:b2"},
+            -2},
+        row{"forced_rotation",
+            [] { return make_app({key("a1", T0 - 1 * d, T0 + 89 * d)}); },
+            {},
+            {"create:a1"},
+            k_never,
+            plan::options{true, false}},
+        row{"revoke_now_after_complete",
+            [] {
+                return make_app({key("a1", T0 - 1 * d, T0 + 89 * d),
+                                 successor("b2", "a1", false, T0 - 1000, T0 + 90 * d)});
+            },
+            {},
+            {"revoke:a1"},
+            -2,
+            plan::options{false, true}},
+        row{"chain_successor_rotates_itself_later",
+            [] {
+                return make_app({key("a1", T0 - 170 * d, T0 - 80 * d, "revoked"),
+                                 successor("b2", "a1", false, T0 - 86 * d, T0 + 4 * d)});
+            },
+            {},
+            {"create:b2"},
+            k_never}),
+    [](const ::testing::TestParamInfo<row>& info) { return info.param.name; });
+
+TEST(Planner, SuccessorOutlivesOldKey) {
+    // Due by maxAge with far-away expiry: the successor still ends after the old key.
+    policy::policy p = make_policy();
+    p.rotation.max_age = 30 * k_day;
+    app a = make_app({key("a1", T0 - 40 * k_day, T0 + 300 * k_day)});
+    auto got = plan::plan_app(a, p, T0);
+    ASSERT_EQ(got.actions.size(), 1u);
+    EXPECT_GT(got.actions[0].expires_at, T0 + 300 * k_day);
+}
+
+TEST(Planner, SuccessorExpiryIsNowPlusLifetime) {
+    policy::policy p = make_policy();
+    app a = make_app({key("a1", T0 - 80 * k_day, T0 + 10 * k_day)});
+    auto got = plan::plan_app(a, p, T0);
+    ASSERT_EQ(got.actions.size(), 1u);
+    EXPECT_EQ(got.actions[0].expires_at, T0 + 90 * k_day);
+    p.rotation.key_lifetime.reset();
+    got = plan::plan_app(a, p, T0);
+    EXPECT_EQ(got.actions[0].expires_at, k_never);
+}
+
+TEST(Planner, SpecMirrorsOldKeyAndCarriesFinalMarker) {
+    credential old = key("a1", T0 - 80 * k_day, T0 + 10 * k_day, "approved",
+                         {{"payments", "approved"}, {"admin", "revoked"}, {"beta", "pending"}});
+    old.attributes = {{"env", "prod"}, {k_marker_attribute, "0ld0ld"}};  // itself a successor
+    old.scopes = {"read", "write"};
+    auto got = plan::plan_app(make_app({old}), make_policy(), T0);
+    ASSERT_EQ(got.actions.size(), 1u);
+    const auto& spec = got.actions[0].spec;
+    EXPECT_EQ(spec.products, old.products);  // revoked and pending stay so
+    EXPECT_EQ(spec.scopes, old.scopes);
+    const std::vector<attribute> want{{"env", "prod"}, {k_marker_attribute, "a1"}};
+    EXPECT_EQ(spec.attributes, want);  // the old key's own marker is not copied
+}
+
+TEST(Planner, NeverRevokesLastValidKey) {
+    // The successor is expired (clock skew, a person's tinkering): the old key is the
+    // only valid one and must not be revoked, whatever the overlap says.
+    credential s = successor("b2", "a1", false, T0 - 10 * k_day, T0 - 1);
+    app a = make_app({key("a1", T0 - 88 * k_day, T0 + 2 * k_day), s});
+    auto got = plan::plan_app(a, make_policy(), T0, plan::options{false, true});
+    for (const auto& act : got.actions) EXPECT_NE(act.kind, plan::action_kind::revoke_key);
+}
+
+TEST(Planner, KeyStatesForMetrics) {
+    app a = make_app({key("a1", T0 - 88 * k_day, T0 + 2 * k_day),
+                      successor("b2", "a1", false, T0 - 1 * k_day, T0 + 89 * k_day),
+                      key("c3", T0 - 80 * k_day, T0 + 10 * k_day),
+                      key("d4", T0 - 100 * k_day, T0 - 50 * k_day),
+                      key("e5", T0 - 10 * k_day, T0 + 80 * k_day, "revoked")});
+    auto got = plan::plan_app(a, make_policy(), T0);
+    std::map<std::string, std::string> states;
+    for (const auto& k : got.keys) states[k.fingerprint] = plan::to_string(k.state);
+    EXPECT_EQ(states["a1"], "overlap");
+    EXPECT_EQ(states["b2"], "valid");
+    EXPECT_EQ(states["c3"], "due");
+    EXPECT_EQ(states["d4"], "expired");
+    EXPECT_EQ(states["e5"], "revoked");
+    EXPECT_TRUE(got.has_valid_key);
+}
+
+TEST(Window, InsideAndNextOpen) {
+    policy::time_window w{{1, 2, 3, 4, 5}, 9 * 60, 17 * 60, "UTC", 0};
+    // T0 = Friday 08:00 UTC
+    EXPECT_FALSE(plan::in_window(w, T0));
+    EXPECT_EQ(plan::next_window_open(w, T0), T0 + k_hour);
+    EXPECT_TRUE(plan::in_window(w, T0 + 2 * k_hour));
+    // Friday 18:00 -> next open is Monday 09:00
+    EXPECT_EQ(plan::next_window_open(w, T0 + 10 * k_hour), T0 + 3 * k_day + k_hour);
+    // A +02:00 zone: Friday 08:00 UTC is 10:00 local, inside.
+    w.utc_offset_minutes = 120;
+    EXPECT_TRUE(plan::in_window(w, T0));
+}
+
+}  // namespace
