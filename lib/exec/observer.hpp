@@ -1,0 +1,69 @@
+// What the executor tells the outside world: every action's outcome (for the
+// audit log, logs and metrics) and, after each pass, the state of the keys.
+// lib/obs implements it; tests use a recording fake.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/duration.hpp"
+#include "plan/planner.hpp"
+
+namespace keyrot::exec {
+
+// One line of the audit log (design.md, "Audit log"), also logged.
+struct action_record {
+    millis ts = 0;
+    std::string organization;
+    std::string developer;
+    std::string app;
+    std::string policy;
+    std::string action;  // created | completed | revoked | deleted | failed | skipped
+    std::string key;       // fingerprint
+    std::string replaces;  // fingerprint
+    bool dry_run = false;
+    bool late = false;  // created: a late rotation
+    std::string detail;
+};
+
+struct key_record {
+    std::string developer;
+    std::string app;
+    std::string policy;
+    plan::key_view key;
+};
+
+struct pass_summary {
+    std::string organization;
+    bool ok = false;     // the pass read the whole inventory and no action failed
+    millis started = 0;
+    double seconds = 0;
+    millis next_wake = k_never;  // earliest due moment over all apps
+    int apps_seen = 0;
+    int apps_matched = 0;
+    int actions_done = 0;
+    int actions_failed = 0;
+    std::string error;  // why the pass failed, if it did
+    // keys of matched apps; empty unless the observer asked for them (per-key metrics)
+    std::vector<key_record> keys;
+    // counts by policy and state, and apps without a valid key by policy
+    struct policy_counts {
+        std::string policy;
+        int valid = 0, due = 0, overlap = 0, expired = 0, revoked = 0;
+        int apps_without_valid_key = 0;
+    };
+    std::vector<policy_counts> by_policy;
+};
+
+class observer {
+public:
+    virtual ~observer() = default;
+    // Called once the action is durable (audit log fsynced) or has failed.
+    // Returns false when the record could not be made durable: the executor then
+    // counts the action as failed and stops writing to that app.
+    virtual bool on_action(const action_record& r) = 0;
+    virtual void on_pass(const pass_summary& s) = 0;
+    virtual bool wants_keys() const { return false; }
+};
+
+}  // namespace keyrot::exec

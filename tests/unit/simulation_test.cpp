@@ -1,0 +1,243 @@
+// Three simulated years of an in-memory Apigee driven by the planner, with
+// random lifetimes, overlaps, crashes half-way through a rotation, races that
+// make duplicate successors, and people who revoke successors, add keys and
+// edit app attributes. After every step the invariants of design.md must hold.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <set>
+
+#include "plan/planner.hpp"
+#include "plan_fixtures.hpp"
+
+using namespace keyrot;
+
+namespace {
+
+struct sim_app {
+    app a;
+    policy::policy p;
+    bool human_revoked_successor = false;  // a person took access away on purpose
+    std::vector<attribute> human_attributes;  // what the app's attributes must be
+};
+
+class simulation {
+public:
+    explicit simulation(unsigned seed) : rng_(seed) {}
+
+    int next_id() { return ++id_; }
+
+    credential new_key(millis now, millis expires) {
+        credential c;
+        c.fingerprint = fp(next_id());
+        c.consumer_key = secret("ck" + c.fingerprint);
+        c.status = "approved";
+        c.issued_at = now;
+        c.expires_at = expires;
+        return c;
+    }
+
+    static std::string fp(int id) {
+        char buf[17];
+        std::snprintf(buf, sizeof buf, "%016x", static_cast<unsigned>(id) * 2654435761u);
+        return buf;
+    }
+
+    millis rand_span(millis lo, millis hi) {
+        return std::uniform_int_distribution<millis>(lo, hi)(rng_);
+    }
+    bool chance(double p) { return std::bernoulli_distribution(p)(rng_); }
+
+    // Applies one action the way the executor does, possibly "crashing" part-way.
+    void apply(sim_app& s, const plan::action& act, millis now) {
+        auto find = [&](const std::string& f) -> credential* {
+            for (auto& c : s.a.credentials)
+                if (c.fingerprint == f) return &c;
+            return nullptr;
+        };
+        switch (act.kind) {
+            case plan::action_kind::create_successor: {
+                credential* old = find(act.key);
+                ASSERT_NE(old, nullptr);
+                const int copies = chance(0.03) ? 2 : 1;  // a race between two daemons
+                for (int i = 0; i < copies; ++i) {
+                    credential c = new_key(now, act.expires_at);
+                    EXPECT_TRUE(act.expires_at == k_never ||
+                                (old->expires_at >= 0 && act.expires_at > old->expires_at) ||
+                                old->expires_at < 0)
+                        << "successor must outlive the old key";
+                    c.attributes = act.spec.attributes;
+                    c.attributes.back().value = "pending:" + act.key;
+                    c.scopes = act.spec.scopes;
+                    if (!chance(0.1)) finish(c, act.spec);  // else: crash, pending remains
+                    s.a.credentials.push_back(std::move(c));
+                    ++creates_;
+                }
+                break;
+            }
+            case plan::action_kind::complete_successor: {
+                credential* c = find(act.key);
+                ASSERT_NE(c, nullptr);
+                finish(*c, act.spec);
+                break;
+            }
+            case plan::action_kind::revoke_key: {
+                credential* k = find(act.key);
+                ASSERT_NE(k, nullptr);
+                if (act.replaces.empty()) check_revocation_allowed(s, *k, now);
+                k->status = "revoked";
+                break;
+            }
+            case plan::action_kind::delete_key: {
+                auto& v = s.a.credentials;
+                v.erase(std::remove_if(v.begin(), v.end(),
+                                       [&](const credential& c) { return c.fingerprint == act.key; }),
+                        v.end());
+                break;
+            }
+            case plan::action_kind::report: break;
+        }
+    }
+
+    static void finish(credential& c, const plan::successor_spec& spec) {
+        c.products.clear();
+        for (const auto& p : spec.products)
+            c.products.push_back({p.name, p.status == "pending" ? "revoked" : p.status});
+        c.attributes = spec.attributes;  // final marker last
+        c.scopes = spec.scopes;
+    }
+
+    void check_revocation_allowed(const sim_app& s, const credential& old, millis now) {
+        // A revoked old key had a complete, valid successor whose overlap is over.
+        const credential* succ = nullptr;
+        for (const auto& c : s.a.credentials) {
+            const std::string* m = find_attribute(c.attributes, k_marker_attribute);
+            if (m && *m == old.fingerprint && plan::key_valid(c, now)) succ = &c;
+        }
+        ASSERT_NE(succ, nullptr) << "revoked " << old.fingerprint << " with no valid successor";
+        millis due = succ->issued_at + s.p.rotation.overlap;
+        if (old.expires_at >= 0) due = std::min(due, old.expires_at);
+        EXPECT_GE(now, due) << "revoked early";
+        for (const auto& p : old.products) {
+            if (p.status != "approved") continue;
+            bool ok = false;
+            for (const auto& q : succ->products) ok |= q.name == p.name && q.status == "approved";
+            EXPECT_TRUE(ok) << "revoked while the successor lacked " << p.name;
+        }
+    }
+
+    void check_invariants(const sim_app& s, millis now) {
+        bool valid = false;
+        for (const auto& c : s.a.credentials) valid |= plan::key_valid(c, now);
+        if (!s.human_revoked_successor) {
+            EXPECT_TRUE(valid) << "app " << s.a.name << " without a valid key at " << now;
+        }
+        EXPECT_EQ(s.a.attributes, s.human_attributes) << "app attributes changed";
+        // At most one approved, unexpired successor per key.
+        std::map<std::string, int> live;
+        for (const auto& c : s.a.credentials) {
+            const std::string* m = find_attribute(c.attributes, k_marker_attribute);
+            if (!m || !plan::key_valid(c, now)) continue;
+            std::string parent = *m;
+            if (parent.rfind("pending:", 0) == 0) parent = parent.substr(8);
+            ++live[parent];
+        }
+        for (const auto& [parent, n] : live) {
+            EXPECT_LE(n, 1) << "duplicate successors of " << parent << " in " << s.a.name;
+        }
+        // Complete successors carry the old key's own attributes and products.
+        for (const auto& c : s.a.credentials) {
+            const std::string* m = find_attribute(c.attributes, k_marker_attribute);
+            if (!m || m->rfind("pending:", 0) == 0) continue;
+            for (const auto& old : s.a.credentials) {
+                if (old.fingerprint != *m) continue;
+                for (const auto& attr : old.attributes) {
+                    if (attr.name == k_marker_attribute) continue;
+                    EXPECT_NE(find_attribute(c.attributes, attr.name), nullptr)
+                        << "lost attribute " << attr.name;
+                }
+                for (const auto& p : old.products) {
+                    bool has = false;
+                    for (const auto& q : c.products) has |= q.name == p.name;
+                    EXPECT_TRUE(has) << "lost product " << p.name;
+                }
+            }
+        }
+    }
+
+    void human(sim_app& s, millis now) {
+        if (chance(0.002)) {  // edits the app's attributes
+            s.a.attributes = {{"DisplayName", "App " + std::to_string(next_id())},
+                              {"Notes", "edited"}};
+            s.human_attributes = s.a.attributes;
+        }
+        if (chance(0.001)) {  // adds a key by hand
+            credential c = new_key(now, now + rand_span(30, 200) * k_day);
+            c.products = {{"payments", "approved"}};
+            s.a.credentials.push_back(std::move(c));
+        }
+        if (chance(0.001)) {  // revokes a successor
+            for (auto& c : s.a.credentials) {
+                if (find_attribute(c.attributes, k_marker_attribute) && c.status == "approved") {
+                    c.status = "revoked";
+                    s.human_revoked_successor = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    int creates_ = 0;
+
+private:
+    std::mt19937_64 rng_;
+    int id_ = 0;
+};
+
+TEST(Simulation, ThreeYearsOfRotationKeepInvariants) {
+    for (unsigned seed : {1u, 2u, 3u}) {
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        simulation sim(seed);
+        const millis start = keyrot::testing::T0;
+        std::vector<sim_app> apps;
+        for (int i = 0; i < 25; ++i) {
+            sim_app s;
+            s.p = keyrot::testing::make_policy();
+            const millis life = sim.rand_span(20, 200) * k_day;
+            s.p.rotation.key_lifetime = life;
+            s.p.rotation.rotate_before = sim.rand_span(2 * k_day, life / 3);
+            s.p.rotation.overlap = sim.rand_span(k_hour, s.p.rotation.rotate_before / 2);
+            s.p.rotation.delete_revoked_after = sim.chance(0.5) ? sim.rand_span(0, 60) * k_day : 0;
+            if (sim.chance(0.2)) s.p.rotation.max_age = life / 2;
+            s.a = keyrot::testing::make_app({});
+            s.a.name = "app" + std::to_string(i);
+            s.human_attributes = s.a.attributes;
+            credential k = sim.new_key(start - sim.rand_span(0, life / 2), 0);
+            k.expires_at = k.issued_at + life;
+            k.products = {{"payments", "approved"}, {"admin", "revoked"}, {"beta", "pending"}};
+            k.attributes = {{"tier", "gold"}};
+            k.scopes = {"read"};
+            s.a.credentials.push_back(std::move(k));
+            apps.push_back(std::move(s));
+        }
+        const millis step = 6 * k_hour;  // keyrotd's pass interval in this world
+        int steps = 0;
+        for (millis now = start; now < start + 3 * 365 * k_day; now += step, ++steps) {
+            for (auto& s : apps) {
+                sim.human(s, now);
+                // Two passes per step: a crash leaves a pending successor for the next one.
+                for (int pass = 0; pass < 2; ++pass) {
+                    const plan::app_plan plan = plan::plan_app(s.a, s.p, now);
+                    for (const auto& act : plan.actions) sim.apply(s, act, now);
+                }
+                sim.check_invariants(s, now);
+                if (::testing::Test::HasFailure()) return;
+            }
+        }
+        EXPECT_GT(steps, 4000);
+        EXPECT_GT(sim.creates_, 25 * 3) << "keys were rotated many times";
+    }
+}
+
+}  // namespace
