@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -94,14 +95,18 @@ struct diagnostic {
     enum class severity { error, warning };
     severity level = severity::error;
     std::string file;
-    int line = 0;    // 1-based; 0 when unknown
-    int column = 0;  // 1-based; 0 when unknown
+    int line = 0;       // 1-based; 0 when unknown
+    int column = 0;     // 1-based; 0 when unknown
     std::string field;  // dotted path: "rotation.overlap"
     std::string message;
 };
 
-// "file:line:column: error: field: message"
+// "file:line:column: error: field: message". ":line:column" is left out when
+// the line is unknown (0), "field: " when the field is empty.
 std::string to_string(const diagnostic& d);
+
+// True when any diagnostic is an error (not just a warning).
+bool has_errors(const std::vector<diagnostic>& ds);
 
 struct load_result {
     std::optional<config> cfg;  // set only when there is no error (warnings allowed)
@@ -121,9 +126,21 @@ struct policies_result {
 };
 policies_result load_policies(const std::filesystem::path& path);
 
-// Shell-style glob: '*' any run, '?' one char, '[abc]' / '[a-z]' / '[!a]' sets.
+// Shell-style glob: '*' any run, '?' one char, '[abc]' / '[a-z]' / '[!a]' sets
+// ('[^a]' too), '\\' escapes the next char. Case-sensitive, whole-string match.
 bool glob_match(std::string_view pattern, std::string_view text);
+// The same, ignoring ASCII case: use it for developer emails (match.developers
+// and match.exclude.developers), since Apigee stores emails as typed.
+bool glob_match_icase(std::string_view pattern, std::string_view text);
 // true when the glob is well-formed (balanced brackets, non-empty).
 bool glob_valid(std::string_view pattern);
+// Why a glob is malformed ("unclosed '[' at position 3"); nullopt when valid.
+std::optional<std::string> glob_error(std::string_view pattern);
+
+// Every field the loader accepts, as dotted paths ("apigee.auth.method",
+// "rotation.window.days"); maps with free-form keys (match.attributes) are
+// listed as the map itself. Used to keep policies/*.schema.json in step.
+const std::vector<std::string>& config_fields();
+const std::vector<std::string>& policy_fields();
 
 }  // namespace keyrot::policy
