@@ -1,0 +1,164 @@
+// The emulator's state and its request handler: an in-memory Apigee management
+// API (organizations, developers, API products, developer apps, credentials)
+// plus the /__emulator/ test hooks. No I/O here: the server (server.cpp) hands
+// over a parsed request and writes back the reply. All timestamps come from
+// the emulator clock (real time + an offset that tests can advance), never
+// from the system clock directly. Not thread-safe: one io_context thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace keyrot::emulator {
+
+using millis = std::int64_t;
+
+struct request {
+    std::string method;  // "GET", "POST", ...
+    std::string target;  // path and query, still URL-encoded
+    std::string authorization;
+    std::string content_type;
+    std::string body;
+};
+
+struct response {
+    int status = 200;
+    std::string body;  // JSON, or empty
+    std::string content_type = "application/json";
+    std::vector<std::pair<std::string, std::string>> headers;
+    millis delay_ms = 0;  // answer after this long (latency injection)
+    bool drop = false;    // close the connection without answering
+};
+
+struct attribute {
+    std::string name;
+    std::string value;
+};
+
+struct key_product {
+    std::string name;
+    std::string status;  // approved | revoked | pending
+};
+
+struct credential {
+    std::string consumer_key;
+    std::string consumer_secret;
+    std::string status = "approved";
+    millis issued_at = 0;
+    millis expires_at = -1;
+    std::vector<attribute> attributes;
+    std::vector<std::string> scopes;
+    std::vector<key_product> products;
+};
+
+struct developer_app {
+    std::string name;
+    std::string app_id;
+    std::string status = "approved";
+    std::vector<attribute> attributes;
+    std::string callback_url;
+    std::vector<std::string> scopes;
+    std::string app_family;
+    millis key_expires_in = -1;
+    millis created_at = 0;
+    millis last_modified_at = 0;
+    std::vector<credential> credentials;
+};
+
+struct developer {
+    std::string email;
+    std::string developer_id;
+    std::string first_name;
+    std::string last_name;
+    std::string user_name;
+    std::string status = "active";
+    std::vector<attribute> attributes;
+    millis created_at = 0;
+    millis last_modified_at = 0;
+};
+
+struct api_product {
+    std::string name;
+    std::string display_name;
+    std::string approval_type = "auto";
+    std::vector<attribute> attributes;
+    millis created_at = 0;
+    millis last_modified_at = 0;
+};
+
+// Apps are kept in one ordered map keyed by (lower-case developer email, app
+// name): the org-wide list pages through it and a developer's apps are a range.
+using app_key = std::pair<std::string, std::string>;
+
+struct organization {
+    std::string name;
+    std::map<std::string, developer> developers;  // by lower-case email
+    std::map<std::string, api_product> products;
+    std::map<app_key, developer_app> apps;
+    std::unordered_map<std::string, app_key> key_index;  // consumer key -> app
+    std::unordered_map<std::string, app_key> app_id_index;
+};
+
+struct faults {
+    millis latency_ms = 0;
+    double p503 = 0;
+    double p429 = 0;
+    int retry_after_seconds = 1;
+    double p_drop_after_write = 0;
+    std::uint64_t seed = 0;
+};
+
+struct availability_record {
+    millis ts;
+    std::string org, developer, app;
+    int usable_before;
+    int usable_keys;
+    std::string request;
+};
+
+class emulator {
+  public:
+    explicit emulator(std::string token = {});
+
+    // Throws std::runtime_error on a bad seed (fatal at start-up).
+    void load_seed(const nlohmann::json& seed);
+    void set_latency(millis ms) { faults_.latency_ms = ms; }
+
+    response handle(const request& req);
+
+    millis now() const;
+
+  private:
+    response handle_hook(const request& req, const std::string& path, const std::string& query);
+    response handle_api(const request& req, const std::vector<std::string>& seg,
+                        const std::multimap<std::string, std::string>& query, std::string& route);
+
+    organization& load_org(const nlohmann::json& o, millis base);
+    nlohmann::json dump_state() const;
+    int usable_keys(const organization& org, const app_key& k) const;
+    void record_availability(const std::string& org, const app_key& k, int before,
+                             const std::string& route);
+
+    std::string token_;
+    millis clock_offset_ms_ = 0;
+    std::map<std::string, std::unique_ptr<organization>> orgs_;
+    faults faults_;
+    std::mt19937_64 fault_rng_;
+    std::mt19937_64 id_rng_;
+    std::map<std::string, std::uint64_t> counters_;
+    std::map<std::int64_t, std::uint64_t> rate_;  // unix second -> requests
+    std::deque<availability_record> availability_;
+    std::vector<availability_record> ever_lost_last_;
+    std::uint64_t availability_dropped_ = 0;
+};
+
+}  // namespace keyrot::emulator

@@ -1,0 +1,86 @@
+// apigee-emulator: the Apigee management API on loopback, for tests and demos.
+// See docs/emulator.md for the CLI, the seed format and the /__emulator/ hooks.
+#include <malloc.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "emulator.hpp"
+#include "server.hpp"
+
+namespace {
+
+constexpr const char* k_usage =
+    "usage: apigee-emulator [--port N] [--port-file FILE] [--bind ADDR] [--seed FILE]\n"
+    "                       [--token TOKEN] [--cert FILE --key FILE] [--latency-ms N]\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace keyrot::emulator;
+    server_options opts;
+    std::string seed_file, token;
+    long latency = 0;
+    try {
+        for (int i = 1; i < argc; ++i) {
+            std::string a = argv[i];
+            auto value = [&]() -> std::string {
+                if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+                return argv[++i];
+            };
+            if (a == "--port") {
+                long p = std::stol(value());
+                if (p < 0 || p > 65535) throw std::invalid_argument("--port out of range");
+                opts.port = static_cast<std::uint16_t>(p);
+            } else if (a == "--port-file") {
+                opts.port_file = value();
+            } else if (a == "--bind") {
+                opts.bind = value();
+            } else if (a == "--seed") {
+                seed_file = value();
+            } else if (a == "--token") {
+                token = value();
+            } else if (a == "--cert") {
+                opts.cert_file = value();
+            } else if (a == "--key") {
+                opts.key_file = value();
+            } else if (a == "--latency-ms") {
+                latency = std::stol(value());
+                if (latency < 0) throw std::invalid_argument("--latency-ms must be >= 0");
+            } else if (a == "--help" || a == "-h") {
+                std::cout << k_usage;
+                return 0;
+            } else {
+                throw std::invalid_argument("unknown argument " + a);
+            }
+        }
+        if (opts.cert_file.empty() != opts.key_file.empty())
+            throw std::invalid_argument("--cert and --key go together");
+    } catch (const std::exception& e) {
+        std::cerr << "apigee-emulator: " << e.what() << "\n" << k_usage;
+        return 2;
+    }
+
+    try {
+        emulator emu(token);
+        emu.set_latency(latency);
+        if (!seed_file.empty()) {
+            std::ifstream f(seed_file);
+            if (!f) throw std::runtime_error("cannot read seed file " + seed_file);
+            {
+                auto seed = nlohmann::json::parse(f);
+                emu.load_seed(seed);
+            }
+            malloc_trim(0);  // the parsed seed was big; give its memory back
+        }
+        run_server(emu, opts);
+    } catch (const std::exception& e) {
+        std::cerr << "apigee-emulator: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}
