@@ -4,8 +4,10 @@
 // (build-notes.md, pitfall 1), so every Asio include goes through here.
 #pragma once
 
-#include <boost/asio.hpp>
+// clang-format off
 #include <utility>
+#include <boost/asio.hpp>
+// clang-format on
 
 namespace keyrot {
 namespace net = boost::asio;
