@@ -18,7 +18,7 @@ struct action_record {
     std::string developer;
     std::string app;
     std::string policy;
-    std::string action;  // created | completed | revoked | deleted | failed | skipped
+    std::string action;    // created | completed | revoked | deleted | failed | skipped
     std::string key;       // fingerprint
     std::string replaces;  // fingerprint
     bool dry_run = false;
@@ -35,7 +35,7 @@ struct key_record {
 
 struct pass_summary {
     std::string organization;
-    bool ok = false;     // the pass read the whole inventory and no action failed
+    bool ok = false;  // the pass read the whole inventory and no action failed
     millis started = 0;
     double seconds = 0;
     millis next_wake = k_never;  // earliest due moment over all apps
@@ -56,7 +56,7 @@ struct pass_summary {
 };
 
 class observer {
-public:
+  public:
     virtual ~observer() = default;
     // Called once the action is durable (audit log fsynced) or has failed.
     // Returns false when the record could not be made durable: the executor then

@@ -18,12 +18,13 @@ namespace {
 struct sim_app {
     app a;
     policy::policy p;
-    bool human_revoked_successor = false;  // a person took access away on purpose
-    std::vector<attribute> human_attributes;  // what the app's attributes must be
+    bool human_revoked_successor = false;               // a person took access away on purpose
+    std::vector<attribute> human_attributes;            // what the app's attributes must be
+    std::set<std::string> successor_revoked_by_person;  // old keys whose successor a person revoked
 };
 
 class simulation {
-public:
+  public:
     explicit simulation(unsigned seed) : rng_(seed) {}
 
     int next_id() { return ++id_; }
@@ -60,6 +61,8 @@ public:
             case plan::action_kind::create_successor: {
                 credential* old = find(act.key);
                 ASSERT_NE(old, nullptr);
+                EXPECT_EQ(s.successor_revoked_by_person.count(act.key), 0u)
+                    << "a new successor re-grants what a person revoked";
                 const int copies = chance(0.03) ? 2 : 1;  // a race between two daemons
                 for (int i = 0; i < copies; ++i) {
                     credential c = new_key(now, act.expires_at);
@@ -91,12 +94,14 @@ public:
             }
             case plan::action_kind::delete_key: {
                 auto& v = s.a.credentials;
-                v.erase(std::remove_if(v.begin(), v.end(),
-                                       [&](const credential& c) { return c.fingerprint == act.key; }),
-                        v.end());
+                v.erase(
+                    std::remove_if(v.begin(), v.end(),
+                                   [&](const credential& c) { return c.fingerprint == act.key; }),
+                    v.end());
                 break;
             }
-            case plan::action_kind::report: break;
+            case plan::action_kind::report:
+                break;
         }
     }
 
@@ -177,10 +182,18 @@ public:
             c.products = {{"payments", "approved"}};
             s.a.credentials.push_back(std::move(c));
         }
-        if (chance(0.001)) {  // revokes a successor
+        if (chance(0.01)) {  // revokes a successor while its old key still works
             for (auto& c : s.a.credentials) {
-                if (find_attribute(c.attributes, k_marker_attribute) && c.status == "approved") {
+                const std::string* m = find_attribute(c.attributes, k_marker_attribute);
+                if (!m || c.status != "approved") continue;
+                const std::string parent = m->rfind("pending:", 0) == 0 ? m->substr(8) : *m;
+                bool parent_valid = false;
+                for (const auto& o : s.a.credentials)
+                    parent_valid |= o.fingerprint == parent && plan::key_valid(o, now);
+                if (parent_valid) {
                     c.status = "revoked";
+                    s.successor_revoked_by_person.insert(m->rfind("pending:", 0) == 0 ? m->substr(8)
+                                                                                      : *m);
                     s.human_revoked_successor = true;
                     break;
                 }
@@ -190,7 +203,7 @@ public:
 
     int creates_ = 0;
 
-private:
+  private:
     std::mt19937_64 rng_;
     int id_ = 0;
 };

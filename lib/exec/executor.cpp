@@ -1,0 +1,552 @@
+#include "exec/executor.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+
+#include "apigee/api.hpp"
+#include "common/fingerprint.hpp"
+#include "exec/keygen.hpp"
+
+namespace keyrot::exec {
+namespace {
+
+const credential* find_key(const app& a, const std::string& fp) {
+    for (const auto& c : a.credentials)
+        if (c.fingerprint == fp) return &c;
+    return nullptr;
+}
+
+std::string product_status(const credential& c, const std::string& product) {
+    for (const auto& p : c.products)
+        if (p.name == product) return p.status;
+    return "";
+}
+
+template <typename T>
+std::vector<T> sorted(std::vector<T> v) {
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+        if constexpr (std::is_same_v<T, attribute>)
+            return std::tie(a.name, a.value) < std::tie(b.name, b.value);
+        else
+            return a < b;
+    });
+    return v;
+}
+
+// Whether a failed write may have taken effect, so that reading back is the
+// only way to know (apigee-api.md, trap 4).
+bool maybe_applied(const error& e) {
+    return e.what == error::kind::network || (e.what == error::kind::http && e.status >= 500);
+}
+
+std::vector<attribute> with_marker(std::vector<attribute> attrs, const std::string& value) {
+    for (auto& a : attrs) {
+        if (a.name == k_marker_attribute) {
+            a.value = value;
+            return attrs;
+        }
+    }
+    attrs.push_back({k_marker_attribute, value});
+    return attrs;
+}
+
+std::string app_key(const app& a) { return a.developer_email + "\n" + a.name; }
+
+}  // namespace
+
+executor::executor(apigee::api& api, observer& obs, std::filesystem::path state_dir,
+                   std::function<millis()> clock)
+    : api_(api), obs_(obs), journal_(state_dir / "journal"), clock_(std::move(clock)) {}
+
+net::awaitable<result<inventory>> executor::read_inventory(const run_options& opt) {
+    inventory inv;
+    std::map<std::string, std::string> developer_status;
+    {
+        auto devs = co_await api_.list_developers();
+        ++inv.list_requests;
+        if (!devs) co_return devs.err();
+        for (auto& [email, status] : devs.value()) developer_status[email] = status;
+    }
+    std::map<std::string, std::size_t> index;  // developer\napp -> position
+    for (const char* key_status : {"approved", "revoked"}) {
+        std::string token;
+        std::set<std::string> seen_tokens;
+        do {
+            auto page = co_await api_.list_apps_page(token, opt.page_size, key_status);
+            ++inv.list_requests;
+            if (!page) co_return page.err();
+            for (auto& a : page->apps) {
+                a.organization = api_.organization();
+                auto st = developer_status.find(a.developer_email);
+                // A developer missing from the list is treated as inactive: never
+                // write to an app whose owner we cannot see.
+                a.developer_status = st == developer_status.end() ? "unknown" : st->second;
+                auto [it, fresh] = index.emplace(app_key(a), inv.apps.size());
+                if (fresh) {
+                    inv.apps.push_back(std::move(a));
+                } else {
+                    auto& known = inv.apps[it->second].credentials;
+                    for (auto& c : a.credentials)
+                        if (find_key(inv.apps[it->second], c.fingerprint) == nullptr)
+                            known.push_back(std::move(c));
+                }
+            }
+            token = page->next_page_token;
+            if (!token.empty() && !seen_tokens.insert(token).second) {
+                co_return error{error::kind::protocol, 0, "", "app list repeats a page token"};
+            }
+        } while (!token.empty());
+    }
+    co_return inv;
+}
+
+net::awaitable<result<std::vector<planned_app>>> executor::plan(
+    const std::vector<policy::policy>& policies, const run_options& opt) {
+    auto inv = co_await read_inventory(opt);
+    if (!inv) co_return inv.err();
+    std::vector<planned_app> out;
+    const millis now = clock_();
+    for (auto& a : inv->apps) {
+        if (!opt.only_app.empty() && opt.only_app != a.developer_email + "/" + a.name) continue;
+        const policy::policy* p = plan::match_policy(a, policies);
+        if (p == nullptr) continue;
+        planned_app pa;
+        pa.plan = plan::plan_app(a, *p, now, opt.plan);
+        pa.snapshot = std::move(a);
+        pa.policy = p;
+        out.push_back(std::move(pa));
+    }
+    co_return out;
+}
+
+net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy>& policies,
+                                                const run_options& opt) {
+    pass_summary sum;
+    sum.organization = api_.organization();
+    sum.started = clock_();
+    const auto t0 = std::chrono::steady_clock::now();
+    auto planned = co_await plan(policies, opt);
+    if (!planned) {
+        sum.error = "inventory: " + planned.err().describe();
+        sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        obs_.on_pass(sum);
+        co_return sum;
+    }
+    auto& apps = planned.value();
+    sum.apps_matched = static_cast<int>(apps.size());
+
+    // A few workers take apps in turn; one thread runs them all, so the shared
+    // index needs no lock. The HTTP client bounds requests in flight.
+    std::size_t next = 0;
+    const int workers = std::max(1, std::min<int>(opt.concurrency, static_cast<int>(apps.size())));
+    auto ex = co_await net::this_coro::executor;
+    int running = workers;
+    net::steady_timer done(ex, net::steady_timer::time_point::max());
+    std::exception_ptr first_error;
+    for (int i = 0; i < workers; ++i) {
+        net::co_spawn(ex, work(apps, next, opt, sum),
+                      [&running, &done, &first_error](std::exception_ptr e) {
+                          if (e && !first_error) first_error = e;
+                          if (--running == 0) done.cancel();
+                      });
+    }
+    if (running > 0) {
+        boost::system::error_code ec;
+        co_await done.async_wait(net::redirect_error(net::use_awaitable, ec));
+    }
+    if (first_error) std::rethrow_exception(first_error);  // a bug: let it be seen
+
+    std::map<std::string, pass_summary::policy_counts> counts;
+    for (const auto& pa : apps) {
+        auto& c = counts[pa.policy->name];
+        c.policy = pa.policy->name;
+        if (!pa.plan.skipped && !pa.plan.has_valid_key) ++c.apps_without_valid_key;
+        if (pa.plan.next_wake != k_never)
+            sum.next_wake = sum.next_wake == k_never ? pa.plan.next_wake
+                                                     : std::min(sum.next_wake, pa.plan.next_wake);
+        for (const auto& k : pa.plan.keys) {
+            switch (k.state) {
+                case plan::key_state::valid:
+                    ++c.valid;
+                    break;
+                case plan::key_state::due:
+                    ++c.due;
+                    break;
+                case plan::key_state::overlap:
+                    ++c.overlap;
+                    break;
+                case plan::key_state::expired:
+                    ++c.expired;
+                    break;
+                case plan::key_state::revoked:
+                    ++c.revoked;
+                    break;
+            }
+            if (obs_.wants_keys())
+                sum.keys.push_back(
+                    {pa.snapshot.developer_email, pa.snapshot.name, pa.policy->name, k});
+        }
+    }
+    for (auto& [name, c] : counts) sum.by_policy.push_back(c);
+    sum.ok = sum.actions_failed == 0;
+    sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    obs_.on_pass(sum);
+    co_return sum;
+}
+
+net::awaitable<void> executor::work(std::vector<planned_app>& apps, std::size_t& next,
+                                    const run_options& opt, pass_summary& sum) {
+    while (next < apps.size()) {
+        planned_app& pa = apps[next++];
+        co_await apply_app(pa, opt, sum);
+    }
+}
+
+net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt,
+                                         pass_summary& sum) {
+    const bool dry = opt.dry_run || pa.policy->dry_run;
+    if (pa.plan.skipped) co_return;
+    if (!dry) co_await recover_journal(pa);
+    // Plan, act, re-read, plan again: a rotation (create, complete) and what
+    // follows from it settle in one pass. Bounded, in case Apigee and we disagree.
+    for (int round = 0; round < 4; ++round) {
+        if (round > 0) pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), opt.plan);
+        bool wrote = false;
+        for (const auto& act : pa.plan.actions) {
+            if (act.kind == plan::action_kind::report) {
+                if (round == 0)
+                    record(pa, act.failed ? "failed" : "skipped", act.key, act.replaces, act.reason,
+                           dry);
+                if (act.failed) ++sum.actions_failed;
+                continue;
+            }
+            if (dry) {
+                const char* what = act.kind == plan::action_kind::create_successor     ? "created"
+                                   : act.kind == plan::action_kind::complete_successor ? "completed"
+                                   : act.kind == plan::action_kind::revoke_key         ? "revoked"
+                                                                                       : "deleted";
+                record(pa, what, act.kind == plan::action_kind::create_successor ? "" : act.key,
+                       act.kind == plan::action_kind::create_successor ? act.key : act.replaces,
+                       "dry run: " + act.reason, true, act.late);
+                ++sum.actions_done;
+                continue;
+            }
+            wrote = true;
+            const bool ok = co_await apply(pa, act, opt);
+            if (!ok) {
+                ++sum.actions_failed;
+                co_return;  // the next pass reads the real state and continues from it
+            }
+            ++sum.actions_done;
+        }
+        if (!wrote) co_return;
+        auto fresh = co_await api_.get_app(pa.snapshot.developer_email, pa.snapshot.name);
+        if (!fresh) {
+            fail(pa, "", "", "re-reading the app after writing: " + fresh.err().describe());
+            ++sum.actions_failed;
+            co_return;
+        }
+        fresh->organization = pa.snapshot.organization;
+        fresh->developer_status = pa.snapshot.developer_status;
+        pa.snapshot = std::move(fresh.value());
+    }
+    pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), opt.plan);
+}
+
+net::awaitable<bool> executor::apply(planned_app& pa, const plan::action& act, const run_options&) {
+    switch (act.kind) {
+        case plan::action_kind::create_successor:
+            if (pa.policy->rotation.method == policy::rotation_method::generate)
+                co_return co_await create_generate(pa, act);
+            co_return co_await create_import(pa, act);
+        case plan::action_kind::complete_successor: {
+            const credential* s = find_key(pa.snapshot, act.key);
+            if (s == nullptr) co_return fail(pa, act.key, act.replaces, "successor vanished");
+            co_return co_await complete(pa, *s, act.spec, act.replaces);
+        }
+        case plan::action_kind::revoke_key:
+            co_return co_await revoke(pa, act);
+        case plan::action_kind::delete_key:
+            co_return co_await remove(pa, act);
+        case plan::action_kind::report:
+            co_return true;
+    }
+    co_return true;
+}
+
+net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action& act) {
+    const std::string& dev = pa.snapshot.developer_email;
+    const std::string& name = pa.snapshot.name;
+    apigee::new_key nk;
+    nk.consumer_key = random_token(48);
+    nk.consumer_secret = random_token(48);
+    const millis now = clock_();
+    nk.expires_in_seconds =
+        act.expires_at == k_never ? k_never : std::max<millis>(1, (act.expires_at - now) / 1000);
+    nk.attributes = with_marker(act.spec.attributes, k_pending_prefix + act.key);
+    nk.scopes = act.spec.scopes;
+    const std::string fp = fingerprint(nk.consumer_key);
+
+    auto created = co_await api_.create_key(dev, name, nk);
+    if (!created) {
+        if (!maybe_applied(created.err()) && !created.err().is_status(409))
+            co_return fail(pa, fp, act.key, "create key: " + created.err().describe());
+        // It may exist after all: read it back instead of creating another.
+        auto back = co_await api_.get_key(dev, name, nk.consumer_key);
+        if (!back) {
+            co_return fail(pa, fp, act.key,
+                           "create key: " + created.err().describe() +
+                               "; not found on read-back, the next pass starts over");
+        }
+        created = std::move(back);
+    }
+    credential s = std::move(created.value());
+    s.fingerprint = fp;
+    s.consumer_key = nk.consumer_key;
+    const std::string* mark = find_attribute(s.attributes, k_marker_attribute);
+    if (mark == nullptr || *mark != k_pending_prefix + act.key || s.status != "approved")
+        co_return fail(pa, fp, act.key, "created key does not read back as a pending successor");
+    if (!record(pa, "created", fp, act.key, act.reason, false, act.late)) co_return false;
+    co_return co_await complete(pa, std::move(s), act.spec, act.key);
+}
+
+net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::action& act) {
+    const std::string& dev = pa.snapshot.developer_email;
+    const std::string& name = pa.snapshot.name;
+    const credential* old = find_key(pa.snapshot, act.key);
+    if (old == nullptr) co_return fail(pa, "", act.key, "old key vanished");
+    std::vector<std::string> products;
+    for (const auto& p : old->products) products.push_back(p.name);
+
+    // Read the app right before: the body must repeat everything it holds.
+    auto before = co_await api_.get_app(dev, name);
+    if (!before)
+        co_return fail(pa, "", act.key, "read app before generate: " + before.err().describe());
+    journal_entry je{pa.snapshot.organization, dev, name, act.key, {}, clock_()};
+    for (const auto& c : before->credentials) je.known.push_back(c.fingerprint);
+    if (!journal_.write(je))
+        co_return fail(pa, "", act.key, "cannot write the journal in stateDir");
+
+    app body = before.value();
+    body.api_products = products;
+    body.scopes = act.spec.scopes;
+    const millis now = clock_();
+    body.key_expires_in = act.expires_at == k_never ? k_never : act.expires_at - now;
+    auto after = co_await api_.generate_key(dev, body);
+    if (!after) {
+        if (!maybe_applied(after.err())) {
+            journal_.remove(pa.snapshot.organization, dev, name);
+            co_return fail(pa, "", act.key, "generate key: " + after.err().describe());
+        }
+        after = co_await api_.get_app(dev, name);
+        if (!after)
+            co_return fail(pa, "", act.key, "read app after generate: " + after.err().describe());
+    }
+    // The new key is the one the journal did not know.
+    const credential* fresh = nullptr;
+    for (const auto& c : after->credentials) {
+        if (std::find(je.known.begin(), je.known.end(), c.fingerprint) == je.known.end() &&
+            find_attribute(c.attributes, k_marker_attribute) == nullptr)
+            fresh = &c;
+    }
+    bool ok = true;
+    if (sorted(after->attributes) != sorted(before->attributes) ||
+        after->callback_url != before->callback_url) {
+        // Trap 1: generate replaced the app's attributes or callback URL. Put them back.
+        auto restored = co_await api_.update_app(dev, before.value());
+        ok = false;
+        fail(pa, fresh ? fresh->fingerprint : "", act.key,
+             std::string("generate changed the app's attributes or callback URL; ") +
+                 (restored ? "restored them" : "restoring FAILED: " + restored.err().describe()));
+    }
+    if (fresh == nullptr) {
+        journal_.remove(pa.snapshot.organization, dev, name);
+        co_return fail(pa, "", act.key, "generate: no new key found; the next pass starts over");
+    }
+    credential s = *fresh;
+    auto marked =
+        co_await api_.update_key(dev, name, s.consumer_key, {},
+                                 with_marker(std::vector<attribute>{}, k_pending_prefix + act.key));
+    if (!marked)
+        co_return fail(pa, s.fingerprint, act.key, "mark new key: " + marked.err().describe());
+    journal_.remove(pa.snapshot.organization, dev, name);
+    s.attributes = marked->attributes;
+    s.products = marked->products;
+    if (!record(pa, "created", s.fingerprint, act.key, act.reason, false, act.late))
+        co_return false;
+    const bool completed = co_await complete(pa, std::move(s), act.spec, act.key);
+    co_return ok&& completed;
+}
+
+net::awaitable<void> executor::recover_journal(planned_app& pa) {
+    const auto& a = pa.snapshot;
+    auto je = journal_.read(a.organization, a.developer_email, a.name);
+    if (!je) co_return;
+    // A key that appeared after the entry, without a marker, is the successor
+    // whose marker the crash prevented.
+    for (const auto& c : a.credentials) {
+        if (std::find(je->known.begin(), je->known.end(), c.fingerprint) != je->known.end())
+            continue;
+        if (find_attribute(c.attributes, k_marker_attribute) != nullptr) continue;
+        if (c.issued_at + 5 * k_minute < je->ts) continue;
+        auto marked =
+            co_await api_.update_key(a.developer_email, a.name, c.consumer_key, {},
+                                     with_marker(c.attributes, k_pending_prefix + je->replaces));
+        if (!marked) {
+            fail(pa, c.fingerprint, je->replaces, "journal recovery: " + marked.err().describe());
+            co_return;  // keep the entry; try again next pass
+        }
+        record(pa, "created", c.fingerprint, je->replaces, "recovered from the generate journal");
+        break;
+    }
+    journal_.remove(a.organization, a.developer_email, a.name);
+    auto fresh = co_await api_.get_app(a.developer_email, a.name);
+    if (fresh) {
+        fresh->organization = pa.snapshot.organization;
+        fresh->developer_status = pa.snapshot.developer_status;
+        pa.snapshot = std::move(fresh.value());
+        pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), {});
+    }
+}
+
+net::awaitable<bool> executor::complete(planned_app& pa, credential s,
+                                        const plan::successor_spec& spec,
+                                        const std::string& replaces) {
+    const std::string& dev = pa.snapshot.developer_email;
+    const std::string& name = pa.snapshot.name;
+    const std::string fp = s.fingerprint;
+    const secret key = s.consumer_key;
+
+    // 1. Products the old key has, added (Apigee sets approved or pending).
+    std::vector<std::string> missing;
+    for (const auto& p : spec.products)
+        if (product_status(s, p.name).empty()) missing.push_back(p.name);
+    if (!missing.empty()) {
+        auto r = co_await api_.update_key(dev, name, key, missing, std::nullopt);
+        if (!r) co_return fail(pa, fp, replaces, "add products: " + r.err().describe());
+        s.products = r->products;
+        for (const auto& m : missing)
+            if (product_status(s, m).empty())
+                co_return fail(pa, fp, replaces, "product " + m + " missing after adding it");
+    }
+    // 2. Each product's status mirrored, never wider (trap 3): a pending the API
+    //    cannot set becomes revoked.
+    bool changed = false;
+    for (const auto& p : spec.products) {
+        const std::string actual = product_status(s, p.name);
+        bool approve = false, revoke = false;
+        if (p.status == "approved" && actual != "approved") approve = true;
+        if (p.status == "revoked" && actual != "revoked") revoke = true;
+        if (p.status == "pending" && actual == "approved") revoke = true;
+        if (p.status != "approved" && p.status != "revoked" && p.status != "pending" &&
+            actual == "approved")
+            revoke = true;  // an unknown status is never widened
+        if (!approve && !revoke) continue;
+        auto r = co_await api_.set_key_product_status(dev, name, key, p.name, approve);
+        if (!r)
+            co_return fail(pa, fp, replaces, "set status of " + p.name + ": " + r.err().describe());
+        changed = true;
+    }
+    if (changed) {
+        auto back = co_await api_.get_key(dev, name, key);
+        if (!back)
+            co_return fail(pa, fp, replaces,
+                           "read back product statuses: " + back.err().describe());
+        s.products = back->products;
+        for (const auto& p : spec.products) {
+            const std::string actual = product_status(s, p.name);
+            const bool good = p.status == "approved" ? actual == "approved"
+                                                     : actual == "revoked" || actual == "pending";
+            if (!good)
+                co_return fail(
+                    pa, fp, replaces,
+                    "product " + p.name + " reads back " + actual + ", wanted " + p.status);
+        }
+    }
+    // 3. Scopes.
+    if (sorted(s.scopes) != sorted(spec.scopes)) {
+        auto r = co_await api_.replace_key_scopes(dev, name, key, spec.scopes);
+        if (!r) co_return fail(pa, fp, replaces, "set scopes: " + r.err().describe());
+        if (sorted(r->scopes) != sorted(spec.scopes))
+            co_return fail(pa, fp, replaces, "scopes do not read back as set");
+    }
+    // 4. Last, the final marker with the old key's attributes: now it is complete.
+    auto r = co_await api_.update_key(dev, name, key, {}, spec.attributes);
+    if (!r) co_return fail(pa, fp, replaces, "write final marker: " + r.err().describe());
+    if (sorted(r->attributes) != sorted(spec.attributes))
+        co_return fail(pa, fp, replaces, "attributes do not read back as written");
+    co_return record(pa, "completed", fp, replaces,
+                     "products, statuses, scopes and attributes copied; marker final");
+}
+
+net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) {
+    const std::string& dev = pa.snapshot.developer_email;
+    const std::string& name = pa.snapshot.name;
+    const credential* k = find_key(pa.snapshot, act.key);
+    if (k == nullptr) co_return fail(pa, act.key, act.replaces, "key to revoke vanished");
+    const secret key = k->consumer_key;
+    std::string detail = act.reason;
+    if (act.replaces.empty()) {
+        // An old key: its successor must be valid at this moment, not just at inventory time.
+        std::string succ_fp;
+        for (const auto& v : pa.plan.keys)
+            if (v.fingerprint == act.key) succ_fp = v.successor;
+        const credential* s = find_key(pa.snapshot, succ_fp);
+        if (s == nullptr) co_return fail(pa, act.key, "", "no successor to check before revoking");
+        auto now_s = co_await api_.get_key(dev, name, s->consumer_key);
+        if (!now_s) co_return fail(pa, act.key, "", "check successor: " + now_s.err().describe());
+        if (!plan::key_valid(now_s.value(), clock_()))
+            co_return fail(pa, act.key, "",
+                           "successor " + succ_fp + " is not valid now; not revoked");
+    }
+    auto r = co_await api_.set_key_status(dev, name, key, false);
+    if (!r) co_return fail(pa, act.key, act.replaces, "revoke: " + r.err().describe());
+    auto back = co_await api_.get_key(dev, name, key);
+    if (!back || back->status != "revoked")
+        co_return fail(pa, act.key, act.replaces, "revoked key does not read back as revoked");
+    co_return record(pa, "revoked", act.key, act.replaces, detail);
+}
+
+net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) {
+    const std::string& dev = pa.snapshot.developer_email;
+    const std::string& name = pa.snapshot.name;
+    const credential* k = find_key(pa.snapshot, act.key);
+    if (k == nullptr) co_return true;  // already gone
+    const secret key = k->consumer_key;
+    auto r = co_await api_.delete_key(dev, name, key);
+    if (!r && !r.err().is_status(404)) {
+        if (!maybe_applied(r.err()))
+            co_return fail(pa, act.key, "", "delete: " + r.err().describe());
+    }
+    auto back = co_await api_.get_key(dev, name, key);
+    if (back || !back.err().is_status(404))
+        co_return fail(pa, act.key, "", "deleted key still reads back");
+    co_return record(pa, "deleted", act.key, "", act.reason);
+}
+
+bool executor::record(const planned_app& pa, std::string action, const std::string& key,
+                      const std::string& replaces, std::string detail, bool dry_run, bool late) {
+    action_record r;
+    r.ts = clock_();
+    r.organization = pa.snapshot.organization;
+    r.developer = pa.snapshot.developer_email;
+    r.app = pa.snapshot.name;
+    r.policy = pa.policy ? pa.policy->name : "";
+    r.action = std::move(action);
+    r.key = key;
+    r.replaces = replaces;
+    r.dry_run = dry_run;
+    r.late = late;
+    r.detail = std::move(detail);
+    return obs_.on_action(r);
+}
+
+bool executor::fail(const planned_app& pa, const std::string& key, const std::string& replaces,
+                    std::string detail) {
+    record(pa, "failed", key, replaces, std::move(detail));
+    return false;
+}
+
+}  // namespace keyrot::exec

@@ -1,0 +1,90 @@
+// The executor applies plans to Apigee: one pass over an organisation reads
+// the inventory through the paged org app list (two listings: approved and
+// revoked keys), plans each matched app, performs the writes, verifies every
+// one (from the response, or by reading the key back after a 204), re-reads
+// the app it wrote to and plans again until nothing is left to do. A create
+// that failed is never retried blindly: the next step reads what exists.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/asio.hpp"
+#include "common/model.hpp"
+#include "common/result.hpp"
+#include "exec/journal.hpp"
+#include "exec/observer.hpp"
+#include "plan/planner.hpp"
+#include "policy/config.hpp"
+
+namespace keyrot::apigee {
+class api;
+}
+
+namespace keyrot::exec {
+
+struct run_options {
+    bool dry_run = false;  // every write becomes a logged no-op (audit records say dryRun)
+    plan::options plan;
+    std::string only_app;  // "DEVELOPER/APP": act on that app alone; "" = all
+    int page_size = 1000;
+    int concurrency = 8;  // apps worked on at once (the HTTP client bounds requests too)
+    int developer_page_size = 1000;
+};
+
+struct planned_app {
+    app snapshot;  // secrets included: never print it, only names and fingerprints
+    const policy::policy* policy = nullptr;
+    plan::app_plan plan;
+};
+
+struct inventory {
+    std::vector<app> apps;
+    int list_requests = 0;
+};
+
+class executor {
+  public:
+    executor(apigee::api& api, observer& obs, std::filesystem::path state_dir,
+             std::function<millis()> clock);
+
+    // Every app of the organisation with its developer's status and all of its
+    // keys, approved and revoked, from the paged list: no per-app reads.
+    net::awaitable<result<inventory>> read_inventory(const run_options& opt);
+
+    // Plans every app matched by one of `policies` (of this organisation). No writes.
+    net::awaitable<result<std::vector<planned_app>>> plan(
+        const std::vector<policy::policy>& policies, const run_options& opt);
+
+    // One pass: inventory, plan, apply, verify. Never throws for API failures.
+    net::awaitable<pass_summary> run_pass(const std::vector<policy::policy>& policies,
+                                          const run_options& opt);
+
+  private:
+    net::awaitable<void> work(std::vector<planned_app>& apps, std::size_t& next,
+                              const run_options& opt, pass_summary& sum);
+    net::awaitable<void> apply_app(planned_app& pa, const run_options& opt, pass_summary& sum);
+    net::awaitable<bool> apply(planned_app& pa, const plan::action& act, const run_options& opt);
+    net::awaitable<bool> create_import(planned_app& pa, const plan::action& act);
+    net::awaitable<bool> create_generate(planned_app& pa, const plan::action& act);
+    net::awaitable<bool> complete(planned_app& pa, credential successor,
+                                  const plan::successor_spec& spec, const std::string& replaces);
+    net::awaitable<bool> revoke(planned_app& pa, const plan::action& act);
+    net::awaitable<bool> remove(planned_app& pa, const plan::action& act);
+    net::awaitable<void> recover_journal(planned_app& pa);
+
+    bool record(const planned_app& pa, std::string action, const std::string& key,
+                const std::string& replaces, std::string detail, bool dry_run = false,
+                bool late = false);
+    bool fail(const planned_app& pa, const std::string& key, const std::string& replaces,
+              std::string detail);
+
+    apigee::api& api_;
+    observer& obs_;
+    journal journal_;
+    std::function<millis()> clock_;
+};
+
+}  // namespace keyrot::exec

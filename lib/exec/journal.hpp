@@ -1,0 +1,42 @@
+// The write-ahead journal that closes the crash window of `method: generate`:
+// Apigee makes the key, so between the call and writing the marker a crash
+// would leave an unmarked key nobody recognises. Before the call we record the
+// app's key fingerprints; after a restart a key not in that set, without a
+// marker, issued after the entry was written, is the successor.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/duration.hpp"
+
+namespace keyrot::exec {
+
+struct journal_entry {
+    std::string organization;
+    std::string developer;
+    std::string app;
+    std::string replaces;            // fingerprint of the old key
+    std::vector<std::string> known;  // fingerprints before the call
+    millis ts = 0;
+};
+
+class journal {
+  public:
+    explicit journal(std::filesystem::path dir) : dir_(std::move(dir)) {}
+
+    // Durable (fsync of file and directory) before it returns true.
+    bool write(const journal_entry& e);
+    std::optional<journal_entry> read(const std::string& org, const std::string& developer,
+                                      const std::string& app) const;
+    void remove(const std::string& org, const std::string& developer, const std::string& app);
+
+  private:
+    std::filesystem::path path(const std::string& org, const std::string& developer,
+                               const std::string& app) const;
+    std::filesystem::path dir_;
+};
+
+}  // namespace keyrot::exec
