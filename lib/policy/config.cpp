@@ -620,6 +620,12 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
 
 // Reads a whole file into `text`; false (and a diagnostic) when it cannot.
 bool read_file(const fs::path& path, std::string& text, std::vector<diagnostic>& out) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+        out.push_back(
+            {diagnostic::severity::error, path.string(), 0, 0, "", "cannot read: is a directory"});
+        return false;
+    }
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         const int err = errno;
