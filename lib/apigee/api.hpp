@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>  // before Asio: see common/asio.hpp
 #include <vector>
 
 #include "common/asio.hpp"

@@ -1,0 +1,281 @@
+#include "apigee/api.hpp"
+
+#include <set>
+
+#include "apigee/json.hpp"
+#include "auth/token_source.hpp"
+#include "http/client.hpp"
+#include "http/rules.hpp"
+
+namespace keyrot::apigee {
+
+namespace {
+
+using http::encode_component;
+
+struct call_spec {
+    std::string method;
+    std::string target;
+    std::string body;  // may hold a consumer key/secret: wiped when the call ends
+    std::string content_type;
+    std::vector<std::string> scrub;  // strings that must not reach a message (keys, secrets)
+
+    call_spec(std::string m, std::string t) : method(std::move(m)), target(std::move(t)) {}
+    call_spec(call_spec&&) = default;
+    ~call_spec() {
+        cleanse(body);
+        for (auto& s : scrub) cleanse(s);
+    }
+};
+
+void replace_all(std::string& s, const std::string& needle, std::string_view with) {
+    if (needle.empty()) return;
+    for (auto pos = s.find(needle); pos != std::string::npos;
+         pos = s.find(needle, pos + with.size()))
+        s.replace(pos, needle.size(), with);
+}
+
+// A server's message, fit for a log line: no control characters, none of the
+// request's keys or secrets (raw or URL-encoded), at most 200 bytes.
+std::string sanitise(std::string msg, const std::vector<std::string>& scrub) {
+    for (const auto& s : scrub) {
+        replace_all(msg, s, "***");
+        replace_all(msg, encode_component(s), "***");
+    }
+    for (auto& c : msg)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+    if (msg.size() > 200) {
+        std::size_t cut = 200;
+        while (cut > 0 && (static_cast<unsigned char>(msg[cut]) & 0xC0) == 0x80) --cut;
+        msg.resize(cut);
+        msg += "...";
+    }
+    return msg;
+}
+
+std::string what_of(const call_spec& spec) {
+    return spec.method + " " + http::redact_target(spec.target);
+}
+
+error http_error(const http::response& r, const call_spec& spec) {
+    error e;
+    e.what = error::kind::http;
+    e.status = r.status;
+    google_error g;
+    std::string detail;
+    if (parse_google_error(r.body, g)) {
+        e.code = g.status;
+        detail = sanitise(g.message, spec.scrub);
+    } else if (!r.body.empty()) {
+        detail = "(not a Google error body) " + sanitise(r.body, spec.scrub);
+    }
+    e.message = what_of(spec) + (detail.empty() ? "" : ": " + detail);
+    return e;
+}
+
+error in_context(error e, const call_spec& spec) {
+    e.message = what_of(spec) + ": " + e.message;
+    return e;
+}
+
+net::awaitable<result<http::response>> call(http::client& client, auth::token_source& auth,
+                                            const call_spec& spec) {
+    for (int round = 0;; ++round) {
+        auto header = co_await auth.authorization_header();
+        if (!header) co_return header.err();
+        http::request req;
+        req.method = spec.method;
+        req.target = spec.target;
+        req.body = spec.body;
+        req.content_type = spec.content_type;
+        req.authorization = std::move(header.value());
+        auto r = co_await client.send(std::move(req));
+        if (!r) co_return r.err();
+        // A 401 is refused before it takes effect: renewing the token and sending
+        // once more is safe even for a create.
+        if (r->status == 401 && round == 0) {
+            auth.invalidate();
+            continue;
+        }
+        if (r->status < 200 || r->status >= 300) co_return http_error(*r, spec);
+        co_return r;
+    }
+}
+
+call_spec json_call(std::string method, std::string target, std::string body) {
+    call_spec s(std::move(method), std::move(target));
+    s.body = std::move(body);
+    s.content_type = "application/json";
+    return s;
+}
+
+}  // namespace
+
+api::api(http::client& http, auth::token_source& auth, std::string organization)
+    : http_(http), auth_(auth), org_(std::move(organization)) {}
+
+namespace {
+std::string org_path(const std::string& org) {
+    return "/v1/organizations/" + encode_component(org);
+}
+std::string app_path(const std::string& org, const std::string& dev, const std::string& app) {
+    return org_path(org) + "/developers/" + encode_component(dev) + "/apps/" +
+           encode_component(app);
+}
+std::string key_path(const std::string& org, const std::string& dev, const std::string& app,
+                     const secret& key) {
+    return app_path(org, dev, app) + "/keys/" + encode_component(key.reveal());
+}
+}  // namespace
+
+net::awaitable<result<app_page>> api::list_apps_page(std::string page_token, int page_size,
+                                                     std::string key_status) {
+    std::string target =
+        org_path(org_) + "/apps?expand=true&includeCred=true&pageSize=" + std::to_string(page_size);
+    if (!page_token.empty()) target += "&pageToken=" + encode_component(page_token);
+    if (!key_status.empty()) target += "&keyStatus=" + encode_component(key_status);
+    call_spec spec("GET", std::move(target));
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    auto page = parse_app_page(r->body, org_);
+    if (!page) co_return in_context(page.err(), spec);
+    co_return page;
+}
+
+net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::list_developers() {
+    constexpr int count = 1000;
+    std::vector<std::pair<std::string, std::string>> all;
+    std::set<std::string> seen;
+    std::string start_key;
+    // Pages overlap by one (startKey is inclusive); stop when a page brings nothing new.
+    for (int page = 0; page < 100000; ++page) {
+        std::string target =
+            org_path(org_) + "/developers?expand=true&count=" + std::to_string(count);
+        if (!start_key.empty()) target += "&startKey=" + encode_component(start_key);
+        call_spec spec("GET", std::move(target));
+        auto r = co_await call(http_, auth_, spec);
+        if (!r) co_return r.err();
+        auto devs = parse_developers(r->body);
+        if (!devs) co_return in_context(devs.err(), spec);
+        std::size_t added = 0;
+        for (auto& d : devs.value()) {
+            if (seen.insert(d.first).second) {
+                all.push_back(std::move(d));
+                ++added;
+            }
+        }
+        if (devs->size() < static_cast<std::size_t>(count) || added == 0) break;
+        start_key = devs->back().first;
+    }
+    co_return all;
+}
+
+net::awaitable<result<app>> api::get_app(std::string developer, std::string app_name) {
+    call_spec spec("GET", app_path(org_, developer, app_name));
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    auto a = parse_app(r->body, org_);
+    if (!a) co_return in_context(a.err(), spec);
+    co_return a;
+}
+
+net::awaitable<result<app>> api::generate_key(std::string developer, const app& body) {
+    auto spec = json_call("POST", app_path(org_, developer, body.name), generate_key_body(body));
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    auto a = parse_app(r->body, org_);
+    if (!a) co_return in_context(a.err(), spec);
+    co_return a;
+}
+
+net::awaitable<result<app>> api::update_app(std::string developer, const app& body) {
+    auto spec = json_call("PUT", app_path(org_, developer, body.name), update_app_body(body));
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    auto a = parse_app(r->body, org_);
+    if (!a) co_return in_context(a.err(), spec);
+    co_return a;
+}
+
+net::awaitable<result<credential>> api::create_key(std::string developer, std::string app_name,
+                                                   const new_key& key) {
+    auto spec =
+        json_call("POST", app_path(org_, developer, app_name) + "/keys", create_key_body(key));
+    spec.scrub = {key.consumer_key.reveal(), key.consumer_secret.reveal()};
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    auto c = parse_credential(r->body);
+    if (!c) co_return in_context(c.err(), spec);
+    co_return c;
+}
+
+net::awaitable<result<credential>> api::get_key(std::string developer, std::string app_name,
+                                                secret key) {
+    call_spec spec("GET", key_path(org_, developer, app_name, key));
+    spec.scrub = {key.reveal()};
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    auto c = parse_credential(r->body);
+    if (!c) co_return in_context(c.err(), spec);
+    co_return c;
+}
+
+net::awaitable<result<credential>> api::update_key(
+    std::string developer, std::string app_name, secret key, std::vector<std::string> add_products,
+    std::optional<std::vector<attribute>> attributes) {
+    auto spec = json_call("POST", key_path(org_, developer, app_name, key),
+                          update_key_body(add_products, attributes ? &*attributes : nullptr));
+    spec.scrub = {key.reveal()};
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    auto c = parse_credential(r->body);
+    if (!c) co_return in_context(c.err(), spec);
+    co_return c;
+}
+
+net::awaitable<result<credential>> api::replace_key_scopes(std::string developer,
+                                                           std::string app_name, secret key,
+                                                           std::vector<std::string> scopes) {
+    auto spec = json_call("PUT", key_path(org_, developer, app_name, key), scopes_body(scopes));
+    spec.scrub = {key.reveal()};
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    auto c = parse_credential(r->body);
+    if (!c) co_return in_context(c.err(), spec);
+    co_return c;
+}
+
+net::awaitable<result<void>> api::set_key_status(std::string developer, std::string app_name,
+                                                 secret key, bool approve) {
+    call_spec spec("POST", key_path(org_, developer, app_name, key) +
+                               (approve ? "?action=approve" : "?action=revoke"));
+    spec.content_type = "application/octet-stream";
+    spec.scrub = {key.reveal()};
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    co_return ok_t{};
+}
+
+net::awaitable<result<void>> api::set_key_product_status(std::string developer,
+                                                         std::string app_name, secret key,
+                                                         std::string product, bool approve) {
+    call_spec spec("POST", key_path(org_, developer, app_name, key) + "/apiproducts/" +
+                               encode_component(product) +
+                               (approve ? "?action=approve" : "?action=revoke"));
+    spec.content_type = "application/octet-stream";
+    spec.scrub = {key.reveal()};
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    co_return ok_t{};
+}
+
+net::awaitable<result<void>> api::delete_key(std::string developer, std::string app_name,
+                                             secret key) {
+    call_spec spec("DELETE", key_path(org_, developer, app_name, key));
+    spec.scrub = {key.reveal()};
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    co_return ok_t{};
+}
+
+}  // namespace keyrot::apigee

@@ -1,0 +1,56 @@
+// JSON <-> model.hpp for the Apigee management API (apigee-api.md).
+//
+// Parsing is tolerant of absent fields and nulls, strict on types: a field of
+// the wrong type is an error of kind protocol naming the field, never an
+// exception or a crash. int64 fields are accepted as JSON numbers or decimal
+// strings; -1 (or "-1") means never (k_never); other negatives are errors.
+// Credentials get their fingerprint filled. Credential apiProducts are
+// [{apiproduct, status}]; plain names are tolerated with status "" (unknown:
+// never treated as approved).
+// Serialisers build request bodies; they write int64 fields as strings.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "apigee/api.hpp"
+#include "common/model.hpp"
+#include "common/result.hpp"
+
+namespace keyrot::apigee {
+
+// Documents larger than this are refused before parsing (list pages are far smaller).
+inline constexpr std::size_t k_max_json_bytes = 256u << 20;
+
+result<app> parse_app(std::string_view body, const std::string& organization);
+result<credential> parse_credential(std::string_view body);
+// {"app": [...], "nextPageToken": "..."}
+result<app_page> parse_app_page(std::string_view body, const std::string& organization);
+// {"developer": [{email, status, ...}]} → (email, status)
+result<std::vector<std::pair<std::string, std::string>>> parse_developers(std::string_view body);
+
+struct google_error {
+    int code = 0;
+    std::string status;   // "NOT_FOUND"
+    std::string message;  // raw; sanitise before use
+};
+// {"error": {"code", "message", "status"}}; false when the body is not one.
+bool parse_google_error(std::string_view body, google_error& out);
+
+// "generate key pair" body: name, attributes, callbackUrl, apiProducts (names),
+// scopes, appFamily, keyExpiresIn (string; left out when k_never).
+std::string generate_key_body(const app& a);
+// PUT app body: name, attributes, callbackUrl, appFamily (no apiProducts: on Apigee
+// a PUT with products may mint a key).
+std::string update_app_body(const app& a);
+// create key body: consumerKey, consumerSecret, expiresInSeconds (string; left out
+// when k_never), attributes, scopes. Holds secrets: the caller wipes it.
+std::string create_key_body(const new_key& k);
+// update key body: apiProducts (names), attributes when given.
+std::string update_key_body(const std::vector<std::string>& add_products,
+                            const std::vector<attribute>* attributes);
+std::string scopes_body(const std::vector<std::string>& scopes);
+
+}  // namespace keyrot::apigee

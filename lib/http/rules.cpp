@@ -1,0 +1,264 @@
+#include "http/rules.hpp"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+
+#include "common/fingerprint.hpp"
+
+namespace keyrot::http {
+
+namespace {
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+error config_error(std::string msg) {
+    error e;
+    e.what = error::kind::config;
+    e.message = std::move(msg);
+    return e;
+}
+
+}  // namespace
+
+std::string url::authority() const {
+    std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+    if ((tls && port == 443) || (!tls && port == 80)) return h;
+    return h + ":" + std::to_string(port);
+}
+
+result<url> parse_url(std::string_view text) {
+    url u;
+    std::string_view rest;
+    if (text.starts_with("https://")) {
+        u.tls = true;
+        rest = text.substr(8);
+    } else if (text.starts_with("http://")) {
+        u.tls = false;
+        rest = text.substr(7);
+    } else {
+        return config_error("URL must start with https:// (or http:// for a loopback host)");
+    }
+    auto slash = rest.find('/');
+    std::string_view auth = rest.substr(0, slash);
+    std::string_view path = slash == std::string_view::npos ? "" : rest.substr(slash);
+    if (auth.find('@') != std::string_view::npos)
+        return config_error("URL must not carry user info; use apigee.auth");
+    if (path.find_first_of("?#") != std::string_view::npos)
+        return config_error("URL must not carry a query or fragment");
+    std::string_view port_text;
+    if (auth.starts_with("[")) {
+        auto close = auth.find(']');
+        if (close == std::string_view::npos) return config_error("URL has an unclosed '['");
+        u.host = std::string(auth.substr(1, close - 1));
+        auto after = auth.substr(close + 1);
+        if (!after.empty()) {
+            if (after[0] != ':') return config_error("URL has garbage after ']'");
+            port_text = after.substr(1);
+        }
+    } else {
+        auto colon = auth.rfind(':');
+        if (colon != std::string_view::npos) {
+            port_text = auth.substr(colon + 1);
+            auth = auth.substr(0, colon);
+        }
+        u.host = lower(auth);
+    }
+    if (u.host.empty()) return config_error("URL has no host");
+    if (!port_text.empty()) {
+        unsigned p = 0;
+        auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), p);
+        if (ec != std::errc{} || ptr != port_text.data() + port_text.size() || p == 0 || p > 65535)
+            return config_error("URL has a bad port");
+        u.port = static_cast<std::uint16_t>(p);
+    } else {
+        u.port = u.tls ? 443 : 80;
+    }
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, u.host.c_str(), buf) == 1) {
+        u.host_is_ip = true;
+        u.host_is_loopback = buf[0] == 127;
+    } else if (inet_pton(AF_INET6, u.host.c_str(), buf) == 1) {
+        u.host_is_ip = true;
+        static const unsigned char loop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+        u.host_is_loopback = std::equal(buf, buf + 16, loop6);
+    } else {
+        for (char c : u.host)
+            if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.'))
+                return config_error("URL host has bad characters");
+        u.host_is_loopback = u.host == "localhost";
+    }
+    while (path.ends_with("/")) path.remove_suffix(1);
+    u.prefix = std::string(path);
+    if (!u.tls && !u.host_is_loopback)
+        return config_error("plain http:// is allowed only to a loopback host, not " + u.host);
+    return u;
+}
+
+bool safe_to_retry(std::string_view method, std::string_view target) {
+    if (method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE") return true;
+    if (method != "POST") return false;
+    auto q = target.find('?');
+    if (q == std::string_view::npos) return false;
+    std::string_view query = target.substr(q + 1);
+    // "action=" as a whole parameter name, not "xaction=".
+    std::size_t pos = 0;
+    while (pos <= query.size()) {
+        auto amp = query.find('&', pos);
+        std::string_view param = query.substr(pos, amp == std::string_view::npos ? amp : amp - pos);
+        if (param.starts_with("action=")) return true;
+        if (amp == std::string_view::npos) break;
+        pos = amp + 1;
+    }
+    return false;
+}
+
+bool retryable_status(int status) {
+    return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
+}
+
+millis backoff_delay(int attempt, millis base, millis cap, double u01) {
+    if (attempt < 0) attempt = 0;
+    double ceiling = static_cast<double>(base) * std::ldexp(1.0, std::min(attempt, 40));
+    ceiling = std::min(ceiling, static_cast<double>(cap));
+    u01 = std::clamp(u01, 0.0, 1.0);
+    return static_cast<millis>(u01 * ceiling);
+}
+
+std::optional<millis> parse_retry_after(std::string_view value, millis cap) {
+    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
+    if (value.empty()) return std::nullopt;
+    std::int64_t secs = 0;
+    auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), secs);
+    if (ec == std::errc::result_out_of_range) return cap;
+    if (ec != std::errc{} || ptr != value.data() + value.size() || secs < 0) return std::nullopt;
+    if (secs > cap / 1000) return cap;
+    return std::min<millis>(secs * 1000, cap);
+}
+
+token_bucket::token_bucket(double rate_per_second, int burst) : rate_(rate_per_second) {
+    if (rate_ > 0) {
+        interval_us_ = static_cast<std::int64_t>(std::ceil(1e6 / rate_));
+        tolerance_us_ = interval_us_ * std::max(0, burst - 1);
+    } else {
+        interval_us_ = 0;
+        tolerance_us_ = 0;
+    }
+    tat_us_ = 0;
+}
+
+std::int64_t token_bucket::acquire(std::int64_t now_us) {
+    if (rate_ <= 0) return now_us;
+    if (first_) {
+        tat_us_ = now_us;
+        first_ = false;
+    }
+    std::int64_t send_at = std::max(now_us, tat_us_ - tolerance_us_);
+    tat_us_ = std::max(tat_us_, send_at) + interval_us_;
+    return send_at;
+}
+
+bool no_proxy_matches(std::string_view no_proxy, std::string_view host_in, std::uint16_t port) {
+    std::string host = lower(host_in);
+    std::size_t pos = 0;
+    while (pos < no_proxy.size()) {
+        auto end = no_proxy.find_first_of(", ", pos);
+        if (end == std::string_view::npos) end = no_proxy.size();
+        std::string entry = lower(no_proxy.substr(pos, end - pos));
+        pos = end + 1;
+        if (entry.empty()) continue;
+        if (entry == "*") return true;
+        // Optional ":port" (not for bare IPv6 literals, which have several colons).
+        auto colon = entry.rfind(':');
+        if (colon != std::string::npos && entry.find(':') == colon) {
+            std::string p = entry.substr(colon + 1);
+            entry = entry.substr(0, colon);
+            if (p != std::to_string(port)) continue;
+        }
+        if (entry.starts_with("[") && entry.ends_with("]"))
+            entry = entry.substr(1, entry.size() - 2);
+        while (entry.starts_with(".") || entry.starts_with("*."))
+            entry.erase(0, entry[0] == '*' ? 2 : 1);
+        if (entry.empty()) continue;
+        if (host == entry) return true;
+        if (host.size() > entry.size() && host.ends_with(entry) &&
+            host[host.size() - entry.size() - 1] == '.')
+            return true;
+    }
+    return false;
+}
+
+std::string encode_component(std::string_view s) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(s.size());
+    for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out.push_back('%');
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 0xf]);
+        }
+    }
+    return out;
+}
+
+std::string decode_component(std::string_view s) {
+    auto val = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '%' && i + 2 < s.size() && val(s[i + 1]) >= 0 && val(s[i + 2]) >= 0) {
+            out.push_back(static_cast<char>(val(s[i + 1]) * 16 + val(s[i + 2])));
+            i += 2;
+        } else {
+            out.push_back(s[i]);
+        }
+    }
+    return out;
+}
+
+std::string redact_target(std::string_view target) {
+    auto q = target.find('?');
+    std::string_view path = target.substr(0, q);
+    std::string_view query = q == std::string_view::npos ? "" : target.substr(q);
+    std::string out;
+    std::size_t pos = 0;
+    bool after_keys = false;
+    while (pos < path.size()) {
+        auto next = path.find('/', pos + 1);
+        if (next == std::string_view::npos) next = path.size();
+        std::string_view seg = path.substr(pos, next - pos);  // starts with '/'
+        if (after_keys && seg.size() > 1) {
+            out += "/<fp:" + fingerprint(decode_component(seg.substr(1))) + ">";
+        } else {
+            out += seg;
+        }
+        after_keys = seg == "/keys";
+        pos = next;
+    }
+    // Page tokens are opaque and may encode names; they are of no use in a message.
+    std::string qs(query);
+    auto pt = qs.find("pageToken=");
+    if (pt != std::string::npos) {
+        auto end = qs.find('&', pt);
+        qs.replace(pt, (end == std::string::npos ? qs.size() : end) - pt, "pageToken=...");
+    }
+    return out + qs;
+}
+
+}  // namespace keyrot::http

@@ -1,0 +1,2 @@
+keyrot_unit_test(apigee_json_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/apigee_json_test.cpp
+                 LIBS keyrot::apigee nlohmann_json::nlohmann_json)

@@ -1,0 +1,182 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <deque>
+#include <random>
+
+#include "common/fingerprint.hpp"
+#include "http/rules.hpp"
+
+using namespace keyrot;
+using namespace keyrot::http;
+
+TEST(Url, ParsesHttpsAndLoopbackHttp) {
+    auto u = parse_url("https://apigee.googleapis.com");
+    ASSERT_TRUE(u);
+    EXPECT_TRUE(u->tls);
+    EXPECT_EQ(u->host, "apigee.googleapis.com");
+    EXPECT_EQ(u->port, 443);
+    EXPECT_EQ(u->authority(), "apigee.googleapis.com");
+    EXPECT_FALSE(u->host_is_ip);
+
+    auto l = parse_url("http://127.0.0.1:8080/");
+    ASSERT_TRUE(l);
+    EXPECT_FALSE(l->tls);
+    EXPECT_EQ(l->port, 8080);
+    EXPECT_EQ(l->prefix, "");
+    EXPECT_EQ(l->authority(), "127.0.0.1:8080");
+    EXPECT_TRUE(l->host_is_loopback);
+
+    auto v6 = parse_url("https://[::1]:8443/base/");
+    ASSERT_TRUE(v6);
+    EXPECT_EQ(v6->host, "::1");
+    EXPECT_TRUE(v6->host_is_ip);
+    EXPECT_EQ(v6->prefix, "/base");
+    EXPECT_EQ(v6->authority(), "[::1]:8443");
+
+    EXPECT_TRUE(parse_url("http://localhost:1"));
+    EXPECT_TRUE(parse_url("http://[::1]:9"));
+}
+
+TEST(Url, RefusesPlainHttpToOtherHostsAndGarbage) {
+    for (const char* bad :
+         {"http://apigee.googleapis.com", "http://10.0.0.1", "ftp://x", "https://",
+          "https://u:p@host", "https://host:0", "https://host:99999", "https://host:x",
+          "https://host/?q", "apigee.googleapis.com", "https://[::1", "https://ho st"}) {
+        auto u = parse_url(bad);
+        ASSERT_FALSE(u) << bad;
+        EXPECT_EQ(u.err().what, error::kind::config) << bad;
+    }
+    EXPECT_NE(parse_url("http://example.com").err().message.find("loopback"), std::string::npos);
+}
+
+TEST(Retry, OnlySafeRequestsAreRepeated) {
+    EXPECT_TRUE(safe_to_retry("GET", "/v1/organizations/o/apps"));
+    EXPECT_TRUE(safe_to_retry("PUT", "/x"));
+    EXPECT_TRUE(safe_to_retry("DELETE", "/x"));
+    EXPECT_TRUE(safe_to_retry("POST", "/x/keys/k?action=revoke"));
+    EXPECT_TRUE(safe_to_retry("POST", "/x?a=1&action=approve"));
+    EXPECT_FALSE(safe_to_retry("POST", "/x/keys"));
+    EXPECT_FALSE(safe_to_retry("POST", "/x?transaction=1"));
+    EXPECT_FALSE(safe_to_retry("POST", "/x/action=revoke"));
+    EXPECT_FALSE(safe_to_retry("PATCH", "/x"));
+    for (int s : {429, 500, 502, 503, 504}) EXPECT_TRUE(retryable_status(s)) << s;
+    for (int s : {200, 204, 400, 401, 403, 404, 409, 501}) EXPECT_FALSE(retryable_status(s)) << s;
+}
+
+TEST(Backoff, FullJitterExponentialCapped) {
+    EXPECT_EQ(backoff_delay(0, 250, 20000, 0.0), 0);
+    EXPECT_EQ(backoff_delay(0, 250, 20000, 0.5), 125);
+    EXPECT_EQ(backoff_delay(1, 250, 20000, 0.5), 250);
+    EXPECT_EQ(backoff_delay(3, 250, 20000, 0.999999), 1999);
+    EXPECT_EQ(backoff_delay(10, 250, 20000, 0.5), 10000);    // capped at 20 s
+    EXPECT_EQ(backoff_delay(1000, 250, 20000, 0.5), 10000);  // no overflow
+    EXPECT_EQ(backoff_delay(-3, 250, 20000, 1.5), 250);      // clamped inputs
+    std::mt19937_64 rng(1);
+    std::uniform_real_distribution<double> u(0, 1);
+    for (int a = 0; a < 20; ++a) {
+        auto d = backoff_delay(a, 100, 5000, u(rng));
+        EXPECT_GE(d, 0);
+        EXPECT_LE(d, std::min<millis>(5000, 100LL << std::min(a, 20)));
+    }
+}
+
+TEST(RetryAfter, SecondsCappedDatesIgnored) {
+    EXPECT_EQ(parse_retry_after("2", 60000), 2000);
+    EXPECT_EQ(parse_retry_after(" 0 ", 60000), 0);
+    EXPECT_EQ(parse_retry_after("3600", 60000), 60000);
+    EXPECT_EQ(parse_retry_after("99999999999999999999999", 60000), 60000);
+    EXPECT_FALSE(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 60000));
+    EXPECT_FALSE(parse_retry_after("-1", 60000));
+    EXPECT_FALSE(parse_retry_after("1.5", 60000));
+    EXPECT_FALSE(parse_retry_after("", 60000));
+}
+
+// Largest number of sends in any half-open window [t, t + 1 s).
+static int max_in_window(const std::vector<std::int64_t>& sends_us) {
+    int best = 0;
+    std::size_t j = 0;
+    for (std::size_t i = 0; i < sends_us.size(); ++i) {
+        while (sends_us[i] - sends_us[j] >= 1'000'000) ++j;
+        best = std::max(best, static_cast<int>(i - j + 1));
+    }
+    return best;
+}
+
+TEST(TokenBucket, NoWindowExceedsTheRate) {
+    for (double rate : {1.0, 3.0, 20.0, 100.0, 7.5}) {
+        token_bucket b(rate, 1);
+        std::vector<std::int64_t> sends;
+        // 500 requests arriving in bursts at odd times.
+        std::mt19937_64 rng(42);
+        std::int64_t now = 5'000'000;
+        for (int i = 0; i < 500; ++i) {
+            if (rng() % 5 == 0) now += static_cast<std::int64_t>(rng() % 3'000'000);
+            auto at = b.acquire(now);
+            EXPECT_GE(at, now);
+            sends.push_back(at);
+        }
+        std::sort(sends.begin(), sends.end());
+        EXPECT_LE(max_in_window(sends), static_cast<int>(std::ceil(rate))) << rate;
+    }
+}
+
+TEST(TokenBucket, BurstAllowsRatePlusBurstMinusOne) {
+    token_bucket b(10, 5);
+    std::vector<std::int64_t> sends;
+    for (int i = 0; i < 100; ++i) sends.push_back(b.acquire(0));
+    // The first five go at once.
+    EXPECT_EQ(std::count(sends.begin(), sends.end(), 0), 5);
+    EXPECT_LE(max_in_window(sends), 10 + 5 - 1);
+    // Sustained: 100 sends take about 10 s.
+    EXPECT_GE(sends.back(), 9'000'000);
+}
+
+TEST(TokenBucket, IdleTimeDoesNotBankTokens) {
+    token_bucket b(2, 1);
+    EXPECT_EQ(b.acquire(0), 0);
+    EXPECT_EQ(b.acquire(100'000'000), 100'000'000);
+    EXPECT_EQ(b.acquire(100'000'000), 100'500'000);
+    token_bucket unlimited(0, 1);
+    EXPECT_EQ(unlimited.acquire(7), 7);
+    EXPECT_EQ(unlimited.acquire(7), 7);
+}
+
+TEST(NoProxy, CurlSemantics) {
+    EXPECT_TRUE(no_proxy_matches("*", "apigee.googleapis.com", 443));
+    EXPECT_TRUE(no_proxy_matches("googleapis.com", "apigee.googleapis.com", 443));
+    EXPECT_TRUE(no_proxy_matches(".googleapis.com", "apigee.googleapis.com", 443));
+    EXPECT_TRUE(no_proxy_matches("foo, GoogleApis.com", "apigee.googleapis.com", 443));
+    EXPECT_TRUE(no_proxy_matches("apigee.googleapis.com:443", "apigee.googleapis.com", 443));
+    EXPECT_FALSE(no_proxy_matches("apigee.googleapis.com:8443", "apigee.googleapis.com", 443));
+    EXPECT_FALSE(no_proxy_matches("gleapis.com", "apigee.googleapis.com", 443));
+    EXPECT_FALSE(no_proxy_matches("", "apigee.googleapis.com", 443));
+    EXPECT_TRUE(no_proxy_matches("127.0.0.1,::1", "::1", 443));
+    EXPECT_TRUE(no_proxy_matches("[::1]", "::1", 443));
+}
+
+TEST(Encode, ComponentsRoundTrip) {
+    EXPECT_EQ(encode_component("dev@example.com"), "dev%40example.com");
+    EXPECT_EQ(encode_component("a-b_c.d~e"), "a-b_c.d~e");
+    EXPECT_EQ(encode_component("a/b c?"), "a%2Fb%20c%3F");
+    EXPECT_EQ(decode_component("dev%40example.com"), "dev@example.com");
+    EXPECT_EQ(decode_component("bad%4"), "bad%4");
+    EXPECT_EQ(decode_component("bad%zz"), "bad%zz");
+    std::string all;
+    for (int c = 0; c < 256; ++c) all.push_back(static_cast<char>(c));
+    EXPECT_EQ(decode_component(encode_component(all)), all);
+}
+
+TEST(Redact, KeysBecomeFingerprints) {
+    std::string key = "Abc-123_XYZ";
+    std::string t = "/v1/organizations/o/developers/d%40x.com/apps/a/keys/" + key +
+                    "/apiproducts/p?action=revoke";
+    std::string r = redact_target(t);
+    EXPECT_EQ(r.find(key), std::string::npos);
+    EXPECT_EQ(r, "/v1/organizations/o/developers/d%40x.com/apps/a/keys/<fp:" + fingerprint(key) +
+                     ">/apiproducts/p?action=revoke");
+    EXPECT_EQ(redact_target("/v1/organizations/o/apps?pageSize=10&pageToken=secretish&x=1"),
+              "/v1/organizations/o/apps?pageSize=10&pageToken=...&x=1");
+    EXPECT_EQ(redact_target("/a/keys"), "/a/keys");
+    EXPECT_EQ(redact_target("/a/keys/" + key), "/a/keys/<fp:" + fingerprint(key) + ">");
+}
