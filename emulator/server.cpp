@@ -12,6 +12,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "common/asio.hpp"
 
@@ -82,6 +83,16 @@ net::awaitable<void> serve(Stream& stream, emulator& emu) {
                 error_code wec;
                 co_await http::async_write(stream, out,
                                            net::redirect_error(net::use_awaitable, wec));
+                // Lingering close: a client still sending the rest of a big
+                // body must finish before it reads our answer, so swallow
+                // what it sends (bounded) instead of resetting the connection.
+                beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
+                std::vector<char> sink(64 * 1024);
+                std::size_t drained = 0;
+                while (!wec && drained < 64 * k_body_limit) {
+                    drained += co_await stream.async_read_some(
+                        net::buffer(sink), net::redirect_error(net::use_awaitable, wec));
+                }
             } else {
                 fail(ec, "read");
             }
