@@ -165,7 +165,7 @@ class reader {
         }
         const auto known = table.find(path);
         for (auto it = n.begin(); it != n.end(); ++it) {
-            const YAML::Node& key = it->first;
+            const YAML::Node key = it->first;  // a copy: `it->` yields a temporary proxy
             const pos kp = pos_of(key.Mark());
             if (!key.IsScalar()) {
                 error(kp, path, "a key must be a plain name");
