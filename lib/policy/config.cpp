@@ -939,9 +939,15 @@ void read_auth(reader& r, const field_ref& f, auth_config& a) {
     }
 }
 
-void read_config(reader& r, const YAML::Node& root, config& c, pos& policies_at) {
+// `policies_ok` turns false when the policies path cannot be trusted (then
+// the loader does not go looking for policies and report noise about them).
+void read_config(reader& r, const YAML::Node& root, config& c, pos& policies_at,
+                 bool& policies_ok) {
     auto m = r.map(root, pos_of(root.Mark()), "", config_table());
-    if (!m) return;
+    if (!m) {
+        policies_ok = false;
+        return;
+    }
     if (const auto* f = get(*m, "apigee")) {
         if (auto am = r.map(f->value, f->at(), "apigee", config_table())) {
             auto& a = c.apigee;
@@ -1006,11 +1012,14 @@ void read_config(reader& r, const YAML::Node& root, config& c, pos& policies_at)
     }
     if (const auto* f = get(*m, "policies")) {
         policies_at = f->at();
+        policies_ok = false;
         if (auto s = r.string(*f, "policies")) {
-            if (s->empty())
+            if (s->empty()) {
                 r.error(f->at(), "policies", "must not be empty: a file or a directory");
-            else
+            } else {
                 c.policies_path = *s;
+                policies_ok = true;
+            }
         }
     }
     if (const auto* f = get(*m, "log")) {
@@ -1085,16 +1094,18 @@ load_result load_config(const std::filesystem::path& file) {
     reader r(file.string(), res.diagnostics);
     std::size_t real_docs = 0;
     pos policies_at;
+    bool policies_ok = true;
     for (const auto& d : *docs) {
         if (d.IsNull()) continue;
         if (++real_docs > 1) {
             r.error(pos_of(d.Mark()), "", "the config file holds one document; found another");
             break;
         }
-        read_config(r, d, c, policies_at);
+        read_config(r, d, c, policies_at, policies_ok);
     }
-    if (has_errors(res.diagnostics))
-        return res;  // do not chase a policies path we may have misread
+    // Policy problems are reported alongside config problems, so one
+    // `keyrotd validate` lists everything.
+    if (!policies_ok) return res;
 
     std::error_code ec;
     fs::path dir = fs::absolute(file, ec).parent_path();

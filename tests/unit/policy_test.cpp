@@ -714,6 +714,14 @@ TEST_F(Loader, ConfigErrorsAndPolicyErrorsTogether) {
     EXPECT_EQ(r.diagnostics[0].file, (dir_ / "pol.yaml").string());
 }
 
+TEST_F(Loader, ConfigAndPolicyErrorsAreListedTogether) {
+    write("pol.yaml", "name: p\norganization: ''\n");
+    const auto r = load_config(write("c.yaml", "log: {level: loud}\npolicies: pol.yaml\n"));
+    EXPECT_FALSE(r.ok());
+    EXPECT_DIAG(r.diagnostics, "log.level", 1, 14, "unknown level \"loud\"");
+    EXPECT_DIAG(r.diagnostics, "organization", 2, 15, "must not be empty");
+}
+
 TEST_F(Loader, ConfigYamlSyntaxError) {
     const auto r = load_config(write("c.yaml", "apigee:\n  url: [\n"));
     EXPECT_FALSE(r.ok());
