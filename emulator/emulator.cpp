@@ -44,14 +44,16 @@ struct api_error {
 response error_response(int code, const std::string& status, const std::string& message) {
     response r;
     r.status = code;
-    r.body = json{{"error", {{"code", code}, {"message", message}, {"status", status}}}}.dump();
+    // Paths may decode to invalid UTF-8: replace it rather than throw.
+    r.body = json{{"error", {{"code", code}, {"message", message}, {"status", status}}}}.dump(
+        -1, ' ', false, json::error_handler_t::replace);
     return r;
 }
 
 response json_response(const json& j, int status = 200) {
     response r;
     r.status = status;
-    r.body = j.dump();
+    r.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
     return r;
 }
 

@@ -400,6 +400,8 @@ def test_bad_input(e):
     assert "POST" in h.get("Allow", "")
     s, js, _ = e.call("DELETE", ORG + "/apps")
     assert_error(s, js, 405, "METHOD_NOT_ALLOWED")
+    s, js, _ = e.call("GET", ORG + "/developers/%ff%fe/apps/%c3")  # not UTF-8
+    assert_error(s, js, 404, "NOT_FOUND")
     s, js, _ = e.call("GET", ORG + "/developers/%zz")
     assert_error(s, js, 400, "INVALID_ARGUMENT")
     s, js, _ = e.call("POST", ORG + "/developers", raw=b"x" * (1024 * 1024 + 10),
