@@ -1,0 +1,182 @@
+#include "obs/audit.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <system_error>
+
+#include "obs/log.hpp"
+
+namespace keyrot::obs {
+
+namespace {
+
+constexpr std::array<std::string_view, 6> k_actions = {"created", "completed", "revoked",
+                                                       "deleted", "failed",    "skipped"};
+
+std::string errno_text(int e) { return std::error_code(e, std::generic_category()).message(); }
+
+// Appends the whole buffer; O_APPEND makes each write() land at the end.
+bool write_all(int fd, std::string_view data, int& err) {
+    while (!data.empty()) {
+        ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            err = errno;
+            return false;
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+}
+
+void truncate_to(int fd, off_t size) {
+    if (::ftruncate(fd, size) != 0) {
+        // Best effort: the write already failed and is reported as such.
+    }
+}
+
+}  // namespace
+
+bool is_fingerprint_or_empty(std::string_view s) {
+    if (s.empty()) return true;
+    if (s.size() != 16) return false;
+    for (char c : s)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
+std::string audit_line(const exec::action_record& r, std::string* why) {
+    auto refuse = [&](std::string reason) {
+        if (why) *why = std::move(reason);
+        return std::string();
+    };
+    if (!is_fingerprint_or_empty(r.key)) return refuse("key is not a fingerprint");
+    if (!is_fingerprint_or_empty(r.replaces)) return refuse("replaces is not a fingerprint");
+    bool known = false;
+    for (auto a : k_actions) known = known || a == r.action;
+    if (!known) return refuse("unknown action");
+
+    nlohmann::ordered_json j;
+    j["ts"] = rfc3339_ms(r.ts);
+    j["organization"] = r.organization;
+    j["developer"] = r.developer;
+    j["app"] = r.app;
+    j["policy"] = r.policy;
+    j["action"] = r.action;
+    j["key"] = r.key;
+    j["replaces"] = r.replaces;
+    j["dryRun"] = r.dry_run;
+    j["detail"] = r.detail;
+    if (r.late) j["late"] = true;
+    // replace: bad UTF-8 from the API must not make a record impossible to write.
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+audit_log::audit_log(const std::filesystem::path& state_dir) : path_(state_dir / "audit.jsonl") {
+    std::error_code ec;
+    if (!std::filesystem::exists(state_dir, ec)) {
+        std::filesystem::create_directories(state_dir, ec);
+        if (ec)
+            throw std::runtime_error("cannot create state directory " + state_dir.string() + ": " +
+                                     ec.message());
+        // Only keyrotd reads its state; create_directories honours the umask, so set it.
+        if (::chmod(state_dir.c_str(), 0700) != 0)
+            throw std::runtime_error("cannot chmod state directory " + state_dir.string() + ": " +
+                                     errno_text(errno));
+    }
+    fd_ = open_file();
+    if (fd_ < 0)
+        throw std::runtime_error("cannot open audit log " + path_.string() + ": " +
+                                 errno_text(errno));
+    // Make the file's directory entry durable too, so the first record cannot vanish
+    // with the file itself after a crash.
+    int dfd = ::open(state_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
+    }
+}
+
+audit_log::~audit_log() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+int audit_log::open_file() const {
+    int fd;
+    do {
+        fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    } while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+bool audit_log::reopen() {
+    std::lock_guard lock(mu_);
+    int fd = open_file();
+    if (fd < 0) {
+        log_event(spdlog::level::err, "cannot reopen audit log",
+                  {{"path", path_.string()}, {"error", errno_text(errno)}});
+        return false;
+    }
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+    return true;
+}
+
+bool audit_log::write(const exec::action_record& r) {
+    std::string why;
+    std::string line;
+    try {
+        line = audit_line(r, &why);
+    } catch (const std::exception& e) {  // allocation failure: refuse, never throw
+        why = e.what();
+    }
+    if (line.empty()) {
+        // Log who, not the offending value: it might be a raw key.
+        log_event(spdlog::level::err, "audit record refused",
+                  {{"reason", why},
+                   {"organization", r.organization},
+                   {"developer", r.developer},
+                   {"app", r.app},
+                   {"policy", r.policy}});
+        return false;
+    }
+    line += '\n';
+
+    std::lock_guard lock(mu_);
+    int err = 0;
+    bool ok = fd_ >= 0;
+    if (!ok) err = EBADF;
+    struct stat st {};
+    const bool sized = ok && ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
+    if (ok) ok = write_all(fd_, line, err);
+    // A torn line would break every reader of "one object a line": cut it off.
+    if (!ok && sized) truncate_to(fd_, st.st_size);
+    if (ok) {
+        while (::fsync(fd_) != 0) {
+            if (errno == EINTR) continue;
+            err = errno;
+            ok = false;
+            break;
+        }
+    }
+    if (!ok) {
+        log_event(spdlog::level::err, "audit record not durable",
+                  {{"path", path_.string()},
+                   {"error", errno_text(err)},
+                   {"organization", r.organization},
+                   {"developer", r.developer},
+                   {"app", r.app},
+                   {"action", r.action},
+                   {"key", r.key}});
+    }
+    return ok;
+}
+
+}  // namespace keyrot::obs

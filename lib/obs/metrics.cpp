@@ -1,0 +1,283 @@
+#include "obs/metrics.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <string>
+#include <type_traits>
+
+namespace keyrot::obs {
+
+namespace {
+
+using prometheus::Histogram;
+
+// Passes take seconds to many minutes (a large org at 20 requests a second).
+Histogram::BucketBoundaries pass_buckets() {
+    return {0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600};
+}
+Histogram::BucketBoundaries request_buckets() {
+    return {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+}
+
+// A bounded label value: Apigee calls only use these methods.
+std::string method_label(std::string_view method) {
+    std::string m(method);
+    std::transform(m.begin(), m.end(), m.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    for (const char* known : {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"})
+        if (m == known) return m;
+    return "OTHER";
+}
+
+std::string code_label(int code) {
+    if (code <= 0 || code > 999) return "error";
+    return std::to_string(code);
+}
+
+double seconds_of(millis ts) { return static_cast<double>(ts) / 1000.0; }
+
+bool key_is_live(plan::key_state s) {
+    return s == plan::key_state::valid || s == plan::key_state::due ||
+           s == plan::key_state::overlap;
+}
+
+template <typename R>
+const char* classify_failed(const R& r) {
+    if constexpr (requires { r.kind; }) {
+        using K = std::remove_cvref_t<decltype(r.kind)>;
+        if constexpr (std::is_same_v<K, plan::action_kind>) {
+            switch (r.kind) {
+                case plan::action_kind::revoke_key:
+                    return "revocation";
+                case plan::action_kind::delete_key:
+                    return "deletion";
+                default:
+                    return "rotation";
+            }
+        } else {
+            std::string_view k(r.kind);
+            if (k.find("revoke") != std::string_view::npos) return "revocation";
+            if (k.find("delete") != std::string_view::npos) return "deletion";
+            return "rotation";
+        }
+    } else {
+        return "rotation";
+    }
+}
+
+}  // namespace
+
+const char* failed_action_class(const exec::action_record& r) { return classify_failed(r); }
+
+metrics::metrics(std::shared_ptr<prometheus::Registry> registry, metrics_options opt)
+    : registry_(std::move(registry)),
+      per_key_(opt.per_key),
+      build_info_(prometheus::BuildGauge()
+                      .Name("keyrotd_build_info")
+                      .Help("Always 1; the version label says which keyrotd runs")
+                      .Register(*registry_)),
+      rotations_(prometheus::BuildCounter()
+                     .Name("keyrotd_rotations_total")
+                     .Help("Successor keys created (success) or that could not be (failure)")
+                     .Register(*registry_)),
+      revocations_(prometheus::BuildCounter()
+                       .Name("keyrotd_revocations_total")
+                       .Help("Keys revoked by keyrotd, by outcome")
+                       .Register(*registry_)),
+      deletions_(prometheus::BuildCounter()
+                     .Name("keyrotd_deletions_total")
+                     .Help("Replaced keys deleted by keyrotd, by outcome")
+                     .Register(*registry_)),
+      late_rotations_(prometheus::BuildCounter()
+                          .Name("keyrotd_late_rotations_total")
+                          .Help("Successors created for keys that had already expired")
+                          .Register(*registry_)),
+      drift_(prometheus::BuildCounter()
+                 .Name("keyrotd_drift_total")
+                 .Help("Old keys left approved because their successor lost products (per pass)")
+                 .Register(*registry_)),
+      dry_run_actions_(prometheus::BuildCounter()
+                           .Name("keyrotd_dry_run_actions_total")
+                           .Help("Actions a dry run logged instead of doing")
+                           .Register(*registry_)),
+      keys_(prometheus::BuildGauge()
+                .Name("keyrotd_keys")
+                .Help("Keys of matched apps at the last pass, by state")
+                .Register(*registry_)),
+      apps_without_valid_key_(prometheus::BuildGauge()
+                                  .Name("keyrotd_apps_without_valid_key")
+                                  .Help("Matched apps that have no valid key at the last pass")
+                                  .Register(*registry_)),
+      key_expiry_(prometheus::BuildGauge()
+                      .Name("keyrotd_key_expiry_timestamp_seconds")
+                      .Help("Expiry of each working key (fingerprint) that expires")
+                      .Register(*registry_)),
+      next_action_(prometheus::BuildGauge()
+                       .Name("keyrotd_next_action_timestamp_seconds")
+                       .Help("When the earliest known future action is due; absent if none")
+                       .Register(*registry_)),
+      pass_duration_(prometheus::BuildHistogram()
+                         .Name("keyrotd_pass_duration_seconds")
+                         .Help("Duration of a full pass over one organization")
+                         .Register(*registry_)),
+      passes_(prometheus::BuildCounter()
+                  .Name("keyrotd_passes_total")
+                  .Help("Passes over one organization, by outcome")
+                  .Register(*registry_)),
+      last_success_(prometheus::BuildGauge()
+                        .Name("keyrotd_last_successful_pass_timestamp_seconds")
+                        .Help("End of the last pass that read everything and failed nothing")
+                        .Register(*registry_)),
+      requests_(prometheus::BuildCounter()
+                    .Name("keyrotd_apigee_requests_total")
+                    .Help("Apigee management API request attempts, by method and HTTP status "
+                          "(error: no response)")
+                    .Register(*registry_)),
+      request_duration_(prometheus::BuildHistogram()
+                            .Name("keyrotd_apigee_request_duration_seconds")
+                            .Help("Duration of Apigee management API request attempts")
+                            .Register(*registry_)),
+      reloads_(prometheus::BuildCounter()
+                   .Name("keyrotd_config_reloads_total")
+                   .Help("Configuration reloads (SIGHUP), by outcome")
+                   .Register(*registry_)),
+      audit_failures_(prometheus::BuildCounter()
+                          .Name("keyrotd_audit_write_failures_total")
+                          .Help("Audit records that could not be made durable")
+                          .Register(*registry_)),
+      leader_(prometheus::BuildGauge()
+                  .Name("keyrotd_leader")
+                  .Help("1 when this instance may write to Apigee")
+                  .Register(*registry_)
+                  .Add({})),
+      interval_(prometheus::BuildGauge()
+                    .Name("keyrotd_interval_seconds")
+                    .Help("Configured interval between full passes")
+                    .Register(*registry_)
+                    .Add({})) {
+    build_info_.Add({{"version", opt.version}}).Set(1);
+    for (const char* outcome : {"success", "failure"}) reloads_.Add({{"outcome", outcome}});
+    audit_failures_.Add({});
+    leader_.Set(opt.leader ? 1 : 0);
+}
+
+void metrics::count_outcome(prometheus::Family<prometheus::Counter>& family,
+                            const exec::action_record& r, const char* outcome) {
+    family.Add({{"organization", r.organization}, {"policy", r.policy}, {"outcome", outcome}})
+        .Increment();
+}
+
+void metrics::on_action(const exec::action_record& r) {
+    if (r.dry_run) {
+        // Nothing happened in Apigee: keep the real counters honest.
+        dry_run_actions_
+            .Add({{"organization", r.organization}, {"policy", r.policy}, {"action", r.action}})
+            .Increment();
+        return;
+    }
+    if (r.action == "created") {
+        count_outcome(rotations_, r, "success");
+        if (r.late)
+            late_rotations_.Add({{"organization", r.organization}, {"policy", r.policy}})
+                .Increment();
+    } else if (r.action == "revoked") {
+        count_outcome(revocations_, r, "success");
+    } else if (r.action == "deleted") {
+        count_outcome(deletions_, r, "success");
+    } else if (r.action == "failed") {
+        std::string_view what = failed_action_class(r);
+        if (what == "revocation")
+            count_outcome(revocations_, r, "failure");
+        else if (what == "deletion")
+            count_outcome(deletions_, r, "failure");
+        else
+            count_outcome(rotations_, r, "failure");
+    } else if (r.action == "skipped") {
+        if (r.detail.find("drift") != std::string::npos)
+            drift_.Add({{"organization", r.organization}, {"policy", r.policy}}).Increment();
+    }
+    // completed: the rotation was counted when the successor was created.
+}
+
+void metrics::on_pass(const exec::pass_summary& s) {
+    const std::string& org = s.organization;
+    pass_duration_.Add({{"organization", org}}, pass_buckets()).Observe(s.seconds);
+    passes_.Add({{"organization", org}, {"outcome", s.ok ? "success" : "failure"}}).Increment();
+    if (s.ok)
+        last_success_.Add({{"organization", org}})
+            .Set(seconds_of(s.started) + std::max(0.0, s.seconds));
+    if (s.next_wake == k_never) {
+        if (next_action_.Has({{"organization", org}}))
+            next_action_.Remove(&next_action_.Add({{"organization", org}}));
+    } else {
+        next_action_.Add({{"organization", org}}).Set(seconds_of(s.next_wake));
+    }
+
+    // A failed pass that saw nothing (inventory unreadable) says nothing about the
+    // keys: keep the last known values rather than dropping every series.
+    const bool saw_state = s.ok || !s.by_policy.empty() || !s.keys.empty();
+    if (!saw_state) return;
+
+    std::lock_guard lock(mu_);
+    org_series& series = orgs_[org];
+
+    std::set<std::string> policies;
+    for (const auto& c : s.by_policy) {
+        policies.insert(c.policy);
+        auto set = [&](const char* state, int n) {
+            keys_.Add({{"organization", org}, {"policy", c.policy}, {"state", state}}).Set(n);
+        };
+        set("valid", c.valid);
+        set("due", c.due);
+        set("overlap", c.overlap);
+        set("expired", c.expired);
+        set("revoked", c.revoked);
+        apps_without_valid_key_.Add({{"organization", org}, {"policy", c.policy}})
+            .Set(c.apps_without_valid_key);
+    }
+    for (const auto& gone : series.policies) {
+        if (policies.count(gone)) continue;
+        for (const char* state : {"valid", "due", "overlap", "expired", "revoked"}) {
+            prometheus::Labels l{{"organization", org}, {"policy", gone}, {"state", state}};
+            if (keys_.Has(l)) keys_.Remove(&keys_.Add(l));
+        }
+        prometheus::Labels l{{"organization", org}, {"policy", gone}};
+        if (apps_without_valid_key_.Has(l))
+            apps_without_valid_key_.Remove(&apps_without_valid_key_.Add(l));
+    }
+    series.policies = std::move(policies);
+
+    if (!per_key_) return;
+    std::map<key_labels, prometheus::Gauge*> expiry;
+    for (const auto& k : s.keys) {
+        if (!key_is_live(k.key.state) || k.key.expires_at < 0) continue;
+        key_labels id{k.developer, k.app, k.key.fingerprint};
+        auto& g = key_expiry_.Add({{"organization", org},
+                                   {"developer", k.developer},
+                                   {"app", k.app},
+                                   {"key", k.key.fingerprint}});
+        g.Set(seconds_of(k.key.expires_at));
+        expiry.emplace(std::move(id), &g);
+    }
+    for (const auto& [id, gauge] : series.expiry)
+        if (!expiry.count(id)) key_expiry_.Remove(gauge);
+    series.expiry = std::move(expiry);
+}
+
+void metrics::on_apigee_request(std::string_view method, int code, double seconds) {
+    std::string m = method_label(method);
+    requests_.Add({{"method", m}, {"code", code_label(code)}}).Increment();
+    request_duration_.Add({{"method", m}}, request_buckets()).Observe(std::max(0.0, seconds));
+}
+
+void metrics::on_config_reload(bool ok) {
+    reloads_.Add({{"outcome", ok ? "success" : "failure"}}).Increment();
+}
+
+void metrics::on_audit_failure() { audit_failures_.Add({}).Increment(); }
+
+void metrics::set_leader(bool leader) { leader_.Set(leader ? 1 : 0); }
+
+void metrics::set_interval(double seconds) { interval_.Set(seconds); }
+
+}  // namespace keyrot::obs
