@@ -270,6 +270,12 @@ void metrics::on_apigee_request(std::string_view method, int code, double second
     request_duration_.Add({{"method", m}}, request_buckets()).Observe(std::max(0.0, seconds));
 }
 
+std::function<void(std::string_view, int, double)> metrics::request_observer() {
+    return [this](std::string_view method, int code, double seconds) {
+        on_apigee_request(method, code, seconds);
+    };
+}
+
 void metrics::on_config_reload(bool ok) {
     reloads_.Add({{"outcome", ok ? "success" : "failure"}}).Increment();
 }

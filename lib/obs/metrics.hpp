@@ -14,6 +14,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -47,6 +48,9 @@ class metrics {
     // One Apigee request attempt; `code` 0 means no response (label "error").
     // Matches http::observer_fn.
     void on_apigee_request(std::string_view method, int code, double seconds);
+    // on_apigee_request as a callback, for http::options::observer. `this` must
+    // outlive the client.
+    std::function<void(std::string_view, int, double)> request_observer();
     void on_config_reload(bool ok);
     void on_audit_failure();
     void set_leader(bool leader);

@@ -271,8 +271,10 @@ TEST_F(obs_metrics_registry, apigee_requests) {
     m.on_apigee_request("POST", 429, 0.1);
     m.on_apigee_request("POST", 0, 30);
     m.on_apigee_request("BREW", 418, 1);
+    std::function<void(std::string_view, int, double)> cb = m.request_observer();
+    cb("GET", 200, 0.5);
     EXPECT_EQ(value(*reg, "keyrotd_apigee_requests_total", {{"method", "GET"}, {"code", "200"}}),
-              2);
+              3);
     EXPECT_EQ(value(*reg, "keyrotd_apigee_requests_total", {{"method", "POST"}, {"code", "429"}}),
               1);
     EXPECT_EQ(value(*reg, "keyrotd_apigee_requests_total", {{"method", "POST"}, {"code", "error"}}),
