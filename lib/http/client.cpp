@@ -306,6 +306,10 @@ net::awaitable<void> exchange(Stream& s, beast::flat_buffer& buf,
     co_await bhttp::async_write(s, req, net::redirect_error(net::use_awaitable, ec));
     if (ec) co_return;
     wrote = true;
+    // Header first: Boost 1.74 skips body_limit when header and body arrive in one
+    // eager read, so the limit is checked on the header alone, then on the body.
+    co_await bhttp::async_read_header(s, buf, parser, net::redirect_error(net::use_awaitable, ec));
+    if (ec || parser.is_done()) co_return;
     co_await bhttp::async_read(s, buf, parser, net::redirect_error(net::use_awaitable, ec));
 }
 
@@ -368,6 +372,12 @@ net::awaitable<attempt_result> client::impl::attempt(bhttp::request<bhttp::strin
             out.retryable = true;
         }
         if (!wrote) out.err.message += " (request not sent)";
+        co_return out;
+    }
+    if (parser.get().body().size() > opts.max_response_bytes) {
+        out.err = make_error(
+            error::kind::protocol,
+            what + ": response larger than " + std::to_string(opts.max_response_bytes) + " bytes");
         co_return out;
     }
     auto msg = parser.release();

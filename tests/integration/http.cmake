@@ -1,0 +1,16 @@
+# HTTP client and Apigee API tests over real loopback sockets (label integration).
+# The scripted server is a library so the HTTP benchmark can use it too.
+add_library(keyrot_http_test_server STATIC ${CMAKE_CURRENT_LIST_DIR}/http_test_server.cpp)
+keyrot_warnings(keyrot_http_test_server)
+target_include_directories(keyrot_http_test_server PUBLIC ${PROJECT_SOURCE_DIR}/lib
+                           ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(keyrot_http_test_server PUBLIC Boost::headers Threads::Threads
+                      PRIVATE OpenSSL::SSL OpenSSL::Crypto)
+
+foreach(t http_client_test http_api_test)
+    add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/${t}.cpp)
+    keyrot_warnings(${t})
+    target_include_directories(${t} PRIVATE ${PROJECT_SOURCE_DIR}/lib ${PROJECT_SOURCE_DIR}/tests)
+    target_link_libraries(${t} PRIVATE keyrot::apigee keyrot_http_test_server GTest::gtest_main)
+    gtest_discover_tests(${t} PROPERTIES LABELS integration TIMEOUT 120 DISCOVERY_TIMEOUT 60)
+endforeach()

@@ -1,0 +1,260 @@
+// keyrot::apigee::api over the real HTTP client and a scripted server: paths,
+// bodies, auth renewal after 401, Google error mapping and redaction.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+
+#include "apigee/api.hpp"
+#include "apigee/connect.hpp"
+#include "auth/token_source.hpp"
+#include "common/fingerprint.hpp"
+#include "http/client.hpp"
+#include "http_test_server.hpp"
+#include "policy/config.hpp"
+#include "unit/http_run_sync.hpp"
+
+using namespace keyrot;
+using namespace keyrot::testing;
+using json = nlohmann::json;
+
+namespace {
+
+// Counts invalidate() calls; hands out "Bearer t<generation>".
+class counting_source final : public auth::token_source {
+  public:
+    int generation = 1;
+    int invalidations = 0;
+    net::awaitable<result<secret>> authorization_header() override {
+        co_return secret("Bearer t" + std::to_string(generation));
+    }
+    void invalidate() override {
+        ++invalidations;
+        ++generation;
+    }
+    std::string describe() const override { return "counting"; }
+};
+
+struct fixture {
+    net::io_context io;
+    std::unique_ptr<http::client> client;
+    counting_source auth;
+    std::unique_ptr<apigee::api> api;
+
+    explicit fixture(const test_server& srv) {
+        http::options o;
+        o.base_url = srv.url();
+        o.requests_per_second = 0;
+        o.backoff_base = 10;
+        o.https_proxy = "";
+        auto c = http::client::create(io.get_executor(), o);
+        if (!c) throw std::runtime_error(c.err().describe());
+        client = std::move(c.value());
+        api = std::make_unique<apigee::api>(*client, auth, "acme");
+    }
+    template <typename T>
+    T run(net::awaitable<T> aw) {
+        return run_sync(io, std::move(aw));
+    }
+};
+
+test_reply json_reply(const json& j, int status = 200) {
+    test_reply r;
+    r.status = status;
+    r.body = j.dump();
+    return r;
+}
+
+const char* k_key = "Key-With_Dash123";
+
+}  // namespace
+
+TEST(ApigeeApi, GetAppEncodesPathsAndParses) {
+    test_server srv([](const test_request& r) {
+        if (r.target != "/v1/organizations/acme/developers/dev%40x.com/apps/my%20app")
+            return json_reply({{"error", {{"code", 404}, {"status", "NOT_FOUND"}}}}, 404);
+        return json_reply(
+            {{"name", "my app"}, {"credentials", {{{"consumerKey", "ck"}, {"expiresAt", "-1"}}}}});
+    });
+    fixture f(srv);
+    auto a = f.run(f.api->get_app("dev@x.com", "my app"));
+    ASSERT_TRUE(a) << a.err().describe();
+    EXPECT_EQ(a->organization, "acme");
+    EXPECT_EQ(a->credentials[0].fingerprint, fingerprint("ck"));
+    EXPECT_EQ(srv.requests()[0].headers["authorization"], "Bearer t1");
+}
+
+TEST(ApigeeApi, RenewsTheTokenOnceAfter401) {
+    test_server srv([](const test_request& r) {
+        if (r.headers.at("authorization") != "Bearer t2")
+            return json_reply({{"error", {{"code", 401}, {"status", "UNAUTHENTICATED"}}}}, 401);
+        return json_reply({{"name", "a"}});
+    });
+    fixture f(srv);
+    auto a = f.run(f.api->get_app("d", "a"));
+    ASSERT_TRUE(a) << a.err().describe();
+    EXPECT_EQ(f.auth.invalidations, 1);
+
+    f.auth.generation = 5;  // a token the server never accepts
+    auto b = f.run(f.api->get_app("d", "a"));
+    ASSERT_FALSE(b);
+    EXPECT_TRUE(b.err().is_status(401));
+    EXPECT_EQ(b.err().code, "UNAUTHENTICATED");
+    EXPECT_EQ(f.auth.invalidations, 2);  // once per call, not in a loop
+}
+
+TEST(ApigeeApi, GoogleErrorsAreMappedAndScrubbed) {
+    test_server srv([](const test_request& r) {
+        json body = json::parse(r.body);
+        std::string key = body["consumerKey"];
+        return json_reply(
+            {{"error",
+              {{"code", 409},
+               {"status", "ALREADY_EXISTS"},
+               {"message", "Key " + key + " already exists\n" + std::string(500, 'z')}}}},
+            409);
+    });
+    fixture f(srv);
+    apigee::new_key k;
+    k.consumer_key = secret(k_key);
+    k.consumer_secret = secret("s3cr3t");
+    k.expires_in_seconds = 3600;
+    auto c = f.run(f.api->create_key("dev@x.com", "app", k));
+    ASSERT_FALSE(c);
+    EXPECT_EQ(c.err().what, error::kind::http);
+    EXPECT_EQ(c.err().status, 409);
+    EXPECT_EQ(c.err().code, "ALREADY_EXISTS");
+    EXPECT_EQ(c.err().message.find(k_key), std::string::npos) << c.err().message;
+    EXPECT_NE(c.err().message.find("Key *** already exists"), std::string::npos);
+    EXPECT_EQ(c.err().message.find('\n'), std::string::npos);
+    EXPECT_LT(c.err().message.size(), 320u);
+    auto req = srv.requests()[0];
+    EXPECT_EQ(req.method, "POST");
+    EXPECT_EQ(req.target, "/v1/organizations/acme/developers/dev%40x.com/apps/app/keys");
+    auto body = json::parse(req.body);
+    EXPECT_EQ(body["expiresInSeconds"], "3600");
+    EXPECT_FALSE(body.contains("apiProducts"));
+    EXPECT_EQ(srv.requests().size(), 1u);  // a create is never retried
+}
+
+TEST(ApigeeApi, KeyCallsUseEncodedKeysAndActions) {
+    test_server srv([](const test_request& r) {
+        if (r.target.find("action=") != std::string::npos) {
+            test_reply rep;
+            rep.status = 204;
+            return rep;
+        }
+        if (r.method == "DELETE") return json_reply({{"consumerKey", k_key}});
+        return json_reply({{"consumerKey", k_key},
+                           {"status", "approved"},
+                           {"apiProducts", {{{"apiproduct", "p"}, {"status", "approved"}}}}});
+    });
+    fixture f(srv);
+    secret key(k_key);
+    std::string base = std::string("/v1/organizations/acme/developers/d/apps/a/keys/") + k_key;
+    ASSERT_TRUE(f.run(f.api->get_key("d", "a", key)));
+    auto u = f.run(f.api->update_key("d", "a", key, {"p"}, std::vector<attribute>{{"x", "y"}}));
+    ASSERT_TRUE(u);
+    EXPECT_EQ(u->products[0], (product_grant{"p", "approved"}));
+    ASSERT_TRUE(f.run(f.api->replace_key_scopes("d", "a", key, {"s"})));
+    ASSERT_TRUE(f.run(f.api->set_key_status("d", "a", key, false)));
+    ASSERT_TRUE(f.run(f.api->set_key_product_status("d", "a", key, "p 1", true)));
+    ASSERT_TRUE(f.run(f.api->delete_key("d", "a", key)));
+    auto log = srv.requests();
+    ASSERT_EQ(log.size(), 6u);
+    EXPECT_EQ(log[0].method + " " + log[0].target, "GET " + base);
+    EXPECT_EQ(log[1].method + " " + log[1].target, "POST " + base);
+    EXPECT_EQ(json::parse(log[1].body)["attributes"][0]["name"], "x");
+    EXPECT_EQ(log[2].method + " " + log[2].target, "PUT " + base);
+    EXPECT_EQ(log[3].target, base + "?action=revoke");
+    EXPECT_EQ(log[3].headers["content-type"], "application/octet-stream");
+    EXPECT_EQ(log[4].target, base + "/apiproducts/p%201?action=approve");
+    EXPECT_EQ(log[5].method, "DELETE");
+}
+
+TEST(ApigeeApi, ListsPagesAndDevelopers) {
+    test_server srv([](const test_request& r) {
+        if (r.target.starts_with("/v1/organizations/acme/apps?")) {
+            if (r.target.find("pageToken=") == std::string::npos)
+                return json_reply({{"app", {{{"name", "a1"}}}}, {"nextPageToken", "t/2"}});
+            return json_reply({{"app", {{{"name", "a2"}}}}});
+        }
+        return json_reply({{"developer",
+                            {{{"email", "a@x"}, {"status", "active"}},
+                             {{"email", "b@x"}, {"status", "inactive"}}}}});
+    });
+    fixture f(srv);
+    auto p1 = f.run(f.api->list_apps_page("", 1000, "revoked"));
+    ASSERT_TRUE(p1);
+    EXPECT_EQ(p1->next_page_token, "t/2");
+    auto p2 = f.run(f.api->list_apps_page(p1->next_page_token, 1000, "approved"));
+    ASSERT_TRUE(p2);
+    EXPECT_EQ(p2->apps[0].name, "a2");
+    EXPECT_EQ(p2->next_page_token, "");
+    auto log = srv.requests();
+    EXPECT_EQ(
+        log[0].target,
+        "/v1/organizations/acme/apps?expand=true&includeCred=true&pageSize=1000&keyStatus=revoked");
+    EXPECT_NE(log[1].target.find("pageToken=t%2F2"), std::string::npos);
+    auto devs = f.run(f.api->list_developers());
+    ASSERT_TRUE(devs);
+    ASSERT_EQ(devs->size(), 2u);
+    EXPECT_EQ((*devs)[1].second, "inactive");
+}
+
+TEST(ApigeeApi, NonJsonAnswersAreProtocolErrors) {
+    test_server srv([](const test_request&) {
+        test_reply r;
+        r.body = "<html>oops</html>";
+        return r;
+    });
+    fixture f(srv);
+    auto a = f.run(f.api->get_app("d", "a"));
+    ASSERT_FALSE(a);
+    EXPECT_EQ(a.err().what, error::kind::protocol);
+    EXPECT_NE(a.err().message.find("GET /v1/organizations/acme/developers/d/apps/a"),
+              std::string::npos)
+        << a.err().message;
+    EXPECT_NE(a.err().message.find("not valid JSON"), std::string::npos);
+}
+
+TEST(ApigeeApi, GenerateKeySendsTheWholeApp) {
+    test_server srv([](const test_request& r) { return json_reply(json::parse(r.body)); });
+    fixture f(srv);
+    app body;
+    body.name = "a";
+    body.attributes = {{"Notes", "n"}};
+    body.callback_url = "https://cb";
+    body.api_products = {"p"};
+    body.key_expires_in = 1000;
+    auto a = f.run(f.api->generate_key("d", body));
+    ASSERT_TRUE(a) << a.err().describe();
+    EXPECT_EQ(a->attributes, body.attributes);
+    auto j = json::parse(srv.requests()[0].body);
+    EXPECT_EQ(j["keyExpiresIn"], "1000");
+    EXPECT_EQ(j["callbackUrl"], "https://cb");
+}
+
+TEST(ApigeeConnect, BuildsFromConfig) {
+    test_server srv([](const test_request&) { return json_reply({{"name", "a"}}); });
+    policy::apigee_config cfg;
+    cfg.url = srv.url();
+    cfg.auth.method = "none";
+    net::io_context io;
+    int observed = 0;
+    auto c = apigee::connect(io.get_executor(), cfg, "acme",
+                             [&](std::string_view, int, double) { ++observed; });
+    ASSERT_TRUE(c) << c.err().describe();
+    auto a = run_sync(io, c.value()->org_api->get_app("d", "a"));
+    ASSERT_TRUE(a);
+    EXPECT_EQ(observed, 1);
+    EXPECT_EQ(srv.requests()[0].headers.count("authorization"), 0u);
+
+    cfg.auth.method = "google";
+    auto g = apigee::connect(io.get_executor(), cfg, "acme");
+    ASSERT_FALSE(g);
+    EXPECT_NE(g.err().message.find("not built yet"), std::string::npos);
+    cfg.url = "http://apigee.googleapis.com";
+    cfg.auth.method = "none";
+    EXPECT_FALSE(apigee::connect(io.get_executor(), cfg, "acme"));
+}
