@@ -54,6 +54,15 @@ std::vector<attribute> with_marker(std::vector<attribute> attrs, const std::stri
 
 std::string app_key(const app& a) { return a.developer_email + "\n" + a.name; }
 
+// A re-read app replaces the snapshot; what only the org list and the developer
+// list tell (organisation, developer email and status) is kept.
+void adopt(planned_app& pa, app fresh) {
+    fresh.organization = pa.snapshot.organization;
+    fresh.developer_email = pa.snapshot.developer_email;
+    fresh.developer_status = pa.snapshot.developer_status;
+    pa.snapshot = std::move(fresh);
+}
+
 }  // namespace
 
 executor::executor(apigee::api& api, observer& obs, std::filesystem::path state_dir,
@@ -211,8 +220,12 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
     if (!dry) co_await recover_journal(pa);
     // Plan, act, re-read, plan again: a rotation (create, complete) and what
     // follows from it settle in one pass. Bounded, in case Apigee and we disagree.
+    // A forced rotation (`rotate --app`) applies to the keys as they were: the
+    // successor it just made is not rotated again.
+    plan::options later = opt.plan;
+    later.force_rotate = false;
     for (int round = 0; round < 4; ++round) {
-        if (round > 0) pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), opt.plan);
+        if (round > 0) pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), later);
         bool wrote = false;
         for (const auto& act : pa.plan.actions) {
             if (act.kind == plan::action_kind::report) {
@@ -248,11 +261,9 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
             ++sum.actions_failed;
             co_return;
         }
-        fresh->organization = pa.snapshot.organization;
-        fresh->developer_status = pa.snapshot.developer_status;
-        pa.snapshot = std::move(fresh.value());
+        adopt(pa, std::move(fresh.value()));
     }
-    pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), opt.plan);
+    pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), later);
 }
 
 net::awaitable<bool> executor::apply(planned_app& pa, const plan::action& act, const run_options&) {
@@ -404,9 +415,7 @@ net::awaitable<void> executor::recover_journal(planned_app& pa) {
     journal_.remove(a.organization, a.developer_email, a.name);
     auto fresh = co_await api_.get_app(a.developer_email, a.name);
     if (fresh) {
-        fresh->organization = pa.snapshot.organization;
-        fresh->developer_status = pa.snapshot.developer_status;
-        pa.snapshot = std::move(fresh.value());
+        adopt(pa, std::move(fresh.value()));
         pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), {});
     }
 }

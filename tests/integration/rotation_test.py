@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""keyrotd's rotation engine against the Apigee emulator, over real HTTP:
+both methods, every promise of design.md's rotation model that can be seen
+from outside, under faults too. Run by ctest (tests/integration/rotation.cmake)."""
+import json
+import sys
+import time
+import unittest
+
+import harness as h
+
+DEV = "dev@partner.example.com"
+INACTIVE = "old@gone.example.com"
+
+
+def seed(extra_apps=0):
+    attrs = [{"name": "DisplayName", "value": "Shop — ünïcode \"quoted\""},
+             {"name": "Notes", "value": "line one\nline two, keep me"},
+             {"name": "tier", "value": "gold"}]
+    key_attrs = [{"name": "env", "value": "prod"}, {"name": "owner", "value": "team-a"}]
+
+    def app(dev, name, key, expires="+2d", status="approved", issued="-28d"):
+        return {"developerEmail": dev, "name": name, "status": status, "attributes": attrs,
+                "callbackUrl": "https://%s.example.com/oauth/cb?x=1" % name,
+                "scopes": ["read", "write"],
+                "credentials": [{
+                    "consumerKey": key, "consumerSecret": key + "-SECRET-s3cr3t",
+                    "status": "approved", "issuedAt": issued, "expiresAt": expires,
+                    "attributes": key_attrs, "scopes": ["read", "write"],
+                    "apiProducts": [{"apiproduct": "payments", "status": "approved"},
+                                    {"apiproduct": "admin", "status": "pending"},
+                                    {"apiproduct": "reports", "status": "revoked"}]}]}
+
+    apps = [app(DEV, "shop", "SHOPkey0000000000000000000000001"),
+            app(DEV, "fresh", "FRESHkey000000000000000000000001", expires="+60d", issued="-1d"),
+            app(DEV, "legacy", "LEGACYkey00000000000000000000001", status="revoked"),
+            app(INACTIVE, "dormant", "DORMANTkey0000000000000000000001"),
+            app(DEV, "other-svc", "OTHERkey000000000000000000000001")]
+    for i in range(extra_apps):
+        apps.append(app(DEV, "bulk-%03d" % i, "BULKkey%025d" % i))
+    return {"organization": "demo",
+            "developers": [{"email": DEV, "firstName": "Pat", "lastName": "Ner", "userName": "pat",
+                            "status": "active"},
+                           {"email": INACTIVE, "firstName": "Old", "lastName": "Gone",
+                            "userName": "old", "status": "inactive"}],
+            "apiProducts": [{"name": "payments", "approvalType": "auto"},
+                            {"name": "reports", "approvalType": "auto"},
+                            {"name": "admin", "approvalType": "manual"}],
+            "apps": apps}
+
+
+def successors_of(app, old_fp):
+    out = []
+    for c in app.get("credentials", []):
+        for a in c.get("attributes", []):
+            if a["name"] == "keyrotd_replaces" and a["value"] in (old_fp, "pending:" + old_fp):
+                out.append(c)
+    return out
+
+
+def products(cred):
+    return {p["apiproduct"]: p["status"] for p in cred.get("apiProducts", [])}
+
+
+class RotationTest(unittest.TestCase):
+    method = "import"
+
+    def setUp(self):
+        self.dir = h.tmpdir()
+        self.emu = h.Emulator(self.dir, seed())
+        pol = h.policy(method=self.method, match={"apps": ["*"], "exclude": {"apps": ["other-*"]}})
+        self.k = h.Keyrotd(self.dir, self.emu.url, [pol])
+
+    def tearDown(self):
+        self.emu.stop()
+        h.rmtree(self.dir)
+
+    def untouched(self):
+        return {a["name"]: a for a in self.emu.state()["apps"]
+                if a["name"] in ("legacy", "dormant", "other-svc", "fresh")}
+
+    def test_rotation_end_to_end(self):
+        before = self.emu.app(DEV, "shop")
+        others = self.untouched()
+        old = before["credentials"][0]
+        old_fp = h.fp(old["consumerKey"])
+
+        self.emu.reset_counters()
+        r = self.k.run("plan")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn(old_fp, r.stdout)
+        self.assertEqual(self.emu.writes(), 0, "plan must not write")
+        r = self.k.run("plan", "--json")
+        plan = json.loads(r.stdout)
+        self.assertEqual([(p["app"], p["action"], p["key"]) for p in plan],
+                         [("shop", "create", old_fp)])
+
+        r = self.k.run("once")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        after = self.emu.app(DEV, "shop")
+        # The app itself: byte for byte as before (trap 1).
+        self.assertEqual(after["attributes"], before["attributes"])
+        self.assertEqual(after["callbackUrl"], before["callbackUrl"])
+        self.assertEqual(after["scopes"], before["scopes"])
+        succ = successors_of(after, old_fp)
+        self.assertEqual(len(succ), 1)
+        s = succ[0]
+        self.assertGreaterEqual(len(s["consumerKey"]), 32)
+        self.assertEqual(s["status"], "approved")
+        # Complete: marker final, the old key's attributes, scopes, products and statuses.
+        self.assertIn({"name": "keyrotd_replaces", "value": old_fp}, s["attributes"])
+        for a in old["attributes"]:
+            self.assertIn(a, s["attributes"])
+        self.assertEqual(sorted(s["scopes"]), sorted(old["scopes"]))
+        self.assertEqual(products(s), {"payments": "approved", "admin": "pending",
+                                       "reports": "revoked"})
+        self.assertGreater(int(s["expiresAt"]), int(old["expiresAt"]))
+        # The old key is in its overlap: still approved.
+        old_now = [c for c in after["credentials"] if c["consumerKey"] == old["consumerKey"]][0]
+        self.assertEqual(old_now["status"], "approved")
+
+        # Level-triggered: a second pass writes nothing; plan has nothing to do.
+        self.emu.reset_counters()
+        r = self.k.run("once")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.emu.writes(), 0)
+        self.assertEqual(self.k.run("plan").returncode, 0)
+        # Reads: the paged lists, never one GET per app.
+        reads = self.emu.reads()
+        self.assertEqual(sum(reads.values()), sum(n for r, n in reads.items()
+                                                 if r.endswith("/apps") or r.endswith("/developers")),
+                         reads)
+
+        # After the overlap (3 s), the old key is revoked, and only it.
+        time.sleep(3.5)
+        r = self.k.run("once")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        final = self.emu.app(DEV, "shop")
+        states = {h.fp(c["consumerKey"]): c["status"] for c in final["credentials"]}
+        self.assertEqual(states[old_fp], "revoked")
+        self.assertEqual(states[h.fp(s["consumerKey"])], "approved")
+        self.assertEqual(final["attributes"], before["attributes"])
+        self.assertEqual(final["callbackUrl"], before["callbackUrl"])
+
+        # Revoked apps, inactive developers, unmatched and not-due apps: untouched.
+        self.assertEqual(self.untouched(), others)
+        # The emulator never saw the app at zero usable keys.
+        self.assertEqual(self.emu.hook("availability")["everLostLast"], [])
+
+        audit = self.k.audit()
+        actions = [(a["app"], a["action"]) for a in audit]
+        self.assertEqual(actions, [("shop", "created"), ("shop", "completed"), ("shop", "revoked")])
+        for a in audit:
+            self.assertEqual(set(a), {"ts", "organization", "developer", "app", "policy", "action",
+                                      "key", "replaces", "dryRun", "detail"} | ({"late"} if "late" in a else set()))
+        self.assert_no_secrets()
+
+    def test_person_revoked_successor_keeps_old_key(self):
+        old = self.emu.app(DEV, "shop")["credentials"][0]
+        self.assertEqual(self.k.run("once").returncode, 0)
+        s = successors_of(self.emu.app(DEV, "shop"), h.fp(old["consumerKey"]))[0]
+        st, _ = self.emu.call("POST", "/v1/organizations/demo/developers/%s/apps/shop/keys/%s?action=revoke"
+                              % (DEV, s["consumerKey"]))
+        self.assertEqual(st, 204)
+        time.sleep(3.5)
+        self.emu.reset_counters()
+        self.k.run("once")
+        self.assertEqual(self.emu.writes(), 0, "no new successor, no revocation")
+        app = self.emu.app(DEV, "shop")
+        old_now = [c for c in app["credentials"] if c["consumerKey"] == old["consumerKey"]][0]
+        self.assertEqual(old_now["status"], "approved")
+        self.assertEqual(len(successors_of(app, h.fp(old["consumerKey"]))), 1)
+
+    def test_dry_run_writes_nothing(self):
+        self.emu.reset_counters()
+        r = self.k.run("once", "--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.emu.writes(), 0)
+        self.assertTrue(all(a["dryRun"] for a in self.k.audit()))
+
+    def test_rotate_now_with_revoke(self):
+        old = self.emu.app(DEV, "fresh")["credentials"][0]
+        r = self.k.run("rotate", "--app", "demo/%s/fresh" % DEV, "--revoke-now")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        app = self.emu.app(DEV, "fresh")
+        states = {h.fp(c["consumerKey"]): c["status"] for c in app["credentials"]}
+        self.assertEqual(states[h.fp(old["consumerKey"])], "revoked")
+        succ = successors_of(app, h.fp(old["consumerKey"]))
+        self.assertEqual(len(succ), 1)
+        self.assertEqual(succ[0]["status"], "approved")
+        self.assertEqual(len(app["credentials"]), 2, "exactly one new key")
+        r = self.k.run("rotate", "--app", "demo/%s/nope" % DEV)
+        self.assertEqual(r.returncode, 1)
+
+    def test_inventory(self):
+        r = self.k.run("inventory", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        inv = json.loads(r.stdout)
+        by_app = {(i["app"], i["key"]): i for i in inv}
+        shop = self.emu.app(DEV, "shop")["credentials"][0]
+        self.assertEqual(by_app[("shop", h.fp(shop["consumerKey"]))]["state"], "due")
+        self.assertNotIn("other-svc", {i["app"] for i in inv})
+        self.assert_no_secrets()
+
+    def assert_no_secrets(self):
+        secrets = []
+        for a in self.emu.state()["apps"]:
+            for c in a.get("credentials", []):
+                secrets += [c["consumerKey"], c["consumerSecret"]]
+        text = "\n".join(self.k.outputs) + self.k.audit_text()
+        for s in secrets:
+            self.assertNotIn(s, text)
+
+
+class GenerateRotationTest(RotationTest):
+    method = "generate"
+
+
+class ConfigTest(unittest.TestCase):
+    def test_invalid_config_exits_78_before_any_call(self):
+        d = h.tmpdir()
+        emu = h.Emulator(d, seed())
+        try:
+            k = h.Keyrotd(d, emu.url, [h.policy(overlap="banana")])
+            emu.reset_counters()
+            for cmd in ("once", "plan", "inventory"):
+                r = k.run(cmd)
+                self.assertEqual(r.returncode, 78, cmd + r.stderr)
+                self.assertIn("rotation.overlap", r.stderr)
+            self.assertEqual(k.run("validate").returncode, 1)
+            self.assertEqual(emu.hook("requests")["total"], 0)
+        finally:
+            emu.stop()
+            h.rmtree(d)
+
+
+class FaultTest(unittest.TestCase):
+    def test_converges_under_faults(self):
+        for method in ("import", "generate"):
+            with self.subTest(method=method):
+                self.converge(method)
+
+    def converge(self, method):
+        d = h.tmpdir()
+        emu = h.Emulator(d, seed(extra_apps=30))
+        try:
+            k = h.Keyrotd(d, emu.url, [h.policy(method=method, overlap="1h")])
+            due = {a["name"]: h.fp(a["credentials"][0]["consumerKey"])
+                   for a in emu.state()["apps"]
+                   if a["status"] == "approved" and a["developerEmail"] == DEV
+                   and a["name"] != "fresh"}
+            emu.hook("faults", {"p503": 0.2, "p429": 0.1, "retryAfterSeconds": 0,
+                                "pDropAfterWrite": 0.05, "seed": 7})
+            for attempt in range(25):
+                r = k.run("once", timeout=300)
+                if r.returncode == 0:
+                    break
+            emu.hook("faults", {"p503": 0, "p429": 0, "pDropAfterWrite": 0})
+            self.assertEqual(k.run("once").returncode, 0)
+            self.assertEqual(k.run("plan").returncode, 0)
+            for a in emu.state()["apps"]:
+                if a["name"] not in due:
+                    continue
+                succ = [c for c in successors_of(a, due[a["name"]]) if c["status"] == "approved"]
+                self.assertEqual(len(succ), 1, a["name"])
+                self.assertIn({"name": "keyrotd_replaces", "value": due[a["name"]]},
+                              succ[0]["attributes"])
+                self.assertEqual(products(succ[0]), {"payments": "approved", "admin": "pending",
+                                                     "reports": "revoked"})
+                self.assertEqual(a["attributes"], seed()["apps"][0]["attributes"])
+            self.assertEqual(emu.hook("availability")["everLostLast"], [])
+        finally:
+            emu.stop()
+            h.rmtree(d)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], *sys.argv[1:]], verbosity=2)
