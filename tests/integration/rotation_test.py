@@ -251,10 +251,16 @@ class FaultTest(unittest.TestCase):
                    and a["name"] != "fresh"}
             emu.hook("faults", {"p503": 0.2, "p429": 0.1, "retryAfterSeconds": 0,
                                 "pDropAfterWrite": 0.05, "seed": 7})
+            failed_runs = 0
             for attempt in range(25):
                 r = k.run("once", timeout=300)
                 if r.returncode == 0:
                     break
+                failed_runs += 1
+            print("%s: converged after %d failed passes" % (method, failed_runs), file=sys.stderr)
+            log = "\n".join(k.outputs)
+            self.assertTrue("503" in log or "429" in log or "failed" in log,
+                            "the faults were felt")
             emu.hook("faults", {"p503": 0, "p429": 0, "pDropAfterWrite": 0})
             self.assertEqual(k.run("once").returncode, 0)
             self.assertEqual(k.run("plan").returncode, 0)
