@@ -66,7 +66,7 @@ struct cli {
 // The executor's observer for the CLI and daemon: audit log first (durable),
 // then a log line. Metrics are added by the daemon loop when it owns a registry.
 class recorder : public exec::observer {
-public:
+  public:
     explicit recorder(obs::audit_log* audit) : audit_(audit) {}
 
     bool on_action(const exec::action_record& r) override {
@@ -75,11 +75,11 @@ public:
         const auto level = r.action == "failed"    ? spdlog::level::err
                            : r.action == "skipped" ? spdlog::level::warn
                                                    : spdlog::level::info;
-        spdlog::log(level, "{}{} organization={} developer={} app={} policy={} key={}{}{} detail=\"{}\"",
-                    r.dry_run ? "dry-run " : "", r.action, r.organization, r.developer, r.app,
-                    r.policy, r.key.empty() ? "-" : r.key,
-                    r.replaces.empty() ? "" : " replaces=" + r.replaces, r.late ? " late=true" : "",
-                    r.detail);
+        spdlog::log(
+            level, "{}{} organization={} developer={} app={} policy={} key={}{}{} detail=\"{}\"",
+            r.dry_run ? "dry-run " : "", r.action, r.organization, r.developer, r.app, r.policy,
+            r.key.empty() ? "-" : r.key, r.replaces.empty() ? "" : " replaces=" + r.replaces,
+            r.late ? " late=true" : "", r.detail);
         if (!durable) spdlog::error("audit log write failed: the action is not counted as done");
         if (r.action == "failed") ++failed_;
         return durable;
@@ -97,7 +97,7 @@ public:
     }
     int failed() const { return failed_; }
 
-private:
+  private:
     obs::audit_log* audit_;
     int failed_ = 0;
 };
@@ -135,15 +135,18 @@ void print_diagnostics(const std::vector<policy::diagnostic>& ds) {
     for (const auto& d : ds) std::cerr << policy::to_string(d) << "\n";
 }
 
-// Runs a coroutine to completion on a fresh io_context; rethrows its exception.
+template <typename T>
+net::awaitable<void> store(net::awaitable<T> aw, std::optional<T>& out) {
+    out.emplace(co_await std::move(aw));
+}
+
+// Runs a coroutine to completion on `io`; rethrows its exception. (Asio 1.18's
+// co_spawn wants default-constructible results, which result<T> is not.)
 template <typename T>
 T run_sync(net::io_context& io, net::awaitable<T> aw) {
     std::optional<T> out;
     std::exception_ptr err;
-    net::co_spawn(io, std::move(aw), [&](std::exception_ptr e, T v) {
-        err = e;
-        if (!e) out = std::move(v);
-    });
+    net::co_spawn(io, store(std::move(aw), out), [&err](std::exception_ptr e) { err = e; });
     io.run();
     io.restart();
     if (err) std::rethrow_exception(err);
@@ -175,7 +178,8 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
         opt.concurrency = cfg.apigee.max_concurrency;
         auto planned = run_sync(io, (*link)->exec->plan((*link)->policies, opt));
         if (!planned) {
-            std::cerr << "keyrotd: organization " << org << ": " << planned.err().describe() << "\n";
+            std::cerr << "keyrotd: organization " << org << ": " << planned.err().describe()
+                      << "\n";
             error = true;
             continue;
         }
@@ -183,30 +187,39 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
             const auto& a = pa.snapshot;
             if (inventory_mode) {
                 for (const auto& k : pa.plan.keys) {
-                    out.push_back({{"organization", org}, {"developer", a.developer_email},
-                                   {"app", a.name}, {"policy", pa.policy->name},
-                                   {"key", k.fingerprint}, {"state", plan::to_string(k.state)},
+                    out.push_back({{"organization", org},
+                                   {"developer", a.developer_email},
+                                   {"app", a.name},
+                                   {"policy", pa.policy->name},
+                                   {"key", k.fingerprint},
+                                   {"state", plan::to_string(k.state)},
                                    {"issuedAt", format_time(k.issued_at)},
                                    {"expiresAt", format_time(k.expires_at)},
-                                   {"replaces", k.replaces}, {"pending", k.pending},
+                                   {"replaces", k.replaces},
+                                   {"pending", k.pending},
                                    {"successor", k.successor},
                                    {"appSkipped", pa.plan.skip_reason}});
-                    rows.push_back({org, a.developer_email, a.name, pa.policy->name, k.fingerprint,
-                                    plan::to_string(k.state), format_time(k.expires_at),
-                                    k.replaces.empty() ? "-" : k.replaces + (k.pending ? " (pending)" : "")});
+                    rows.push_back(
+                        {org, a.developer_email, a.name, pa.policy->name, k.fingerprint,
+                         plan::to_string(k.state), format_time(k.expires_at),
+                         k.replaces.empty() ? "-" : k.replaces + (k.pending ? " (pending)" : "")});
                 }
                 continue;
             }
             for (const auto& act : pa.plan.actions) {
                 if (is_write(act)) ++pending;
-                out.push_back({{"organization", org}, {"developer", a.developer_email},
-                               {"app", a.name}, {"policy", pa.policy->name},
-                               {"action", plan::to_string(act.kind)}, {"key", act.key},
+                out.push_back({{"organization", org},
+                               {"developer", a.developer_email},
+                               {"app", a.name},
+                               {"policy", pa.policy->name},
+                               {"action", plan::to_string(act.kind)},
+                               {"key", act.key},
                                {"replaces", act.replaces},
                                {"expiresAt", act.kind == plan::action_kind::create_successor
                                                  ? format_time(act.expires_at)
                                                  : ""},
-                               {"late", act.late}, {"failed", act.failed},
+                               {"late", act.late},
+                               {"failed", act.failed},
                                {"reason", act.reason}});
                 rows.push_back({org, a.developer_email, a.name, pa.policy->name,
                                 plan::to_string(act.kind), act.key, act.reason});
@@ -217,14 +230,16 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
         std::cout << out.dump(2) << "\n";
     } else {
         std::vector<std::string> head =
-            inventory_mode ? std::vector<std::string>{"ORGANIZATION", "DEVELOPER", "APP", "POLICY",
-                                                      "KEY", "STATE", "EXPIRES", "REPLACES"}
-                           : std::vector<std::string>{"ORGANIZATION", "DEVELOPER", "APP", "POLICY",
-                                                      "ACTION", "KEY", "REASON"};
+            inventory_mode
+                ? std::vector<std::string>{"ORGANIZATION", "DEVELOPER", "APP",     "POLICY",
+                                           "KEY",          "STATE",     "EXPIRES", "REPLACES"}
+                : std::vector<std::string>{"ORGANIZATION", "DEVELOPER", "APP",   "POLICY",
+                                           "ACTION",       "KEY",       "REASON"};
         std::vector<std::size_t> width(head.size());
         for (std::size_t i = 0; i < head.size(); ++i) width[i] = head[i].size();
         for (const auto& r : rows)
-            for (std::size_t i = 0; i + 1 < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+            for (std::size_t i = 0; i + 1 < r.size(); ++i)
+                width[i] = std::max(width[i], r[i].size());
         auto line = [&](const std::vector<std::string>& r) {
             std::string s;
             for (std::size_t i = 0; i < r.size(); ++i)
@@ -285,11 +300,16 @@ int cmd_once(const policy::config& cfg, const cli& c) {
 // ---- the daemon --------------------------------------------------------------
 
 class daemon_loop {
-public:
+  public:
     daemon_loop(net::io_context& io, std::shared_ptr<const policy::config> cfg, std::string path,
                 bool dry_run)
-        : io_(io), cfg_(std::move(cfg)), path_(std::move(path)), dry_run_(dry_run),
-          audit_(cfg_->state_dir), rec_(&audit_), signals_(io, SIGINT, SIGTERM, SIGHUP),
+        : io_(io),
+          cfg_(std::move(cfg)),
+          path_(std::move(path)),
+          dry_run_(dry_run),
+          audit_(cfg_->state_dir),
+          rec_(&audit_),
+          signals_(io, SIGINT, SIGTERM, SIGHUP),
           watchdog_(io) {}
 
     int run() {
@@ -325,7 +345,7 @@ public:
         return k_exit_ok;
     }
 
-private:
+  private:
     struct org_state {
         explicit org_state(net::io_context& io) : timer(io) {}
         std::unique_ptr<org_link> link;
@@ -395,8 +415,9 @@ private:
             for (const auto& d : loaded.diagnostics) spdlog::warn("{}", policy::to_string(d));
             if (organizations(*loaded.cfg) != organizations(*cfg_) ||
                 loaded.cfg->apigee.url != cfg_->apigee.url)
-                spdlog::warn("reload: organizations or apigee settings changed; they take effect "
-                             "after a restart, policies now");
+                spdlog::warn(
+                    "reload: organizations or apigee settings changed; they take effect "
+                    "after a restart, policies now");
             cfg_ = std::make_shared<const policy::config>(std::move(*loaded.cfg));
             spdlog::info("config reloaded: {} policies", cfg_->policies.size());
             for (auto& o : orgs_)
@@ -474,8 +495,8 @@ int main_cli(int argc, char** argv) {
         std::cout << usage_text;
         return k_exit_ok;
     }
-    static const std::set<std::string> commands{"run", "once", "plan", "validate", "inventory",
-                                                "rotate"};
+    static const std::set<std::string> commands{"run",      "once",      "plan",
+                                                "validate", "inventory", "rotate"};
     if (!commands.count(c.command)) {
         std::cerr << (c.command.empty() ? "keyrotd: no command\n"
                                         : "keyrotd: unknown command '" + c.command + "'\n")
@@ -484,7 +505,8 @@ int main_cli(int argc, char** argv) {
     }
     if (c.command == "rotate") {
         const auto first = c.app.find('/');
-        if (c.app.empty() || first == std::string::npos || c.app.find('/', first + 1) == std::string::npos) {
+        if (c.app.empty() || first == std::string::npos ||
+            c.app.find('/', first + 1) == std::string::npos) {
             std::cerr << "keyrotd: rotate needs --app ORG/DEVELOPER/APP\n";
             return k_exit_usage;
         }

@@ -6,9 +6,9 @@ namespace keyrot::daemon {
 
 inline constexpr int k_exit_ok = 0;
 inline constexpr int k_exit_failed = 1;
-inline constexpr int k_exit_pending = 2;   // plan: actions pending
-inline constexpr int k_exit_usage = 64;    // EX_USAGE
-inline constexpr int k_exit_config = 78;   // EX_CONFIG
+inline constexpr int k_exit_pending = 2;  // plan: actions pending
+inline constexpr int k_exit_usage = 64;   // EX_USAGE
+inline constexpr int k_exit_config = 78;  // EX_CONFIG
 
 int main_cli(int argc, char** argv);
 
