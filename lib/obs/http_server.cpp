@@ -4,6 +4,7 @@
 #include <prometheus/collectable.h>
 #include <prometheus/text_serializer.h>
 
+#include <atomic>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cctype>
@@ -63,6 +64,7 @@ struct http_server::impl {
     unsigned short port = 0;
     bool stopping = false;
     std::set<beast::tcp_stream*> sessions;  // open connections, closed by stop()
+    std::atomic<std::size_t> open{0};       // sessions.size(), readable from any thread
 };
 
 namespace {
@@ -155,10 +157,14 @@ bool is_parse_error(const error_code& ec) {
 net::awaitable<void> session(std::shared_ptr<http_server::impl> self, tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
     self->sessions.insert(&stream);
+    self->open = self->sessions.size();
     struct forget {
         http_server::impl& s;
         beast::tcp_stream* p;
-        ~forget() { s.sessions.erase(p); }
+        ~forget() {
+            s.sessions.erase(p);
+            s.open = s.sessions.size();
+        }
     } forget_on_exit{*self, &stream};
 
     const auto limit = static_cast<std::uint32_t>(self->opt.max_request_bytes);
@@ -250,6 +256,8 @@ void http_server::start() {
 }
 
 unsigned short http_server::port() const { return impl_->port; }
+
+std::size_t http_server::connections() const { return impl_->open; }
 
 void http_server::stop() {
     if (!impl_) return;

@@ -55,6 +55,8 @@ class http_server {
     void start();
     // The bound port (the ephemeral one when listen asked for 0); 0 before start().
     unsigned short port() const;
+    // Connections being served now (any thread).
+    std::size_t connections() const;
     void stop();
 
     struct impl;  // http_server.cpp's; public only so its free functions can name it

@@ -62,6 +62,13 @@ struct obs_http_server : ::testing::Test {
         server->start();
         runner = std::thread([this] { io.run(); });
     }
+    // Waits until the server serves `n` connections (accept runs on the io thread).
+    void wait_for_connections(std::size_t n) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (server->connections() != n && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        ASSERT_EQ(server->connections(), n);
+    }
     void TearDown() override {
         if (server) net::post(io, [this] { server->stop(); });
         if (runner.joinable()) runner.join();  // run() returns: stop() left nothing pending
@@ -146,7 +153,7 @@ TEST_F(obs_http_server, bounded_requests_and_idle_connections) {
     tcp::socket idle(cio);
     idle.connect({net::ip::make_address("127.0.0.1"), port});
     // ...and while it is open, it is the one connection allowed: a second is closed at once.
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    wait_for_connections(1);
     auto refused = get_path(port, "/healthz");
     EXPECT_EQ(refused.status, 0);
     const auto t0 = std::chrono::steady_clock::now();
@@ -156,7 +163,7 @@ TEST_F(obs_http_server, bounded_requests_and_idle_connections) {
     EXPECT_EQ(ec, net::error::eof);
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
     // Once it is gone, new connections are served again.
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    wait_for_connections(0);
     EXPECT_EQ(get_path(port, "/healthz").status, 200);
 }
 
@@ -165,7 +172,7 @@ TEST_F(obs_http_server, stop_closes_open_connections) {
     net::io_context cio;
     tcp::socket idle(cio);
     idle.connect({net::ip::make_address("127.0.0.1"), server->port()});
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    wait_for_connections(1);
     net::post(io, [this] { server->stop(); });
     runner.join();  // returns only when the accept loop and the session are gone
     std::string data;
