@@ -130,13 +130,17 @@ bool audit_log::reopen() {
 }
 
 bool audit_log::write(const exec::action_record& r) {
+    try {
+        return write_record(r);
+    } catch (...) {  // allocation failure and the like: not durable, never an exception
+        return false;
+    }
+}
+
+bool audit_log::write_record(const exec::action_record& r) {
     std::string why;
     std::string line;
-    try {
-        line = audit_line(r, &why);
-    } catch (const std::exception& e) {  // allocation failure: refuse, never throw
-        why = e.what();
-    }
+    line = audit_line(r, &why);
     if (line.empty()) {
         // Log who, not the offending value: it might be a raw key.
         log_event(spdlog::level::err, "audit record refused",

@@ -40,6 +40,7 @@ class audit_log {
 
   private:
     int open_file() const;
+    bool write_record(const exec::action_record& r);
 
     std::filesystem::path path_;
     std::mutex mu_;
