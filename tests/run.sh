@@ -3,14 +3,17 @@
 # builds and runs the unit tests under AddressSanitizer + UBSan.
 #   tests/run.sh            everything
 #   tests/run.sh --no-asan  skip the sanitizer build (quicker while developing)
+#   tests/run.sh --deps-only  install the Debian packages and stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 asan=1
+deps_only=0
 for arg in "$@"; do
     case "$arg" in
         --no-asan) asan=0 ;;
-        *) echo "usage: tests/run.sh [--no-asan]" >&2; exit 2 ;;
+        --deps-only) deps_only=1 ;;  # used by deploy/try-it.sh
+        *) echo "usage: tests/run.sh [--no-asan] [--deps-only]" >&2; exit 2 ;;
     esac
 done
 
@@ -31,6 +34,8 @@ if ((${#missing[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+((deps_only)) && exit 0
 
 start=$(date +%s)
 echo "== configure + build (release)"
