@@ -10,6 +10,7 @@
 #include <utility>  // before Asio: see common/asio.hpp
 #include <vector>
 
+#include "apigee/types.hpp"
 #include "common/asio.hpp"
 #include "common/model.hpp"
 #include "common/result.hpp"
@@ -23,21 +24,8 @@ class token_source;
 
 namespace keyrot::apigee {
 
-struct app_page {
-    std::vector<app> apps;
-    std::string next_page_token;  // "" at the end
-};
-
-struct new_key {
-    secret consumer_key;
-    secret consumer_secret;
-    millis expires_in_seconds = k_never;  // -1: never
-    std::vector<attribute> attributes;
-    std::vector<std::string> scopes;
-};
-
 class api {
-public:
+  public:
     // `base_url` e.g. "https://apigee.googleapis.com" (the client is already bound to it);
     // paths are /v1/organizations/{org}/...
     api(http::client& http, auth::token_source& auth, std::string organization);
@@ -82,14 +70,14 @@ public:
     net::awaitable<result<void>> set_key_status(std::string developer, std::string app_name,
                                                 secret key, bool approve);
     // POST …/keys/K/apiproducts/P?action=approve|revoke (204)
-    net::awaitable<result<void>> set_key_product_status(std::string developer,
-                                                        std::string app_name, secret key,
-                                                        std::string product, bool approve);
+    net::awaitable<result<void>> set_key_product_status(std::string developer, std::string app_name,
+                                                        secret key, std::string product,
+                                                        bool approve);
     // DELETE …/keys/K
     net::awaitable<result<void>> delete_key(std::string developer, std::string app_name,
                                             secret key);
 
-private:
+  private:
     http::client& http_;
     auth::token_source& auth_;
     std::string org_;

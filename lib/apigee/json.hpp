@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "apigee/api.hpp"
+#include "apigee/types.hpp"
 #include "common/model.hpp"
 #include "common/result.hpp"
 

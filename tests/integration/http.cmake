@@ -1,11 +1,14 @@
 # HTTP client and Apigee API tests over real loopback sockets (label integration).
 # The scripted server is a library so the HTTP benchmark can use it too.
-add_library(keyrot_http_test_server STATIC ${CMAKE_CURRENT_LIST_DIR}/http_test_server.cpp)
-keyrot_warnings(keyrot_http_test_server)
-target_include_directories(keyrot_http_test_server PUBLIC ${PROJECT_SOURCE_DIR}/lib
-                           ${CMAKE_CURRENT_LIST_DIR})
-target_link_libraries(keyrot_http_test_server PUBLIC Boost::headers Threads::Threads
-                      PRIVATE OpenSSL::SSL OpenSSL::Crypto)
+# (bench/http.cmake defines the same target when tests are off.)
+if(NOT TARGET keyrot_http_test_server)
+    add_library(keyrot_http_test_server STATIC ${CMAKE_CURRENT_LIST_DIR}/http_test_server.cpp)
+    keyrot_warnings(keyrot_http_test_server)
+    target_include_directories(keyrot_http_test_server PUBLIC ${PROJECT_SOURCE_DIR}/lib
+                               ${CMAKE_CURRENT_LIST_DIR})
+    target_link_libraries(keyrot_http_test_server PUBLIC Boost::headers Threads::Threads
+                          PRIVATE OpenSSL::SSL OpenSSL::Crypto)
+endif()
 
 foreach(t http_client_test http_api_test)
     add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/${t}.cpp)
