@@ -22,6 +22,10 @@
 #include "http/client.hpp"
 #include "notify.hpp"
 #include "obs/audit.hpp"
+#include "obs/http_server.hpp"
+#include "obs/log.hpp"
+#include "obs/metrics.hpp"
+#include "obs/recorder.hpp"
 #include "policy/config.hpp"
 
 #ifndef KEYROTD_VERSION
@@ -63,43 +67,28 @@ struct cli {
     std::string app;  // ORG/DEVELOPER/APP
 };
 
-// The executor's observer for the CLI and daemon: audit log first (durable),
-// then a log line. Metrics are added by the daemon loop when it owns a registry.
-class recorder : public exec::observer {
+// The executor's observer: obs::recorder (audit log first, then log line and
+// metrics), plus a count of failures for exit codes and readiness.
+class counting_observer : public exec::observer {
   public:
-    explicit recorder(obs::audit_log* audit) : audit_(audit) {}
-
+    counting_observer(obs::audit_log* audit, obs::metrics* m) : inner_(audit, m) {}
     bool on_action(const exec::action_record& r) override {
-        bool durable = true;
-        if (audit_ != nullptr) durable = audit_->write(r);
-        const auto level = r.action == "failed"    ? spdlog::level::err
-                           : r.action == "skipped" ? spdlog::level::warn
-                                                   : spdlog::level::info;
-        spdlog::log(
-            level, "{}{} organization={} developer={} app={} policy={} key={}{}{} detail=\"{}\"",
-            r.dry_run ? "dry-run " : "", r.action, r.organization, r.developer, r.app, r.policy,
-            r.key.empty() ? "-" : r.key, r.replaces.empty() ? "" : " replaces=" + r.replaces,
-            r.late ? " late=true" : "", r.detail);
-        if (!durable) spdlog::error("audit log write failed: the action is not counted as done");
         if (r.action == "failed") ++failed_;
-        return durable;
+        return inner_.on_action(r);
     }
     void on_pass(const exec::pass_summary& s) override {
-        if (!s.error.empty()) {
-            spdlog::error("pass failed organization={} error=\"{}\"", s.organization, s.error);
-        } else {
-            spdlog::info(
-                "pass done organization={} apps_matched={} actions={} failed={} seconds={:.3f} "
-                "next_action={}",
-                s.organization, s.apps_matched, s.actions_done, s.actions_failed, s.seconds,
-                format_time(s.next_wake));
-        }
+        if (s.ok) last_ok_[s.organization] = wall_now();
+        inner_.on_pass(s);
     }
+    bool wants_keys() const override { return inner_.wants_keys(); }
     int failed() const { return failed_; }
+    // When each organisation's last successful pass ended (absent: never).
+    const std::map<std::string, millis>& last_ok() const { return last_ok_; }
 
   private:
-    obs::audit_log* audit_;
+    obs::recorder inner_;
     int failed_ = 0;
+    std::map<std::string, millis> last_ok_;
 };
 
 // Everything needed to talk to one organisation.
@@ -162,7 +151,7 @@ std::string pad(std::string s, std::size_t w) {
 
 int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
     net::io_context io;
-    recorder rec(nullptr);
+    counting_observer rec(nullptr, nullptr);
     nlohmann::json out = nlohmann::json::array();
     int pending = 0;
     bool error = false;
@@ -261,7 +250,7 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
 int cmd_once(const policy::config& cfg, const cli& c) {
     net::io_context io;
     obs::audit_log audit(cfg.state_dir);
-    recorder rec(&audit);
+    counting_observer rec(&audit, nullptr);
     bool ok = true;
     std::string only_org, only_app;
     if (c.command == "rotate") {
@@ -308,13 +297,18 @@ class daemon_loop {
           path_(std::move(path)),
           dry_run_(dry_run),
           audit_(cfg_->state_dir),
-          rec_(&audit_),
+          registry_(std::make_shared<prometheus::Registry>()),
+          metrics_(registry_, obs::metrics_options{KEYROTD_VERSION, cfg_->metrics_per_key, true}),
+          rec_(&audit_, &metrics_),
           signals_(io, SIGINT, SIGTERM, SIGHUP),
-          watchdog_(io) {}
+          watchdog_(io),
+          server_(
+              io, registry_, [this] { return ready(); }, obs::http_server_options{cfg_->listen}) {}
 
     int run() {
+        metrics_.set_interval(static_cast<double>(cfg_->interval) / 1000.0);
         for (const auto& org : organizations(*cfg_)) {
-            auto link = connect(io_.get_executor(), *cfg_, org, rec_);
+            auto link = connect(io_.get_executor(), *cfg_, org, rec_, metrics_.request_observer());
             if (!link) {
                 spdlog::critical("organization={} error=\"{}\"", org, link.err().describe());
                 return k_exit_config;
@@ -323,6 +317,9 @@ class daemon_loop {
             st->link = std::move(link.value());
             orgs_.push_back(std::move(st));
         }
+        server_.start();  // throws when `listen` cannot be bound: a start-up error
+        spdlog::info("serving /metrics /healthz /readyz on {} (port {})", cfg_->listen,
+                     server_.port());
         wait_signal();
         for (auto& o : orgs_) {
             net::co_spawn(io_, org_loop(*o), [org = o->link->organization](std::exception_ptr e) {
@@ -402,12 +399,16 @@ class daemon_loop {
             stopping_ = true;
             for (auto& o : orgs_) o->timer.cancel();
             watchdog_.cancel();
+            signals_.cancel();
+            server_.stop();
         });
     }
 
     void reload() {
         sd_notify("RELOADING=1");
         auto loaded = policy::load_config(path_);
+        audit_.reopen();  // a rotated audit file is picked up
+        metrics_.on_config_reload(loaded.ok());
         if (!loaded.ok()) {
             spdlog::error("reload failed; the old config stays in force");
             for (const auto& d : loaded.diagnostics) spdlog::error("{}", policy::to_string(d));
@@ -419,11 +420,28 @@ class daemon_loop {
                     "reload: organizations or apigee settings changed; they take effect "
                     "after a restart, policies now");
             cfg_ = std::make_shared<const policy::config>(std::move(*loaded.cfg));
+            metrics_.set_interval(static_cast<double>(cfg_->interval) / 1000.0);
             spdlog::info("config reloaded: {} policies", cfg_->policies.size());
             for (auto& o : orgs_)
                 if (!o->running) o->timer.cancel();  // a pass with the new policies, now
         }
         sd_notify("READY=1");
+    }
+
+    // Ready: config loaded (it is, or we would not run) and every organisation's
+    // last pass succeeded within twice the interval.
+    std::pair<bool, std::string> ready() const {
+        const millis now = wall_now();
+        for (const auto& o : orgs_) {
+            const auto& org = o->link->organization;
+            auto it = rec_.last_ok().find(org);
+            if (it == rec_.last_ok().end())
+                return {false, "organization " + org + ": no successful pass yet"};
+            if (now - it->second > 2 * cfg_->interval)
+                return {false, "organization " + org + ": last successful pass " +
+                                   format_time(it->second) + ", over 2x interval ago"};
+        }
+        return {true, "ok"};
     }
 
     void arm_watchdog(std::uint64_t usec) {
@@ -440,9 +458,12 @@ class daemon_loop {
     std::string path_;
     bool dry_run_;
     obs::audit_log audit_;
-    recorder rec_;
+    std::shared_ptr<prometheus::Registry> registry_;
+    obs::metrics metrics_;
+    counting_observer rec_;
     net::signal_set signals_;
     net::steady_timer watchdog_;
+    obs::http_server server_;
     std::vector<std::unique_ptr<org_state>> orgs_;
     bool stopping_ = false;
 };
@@ -528,9 +549,8 @@ int main_cli(int argc, char** argv) {
         return k_exit_config;
     }
     const policy::config& cfg = *loaded.cfg;
-    spdlog::set_level(spdlog::level::from_str(cfg.log_level));
-    spdlog::set_default_logger(spdlog::default_logger());
     try {
+        obs::setup_logging(cfg.log_level, cfg.log_format);
         if (c.command == "plan") return cmd_plan(cfg, c, false);
         if (c.command == "inventory") return cmd_plan(cfg, c, true);
         if (c.command == "once" || c.command == "rotate") return cmd_once(cfg, c);

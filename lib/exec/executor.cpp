@@ -228,6 +228,7 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
         if (round > 0) pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), later);
         bool wrote = false;
         for (const auto& act : pa.plan.actions) {
+            pa.current = act.kind;
             if (act.kind == plan::action_kind::report) {
                 if (round == 0)
                     record(pa, act.failed ? "failed" : "skipped", act.key, act.replaces, act.reason,
@@ -395,6 +396,7 @@ net::awaitable<void> executor::recover_journal(planned_app& pa) {
     const auto& a = pa.snapshot;
     auto je = journal_.read(a.organization, a.developer_email, a.name);
     if (!je) co_return;
+    pa.current = plan::action_kind::create_successor;
     // A key that appeared after the entry, without a marker, is the successor
     // whose marker the crash prevented.
     for (const auto& c : a.credentials) {
@@ -544,6 +546,7 @@ bool executor::record(const planned_app& pa, std::string action, const std::stri
     r.app = pa.snapshot.name;
     r.policy = pa.policy ? pa.policy->name : "";
     r.action = std::move(action);
+    r.kind = pa.current;
     r.key = key;
     r.replaces = replaces;
     r.dry_run = dry_run;

@@ -38,6 +38,7 @@ struct planned_app {
     app snapshot;  // secrets included: never print it, only names and fingerprints
     const policy::policy* policy = nullptr;
     plan::app_plan plan;
+    plan::action_kind current = plan::action_kind::report;  // the action being applied
 };
 
 struct inventory {

@@ -18,7 +18,10 @@ struct action_record {
     std::string developer;
     std::string app;
     std::string policy;
-    std::string action;    // created | completed | revoked | deleted | failed | skipped
+    std::string action;  // created | completed | revoked | deleted | failed | skipped
+    // The planned action this record is about: a `failed` revoke counts as a
+    // failed revocation in metrics, not a failed rotation.
+    plan::action_kind kind = plan::action_kind::report;
     std::string key;       // fingerprint
     std::string replaces;  // fingerprint
     bool dry_run = false;
