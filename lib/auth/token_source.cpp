@@ -170,7 +170,7 @@ std::unique_ptr<token_source> make_basic(std::string user_var, std::string passw
 }
 
 result<std::unique_ptr<token_source>> make_token_source(const policy::auth_config& cfg,
-                                                        http::client* /*for_google*/) {
+                                                        http::client* for_google) {
     if (cfg.method == "none") return make_none();
     if (cfg.method == "token-env") {
         if (cfg.env.empty()) return config_error("auth method token-env needs `env`");
@@ -185,10 +185,18 @@ result<std::unique_ptr<token_source>> make_token_source(const policy::auth_confi
             return config_error("auth method basic needs `userEnv` and `passwordEnv`");
         return make_basic(cfg.user_env, cfg.password_env);
     }
-    if (cfg.method == "google")
-        return config_error(
-            "auth method google is not built yet: use token-file (e.g. a file refreshed with "
-            "`gcloud auth print-access-token`) or token-env");
+    if (cfg.method == "google") {
+        std::string key_file = cfg.path;
+        if (key_file.empty())
+            if (const char* v = std::getenv("GOOGLE_APPLICATION_CREDENTIALS")) key_file = v;
+        if (key_file.empty())
+            return config_error(
+                "auth method google needs a service-account key file (auth.path or "
+                "GOOGLE_APPLICATION_CREDENTIALS); the GCE metadata server is not supported "
+                "(plain HTTP): use token-file with a file refreshed by `gcloud auth "
+                "print-access-token` there");
+        return make_google(key_file, for_google);
+    }
     return config_error("unknown auth method '" + cfg.method + "'");
 }
 

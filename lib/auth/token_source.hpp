@@ -43,11 +43,19 @@ std::unique_ptr<token_source> make_token_file(std::string path);
 std::unique_ptr<token_source> make_basic(std::string user_var, std::string password_var);
 
 // Builds the source an auth_config names. Errors (kind config) for unknown
-// methods, missing fields, and `google`, which is not built yet: start-up must
-// fail loudly rather than run without credentials. `for_google` is the client a
-// google source will use for token endpoints (unused today; may be null).
+// methods and missing fields, so start-up fails loudly rather than running
+// without credentials. `google` reads a service-account key file (auth `path`,
+// else $GOOGLE_APPLICATION_CREDENTIALS) and mints tokens at its token_uri through
+// a client made like `for_google` (same CA file, timeouts, proxy). The GCE
+// metadata server is not supported (it is plain HTTP).
 result<std::unique_ptr<token_source>> make_token_source(const policy::auth_config& cfg,
                                                         http::client* for_google);
+
+// google with a service-account key file (JWT bearer grant, RS256); the key is
+// loaded and checked here, tokens are minted on first use and cached until
+// shortly before they expire, or until invalidate().
+result<std::unique_ptr<token_source>> make_google(const std::string& key_file,
+                                                  http::client* for_google);
 
 // RFC 4648 base64 (with padding), for Basic.
 std::string base64(std::string_view in);

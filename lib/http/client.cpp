@@ -524,5 +524,6 @@ void client::close_idle() { impl_->idle.clear(); }
 const options& client::opts() const { return impl_->opts; }
 const client_stats& client::stats() const { return impl_->stats; }
 bool client::via_proxy() const { return impl_->proxy.has_value(); }
+net::any_io_executor client::executor() const { return impl_->ex; }
 
 }  // namespace keyrot::http

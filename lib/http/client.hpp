@@ -115,6 +115,7 @@ class client {
     const options& opts() const;
     const client_stats& stats() const;
     bool via_proxy() const;
+    net::any_io_executor executor() const;
 
     struct impl;
 

@@ -14,6 +14,7 @@ foreach(t http_client_test http_api_test)
     add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/${t}.cpp)
     keyrot_warnings(${t})
     target_include_directories(${t} PRIVATE ${PROJECT_SOURCE_DIR}/lib ${PROJECT_SOURCE_DIR}/tests)
-    target_link_libraries(${t} PRIVATE keyrot::apigee keyrot_http_test_server GTest::gtest_main)
+    target_link_libraries(${t} PRIVATE keyrot::apigee keyrot_http_test_server GTest::gtest_main
+                          OpenSSL::Crypto nlohmann_json::nlohmann_json)
     gtest_discover_tests(${t} PROPERTIES LABELS integration TIMEOUT 120 DISCOVERY_TIMEOUT 60)
 endforeach()

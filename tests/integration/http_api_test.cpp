@@ -1,8 +1,15 @@
 // keyrot::apigee::api over the real HTTP client and a scripted server: paths,
 // bodies, auth renewal after 401, Google error mapping and redaction.
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "apigee/api.hpp"
@@ -251,10 +258,143 @@ TEST(ApigeeConnect, BuildsFromConfig) {
     EXPECT_EQ(srv.requests()[0].headers.count("authorization"), 0u);
 
     cfg.auth.method = "google";
+    cfg.auth.path = "/nonexistent/key.json";
     auto g = apigee::connect(io.get_executor(), cfg, "acme");
     ASSERT_FALSE(g);
-    EXPECT_NE(g.err().message.find("not built yet"), std::string::npos);
+    EXPECT_EQ(g.err().what, error::kind::config);
+    EXPECT_NE(g.err().message.find("/nonexistent/key.json"), std::string::npos);
     cfg.url = "http://apigee.googleapis.com";
     cfg.auth.method = "none";
     EXPECT_FALSE(apigee::connect(io.get_executor(), cfg, "acme"));
+}
+
+namespace {
+
+std::string b64url_decode(std::string s) {
+    for (auto& c : s) c = c == '-' ? '+' : c == '_' ? '/' : c;
+    while (s.size() % 4) s.push_back('=');
+    std::string out(s.size(), '\0');
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(s.data()),
+                            static_cast<int>(s.size()));
+    if (n < 0) return {};
+    std::size_t pad = 0;
+    while (pad < 2 && s.size() > pad && s[s.size() - 1 - pad] == '=') ++pad;
+    out.resize(static_cast<std::size_t>(n) - pad);
+    return out;
+}
+
+bool verify_rs256(EVP_PKEY* key, const std::string& input, const std::string& sig) {
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    return EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key) == 1 &&
+           EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()),
+                            sig.size(), reinterpret_cast<const unsigned char*>(input.data()),
+                            input.size()) == 1;
+}
+
+}  // namespace
+
+TEST(GoogleAuth, ServiceAccountJwtGrantAndRenewalAfter401) {
+    namespace fs = std::filesystem;
+    auto dir = fs::temp_directory_path() / ("keyrot_google_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    std::string pem_path = (dir / "sa.pem").string();
+    ASSERT_EQ(std::system(("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out '" +
+                           pem_path + "' 2>/dev/null")
+                              .c_str()),
+              0);
+    std::ifstream pin(pem_path);
+    std::string pem((std::istreambuf_iterator<char>(pin)), std::istreambuf_iterator<char>());
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+        BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+    std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+        PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr), EVP_PKEY_free);
+    ASSERT_TRUE(key);
+
+    std::mutex mu;
+    int minted = 0;
+    std::string current;  // the token the API accepts
+    std::string token_uri;
+    std::vector<std::string> problems;
+    test_server srv([&](const test_request& r) {
+        std::lock_guard lock(mu);
+        if (r.target == "/token") {
+            const std::string prefix =
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=";
+            if (!r.body.starts_with(prefix)) problems.push_back("grant_type");
+            std::string jwt = r.body.substr(prefix.size());
+            auto d1 = jwt.find('.'), d2 = jwt.rfind('.');
+            auto header = json::parse(b64url_decode(jwt.substr(0, d1)), nullptr, false);
+            auto claims =
+                json::parse(b64url_decode(jwt.substr(d1 + 1, d2 - d1 - 1)), nullptr, false);
+            if (!verify_rs256(key.get(), jwt.substr(0, d2), b64url_decode(jwt.substr(d2 + 1))))
+                problems.push_back("signature");
+            if (header.value("alg", "") != "RS256" || header.value("kid", "") != "kid-1")
+                problems.push_back("header");
+            if (claims.value("iss", "") != "kr@p.iam.gserviceaccount.com" ||
+                claims.value("aud", "") != token_uri ||
+                claims.value("scope", "") != "https://www.googleapis.com/auth/cloud-platform" ||
+                claims.value("exp", 0) - claims.value("iat", 0) != 3600)
+                problems.push_back("claims " + claims.dump());
+            current = "ya29.tok" + std::to_string(++minted);
+            return json_reply(
+                {{"access_token", current}, {"expires_in", 3600}, {"token_type", "Bearer"}});
+        }
+        if (r.headers.count("authorization") == 0 ||
+            r.headers.at("authorization") != "Bearer " + current)
+            return json_reply({{"error", {{"code", 401}, {"status", "UNAUTHENTICATED"}}}}, 401);
+        return json_reply({{"name", "a"}});
+    });
+    token_uri = srv.url() + "/token";
+    std::string key_file = (dir / "key.json").string();
+    {
+        std::ofstream out(key_file);
+        out << json{{"type", "service_account"},
+                    {"client_email", "kr@p.iam.gserviceaccount.com"},
+                    {"private_key_id", "kid-1"},
+                    {"private_key", pem},
+                    {"token_uri", token_uri}}
+                   .dump();
+    }
+    policy::apigee_config cfg;
+    cfg.url = srv.url();
+    cfg.auth.method = "google";
+    cfg.auth.path = key_file;
+    net::io_context io;
+    auto c = apigee::connect(io.get_executor(), cfg, "acme");
+    ASSERT_TRUE(c) << c.err().describe();
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(run_sync(io, c.value()->org_api->get_app("d", "a")));
+    {
+        std::lock_guard lock(mu);
+        EXPECT_EQ(minted, 1);  // cached
+        current = "revoked-elsewhere";
+    }
+    auto again = run_sync(io, c.value()->org_api->get_app("d", "a"));
+    ASSERT_TRUE(again) << again.err().describe();
+    {
+        std::lock_guard lock(mu);
+        EXPECT_EQ(minted, 2);  // renewed after the 401
+        EXPECT_TRUE(problems.empty()) << problems.front();
+    }
+
+    // Key files that cannot work fail at start-up.
+    {
+        std::ofstream out(key_file);
+        out << json{{"type", "authorized_user"}}.dump();
+    }
+    auto user = apigee::connect(io.get_executor(), cfg, "acme");
+    ASSERT_FALSE(user);
+    EXPECT_NE(user.err().message.find("service_account"), std::string::npos);
+    {
+        std::ofstream out(key_file);
+        out << json{{"type", "service_account"},
+                    {"client_email", "x"},
+                    {"private_key",
+                     "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}}
+                   .dump();
+    }
+    auto bad = apigee::connect(io.get_executor(), cfg, "acme");
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.err().message.find("not an RSA PEM key"), std::string::npos);
+    fs::remove_all(dir);
 }

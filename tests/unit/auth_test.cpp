@@ -101,13 +101,17 @@ TEST(Auth, Basic) {
     ::unsetenv("KEYROT_TEST_USER");
 }
 
-TEST(Auth, FactoryAndGoogleNotBuilt) {
+TEST(Auth, FactoryChecksItsFields) {
     policy::auth_config c;
     c.method = "google";
+    ::unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
     auto g = auth::make_token_source(c, nullptr);
     ASSERT_FALSE(g);
     EXPECT_EQ(g.err().what, error::kind::config);
-    EXPECT_NE(g.err().message.find("auth method google is not built yet"), std::string::npos);
+    EXPECT_NE(g.err().message.find("needs a service-account key file"), std::string::npos);
+    c.path = "/nonexistent.json";
+    EXPECT_FALSE(auth::make_token_source(c, nullptr));
+    c.path.clear();
 
     c.method = "token-env";
     EXPECT_FALSE(auth::make_token_source(c, nullptr));  // no env given
