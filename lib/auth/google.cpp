@@ -50,8 +50,34 @@ class google_source final : public token_source {
           file_(std::move(file)) {}
 
     net::awaitable<result<secret>> authorization_header() override {
+        // Concurrent callers wait for the one request in flight instead of each
+        // minting a token of their own.
+        while (minting_) {
+            net::steady_timer t(client_->executor(), std::chrono::steady_clock::time_point::max());
+            waiters_.push_back(&t);
+            boost::system::error_code ec;
+            co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+        }
+        if (!header_.empty() && now_seconds() < refresh_at_) co_return header_;
+        minting_ = true;
+        auto r = co_await mint();
+        minting_ = false;
+        for (auto* w : waiters_) w->cancel();
+        waiters_.clear();
+        co_return r;
+    }
+
+    void invalidate() override {
+        header_.clear();
+        refresh_at_ = 0;
+    }
+    std::string describe() const override {
+        return "google service account " + email_ + " (" + file_ + ")";
+    }
+
+  private:
+    net::awaitable<result<secret>> mint() {
         auto now = now_seconds();
-        if (!header_.empty() && now < refresh_at_) co_return header_;
         auto jwt = sign_assertion(now);
         if (!jwt) co_return jwt.err();
         http::request req;
@@ -89,15 +115,6 @@ class google_source final : public token_source {
         co_return header_;
     }
 
-    void invalidate() override {
-        header_.clear();
-        refresh_at_ = 0;
-    }
-    std::string describe() const override {
-        return "google service account " + email_ + " (" + file_ + ")";
-    }
-
-  private:
     static std::int64_t now_seconds() {
         return std::chrono::duration_cast<std::chrono::seconds>(
                    std::chrono::system_clock::now().time_since_epoch())
@@ -151,6 +168,8 @@ class google_source final : public token_source {
     std::string file_;
     secret header_;
     std::int64_t refresh_at_ = 0;
+    bool minting_ = false;
+    std::vector<net::steady_timer*> waiters_;
 };
 
 }  // namespace

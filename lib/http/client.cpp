@@ -389,6 +389,8 @@ net::awaitable<attempt_result> client::impl::attempt(bhttp::request<bhttp::strin
         r.headers.emplace_back(std::string(n.data(), n.size()), std::string(v.data(), v.size()));
     }
     bool keep = opts.keep_alive && msg.keep_alive() && conn->buffer.size() == 0;
+    // An idle connection has no deadline; the next attempt sets its own.
+    conn->lowest().expires_never();
     r.body = std::move(msg.body());
     out.res = std::move(r);
     if (keep) give_back(std::move(conn));
@@ -401,6 +403,10 @@ net::awaitable<result<response>> client::impl::send(request in) {
         co_return make_error(error::kind::internal, "unknown HTTP method " + in.method);
     if (!in.target.starts_with("/"))
         co_return make_error(error::kind::internal, "request target must start with '/'");
+    for (unsigned char c : in.target)
+        if (c <= 0x20 || c == 0x7f)
+            co_return make_error(error::kind::internal,
+                                 "request target has a space or control character");
     const std::string what = in.method + " " + redact_target(in.target);
 
     bhttp::request<bhttp::string_body> req{verb, base.prefix + in.target, 11};

@@ -284,6 +284,11 @@ std::string b64url_decode(std::string s) {
     return out;
 }
 
+net::awaitable<void> count_ok(apigee::api& api, int& ok_calls) {
+    auto r = co_await api.get_app("d", "a");
+    if (r) ++ok_calls;
+}
+
 bool verify_rs256(EVP_PKEY* key, const std::string& input, const std::string& sig) {
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
     return EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key) == 1 &&
@@ -363,6 +368,15 @@ TEST(GoogleAuth, ServiceAccountJwtGrantAndRenewalAfter401) {
     net::io_context io;
     auto c = apigee::connect(io.get_executor(), cfg, "acme");
     ASSERT_TRUE(c) << c.err().describe();
+    // Four calls at once share one token request.
+    int ok_calls = 0;
+    for (int i = 0; i < 4; ++i)
+        net::co_spawn(io, count_ok(*c.value()->org_api, ok_calls), [](std::exception_ptr e) {
+            if (e) std::rethrow_exception(e);
+        });
+    io.run();
+    io.restart();
+    EXPECT_EQ(ok_calls, 4);
     for (int i = 0; i < 3; ++i) ASSERT_TRUE(run_sync(io, c.value()->org_api->get_app("d", "a")));
     {
         std::lock_guard lock(mu);
