@@ -7,6 +7,7 @@
 
 #include "apigee/api.hpp"
 #include "common/fingerprint.hpp"
+#include "exec/inventory.hpp"
 #include "exec/keygen.hpp"
 
 namespace keyrot::exec {
@@ -52,8 +53,6 @@ std::vector<attribute> with_marker(std::vector<attribute> attrs, const std::stri
     return attrs;
 }
 
-std::string app_key(const app& a) { return a.developer_email + "\n" + a.name; }
-
 // A re-read app replaces the snapshot; what only the org list and the developer
 // list tell (organisation, developer email and status) is kept.
 void adopt(planned_app& pa, app fresh) {
@@ -71,53 +70,25 @@ executor::executor(apigee::api& api, observer& obs, std::filesystem::path state_
 
 net::awaitable<result<inventory>> executor::read_inventory(const run_options& opt) {
     inventory inv;
-    std::map<std::string, std::string> developer_status;
-    {
-        auto devs = co_await api_.list_developers();
-        ++inv.list_requests;
-        if (!devs) co_return devs.err();
-        for (auto& [email, status] : devs.value()) developer_status[email] = status;
+    inventory_stream stream(api_, opt.page_size);
+    auto opened = co_await stream.open();
+    if (!opened) co_return opened.err();
+    for (;;) {
+        auto page = co_await stream.next();
+        if (!page) co_return page.err();
+        if (!page.value()) break;
+        for (auto& a : *page.value()) inv.apps.push_back(std::move(a));
     }
-    std::map<std::string, std::size_t> index;  // developer\napp -> position
-    for (const char* key_status : {"approved", "revoked"}) {
-        std::string token;
-        std::set<std::string> seen_tokens;
-        do {
-            auto page = co_await api_.list_apps_page(token, opt.page_size, key_status);
-            ++inv.list_requests;
-            if (!page) co_return page.err();
-            for (auto& a : page->apps) {
-                a.organization = api_.organization();
-                auto st = developer_status.find(a.developer_email);
-                // A developer missing from the list is treated as inactive: never
-                // write to an app whose owner we cannot see.
-                a.developer_status = st == developer_status.end() ? "unknown" : st->second;
-                auto [it, fresh] = index.emplace(app_key(a), inv.apps.size());
-                if (fresh) {
-                    inv.apps.push_back(std::move(a));
-                } else {
-                    auto& known = inv.apps[it->second].credentials;
-                    for (auto& c : a.credentials)
-                        if (find_key(inv.apps[it->second], c.fingerprint) == nullptr)
-                            known.push_back(std::move(c));
-                }
-            }
-            token = page->next_page_token;
-            if (!token.empty() && !seen_tokens.insert(token).second) {
-                co_return error{error::kind::protocol, 0, "", "app list repeats a page token"};
-            }
-        } while (!token.empty());
-    }
+    inv.list_requests = stream.list_requests();
     co_return inv;
 }
 
-net::awaitable<result<std::vector<planned_app>>> executor::plan(
-    const std::vector<policy::policy>& policies, const run_options& opt) {
-    auto inv = co_await read_inventory(opt);
-    if (!inv) co_return inv.err();
+std::vector<planned_app> executor::match(std::vector<app>& apps,
+                                         const std::vector<policy::policy>& policies,
+                                         const run_options& opt) {
     std::vector<planned_app> out;
     const millis now = clock_();
-    for (auto& a : inv->apps) {
+    for (auto& a : apps) {
         if (!opt.only_app.empty() && opt.only_app != a.developer_email + "/" + a.name) continue;
         const policy::policy* p = plan::match_policy(a, policies);
         if (p == nullptr) continue;
@@ -127,7 +98,14 @@ net::awaitable<result<std::vector<planned_app>>> executor::plan(
         pa.policy = p;
         out.push_back(std::move(pa));
     }
-    co_return out;
+    return out;
+}
+
+net::awaitable<result<std::vector<planned_app>>> executor::plan(
+    const std::vector<policy::policy>& policies, const run_options& opt) {
+    auto inv = co_await read_inventory(opt);
+    if (!inv) co_return inv.err();
+    co_return match(inv->apps, policies, opt);
 }
 
 net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy>& policies,
@@ -136,16 +114,45 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     sum.organization = api_.organization();
     sum.started = clock_();
     const auto t0 = std::chrono::steady_clock::now();
-    auto planned = co_await plan(policies, opt);
-    if (!planned) {
-        sum.error = "inventory: " + planned.err().describe();
-        sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto elapsed = [&t0] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    std::map<std::string, pass_summary::policy_counts> counts;
+    for (const auto& p : policies) counts[p.name].policy = p.name;
+
+    // Page by page: a page of apps is planned and applied, then dropped.
+    inventory_stream stream(api_, opt.page_size);
+    auto opened = co_await stream.open();
+    if (!opened) {
+        sum.error = "inventory: " + opened.err().describe();
+        sum.seconds = elapsed();
         obs_.on_pass(sum);
         co_return sum;
     }
-    auto& apps = planned.value();
-    sum.apps_matched = static_cast<int>(apps.size());
+    for (;;) {
+        auto page = co_await stream.next();
+        if (!page) {
+            // Apps already done stay done; the rest waits for the next pass.
+            sum.error = "inventory: " + page.err().describe();
+            break;
+        }
+        if (!page.value()) break;
+        sum.apps_seen += static_cast<int>(page.value()->size());
+        std::vector<planned_app> apps = match(*page.value(), policies, opt);
+        sum.apps_matched += static_cast<int>(apps.size());
+        co_await apply_all(apps, opt, sum);
+        tally(apps, counts, sum);
+    }
+    for (auto& [name, c] : counts) sum.by_policy.push_back(c);
+    sum.ok = sum.error.empty() && sum.actions_failed == 0;
+    sum.seconds = elapsed();
+    obs_.on_pass(sum);
+    co_return sum;
+}
 
+net::awaitable<void> executor::apply_all(std::vector<planned_app>& apps, const run_options& opt,
+                                         pass_summary& sum) {
+    if (apps.empty()) co_return;
     // A few workers take apps in turn; one thread runs them all, so the shared
     // index needs no lock. The HTTP client bounds requests in flight.
     std::size_t next = 0;
@@ -166,8 +173,11 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
         co_await done.async_wait(net::redirect_error(net::use_awaitable, ec));
     }
     if (first_error) std::rethrow_exception(first_error);  // a bug: let it be seen
+}
 
-    std::map<std::string, pass_summary::policy_counts> counts;
+void executor::tally(const std::vector<planned_app>& apps,
+                     std::map<std::string, pass_summary::policy_counts>& counts,
+                     pass_summary& sum) {
     for (const auto& pa : apps) {
         auto& c = counts[pa.policy->name];
         c.policy = pa.policy->name;
@@ -198,11 +208,6 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
                     {pa.snapshot.developer_email, pa.snapshot.name, pa.policy->name, k});
         }
     }
-    for (auto& [name, c] : counts) sum.by_policy.push_back(c);
-    sum.ok = sum.actions_failed == 0;
-    sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    obs_.on_pass(sum);
-    co_return sum;
 }
 
 net::awaitable<void> executor::work(std::vector<planned_app>& apps, std::size_t& next,

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,13 @@ class executor {
                                           const run_options& opt);
 
   private:
+    std::vector<planned_app> match(std::vector<app>& apps,
+                                   const std::vector<policy::policy>& policies,
+                                   const run_options& opt);
+    net::awaitable<void> apply_all(std::vector<planned_app>& apps, const run_options& opt,
+                                   pass_summary& sum);
+    void tally(const std::vector<planned_app>& apps,
+               std::map<std::string, pass_summary::policy_counts>& counts, pass_summary& sum);
     net::awaitable<void> work(std::vector<planned_app>& apps, std::size_t& next,
                               const run_options& opt, pass_summary& sum);
     net::awaitable<void> apply_app(planned_app& pa, const run_options& opt, pass_summary& sum);
