@@ -3,6 +3,15 @@
 // Every call returns result<T>; none retries a create (the HTTP client retries
 // only requests that are safe to repeat). Paths are URL-encoded here; consumer
 // keys travel only inside paths and bodies, never into error messages.
+//
+// Retries (http/client.hpp): GET, PUT, DELETE and the ?action= POSTs are
+// repeated on 429/5xx/resets/timeouts. generate_key, create_key and update_key
+// (POSTs without action) are sent once: on a network error (timed_out or not)
+// the write may have happened, so re-read before deciding. A repeated DELETE
+// may answer 404 when an earlier attempt already deleted the key.
+// A 401 makes the token source renew once and the call go out once more.
+// Errors: kind http (status, code = Google status such as "ALREADY_EXISTS",
+// sanitised server message), network, protocol (unexpected JSON), auth, config.
 #pragma once
 
 #include <optional>
