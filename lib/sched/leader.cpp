@@ -1,0 +1,664 @@
+#include "sched/leader.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include "common/secret.hpp"
+
+namespace keyrot::sched {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* k_api_version = "coordination.k8s.io/v1";
+constexpr millis k_warn_every = 60 * k_second;
+
+// Howard Hinnant's days_from_civil: proleptic Gregorian date -> days since 1970-01-01.
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
+    y -= m <= 2;
+    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const auto yoe = static_cast<unsigned>(y - era * 400);
+    const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) {
+    z += 719468;
+    const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const auto doe = static_cast<unsigned>(z - era * 146097);
+    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    y = static_cast<std::int64_t>(yoe) + era * 400;
+    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const unsigned mp = (5 * doy + 2) / 153;
+    d = doy - (153 * mp + 2) / 5 + 1;
+    m = mp < 10 ? mp + 3 : mp - 9;
+    y += m <= 2;
+}
+
+// Reads exactly n digits at s[i..]; false when they are not there.
+bool digits(std::string_view s, std::size_t& i, std::size_t n, int& out) {
+    if (i + n > s.size()) return false;
+    out = 0;
+    for (std::size_t k = 0; k < n; ++k, ++i) {
+        if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+        out = out * 10 + (s[i] - '0');
+    }
+    return true;
+}
+
+bool expect(std::string_view s, std::size_t& i, char c) {
+    if (i >= s.size() || s[i] != c) return false;
+    ++i;
+    return true;
+}
+
+std::string getenv_str(const char* name) {
+    const char* v = std::getenv(name);
+    return v ? std::string(v) : std::string();
+}
+
+bool env_set(const char* name) { return std::getenv(name) != nullptr; }
+
+std::string trim(std::string s) {
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+    std::size_t b = 0;
+    while (b < s.size() && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+    return s.substr(b);
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::nullopt;
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) return std::nullopt;
+    return ss.str();
+}
+
+// "500ms" besides everything parse_duration takes.
+std::optional<millis> parse_span(std::string_view s) {
+    if (s.size() > 2 && s.ends_with("ms")) {
+        millis v = 0;
+        for (char c : s.substr(0, s.size() - 2)) {
+            if (!std::isdigit(static_cast<unsigned char>(c)) || v > 1'000'000'000)
+                return std::nullopt;
+            v = v * 10 + (c - '0');
+        }
+        return v;
+    }
+    return parse_duration(s);
+}
+
+millis env_span(const char* name, millis fallback) {
+    const std::string v = getenv_str(name);
+    if (v.empty()) return fallback;
+    auto d = parse_span(v);
+    if (!d) throw std::runtime_error(std::string(name) + ": not a duration: \"" + v + "\"");
+    return *d;
+}
+
+bool dns_name(const std::string& s) {
+    if (s.empty() || s.size() > 253) return false;
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+    });
+}
+
+void put_time(json& spec, const char* field, const std::optional<millis>& t) {
+    if (t)
+        spec[field] = format_micro_time(*t);
+    else
+        spec.erase(field);
+}
+
+void write_spec(json& spec, const lease_record& rec) {
+    spec["holderIdentity"] = rec.holder;
+    spec["leaseDurationSeconds"] = rec.lease_duration_seconds;
+    put_time(spec, "acquireTime", rec.acquire_time);
+    put_time(spec, "renewTime", rec.renew_time);
+    spec["leaseTransitions"] = rec.lease_transitions;
+}
+
+error protocol_error(std::string msg) {
+    error e;
+    e.what = error::kind::protocol;
+    e.message = std::move(msg);
+    return e;
+}
+
+// "HTTP 409 Conflict: <Status.message>" for a reply the elector did not expect.
+std::string describe_reply(const http::response& r) {
+    std::string out = "HTTP " + std::to_string(r.status);
+    auto j = json::parse(r.body, nullptr, false);
+    if (j.is_object()) {
+        if (auto it = j.find("reason"); it != j.end() && it->is_string())
+            out += " " + it->get<std::string>();
+        if (auto it = j.find("message"); it != j.end() && it->is_string()) {
+            std::string m = it->get<std::string>();
+            if (m.size() > 200) m = m.substr(0, 200) + "...";
+            out += ": " + m;
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- config
+
+std::optional<lease_config> lease_config_from_env() {
+    std::string mode = getenv_str("KEYROTD_LEADER_ELECTION");
+    std::transform(mode.begin(), mode.end(), mode.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (mode == "off" || mode == "false" || mode == "0" || mode == "no") return std::nullopt;
+
+    lease_config cfg;
+    const std::string url = getenv_str("KEYROTD_LEASE_URL");
+    const std::string host = getenv_str("KUBERNETES_SERVICE_HOST");
+    if (!url.empty()) {
+        cfg.api_url = url;
+    } else if (!host.empty()) {
+        std::string port = getenv_str("KUBERNETES_SERVICE_PORT");
+        if (port.empty()) port = "443";
+        const bool v6 = host.find(':') != std::string::npos;
+        cfg.api_url = "https://" + (v6 ? "[" + host + "]" : host) + ":" + port;
+    } else {
+        return std::nullopt;  // not in a cluster: no election
+    }
+
+    if (env_set("KEYROTD_LEASE_TOKEN_FILE"))
+        cfg.token_file = getenv_str("KEYROTD_LEASE_TOKEN_FILE");
+    if (env_set("KEYROTD_LEASE_CA_FILE")) cfg.ca_file = getenv_str("KEYROTD_LEASE_CA_FILE");
+    if (const auto n = getenv_str("KEYROTD_LEASE_NAME"); !n.empty()) cfg.name = n;
+
+    cfg.namespace_ = getenv_str("POD_NAMESPACE");
+    if (cfg.namespace_.empty()) {
+        const auto dir = cfg.token_file.substr(0, cfg.token_file.rfind('/') + 1);
+        if (auto ns = read_file(dir + "namespace")) cfg.namespace_ = trim(*ns);
+        if (cfg.namespace_.empty())
+            if (auto ns = read_file("/var/run/secrets/kubernetes.io/serviceaccount/namespace"))
+                cfg.namespace_ = trim(*ns);
+    }
+    if (cfg.namespace_.empty())
+        throw std::runtime_error(
+            "leader election: no namespace (set POD_NAMESPACE, or KEYROTD_LEADER_ELECTION=off)");
+
+    cfg.identity = getenv_str("POD_NAME");
+    if (cfg.identity.empty()) {
+        char buf[256] = {};
+        if (gethostname(buf, sizeof buf - 1) == 0) cfg.identity = buf;
+    }
+    cfg.lease_duration = env_span("KEYROTD_LEASE_DURATION", cfg.lease_duration);
+    cfg.renew_deadline = env_span("KEYROTD_LEASE_RENEW_DEADLINE", cfg.renew_deadline);
+    cfg.retry_period = env_span("KEYROTD_LEASE_RETRY_PERIOD", cfg.retry_period);
+    if (auto v = validate(cfg); !v) throw std::runtime_error("leader election: " + v.err().message);
+    return cfg;
+}
+
+result<void> validate(const lease_config& cfg) {
+    auto bad = [](std::string m) {
+        error e;
+        e.what = error::kind::config;
+        e.message = std::move(m);
+        return e;
+    };
+    if (cfg.api_url.empty()) return bad("no API server URL");
+    if (!dns_name(cfg.namespace_)) return bad("namespace \"" + cfg.namespace_ + "\" is not valid");
+    if (!dns_name(cfg.name)) return bad("lease name \"" + cfg.name + "\" is not valid");
+    if (cfg.identity.empty()) return bad("no identity (POD_NAME or the host name)");
+    if (cfg.retry_period <= 0) return bad("retry period must be positive");
+    if (cfg.renew_deadline <= cfg.retry_period)
+        return bad("renew deadline (" + std::to_string(cfg.renew_deadline) +
+                   " ms) must exceed the retry period (" + std::to_string(cfg.retry_period) +
+                   " ms)");
+    if (cfg.lease_duration <= cfg.renew_deadline)
+        return bad("lease duration (" + std::to_string(cfg.lease_duration) +
+                   " ms) must exceed the renew deadline (" + std::to_string(cfg.renew_deadline) +
+                   " ms)");
+    return ok_t{};
+}
+
+http::options lease_http_options(const lease_config& cfg) {
+    http::options o;
+    o.base_url = cfg.api_url;
+    o.ca_file = cfg.ca_file;
+    // A renewal is worth nothing after the deadline: one attempt, bounded well below it.
+    o.timeout = std::max<millis>(cfg.renew_deadline / 2, 100);
+    o.connect_timeout = o.timeout;
+    o.max_attempts = 1;
+    o.requests_per_second = 0;
+    o.max_concurrency = 2;
+    o.max_idle_connections = 2;
+    o.idle_timeout = 30 * k_second;
+    return o;
+}
+
+// ---------------------------------------------------------------- pure parts
+
+std::string format_micro_time(millis ts) {
+    std::int64_t days = ts / k_day;
+    millis rest = ts % k_day;
+    if (rest < 0) {
+        rest += k_day;
+        --days;
+    }
+    std::int64_t y = 0;
+    unsigned m = 0, d = 0;
+    civil_from_days(days, y, m, d);
+    const auto secs = rest / 1000;
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lld000Z",
+                  static_cast<long long>(y), m, d, static_cast<long long>(secs / 3600),
+                  static_cast<long long>(secs / 60 % 60), static_cast<long long>(secs % 60),
+                  static_cast<long long>(rest % 1000));
+    return buf;
+}
+
+std::optional<millis> parse_micro_time(std::string_view s) {
+    std::size_t i = 0;
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, se = 0;
+    if (!digits(s, i, 4, y) || !expect(s, i, '-') || !digits(s, i, 2, mo) || !expect(s, i, '-') ||
+        !digits(s, i, 2, d))
+        return std::nullopt;
+    if (i >= s.size() || (s[i] != 'T' && s[i] != 't')) return std::nullopt;
+    ++i;
+    if (!digits(s, i, 2, h) || !expect(s, i, ':') || !digits(s, i, 2, mi) || !expect(s, i, ':') ||
+        !digits(s, i, 2, se))
+        return std::nullopt;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return std::nullopt;
+    static constexpr int k_mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > k_mdays[mo - 1] || (mo == 2 && d == 29 && !leap)) return std::nullopt;
+    millis frac = 0;
+    if (i < s.size() && s[i] == '.') {
+        ++i;
+        std::size_t n = 0;
+        while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+            if (n < 3) frac = frac * 10 + (s[i] - '0');
+            ++n;
+            ++i;
+        }
+        if (n == 0 || n > 9) return std::nullopt;
+        for (std::size_t k = n; k < 3; ++k) frac *= 10;
+    }
+    millis offset = 0;
+    if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) {
+        ++i;
+    } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+        const int sign = s[i] == '-' ? -1 : 1;
+        ++i;
+        int oh = 0, om = 0;
+        if (!digits(s, i, 2, oh) || !expect(s, i, ':') || !digits(s, i, 2, om) || oh > 23 ||
+            om > 59)
+            return std::nullopt;
+        offset = sign * (oh * k_hour + om * k_minute);
+    } else {
+        return std::nullopt;
+    }
+    if (i != s.size()) return std::nullopt;
+    const auto days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
+    return days * k_day + h * k_hour + mi * k_minute + se * k_second + frac - offset;
+}
+
+result<lease_object> parse_lease(std::string_view text) {
+    auto j = json::parse(text, nullptr, false);
+    if (!j.is_object()) return protocol_error("lease: not a JSON object");
+    if (auto k = j.find("kind"); k != j.end() && (!k->is_string() || *k != "Lease"))
+        return protocol_error("lease: kind is not Lease");
+    auto md = j.find("metadata");
+    if (md == j.end() || !md->is_object()) return protocol_error("lease: no metadata");
+    auto rv = md->find("resourceVersion");
+    if (rv == md->end() || !rv->is_string() || rv->get<std::string>().empty())
+        return protocol_error("lease: no metadata.resourceVersion");
+    lease_object out;
+    out.resource_version = rv->get<std::string>();
+    auto spec = j.find("spec");
+    if (spec != j.end() && !spec->is_null()) {
+        if (!spec->is_object()) return protocol_error("lease: spec is not an object");
+        auto field = [&](const char* name) -> const json* {
+            auto it = spec->find(name);
+            return it == spec->end() || it->is_null() ? nullptr : &*it;
+        };
+        if (const json* v = field("holderIdentity")) {
+            if (!v->is_string()) return protocol_error("lease: holderIdentity is not a string");
+            out.spec.holder = v->get<std::string>();
+        }
+        for (auto [name, dst] :
+             {std::pair{"leaseDurationSeconds", &out.spec.lease_duration_seconds},
+              std::pair{"leaseTransitions", &out.spec.lease_transitions}}) {
+            if (const json* v = field(name)) {
+                if (!v->is_number_integer() || v->get<std::int64_t>() < 0 ||
+                    v->get<std::int64_t>() > 1'000'000'000)
+                    return protocol_error(std::string("lease: ") + name + " is not a count");
+                *dst = v->get<int>();
+            }
+        }
+        for (auto [name, dst] : {std::pair{"acquireTime", &out.spec.acquire_time},
+                                 std::pair{"renewTime", &out.spec.renew_time}}) {
+            if (const json* v = field(name)) {
+                std::optional<millis> t;
+                if (v->is_string()) t = parse_micro_time(v->get<std::string>());
+                if (!t) return protocol_error(std::string("lease: ") + name + " is not a time");
+                *dst = t;
+            }
+        }
+    }
+    out.raw = std::string(text);
+    return out;
+}
+
+int lease_seconds(millis lease_duration) {
+    const millis s = (lease_duration + k_second - 1) / k_second;
+    return static_cast<int>(std::clamp<millis>(s, 1, 1'000'000'000));
+}
+
+std::string lease_create_body(const std::string& namespace_, const std::string& name,
+                              const lease_record& rec) {
+    json j = {{"apiVersion", k_api_version},
+              {"kind", "Lease"},
+              {"metadata", {{"name", name}, {"namespace", namespace_}}},
+              {"spec", json::object()}};
+    write_spec(j["spec"], rec);
+    return j.dump();
+}
+
+std::string lease_update_body(const lease_object& current, const lease_record& rec) {
+    json j = json::parse(current.raw, nullptr, false);
+    if (!j.is_object()) j = json::object();  // parse_lease accepted it, so it is one
+    if (!j.contains("apiVersion")) j["apiVersion"] = k_api_version;
+    if (!j.contains("kind")) j["kind"] = "Lease";
+    j["metadata"]["resourceVersion"] = current.resource_version;
+    if (!j["spec"].is_object()) j["spec"] = json::object();
+    write_spec(j["spec"], rec);
+    return j.dump();
+}
+
+millis lease_expiry(const lease_record& rec, millis observed_at) {
+    const millis base = std::max(rec.renew_time.value_or(observed_at), observed_at);
+    return base + static_cast<millis>(rec.lease_duration_seconds) * k_second;
+}
+
+lease_record next_record(const std::optional<lease_record>& current, const std::string& identity,
+                         millis now, int duration_seconds) {
+    lease_record rec;
+    rec.holder = identity;
+    rec.lease_duration_seconds = duration_seconds;
+    rec.renew_time = now;
+    if (current && current->holder == identity && current->acquire_time) {
+        rec.acquire_time = current->acquire_time;
+        rec.lease_transitions = current->lease_transitions;
+    } else {
+        rec.acquire_time = now;
+        rec.lease_transitions = current ? current->lease_transitions + 1 : 0;
+    }
+    return rec;
+}
+
+lease_record release_record(const lease_record& current, millis now) {
+    lease_record rec;
+    rec.holder = "";
+    rec.lease_duration_seconds = 1;
+    rec.acquire_time = now;
+    rec.renew_time = now;
+    rec.lease_transitions = current.lease_transitions;
+    return rec;
+}
+
+// ---------------------------------------------------------------- the elector
+
+leader_elector::leader_elector(net::any_io_executor ex, http::client& client, lease_config cfg,
+                               std::function<millis()> clock)
+    : ex_(std::move(ex)),
+      client_(client),
+      cfg_(std::move(cfg)),
+      clock_(std::move(clock)),
+      timer_(ex_),
+      deadline_timer_(ex_),
+      jitter_state_(std::random_device{}() | 1u) {
+    if (!clock_)
+        clock_ = [] {
+            return std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                .count();
+        };
+}
+
+leader_elector::~leader_elector() = default;
+
+bool leader_elector::may_write() const {
+    return !stopping_ && holding_ && clock_() < write_deadline();
+}
+
+void leader_elector::stop() {
+    stopping_ = true;
+    timer_.cancel();
+    deadline_timer_.cancel();
+    update_state();
+}
+
+std::string leader_elector::lease_path() const {
+    return "/apis/coordination.k8s.io/v1/namespaces/" + cfg_.namespace_ + "/leases/" + cfg_.name;
+}
+
+void leader_elector::warn(const std::string& what) {
+    const millis now = clock_();
+    if (what == last_warning_ && now - last_warning_at_ < k_warn_every) return;
+    last_warning_ = what;
+    last_warning_at_ = now;
+    spdlog::warn("leader election: lease={}/{} identity={} holding={} error=\"{}\"",
+                 cfg_.namespace_, cfg_.name, cfg_.identity, holding_, what);
+}
+
+void leader_elector::update_state() {
+    const bool now = may_write();
+    if (now == reported_) return;
+    reported_ = now;
+    spdlog::info("leader election: lease={}/{} identity={} may_write={}{}", cfg_.namespace_,
+                 cfg_.name, cfg_.identity, now,
+                 now || stopping_ || !holding_ ? "" : " (renew deadline passed)");
+    if (on_change) on_change(now);
+}
+
+void leader_elector::arm_deadline() {
+    const millis left = std::max<millis>(write_deadline() - clock_(), 0) + 1;
+    deadline_timer_.expires_after(std::chrono::milliseconds(left));
+    // A cancelled wait returns without touching `this` (the elector may be gone).
+    deadline_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec) return;
+        if (may_write()) {
+            arm_deadline();  // the steady clock ran ahead of `clock_`
+            return;
+        }
+        update_state();
+    });
+}
+
+void leader_elector::observe(const lease_object& obj, millis now) {
+    if (!observed_ || observed_->resource_version != obj.resource_version ||
+        observed_->spec != obj.spec) {
+        observed_ = obj;
+        observed_at_ = now;
+    }
+    observed_holder_ = obj.spec.holder;
+}
+
+void leader_elector::renewed(millis sent_at, result<lease_object> obj) {
+    if (obj) {
+        observe(*obj, clock_());
+        cached_ = std::move(obj.value());
+    } else {
+        warn("lease written, but the answer: " + obj.err().describe());
+        observed_holder_ = cfg_.identity;
+    }
+    if (!holding_)
+        spdlog::info("leader election: lease={}/{} identity={} acquired (transitions={})",
+                     cfg_.namespace_, cfg_.name, cfg_.identity,
+                     cached_ ? cached_->spec.lease_transitions : -1);
+    holding_ = true;
+    last_renew_ = sent_at;
+    last_warning_.clear();
+    arm_deadline();
+    if (on_renew) on_renew(write_deadline());
+}
+
+net::awaitable<result<http::response>> leader_elector::call(std::string method, std::string target,
+                                                            std::string body) {
+    auto token = read_file(cfg_.token_file);
+    if (!token || trim(*token).empty()) {
+        if (token) cleanse(*token);
+        error e;
+        e.what = error::kind::auth;
+        e.message = "cannot read the service account token " + cfg_.token_file;
+        co_return e;
+    }
+    http::request req;
+    req.method = std::move(method);
+    req.target = std::move(target);
+    req.body = std::move(body);
+    if (!req.body.empty()) req.content_type = "application/json";
+    req.headers.emplace_back("Accept", "application/json");
+    std::string value = "Bearer " + trim(*token);
+    req.authorization = secret(value);
+    cleanse(value);
+    cleanse(*token);
+    auto r = co_await client_.send(std::move(req));
+    co_return r;
+}
+
+net::awaitable<void> leader_elector::try_acquire_or_renew() {
+    const std::string path = lease_path();
+    const int secs = lease_seconds(cfg_.lease_duration);
+    // The holder renews what it wrote last (no GET); everyone else reads first.
+    std::optional<lease_object> current = std::move(cached_);
+    cached_.reset();
+    if (!current) {
+        auto got = co_await call("GET", path, "");
+        if (!got) {
+            warn("GET " + path + ": " + got.err().describe());
+            co_return;
+        }
+        if (got->status == 404) {
+            const millis at = clock_();
+            auto body = lease_create_body(cfg_.namespace_, cfg_.name,
+                                          next_record(std::nullopt, cfg_.identity, at, secs));
+            auto made = co_await call(
+                "POST", "/apis/coordination.k8s.io/v1/namespaces/" + cfg_.namespace_ + "/leases",
+                std::move(body));
+            if (!made) {
+                warn("POST lease: " + made.err().describe());
+            } else if (made->status == 200 || made->status == 201) {
+                renewed(at, parse_lease(made->body));
+            } else if (made->status != 409) {  // 409: another candidate created it first
+                warn("POST lease: " + describe_reply(*made));
+            }
+            co_return;
+        }
+        if (got->status != 200) {
+            warn("GET lease: " + describe_reply(*got));
+            co_return;
+        }
+        auto obj = parse_lease(got->body);
+        if (!obj) {
+            warn("GET lease: " + obj.err().describe());
+            co_return;
+        }
+        const millis now = clock_();
+        observe(*obj, now);
+        const auto& spec = obj->spec;
+        if (!spec.holder.empty() && spec.holder != cfg_.identity &&
+            now < lease_expiry(spec, observed_at_)) {
+            if (holding_) {
+                holding_ = false;
+                spdlog::warn("leader election: lease={}/{} identity={} lost to {}", cfg_.namespace_,
+                             cfg_.name, cfg_.identity, spec.holder);
+            }
+            co_return;
+        }
+        current = std::move(obj.value());
+    }
+    const millis at = clock_();
+    auto body = lease_update_body(*current, next_record(current->spec, cfg_.identity, at, secs));
+    auto put = co_await call("PUT", path, std::move(body));
+    if (!put) {
+        warn("PUT lease: " + put.err().describe());
+        co_return;
+    }
+    if (put->status == 200 || put->status == 201) {
+        renewed(at, parse_lease(put->body));
+        co_return;
+    }
+    if (put->status == 409 || put->status == 404) {
+        // Someone else wrote it since we read it (or deleted it): we may no longer
+        // hold it. Stop writing now; the next round reads it again.
+        if (holding_)
+            spdlog::warn("leader election: lease={}/{} identity={} renewal refused ({})",
+                         cfg_.namespace_, cfg_.name, cfg_.identity, describe_reply(*put));
+        holding_ = false;
+        co_return;
+    }
+    warn("PUT lease: " + describe_reply(*put));
+}
+
+net::awaitable<void> leader_elector::release() {
+    std::optional<lease_object> current = std::move(cached_);
+    cached_.reset();
+    if (!current) {
+        auto got = co_await call("GET", lease_path(), "");
+        if (!got || got->status != 200) co_return;
+        auto obj = parse_lease(got->body);
+        if (!obj) co_return;
+        current = std::move(obj.value());
+    }
+    if (current->spec.holder != cfg_.identity) co_return;
+    auto body = lease_update_body(*current, release_record(current->spec, clock_()));
+    auto put = co_await call("PUT", lease_path(), std::move(body));
+    if (put && put->status == 200)
+        spdlog::info("leader election: lease={}/{} identity={} released", cfg_.namespace_,
+                     cfg_.name, cfg_.identity);
+    else
+        spdlog::warn("leader election: lease={}/{} identity={} release failed: {}", cfg_.namespace_,
+                     cfg_.name, cfg_.identity, put ? describe_reply(*put) : put.err().describe());
+}
+
+net::awaitable<void> leader_elector::run() {
+    spdlog::info(
+        "leader election: lease={}/{} identity={} api={} lease_duration={}ms "
+        "renew_deadline={}ms retry_period={}ms",
+        cfg_.namespace_, cfg_.name, cfg_.identity, cfg_.api_url, cfg_.lease_duration,
+        cfg_.renew_deadline, cfg_.retry_period);
+    while (!stopping_) {
+        co_await try_acquire_or_renew();
+        update_state();
+        if (stopping_) break;
+        millis wait = cfg_.retry_period;
+        if (!holding_) {
+            // Candidates spread out by up to 20 % so they do not race in lock step.
+            jitter_state_ ^= jitter_state_ << 13;
+            jitter_state_ ^= jitter_state_ >> 7;
+            jitter_state_ ^= jitter_state_ << 17;
+            wait += static_cast<millis>(jitter_state_ %
+                                        static_cast<std::uint64_t>(std::max<millis>(wait / 5, 1)));
+        }
+        timer_.expires_after(std::chrono::milliseconds(wait));
+        boost::system::error_code ec;
+        co_await timer_.async_wait(net::redirect_error(net::use_awaitable, ec));
+    }
+    if (holding_) co_await release();
+    holding_ = false;
+    update_state();
+}
+
+}  // namespace keyrot::sched

@@ -1,0 +1,193 @@
+// keyrot::sched leader election through a coordination.k8s.io/v1 Lease, as
+// client-go's leaderelection does it.
+//
+// Contract:
+// - One Lease (namespace_/name) names the holder. A candidate GETs it; creates it
+//   when absent (POST); takes it when its holder is empty, is itself, or the lease
+//   has expired; otherwise waits retry_period (+ up to 20 % jitter). Takeover and
+//   renewal are PUTs carrying metadata.resourceVersion: the API server's
+//   optimistic concurrency (409 Conflict) makes at most one of two racing
+//   candidates win. The holder renews every retry_period.
+// - Expiry, as client-go: a lease held by another is valid until
+//   leaseDurationSeconds after the later of its renewTime and the moment this
+//   process last saw the record change (local clock). So a candidate whose clock
+//   runs ahead of the holder's cannot steal a live lease, and one whose clock is
+//   behind waits longer. A fresh candidate waits one lease duration.
+// - may_write() is true only while this process holds the lease AND
+//   now < (time its last successful renewal was sent) + renew_deadline. Because
+//   renew_deadline < lease_duration, a leader that cannot renew stops writing
+//   before any other candidate may take the lease: two processes never both
+//   may write (given clocks that run at the same rate).
+// - on_change(bool) is called whenever may_write() changes, also when the renew
+//   deadline passes while a request hangs (a timer watches it) and on stop().
+// - stop(): may_write() turns false at once; run() then releases a lease it holds
+//   (holderIdentity "", leaseDurationSeconds 1, as client-go's ReleaseOnCancel)
+//   so that another replica takes over within a retry period, and returns.
+// - The bearer token is re-read from token_file before every request (the
+//   kubelet rotates projected tokens). Failures are logged at warn (once per
+//   distinct error and then at most once a minute) and retried; nothing throws
+//   at run time.
+// - The http::client should come from lease_http_options(): one attempt per
+//   request (a retried renewal would only outlive the deadline) and a per-attempt
+//   timeout below renew_deadline.
+// - Outside Kubernetes lease_config_from_env() returns nullopt: no election,
+//   the instance always writes.
+// - One thread runs the io_context; the elector and the client must outlive run().
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/asio.hpp"
+#include "common/duration.hpp"
+#include "common/result.hpp"
+#include "http/client.hpp"
+
+namespace keyrot::sched {
+
+struct lease_config {
+    std::string api_url;  // https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
+    std::string namespace_;
+    std::string name = "keyrotd";
+    std::string identity;  // pod name
+    millis lease_duration = 15 * k_second;
+    millis renew_deadline = 10 * k_second;
+    millis retry_period = 2 * k_second;
+    std::string token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+    std::string ca_file = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+};
+
+// In a cluster (KUBERNETES_SERVICE_HOST set) or with KEYROTD_LEASE_URL: the
+// config; otherwise nullopt. KEYROTD_LEADER_ELECTION=off gives nullopt too.
+//   namespace: POD_NAMESPACE, else the service account's namespace file
+//   identity:  POD_NAME, else the host name
+//   overrides: KEYROTD_LEASE_URL, KEYROTD_LEASE_TOKEN_FILE, KEYROTD_LEASE_CA_FILE
+//              (empty: system store only), KEYROTD_LEASE_NAME,
+//              KEYROTD_LEASE_DURATION, KEYROTD_LEASE_RENEW_DEADLINE,
+//              KEYROTD_LEASE_RETRY_PERIOD ("15s", "500ms", ISO 8601)
+// Throws std::runtime_error (a start-up error) when the namespace cannot be
+// found or the durations are garbled or not lease > renew deadline > retry > 0.
+std::optional<lease_config> lease_config_from_env();
+
+// Checks lease_duration > renew_deadline > retry_period > 0 and non-empty names.
+result<void> validate(const lease_config& cfg);
+
+// Options for the elector's own http::client (see the contract above).
+http::options lease_http_options(const lease_config& cfg);
+
+// ---- pure parts (tests/unit/sched_test.cpp) ----
+
+// The spec of a Lease as leader election uses it. Times in epoch milliseconds.
+struct lease_record {
+    std::string holder;  // "" when released or never held
+    int lease_duration_seconds = 0;
+    std::optional<millis> acquire_time;
+    std::optional<millis> renew_time;
+    int lease_transitions = 0;
+    friend bool operator==(const lease_record&, const lease_record&) = default;
+};
+
+// A Lease as read from the API: its spec, resourceVersion and the raw JSON (an
+// update sends the object back with only the spec changed, so labels,
+// annotations and fields this code does not know survive).
+struct lease_object {
+    lease_record spec;
+    std::string resource_version;
+    std::string raw;
+};
+
+// RFC 3339 with microseconds, as Kubernetes' MicroTime: "2026-11-25T12:00:00.000000Z".
+std::string format_micro_time(millis ts);
+// RFC 3339: fraction of 0 to 9 digits (truncated to milliseconds), "Z" or
+// "+hh:mm"/"-hh:mm". nullopt when garbled.
+std::optional<millis> parse_micro_time(std::string_view text);
+
+// A Lease object (JSON) to its fields; error kind protocol when it is not one.
+result<lease_object> parse_lease(std::string_view json);
+
+// leaseDurationSeconds for a configured span: whole seconds, rounded up, >= 1.
+int lease_seconds(millis lease_duration);
+
+// The POST body that creates namespace_/name with spec `rec`.
+std::string lease_create_body(const std::string& namespace_, const std::string& name,
+                              const lease_record& rec);
+// The PUT body: `current` with its spec replaced by `rec` (resourceVersion kept).
+std::string lease_update_body(const lease_object& current, const lease_record& rec);
+
+// When a lease seen at `observed_at` (local clock) stops being valid:
+// max(renewTime, observed_at) + leaseDurationSeconds.
+millis lease_expiry(const lease_record& rec, millis observed_at);
+
+// What `identity` writes to take or renew the lease at `now`: renewal keeps
+// acquireTime and leaseTransitions; a takeover sets acquireTime and counts a
+// transition (as client-go, also after a release).
+lease_record next_record(const std::optional<lease_record>& current, const std::string& identity,
+                         millis now, int duration_seconds);
+
+// What a holder writes to give the lease up at `now`.
+lease_record release_record(const lease_record& current, millis now);
+
+// ---- the elector ----
+
+class leader_elector {
+  public:
+    // `clock` gives wall-clock epoch milliseconds (used for renewTime and the
+    // deadline arithmetic); default: the system clock.
+    leader_elector(net::any_io_executor ex, http::client& client, lease_config cfg,
+                   std::function<millis()> clock = {});
+    ~leader_elector();
+    leader_elector(const leader_elector&) = delete;
+    leader_elector& operator=(const leader_elector&) = delete;
+
+    // The election loop; returns after stop() (having released a held lease).
+    net::awaitable<void> run();
+    void stop();
+
+    // True only while holding the lease and before the renew deadline.
+    bool may_write() const;
+    bool holding() const { return holding_; }
+    // (send time of the last successful renewal) + renew_deadline; 0 before any.
+    millis write_deadline() const { return last_renew_ ? last_renew_ + cfg_.renew_deadline : 0; }
+    // The holder as last seen ("" unknown or none).
+    const std::string& observed_holder() const { return observed_holder_; }
+    const lease_config& config() const { return cfg_; }
+
+    // Called with may_write()'s new value whenever it changes.
+    std::function<void(bool)> on_change;
+    // Called after each successful take-over or renewal with the new write_deadline().
+    std::function<void(millis)> on_renew;
+
+  private:
+    net::awaitable<void> try_acquire_or_renew();
+    net::awaitable<result<http::response>> call(std::string method, std::string target,
+                                                std::string body);
+    net::awaitable<void> release();
+    void renewed(millis sent_at, result<lease_object> obj);
+    void observe(const lease_object& obj, millis now);
+    void update_state();
+    void arm_deadline();
+    void warn(const std::string& what);
+    std::string lease_path() const;
+
+    net::any_io_executor ex_;
+    http::client& client_;
+    lease_config cfg_;
+    std::function<millis()> clock_;
+    net::steady_timer timer_;
+    net::steady_timer deadline_timer_;
+    std::optional<lease_object> cached_;  // our last written lease, while holding
+    std::optional<lease_object> observed_;
+    millis observed_at_ = 0;
+    std::string observed_holder_;
+    bool holding_ = false;
+    millis last_renew_ = 0;
+    bool reported_ = false;
+    bool stopping_ = false;
+    std::string last_warning_;
+    millis last_warning_at_ = 0;
+    std::uint64_t jitter_state_;
+};
+
+}  // namespace keyrot::sched

@@ -1,0 +1,3 @@
+# sched: the pure parts of leader election (Lease JSON, expiry, MicroTime, env config).
+keyrot_unit_test(sched_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/sched_test.cpp
+                 LIBS keyrot::sched nlohmann_json::nlohmann_json)

@@ -1,0 +1,269 @@
+// Leader election's pure parts: MicroTime, Lease JSON both ways, expiry and the
+// records a candidate writes; lease_config_from_env on a scripted environment.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "sched/leader.hpp"
+
+namespace keyrot::sched {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr millis k_t0 = 1795608000000;  // 2026-11-25T12:00:00Z
+
+TEST(MicroTime, FormatsWithMicroseconds) {
+    EXPECT_EQ(format_micro_time(k_t0), "2026-11-25T12:00:00.000000Z");
+    EXPECT_EQ(format_micro_time(k_t0 + 1234), "2026-11-25T12:00:01.234000Z");
+    EXPECT_EQ(format_micro_time(0), "1970-01-01T00:00:00.000000Z");
+    EXPECT_EQ(format_micro_time(951782400000), "2000-02-29T00:00:00.000000Z");
+    EXPECT_EQ(format_micro_time(-1), "1969-12-31T23:59:59.999000Z");
+}
+
+TEST(MicroTime, ParsesRfc3339) {
+    EXPECT_EQ(parse_micro_time("2026-11-25T12:00:00.000000Z"), k_t0);
+    EXPECT_EQ(parse_micro_time("2026-11-25T12:00:00Z"), k_t0);
+    EXPECT_EQ(parse_micro_time("2026-11-25T12:00:01.5Z"), k_t0 + 1500);
+    EXPECT_EQ(parse_micro_time("2026-11-25T12:00:01.123456789Z"), k_t0 + 1123);
+    EXPECT_EQ(parse_micro_time("2026-11-25T13:30:00+01:30"), k_t0);
+    EXPECT_EQ(parse_micro_time("2026-11-25T10:00:00-02:00"), k_t0);
+    EXPECT_EQ(parse_micro_time("2000-02-29T00:00:00Z"), 951782400000);
+    for (millis t : {k_t0, k_t0 + 1, k_t0 + 999, millis{0}, millis{4102444800123}})
+        EXPECT_EQ(parse_micro_time(format_micro_time(t)), t) << t;
+}
+
+TEST(MicroTime, RejectsGarbage) {
+    for (const char* s :
+         {"", "2026-11-25", "2026-11-25T12:00:00", "2026-11-25 12:00:00Z", "2026-13-01T00:00:00Z",
+          "2026-02-30T00:00:00Z", "2025-02-29T00:00:00Z", "2026-11-25T24:00:00Z",
+          "2026-11-25T12:00:00.Z", "2026-11-25T12:00:00.1234567890Z", "2026-11-25T12:00:00+0100",
+          "2026-11-25T12:00:00Zjunk", "26-11-25T12:00:00Z", "2026-11-25T12:0a:00Z"})
+        EXPECT_FALSE(parse_micro_time(s).has_value()) << s;
+}
+
+// What the API server answers for a Lease.
+std::string api_lease(const std::string& holder, const std::string& rv) {
+    return json{{"kind", "Lease"},
+                {"apiVersion", "coordination.k8s.io/v1"},
+                {"metadata",
+                 {{"name", "keyrotd"},
+                  {"namespace", "keyrotd"},
+                  {"uid", "3d5d1c0e"},
+                  {"resourceVersion", rv},
+                  {"labels", {{"team", "sre"}}},
+                  {"creationTimestamp", "2026-11-25T11:00:00Z"}}},
+                {"spec",
+                 {{"holderIdentity", holder},
+                  {"leaseDurationSeconds", 15},
+                  {"acquireTime", "2026-11-25T11:59:00.000000Z"},
+                  {"renewTime", "2026-11-25T12:00:00.250000Z"},
+                  {"leaseTransitions", 3}}}}
+        .dump();
+}
+
+TEST(LeaseJson, Parses) {
+    auto obj = parse_lease(api_lease("pod-a", "1234"));
+    ASSERT_TRUE(obj.ok()) << obj.err().describe();
+    EXPECT_EQ(obj->resource_version, "1234");
+    EXPECT_EQ(obj->spec.holder, "pod-a");
+    EXPECT_EQ(obj->spec.lease_duration_seconds, 15);
+    EXPECT_EQ(obj->spec.acquire_time, k_t0 - 60000);
+    EXPECT_EQ(obj->spec.renew_time, k_t0 + 250);
+    EXPECT_EQ(obj->spec.lease_transitions, 3);
+}
+
+TEST(LeaseJson, EmptySpecAndNullsAreAFreeLease) {
+    for (
+        const char* body :
+        {R"({"kind":"Lease","metadata":{"resourceVersion":"7"}})",
+         R"({"metadata":{"resourceVersion":"7"},"spec":{}})",
+         R"({"metadata":{"resourceVersion":"7"},"spec":null})",
+         R"({"metadata":{"resourceVersion":"7"},"spec":{"holderIdentity":null,"renewTime":null}})"}) {
+        auto obj = parse_lease(body);
+        ASSERT_TRUE(obj.ok()) << body;
+        EXPECT_EQ(obj->spec, lease_record{}) << body;
+    }
+}
+
+TEST(LeaseJson, RejectsWhatIsNotALease) {
+    for (const char* body :
+         {"", "[]", "not json", R"({"kind":"Status","metadata":{"resourceVersion":"1"}})",
+          R"({"metadata":{}})", R"({"metadata":{"resourceVersion":""}})",
+          R"({"metadata":{"resourceVersion":5}})",
+          R"({"metadata":{"resourceVersion":"1"},"spec":[]})",
+          R"({"metadata":{"resourceVersion":"1"},"spec":{"holderIdentity":5}})",
+          R"({"metadata":{"resourceVersion":"1"},"spec":{"leaseDurationSeconds":"15"}})",
+          R"({"metadata":{"resourceVersion":"1"},"spec":{"leaseDurationSeconds":-1}})",
+          R"({"metadata":{"resourceVersion":"1"},"spec":{"leaseTransitions":1.5}})",
+          R"({"metadata":{"resourceVersion":"1"},"spec":{"renewTime":"yesterday"}})",
+          R"({"metadata":{"resourceVersion":"1"},"spec":{"acquireTime":12}})"}) {
+        auto obj = parse_lease(body);
+        EXPECT_FALSE(obj.ok()) << body;
+        if (!obj.ok()) {
+            EXPECT_EQ(obj.err().what, error::kind::protocol);
+        }
+    }
+}
+
+TEST(LeaseJson, CreateBody) {
+    lease_record rec{"pod-a", 15, k_t0, k_t0 + 1, 0};
+    auto j = json::parse(lease_create_body("ns1", "keyrotd", rec));
+    EXPECT_EQ(j["apiVersion"], "coordination.k8s.io/v1");
+    EXPECT_EQ(j["kind"], "Lease");
+    EXPECT_EQ(j["metadata"], (json{{"name", "keyrotd"}, {"namespace", "ns1"}}));
+    EXPECT_EQ(j["spec"], (json{{"holderIdentity", "pod-a"},
+                               {"leaseDurationSeconds", 15},
+                               {"acquireTime", "2026-11-25T12:00:00.000000Z"},
+                               {"renewTime", "2026-11-25T12:00:00.001000Z"},
+                               {"leaseTransitions", 0}}));
+    // What we write, we read back the same.
+    j["metadata"]["resourceVersion"] = "1";
+    auto back = parse_lease(j.dump());
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(back->spec, rec);
+}
+
+TEST(LeaseJson, UpdateKeepsMetadataAndUnknownFields) {
+    auto cur = parse_lease(api_lease("pod-a", "1234"));
+    ASSERT_TRUE(cur.ok());
+    lease_record rec{"pod-b", 15, k_t0 + 5000, k_t0 + 5000, 4};
+    auto j = json::parse(lease_update_body(*cur, rec));
+    EXPECT_EQ(j["metadata"]["resourceVersion"], "1234");
+    EXPECT_EQ(j["metadata"]["uid"], "3d5d1c0e");
+    EXPECT_EQ(j["metadata"]["labels"]["team"], "sre");
+    EXPECT_EQ(j["kind"], "Lease");
+    auto back = parse_lease(j.dump());
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(back->spec, rec);
+    // A time left unset is removed, not kept from the old object.
+    rec.acquire_time.reset();
+    j = json::parse(lease_update_body(*cur, rec));
+    EXPECT_FALSE(j["spec"].contains("acquireTime"));
+}
+
+TEST(LeaseMath, SecondsRoundUp) {
+    EXPECT_EQ(lease_seconds(15 * k_second), 15);
+    EXPECT_EQ(lease_seconds(2500), 3);
+    EXPECT_EQ(lease_seconds(1), 1);
+    EXPECT_EQ(lease_seconds(0), 1);
+}
+
+TEST(LeaseMath, ExpiryIsTheLaterOfRenewAndObservation) {
+    lease_record rec{"pod-a", 15, k_t0, k_t0, 0};
+    // Seen right away: renewTime + 15 s.
+    EXPECT_EQ(lease_expiry(rec, k_t0), k_t0 + 15000);
+    // Seen later than renewTime (our clock ahead, or a slow read): from the observation.
+    EXPECT_EQ(lease_expiry(rec, k_t0 + 4000), k_t0 + 19000);
+    // renewTime in our future (our clock behind): from renewTime, we wait longer.
+    EXPECT_EQ(lease_expiry(rec, k_t0 - 4000), k_t0 + 15000);
+    // No renewTime: from the observation.
+    rec.renew_time.reset();
+    EXPECT_EQ(lease_expiry(rec, k_t0), k_t0 + 15000);
+    // A released lease (duration 1) expires a second after it was seen.
+    EXPECT_EQ(lease_expiry(release_record(rec, k_t0), k_t0), k_t0 + 1000);
+}
+
+TEST(LeaseMath, RenewDeadlineEndsWritingBeforeExpiry) {
+    // The invariant the design rests on: a holder stops writing at
+    // renew + renew_deadline; the earliest takeover is renew + lease duration.
+    lease_config cfg;
+    const auto rec = next_record(std::nullopt, "pod-a", k_t0, lease_seconds(cfg.lease_duration));
+    EXPECT_LT(k_t0 + cfg.renew_deadline, lease_expiry(rec, k_t0));
+}
+
+TEST(LeaseRecords, CreateTakeoverRenewRelease) {
+    auto first = next_record(std::nullopt, "pod-a", k_t0, 15);
+    EXPECT_EQ(first, (lease_record{"pod-a", 15, k_t0, k_t0, 0}));
+    auto renewed = next_record(first, "pod-a", k_t0 + 2000, 15);
+    EXPECT_EQ(renewed, (lease_record{"pod-a", 15, k_t0, k_t0 + 2000, 0}));
+    auto taken = next_record(renewed, "pod-b", k_t0 + 20000, 15);
+    EXPECT_EQ(taken, (lease_record{"pod-b", 15, k_t0 + 20000, k_t0 + 20000, 1}));
+    auto released = release_record(taken, k_t0 + 21000);
+    EXPECT_EQ(released, (lease_record{"", 1, k_t0 + 21000, k_t0 + 21000, 1}));
+    // After a release the next holder counts a transition, as client-go does.
+    EXPECT_EQ(next_record(released, "pod-b", k_t0 + 22000, 15).lease_transitions, 2);
+}
+
+class Env : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        for (const char* n :
+             {"KEYROTD_LEADER_ELECTION", "KEYROTD_LEASE_URL", "KUBERNETES_SERVICE_HOST",
+              "KUBERNETES_SERVICE_PORT", "POD_NAMESPACE", "POD_NAME", "KEYROTD_LEASE_TOKEN_FILE",
+              "KEYROTD_LEASE_CA_FILE", "KEYROTD_LEASE_NAME", "KEYROTD_LEASE_DURATION",
+              "KEYROTD_LEASE_RENEW_DEADLINE", "KEYROTD_LEASE_RETRY_PERIOD"})
+            unsetenv(n);
+    }
+    void TearDown() override { SetUp(); }
+};
+
+TEST_F(Env, OutsideKubernetesNoElection) { EXPECT_FALSE(lease_config_from_env().has_value()); }
+
+TEST_F(Env, InCluster) {
+    setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+    setenv("KUBERNETES_SERVICE_PORT", "6443", 1);
+    setenv("POD_NAMESPACE", "keyrotd", 1);
+    setenv("POD_NAME", "keyrotd-5d9f-abcde", 1);
+    auto cfg = lease_config_from_env();
+    ASSERT_TRUE(cfg.has_value());
+    EXPECT_EQ(cfg->api_url, "https://10.96.0.1:6443");
+    EXPECT_EQ(cfg->namespace_, "keyrotd");
+    EXPECT_EQ(cfg->identity, "keyrotd-5d9f-abcde");
+    EXPECT_EQ(cfg->name, "keyrotd");
+    EXPECT_EQ(cfg->lease_duration, 15000);
+    EXPECT_EQ(cfg->renew_deadline, 10000);
+    EXPECT_EQ(cfg->retry_period, 2000);
+    EXPECT_EQ(cfg->token_file, "/var/run/secrets/kubernetes.io/serviceaccount/token");
+    EXPECT_EQ(cfg->ca_file, "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt");
+    auto o = lease_http_options(*cfg);
+    EXPECT_EQ(o.base_url, "https://10.96.0.1:6443");
+    EXPECT_EQ(o.max_attempts, 1);
+    EXPECT_LT(o.timeout, cfg->renew_deadline);
+
+    setenv("KUBERNETES_SERVICE_HOST", "fd00::1", 1);
+    unsetenv("KUBERNETES_SERVICE_PORT");
+    EXPECT_EQ(lease_config_from_env()->api_url, "https://[fd00::1]:443");
+
+    setenv("KEYROTD_LEADER_ELECTION", "off", 1);
+    EXPECT_FALSE(lease_config_from_env().has_value());
+}
+
+TEST_F(Env, TestOverridesAndShortDurations) {
+    setenv("KEYROTD_LEASE_URL", "http://127.0.0.1:8080", 1);
+    setenv("POD_NAMESPACE", "ns", 1);
+    setenv("POD_NAME", "a", 1);
+    setenv("KEYROTD_LEASE_TOKEN_FILE", "/tmp/tok", 1);
+    setenv("KEYROTD_LEASE_CA_FILE", "", 1);
+    setenv("KEYROTD_LEASE_DURATION", "3s", 1);
+    setenv("KEYROTD_LEASE_RENEW_DEADLINE", "2s", 1);
+    setenv("KEYROTD_LEASE_RETRY_PERIOD", "500ms", 1);
+    auto cfg = lease_config_from_env();
+    ASSERT_TRUE(cfg.has_value());
+    EXPECT_EQ(cfg->api_url, "http://127.0.0.1:8080");
+    EXPECT_EQ(cfg->token_file, "/tmp/tok");
+    EXPECT_EQ(cfg->ca_file, "");
+    EXPECT_EQ(cfg->lease_duration, 3000);
+    EXPECT_EQ(cfg->renew_deadline, 2000);
+    EXPECT_EQ(cfg->retry_period, 500);
+}
+
+TEST_F(Env, StartUpErrorsThrow) {
+    setenv("KEYROTD_LEASE_URL", "http://127.0.0.1:8080", 1);
+    setenv("POD_NAME", "a", 1);
+    setenv("KEYROTD_LEASE_TOKEN_FILE", "/nonexistent/token", 1);
+    EXPECT_THROW(lease_config_from_env(), std::runtime_error);  // no namespace
+    setenv("POD_NAMESPACE", "ns", 1);
+    setenv("KEYROTD_LEASE_DURATION", "2s", 1);  // not above the 10 s renew deadline
+    EXPECT_THROW(lease_config_from_env(), std::runtime_error);
+    setenv("KEYROTD_LEASE_DURATION", "soon", 1);
+    EXPECT_THROW(lease_config_from_env(), std::runtime_error);
+    setenv("KEYROTD_LEASE_DURATION", "15s", 1);
+    setenv("POD_NAMESPACE", "Not_A_Namespace", 1);
+    EXPECT_THROW(lease_config_from_env(), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace keyrot::sched
