@@ -1,8 +1,12 @@
 #include "app.hpp"
 
 #include <spdlog/spdlog.h>
+#include <time.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -16,6 +20,7 @@
 
 #include "apigee/api.hpp"
 #include "apigee/connect.hpp"
+#include "auth/token_source.hpp"
 #include "common/asio.hpp"
 #include "common/duration.hpp"
 #include "exec/executor.hpp"
@@ -67,16 +72,38 @@ struct cli {
     std::string app;  // ORG/DEVELOPER/APP
 };
 
+// Refused calls carry this in their error, so the observer can tell "not sent
+// because keyrotd is stopping" from a real failure.
+constexpr std::string_view k_stopping = "keyrotd is stopping; call not sent";
+
 // The executor's observer: obs::recorder (audit log first, then log line and
 // metrics), plus a count of failures for exit codes and readiness.
 class counting_observer : public exec::observer {
   public:
-    counting_observer(obs::audit_log* audit, obs::metrics* m) : inner_(audit, m) {}
+    counting_observer(obs::audit_log* audit, obs::metrics* m, const bool* stopping = nullptr)
+        : inner_(audit, m), stopping_(stopping) {}
     bool on_action(const exec::action_record& r) override {
+        if (r.action == "failed" && stopping() && r.detail.find(k_stopping) != std::string::npos) {
+            // Nothing was sent: not a failed action, just work left for the next start.
+            obs::log_event(spdlog::level::info, "not started: stopping",
+                           {{"organization", r.organization},
+                            {"developer", r.developer},
+                            {"app", r.app},
+                            {"policy", r.policy},
+                            {"key", r.key},
+                            {"replaces", r.replaces}});
+            return true;
+        }
         if (r.action == "failed") ++failed_;
         return inner_.on_action(r);
     }
     void on_pass(const exec::pass_summary& s) override {
+        if (!s.ok && stopping()) {
+            obs::log_event(spdlog::level::info, "pass cut short: stopping",
+                           {{"organization", s.organization},
+                            {"actions_done", std::to_string(s.actions_done)}});
+            return;
+        }
         if (s.ok) last_ok_[s.organization] = wall_now();
         inner_.on_pass(s);
     }
@@ -86,31 +113,59 @@ class counting_observer : public exec::observer {
     const std::map<std::string, millis>& last_ok() const { return last_ok_; }
 
   private:
+    bool stopping() const { return stopping_ != nullptr && *stopping_; }
+
     obs::recorder inner_;
+    const bool* stopping_;
     int failed_ = 0;
     std::map<std::string, millis> last_ok_;
 };
 
-// Everything needed to talk to one organisation.
+// Wraps the session's token source: once `closed` is set, every new Apigee call
+// is refused before it is sent. Calls already sent finish (each bounded by
+// apigee.timeout); a pass then unwinds at its next call. What that leaves (a
+// pending successor, an unrevoked key) is what a crash leaves, and the next
+// start completes it.
+class stop_gate final : public auth::token_source {
+  public:
+    stop_gate(std::unique_ptr<auth::token_source> inner, const bool& closed)
+        : inner_(std::move(inner)), closed_(closed) {}
+    net::awaitable<result<secret>> authorization_header() override {
+        if (closed_) {
+            error e;
+            e.what = error::kind::auth;
+            e.message = std::string(k_stopping);
+            co_return e;
+        }
+        auto header = co_await inner_->authorization_header();
+        co_return header;
+    }
+    void invalidate() override { inner_->invalidate(); }
+    std::string describe() const override { return inner_->describe(); }
+
+  private:
+    std::unique_ptr<auth::token_source> inner_;
+    const bool& closed_;
+};
+
+// Everything needed to talk to one organisation. All organisations share one
+// apigee::session: one connection pool and one requestsPerSecond budget, which
+// is Apigee's per-caller quota.
 struct org_link {
     std::string organization;
     std::vector<policy::policy> policies;
-    std::unique_ptr<apigee::connection> conn;
+    std::unique_ptr<apigee::api> api;
     std::unique_ptr<exec::executor> exec;
 };
 
-result<std::unique_ptr<org_link>> connect(net::any_io_executor ex, const policy::config& cfg,
-                                          const std::string& org, exec::observer& obs,
-                                          http::observer_fn on_request = {}) {
+std::unique_ptr<org_link> link_org(apigee::session& s, const policy::config& cfg,
+                                   const std::string& org, exec::observer& obs) {
     auto link = std::make_unique<org_link>();
     link->organization = org;
     for (const auto& p : cfg.policies)
         if (p.organization == org) link->policies.push_back(p);
-    auto conn = apigee::connect(ex, cfg.apigee, org, std::move(on_request));
-    if (!conn) return conn.err();
-    link->conn = std::move(conn.value());
-    link->exec =
-        std::make_unique<exec::executor>(*link->conn->org_api, obs, cfg.state_dir, wall_now);
+    link->api = s.for_organization(org);
+    link->exec = std::make_unique<exec::executor>(*link->api, obs, cfg.state_dir, wall_now);
     return link;
 }
 
@@ -156,16 +211,16 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
     int pending = 0;
     bool error = false;
     std::vector<std::vector<std::string>> rows;
+    auto session = apigee::open_session(io.get_executor(), cfg.apigee);
+    if (!session) {
+        std::cerr << "keyrotd: apigee: " << session.err().describe() << "\n";
+        return k_exit_failed;
+    }
     for (const auto& org : organizations(cfg)) {
-        auto link = connect(io.get_executor(), cfg, org, rec);
-        if (!link) {
-            std::cerr << "keyrotd: organization " << org << ": " << link.err().describe() << "\n";
-            error = true;
-            continue;
-        }
+        auto link = link_org(*session.value(), cfg, org, rec);
         exec::run_options opt;
         opt.concurrency = cfg.apigee.max_concurrency;
-        auto planned = run_sync(io, (*link)->exec->plan((*link)->policies, opt));
+        auto planned = run_sync(io, link->exec->plan(link->policies, opt));
         if (!planned) {
             std::cerr << "keyrotd: organization " << org << ": " << planned.err().describe()
                       << "\n";
@@ -259,14 +314,15 @@ int cmd_once(const policy::config& cfg, const cli& c) {
         only_app = c.app.substr(slash + 1);
     }
     bool found = c.command != "rotate";
+    auto session = apigee::open_session(io.get_executor(), cfg.apigee);
+    if (!session) {
+        obs::log_event(spdlog::level::err, "cannot reach Apigee",
+                       {{"error", session.err().describe()}});
+        return k_exit_failed;
+    }
     for (const auto& org : organizations(cfg)) {
         if (!only_org.empty() && org != only_org) continue;
-        auto link = connect(io.get_executor(), cfg, org, rec);
-        if (!link) {
-            spdlog::error("organization={} error=\"{}\"", org, link.err().describe());
-            ok = false;
-            continue;
-        }
+        auto link = link_org(*session.value(), cfg, org, rec);
         exec::run_options opt;
         opt.dry_run = c.dry_run;
         opt.concurrency = cfg.apigee.max_concurrency;
@@ -275,12 +331,13 @@ int cmd_once(const policy::config& cfg, const cli& c) {
             opt.plan.force_rotate = true;
             opt.plan.revoke_now = c.revoke_now;
         }
-        auto sum = run_sync(io, (*link)->exec->run_pass((*link)->policies, opt));
+        auto sum = run_sync(io, link->exec->run_pass(link->policies, opt));
         if (!sum.ok) ok = false;
         if (c.command == "rotate" && sum.apps_matched > 0) found = true;
     }
     if (!found) {
-        spdlog::error("app {} not found, or no policy matches it", c.app);
+        obs::log_event(spdlog::level::err, "app not found, or no policy matches it",
+                       {{"app", c.app}});
         return k_exit_failed;
     }
     return ok && rec.failed() == 0 ? k_exit_ok : k_exit_failed;
@@ -288,6 +345,54 @@ int cmd_once(const policy::config& cfg, const cli& c) {
 
 // ---- the daemon --------------------------------------------------------------
 
+// Steady (monotonic) clock in ms: for timers and progress, never for key expiry.
+millis steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+// Systemd wants MONOTONIC_USEC beside RELOADING=1 (Type=notify-reload).
+std::string monotonic_usec() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return std::to_string(static_cast<long long>(ts.tv_sec) * 1000000LL + ts.tv_nsec / 1000);
+}
+
+// STATUS= and log values are one line.
+std::string one_line(std::string s, std::size_t max = 240) {
+    for (auto& ch : s)
+        if (ch == '\n' || ch == '\r') ch = ' ';
+    if (s.size() > max) s = s.substr(0, max - 3) + "...";
+    return s;
+}
+
+inline constexpr millis k_first_backoff = 5 * k_second;
+inline constexpr millis k_min_wait = 1 * k_second;
+inline constexpr millis k_due_slack = 1 * k_second;  // wake just after the due moment
+
+// What a reload cannot change while running (only warned about).
+std::vector<std::string> restart_only_changes(const policy::config& a, const policy::config& b) {
+    std::vector<std::string> out;
+    const auto& x = a.apigee;
+    const auto& y = b.apigee;
+    if (x.url != y.url || x.ca_file != y.ca_file || x.timeout != y.timeout ||
+        x.max_concurrency != y.max_concurrency || x.requests_per_second != y.requests_per_second ||
+        x.auth.method != y.auth.method || x.auth.path != y.auth.path || x.auth.env != y.auth.env ||
+        x.auth.user_env != y.auth.user_env || x.auth.password_env != y.auth.password_env)
+        out.emplace_back("apigee");
+    if (a.listen != b.listen) out.emplace_back("listen");
+    if (a.state_dir != b.state_dir) out.emplace_back("stateDir");
+    if (a.metrics_per_key != b.metrics_per_key) out.emplace_back("metrics.perKey");
+    return out;
+}
+
+// `keyrotd run`. One thread runs the io_context: per organisation a loop that
+// runs a pass, then sleeps until the earliest of the next full pass (interval
+// ±10%) and the next due action (the planner's next_wake), or backs off after a
+// failed pass. Passes of one organisation never overlap; organisations run
+// concurrently (sharing one HTTP client and its request budget). Signals, the
+// systemd watchdog and the HTTP endpoint run on the same loop.
 class daemon_loop {
   public:
     daemon_loop(net::io_context& io, std::shared_ptr<const policy::config> cfg, std::string path,
@@ -299,46 +404,55 @@ class daemon_loop {
           audit_(cfg_->state_dir),
           registry_(std::make_shared<prometheus::Registry>()),
           metrics_(registry_, obs::metrics_options{KEYROTD_VERSION, cfg_->metrics_per_key, true}),
-          rec_(&audit_, &metrics_),
+          rec_(&audit_, &metrics_, &stopping_),
           signals_(io, SIGINT, SIGTERM, SIGHUP),
           watchdog_(io),
+          stop_deadline_(io),
           server_(
               io, registry_, [this] { return ready(); }, obs::http_server_options{cfg_->listen}) {}
 
     int run() {
         metrics_.set_interval(static_cast<double>(cfg_->interval) / 1000.0);
-        for (const auto& org : organizations(*cfg_)) {
-            auto link = connect(io_.get_executor(), *cfg_, org, rec_, metrics_.request_observer());
-            if (!link) {
-                spdlog::critical("organization={} error=\"{}\"", org, link.err().describe());
-                return k_exit_config;
-            }
-            auto st = std::make_unique<org_state>(io_);
-            st->link = std::move(link.value());
-            orgs_.push_back(std::move(st));
-        }
-        server_.start();  // throws when `listen` cannot be bound: a start-up error
-        spdlog::info("serving /metrics /healthz /readyz on {} (port {})", cfg_->listen,
-                     server_.port());
-        wait_signal();
-        for (auto& o : orgs_) {
-            net::co_spawn(io_, org_loop(*o), [org = o->link->organization](std::exception_ptr e) {
-                if (!e) return;
-                try {
-                    std::rethrow_exception(e);
-                } catch (const std::exception& ex) {
-                    spdlog::critical("organization={} loop died: {}", org, ex.what());
-                }
+        auto request_observer = metrics_.request_observer();
+        auto session = apigee::open_session(
+            io_.get_executor(), cfg_->apigee,
+            [this, request_observer](std::string_view method, int code, double seconds) {
+                last_progress_ = steady_ms();
+                request_observer(method, code, seconds);
             });
+        if (!session) {
+            obs::log_event(spdlog::level::critical, "cannot set up the Apigee client",
+                           {{"error", session.err().describe()}});
+            return k_exit_config;
         }
-        if (const auto usec = watchdog_interval_usec()) arm_watchdog(usec);
-        sd_notify("READY=1\nSTATUS=started, " + std::to_string(orgs_.size()) + " organization(s)");
-        spdlog::info("keyrotd {} running: {} organization(s), {} policies, interval {}",
-                     KEYROTD_VERSION, orgs_.size(), cfg_->policies.size(),
-                     format_duration(cfg_->interval));
+        session_ = std::move(session.value());
+        session_->auth = std::make_unique<stop_gate>(std::move(session_->auth), stopping_);
+        for (const auto& org : organizations(*cfg_)) add_org(org);
+        server_.start();  // throws when `listen` cannot be bound: a start-up error
+        obs::log_event(spdlog::level::info, "serving /metrics /healthz /readyz",
+                       {{"listen", cfg_->listen}, {"port", std::to_string(server_.port())}});
+        wait_signal();
+        for (auto& o : orgs_) start_loop(*o);
+        if (const auto usec = watchdog_interval_usec()) {
+            watchdog_usec_ = usec;
+            arm_watchdog();
+        }
+        sd_notify("READY=1\nSTATUS=" + status_line());
+        obs::log_event(spdlog::level::info, "keyrotd running",
+                       {{"version", KEYROTD_VERSION},
+                        {"organizations", std::to_string(orgs_.size())},
+                        {"policies", std::to_string(cfg_->policies.size())},
+                        {"interval", format_duration(cfg_->interval)},
+                        {"dry_run", dry_run_ ? "true" : "false"}});
         io_.run();
-        sd_notify("STOPPING=1");
-        spdlog::info("stopped");
+        if (forced_) {
+            // Coroutines are still suspended inside the HTTP client: destroying
+            // them after the client would touch freed memory. Every audit record
+            // is already fsynced, so leave without unwinding.
+            spdlog::default_logger()->flush();
+            std::_Exit(k_exit_ok);
+        }
+        obs::log_event(spdlog::level::info, "stopped", {});
         return k_exit_ok;
     }
 
@@ -347,92 +461,307 @@ class daemon_loop {
         explicit org_state(net::io_context& io) : timer(io) {}
         std::unique_ptr<org_link> link;
         net::steady_timer timer;
-        bool running = false;
+        bool running = false;  // a pass is in flight
+        bool done = true;      // the loop has exited (or never started)
+        bool retired = false;  // a reload removed its last policy
+        millis pass_started = 0;
+        millis next_at = k_never;  // wall clock of the next pass
+        std::string last;          // how the last pass went, for STATUS=
     };
+
+    void add_org(const std::string& org) {
+        auto st = std::make_unique<org_state>(io_);
+        st->link = link_org(*session_, *cfg_, org, rec_);
+        orgs_.push_back(std::move(st));
+    }
+
+    void start_loop(org_state& o) {
+        o.done = false;
+        net::co_spawn(io_, org_loop(o), [this, &o](std::exception_ptr e) {
+            if (e) {
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    obs::log_event(spdlog::level::critical, "organization loop died",
+                                   {{"organization", o.link->organization}, {"error", ex.what()}});
+                }
+                o.running = false;
+                o.last = "loop died";
+            }
+            o.done = true;
+            maybe_finish_stop();
+        });
+    }
+
+    std::vector<policy::policy> policies_of(const policy::config& cfg, const std::string& org) {
+        std::vector<policy::policy> out;
+        for (const auto& p : cfg.policies)
+            if (p.organization == org) out.push_back(p);
+        return out;
+    }
 
     net::awaitable<void> org_loop(org_state& o) {
         std::mt19937_64 rng(std::random_device{}());
-        millis backoff = 5 * k_second;
-        while (!stopping_) {
+        millis backoff = 0;  // after a failed pass: 5 s, 10 s, ... up to interval
+        int immediate = 0;   // consecutive passes that asked to run again at once
+        const std::string& org = o.link->organization;
+        while (!stopping_ && !o.retired) {
             auto cfg = cfg_;  // a reload swaps cfg_; this pass keeps its own
-            std::vector<policy::policy> policies;
-            for (const auto& p : cfg->policies)
-                if (p.organization == o.link->organization) policies.push_back(p);
             exec::run_options opt;
             opt.dry_run = dry_run_;
             opt.concurrency = cfg->apigee.max_concurrency;
+            const auto policies = policies_of(*cfg, org);
             o.running = true;
+            o.pass_started = steady_ms();
+            last_progress_ = o.pass_started;
             auto sum = co_await o.link->exec->run_pass(policies, opt);
             o.running = false;
-            if (stopping_) break;
-            // Next: the full-pass interval (±10% jitter), or sooner when an action falls due.
-            const millis jitter =
-                std::uniform_int_distribution<millis>(-cfg->interval / 10, cfg->interval / 10)(rng);
-            millis wait = cfg->interval + jitter;
-            if (sum.next_wake != k_never) wait = std::min(wait, sum.next_wake - wall_now() + 1000);
-            if (!sum.error.empty()) {
-                wait = std::min(wait, backoff);
-                backoff = std::min(backoff * 2, cfg->interval);
+            if (stopping_ || o.retired) break;
+
+            const millis now = wall_now();
+            const millis span = std::max<millis>(cfg->interval / 10, 0);
+            auto jitter = [&](millis base, millis spread) {
+                return base + std::uniform_int_distribution<millis>(-spread, spread)(rng);
+            };
+            millis wait = 0;
+            std::string why;
+            if (cfg_ != cfg) {
+                why = "config reloaded during the pass";
+                wait = 0;
+            } else if (!sum.ok) {
+                // Failed: retry soon, but never at full speed.
+                backoff = backoff == 0 ? k_first_backoff : std::min(backoff * 2, cfg->interval);
+                backoff = std::min(backoff, cfg->interval);
+                wait = jitter(backoff, backoff / 10);
+                why = "retry after a failed pass";
+                immediate = 0;
             } else {
-                backoff = 5 * k_second;
+                backoff = 0;
+                wait = jitter(cfg->interval, span);
+                why = "full pass";
+                if (sum.next_wake != k_never && sum.next_wake + k_due_slack - now < wait) {
+                    wait = sum.next_wake + k_due_slack - now;
+                    why = "next action due";
+                }
+                if (wait <= k_min_wait) {
+                    // Something is due now again: fine once; repeated, it would
+                    // spin against Apigee, so back off (2 s, 4 s, ...).
+                    wait = std::min(k_min_wait << std::min(immediate, 20), cfg->interval);
+                    ++immediate;
+                } else {
+                    immediate = 0;
+                }
             }
-            wait = std::max<millis>(wait, 1000);
-            sd_notify("STATUS=organization " + o.link->organization + ": " +
-                      (sum.error.empty() ? "last pass ok" : "last pass failed") + ", next in " +
-                      format_duration(wait));
-            o.timer.expires_after(std::chrono::milliseconds(wait));
-            boost::system::error_code ec;
-            co_await o.timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+            wait = std::max<millis>(wait, 0);
+            o.next_at = now + wait;
+            char secs[32];
+            std::snprintf(secs, sizeof secs, "%.1fs", sum.seconds);
+            o.last = sum.ok ? std::string("ok at ") + format_time(now) + " (" + secs + ", " +
+                                  std::to_string(sum.actions_done) + " actions)"
+                            : "FAILED at " + format_time(now) + ": " +
+                                  (sum.error.empty()
+                                       ? std::to_string(sum.actions_failed) + " actions failed"
+                                       : sum.error);
+            obs::log_event(spdlog::level::debug, "next pass",
+                           {{"organization", org},
+                            {"at", format_time(o.next_at)},
+                            {"in", format_duration(wait)},
+                            {"reason", why}});
+            sd_notify("STATUS=" + status_line());
+            if (wait > 0) {
+                o.timer.expires_after(std::chrono::milliseconds(wait));
+                boost::system::error_code ec;
+                co_await o.timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+            }
         }
+        o.next_at = k_never;
+    }
+
+    // One line for systemd's STATUS=: how each organisation's last pass went and
+    // when the next one is.
+    std::string status_line() const {
+        if (stopping_) {
+            int busy = 0;
+            for (const auto& o : orgs_) busy += o->running ? 1 : 0;
+            return "stopping: " + std::to_string(busy) + " pass(es) finishing";
+        }
+        int active = 0, ok = 0, failed = 0, never = 0;
+        millis next = k_never;
+        std::string failing;
+        for (const auto& o : orgs_) {
+            if (o->retired) continue;
+            ++active;
+            if (o->last.empty()) {
+                ++never;
+            } else if (o->last.rfind("ok", 0) == 0) {
+                ++ok;
+            } else {
+                ++failed;
+                if (failing.empty()) failing = o->link->organization + " " + o->last;
+            }
+            if (!o->running && o->next_at != k_never)
+                next = next == k_never ? o->next_at : std::min(next, o->next_at);
+        }
+        std::string s;
+        if (active == 1) {
+            const auto& o = **std::find_if(orgs_.begin(), orgs_.end(),
+                                           [](const auto& x) { return !x->retired; });
+            s = o.link->organization + ": " +
+                (o.running        ? std::string("pass running")
+                 : o.last.empty() ? std::string("starting")
+                                  : "last pass " + o.last);
+        } else {
+            s = std::to_string(active) + " organizations: " + std::to_string(ok) + " ok, " +
+                std::to_string(failed) + " failing, " + std::to_string(never) + " starting";
+            if (!failing.empty()) s += "; " + failing;
+        }
+        if (next != k_never) s += "; next pass " + format_time(next);
+        return one_line(s);
     }
 
     void wait_signal() {
         signals_.async_wait([this](boost::system::error_code ec, int sig) {
             if (ec) return;
             if (sig == SIGHUP) {
-                reload();
-                wait_signal();
-                return;
+                if (!stopping_) reload();
+            } else {
+                begin_stop(sig);
             }
-            spdlog::info("signal {}: finishing in-flight work, then stopping", sig);
-            sd_notify("STOPPING=1");
-            stopping_ = true;
-            for (auto& o : orgs_) o->timer.cancel();
-            watchdog_.cancel();
-            signals_.cancel();
-            server_.stop();
+            if (!finished_) wait_signal();
         });
     }
 
-    void reload() {
-        sd_notify("RELOADING=1");
-        auto loaded = policy::load_config(path_);
-        audit_.reopen();  // a rotated audit file is picked up
-        metrics_.on_config_reload(loaded.ok());
-        if (!loaded.ok()) {
-            spdlog::error("reload failed; the old config stays in force");
-            for (const auto& d : loaded.diagnostics) spdlog::error("{}", policy::to_string(d));
-        } else {
-            for (const auto& d : loaded.diagnostics) spdlog::warn("{}", policy::to_string(d));
-            if (organizations(*loaded.cfg) != organizations(*cfg_) ||
-                loaded.cfg->apigee.url != cfg_->apigee.url)
-                spdlog::warn(
-                    "reload: organizations or apigee settings changed; they take effect "
-                    "after a restart, policies now");
-            cfg_ = std::make_shared<const policy::config>(std::move(*loaded.cfg));
-            metrics_.set_interval(static_cast<double>(cfg_->interval) / 1000.0);
-            spdlog::info("config reloaded: {} policies", cfg_->policies.size());
-            for (auto& o : orgs_)
-                if (!o->running) o->timer.cancel();  // a pass with the new policies, now
+    // SIGTERM/SIGINT: no new pass, no new Apigee call (stop_gate); calls in
+    // flight finish. Bounded: after apigee.timeout + 5 s (at most 80 s, inside
+    // systemd's TimeoutStopSec=90s), or on a second signal, keyrotd exits anyway.
+    void begin_stop(int sig) {
+        if (stopping_) {
+            force_stop("second signal");
+            return;
         }
-        sd_notify("READY=1");
+        stopping_ = true;
+        int busy = 0;
+        for (const auto& o : orgs_) busy += o->running ? 1 : 0;
+        const millis grace = std::min<millis>(cfg_->apigee.timeout + 5 * k_second, 80 * k_second);
+        obs::log_event(spdlog::level::info, "stopping: no new work; in-flight calls finish",
+                       {{"signal", std::to_string(sig)},
+                        {"passes_in_flight", std::to_string(busy)},
+                        {"deadline", format_duration(grace)}});
+        sd_notify("STOPPING=1\nSTATUS=" + status_line());
+        for (auto& o : orgs_) o->timer.cancel();
+        watchdog_.cancel();
+        stop_deadline_.expires_after(std::chrono::milliseconds(grace));
+        stop_deadline_.async_wait([this](boost::system::error_code ec) {
+            if (!ec && !finished_) force_stop("deadline");
+        });
+        maybe_finish_stop();
+    }
+
+    void maybe_finish_stop() {
+        if (!stopping_ || finished_) return;
+        for (const auto& o : orgs_)
+            if (!o->done) return;
+        finished_ = true;
+        stop_deadline_.cancel();
+        signals_.cancel();
+        server_.stop();
+        if (session_ && session_->http) session_->http->close_idle();
+        // io_.run() returns once nothing is pending.
+    }
+
+    void force_stop(const char* why) {
+        std::string busy;
+        for (const auto& o : orgs_)
+            if (o->running) busy += (busy.empty() ? "" : ",") + o->link->organization;
+        obs::log_event(spdlog::level::warn,
+                       "stopping now; the next start completes what was left half done",
+                       {{"reason", why}, {"organizations_in_pass", busy}});
+        forced_ = true;
+        io_.stop();
+    }
+
+    void reload() {
+        sd_notify("RELOADING=1\nMONOTONIC_USEC=" + monotonic_usec() + "\nSTATUS=reloading");
+        bool ok = false;
+        try {
+            ok = apply_reload();
+        } catch (const std::exception& e) {
+            obs::log_event(spdlog::level::err, "reload failed; the old config stays in force",
+                           {{"error", e.what()}});
+        }
+        metrics_.on_config_reload(ok);
+        if (!audit_.reopen())  // a rotated audit file is picked up
+            obs::log_event(spdlog::level::err,
+                           "cannot reopen the audit log; still using the old file",
+                           {{"path", audit_.path().string()}});
+        sd_notify("READY=1\nSTATUS=" + std::string(ok ? "" : "reload FAILED, old config kept; ") +
+                  status_line());
+    }
+
+    bool apply_reload() {
+        auto loaded = policy::load_config(path_);
+        if (!loaded.ok()) {
+            obs::log_event(spdlog::level::err, "reload failed; the old config stays in force",
+                           {{"config", path_}});
+            for (const auto& d : loaded.diagnostics)
+                obs::log_event(d.level == policy::diagnostic::severity::error ? spdlog::level::err
+                                                                              : spdlog::level::warn,
+                               policy::to_string(d), {});
+            return false;
+        }
+        // Fails (throws) before anything changes, so the old config stays whole.
+        obs::parse_log_level(loaded.cfg->log_level);
+        obs::parse_log_format(loaded.cfg->log_format);
+        for (const auto& d : loaded.diagnostics)
+            obs::log_event(spdlog::level::warn, policy::to_string(d), {});
+        auto next = std::make_shared<const policy::config>(std::move(*loaded.cfg));
+        for (const auto& what : restart_only_changes(*cfg_, *next))
+            obs::log_event(spdlog::level::warn, "changed setting takes effect after a restart",
+                           {{"setting", what}});
+        if (next->log_level != cfg_->log_level || next->log_format != cfg_->log_format)
+            obs::setup_logging(next->log_level, next->log_format);
+        cfg_ = next;
+        metrics_.set_interval(static_cast<double>(cfg_->interval) / 1000.0);
+
+        // Organisations: new ones get a loop now, removed ones stop after their pass.
+        const auto orgs = organizations(*cfg_);
+        for (auto& o : orgs_) {
+            const bool wanted = std::count(orgs.begin(), orgs.end(), o->link->organization) > 0;
+            if (!wanted && !o->retired) {
+                o->retired = true;
+                o->timer.cancel();
+                obs::log_event(spdlog::level::info, "organization has no policy any more",
+                               {{"organization", o->link->organization}});
+            } else if (wanted && o->retired) {
+                o->retired = false;
+                if (o->done) start_loop(*o);
+            }
+        }
+        for (const auto& org : orgs) {
+            if (std::any_of(orgs_.begin(), orgs_.end(),
+                            [&](const auto& o) { return o->link->organization == org; }))
+                continue;
+            add_org(org);
+            start_loop(*orgs_.back());
+            obs::log_event(spdlog::level::info, "new organization", {{"organization", org}});
+        }
+        obs::log_event(spdlog::level::info, "config reloaded",
+                       {{"policies", std::to_string(cfg_->policies.size())},
+                        {"organizations", std::to_string(orgs.size())},
+                        {"interval", format_duration(cfg_->interval)}});
+        // A pass with the new policies now; a running pass goes again when it ends.
+        for (auto& o : orgs_)
+            if (!o->running) o->timer.cancel();
+        return true;
     }
 
     // Ready: config loaded (it is, or we would not run) and every organisation's
     // last pass succeeded within twice the interval.
     std::pair<bool, std::string> ready() const {
+        if (stopping_) return {false, "stopping"};
         const millis now = wall_now();
         for (const auto& o : orgs_) {
+            if (o->retired) continue;
             const auto& org = o->link->organization;
             auto it = rec_.last_ok().find(org);
             if (it == rec_.last_ok().end())
@@ -444,12 +773,39 @@ class daemon_loop {
         return {true, "ok"};
     }
 
-    void arm_watchdog(std::uint64_t usec) {
-        watchdog_.expires_after(std::chrono::microseconds(usec));
-        watchdog_.async_wait([this, usec](boost::system::error_code ec) {
+    // A pass in flight with no Apigee request finished for this long is stuck:
+    // every request attempt is bounded by apigee.timeout, retries by a few
+    // minutes, and a rate limit still lets requests through.
+    millis stuck_after() const {
+        return std::max<millis>(5 * k_minute, 3 * cfg_->apigee.timeout + 2 * k_minute);
+    }
+
+    std::string stuck_org() const {
+        const millis now = steady_ms();
+        for (const auto& o : orgs_)
+            if (o->running && now - std::max(last_progress_, o->pass_started) > stuck_after())
+                return o->link->organization;
+        return {};
+    }
+
+    // WATCHDOG=1 from the event loop at half $WATCHDOG_USEC: a blocked loop stops
+    // it, and so does a pass that makes no progress, so systemd restarts us.
+    void arm_watchdog() {
+        watchdog_.expires_after(std::chrono::microseconds(watchdog_usec_));
+        watchdog_.async_wait([this](boost::system::error_code ec) {
             if (ec || stopping_) return;
-            sd_notify("WATCHDOG=1");
-            arm_watchdog(usec);
+            const std::string stuck = stuck_org();
+            if (stuck.empty()) {
+                sd_notify("WATCHDOG=1");
+                stuck_reported_ = false;
+            } else if (!stuck_reported_) {
+                stuck_reported_ = true;
+                obs::log_event(
+                    spdlog::level::err, "pass makes no progress; withholding the watchdog ping",
+                    {{"organization", stuck}, {"for_over", format_duration(stuck_after())}});
+                sd_notify("STATUS=stuck: organization " + stuck + " pass makes no progress");
+            }
+            arm_watchdog();
         });
     }
 
@@ -457,15 +813,22 @@ class daemon_loop {
     std::shared_ptr<const policy::config> cfg_;
     std::string path_;
     bool dry_run_;
+    bool stopping_ = false;
+    bool finished_ = false;
+    bool forced_ = false;
+    bool stuck_reported_ = false;
+    std::uint64_t watchdog_usec_ = 0;
+    millis last_progress_ = 0;  // steady_ms of the last Apigee request attempt
     obs::audit_log audit_;
     std::shared_ptr<prometheus::Registry> registry_;
     obs::metrics metrics_;
     counting_observer rec_;
     net::signal_set signals_;
     net::steady_timer watchdog_;
+    net::steady_timer stop_deadline_;
     obs::http_server server_;
+    std::unique_ptr<apigee::session> session_;  // before orgs_: their apis refer to it
     std::vector<std::unique_ptr<org_state>> orgs_;
-    bool stopping_ = false;
 };
 
 int parse(int argc, char** argv, cli& c) {
@@ -538,19 +901,29 @@ int main_cli(int argc, char** argv) {
     }
 
     auto loaded = policy::load_config(c.config);
-    print_diagnostics(loaded.diagnostics);
     if (c.command == "validate") {
+        print_diagnostics(loaded.diagnostics);
         if (!loaded.ok()) return k_exit_failed;
         std::cout << c.config << ": valid, " << loaded.cfg->policies.size() << " policies\n";
         return k_exit_ok;
     }
     if (!loaded.ok()) {
+        print_diagnostics(loaded.diagnostics);
         std::cerr << "keyrotd: invalid configuration, not starting (exit 78)\n";
         return k_exit_config;
     }
     const policy::config& cfg = *loaded.cfg;
     try {
         obs::setup_logging(cfg.log_level, cfg.log_format);
+    } catch (const std::exception& e) {
+        std::cerr << "keyrotd: " << e.what() << "; not starting (exit 78)\n";
+        return k_exit_config;
+    }
+    // Warnings go through the logger, so `log: {format: json}` output stays JSON.
+    for (const auto& d : loaded.diagnostics)
+        obs::log_event(spdlog::level::warn, policy::to_string(d),
+                       {{"file", d.file}, {"field", d.field}});
+    try {
         if (c.command == "plan") return cmd_plan(cfg, c, false);
         if (c.command == "inventory") return cmd_plan(cfg, c, true);
         if (c.command == "once" || c.command == "rotate") return cmd_once(cfg, c);
@@ -558,7 +931,7 @@ int main_cli(int argc, char** argv) {
         daemon_loop d(io, std::make_shared<const policy::config>(cfg), c.config, c.dry_run);
         return d.run();
     } catch (const std::exception& e) {
-        spdlog::critical("keyrotd: {}", e.what());
+        obs::log_event(spdlog::level::critical, "keyrotd cannot run", {{"error", e.what()}});
         return k_exit_failed;
     }
 }
