@@ -103,19 +103,22 @@ class Emulator:
 class Keyrotd:
     """A config + policies directory and a way to run keyrotd commands on it."""
 
-    def __init__(self, workdir, url, policies, extra_config=""):
+    def __init__(self, workdir, url, policies, extra_config="", interval="10m",
+                 auth="{method: none}", state_dir="./state"):
         self.dir = workdir
+        self.state_dir = os.path.join(workdir, state_dir)
         self.config = os.path.join(workdir, "keyrotd.yaml")
         os.makedirs(os.path.join(workdir, "policies"), exist_ok=True)
         with open(self.config, "w") as f:
             f.write(
-                "apigee:\n  url: %s\n  auth: {method: none}\n  requestsPerSecond: 500\n"
+                "apigee:\n  url: %s\n  auth: %s\n  requestsPerSecond: 500\n"
                 "  maxConcurrency: 8\n  timeout: 5s\n"
-                "listen: 127.0.0.1:0\ninterval: 10m\nstateDir: ./state\npolicies: ./policies\n%s"
-                % (url, extra_config)
+                "listen: 127.0.0.1:0\ninterval: %s\nstateDir: %s\npolicies: ./policies\n%s"
+                % (url, auth, interval, state_dir, extra_config)
             )
         self.set_policies(policies)
         self.outputs = []  # every stdout/stderr, for the secrets check
+        self._bg = 0
 
     def set_policies(self, policies):
         pdir = os.path.join(self.dir, "policies")
@@ -131,15 +134,44 @@ class Keyrotd:
         self.outputs.append(r.stdout + r.stderr)
         return r
 
+    def start(self, *args):
+        """Starts a keyrotd command (e.g. "run") in the background; stdout and
+        stderr go to a file. Returns the Popen; pass it to collect()."""
+        self._bg += 1
+        out = open(os.path.join(self.dir, "bg-%03d.log" % self._bg), "w+")
+        proc = subprocess.Popen([KEYROTD, *args, "-c", self.config], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=self.dir)
+        proc.log = out
+        return proc
+
+    def collect(self, proc, sig=None, timeout=30):
+        """Sends `sig` (if any) to a start()ed process, waits for it, records its
+        output in self.outputs and returns (exit code, output)."""
+        if sig is not None and proc.poll() is None:
+            proc.send_signal(sig)
+        try:
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        proc.log.seek(0)
+        text = proc.log.read()
+        proc.log.close()
+        self.outputs.append(text)
+        return rc, text
+
+    def audit_path(self):
+        return os.path.join(self.state_dir, "audit.jsonl")
+
     def audit(self):
-        path = os.path.join(self.dir, "state", "audit.jsonl")
+        path = self.audit_path()
         if not os.path.exists(path):
             return []
         with open(path) as f:
             return [json.loads(line) for line in f if line.strip()]
 
     def audit_text(self):
-        path = os.path.join(self.dir, "state", "audit.jsonl")
+        path = self.audit_path()
         return open(path).read() if os.path.exists(path) else ""
 
 
