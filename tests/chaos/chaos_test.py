@@ -250,6 +250,20 @@ class Checks:
         return av["records"]
 
 
+def all_done(due, st):
+    """Every due key revoked, with an approved complete successor."""
+    by = app_map(st)
+    for key, old_fp in due.items():
+        a = by[key]
+        old = [c for c in a["credentials"] if h.fp(c["consumerKey"]) == old_fp][0]
+        if old["status"] != "revoked":
+            return False
+        if not any(attr(c, MARKER) == old_fp and c["status"] == "approved"
+                   for c in a["credentials"]):
+            return False
+    return True
+
+
 def old_seed_expiry(cred):
     return cred["expiresAt"]
 
@@ -316,16 +330,7 @@ class ChaosTest(unittest.TestCase, Checks):
 
     @classmethod
     def done(cls, st):
-        by = app_map(st)
-        for key, old_fp in cls.due.items():
-            a = by[key]
-            old = [c for c in a["credentials"] if h.fp(c["consumerKey"]) == old_fp][0]
-            if old["status"] != "revoked":
-                return False
-            if not any(attr(c, MARKER) == old_fp and c["status"] == "approved"
-                       for c in a["credentials"]):
-                return False
-        return True
+        return all_done(cls.due, st)
 
     def test_0_killed_and_converged(self):
         self.assertGreaterEqual(sum(1 for _, alive, _ in self.kill_log if alive), 10,

@@ -34,3 +34,10 @@ set_tests_properties(chaos_sigkill chaos_race chaos_sigkill_no_orphan_keys
                      chaos_sigkill_audit_exactly_once
                      PROPERTIES LABELS integration TIMEOUT 400 ENVIRONMENT "${_chaos_env}"
                                 RESOURCE_LOCK chaos)
+
+# Secrets audit over the outputs the cases above left in test-artifacts/.
+add_test(NAME chaos_secrets_audit
+         COMMAND ${KEYROT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/chaos/secrets_test.py)
+set_tests_properties(chaos_secrets_audit PROPERTIES LABELS integration TIMEOUT 300
+                     ENVIRONMENT "${_chaos_env}" DEPENDS "chaos_sigkill;chaos_race"
+                     RESOURCE_LOCK chaos)
