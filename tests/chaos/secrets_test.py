@@ -75,16 +75,20 @@ class SecretsAudit(unittest.TestCase):
                     files.append(os.path.join(d, f))
         secrets = {s for s in secrets if s}
         self.assertGreater(len(secrets), 1000, "enough secrets to look for")
-        total, hits = 0, []
+        total, hits, fps = 0, [], 0
+        fingerprints = {h.fp(s) for s in secrets}
         for f in files:
             text = open(f, errors="replace").read()
             total += len(text)
+            fps += sum(1 for f_ in fingerprints if f_ in text)
             for s in secrets:
                 if s in text:
                     hits.append((os.path.relpath(f, c.ARTIFACTS), h.fp(s)))
         print("secrets audit: %d secrets, %d files (%d bytes) from %s: %d hits"
               % (len(secrets), len(files), total, cases, len(hits)), file=sys.stderr)
         self.assertGreater(total, 10000, "there was output to search")
+        # Positive control: the outputs do name these keys, by fingerprint.
+        self.assertGreater(fps, 100, "fingerprints of the issued keys appear in the outputs")
         self.assertEqual(hits, [], "secrets found (file, fingerprint of the secret)")
 
 
