@@ -1,0 +1,88 @@
+// leader_driver: one leader_elector on the lease that lease_config_from_env()
+// describes (the test sets KEYROTD_LEASE_URL, POD_NAME, POD_NAMESPACE, ...).
+// Prints, one line each, flushed, times in epoch milliseconds:
+//   LEADER <identity> <ts> <write_deadline>     may_write() turned true
+//   FOLLOWER <identity> <ts> <write_deadline>   may_write() turned false
+//   RENEW <identity> <ts> <write_deadline>      a take-over or renewal succeeded
+//   EXIT <identity> <ts>
+// SIGTERM/SIGINT: stop (release the lease) and exit 0. Logs go to stderr.
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <exception>
+
+#include "common/asio.hpp"
+#include "http/client.hpp"
+#include "sched/leader.hpp"
+
+namespace {
+
+using keyrot::millis;
+
+millis now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+void line(const char* what, const std::string& id, millis deadline) {
+    std::printf("%s %s %lld %lld\n", what, id.c_str(), static_cast<long long>(now_ms()),
+                static_cast<long long>(deadline));
+    std::fflush(stdout);
+}
+
+}  // namespace
+
+int main() {
+    namespace net = keyrot::net;
+    spdlog::set_default_logger(spdlog::stderr_logger_mt("leader_driver"));
+    spdlog::set_level(spdlog::level::debug);
+    std::optional<keyrot::sched::lease_config> cfg;
+    try {
+        cfg = keyrot::sched::lease_config_from_env();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "leader_driver: %s\n", e.what());
+        return 78;
+    }
+    if (!cfg) {
+        std::fprintf(stderr, "leader_driver: no lease config (set KEYROTD_LEASE_URL)\n");
+        return 78;
+    }
+    net::io_context io;
+    auto client =
+        keyrot::http::client::create(io.get_executor(), keyrot::sched::lease_http_options(*cfg));
+    if (!client) {
+        std::fprintf(stderr, "leader_driver: %s\n", client.err().describe().c_str());
+        return 78;
+    }
+    keyrot::sched::leader_elector elector(io.get_executor(), **client, *cfg);
+    const std::string id = cfg->identity;
+    elector.on_change = [&](bool may_write) {
+        line(may_write ? "LEADER" : "FOLLOWER", id, elector.write_deadline());
+    };
+    elector.on_renew = [&](millis deadline) { line("RENEW", id, deadline); };
+
+    net::signal_set signals(io, SIGTERM, SIGINT);
+    signals.async_wait([&](boost::system::error_code ec, int) {
+        if (!ec) elector.stop();
+    });
+    int rc = 0;
+    net::co_spawn(io, elector.run(), [&](std::exception_ptr e) {
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                std::fprintf(stderr, "leader_driver: elector died: %s\n", ex.what());
+            }
+            rc = 1;
+        }
+        signals.cancel();
+    });
+    io.run();
+    std::printf("EXIT %s %lld\n", id.c_str(), static_cast<long long>(now_ms()));
+    std::fflush(stdout);
+    return rc;
+}

@@ -1,0 +1,348 @@
+#!/usr/bin/python3
+"""A stand-in for the Kubernetes API server's Lease endpoints, for leader-election tests.
+
+  lease_server.py [--token T]... [--tls CERT KEY] [--port-file FILE]
+
+Listens on 127.0.0.1, port 0 (ThreadingHTTPServer), prints the port on the
+first line of stdout. Standard library only.
+
+  GET  /apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}   200 | 404
+  POST /apis/coordination.k8s.io/v1/namespaces/{ns}/leases          201 | 409 AlreadyExists
+  PUT  /apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}   200 | 404 | 409 Conflict
+                                                                    | 422 Invalid | 400
+
+As the API server: every error is a v1 Status object; a PUT must carry
+metadata.resourceVersion (422 otherwise) and it must be the current one (409
+"the object has been modified"); resourceVersion is a cluster-wide counter;
+uid and creationTimestamp are set on create; leaseDurationSeconds must be
+> 0 and leaseTransitions >= 0 (422). Every call needs "Authorization: Bearer
+<one of the tokens>" (401 Unauthorized otherwise).
+
+Test hooks (no auth), JSON bodies:
+  POST /__lease/fail    {"mode": "500"|"hang"|"close"|"off", "tokens": [..] or absent = all,
+                         "seconds": hang time (default 30)}
+                        requests with those tokens get a 500, hang, or a closed connection
+  POST /__lease/tokens  {"tokens": [..]}   replaces the accepted tokens
+  GET  /__lease/history every successful write: {t, method, holder, rv, transitions, token}
+  GET  /__lease/stats   requests by "METHOD status"
+"""
+import json
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PREFIX = "/apis/coordination.k8s.io/v1/namespaces/"
+ITEM = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/([a-z0-9.-]+)/leases/([a-z0-9.-]+)$")
+COLLECTION = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/([a-z0-9.-]+)/leases$")
+GROUP_KIND = {"group": "coordination.k8s.io", "kind": "leases"}
+
+
+class State:
+    def __init__(self, tokens):
+        self.lock = threading.Lock()
+        self.leases = {}
+        self.rv = 1000
+        self.tokens = set(tokens)
+        self.fail_mode = "off"
+        self.fail_tokens = None  # None: all
+        self.hang_seconds = 30.0
+        self.history = []
+        self.stats = {}
+        self.stopping = threading.Event()
+
+
+def status(code, reason, message, details=None):
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+    if details is not None:
+        body["details"] = details
+    return code, body
+
+
+def micro_now():
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % int((t % 1) * 1e6)
+
+
+def validate(lease):
+    """422 Invalid, as the API server's Lease validation, or None."""
+    spec = lease.get("spec") or {}
+    causes = []
+    d = spec.get("leaseDurationSeconds")
+    if d is not None and (not isinstance(d, int) or d <= 0):
+        causes.append(("spec.leaseDurationSeconds", d, "must be greater than 0"))
+    n = spec.get("leaseTransitions")
+    if n is not None and (not isinstance(n, int) or n < 0):
+        causes.append(("spec.leaseTransitions", n, "must be greater than or equal to 0"))
+    for f in ("acquireTime", "renewTime"):
+        v = spec.get(f)
+        if v is not None and not (isinstance(v, str) and re.fullmatch(
+                r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)", v)):
+            causes.append(("spec." + f, v, "must be an RFC 3339 time"))
+    if not causes:
+        return None
+    name = (lease.get("metadata") or {}).get("name", "")
+    msg = 'Lease.coordination.k8s.io "%s" is invalid: ' % name + ", ".join(
+        "%s: Invalid value: %s: %s" % (f, json.dumps(v), m) for f, v, m in causes)
+    return status(422, "Invalid", msg, {"name": name, "group": "coordination.k8s.io",
+                                        "kind": "Lease",
+                                        "causes": [{"reason": "FieldValueInvalid",
+                                                    "message": "Invalid value: %s: %s" % (json.dumps(v), m),
+                                                    "field": f} for f, v, m in causes]})
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "lease-standin/1"
+
+    def log_message(self, fmt, *args):  # quiet; tests read /__lease/stats
+        pass
+
+    # ---- plumbing
+    def reply(self, code, body):
+        raw = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+        st = self.server.state
+        with st.lock:
+            key = "%s %d" % (self.command, code)
+            st.stats[key] = st.stats.get(key, 0) + 1
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def token(self):
+        auth = self.headers.get("Authorization") or ""
+        return auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+
+    def handle_any(self):
+        st = self.server.state
+        raw = self.body()
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/__lease/"):
+            return self.hook(path, raw)
+        tok = self.token()
+        with st.lock:
+            mode = st.fail_mode
+            hit = mode != "off" and (st.fail_tokens is None or tok in st.fail_tokens)
+            hang = st.hang_seconds
+        if hit and mode == "500":
+            return self.reply(*status(500, "InternalError", "Internal error occurred: injected"))
+        if hit and mode == "close":
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        if hit and mode == "hang":
+            end = time.time() + hang
+            while time.time() < end and not st.stopping.is_set():
+                time.sleep(0.05)
+            self.close_connection = True
+            return
+        if tok is None or tok not in st.tokens:
+            return self.reply(*status(401, "Unauthorized", "Unauthorized"))
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if self.command in ("POST", "PUT") and ctype != "application/json":
+            return self.reply(*status(415, "UnsupportedMediaType",
+                                      'the body of the request was in an unknown format - '
+                                      'accepted media types include: application/json'))
+        m_item, m_coll = ITEM.match(path), COLLECTION.match(path)
+        if self.command == "GET" and m_item:
+            return self.reply(*self.get(*m_item.groups()))
+        if self.command == "POST" and m_coll:
+            return self.reply(*self.create(m_coll.group(1), raw, tok))
+        if self.command == "PUT" and m_item:
+            return self.reply(*self.update(*m_item.groups(), raw, tok))
+        if m_item or m_coll:
+            return self.reply(*status(405, "MethodNotAllowed",
+                                      "the server does not allow this method on the requested resource"))
+        return self.reply(*status(404, "NotFound", "the server could not find the requested resource"))
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
+
+    # ---- the Lease API
+    def get(self, ns, name):
+        st = self.server.state
+        with st.lock:
+            lease = st.leases.get((ns, name))
+            if lease is None:
+                return status(404, "NotFound", 'leases.coordination.k8s.io "%s" not found' % name,
+                              {"name": name, **GROUP_KIND})
+            return 200, lease
+
+    def parse(self, raw):
+        try:
+            obj = json.loads(raw)
+        except ValueError as e:
+            return None, status(400, "BadRequest", "error decoding request body: %s" % e)
+        if not isinstance(obj, dict) or obj.get("kind", "Lease") != "Lease" or \
+                obj.get("apiVersion", "coordination.k8s.io/v1") != "coordination.k8s.io/v1":
+            return None, status(400, "BadRequest", "the body is not a coordination.k8s.io/v1 Lease")
+        if not isinstance(obj.get("metadata", {}), dict):
+            return None, status(400, "BadRequest", "metadata is not an object")
+        return obj, None
+
+    def record(self, method, lease, tok):
+        spec = lease.get("spec") or {}
+        self.server.state.history.append({
+            "t": time.time(), "method": method, "holder": spec.get("holderIdentity", ""),
+            "rv": lease["metadata"]["resourceVersion"],
+            "transitions": spec.get("leaseTransitions", 0), "token": tok})
+
+    def create(self, ns, raw, tok):
+        obj, err = self.parse(raw)
+        if err:
+            return err
+        md = obj.setdefault("metadata", {})
+        name = md.get("name")
+        if not name:
+            return status(422, "Invalid", "Lease.coordination.k8s.io \"\" is invalid: metadata.name: "
+                                          "Required value: name or generateName is required")
+        if md.get("namespace", ns) != ns:
+            return status(400, "BadRequest", "the namespace of the provided object does not match "
+                                             "the namespace sent on the request")
+        if md.get("resourceVersion"):
+            return status(500, "InternalError",
+                          "Internal error occurred: resourceVersion should not be set on objects to be created")
+        invalid = validate(obj)
+        if invalid:
+            return invalid
+        st = self.server.state
+        with st.lock:
+            if (ns, name) in st.leases:
+                return status(409, "AlreadyExists", 'leases.coordination.k8s.io "%s" already exists' % name,
+                              {"name": name, **GROUP_KIND})
+            st.rv += 1
+            obj["apiVersion"], obj["kind"] = "coordination.k8s.io/v1", "Lease"
+            md.update({"namespace": ns, "uid": str(uuid.uuid4()), "resourceVersion": str(st.rv),
+                       "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            obj.setdefault("spec", {})
+            st.leases[(ns, name)] = obj
+            self.record("POST", obj, tok)
+            return 201, obj
+
+    def update(self, ns, name, raw, tok):
+        obj, err = self.parse(raw)
+        if err:
+            return err
+        md = obj.setdefault("metadata", {})
+        if md.get("name", name) != name:
+            return status(400, "BadRequest", "the name of the object (%s) does not match the name on "
+                                             "the URL (%s)" % (md.get("name"), name))
+        if md.get("namespace", ns) != ns:
+            return status(400, "BadRequest", "the namespace of the provided object does not match "
+                                             "the namespace sent on the request")
+        st = self.server.state
+        with st.lock:
+            cur = st.leases.get((ns, name))
+            if cur is None:
+                return status(404, "NotFound", 'leases.coordination.k8s.io "%s" not found' % name,
+                              {"name": name, **GROUP_KIND})
+            rv = md.get("resourceVersion")
+            if not rv:
+                return status(422, "Invalid",
+                              'Lease.coordination.k8s.io "%s" is invalid: metadata.resourceVersion: '
+                              'Invalid value: 0x0: must be specified for an update' % name,
+                              {"name": name, "group": "coordination.k8s.io", "kind": "Lease"})
+            if rv != cur["metadata"]["resourceVersion"]:
+                return status(409, "Conflict",
+                              'Operation cannot be fulfilled on leases.coordination.k8s.io "%s": the '
+                              'object has been modified; please apply your changes to the latest '
+                              'version and try again' % name, {"name": name, **GROUP_KIND})
+            invalid = validate(obj)
+            if invalid:
+                return invalid
+            st.rv += 1
+            new = dict(obj)
+            new["apiVersion"], new["kind"] = "coordination.k8s.io/v1", "Lease"
+            # Server-owned metadata comes from the stored object.
+            new["metadata"] = {**md, **{k: cur["metadata"][k] for k in ("uid", "creationTimestamp", "namespace")},
+                               "name": name, "resourceVersion": str(st.rv)}
+            new.setdefault("spec", {})
+            st.leases[(ns, name)] = new
+            self.record("PUT", new, tok)
+            return 200, new
+
+    # ---- hooks
+    def hook(self, path, raw):
+        st = self.server.state
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            return self.reply(400, {"error": "bad json"})
+        with st.lock:
+            if path == "/__lease/fail" and self.command == "POST":
+                st.fail_mode = str(body.get("mode", "off"))
+                st.fail_tokens = set(body["tokens"]) if body.get("tokens") is not None else None
+                st.hang_seconds = float(body.get("seconds", 30))
+                out = {"mode": st.fail_mode}
+            elif path == "/__lease/tokens" and self.command == "POST":
+                st.tokens = set(body.get("tokens", []))
+                out = {"tokens": len(st.tokens)}
+            elif path == "/__lease/history":
+                out = list(st.history)
+            elif path == "/__lease/stats":
+                out = dict(st.stats)
+            elif path == "/__lease/leases":
+                out = {"%s/%s" % k: v for k, v in st.leases.items()}
+            else:
+                out = None
+        if out is None:
+            return self.reply(404, {"error": "no such hook"})
+        return self.reply(200, out)
+
+
+def main(argv):
+    tokens, tls, port_file = [], None, None
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--token":
+            tokens.append(argv[i + 1])
+            i += 2
+        elif argv[i] == "--tls":
+            tls = (argv[i + 1], argv[i + 2])
+            i += 3
+        elif argv[i] == "--port-file":
+            port_file = argv[i + 1]
+            i += 2
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.state = State(tokens)
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    port = server.server_address[1]
+    print(port, flush=True)
+    if port_file:
+        with open(port_file + ".tmp", "w") as f:
+            f.write(str(port))
+        import os
+        os.replace(port_file + ".tmp", port_file)
+    try:
+        server.serve_forever(poll_interval=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.state.stopping.set()
+    return 0
+
+
+if __name__ == "__main__":
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    sys.exit(main(sys.argv[1:]))
