@@ -369,7 +369,7 @@ std::string one_line(std::string s, std::size_t max = 240) {
 
 inline constexpr millis k_first_backoff = 5 * k_second;
 inline constexpr millis k_min_wait = 1 * k_second;
-inline constexpr millis k_due_slack = 1 * k_second;  // wake just after the due moment
+inline constexpr millis k_due_slack = 250;  // ms: wake just after the due moment
 
 // What a reload cannot change while running (only warned about).
 std::vector<std::string> restart_only_changes(const policy::config& a, const policy::config& b) {
