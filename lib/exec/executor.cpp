@@ -66,7 +66,11 @@ void adopt(planned_app& pa, app fresh) {
 
 executor::executor(apigee::api& api, observer& obs, std::filesystem::path state_dir,
                    std::function<millis()> clock)
-    : api_(api), obs_(obs), journal_(state_dir / "journal"), clock_(std::move(clock)) {}
+    : api_(api),
+      obs_(obs),
+      journal_(state_dir / "journal"),
+      intents_(state_dir / "journal"),
+      clock_(std::move(clock)) {}
 
 net::awaitable<result<inventory>> executor::read_inventory(const run_options& opt) {
     inventory inv;
@@ -119,6 +123,10 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     };
     std::map<std::string, pass_summary::policy_counts> counts;
     for (const auto& p : policies) counts[p.name].policy = p.name;
+    pending_intents_.clear();
+    if (!opt.dry_run)
+        for (auto& i : intents_.load(api_.organization()))
+            pending_intents_[i.developer + "\n" + i.app].push_back(std::move(i));
 
     // Page by page: a page of apps is planned and applied, then dropped.
     inventory_stream stream(api_, opt.page_size);
@@ -222,7 +230,14 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
                                          pass_summary& sum) {
     const bool dry = opt.dry_run || pa.policy->dry_run;
     if (pa.plan.skipped) co_return;
-    if (!dry) co_await recover_journal(pa);
+    if (!dry) {
+        recover_intents(pa);
+        const bool recovered = co_await recover_journal(pa);
+        if (!recovered) {
+            ++sum.actions_failed;
+            co_return;
+        }
+    }
     // Plan, act, re-read, plan again: a rotation (create, complete) and what
     // follows from it settle in one pass. Bounded, in case Apigee and we disagree.
     // A forced rotation (`rotate --app`) applies to the keys as they were: the
@@ -306,10 +321,14 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
     nk.scopes = act.spec.scopes;
     const std::string fp = fingerprint(nk.consumer_key);
 
+    const intent in = make_intent(pa, "created", fp, act.key, act.reason, act.late);
+    if (!begin(pa, in)) co_return false;
     auto created = co_await api_.create_key(dev, name, nk);
     if (!created) {
-        if (!maybe_applied(created.err()) && !created.err().is_status(409))
+        if (!maybe_applied(created.err()) && !created.err().is_status(409)) {
+            intents_.remove(in);
             co_return fail(pa, fp, act.key, "create key: " + created.err().describe());
+        }
         // It may exist after all: read it back instead of creating another.
         auto back = co_await api_.get_key(dev, name, nk.consumer_key);
         if (!back) {
@@ -325,7 +344,7 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
     const std::string* mark = find_attribute(s.attributes, k_marker_attribute);
     if (mark == nullptr || *mark != k_pending_prefix + act.key || s.status != "approved")
         co_return fail(pa, fp, act.key, "created key does not read back as a pending successor");
-    if (!record(pa, "created", fp, act.key, act.reason, false, act.late)) co_return false;
+    if (!finish(pa, in)) co_return false;
     co_return co_await complete(pa, std::move(s), act.spec, act.key);
 }
 
@@ -383,6 +402,8 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
         co_return fail(pa, "", act.key, "generate: no new key found; the next pass starts over");
     }
     credential s = *fresh;
+    const intent in = make_intent(pa, "created", s.fingerprint, act.key, act.reason, act.late);
+    if (!begin(pa, in)) co_return false;
     auto marked =
         co_await api_.update_key(dev, name, s.consumer_key, {},
                                  with_marker(std::vector<attribute>{}, k_pending_prefix + act.key));
@@ -391,16 +412,15 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
     journal_.remove(pa.snapshot.organization, dev, name);
     s.attributes = marked->attributes;
     s.products = marked->products;
-    if (!record(pa, "created", s.fingerprint, act.key, act.reason, false, act.late))
-        co_return false;
+    if (!finish(pa, in)) co_return false;
     const bool completed = co_await complete(pa, std::move(s), act.spec, act.key);
     co_return ok&& completed;
 }
 
-net::awaitable<void> executor::recover_journal(planned_app& pa) {
+net::awaitable<bool> executor::recover_journal(planned_app& pa) {
     const auto& a = pa.snapshot;
     auto je = journal_.read(a.organization, a.developer_email, a.name);
-    if (!je) co_return;
+    if (!je) co_return true;
     pa.current = plan::action_kind::create_successor;
     // A key that appeared after the entry, without a marker, is the successor
     // whose marker the crash prevented.
@@ -413,18 +433,22 @@ net::awaitable<void> executor::recover_journal(planned_app& pa) {
             co_await api_.update_key(a.developer_email, a.name, c.consumer_key, {},
                                      with_marker(c.attributes, k_pending_prefix + je->replaces));
         if (!marked) {
-            fail(pa, c.fingerprint, je->replaces, "journal recovery: " + marked.err().describe());
-            co_return;  // keep the entry; try again next pass
+            // Keep the entry and leave the app alone this pass: going on would
+            // make a second successor while this one is still unmarked.
+            co_return fail(pa, c.fingerprint, je->replaces,
+                           "journal recovery: " + marked.err().describe());
         }
         record(pa, "created", c.fingerprint, je->replaces, "recovered from the generate journal");
         break;
     }
     journal_.remove(a.organization, a.developer_email, a.name);
     auto fresh = co_await api_.get_app(a.developer_email, a.name);
-    if (fresh) {
-        adopt(pa, std::move(fresh.value()));
-        pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), {});
-    }
+    if (!fresh)
+        co_return fail(pa, "", je->replaces,
+                       "re-read after journal recovery: " + fresh.err().describe());
+    adopt(pa, std::move(fresh.value()));
+    pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), {});
+    co_return true;
 }
 
 net::awaitable<bool> executor::complete(planned_app& pa, credential s,
@@ -489,12 +513,16 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
             co_return fail(pa, fp, replaces, "scopes do not read back as set");
     }
     // 4. Last, the final marker with the old key's attributes: now it is complete.
+    const intent in =
+        make_intent(pa, "completed", fp, replaces,
+                    "products, statuses, scopes and attributes copied; marker final", false);
+    if (!begin(pa, in)) co_return false;
     auto r = co_await api_.update_key(dev, name, key, {}, spec.attributes);
+    if (!r && maybe_applied(r.err())) r = co_await api_.get_key(dev, name, key);  // took effect?
     if (!r) co_return fail(pa, fp, replaces, "write final marker: " + r.err().describe());
     if (sorted(r->attributes) != sorted(spec.attributes))
         co_return fail(pa, fp, replaces, "attributes do not read back as written");
-    co_return record(pa, "completed", fp, replaces,
-                     "products, statuses, scopes and attributes copied; marker final");
+    co_return finish(pa, in);
 }
 
 net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) {
@@ -517,12 +545,17 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
             co_return fail(pa, act.key, "",
                            "successor " + succ_fp + " is not valid now; not revoked");
     }
+    const intent in = make_intent(pa, "revoked", act.key, act.replaces, detail, false);
+    if (!begin(pa, in)) co_return false;
     auto r = co_await api_.set_key_status(dev, name, key, false);
-    if (!r) co_return fail(pa, act.key, act.replaces, "revoke: " + r.err().describe());
-    auto back = co_await api_.get_key(dev, name, key);
+    if (!r && !maybe_applied(r.err()))
+        co_return fail(pa, act.key, act.replaces, "revoke: " + r.err().describe());
+    auto back = co_await api_.get_key(dev, name, key);  // 204: read back
     if (!back || back->status != "revoked")
-        co_return fail(pa, act.key, act.replaces, "revoked key does not read back as revoked");
-    co_return record(pa, "revoked", act.key, act.replaces, detail);
+        co_return fail(
+            pa, act.key, act.replaces,
+            r ? "revoked key does not read back as revoked" : "revoke: " + r.err().describe());
+    co_return finish(pa, in);
 }
 
 net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) {
@@ -531,6 +564,8 @@ net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) 
     const credential* k = find_key(pa.snapshot, act.key);
     if (k == nullptr) co_return true;  // already gone
     const secret key = k->consumer_key;
+    const intent in = make_intent(pa, "deleted", act.key, "", act.reason, false);
+    if (!begin(pa, in)) co_return false;
     auto r = co_await api_.delete_key(dev, name, key);
     if (!r && !r.err().is_status(404)) {
         if (!maybe_applied(r.err()))
@@ -539,7 +574,56 @@ net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) 
     auto back = co_await api_.get_key(dev, name, key);
     if (back || !back.err().is_status(404))
         co_return fail(pa, act.key, "", "deleted key still reads back");
-    co_return record(pa, "deleted", act.key, "", act.reason);
+    co_return finish(pa, in);
+}
+
+intent executor::make_intent(const planned_app& pa, std::string action, const std::string& key,
+                             const std::string& replaces, std::string detail, bool late) const {
+    intent i;
+    i.organization = pa.snapshot.organization;
+    i.developer = pa.snapshot.developer_email;
+    i.app = pa.snapshot.name;
+    i.policy = pa.policy ? pa.policy->name : "";
+    i.action = std::move(action);
+    i.key = key;
+    i.replaces = replaces;
+    i.detail = std::move(detail);
+    i.late = late;
+    i.ts = clock_();
+    return i;
+}
+
+bool executor::begin(const planned_app& pa, const intent& i) {
+    if (intents_.write(i)) return true;
+    return fail(pa, i.key, i.replaces, "cannot write the audit intent in stateDir; not writing");
+}
+
+bool executor::finish(const planned_app& pa, const intent& i) {
+    const bool durable = record(pa, i.action, i.key, i.replaces, i.detail, false, i.late);
+    if (durable) intents_.remove(i);
+    return durable;
+}
+
+// Intents left by a crash: the action is audited if Apigee shows it took effect.
+void executor::recover_intents(planned_app& pa) {
+    auto it = pending_intents_.find(pa.snapshot.developer_email + "\n" + pa.snapshot.name);
+    if (it == pending_intents_.end()) return;
+    for (const intent& i : it->second) {
+        const credential* k = find_key(pa.snapshot, i.key);
+        const std::string* mark = k ? find_attribute(k->attributes, k_marker_attribute) : nullptr;
+        bool happened = false;
+        if (i.action == "created") happened = k != nullptr;
+        if (i.action == "completed") happened = mark != nullptr && *mark == i.replaces;
+        if (i.action == "revoked") happened = k != nullptr && k->status == "revoked";
+        if (i.action == "deleted") happened = k == nullptr;
+        if (happened) {
+            if (!record(pa, i.action, i.key, i.replaces, i.detail + " (recorded after a restart)",
+                        false, i.late))
+                continue;  // keep the intent; the audit log is not writable
+        }
+        intents_.remove(i);
+    }
+    pending_intents_.erase(it);
 }
 
 bool executor::record(const planned_app& pa, std::string action, const std::string& key,

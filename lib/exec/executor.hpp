@@ -82,7 +82,12 @@ class executor {
                                   const plan::successor_spec& spec, const std::string& replaces);
     net::awaitable<bool> revoke(planned_app& pa, const plan::action& act);
     net::awaitable<bool> remove(planned_app& pa, const plan::action& act);
-    net::awaitable<void> recover_journal(planned_app& pa);
+    net::awaitable<bool> recover_journal(planned_app& pa);
+    void recover_intents(planned_app& pa);
+    intent make_intent(const planned_app& pa, std::string action, const std::string& key,
+                       const std::string& replaces, std::string detail, bool late) const;
+    bool begin(const planned_app& pa, const intent& i);
+    bool finish(const planned_app& pa, const intent& i);
 
     bool record(const planned_app& pa, std::string action, const std::string& key,
                 const std::string& replaces, std::string detail, bool dry_run = false,
@@ -93,6 +98,8 @@ class executor {
     apigee::api& api_;
     observer& obs_;
     journal journal_;
+    intent_log intents_;
+    std::map<std::string, std::vector<intent>> pending_intents_;  // developer\napp -> intents
     std::function<millis()> clock_;
 };
 

@@ -38,13 +38,11 @@ std::filesystem::path journal::path(const std::string& org, const std::string& d
     return dir_ / ("generate-" + fingerprint(org + "\n" + developer + "\n" + app) + ".json");
 }
 
-bool journal::write(const journal_entry& e) {
+// Writes `j` to `final_path` durably: temp file, fsync, rename, fsync of the directory.
+bool write_durable(const std::filesystem::path& dir, const std::filesystem::path& final_path,
+                   const nlohmann::json& j) {
     std::error_code ec;
-    std::filesystem::create_directories(dir_, ec);
-    const nlohmann::json j = {
-        {"organization", e.organization}, {"developer", e.developer}, {"app", e.app},
-        {"replaces", e.replaces},         {"known", e.known},         {"ts", e.ts}};
-    const auto final_path = path(e.organization, e.developer, e.app);
+    std::filesystem::create_directories(dir, ec);
     const auto tmp = final_path.string() + ".tmp";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return false;
@@ -52,7 +50,14 @@ bool journal::write(const journal_entry& e) {
     ::close(fd);
     if (!ok) return false;
     if (std::rename(tmp.c_str(), final_path.c_str()) != 0) return false;
-    return fsync_dir(dir_);
+    return fsync_dir(dir);
+}
+
+bool journal::write(const journal_entry& e) {
+    const nlohmann::json j = {
+        {"organization", e.organization}, {"developer", e.developer}, {"app", e.app},
+        {"replaces", e.replaces},         {"known", e.known},         {"ts", e.ts}};
+    return write_durable(dir_, path(e.organization, e.developer, e.app), j);
 }
 
 std::optional<journal_entry> journal::read(const std::string& org, const std::string& developer,
@@ -79,6 +84,64 @@ void journal::remove(const std::string& org, const std::string& developer, const
     std::error_code ec;
     std::filesystem::remove(path(org, developer, app), ec);
     fsync_dir(dir_);
+}
+
+}  // namespace keyrot::exec
+
+namespace keyrot::exec {
+
+std::filesystem::path intent_log::path(const intent& i) const {
+    return dir_ / ("intent-" +
+                   fingerprint(i.organization + "\n" + i.developer + "\n" + i.app + "\n" +
+                               i.action + "\n" + i.key) +
+                   ".json");
+}
+
+bool intent_log::write(const intent& i) {
+    const nlohmann::json j = {{"organization", i.organization},
+                              {"developer", i.developer},
+                              {"app", i.app},
+                              {"policy", i.policy},
+                              {"action", i.action},
+                              {"key", i.key},
+                              {"replaces", i.replaces},
+                              {"detail", i.detail},
+                              {"late", i.late},
+                              {"ts", i.ts}};
+    return write_durable(dir_, path(i), j);
+}
+
+void intent_log::remove(const intent& i) {
+    std::error_code ec;
+    std::filesystem::remove(path(i), ec);
+}
+
+std::vector<intent> intent_log::load(const std::string& organization) const {
+    std::vector<intent> out;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+        const auto name = entry.path().filename().string();
+        if (name.rfind("intent-", 0) != 0 || entry.path().extension() != ".json") continue;
+        std::ifstream in(entry.path());
+        std::stringstream ss;
+        ss << in.rdbuf();
+        const auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+        if (j.is_discarded() || !j.is_object()) continue;
+        intent i;
+        i.organization = j.value("organization", "");
+        if (i.organization != organization) continue;
+        i.developer = j.value("developer", "");
+        i.app = j.value("app", "");
+        i.policy = j.value("policy", "");
+        i.action = j.value("action", "");
+        i.key = j.value("key", "");
+        i.replaces = j.value("replaces", "");
+        i.detail = j.value("detail", "");
+        i.late = j.value("late", false);
+        i.ts = j.value("ts", millis{0});
+        out.push_back(std::move(i));
+    }
+    return out;
 }
 
 }  // namespace keyrot::exec

@@ -40,3 +40,34 @@ class journal {
 };
 
 }  // namespace keyrot::exec
+
+namespace keyrot::exec {
+
+// Audit intents: before a write whose success becomes an audit record
+// (created, completed, revoked, deleted), the record is written here first
+// (fsynced). After the real record is in the audit log, the intent goes. A
+// crash in between leaves the intent; the next pass compares it with what
+// Apigee shows and writes the audit record if the action took effect, so
+// every action is in the audit log exactly once.
+struct intent {
+    std::string organization, developer, app, policy;
+    std::string action;  // created | completed | revoked | deleted
+    std::string key, replaces, detail;
+    bool late = false;
+    millis ts = 0;
+};
+
+class intent_log {
+  public:
+    explicit intent_log(std::filesystem::path dir) : dir_(std::move(dir)) {}
+    bool write(const intent& i);
+    void remove(const intent& i);
+    // Every intent of an organisation.
+    std::vector<intent> load(const std::string& organization) const;
+
+  private:
+    std::filesystem::path path(const intent& i) const;
+    std::filesystem::path dir_;
+};
+
+}  // namespace keyrot::exec
