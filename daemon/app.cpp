@@ -1,5 +1,6 @@
 #include "app.hpp"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <time.h>
 
@@ -516,6 +517,9 @@ class daemon_loop {
             last_progress_ = o.pass_started;
             auto sum = co_await o.link->exec->run_pass(policies, opt);
             o.running = false;
+            // A pass over a large organisation leaves freed heap behind: give it
+            // back, so the daemon is small between passes.
+            ::malloc_trim(0);
             if (stopping_ || o.retired) break;
 
             const millis now = wall_now();
@@ -543,9 +547,9 @@ class daemon_loop {
                     wait = sum.next_wake + k_due_slack - now;
                     why = "next action due";
                 }
-                if (wait <= k_min_wait) {
-                    // Something is due now again: fine once; repeated, it would
-                    // spin against Apigee, so back off (2 s, 4 s, ...).
+                if (sum.next_wake != k_never && sum.next_wake <= now) {
+                    // Due already, yet the pass left it: once is fine; repeated, it
+                    // would spin against Apigee, so back off (1 s, 2 s, 4 s, ...).
                     wait = std::min(k_min_wait << std::min(immediate, 20), cfg->interval);
                     ++immediate;
                 } else {
