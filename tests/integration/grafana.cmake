@@ -5,3 +5,9 @@ add_test(NAME deploy.grafana_prometheus
                  ${CMAKE_BINARY_DIR})
 set_tests_properties(deploy.grafana_prometheus PROPERTIES LABELS integration TIMEOUT 240
                                                           SKIP_RETURN_CODE 77)
+
+# Install rules (top-level CMakeLists.txt, "Install layout"): `cmake --install`
+# with DESTDIR + --prefix /usr, and with another --prefix; offline.
+add_test(NAME deploy.install
+         COMMAND bash ${PROJECT_SOURCE_DIR}/tests/deploy/install_test.sh ${CMAKE_BINARY_DIR})
+set_tests_properties(deploy.install PROPERTIES LABELS deploy TIMEOUT 120)
