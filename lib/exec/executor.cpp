@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "apigee/api.hpp"
@@ -68,6 +70,7 @@ executor::executor(apigee::api& api, observer& obs, std::filesystem::path state_
                    std::function<millis()> clock)
     : api_(api),
       obs_(obs),
+      state_dir_(state_dir),
       journal_(state_dir / "journal"),
       intents_(state_dir / "journal"),
       clock_(std::move(clock)) {}
@@ -124,9 +127,12 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     std::map<std::string, pass_summary::policy_counts> counts;
     for (const auto& p : policies) counts[p.name].policy = p.name;
     pending_intents_.clear();
-    if (!opt.dry_run)
+    audited_.clear();
+    if (!opt.dry_run) {
         for (auto& i : intents_.load(api_.organization()))
             pending_intents_[i.developer + "\n" + i.app].push_back(std::move(i));
+        if (!pending_intents_.empty()) audited_ = recently_audited();
+    }
 
     // Page by page: a page of apps is planned and applied, then dropped.
     inventory_stream stream(api_, opt.page_size);
@@ -438,7 +444,9 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
             co_return fail(pa, c.fingerprint, je->replaces,
                            "journal recovery: " + marked.err().describe());
         }
-        record(pa, "created", c.fingerprint, je->replaces, "recovered from the generate journal");
+        if (!audited_.count({"created", c.fingerprint}))
+            record(pa, "created", c.fingerprint, je->replaces,
+                   "recovered from the generate journal");
         break;
     }
     journal_.remove(a.organization, a.developer_email, a.name);
@@ -616,14 +624,37 @@ void executor::recover_intents(planned_app& pa) {
         if (i.action == "completed") happened = mark != nullptr && *mark == i.replaces;
         if (i.action == "revoked") happened = k != nullptr && k->status == "revoked";
         if (i.action == "deleted") happened = k == nullptr;
-        if (happened) {
+        // The record may be in the audit log already (a crash after writing it,
+        // before the intent was removed): never twice.
+        if (happened && !audited_.count({i.action, i.key})) {
             if (!record(pa, i.action, i.key, i.replaces, i.detail + " (recorded after a restart)",
                         false, i.late))
                 continue;  // keep the intent; the audit log is not writable
+            audited_.emplace(i.action, i.key);
         }
         intents_.remove(i);
     }
     pending_intents_.erase(it);
+}
+
+// (action, key) of the audit log's last records: those an intent may already
+// have produced. Intents are short-lived, so the tail is enough.
+std::set<std::pair<std::string, std::string>> executor::recently_audited() const {
+    std::set<std::pair<std::string, std::string>> out;
+    std::ifstream in(state_dir_ / "audit.jsonl", std::ios::binary);
+    if (!in) return out;
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    const std::streamoff tail = 8 << 20;
+    in.seekg(size > tail ? size - tail : 0);
+    std::string line;
+    if (size > tail) std::getline(in, line);  // a partial first line
+    while (std::getline(in, line)) {
+        const auto j = nlohmann::json::parse(line, nullptr, false);
+        if (!j.is_object() || j.value("dryRun", false)) continue;
+        out.emplace(j.value("action", ""), j.value("key", ""));
+    }
+    return out;
 }
 
 bool executor::record(const planned_app& pa, std::string action, const std::string& key,

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -97,8 +98,12 @@ class executor {
 
     apigee::api& api_;
     observer& obs_;
+    std::set<std::pair<std::string, std::string>> recently_audited() const;
+
+    std::filesystem::path state_dir_;
     journal journal_;
     intent_log intents_;
+    std::set<std::pair<std::string, std::string>> audited_;       // (action, key), while recovering
     std::map<std::string, std::vector<intent>> pending_intents_;  // developer\napp -> intents
     std::function<millis()> clock_;
 };
