@@ -33,6 +33,7 @@
 #include "obs/metrics.hpp"
 #include "obs/recorder.hpp"
 #include "policy/config.hpp"
+#include "sched/leader.hpp"
 
 #ifndef KEYROTD_VERSION
 #define KEYROTD_VERSION "0.0.0"
@@ -429,6 +430,7 @@ class daemon_loop {
         session_ = std::move(session.value());
         session_->auth = std::make_unique<stop_gate>(std::move(session_->auth), stopping_);
         for (const auto& org : organizations(*cfg_)) add_org(org);
+        if (int rc = start_election()) return rc;
         server_.start();  // throws when `listen` cannot be bound: a start-up error
         obs::log_event(spdlog::level::info, "serving /metrics /healthz /readyz",
                        {{"listen", cfg_->listen}, {"port", std::to_string(server_.port())}});
@@ -470,6 +472,51 @@ class daemon_loop {
         std::string last;          // how the last pass went, for STATUS=
     };
 
+    // Leader election through a Kubernetes Lease when running in a cluster
+    // (sched/leader.hpp); outside Kubernetes this instance always writes.
+    int start_election() {
+        std::optional<sched::lease_config> lease;
+        try {
+            lease = sched::lease_config_from_env();
+        } catch (const std::exception& e) {
+            obs::log_event(spdlog::level::critical, "leader election", {{"error", e.what()}});
+            return k_exit_config;
+        }
+        if (!lease) return 0;
+        auto c = http::client::create(io_.get_executor(), sched::lease_http_options(*lease));
+        if (!c) {
+            obs::log_event(spdlog::level::critical, "leader election",
+                           {{"error", c.err().describe()}});
+            return k_exit_config;
+        }
+        lease_client_ = std::move(c.value());
+        elector_ =
+            std::make_unique<sched::leader_elector>(io_.get_executor(), *lease_client_, *lease);
+        metrics_.set_leader(false);
+        elector_->on_change = [this](bool leading) {
+            metrics_.set_leader(leading);
+            obs::log_event(spdlog::level::info,
+                           leading ? "leading: this instance writes"
+                                   : "following: this instance does not write",
+                           {});
+            if (leading)
+                for (auto& o : orgs_)
+                    if (!o->running) o->timer.cancel();  // a pass now
+        };
+        net::co_spawn(io_, elector_->run(), [](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                obs::log_event(spdlog::level::critical, "leader election died",
+                               {{"error", ex.what()}});
+            }
+        });
+        return 0;
+    }
+
+    bool may_write() const { return !elector_ || elector_->may_write(); }
+
     void add_org(const std::string& org) {
         auto st = std::make_unique<org_state>(io_);
         st->link = link_org(*session_, *cfg_, org, rec_);
@@ -507,10 +554,17 @@ class daemon_loop {
         int immediate = 0;   // consecutive passes that asked to run again at once
         const std::string& org = o.link->organization;
         while (!stopping_ && !o.retired) {
+            if (!may_write()) {  // a follower: wait for leadership (on_change wakes us)
+                o.timer.expires_after(std::chrono::milliseconds(elector_->config().retry_period));
+                boost::system::error_code ec;
+                co_await o.timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+                continue;
+            }
             auto cfg = cfg_;  // a reload swaps cfg_; this pass keeps its own
             exec::run_options opt;
             opt.dry_run = dry_run_;
             opt.concurrency = cfg->apigee.max_concurrency;
+            opt.may_write = [this] { return may_write(); };  // checked before every write
             const auto policies = policies_of(*cfg, org);
             o.running = true;
             o.pass_started = steady_ms();
@@ -644,6 +698,7 @@ class daemon_loop {
             return;
         }
         stopping_ = true;
+        if (elector_) elector_->stop();  // hands the lease over at once
         int busy = 0;
         for (const auto& o : orgs_) busy += o->running ? 1 : 0;
         const millis grace = std::min<millis>(cfg_->apigee.timeout + 5 * k_second, 80 * k_second);
@@ -763,6 +818,8 @@ class daemon_loop {
     // last pass succeeded within twice the interval.
     std::pair<bool, std::string> ready() const {
         if (stopping_) return {false, "stopping"};
+        // A follower is ready (or a rolling update would never complete).
+        if (!may_write()) return {true, "follower"};
         const millis now = wall_now();
         for (const auto& o : orgs_) {
             if (o->retired) continue;
@@ -832,6 +889,8 @@ class daemon_loop {
     net::steady_timer stop_deadline_;
     obs::http_server server_;
     std::unique_ptr<apigee::session> session_;  // before orgs_: their apis refer to it
+    std::unique_ptr<http::client> lease_client_;
+    std::unique_ptr<sched::leader_elector> elector_;
     std::vector<std::unique_ptr<org_state>> orgs_;
 };
 

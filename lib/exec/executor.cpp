@@ -273,6 +273,7 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
                 ++sum.actions_done;
                 continue;
             }
+            if (opt.may_write && !opt.may_write()) co_return;  // not the leader any more
             wrote = true;
             const bool ok = co_await apply(pa, act, opt);
             if (!ok) {

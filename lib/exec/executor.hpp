@@ -34,6 +34,9 @@ struct run_options {
     int page_size = 1000;
     int concurrency = 8;  // apps worked on at once (the HTTP client bounds requests too)
     int developer_page_size = 1000;
+    // Checked before every write: false (a leader that lost its lease) ends
+    // the pass without writing; empty = always allowed.
+    std::function<bool()> may_write;
 };
 
 struct planned_app {
