@@ -150,7 +150,11 @@ def check_target(target, docs, rules):
     spec = dep.get("spec", {})
     pod = spec.get("template", {}).get("spec", {})
     pod_labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
-    check(spec.get("replicas") == 1, f"{target}: replicas must be 1 until leader election lands")
+    check(spec.get("replicas", 1) >= 2, f"{target}: at least 2 replicas (they elect a leader)")
+    strategy = spec.get("strategy", {})
+    check(strategy.get("type") == "RollingUpdate"
+          and strategy.get("rollingUpdate", {}).get("maxUnavailable") == 0,
+          f"{target}: RollingUpdate that never takes the last ready pod away")
     check(labels_match(spec.get("selector", {}).get("matchLabels"), pod_labels), f"{target}: Deployment selector")
     psc = pod.get("securityContext", {})
     check(psc.get("runAsNonRoot") is True, f"{target}: pod runAsNonRoot")
