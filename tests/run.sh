@@ -48,7 +48,7 @@ ctest --preset release -j2 --timeout 600
 if ((asan)); then
     echo "== configure + build (asan: unit tests under ASan + UBSan)"
     cmake --preset asan >/dev/null
-    cmake --build --preset asan
+    cmake --build --preset asan --target unit-tests
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         ctest --preset asan -j2 --timeout 600
 fi
