@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "common/duration.hpp"
+#include "oauth.hpp"
 
 namespace keyrot::emulator {
 
@@ -398,7 +399,20 @@ route_match match_route(const std::string& method, const std::vector<std::string
 }  // namespace
 
 emulator::emulator(std::string token)
-    : token_(std::move(token)), fault_rng_(0), id_rng_(std::random_device{}()) {}
+    : oauth_(std::make_unique<oauth>()), fault_rng_(0), id_rng_(std::random_device{}()) {
+    oauth_->set_static_token(std::move(token));
+}
+
+emulator::~emulator() = default;
+
+namespace {
+
+std::int64_t wall_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
 
 millis emulator::now() const {
     using namespace std::chrono;
@@ -656,6 +670,11 @@ response emulator::handle(const request& req) {
             path.resize(q);
         }
         if (path.rfind("/__emulator", 0) == 0) return handle_hook(req, path, query);
+        // Google's OAuth token endpoint and the GCE metadata server share the
+        // port; their tokens expire on the real clock (oauth.hpp).
+        if (path == "/token") return oauth_->token_endpoint(req, wall_ms());
+        if (path == "/computeMetadata/v1/instance/service-accounts/default/token")
+            return oauth_->metadata_token(req, wall_ms());
 
         // Split and decode the path; parse the query.
         std::vector<std::string> seg;
@@ -721,7 +740,7 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
     route = m.templ;
     ++counters_[m.templ];
 
-    if (!token_.empty() && req.authorization != "Bearer " + token_)
+    if (oauth_->required() && !oauth_->accepts(req.authorization, wall_ms()))
         fail(401, "Request had invalid authentication credentials. Expected OAuth 2 access token.");
     if (!m.id && !m.wrong_method) fail(404, "unknown path");
 
@@ -1338,7 +1357,8 @@ response emulator::handle_hook(const request& req, const std::string& path,
                     {"p429", faults_.p429},
                     {"retryAfterSeconds", faults_.retry_after_seconds},
                     {"pDropAfterWrite", faults_.p_drop_after_write},
-                    {"seed", faults_.seed}};
+                    {"seed", faults_.seed},
+                    {"metadataDown", oauth_->metadata_down}};
     };
     if (path == "/__emulator/faults") {
         if (meth == "GET") return json_response(faults_json());
@@ -1368,8 +1388,18 @@ response emulator::handle_hook(const request& req, const std::string& path,
             f.seed = static_cast<std::uint64_t>(*v);
             fault_rng_.seed(f.seed);
         }
+        std::optional<bool> metadata_down;
+        if (auto it = j.find("metadataDown"); it != j.end() && !it->is_null()) {
+            if (!it->is_boolean()) fail(400, "metadataDown must be a boolean");
+            metadata_down = it->get<bool>();
+        }
         faults_ = f;
+        if (metadata_down) oauth_->metadata_down = *metadata_down;
         return json_response(faults_json());
+    }
+    if (path == "/__emulator/tokens") {
+        only("GET");
+        return json_response(oauth_->dump());
     }
     if (path == "/__emulator/requests") {
         only("GET");

@@ -27,6 +27,7 @@ struct request {
     std::string target;  // path and query, still URL-encoded
     std::string authorization;
     std::string content_type;
+    std::string metadata_flavor;  // the Metadata-Flavor header (GCE metadata server)
     std::string body;
 };
 
@@ -125,9 +126,15 @@ struct availability_record {
     std::string request;
 };
 
+class oauth;
+
 class emulator {
   public:
     explicit emulator(std::string token = {});
+    ~emulator();
+
+    // Credentials for /v1 calls and the /token and /computeMetadata/ endpoints.
+    oauth& auth() { return *oauth_; }
 
     // Throws std::runtime_error on a bad seed (fatal at start-up).
     void load_seed(const nlohmann::json& seed);
@@ -148,7 +155,7 @@ class emulator {
     void record_availability(const std::string& org, const app_key& k, int before,
                              const std::string& route);
 
-    std::string token_;
+    std::unique_ptr<oauth> oauth_;
     millis clock_offset_ms_ = 0;
     std::map<std::string, std::unique_ptr<organization>> orgs_;
     faults faults_;

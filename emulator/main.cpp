@@ -8,23 +8,29 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "emulator.hpp"
+#include "oauth.hpp"
 #include "server.hpp"
 
 namespace {
 
 constexpr const char* k_usage =
     "usage: apigee-emulator [--port N] [--port-file FILE] [--bind ADDR] [--seed FILE]\n"
-    "                       [--token TOKEN] [--cert FILE --key FILE] [--latency-ms N]\n";
+    "                       [--token TOKEN] [--cert FILE --key FILE] [--latency-ms N]\n"
+    "                       [--service-account KEY.json]... [--token-ttl SECONDS]\n"
+    "                       [--basic USER:PASSWORD]\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
     using namespace keyrot::emulator;
     server_options opts;
-    std::string seed_file, token;
+    std::string seed_file, token, basic;
+    std::vector<std::string> service_accounts;
     long latency = 0;
+    long token_ttl = 3600;
     try {
         for (int i = 1; i < argc; ++i) {
             std::string a = argv[i];
@@ -51,6 +57,16 @@ int main(int argc, char** argv) {
             } else if (a == "--latency-ms") {
                 latency = std::stol(value());
                 if (latency < 0) throw std::invalid_argument("--latency-ms must be >= 0");
+            } else if (a == "--service-account") {
+                service_accounts.push_back(value());
+            } else if (a == "--token-ttl") {
+                token_ttl = std::stol(value());
+                if (token_ttl < 1 || token_ttl > 86400)
+                    throw std::invalid_argument("--token-ttl must be 1..86400 seconds");
+            } else if (a == "--basic") {
+                basic = value();
+                if (basic.find(':') == std::string::npos)
+                    throw std::invalid_argument("--basic needs USER:PASSWORD");
             } else if (a == "--help" || a == "-h") {
                 std::cout << k_usage;
                 return 0;
@@ -68,6 +84,9 @@ int main(int argc, char** argv) {
     try {
         emulator emu(token);
         emu.set_latency(latency);
+        emu.auth().set_token_ttl(token_ttl);
+        emu.auth().set_basic(basic);
+        for (const auto& f : service_accounts) emu.auth().add_service_account(f);
         if (!seed_file.empty()) {
             std::ifstream f(seed_file);
             if (!f) throw std::runtime_error("cannot read seed file " + seed_file);

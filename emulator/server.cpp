@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/asio.hpp"
+#include "oauth.hpp"
 
 namespace keyrot::emulator {
 
@@ -104,6 +105,7 @@ net::awaitable<void> serve(Stream& stream, emulator& emu) {
         in.target = std::string(req.target());
         in.authorization = std::string(req[http::field::authorization]);
         in.content_type = std::string(req[http::field::content_type]);
+        in.metadata_flavor = std::string(req["Metadata-Flavor"]);
         in.body = std::move(req.body());
         response r = emu.handle(in);
 
@@ -211,6 +213,9 @@ void run_server(emulator& emu, const server_options& opts) {
         }
         std::filesystem::rename(tmp, opts.port_file);
     }
+    emu.auth().set_self_url((ctx ? "https://" : "http://") +
+                            (ep.address().is_v6() ? "[" + opts.bind + "]" : opts.bind) + ":" +
+                            std::to_string(port));
     std::cout << "listening on " << opts.bind << ":" << port << (ctx ? " (https)" : "")
               << std::endl;
 

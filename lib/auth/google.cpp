@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -37,21 +38,14 @@ std::string clip(std::string s) {
     return s;
 }
 
-class google_source final : public token_source {
+// A bearer token minted from somewhere and cached until shortly before it
+// expires. Concurrent callers wait for the one request in flight instead of
+// each minting a token of their own.
+class minting_source : public token_source {
   public:
-    google_source(std::string email, std::string key_id, pkey_ptr key, std::string token_target,
-                  std::unique_ptr<http::client> client, std::string scope, std::string file)
-        : email_(std::move(email)),
-          key_id_(std::move(key_id)),
-          key_(std::move(key)),
-          token_target_(std::move(token_target)),
-          client_(std::move(client)),
-          scope_(std::move(scope)),
-          file_(std::move(file)) {}
+    explicit minting_source(std::unique_ptr<http::client> client) : client_(std::move(client)) {}
 
     net::awaitable<result<secret>> authorization_header() override {
-        // Concurrent callers wait for the one request in flight instead of each
-        // minting a token of their own.
         while (minting_) {
             net::steady_timer t(client_->executor(), std::chrono::steady_clock::time_point::max());
             waiters_.push_back(&t);
@@ -60,7 +54,7 @@ class google_source final : public token_source {
         }
         if (!header_.empty() && now_seconds() < refresh_at_) co_return header_;
         minting_ = true;
-        auto r = co_await mint();
+        auto r = co_await mint_and_cache();
         minting_ = false;
         for (auto* w : waiters_) w->cancel();
         waiters_.clear();
@@ -71,13 +65,96 @@ class google_source final : public token_source {
         header_.clear();
         refresh_at_ = 0;
     }
-    std::string describe() const override {
-        return "google service account " + email_ + " (" + file_ + ")";
+
+  protected:
+    struct minted {
+        std::int64_t expires_in = 3600;
+    };
+    // Sends the token request; on success stores "Bearer <token>" in `out`.
+    virtual net::awaitable<result<minted>> mint(std::int64_t now, secret& out) = 0;
+
+    http::client& client() { return *client_; }
+
+    static std::int64_t now_seconds() {
+        return std::chrono::duration_cast<std::chrono::seconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    }
+
+    // {"access_token", "expires_in", "token_type"}: Google's token answer, from
+    // the OAuth endpoint and the metadata server alike. Wipes the body.
+    static result<minted> read_token_answer(std::string& body, secret& out, const char* who) {
+        json doc = json::parse(body, nullptr, false);
+        cleanse(body);
+        if (!doc.is_object() || !doc.contains("access_token") || !doc["access_token"].is_string() ||
+            doc["access_token"].get_ref<std::string&>().empty())
+            return make_error(error::kind::auth, std::string(who) + ": answer has no access_token");
+        if (auto t = doc.find("token_type");
+            t != doc.end() && t->is_string() && !t->get_ref<std::string&>().empty() &&
+            t->get_ref<std::string&>() != "Bearer" && t->get_ref<std::string&>() != "bearer") {
+            cleanse(doc["access_token"].get_ref<std::string&>());
+            return make_error(error::kind::auth, std::string(who) + ": token_type is not Bearer");
+        }
+        minted m;
+        if (auto e = doc.find("expires_in"); e != doc.end() && e->is_number_integer())
+            m.expires_in = std::max<std::int64_t>(1, e->get<std::int64_t>());
+        auto& tok = doc["access_token"].get_ref<std::string&>();
+        bool safe = std::all_of(tok.begin(), tok.end(), [](char c) {
+            return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
+        });
+        if (safe) out = secret("Bearer " + tok);
+        cleanse(tok);
+        if (!safe)
+            return make_error(error::kind::auth,
+                              std::string(who) + ": access_token holds characters a header cannot");
+        return m;
     }
 
   private:
-    net::awaitable<result<secret>> mint() {
+    net::awaitable<result<secret>> mint_and_cache() {
         auto now = now_seconds();
+        secret fresh;
+        auto m = co_await mint(now, fresh);
+        if (!m) co_return m.err();
+        header_ = std::move(fresh);
+        // Renew ahead of expiry: 5 minutes, or a tenth of a short lifetime (at
+        // least a second, so a token that lives a few seconds is not used to
+        // its last moment).
+        auto margin =
+            std::min<std::int64_t>(300, std::max<std::int64_t>(1, m.value().expires_in / 10));
+        refresh_at_ = now + m.value().expires_in - margin;
+        co_return header_;
+    }
+
+    std::unique_ptr<http::client> client_;
+    secret header_;
+    std::int64_t refresh_at_ = 0;
+    bool minting_ = false;
+    std::vector<net::steady_timer*> waiters_;
+};
+
+class google_source final : public minting_source {
+  public:
+    google_source(std::string email, std::string key_id, pkey_ptr key, std::string token_target,
+                  std::unique_ptr<http::client> client, std::string scope, std::string file,
+                  std::string origin)
+        : minting_source(std::move(client)),
+          email_(std::move(email)),
+          key_id_(std::move(key_id)),
+          key_(std::move(key)),
+          token_target_(std::move(token_target)),
+          scope_(std::move(scope)),
+          file_(std::move(file)),
+          origin_(std::move(origin)) {}
+
+    std::string describe() const override {
+        return "google service account " + email_ + " (" + file_ + ", " + origin_ + ")";
+    }
+
+    std::string audience_;  // the token_uri as written in the key file
+
+  private:
+    net::awaitable<result<minted>> mint(std::int64_t now, secret& out) override {
         auto jwt = sign_assertion(now);
         if (!jwt) co_return jwt.err();
         http::request req;
@@ -86,10 +163,12 @@ class google_source final : public token_source {
         req.content_type = "application/x-www-form-urlencoded";
         req.body = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=" +
                    jwt.value().reveal();
-        auto r = co_await client_->send(std::move(req));
-        if (!r) co_return make_error(error::kind::auth, "token endpoint: " + r.err().describe());
-        json doc = json::parse(r->body, nullptr, false);
+        auto r = co_await client().send(std::move(req));
+        if (!r)
+            co_return make_error(error::kind::auth,
+                                 "token endpoint for " + email_ + ": " + r.err().describe());
         if (r->status != 200) {
+            json doc = json::parse(r->body, nullptr, false);
             std::string why;
             if (doc.is_object()) {
                 if (auto e = doc.find("error"); e != doc.end() && e->is_string())
@@ -101,24 +180,7 @@ class google_source final : public token_source {
                                  "token endpoint answered HTTP " + std::to_string(r->status) +
                                      (why.empty() ? "" : " " + clip(why)) + " for " + email_);
         }
-        if (!doc.is_object() || !doc.contains("access_token") || !doc["access_token"].is_string())
-            co_return make_error(error::kind::auth, "token endpoint: answer has no access_token");
-        std::int64_t expires_in = 3600;
-        if (auto e = doc.find("expires_in"); e != doc.end() && e->is_number_integer())
-            expires_in = e->get<std::int64_t>();
-        auto& tok = doc["access_token"].get_ref<std::string&>();
-        header_ = secret("Bearer " + tok);
-        cleanse(tok);
-        cleanse(r->body);
-        // Renew ahead of expiry: 5 minutes, or a tenth of a short lifetime.
-        refresh_at_ = now + expires_in - std::min<std::int64_t>(300, expires_in / 10);
-        co_return header_;
-    }
-
-    static std::int64_t now_seconds() {
-        return std::chrono::duration_cast<std::chrono::seconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-            .count();
+        co_return read_token_answer(r->body, out, "token endpoint");
     }
 
     static std::string b64url(std::string_view in) {
@@ -155,27 +217,60 @@ class google_source final : public token_source {
 
     std::string audience() const { return audience_.empty() ? token_target_ : audience_; }
 
-  public:
-    std::string audience_;  // the token_uri as written in the key file
-
-  private:
     std::string email_;
     std::string key_id_;
     pkey_ptr key_;
     std::string token_target_;
-    std::unique_ptr<http::client> client_;
     std::string scope_;
     std::string file_;
-    secret header_;
-    std::int64_t refresh_at_ = 0;
-    bool minting_ = false;
-    std::vector<net::steady_timer*> waiters_;
+    std::string origin_;
+};
+
+// The GCE/GKE metadata server (GKE Workload Identity): plain HTTP to a
+// link-local address, the one exception to "no plain HTTP off loopback". The
+// request carries no secret of ours: no Authorization, no body, only the
+// Metadata-Flavor header the server demands.
+class metadata_source final : public minting_source {
+  public:
+    metadata_source(std::unique_ptr<http::client> client, std::string host)
+        : minting_source(std::move(client)), host_(std::move(host)) {}
+
+    std::string describe() const override {
+        return "google metadata server " + host_ + " (default service account)";
+    }
+
+  private:
+    net::awaitable<result<minted>> mint(std::int64_t, secret& out) override {
+        http::request req;
+        req.method = "GET";
+        req.target = std::string(k_metadata_token_path);
+        req.headers.emplace_back("Metadata-Flavor", "Google");
+        auto r = co_await client().send(std::move(req));
+        if (!r)
+            co_return make_error(error::kind::auth,
+                                 "GCE metadata server " + host_ + ": " + r.err().describe() +
+                                     " (no key file found either: "
+                                     "auth.path, GOOGLE_APPLICATION_CREDENTIALS, "
+                                     "$CREDENTIALS_DIRECTORY/sa-key.json)");
+        if (r->status != 200) {
+            cleanse(r->body);
+            co_return make_error(error::kind::auth, "GCE metadata server " + host_ +
+                                                        " answered HTTP " +
+                                                        std::to_string(r->status) +
+                                                        " for the default service "
+                                                        "account's token");
+        }
+        co_return read_token_answer(r->body, out, "GCE metadata server");
+    }
+
+    std::string host_;
 };
 
 }  // namespace
 
 result<std::unique_ptr<token_source>> make_google(const std::string& key_file,
-                                                  http::client* for_google) {
+                                                  http::client* for_google,
+                                                  std::string origin_note) {
     auto cfg_error = [&](std::string m) { return make_error(error::kind::config, std::move(m)); };
     if (!for_google) return cfg_error("auth method google needs an HTTP client");
     std::ifstream in(key_file, std::ios::binary);
@@ -222,9 +317,36 @@ result<std::unique_ptr<token_source>> make_google(const std::string& key_file,
     if (!client) return cfg_error(key_file + ": token_uri: " + client.err().message);
     auto src = std::make_unique<google_source>(
         email, str("private_key_id"), std::move(key), target, std::move(client.value()),
-        "https://www.googleapis.com/auth/cloud-platform", key_file);
+        "https://www.googleapis.com/auth/cloud-platform", key_file, origin_note);
     src->audience_ = token_uri;
     return std::unique_ptr<token_source>(std::move(src));
+}
+
+result<std::unique_ptr<token_source>> make_google_metadata(const std::string& host_port,
+                                                           http::client* for_google) {
+    auto cfg_error = [&](std::string m) { return make_error(error::kind::config, std::move(m)); };
+    if (!for_google) return cfg_error("auth method google needs an HTTP client");
+    // host[:port] only: parse it as an https URL to get the host without the
+    // plain-HTTP rule, then allow plain HTTP to exactly that host.
+    auto hp = http::parse_url("https://" + host_port);
+    if (host_port.empty() || host_port.find('/') != std::string::npos || !hp)
+        return cfg_error("GCE_METADATA_HOST must be host[:port], not '" + clip(host_port) + "'");
+    http::options o;
+    o.base_url = "http://" + host_port;
+    o.plain_http_host = hp->host;
+    o.https_proxy = std::string{};  // never through a proxy (plain HTTP is never proxied anyway)
+    o.no_proxy = std::string{};
+    o.timeout = 10 * k_second;
+    o.connect_timeout = 3 * k_second;  // off GCE, 169.254.169.254 just does not answer
+    o.max_concurrency = 2;
+    o.requests_per_second = 0;
+    o.max_attempts = 3;
+    o.max_retry_time = 15 * k_second;
+    o.user_agent = for_google->opts().user_agent;
+    auto client = http::client::create(for_google->executor(), std::move(o));
+    if (!client) return cfg_error("GCE metadata server " + host_port + ": " + client.err().message);
+    return std::unique_ptr<token_source>(
+        std::make_unique<metadata_source>(std::move(client.value()), host_port));
 }
 
 }  // namespace keyrot::auth

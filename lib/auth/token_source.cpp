@@ -158,6 +158,40 @@ std::string base64(std::string_view in) {
     return out;
 }
 
+result<google_credentials> find_google_credentials(const std::string& configured_path,
+                                                   const env_fn& env) {
+    auto var = [&](const char* name) -> std::string {
+        const char* v = env ? env(name) : nullptr;
+        return v ? v : "";
+    };
+    google_credentials out;
+    if (!configured_path.empty()) {
+        out.key_file = configured_path;
+        out.origin = "auth.path";
+        return out;
+    }
+    // As Google's libraries: a GOOGLE_APPLICATION_CREDENTIALS that names no file
+    // is an error, not a reason to fall through to the metadata server.
+    if (auto v = var("GOOGLE_APPLICATION_CREDENTIALS"); !v.empty()) {
+        out.key_file = v;
+        out.origin = "GOOGLE_APPLICATION_CREDENTIALS";
+        return out;
+    }
+    if (auto dir = var("CREDENTIALS_DIRECTORY"); !dir.empty()) {
+        std::string f = dir + "/sa-key.json";
+        struct stat st {};
+        if (::stat(f.c_str(), &st) == 0) {
+            out.key_file = f;
+            out.origin = "$CREDENTIALS_DIRECTORY";
+            return out;
+        }
+    }
+    std::string host = var("GCE_METADATA_HOST");
+    out.origin = host.empty() ? "metadata server" : "GCE_METADATA_HOST";
+    out.metadata_host = host.empty() ? std::string(k_default_metadata_host) : host;
+    return out;
+}
+
 std::unique_ptr<token_source> make_none() { return std::make_unique<none_source>(); }
 std::unique_ptr<token_source> make_token_env(std::string var) {
     return std::make_unique<env_source>(std::move(var));
@@ -186,16 +220,11 @@ result<std::unique_ptr<token_source>> make_token_source(const policy::auth_confi
         return make_basic(cfg.user_env, cfg.password_env);
     }
     if (cfg.method == "google") {
-        std::string key_file = cfg.path;
-        if (key_file.empty())
-            if (const char* v = std::getenv("GOOGLE_APPLICATION_CREDENTIALS")) key_file = v;
-        if (key_file.empty())
-            return config_error(
-                "auth method google needs a service-account key file (auth.path or "
-                "GOOGLE_APPLICATION_CREDENTIALS); the GCE metadata server is not supported "
-                "(plain HTTP): use token-file with a file refreshed by `gcloud auth "
-                "print-access-token` there");
-        return make_google(key_file, for_google);
+        auto found =
+            find_google_credentials(cfg.path, [](const char* n) { return std::getenv(n); });
+        if (!found) return found.err();
+        if (found->key_file.empty()) return make_google_metadata(found->metadata_host, for_google);
+        return make_google(found->key_file, for_google, found->origin);
     }
     return config_error("unknown auth method '" + cfg.method + "'");
 }

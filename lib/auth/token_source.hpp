@@ -7,8 +7,10 @@
 // value without re-reading its source.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>  // before Asio: see common/asio.hpp
 
 #include "common/asio.hpp"
@@ -44,18 +46,48 @@ std::unique_ptr<token_source> make_basic(std::string user_var, std::string passw
 
 // Builds the source an auth_config names. Errors (kind config) for unknown
 // methods and missing fields, so start-up fails loudly rather than running
-// without credentials. `google` reads a service-account key file (auth `path`,
-// else $GOOGLE_APPLICATION_CREDENTIALS) and mints tokens at its token_uri through
-// a client made like `for_google` (same CA file, timeouts, proxy). The GCE
-// metadata server is not supported (it is plain HTTP).
+// without credentials. `google` resolves Application Default Credentials as
+// find_google_credentials() says; a key file mints tokens at its token_uri
+// through a client made like `for_google` (same CA file, timeouts, proxy).
 result<std::unique_ptr<token_source>> make_token_source(const policy::auth_config& cfg,
                                                         http::client* for_google);
 
+// Where `google` takes its credentials from, first match wins (Google's
+// Application Default Credentials, plus systemd's credential directory):
+//   1. auth.path (a service-account key file);
+//   2. $GOOGLE_APPLICATION_CREDENTIALS (must name a readable file when set);
+//   3. $CREDENTIALS_DIRECTORY/sa-key.json, when that file exists (systemd
+//      LoadCredential=sa-key.json:…, systemd/keyrotd.service.d/credentials.conf);
+//   4. the GCE/GKE metadata server: $GCE_METADATA_HOST (host[:port]) or
+//      169.254.169.254, plain HTTP (the one exception, see docs/http.md).
+struct google_credentials {
+    std::string key_file;       // empty: the metadata server
+    std::string origin;         // which rule matched, for start-up logs and errors
+    std::string metadata_host;  // host[:port], when key_file is empty
+};
+using env_fn = std::function<const char*(const char*)>;
+result<google_credentials> find_google_credentials(const std::string& configured_path,
+                                                   const env_fn& env);
+
+inline constexpr std::string_view k_metadata_token_path =
+    "/computeMetadata/v1/instance/service-accounts/default/token";
+inline constexpr std::string_view k_default_metadata_host = "169.254.169.254";
+
 // google with a service-account key file (JWT bearer grant, RS256); the key is
 // loaded and checked here, tokens are minted on first use and cached until
-// shortly before they expire, or until invalidate().
+// shortly before they expire, or until invalidate(). `origin_note` says where
+// the file was found (describe()).
 result<std::unique_ptr<token_source>> make_google(const std::string& key_file,
-                                                  http::client* for_google);
+                                                  http::client* for_google,
+                                                  std::string origin_note = "auth.path");
+
+// google through the metadata server at `host_port` (host[:port]): GET
+// k_metadata_token_path with Metadata-Flavor: Google over plain HTTP on a client
+// of its own (never a proxy, never an Authorization header), cached like a
+// key-file token. `for_google` gives the executor and user agent. The host must
+// be an IP literal or resolve to a loopback or link-local address.
+result<std::unique_ptr<token_source>> make_google_metadata(const std::string& host_port,
+                                                           http::client* for_google);
 
 // RFC 4648 base64 (with padding), for Basic.
 std::string base64(std::string_view in);

@@ -199,10 +199,19 @@ struct client::impl {
     }
 
     net::awaitable<result<std::unique_ptr<connection>>> connect();
+    bool plain_address_ok(const net::ip::address& a) const;
     net::awaitable<attempt_result> attempt(bhttp::request<bhttp::string_body>& req,
                                            const std::string& what);
     net::awaitable<result<response>> send(request req);
 };
+
+bool client::impl::plain_address_ok(const net::ip::address& a) const {
+    if (a.is_loopback()) return true;
+    if (opts.plain_http_host.empty() || base.host != opts.plain_http_host) return false;
+    if (base.host_is_ip) return true;  // named explicitly (GCE_METADATA_HOST)
+    if (a.is_v4()) return (a.to_v4().to_uint() >> 16) == ((169u << 8) | 254u);
+    return a.is_v6() && a.to_v6().is_link_local();
+}
 
 net::awaitable<result<std::unique_ptr<connection>>> client::impl::connect() {
     const std::string& host = proxy ? proxy->host : base.host;
@@ -216,12 +225,17 @@ net::awaitable<result<std::unique_ptr<connection>>> client::impl::connect() {
         co_return make_error(error::kind::network, "cannot resolve " + peer + ": " + ec.message());
     std::vector<tcp::endpoint> endpoints;
     for (const auto& r : resolved) {
-        // Plain HTTP only ever goes to loopback, even when a name resolves elsewhere.
-        if (!base.tls && !r.endpoint().address().is_loopback()) continue;
+        // Plain HTTP only ever goes to loopback, even when a name resolves
+        // elsewhere; the metadata-server exception also to link-local addresses.
+        if (!base.tls && !plain_address_ok(r.endpoint().address())) continue;
         endpoints.push_back(r.endpoint());
     }
     if (endpoints.empty())
-        co_return make_error(error::kind::config, base.host + " does not resolve to loopback");
+        co_return make_error(error::kind::config,
+                             base.host + (base.host_is_loopback || opts.plain_http_host.empty()
+                                              ? " does not resolve to loopback"
+                                              : " does not resolve to a loopback or link-local "
+                                                "address"));
 
     auto stream = std::make_unique<beast::tcp_stream>(ex);
     stream->expires_after(std::chrono::milliseconds(opts.connect_timeout));
@@ -474,7 +488,7 @@ net::awaitable<result<response>> client::impl::send(request in) {
 }
 
 result<std::unique_ptr<client>> client::create(net::any_io_executor ex, options opts) {
-    auto u = parse_url(opts.base_url);
+    auto u = parse_url(opts.base_url, opts.plain_http_host);
     if (!u) return u.err();
     if (opts.max_attempts < 1) opts.max_attempts = 1;
     auto p = std::make_unique<impl>(std::move(ex), std::move(opts), std::move(u.value()));

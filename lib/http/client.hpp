@@ -66,6 +66,13 @@ struct options {
     // nullopt: read HTTPS_PROXY/https_proxy and NO_PROXY/no_proxy from the environment.
     std::optional<std::string> https_proxy;
     std::optional<std::string> no_proxy;
+    // The one exception to "http:// only to loopback" (docs/http.md): the GCE
+    // metadata server, plain HTTP by design and reachable only from the node.
+    // When not empty, base_url may be http:// to exactly this host, which must be
+    // an IP literal or resolve to a loopback or link-local (169.254.0.0/16,
+    // fe80::/10) address. Only auth's metadata token source sets it, on a client
+    // of its own that never carries a secret.
+    std::string plain_http_host;
     // Tests: a fixed random source in [0,1) for jitter; default is a PRNG.
     std::function<double()> random01;
 };

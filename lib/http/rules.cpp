@@ -34,7 +34,7 @@ std::string url::authority() const {
     return h + ":" + std::to_string(port);
 }
 
-result<url> parse_url(std::string_view text) {
+result<url> parse_url(std::string_view text, std::string_view plain_http_host) {
     url u;
     std::string_view rest;
     if (text.starts_with("https://")) {
@@ -97,7 +97,7 @@ result<url> parse_url(std::string_view text) {
     }
     while (path.ends_with("/")) path.remove_suffix(1);
     u.prefix = std::string(path);
-    if (!u.tls && !u.host_is_loopback)
+    if (!u.tls && !u.host_is_loopback && (plain_http_host.empty() || u.host != plain_http_host))
         return config_error("plain http:// is allowed only to a loopback host, not " + u.host);
     return u;
 }

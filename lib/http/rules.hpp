@@ -27,8 +27,10 @@ struct url {
 };
 
 // "https://host[:port][/prefix]" or "http://loopback[:port][/prefix]". http:// to any
-// other host is a config error; so are user info, queries and fragments.
-result<url> parse_url(std::string_view text);
+// other host is a config error; so are user info, queries and fragments. The one
+// exception: http:// to exactly `plain_http_host` when it is not empty (the GCE
+// metadata server, see options::plain_http_host).
+result<url> parse_url(std::string_view text, std::string_view plain_http_host = {});
 
 // GET, HEAD, PUT and DELETE, and POST whose query has `action=` (Apigee's
 // approve/revoke) are safe to repeat. A POST without action creates something:

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "auth/token_source.hpp"
@@ -105,10 +106,10 @@ TEST(Auth, FactoryChecksItsFields) {
     policy::auth_config c;
     c.method = "google";
     ::unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
-    auto g = auth::make_token_source(c, nullptr);
+    auto g = auth::make_token_source(c, nullptr);  // metadata server, but no client
     ASSERT_FALSE(g);
     EXPECT_EQ(g.err().what, error::kind::config);
-    EXPECT_NE(g.err().message.find("needs a service-account key file"), std::string::npos);
+    EXPECT_NE(g.err().message.find("needs an HTTP client"), std::string::npos);
     c.path = "/nonexistent.json";
     EXPECT_FALSE(auth::make_token_source(c, nullptr));
     c.path.clear();
@@ -130,4 +131,44 @@ TEST(Auth, FactoryChecksItsFields) {
     auto k = auth::make_token_source(c, nullptr);
     ASSERT_FALSE(k);
     EXPECT_NE(k.err().message.find("kerberos"), std::string::npos);
+}
+
+// Application Default Credentials order: auth.path, GOOGLE_APPLICATION_CREDENTIALS,
+// $CREDENTIALS_DIRECTORY/sa-key.json (only when it exists), the metadata server.
+TEST(Auth, GoogleCredentialsResolveInAdcOrder) {
+    std::map<std::string, std::string> env;
+    auth::env_fn lookup = [&](const char* n) -> const char* {
+        auto it = env.find(n);
+        return it == env.end() ? nullptr : it->second.c_str();
+    };
+    auto dir =
+        std::filesystem::temp_directory_path() / ("keyrot-adc-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+
+    auto r = auth::find_google_credentials("", lookup);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->key_file, "");
+    EXPECT_EQ(r->metadata_host, "169.254.169.254");
+
+    env["GCE_METADATA_HOST"] = "127.0.0.1:8080";
+    env["CREDENTIALS_DIRECTORY"] = dir.string();  // no sa-key.json in it yet
+    r = auth::find_google_credentials("", lookup);
+    EXPECT_EQ(r->key_file, "");
+    EXPECT_EQ(r->metadata_host, "127.0.0.1:8080");
+    EXPECT_EQ(r->origin, "GCE_METADATA_HOST");
+
+    std::ofstream(dir / "sa-key.json") << "{}";
+    r = auth::find_google_credentials("", lookup);
+    EXPECT_EQ(r->key_file, (dir / "sa-key.json").string());
+    EXPECT_EQ(r->origin, "$CREDENTIALS_DIRECTORY");
+
+    env["GOOGLE_APPLICATION_CREDENTIALS"] = "/missing/key.json";  // wins even if missing
+    r = auth::find_google_credentials("", lookup);
+    EXPECT_EQ(r->key_file, "/missing/key.json");
+    EXPECT_EQ(r->origin, "GOOGLE_APPLICATION_CREDENTIALS");
+
+    r = auth::find_google_credentials("/etc/key.json", lookup);
+    EXPECT_EQ(r->key_file, "/etc/key.json");
+    EXPECT_EQ(r->origin, "auth.path");
+    std::filesystem::remove_all(dir);
 }
