@@ -89,7 +89,7 @@ listen: 127.0.0.1:0
 interval: 10m
 stateDir: ./state
 policies: ./policies
-log: {level: warn}
+log: {level: ${LOG_LEVEL:-warn}}
 YAML
     curl -sf -X POST "$url/__emulator/reset-counters" >/dev/null
     (cd "$work/k" && /usr/bin/time -v "$keyrotd" once -c keyrotd.yaml) \
@@ -151,5 +151,6 @@ print("RESULT apps=%d wall=%.2fs ideal=%.2fs vs_ideal=%.2fx cpu=%.2fs peak_rss=%
           apps, wall, ideal, wall / ideal, cpu, rss_mb, total, lists, reads - lists, writes, succ,
           naive and "%.1fs" % naive["seconds"], res.get("speedup_vs_naive")))
 PY
+    cp "$work/once.err" "$out/once-$apps.log"
     rm -rf "$work/k" "$seed"
 done
