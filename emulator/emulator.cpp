@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "common/duration.hpp"
+#include "common/fingerprint.hpp"
 #include "oauth.hpp"
 
 namespace keyrot::emulator {
@@ -646,12 +647,12 @@ int emulator::usable_keys(const organization& org, const app_key& k) const {
 }
 
 void emulator::record_availability(const std::string& org, const app_key& k, int before,
-                                   const std::string& route) {
+                                   const std::string& route, const std::string& key) {
     auto oi = orgs_.find(org);
     if (oi == orgs_.end() || !oi->second->apps.count(k)) return;
     int after = usable_keys(*oi->second, k);
-    availability_record r{now(), org,  oi->second->developers.at(k.first).email, k.second, before,
-                          after, route};
+    availability_record r{
+        now(), org, oi->second->developers.at(k.first).email, k.second, before, after, route, key};
     if (before >= 1 && after == 0) ever_lost_last_.push_back(r);
     availability_.push_back(std::move(r));
     if (availability_.size() > k_max_availability) {
@@ -899,6 +900,13 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
     }
     std::string record_route = route;
     if (action) record_route = req.method + " " + m.templ.substr(m.templ.find(' ') + 1);
+    // Which key a write names (its fingerprint): tests tell keys apart in the history.
+    std::string record_key;
+    if (written && m.templ.find("{key}") != std::string::npos && seg.size() > 7)
+        record_key = keyrot::fingerprint(seg[7]);
+    else if (written && seg.size() >= 7 && seg[6] == "keys" && body.is_object() &&
+             body.contains("consumerKey") && body["consumerKey"].is_string())
+        record_key = keyrot::fingerprint(body["consumerKey"].get<std::string>());
 
     response res;
     using R = route_id;
@@ -1310,7 +1318,7 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
     }
 
     if (written && res.status / 100 == 2 && *m.id != R::dev_post)
-        record_availability(org.name, *written, usable_before, record_route);
+        record_availability(org.name, *written, usable_before, record_route, record_key);
     res.delay_ms = faults_.latency_ms;
     if (is_write && res.status / 100 == 2 && faults_.p_drop_after_write > 0) {
         std::uniform_real_distribution<double> u(0.0, 1.0);
@@ -1442,7 +1450,8 @@ response emulator::handle_hook(const request& req, const std::string& path,
                         {"app", r.app},
                         {"usableBefore", r.usable_before},
                         {"usableKeys", r.usable_keys},
-                        {"request", r.request}};
+                        {"request", r.request},
+                        {"key", r.key}};
         };
         json records = json::array(), lost = json::array();
         for (const auto& r : availability_) records.push_back(rec(r));

@@ -124,6 +124,7 @@ struct availability_record {
     int usable_before;
     int usable_keys;
     std::string request;
+    std::string key;  // fingerprint of the key the request names (path, or a created key's body)
 };
 
 class oauth;
@@ -153,7 +154,7 @@ class emulator {
     nlohmann::json dump_state() const;
     int usable_keys(const organization& org, const app_key& k) const;
     void record_availability(const std::string& org, const app_key& k, int before,
-                             const std::string& route);
+                             const std::string& route, const std::string& key = "");
 
     std::unique_ptr<oauth> oauth_;
     millis clock_offset_ms_ = 0;

@@ -356,10 +356,12 @@ class ChaosTest(unittest.TestCase, Checks):
         self.check_successors(self.seed, self.due, self.state)
 
     def test_3_revoked_only_with_a_valid_complete_successor(self):
-        """Per app (one due key each, and keyrotd revokes nothing else here): the
-        revoke ("POST .../keys/{key}?action") comes after the successor's last key
-        update (the final marker is the last one), the app keeps >= 1 usable key,
-        and the successor was issued before and expires after the revocation."""
+        """From the availability history (each record names the key written, by
+        fingerprint): the old key's revocation comes after the successor's last
+        key update (the final marker is the last write of a completion; a
+        complete successor is never written again), the app keeps >= 1 usable
+        key after it, and the successor was issued before and expires after
+        the moment of revocation."""
         by_app = collections.defaultdict(list)
         for r in self.records:
             by_app[(r["developer"], r["app"])].append(r)
@@ -367,22 +369,26 @@ class ChaosTest(unittest.TestCase, Checks):
         problems = []
         for key, old_fp in self.due.items():
             recs = by_app.get(key, [])
-            revokes = [r for r in recs if r["request"].endswith("/keys/{key}?action")]
+            revokes = [i for i, r in enumerate(recs)
+                       if r["request"].endswith("/keys/{key}?action") and r.get("key") == old_fp]
             if not revokes:
-                problems.append("%s: no revoke recorded" % (key,))
+                problems.append("%s: no revoke of %s recorded" % (key, old_fp))
                 continue
-            first = revokes[0]
-            updates = [r for r in recs if r["request"].endswith("/keys/{key}")
-                       and r["request"].startswith("POST")]
-            if not updates or int(updates[-1]["ts"]) > int(first["ts"]) or \
-                    recs.index(updates[-1]) > recs.index(first):
-                problems.append("%s: key updated after the revocation" % (key,))
-            if first["usableKeys"] < 1:
-                problems.append("%s: no usable key after the revocation" % (key,))
+            first = recs[revokes[0]]
             s = [c for c in successors(final[key], old_fp) if c["status"] == "approved"]
             if not s:
                 problems.append("%s: no successor" % (key,))
                 continue
+            sfp = h.fp(s[0]["consumerKey"])
+            updates = [i for i, r in enumerate(recs) if r.get("key") == sfp
+                       and r["request"].startswith("POST") and r["request"].endswith("/keys/{key}")]
+            if not updates:
+                problems.append("%s: successor %s never updated (no marker written?)" % (key, sfp))
+            elif updates[-1] > revokes[0]:
+                problems.append("%s: successor %s updated after the old key was revoked"
+                                % (key, sfp))
+            if first["usableKeys"] < 1:
+                problems.append("%s: no usable key after the revocation" % (key,))
             if not int(s[0]["issuedAt"]) <= int(first["ts"]) < int(s[0]["expiresAt"]):
                 problems.append("%s: successor not valid at the revocation" % (key,))
         self.assertEqual(problems, [], "\n".join(problems[:40]))

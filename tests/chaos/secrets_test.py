@@ -39,9 +39,9 @@ def own_run():
             time.sleep(1)
             if port is None:
                 p.log.flush()
-                m = re.search(r"\(port (\d+)\)", open(p.log.name).read())
+                m = re.search(r"\(port (\d+)\)|\bport=(\d+)", open(p.log.name).read())
                 if m:
-                    port = int(m.group(1))
+                    port = int(m.group(1) or m.group(2))
                 continue
             if c.all_done(due, emu.state()) or \
                     time.time() > deadline - 20:
