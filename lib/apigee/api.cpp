@@ -158,6 +158,8 @@ net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::li
         auto devs = parse_developers(r->body);
         if (!devs) co_return in_context(devs.err(), spec);
         std::size_t added = 0;
+        // The next page starts at this page's last email (read before the moves below).
+        const std::string last = devs->empty() ? std::string() : devs->back().first;
         for (auto& d : devs.value()) {
             if (seen.insert(d.first).second) {
                 all.push_back(std::move(d));
@@ -165,7 +167,7 @@ net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::li
             }
         }
         if (devs->size() < static_cast<std::size_t>(count) || added == 0) break;
-        start_key = devs->back().first;
+        start_key = last;
     }
     co_return all;
 }

@@ -234,6 +234,35 @@ class ConfigTest(unittest.TestCase):
             h.rmtree(d)
 
 
+class PagingTest(unittest.TestCase):
+    """More developers and apps than one page of each list holds (1,000)."""
+
+    def test_second_pages_are_planned(self):
+        devs = [{"email": "dev%06d@x.example.com" % i, "firstName": "a", "lastName": "b",
+                 "userName": "u%d" % i} for i in range(1200)]
+        apps = [{"developerEmail": "dev%06d@x.example.com" % i, "name": "app%04d" % i,
+                 "credentials": [{"consumerKey": "PAGEkey%025d" % i, "consumerSecret": "s",
+                                  "expiresAt": "+1d" if i % 100 == 7 else "+60d",
+                                  "issuedAt": "-10d",
+                                  "apiProducts": [{"apiproduct": "payments", "status": "approved"}]}]}
+                for i in range(1200)]
+        d = h.tmpdir()
+        emu = h.Emulator(d, {"organization": "demo", "developers": devs,
+                             "apiProducts": [{"name": "payments", "approvalType": "auto"}],
+                             "apps": apps})
+        try:
+            k = h.Keyrotd(d, emu.url, [h.policy()])
+            r = k.run("plan", "--json")
+            self.assertEqual(r.returncode, 2, r.stderr)
+            planned = sorted(p["app"] for p in json.loads(r.stdout))
+            self.assertEqual(planned, ["app%04d" % i for i in range(1200) if i % 100 == 7])
+            reads = emu.reads()
+            self.assertEqual(reads.get("GET /v1/organizations/{org}/developers"), 2, reads)
+        finally:
+            emu.stop()
+            h.rmtree(d)
+
+
 class FaultTest(unittest.TestCase):
     def test_converges_under_faults(self):
         for method in ("import", "generate"):
