@@ -1,5 +1,6 @@
 #include "policy/config.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -643,9 +644,51 @@ bool read_file(const fs::path& path, std::string& text, std::vector<diagnostic>&
     return true;
 }
 
+// Finds the first alias (`*name`) in a YAML stream. Config files have no use
+// for anchors and aliases, and aliases are how a small file expands into an
+// enormous tree ("billion laughs"): they are refused before loading.
+class alias_finder : public YAML::EventHandler {
+  public:
+    std::optional<YAML::Mark> alias;
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
+        if (!alias) alias = mark;
+    }
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+};
+
+constexpr std::size_t k_max_file_bytes = 1 << 20;
+
 std::optional<std::vector<YAML::Node>> parse_all(const fs::path& path, const std::string& text,
                                                  std::vector<diagnostic>& out) {
     try {
+        if (text.size() > k_max_file_bytes) {
+            out.push_back(
+                {diagnostic::severity::error, path.string(), 0, 0, "", "file is larger than 1 MB"});
+            return std::nullopt;
+        }
+        {
+            std::istringstream in(text);
+            YAML::Parser parser(in);
+            alias_finder finder;
+            while (!finder.alias && parser.HandleNextDocument(finder)) {
+            }
+            if (finder.alias) {
+                const pos p = pos_of(*finder.alias);
+                out.push_back({diagnostic::severity::error, path.string(), p.line, p.column, "",
+                               "YAML aliases (*name) are not supported in keyrotd files"});
+                return std::nullopt;
+            }
+        }
         return YAML::LoadAll(text);
     } catch (const YAML::ParserException& e) {
         const pos p = pos_of(e.mark);
