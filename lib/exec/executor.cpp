@@ -128,6 +128,7 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     for (const auto& p : policies) counts[p.name].policy = p.name;
     pending_intents_.clear();
     audited_.clear();
+    journal_checked_audit_ = false;
     if (!opt.dry_run) {
         for (auto& i : intents_.load(api_.organization()))
             pending_intents_[i.developer + "\n" + i.app].push_back(std::move(i));
@@ -429,21 +430,32 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
     auto je = journal_.read(a.organization, a.developer_email, a.name);
     if (!je) co_return true;
     pa.current = plan::action_kind::create_successor;
-    // A key that appeared after the entry, without a marker, is the successor
-    // whose marker the crash prevented.
+    // A key that appeared after the entry is the successor: without a marker
+    // (the crash prevented it) it gets one; with ours (the marking took effect
+    // but its answer was lost) it only needs its audit record.
     for (const auto& c : a.credentials) {
         if (std::find(je->known.begin(), je->known.end(), c.fingerprint) != je->known.end())
             continue;
-        if (find_attribute(c.attributes, k_marker_attribute) != nullptr) continue;
         if (c.issued_at + 5 * k_minute < je->ts) continue;
-        auto marked =
-            co_await api_.update_key(a.developer_email, a.name, c.consumer_key, {},
-                                     with_marker(c.attributes, k_pending_prefix + je->replaces));
-        if (!marked) {
-            // Keep the entry and leave the app alone this pass: going on would
-            // make a second successor while this one is still unmarked.
-            co_return fail(pa, c.fingerprint, je->replaces,
-                           "journal recovery: " + marked.err().describe());
+        const std::string* mark = find_attribute(c.attributes, k_marker_attribute);
+        if (mark != nullptr && *mark != k_pending_prefix + je->replaces && *mark != je->replaces)
+            continue;  // someone else's successor
+        if (mark == nullptr) {
+            auto marked = co_await api_.update_key(
+                a.developer_email, a.name, c.consumer_key, {},
+                with_marker(c.attributes, k_pending_prefix + je->replaces));
+            if (!marked) {
+                // Keep the entry and leave the app alone this pass: going on would
+                // make a second successor while this one is still unmarked.
+                co_return fail(pa, c.fingerprint, je->replaces,
+                               "journal recovery: " + marked.err().describe());
+            }
+        }
+        // A crash may have left the record already (via an intent, this pass or
+        // an earlier one): never twice.
+        if (!journal_checked_audit_) {
+            for (auto& e : recently_audited()) audited_.insert(e);
+            journal_checked_audit_ = true;
         }
         if (!audited_.count({"created", c.fingerprint}))
             record(pa, "created", c.fingerprint, je->replaces,

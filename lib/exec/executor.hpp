@@ -106,7 +106,8 @@ class executor {
     std::filesystem::path state_dir_;
     journal journal_;
     intent_log intents_;
-    std::set<std::pair<std::string, std::string>> audited_;       // (action, key), while recovering
+    std::set<std::pair<std::string, std::string>> audited_;  // (action, key), while recovering
+    bool journal_checked_audit_ = false;                     // audited_ holds the audit log's tail
     std::map<std::string, std::vector<intent>> pending_intents_;  // developer\napp -> intents
     std::function<millis()> clock_;
 };
