@@ -135,7 +135,9 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
         if (!pending_intents_.empty()) audited_ = recently_audited();
     }
 
-    // Page by page: a page of apps is planned and applied, then dropped.
+    // A reader streams pages of apps into a bounded queue; workers take the
+    // apps that have something to do. Reading the next page overlaps with the
+    // writes of the last, and no page boundary makes the workers wait.
     inventory_stream stream(api_, opt.page_size);
     auto opened = co_await stream.open();
     if (!opened) {
@@ -144,7 +146,46 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
         obs_.on_pass(sum);
         co_return sum;
     }
-    for (;;) {
+    auto ex = co_await net::this_coro::executor;
+    pipeline pl(ex);
+    const int workers = std::max(1, opt.concurrency);
+    int running = workers + 1;
+    net::steady_timer done(ex, net::steady_timer::time_point::max());
+    std::exception_ptr first_error;
+    auto finished = [&running, &done, &first_error, &pl](std::exception_ptr e) {
+        if (e) {
+            if (!first_error) first_error = e;
+            pl.aborted = true;  // nobody waits forever for a worker that died
+            pl.wake.cancel();
+            pl.space.cancel();
+        }
+        if (--running == 0) done.cancel();
+    };
+    net::co_spawn(ex, feed(stream, pl, policies, opt, sum, counts), finished);
+    for (int i = 0; i < workers; ++i) net::co_spawn(ex, drain(pl, opt, sum, counts), finished);
+    if (running > 0) {
+        boost::system::error_code ec;
+        co_await done.async_wait(net::redirect_error(net::use_awaitable, ec));
+    }
+    if (first_error) std::rethrow_exception(first_error);  // a bug: let it be seen
+    for (auto& [name, c] : counts) sum.by_policy.push_back(c);
+    sum.ok = sum.error.empty() && sum.actions_failed == 0;
+    sum.seconds = elapsed();
+    obs_.on_pass(sum);
+    co_return sum;
+}
+
+net::awaitable<void> executor::feed(inventory_stream& stream, pipeline& pl,
+                                    const std::vector<policy::policy>& policies,
+                                    const run_options& opt, pass_summary& sum,
+                                    std::map<std::string, pass_summary::policy_counts>& counts) {
+    const std::size_t limit = 2 * static_cast<std::size_t>(std::max(opt.page_size, 1));
+    while (!pl.aborted) {
+        if (pl.queue.size() >= limit) {  // the workers are behind: wait for room
+            boost::system::error_code ec;
+            co_await pl.space.async_wait(net::redirect_error(net::use_awaitable, ec));
+            continue;
+        }
         auto page = co_await stream.next();
         if (!page) {
             // Apps already done stay done; the rest waits for the next pass.
@@ -155,81 +196,73 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
         sum.apps_seen += static_cast<int>(page.value()->size());
         std::vector<planned_app> apps = match(*page.value(), policies, opt);
         sum.apps_matched += static_cast<int>(apps.size());
-        co_await apply_all(apps, opt, sum);
-        tally(apps, counts, sum);
+        for (auto& pa : apps) {
+            // An app with nothing planned still needs a worker when a crash left
+            // an intent or a generate journal entry for it.
+            const auto& a = pa.snapshot;
+            const bool recover =
+                !opt.dry_run && (pending_intents_.count(a.developer_email + "\n" + a.name) ||
+                                 journal_.exists(a.organization, a.developer_email, a.name));
+            if (pa.plan.actions.empty() && !recover) {
+                tally(pa, counts, sum);
+            } else {
+                pl.queue.push_back(std::move(pa));
+            }
+        }
+        pl.wake.cancel();
     }
-    for (auto& [name, c] : counts) sum.by_policy.push_back(c);
-    sum.ok = sum.error.empty() && sum.actions_failed == 0;
-    sum.seconds = elapsed();
-    obs_.on_pass(sum);
-    co_return sum;
+    pl.reading = false;
+    pl.wake.cancel();
 }
 
-net::awaitable<void> executor::apply_all(std::vector<planned_app>& apps, const run_options& opt,
-                                         pass_summary& sum) {
-    if (apps.empty()) co_return;
-    // A few workers take apps in turn; one thread runs them all, so the shared
-    // index needs no lock. The HTTP client bounds requests in flight.
-    std::size_t next = 0;
-    const int workers = std::max(1, std::min<int>(opt.concurrency, static_cast<int>(apps.size())));
-    auto ex = co_await net::this_coro::executor;
-    int running = workers;
-    net::steady_timer done(ex, net::steady_timer::time_point::max());
-    std::exception_ptr first_error;
-    for (int i = 0; i < workers; ++i) {
-        net::co_spawn(ex, work(apps, next, opt, sum),
-                      [&running, &done, &first_error](std::exception_ptr e) {
-                          if (e && !first_error) first_error = e;
-                          if (--running == 0) done.cancel();
-                      });
-    }
-    if (running > 0) {
+net::awaitable<void> executor::drain(pipeline& pl, const run_options& opt, pass_summary& sum,
+                                     std::map<std::string, pass_summary::policy_counts>& counts) {
+    // One thread runs every worker: between two co_awaits nothing else runs,
+    // so the queue needs no lock.
+    while (!pl.aborted) {
+        if (!pl.queue.empty()) {
+            planned_app pa = std::move(pl.queue.front());
+            pl.queue.pop_front();
+            pl.space.cancel();
+            co_await apply_app(pa, opt, sum);
+            tally(pa, counts, sum);
+            continue;
+        }
+        if (!pl.reading) break;
         boost::system::error_code ec;
-        co_await done.async_wait(net::redirect_error(net::use_awaitable, ec));
+        co_await pl.wake.async_wait(net::redirect_error(net::use_awaitable, ec));
     }
-    if (first_error) std::rethrow_exception(first_error);  // a bug: let it be seen
 }
 
-void executor::tally(const std::vector<planned_app>& apps,
+void executor::tally(const planned_app& pa,
                      std::map<std::string, pass_summary::policy_counts>& counts,
                      pass_summary& sum) {
-    for (const auto& pa : apps) {
-        auto& c = counts[pa.policy->name];
-        c.policy = pa.policy->name;
-        if (!pa.plan.skipped && !pa.plan.has_valid_key) ++c.apps_without_valid_key;
-        if (pa.plan.next_wake != k_never)
-            sum.next_wake = sum.next_wake == k_never ? pa.plan.next_wake
-                                                     : std::min(sum.next_wake, pa.plan.next_wake);
-        for (const auto& k : pa.plan.keys) {
-            switch (k.state) {
-                case plan::key_state::valid:
-                    ++c.valid;
-                    break;
-                case plan::key_state::due:
-                    ++c.due;
-                    break;
-                case plan::key_state::overlap:
-                    ++c.overlap;
-                    break;
-                case plan::key_state::expired:
-                    ++c.expired;
-                    break;
-                case plan::key_state::revoked:
-                    ++c.revoked;
-                    break;
-            }
-            if (obs_.wants_keys())
-                sum.keys.push_back(
-                    {pa.snapshot.developer_email, pa.snapshot.name, pa.policy->name, k});
+    auto& c = counts[pa.policy->name];
+    c.policy = pa.policy->name;
+    if (!pa.plan.skipped && !pa.plan.has_valid_key) ++c.apps_without_valid_key;
+    if (pa.plan.next_wake != k_never)
+        sum.next_wake = sum.next_wake == k_never ? pa.plan.next_wake
+                                                 : std::min(sum.next_wake, pa.plan.next_wake);
+    for (const auto& k : pa.plan.keys) {
+        switch (k.state) {
+            case plan::key_state::valid:
+                ++c.valid;
+                break;
+            case plan::key_state::due:
+                ++c.due;
+                break;
+            case plan::key_state::overlap:
+                ++c.overlap;
+                break;
+            case plan::key_state::expired:
+                ++c.expired;
+                break;
+            case plan::key_state::revoked:
+                ++c.revoked;
+                break;
         }
-    }
-}
-
-net::awaitable<void> executor::work(std::vector<planned_app>& apps, std::size_t& next,
-                                    const run_options& opt, pass_summary& sum) {
-    while (next < apps.size()) {
-        planned_app& pa = apps[next++];
-        co_await apply_app(pa, opt, sum);
+        if (obs_.wants_keys())
+            sum.keys.push_back({pa.snapshot.developer_email, pa.snapshot.name, pa.policy->name, k});
     }
 }
 

@@ -6,6 +6,7 @@
 // that failed is never retried blindly: the next step reads what exists.
 #pragma once
 
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -16,6 +17,7 @@
 #include "common/asio.hpp"
 #include "common/model.hpp"
 #include "common/result.hpp"
+#include "exec/inventory.hpp"
 #include "exec/journal.hpp"
 #include "exec/observer.hpp"
 #include "plan/planner.hpp"
@@ -72,12 +74,25 @@ class executor {
     std::vector<planned_app> match(std::vector<app>& apps,
                                    const std::vector<policy::policy>& policies,
                                    const run_options& opt);
-    net::awaitable<void> apply_all(std::vector<planned_app>& apps, const run_options& opt,
-                                   pass_summary& sum);
-    void tally(const std::vector<planned_app>& apps,
-               std::map<std::string, pass_summary::policy_counts>& counts, pass_summary& sum);
-    net::awaitable<void> work(std::vector<planned_app>& apps, std::size_t& next,
-                              const run_options& opt, pass_summary& sum);
+    // The pass's queue of apps with something to do (run_pass).
+    struct pipeline {
+        explicit pipeline(const net::any_io_executor& ex)
+            : wake(ex, net::steady_timer::time_point::max()),
+              space(ex, net::steady_timer::time_point::max()) {}
+        std::deque<planned_app> queue;
+        bool reading = true;      // the reader has more pages
+        bool aborted = false;     // a bug killed a coroutine: everyone stops
+        net::steady_timer wake;   // cancelled: apps queued, or reading ended
+        net::steady_timer space;  // cancelled: an app was taken from the queue
+    };
+    net::awaitable<void> feed(inventory_stream& stream, pipeline& pl,
+                              const std::vector<policy::policy>& policies, const run_options& opt,
+                              pass_summary& sum,
+                              std::map<std::string, pass_summary::policy_counts>& counts);
+    net::awaitable<void> drain(pipeline& pl, const run_options& opt, pass_summary& sum,
+                               std::map<std::string, pass_summary::policy_counts>& counts);
+    void tally(const planned_app& pa, std::map<std::string, pass_summary::policy_counts>& counts,
+               pass_summary& sum);
     net::awaitable<void> apply_app(planned_app& pa, const run_options& opt, pass_summary& sum);
     net::awaitable<bool> apply(planned_app& pa, const plan::action& act, const run_options& opt);
     net::awaitable<bool> create_import(planned_app& pa, const plan::action& act);

@@ -80,6 +80,12 @@ std::optional<journal_entry> journal::read(const std::string& org, const std::st
     return e;
 }
 
+bool journal::exists(const std::string& org, const std::string& developer,
+                     const std::string& app) const {
+    std::error_code ec;
+    return std::filesystem::exists(path(org, developer, app), ec);
+}
+
 void journal::remove(const std::string& org, const std::string& developer, const std::string& app) {
     std::error_code ec;
     std::filesystem::remove(path(org, developer, app), ec);

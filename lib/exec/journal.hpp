@@ -32,6 +32,7 @@ class journal {
     std::optional<journal_entry> read(const std::string& org, const std::string& developer,
                                       const std::string& app) const;
     void remove(const std::string& org, const std::string& developer, const std::string& app);
+    bool exists(const std::string& org, const std::string& developer, const std::string& app) const;
 
   private:
     std::filesystem::path path(const std::string& org, const std::string& developer,
