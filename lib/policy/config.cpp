@@ -676,11 +676,23 @@ std::optional<std::vector<YAML::Node>> parse_all(const fs::path& path, const std
                 {diagnostic::severity::error, path.string(), 0, 0, "", "file is larger than 1 MB"});
             return std::nullopt;
         }
+        if (text.find('\0') != std::string::npos) {
+            out.push_back({diagnostic::severity::error, path.string(), 0, 0, "",
+                           "file contains NUL bytes: not a YAML or JSON text"});
+            return std::nullopt;
+        }
         {
             std::istringstream in(text);
             YAML::Parser parser(in);
             alias_finder finder;
+            // Bounded: yaml-cpp has been seen to report documents forever on odd input.
+            int documents = 0;
             while (!finder.alias && parser.HandleNextDocument(finder)) {
+                if (++documents > 1000) {
+                    out.push_back({diagnostic::severity::error, path.string(), 0, 0, "",
+                                   "more than 1000 YAML documents in one file"});
+                    return std::nullopt;
+                }
             }
             if (finder.alias) {
                 const pos p = pos_of(*finder.alias);
@@ -973,9 +985,12 @@ void read_auth(reader& r, const field_ref& f, auth_config& a) {
     for (const char* name : {"path", "env", "userEnv", "passwordEnv"}) {
         const auto* g = get(*m, name);
         if (!g) continue;
-        const bool used = std::any_of(needed.begin(), needed.end(), [&](const need& n) {
-            return std::string_view(n.field) == name;
-        });
+        // google takes an optional key file (else GOOGLE_APPLICATION_CREDENTIALS,
+        // $CREDENTIALS_DIRECTORY/sa-key.json, then the metadata server).
+        const bool optional = a.method == "google" && std::string_view(name) == "path";
+        const bool used = optional || std::any_of(needed.begin(), needed.end(), [&](const need& n) {
+                              return std::string_view(n.field) == name;
+                          });
         if (!used)
             r.error(pos_of(g->key.Mark()), std::string("apigee.auth.") + name,
                     std::string("not used by auth method ") + a.method);

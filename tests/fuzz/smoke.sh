@@ -13,6 +13,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/apigee_json_fuzz" "$work/config_fuzz"
 cp "$root"/tests/fuzz/corpus/apigee_json/* "$work/apigee_json_fuzz/" 2>/dev/null || true
+# Inputs that once hung or blew up the config loader (regressions).
+cp "$root"/tests/fuzz/corpus/config/* "$work/config_fuzz/" 2>/dev/null || true
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 # run NAME MAX_LEN EXTRA_CORPUS...: new inputs land in $work/NAME; crash-* files

@@ -631,8 +631,10 @@ TEST_F(Loader, AuthMethods) {
     EXPECT_DIAG(ds, "apigee.auth.passwordEnv", 3, 13, "auth method basic needs passwordEnv");
     ds = config_diags("apigee:\n  auth:\n    method: none\n    env: X\n");
     EXPECT_DIAG(ds, "apigee.auth.env", 4, 5, "not used by auth method none");
-    ds = config_diags("apigee:\n  auth: {path: /t}\n");  // method defaults to google
-    EXPECT_DIAG(ds, "apigee.auth.path", 2, 10, "not used by auth method google");
+    ds = config_diags("apigee:\n  auth: {env: X}\n");  // method defaults to google
+    EXPECT_DIAG(ds, "apigee.auth.env", 2, 10, "not used by auth method google");
+    // google takes an optional key file
+    EXPECT_TRUE(config_diags("apigee:\n  auth: {method: google, path: /sa.json}\n").empty());
 
     write("pol.yaml", "name: p\norganization: o\n");
     const auto r = load_config(
