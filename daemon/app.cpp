@@ -214,9 +214,9 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
     bool error = false;
     std::vector<std::vector<std::string>> rows;
     auto session = apigee::open_session(io.get_executor(), cfg.apigee);
-    if (!session) {
+    if (!session) {  // local set-up (key file, CA file, proxy): a configuration error
         std::cerr << "keyrotd: apigee: " << session.err().describe() << "\n";
-        return k_exit_failed;
+        return k_exit_config;
     }
     for (const auto& org : organizations(cfg)) {
         auto link = link_org(*session.value(), cfg, org, rec);
@@ -318,9 +318,10 @@ int cmd_once(const policy::config& cfg, const cli& c) {
     bool found = c.command != "rotate";
     auto session = apigee::open_session(io.get_executor(), cfg.apigee);
     if (!session) {
-        obs::log_event(spdlog::level::err, "cannot reach Apigee",
+        // Set-up is local (key file, CA file, proxy): a configuration error.
+        obs::log_event(spdlog::level::err, "cannot set up the Apigee client",
                        {{"error", session.err().describe()}});
-        return k_exit_failed;
+        return k_exit_config;
     }
     for (const auto& org : organizations(cfg)) {
         if (!only_org.empty() && org != only_org) continue;
