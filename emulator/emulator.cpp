@@ -970,14 +970,14 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
             }
             json out = {{"app", std::move(list)}, {"totalSize", total}};
             if (!next.empty()) out["nextPageToken"] = next;
-            res = json_response(out);
+            res = hostile_response(std::move(out), true);
             break;
         }
         case R::app_by_id: {
             auto it = org.app_id_index.find(seg[3]);
             if (it == org.app_id_index.end()) fail(404, "app " + seg[3] + " not found");
             const auto& a = org.apps.at(it->second);
-            res = json_response(app_json(it->second, a, true, nullptr, true));
+            res = hostile_response(app_json(it->second, a, true, nullptr, true), false);
             break;
         }
         case R::devs_list: {
@@ -1094,7 +1094,8 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
         }
         case R::app_get: {
             auto& a = find_app(seg[3], seg[5]);
-            res = json_response(app_json({lower(seg[3]), seg[5]}, a, true, nullptr, false));
+            res =
+                hostile_response(app_json({lower(seg[3]), seg[5]}, a, true, nullptr, false), false);
             break;
         }
         case R::app_post: {
@@ -1327,6 +1328,85 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
     return res;
 }
 
+// ---------------------------------------------------------------- hostile mode
+
+// Corrupts what the emulator says about one app (faults_.hostile_app) in the
+// org app list and in GET of that app; `page-loop` makes every list page's
+// nextPageToken point back at the first page. Huge arrays and duplicate
+// members are spliced in as raw text in place of marker strings, so the body
+// is built without a json tree of 200,000 nodes (about 10 MB of text).
+response emulator::hostile_response(json j, bool list) const {
+    const std::string& mode = faults_.hostile_mode;
+    if (mode.empty()) return json_response(j);
+    if (mode == "page-loop") {
+        // upper_bound of ("", "") is the first app: the token names page one.
+        if (list) j["nextPageToken"] = to_hex("\x1f");
+        return json_response(j);
+    }
+    std::vector<std::pair<std::string, std::string>> splices;  // "marker" -> raw text
+    auto corrupt = [&](json& a) {
+        if (!a.is_object() || !a.contains("name") || a["name"] != faults_.hostile_app) return;
+        json* creds =
+            a.contains("credentials") && a["credentials"].is_array() && !a["credentials"].empty()
+                ? &a["credentials"]
+                : nullptr;
+        if (mode == "wrong-types") {
+            a["attributes"] = "not-a-list";
+            if (creds) {
+                (*creds)[0]["expiresAt"] = {{"seconds", 1}};
+                (*creds)[0]["apiProducts"] = 42;
+            }
+        } else if (mode == "missing-fields") {
+            if (creds)
+                for (auto& c : *creds) {
+                    c.erase("consumerKey");
+                    c.erase("status");
+                }
+        } else if (mode == "huge-array") {
+            std::string cs = creds ? creds->dump(-1, ' ', false, json::error_handler_t::replace)
+                                   : std::string("[]");
+            cs.pop_back();  // the closing ']'
+            cs.reserve(cs.size() + 200000 * 32);
+            for (int i = 0; i < 200000; ++i) {
+                if (cs.size() > 1) cs += ',';
+                cs += "{\"consumerKey\":\"junk-" + std::to_string(i) + "\"}";
+            }
+            cs += ']';
+            std::string as = "[";
+            as.reserve(100000 * 40);
+            for (int i = 0; i < 100000; ++i) {
+                if (i) as += ',';
+                as += "{\"name\":\"junk-" + std::to_string(i) + "\",\"value\":\"x\"}";
+            }
+            as += ']';
+            const auto n = std::to_string(splices.size());
+            a["credentials"] = "@@hostile-credentials-" + n + "@@";
+            a["attributes"] = "@@hostile-attributes-" + n + "@@";
+            splices.emplace_back("\"@@hostile-credentials-" + n + "@@\"", std::move(cs));
+            splices.emplace_back("\"@@hostile-attributes-" + n + "@@\"", std::move(as));
+        } else if (mode == "duplicate-keys") {
+            if (creds) creds->push_back((*creds)[0]);
+            // "name":"X","name":"X" in place of "name":"X".
+            const auto n = std::to_string(splices.size());
+            std::string name = a["name"].dump(-1, ' ', false, json::error_handler_t::replace);
+            a["name"] = "@@hostile-name-" + n + "@@";
+            splices.emplace_back("\"@@hostile-name-" + n + "@@\"", name + ",\"name\":" + name);
+        }
+    };
+    if (list) {
+        if (j.contains("app") && j["app"].is_array())
+            for (auto& a : j["app"]) corrupt(a);
+    } else {
+        corrupt(j);
+    }
+    response r = json_response(j);
+    for (const auto& [marker, raw] : splices) {
+        auto at = r.body.find(marker);
+        if (at != std::string::npos) r.body.replace(at, marker.size(), raw);
+    }
+    return r;
+}
+
 // ---------------------------------------------------------------- hooks
 
 response emulator::handle_hook(const request& req, const std::string& path,
@@ -1366,7 +1446,10 @@ response emulator::handle_hook(const request& req, const std::string& path,
                     {"retryAfterSeconds", faults_.retry_after_seconds},
                     {"pDropAfterWrite", faults_.p_drop_after_write},
                     {"seed", faults_.seed},
-                    {"metadataDown", oauth_->metadata_down}};
+                    {"metadataDown", oauth_->metadata_down},
+                    {"hostile", faults_.hostile_mode.empty() ? json(nullptr)
+                                                             : json{{"mode", faults_.hostile_mode},
+                                                                    {"app", faults_.hostile_app}}}};
     };
     if (path == "/__emulator/faults") {
         if (meth == "GET") return json_response(faults_json());
@@ -1400,6 +1483,33 @@ response emulator::handle_hook(const request& req, const std::string& path,
         if (auto it = j.find("metadataDown"); it != j.end() && !it->is_null()) {
             if (!it->is_boolean()) fail(400, "metadataDown must be a boolean");
             metadata_down = it->get<bool>();
+        }
+        if (auto it = j.find("hostile"); it != j.end()) {
+            f.hostile_mode.clear();
+            f.hostile_app.clear();
+            if (!it->is_null()) {
+                if (!it->is_object()) fail(400, "hostile must be an object or null");
+                auto mode = it->find("mode");
+                if (mode != it->end() && !mode->is_null()) {
+                    static const char* const modes[] = {"wrong-types", "missing-fields",
+                                                        "huge-array", "duplicate-keys",
+                                                        "page-loop"};
+                    if (!mode->is_string() ||
+                        std::none_of(std::begin(modes), std::end(modes),
+                                     [&](const char* m) { return *mode == m; }))
+                        fail(400,
+                             "hostile.mode must be wrong-types, missing-fields, huge-array, "
+                             "duplicate-keys or page-loop");
+                    f.hostile_mode = mode->get<std::string>();
+                    auto app = it->find("app");
+                    if (app != it->end() && !app->is_null()) {
+                        if (!app->is_string()) fail(400, "hostile.app must be a string");
+                        f.hostile_app = app->get<std::string>();
+                    }
+                    if (f.hostile_app.empty() && f.hostile_mode != "page-loop")
+                        fail(400, "hostile.app is required for this mode");
+                }
+            }
         }
         faults_ = f;
         if (metadata_down) oauth_->metadata_down = *metadata_down;

@@ -116,6 +116,10 @@ struct faults {
     int retry_after_seconds = 1;
     double p_drop_after_write = 0;
     std::uint64_t seed = 0;
+    // Hostile mode (docs/emulator.md): corrupts the answers about one app.
+    std::string hostile_mode;  // "" (off) | wrong-types | missing-fields | huge-array |
+                               // duplicate-keys | page-loop
+    std::string hostile_app;   // the app name it corrupts (page-loop: every list page)
 };
 
 struct availability_record {
@@ -152,6 +156,9 @@ class emulator {
 
     organization& load_org(const nlohmann::json& o, millis base);
     nlohmann::json dump_state() const;
+    // The body for an app list page (`list`) or one app, corrupted by the
+    // hostile fault when it is on and the answer names its app.
+    response hostile_response(nlohmann::json j, bool list) const;
     int usable_keys(const organization& org, const app_key& k) const;
     void record_availability(const std::string& org, const app_key& k, int before,
                              const std::string& route, const std::string& key = "");
