@@ -77,6 +77,15 @@ class planner {
         for (auto& [fp, info] : keys_) plan_.keys.push_back(view(info));
         plan_.has_valid_key = std::any_of(app_.credentials.begin(), app_.credentials.end(),
                                           [&](const credential& c) { return key_valid(c, now_); });
+        if (const std::string why = implausible(); !why.empty()) {
+            // Data no Apigee would send (a hostile or broken answer): touch nothing.
+            action a;
+            a.kind = action_kind::report;
+            a.failed = true;
+            a.reason = "app data from Apigee is implausible (" + why + "): not touched";
+            add(std::move(a));
+            return std::move(plan_);
+        }
         if (app_.status != "approved") return skip("app is revoked");
         if (app_.developer_status != "active") return skip("developer is inactive");
 
@@ -143,6 +152,26 @@ class planner {
             v.state = key_state::valid;
         }
         return v;
+    }
+
+    // Apigee's limits are 18 attributes, 50 products a key and (announced) 10
+    // keys an app; far past them, or one consumer key twice, the answer
+    // cannot be trusted. "" when the app looks sane.
+    std::string implausible() const {
+        if (app_.credentials.size() > 1000)
+            return std::to_string(app_.credentials.size()) + " keys";
+        if (app_.attributes.size() > 100)
+            return std::to_string(app_.attributes.size()) + " app attributes";
+        std::set<std::string> seen;
+        for (const auto& c : app_.credentials) {
+            if (c.consumer_key.empty()) continue;  // not a usable key; never acted on
+            if (!seen.insert(c.fingerprint).second)
+                return "consumer key " + c.fingerprint + " listed twice";
+            if (c.attributes.size() > 100 || c.products.size() > 1000)
+                return "key " + c.fingerprint + " with " + std::to_string(c.attributes.size()) +
+                       " attributes and " + std::to_string(c.products.size()) + " products";
+        }
+        return "";
     }
 
     app_plan skip(std::string why) {

@@ -273,6 +273,24 @@ INSTANTIATE_TEST_SUITE_P(
             {"revoke:a1"},
             -2,
             plan::options{false, true}},
+        row{"implausible_duplicate_key_not_touched",
+            [] {
+                return make_app(
+                    {key("a1", T0 - 80 * d, T0 + 10 * d), key("a1", T0 - 80 * d, T0 + 10 * d)});
+            },
+            {},
+            {"report!:"},
+            k_never},
+        row{"implausible_key_count_not_touched",
+            [] {
+                std::vector<credential> keys;
+                for (int i = 0; i < 1001; ++i)
+                    keys.push_back(key("k" + std::to_string(i), T0 - 80 * d, T0 + 10 * d));
+                return make_app(std::move(keys));
+            },
+            {},
+            {"report!:"},
+            k_never},
         row{"chain_successor_rotates_itself_later",
             [] {
                 return make_app({key("a1", T0 - 170 * d, T0 - 80 * d, "revoked"),
