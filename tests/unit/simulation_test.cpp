@@ -63,13 +63,14 @@ class simulation {
                 ASSERT_NE(old, nullptr);
                 EXPECT_EQ(s.successor_revoked_by_person.count(act.key), 0u)
                     << "a new successor re-grants what a person revoked";
+                // Read before the loop: push_back below may move the credentials.
+                const millis old_expires = old->expires_at;
+                EXPECT_TRUE(act.expires_at == k_never || old_expires < 0 ||
+                            act.expires_at > old_expires)
+                    << "successor must outlive the old key";
                 const int copies = chance(0.03) ? 2 : 1;  // a race between two daemons
                 for (int i = 0; i < copies; ++i) {
                     credential c = new_key(now, act.expires_at);
-                    EXPECT_TRUE(act.expires_at == k_never ||
-                                (old->expires_at >= 0 && act.expires_at > old->expires_at) ||
-                                old->expires_at < 0)
-                        << "successor must outlive the old key";
                     c.attributes = act.spec.attributes;
                     c.attributes.back().value = "pending:" + act.key;
                     c.scopes = act.spec.scopes;
