@@ -13,12 +13,11 @@ What keyrotd does (asserted below):
   valid keys, so the affected app is left alone and the other four apps are
   rotated (exit 0).
 - page-loop: "app list repeats a page token", exit 1, nothing written.
-- huge-array and duplicate-keys: KNOWN KEYROTD BUGS, these tests fail. keyrotd
-  accepts an app with 200,000 credentials and 100,000 attributes (far beyond
-  Apigee's limits) and one listing the same consumer key twice, and rotates it
-  (create + complete, and for huge-array also the revocation of the old key).
-  The contract is that such an app gets no writes; the tests assert it and
-  are not weakened."""
+- huge-array and duplicate-keys: the planner finds the app's data implausible
+  (far past Apigee's limits: 200,000 credentials, 100,000 attributes; or one
+  consumer key listed twice), reports it as failed (exit 1) and leaves it
+  alone; the other four apps are rotated. (These were bugs until the planner
+  learnt to distrust such data.)"""
 import os
 import subprocess
 import sys
