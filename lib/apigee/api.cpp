@@ -109,6 +109,32 @@ call_spec json_call(std::string method, std::string target, std::string body) {
     return s;
 }
 
+// One call, its answer parsed: an app, a key, or nothing (204).
+net::awaitable<result<app>> call_app(http::client& client, auth::token_source& auth, call_spec spec,
+                                     const std::string& org) {
+    auto r = co_await call(client, auth, spec);
+    if (!r) co_return r.err();
+    auto a = parse_app(r->body, org);
+    if (!a) co_return in_context(a.err(), spec);
+    co_return a;
+}
+
+net::awaitable<result<credential>> call_key(http::client& client, auth::token_source& auth,
+                                            call_spec spec) {
+    auto r = co_await call(client, auth, spec);
+    if (!r) co_return r.err();
+    auto c = parse_credential(r->body);
+    if (!c) co_return in_context(c.err(), spec);
+    co_return c;
+}
+
+net::awaitable<result<void>> call_only(http::client& client, auth::token_source& auth,
+                                       call_spec spec) {
+    auto r = co_await call(client, auth, spec);
+    if (!r) co_return r.err();
+    co_return ok_t{};
+}
+
 }  // namespace
 
 api::api(http::client& http, auth::token_source& auth, std::string organization)
@@ -174,29 +200,17 @@ net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::li
 
 net::awaitable<result<app>> api::get_app(std::string developer, std::string app_name) {
     call_spec spec("GET", app_path(org_, developer, app_name));
-    auto r = co_await call(http_, auth_, spec);
-    if (!r) co_return r.err();
-    auto a = parse_app(r->body, org_);
-    if (!a) co_return in_context(a.err(), spec);
-    co_return a;
+    co_return co_await call_app(http_, auth_, std::move(spec), org_);
 }
 
 net::awaitable<result<app>> api::generate_key(std::string developer, const app& body) {
     auto spec = json_call("POST", app_path(org_, developer, body.name), generate_key_body(body));
-    auto r = co_await call(http_, auth_, spec);
-    if (!r) co_return r.err();
-    auto a = parse_app(r->body, org_);
-    if (!a) co_return in_context(a.err(), spec);
-    co_return a;
+    co_return co_await call_app(http_, auth_, std::move(spec), org_);
 }
 
 net::awaitable<result<app>> api::update_app(std::string developer, const app& body) {
     auto spec = json_call("PUT", app_path(org_, developer, body.name), update_app_body(body));
-    auto r = co_await call(http_, auth_, spec);
-    if (!r) co_return r.err();
-    auto a = parse_app(r->body, org_);
-    if (!a) co_return in_context(a.err(), spec);
-    co_return a;
+    co_return co_await call_app(http_, auth_, std::move(spec), org_);
 }
 
 net::awaitable<result<credential>> api::create_key(std::string developer, std::string app_name,
@@ -204,22 +218,14 @@ net::awaitable<result<credential>> api::create_key(std::string developer, std::s
     auto spec =
         json_call("POST", app_path(org_, developer, app_name) + "/keys", create_key_body(key));
     spec.scrub = {key.consumer_key.reveal(), key.consumer_secret.reveal()};
-    auto r = co_await call(http_, auth_, spec);
-    if (!r) co_return r.err();
-    auto c = parse_credential(r->body);
-    if (!c) co_return in_context(c.err(), spec);
-    co_return c;
+    co_return co_await call_key(http_, auth_, std::move(spec));
 }
 
 net::awaitable<result<credential>> api::get_key(std::string developer, std::string app_name,
                                                 secret key) {
     call_spec spec("GET", key_path(org_, developer, app_name, key));
     spec.scrub = {key.reveal()};
-    auto r = co_await call(http_, auth_, spec);
-    if (!r) co_return r.err();
-    auto c = parse_credential(r->body);
-    if (!c) co_return in_context(c.err(), spec);
-    co_return c;
+    co_return co_await call_key(http_, auth_, std::move(spec));
 }
 
 net::awaitable<result<credential>> api::update_key(
@@ -228,11 +234,7 @@ net::awaitable<result<credential>> api::update_key(
     auto spec = json_call("POST", key_path(org_, developer, app_name, key),
                           update_key_body(add_products, attributes ? &*attributes : nullptr));
     spec.scrub = {key.reveal()};
-    auto r = co_await call(http_, auth_, spec);
-    if (!r) co_return r.err();
-    auto c = parse_credential(r->body);
-    if (!c) co_return in_context(c.err(), spec);
-    co_return c;
+    co_return co_await call_key(http_, auth_, std::move(spec));
 }
 
 net::awaitable<result<credential>> api::replace_key_scopes(std::string developer,
@@ -240,11 +242,7 @@ net::awaitable<result<credential>> api::replace_key_scopes(std::string developer
                                                            std::vector<std::string> scopes) {
     auto spec = json_call("PUT", key_path(org_, developer, app_name, key), scopes_body(scopes));
     spec.scrub = {key.reveal()};
-    auto r = co_await call(http_, auth_, spec);
-    if (!r) co_return r.err();
-    auto c = parse_credential(r->body);
-    if (!c) co_return in_context(c.err(), spec);
-    co_return c;
+    co_return co_await call_key(http_, auth_, std::move(spec));
 }
 
 net::awaitable<result<void>> api::set_key_status(std::string developer, std::string app_name,
@@ -253,9 +251,7 @@ net::awaitable<result<void>> api::set_key_status(std::string developer, std::str
                                (approve ? "?action=approve" : "?action=revoke"));
     spec.content_type = "application/octet-stream";
     spec.scrub = {key.reveal()};
-    auto r = co_await call(http_, auth_, spec);
-    if (!r) co_return r.err();
-    co_return ok_t{};
+    co_return co_await call_only(http_, auth_, std::move(spec));
 }
 
 net::awaitable<result<void>> api::set_key_product_status(std::string developer,
@@ -266,18 +262,14 @@ net::awaitable<result<void>> api::set_key_product_status(std::string developer,
                                (approve ? "?action=approve" : "?action=revoke"));
     spec.content_type = "application/octet-stream";
     spec.scrub = {key.reveal()};
-    auto r = co_await call(http_, auth_, spec);
-    if (!r) co_return r.err();
-    co_return ok_t{};
+    co_return co_await call_only(http_, auth_, std::move(spec));
 }
 
 net::awaitable<result<void>> api::delete_key(std::string developer, std::string app_name,
                                              secret key) {
     call_spec spec("DELETE", key_path(org_, developer, app_name, key));
     spec.scrub = {key.reveal()};
-    auto r = co_await call(http_, auth_, spec);
-    if (!r) co_return r.err();
-    co_return ok_t{};
+    co_return co_await call_only(http_, auth_, std::move(spec));
 }
 
 }  // namespace keyrot::apigee
