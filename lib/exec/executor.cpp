@@ -317,6 +317,10 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
             ++sum.actions_done;
         }
         if (!wrote) co_return;
+        // Every write above was verified and its result kept in the snapshot;
+        // only "generate", which rewrites the app itself, makes us read it again.
+        if (!pa.reread) continue;
+        pa.reread = false;
         auto fresh = co_await api_.get_app(pa.snapshot.developer_email, pa.snapshot.name);
         if (!fresh) {
             fail(pa, "", "", "re-reading the app after writing: " + fresh.err().describe());
@@ -411,6 +415,7 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
     body.scopes = act.spec.scopes;
     const millis now = clock_();
     body.key_expires_in = act.expires_at == k_never ? k_never : act.expires_at - now;
+    pa.reread = true;  // the app itself is rewritten: re-read it before planning again
     auto after = co_await api_.generate_key(dev, body);
     if (!after) {
         if (!maybe_applied(after.err())) {
@@ -576,6 +581,7 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
     if (!r) co_return fail(pa, fp, replaces, "write final marker: " + r.err().describe());
     if (sorted(r->attributes) != sorted(spec.attributes))
         co_return fail(pa, fp, replaces, "attributes do not read back as written");
+    keep(pa, std::move(r.value()), key);
     co_return finish(pa, in);
 }
 
@@ -609,6 +615,7 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
         co_return fail(
             pa, act.key, act.replaces,
             r ? "revoked key does not read back as revoked" : "revoke: " + r.err().describe());
+    keep(pa, std::move(back.value()), key);
     co_return finish(pa, in);
 }
 
@@ -628,7 +635,24 @@ net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) 
     auto back = co_await api_.get_key(dev, name, key);
     if (back || !back.err().is_status(404))
         co_return fail(pa, act.key, "", "deleted key still reads back");
+    std::erase_if(pa.snapshot.credentials,
+                  [&](const credential& c) { return c.fingerprint == act.key; });
     co_return finish(pa, in);
+}
+
+// A key as Apigee answered it after a verified write replaces our copy (or
+// joins the snapshot), so the next plan needs no re-read of the app.
+void executor::keep(planned_app& pa, credential c, const secret& key) {
+    c.consumer_key = key;
+    c.fingerprint = fingerprint(key);
+    c.consumer_secret.clear();  // not needed for planning
+    for (auto& k : pa.snapshot.credentials) {
+        if (k.fingerprint == c.fingerprint) {
+            k = std::move(c);
+            return;
+        }
+    }
+    pa.snapshot.credentials.push_back(std::move(c));
 }
 
 intent executor::make_intent(const planned_app& pa, std::string action, const std::string& key,

@@ -46,6 +46,7 @@ struct planned_app {
     const policy::policy* policy = nullptr;
     plan::app_plan plan;
     plan::action_kind current = plan::action_kind::report;  // the action being applied
+    bool reread = false;  // a write changed the app itself ("generate"): read it again
 };
 
 struct inventory {
@@ -103,6 +104,7 @@ class executor {
     net::awaitable<bool> remove(planned_app& pa, const plan::action& act);
     net::awaitable<bool> recover_journal(planned_app& pa);
     void recover_intents(planned_app& pa);
+    static void keep(planned_app& pa, credential c, const secret& key);
     intent make_intent(const planned_app& pa, std::string action, const std::string& key,
                        const std::string& replaces, std::string detail, bool late) const;
     bool begin(const planned_app& pa, const intent& i);
