@@ -260,6 +260,9 @@ void executor::tally(const planned_app& pa,
             case plan::key_state::revoked:
                 ++c.revoked;
                 break;
+            case plan::key_state::skipped:
+                ++c.skipped;
+                break;
         }
         if (obs_.wants_keys())
             sum.keys.push_back({pa.snapshot.developer_email, pa.snapshot.name, pa.policy->name, k});

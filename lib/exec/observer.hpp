@@ -3,6 +3,7 @@
 // lib/obs implements it; tests use a recording fake.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -47,12 +48,19 @@ struct pass_summary {
     int actions_done = 0;
     int actions_failed = 0;
     std::string error;  // why the pass failed, if it did
+    // Apps of the organisation keyrotd leaves alone, by reason, whether or not a
+    // policy matches them: "team-app" (AppGroup apps: not supported yet),
+    // "developer-inactive", "developer-unknown" (status could not be learnt:
+    // never written to), "app-revoked". Keys of these apps are in state
+    // `skipped`, never `due`.
+    std::map<std::string, int> skipped_apps;
     // keys of matched apps; empty unless the observer asked for them (per-key metrics)
     std::vector<key_record> keys;
     // counts by policy and state, and apps without a valid key by policy
     struct policy_counts {
         std::string policy;
-        int valid = 0, due = 0, overlap = 0, expired = 0, revoked = 0;
+        int valid = 0, due = 0, overlap = 0, expired = 0, revoked = 0, skipped = 0;
+        int apps = 0;  // apps this policy governs (0: the policy matches nothing)
         int apps_without_valid_key = 0;
     };
     std::vector<policy_counts> by_policy;

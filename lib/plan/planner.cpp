@@ -451,6 +451,8 @@ const char* to_string(key_state s) {
             return "expired";
         case key_state::revoked:
             return "revoked";
+        case key_state::skipped:
+            return "skipped";
     }
     return "?";
 }

@@ -12,7 +12,9 @@
 
 namespace keyrot::plan {
 
-enum class key_state { valid, due, overlap, expired, revoked };
+// skipped: a key of an app keyrotd leaves alone (team app, inactive or unknown
+// developer, revoked app): never counted as due.
+enum class key_state { valid, due, overlap, expired, revoked, skipped };
 const char* to_string(key_state s);
 
 enum class action_kind {
