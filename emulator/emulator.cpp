@@ -22,6 +22,9 @@ constexpr std::size_t k_max_attr_name = 1024;
 constexpr std::size_t k_max_attr_value = 2048;
 constexpr std::size_t k_max_key_size = 2048;
 constexpr std::size_t k_max_products_per_key = 50;
+// Team (AppGroup) apps share the app map; their key's first part is this byte
+// and the group name (no developer email holds a control character).
+const std::string k_team_prefix = "\x01";
 constexpr std::size_t k_max_availability = 200000;
 constexpr std::int64_t k_rate_window_s = 3600;
 
@@ -205,6 +208,11 @@ bool valid_email(const std::string& e) {
         return std::isspace(static_cast<unsigned char>(c)) || c == '/' || c == '\\' ||
                static_cast<unsigned char>(c) < 0x20;
     });
+}
+
+bool has_marker(const credential& c) {
+    return std::any_of(c.attributes.begin(), c.attributes.end(),
+                       [](const attribute& a) { return a.name == "keyrotd_replaces"; });
 }
 
 json attrs_json(const std::vector<attribute>& attrs) {
@@ -399,6 +407,39 @@ route_match match_route(const std::string& method, const std::vector<std::string
 
 }  // namespace
 
+const std::vector<std::string>& readings::names() {
+    static const std::vector<std::string> n = {"create-scopes",         "update-wipes-attributes",
+                                               "developer-list-emails", "page-100",
+                                               "put-generates",         "keystatus-whole-apps"};
+    return n;
+}
+
+bool* readings::flag(const std::string& name) {
+    return name == "create-scopes"             ? &create_scopes
+           : name == "update-wipes-attributes" ? &update_wipes_attributes
+           : name == "developer-list-emails"   ? &developer_list_emails
+           : name == "page-100"                ? &page_100
+           : name == "put-generates"           ? &put_generates
+           : name == "keystatus-whole-apps"    ? &keystatus_whole_apps
+                                               : nullptr;
+}
+
+bool readings::set(const std::string& name, bool on) {
+    bool* f = flag(name);
+    if (f == nullptr) return false;
+    *f = on;
+    return true;
+}
+
+bool readings::get(const std::string& name) const {
+    const bool* f = const_cast<readings*>(this)->flag(name);
+    return f != nullptr && *f;
+}
+
+void readings::all(bool on) {
+    for (const auto& n : names()) set(n, on);
+}
+
 emulator::emulator(std::string token)
     : oauth_(std::make_unique<oauth>()), fault_rng_(0), id_rng_(std::random_device{}()) {
     oauth_->set_static_token(std::move(token));
@@ -490,11 +531,15 @@ organization& emulator::load_org(const json& o, millis base) {
     }
     if (auto it = o.find("apps"); it != o.end()) {
         for (const auto& a : *it) {
-            auto email = lower(seed_str(a, "developerEmail"));
-            if (!org->developers.count(email))
+            developer_app app;
+            // A team (AppGroup) app has `appGroup` and no developer. Its key in
+            // the app map starts with a byte no email holds.
+            app.app_group = seed_str(a, "appGroup");
+            auto email = app.app_group.empty() ? lower(seed_str(a, "developerEmail"))
+                                               : k_team_prefix + app.app_group;
+            if (app.app_group.empty() && !org->developers.count(email))
                 throw std::runtime_error("seed: app's developerEmail is not a seeded developer: " +
                                          email);
-            developer_app app;
             app.name = seed_str(a, "name");
             if (app.name.empty()) throw std::runtime_error("seed: app needs a name");
             app.app_id = seed_str(a, "appId", uuid(id_rng_));
@@ -604,18 +649,21 @@ json emulator::dump_state() const {
                 if (!cj.contains("apiProducts")) cj["apiProducts"] = json::array();
                 creds.push_back(std::move(cj));
             }
-            apps.push_back({{"developerEmail", org->developers.at(k.first).email},
-                            {"name", a.name},
-                            {"appId", a.app_id},
-                            {"status", a.status},
-                            {"attributes", attrs_json(a.attributes)},
-                            {"callbackUrl", a.callback_url},
-                            {"scopes", a.scopes},
-                            {"appFamily", a.app_family},
-                            {"keyExpiresIn", std::to_string(a.key_expires_in)},
-                            {"createdAt", std::to_string(a.created_at)},
-                            {"lastModifiedAt", std::to_string(a.last_modified_at)},
-                            {"credentials", std::move(creds)}});
+            apps.push_back(
+                {{"developerEmail",
+                  a.app_group.empty() ? json(org->developers.at(k.first).email) : json(nullptr)},
+                 {"appGroup", a.app_group.empty() ? json(nullptr) : json(a.app_group)},
+                 {"name", a.name},
+                 {"appId", a.app_id},
+                 {"status", a.status},
+                 {"attributes", attrs_json(a.attributes)},
+                 {"callbackUrl", a.callback_url},
+                 {"scopes", a.scopes},
+                 {"appFamily", a.app_family},
+                 {"keyExpiresIn", std::to_string(a.key_expires_in)},
+                 {"createdAt", std::to_string(a.created_at)},
+                 {"lastModifiedAt", std::to_string(a.last_modified_at)},
+                 {"credentials", std::move(creds)}});
         }
         o["apiProducts"] = std::move(prods);
         o["developers"] = std::move(devs);
@@ -858,14 +906,18 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
     };
     auto app_json = [&](const app_key& k, const developer_app& a, bool creds,
                         const std::string* key_status, bool with_email) {
-        const developer& d = org.developers.at(k.first);
         json j = {{"appId", a.app_id},
                   {"name", a.name},
-                  {"developerId", d.developer_id},
                   {"status", a.status},
                   {"createdAt", std::to_string(a.created_at)},
                   {"lastModifiedAt", std::to_string(a.last_modified_at)}};
-        if (with_email) j["developerEmail"] = d.email;
+        if (!a.app_group.empty()) {
+            j["appGroup"] = a.app_group;  // a team app: no developer fields at all
+        } else {
+            const developer& d = org.developers.at(k.first);
+            j["developerId"] = d.developer_id;
+            if (with_email) j["developerEmail"] = d.email;
+        }
         put_attrs(j, a.attributes);
         put_str(j, "callbackUrl", a.callback_url);
         put_list(j, "scopes", a.scopes);
@@ -908,7 +960,17 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
              body.contains("consumerKey") && body["consumerKey"].is_string())
         record_key = keyrot::fingerprint(body["consumerKey"].get<std::string>());
 
+    // Which keys of the written app carry keyrotd's lineage marker now: a write
+    // that removes one is recorded (docs/emulator.md, invariants).
+    std::vector<std::string> marked_before;
+    if (written) {
+        if (auto ai = org.apps.find(*written); ai != org.apps.end())
+            for (const auto& c : ai->second.credentials)
+                if (has_marker(c)) marked_before.push_back(c.consumer_key);
+    }
+
     response res;
+    millis list_delay_ms = 0;
     using R = route_id;
     switch (*m.id) {
         case R::org_get: {
@@ -932,6 +994,7 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
                 if (!v) fail(400, "pageSize must be an integer");
                 if (*v > 0) page_size = std::min<std::int64_t>(*v, 1000);
             }
+            if (readings_.page_100) page_size = std::min<std::int64_t>(page_size, 100);
             auto start = org.apps.begin();
             if (auto tok = q("pageToken"); tok && !tok->empty()) {
                 auto raw = from_hex(*tok);
@@ -939,9 +1002,17 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
                 if (sep == std::string::npos) fail(400, "invalid pageToken");
                 start = org.apps.upper_bound({raw->substr(0, sep), raw->substr(sep + 1)});
             }
+            // keystatus-whole-apps: keyStatus selects the apps that have a key
+            // of that status, and such an app comes with all of its keys.
+            const bool whole = readings_.keystatus_whole_apps && key_status != "all";
             auto matches = [&](const developer_app& a) {
-                return status == "all" || a.status == status;
+                if (status != "all" && a.status != status) return false;
+                if (!whole) return true;
+                return std::any_of(a.credentials.begin(), a.credentials.end(),
+                                   [&](const credential& c) { return c.status == key_status; });
             };
+            const std::string all_keys = "all";
+            const std::string* shown = whole ? &all_keys : &key_status;
             std::int64_t total = 0;
             for (const auto& [k, a] : org.apps)
                 if (matches(a)) ++total;
@@ -954,11 +1025,11 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
                     break;
                 }
                 if (expand) {
-                    list.push_back(app_json(it->first, it->second, true, &key_status, true));
+                    list.push_back(app_json(it->first, it->second, true, shown, true));
                 } else {
                     json j = {{"appId", it->second.app_id}};
                     if (include_cred) {
-                        json full = app_json(it->first, it->second, true, &key_status, true);
+                        json full = app_json(it->first, it->second, true, shown, true);
                         if (full.contains("credentials")) j["credentials"] = full["credentials"];
                     }
                     list.push_back(std::move(j));
@@ -968,9 +1039,11 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
                 while (peek != org.apps.end() && !matches(peek->second)) ++peek;
                 if (peek == org.apps.end()) next.clear();
             }
+            const auto listed = static_cast<std::int64_t>(list.size());
             json out = {{"app", std::move(list)}, {"totalSize", total}};
             if (!next.empty()) out["nextPageToken"] = next;
             res = hostile_response(std::move(out), true);
+            list_delay_ms = listed * list_latency_per_app_us_ / 1000;
             break;
         }
         case R::app_by_id: {
@@ -992,9 +1065,12 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
             if (auto sk = q("startKey"); sk && !sk->empty())
                 it = org.developers.lower_bound(lower(*sk));
             json list = json::array();
+            // developer-list-emails: "expand is not valid with count or startKey".
+            const bool paged = q("count").has_value() || q("startKey").has_value();
+            const bool expanded = expand && !(readings_.developer_list_emails && paged);
             for (; it != org.developers.end() && static_cast<std::int64_t>(list.size()) < count;
                  ++it) {
-                if (expand)
+                if (expanded)
                     list.push_back(developer_json(it->second));
                 else
                     list.push_back(
@@ -1153,6 +1229,14 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
             a.callback_url = std::move(callback);
             a.app_family = std::move(family);
             a.last_modified_at = t;
+            // put-generates: on Apigee X, naming API products in an app update
+            // "automatically generates an API key" for them.
+            if (const json* p = field(body, "apiProducts");
+                p != nullptr && readings_.put_generates) {
+                auto cred = new_credential(product_names(*p), a.key_expires_in, a.scopes);
+                org.key_index[cred.consumer_key] = k;
+                a.credentials.push_back(std::move(cred));
+            }
             res = json_response(app_json(k, a, true, nullptr, false));
             break;
         }
@@ -1180,6 +1264,10 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
                      "2 KB each");
             if (auto at = check_attr_count(body)) c.attributes = std::move(*at);
             if (const json* s = field(body, "scopes")) c.scopes = parse_string_list(*s, "scopes");
+            if (readings_.create_scopes && !c.scopes.empty())
+                fail(400,
+                     "scopes must already be defined for an API product associated with the key; "
+                     "the new key has none");
             millis expires_s = -1;
             if (const json* e = field(body, "expiresInSeconds")) {
                 auto v = json_int64(*e);
@@ -1222,7 +1310,10 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
                 if (std::none_of(c.products.begin(), c.products.end(),
                                  [&](const key_product& kp) { return kp.name == p; }))
                     c.products.push_back({p, product_status(p)});
-            if (attrs) c.attributes = std::move(*attrs);
+            if (attrs)
+                c.attributes = std::move(*attrs);
+            else if (readings_.update_wipes_attributes)
+                c.attributes.clear();  // "replaces the existing attributes with those specified"
             if (const json* s = field(body, "scopes")) c.scopes = parse_string_list(*s, "scopes");
             res = json_response(credential_json(c));
             break;
@@ -1233,6 +1324,11 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
             std::vector<std::string> scopes;
             if (const json* s = field(body, "scopes")) scopes = parse_string_list(*s, "scopes");
             c.scopes = std::move(scopes);
+            // Strict: a replace is a replace of the key as sent, attributes included.
+            if (readings_.update_wipes_attributes) {
+                auto attrs = check_attr_count(body);
+                c.attributes = attrs ? std::move(*attrs) : std::vector<attribute>{};
+            }
             res = json_response(credential_json(c));
             break;
         }
@@ -1320,7 +1416,18 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
 
     if (written && res.status / 100 == 2 && *m.id != R::dev_post)
         record_availability(org.name, *written, usable_before, record_route, record_key);
-    res.delay_ms = faults_.latency_ms;
+    if (written && !marked_before.empty()) {
+        if (auto ai = org.apps.find(*written); ai != org.apps.end()) {
+            for (const auto& c : ai->second.credentials) {
+                if (has_marker(c) || std::find(marked_before.begin(), marked_before.end(),
+                                               c.consumer_key) == marked_before.end())
+                    continue;
+                markers_lost_.push_back({t, org.name, ai->second.name,
+                                         keyrot::fingerprint(c.consumer_key), record_route});
+            }
+        }
+    }
+    res.delay_ms = faults_.latency_ms + list_delay_ms;
     if (is_write && res.status / 100 == 2 && faults_.p_drop_after_write > 0) {
         std::uniform_real_distribution<double> u(0.0, 1.0);
         if (u(fault_rng_) < faults_.p_drop_after_write) res.drop = true;
@@ -1569,6 +1676,40 @@ response emulator::handle_hook(const request& req, const std::string& path,
         return json_response({{"records", std::move(records)},
                               {"everLostLast", std::move(lost)},
                               {"dropped", availability_dropped_}});
+    }
+    if (path == "/__emulator/readings") {
+        if (meth == "POST") {
+            json j = body_json();
+            if (!j.is_object()) fail(400, "a JSON object of reading names to true/false");
+            for (const auto& [name, v] : j.items()) {
+                if (!v.is_boolean()) fail(400, name + " must be true or false");
+                if (name == "strict") {
+                    readings_.all(v.get<bool>());
+                } else if (!readings_.set(name, v.get<bool>())) {
+                    fail(400, "unknown reading " + name);
+                }
+            }
+        } else {
+            only("GET");
+        }
+        json out = json::object();
+        for (const auto& n : readings::names()) out[n] = readings_.get(n);
+        return json_response(out);
+    }
+    if (path == "/__emulator/invariants") {
+        if (meth == "DELETE") {
+            markers_lost_.clear();
+            return no_content();
+        }
+        only("GET");
+        json lost = json::array();
+        for (const auto& l : markers_lost_)
+            lost.push_back({{"ts", std::to_string(l.ts)},
+                            {"org", l.org},
+                            {"app", l.app},
+                            {"key", l.key},
+                            {"request", l.request}});
+        return json_response({{"markersLost", std::move(lost)}});
     }
     if (path == "/__emulator/clock") {
         if (meth == "POST") {

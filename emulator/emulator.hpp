@@ -62,6 +62,7 @@ struct credential {
 };
 
 struct developer_app {
+    std::string app_group;  // a team (AppGroup) app: no developer
     std::string name;
     std::string app_id;
     std::string status = "approved";
@@ -131,6 +132,33 @@ struct availability_record {
     std::string key;  // fingerprint of the key the request names (path, or a created key's body)
 };
 
+// The pessimistic readings of the places where Apigee's reference is
+// ambiguous (docs/apigee-fidelity.md). All off: the lenient profile; --strict
+// turns every one on; --reading NAME one at a time.
+struct readings {
+    bool create_scopes = false;            // keys.create with scopes, key has no product: 400
+    bool update_wipes_attributes = false;  // a key update (POST/PUT) without attributes wipes them
+    bool developer_list_emails = false;    // developers.list with count/startKey: emails only
+    bool page_100 = false;                 // apps.list pageSize coerced to at most 100
+    bool put_generates = false;            // PUT on an app naming apiProducts generates a key
+    bool keystatus_whole_apps = false;     // keyStatus selects apps having such a key (all keys)
+    // Sets one reading by its name; false for an unknown name.
+    bool set(const std::string& name, bool on = true);
+    bool get(const std::string& name) const;
+    static const std::vector<std::string>& names();
+    void all(bool on);
+
+  private:
+    bool* flag(const std::string& name);
+};
+
+// A write that removed keyrotd's lineage marker from a key (the invariant the
+// chaos suite checks under both profiles).
+struct marker_loss {
+    millis ts;
+    std::string org, app, key, request;
+};
+
 class oauth;
 
 class emulator {
@@ -144,6 +172,10 @@ class emulator {
     // Throws std::runtime_error on a bad seed (fatal at start-up).
     void load_seed(const nlohmann::json& seed);
     void set_latency(millis ms) { faults_.latency_ms = ms; }
+    readings& profile() { return readings_; }
+    // Extra latency of an org app list page, per app it returns (real pages of
+    // apps with credentials cost far more than one app's GET).
+    void set_list_latency_per_app_us(std::int64_t us) { list_latency_per_app_us_ = us; }
 
     response handle(const request& req);
 
@@ -164,6 +196,9 @@ class emulator {
                              const std::string& route, const std::string& key = "");
 
     std::unique_ptr<oauth> oauth_;
+    readings readings_;
+    std::int64_t list_latency_per_app_us_ = 0;
+    std::vector<marker_loss> markers_lost_;
     millis clock_offset_ms_ = 0;
     std::map<std::string, std::unique_ptr<organization>> orgs_;
     faults faults_;

@@ -20,7 +20,12 @@ constexpr const char* k_usage =
     "usage: apigee-emulator [--port N] [--port-file FILE] [--bind ADDR] [--seed FILE]\n"
     "                       [--token TOKEN] [--cert FILE --key FILE] [--latency-ms N]\n"
     "                       [--service-account KEY.json]... [--token-ttl SECONDS]\n"
-    "                       [--basic USER:PASSWORD]\n";
+    "                       [--basic USER:PASSWORD] [--strict] [--reading NAME]...\n"
+    "                       [--list-latency-per-app-us N]\n"
+    "  --strict          every pessimistic reading of Apigee's reference "
+    "(docs/apigee-fidelity.md)\n"
+    "  --reading NAME    one of them: create-scopes, update-wipes-attributes,\n"
+    "                    developer-list-emails, page-100, put-generates, keystatus-whole-apps\n";
 
 }  // namespace
 
@@ -31,6 +36,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> service_accounts;
     long latency = 0;
     long token_ttl = 3600;
+    long list_latency_us = 0;
+    readings profile;
     try {
         for (int i = 1; i < argc; ++i) {
             std::string a = argv[i];
@@ -67,6 +74,15 @@ int main(int argc, char** argv) {
                 basic = value();
                 if (basic.find(':') == std::string::npos)
                     throw std::invalid_argument("--basic needs USER:PASSWORD");
+            } else if (a == "--strict") {
+                profile.all(true);
+            } else if (a == "--reading") {
+                const std::string r = value();
+                if (!profile.set(r)) throw std::invalid_argument("unknown reading " + r);
+            } else if (a == "--list-latency-per-app-us") {
+                list_latency_us = std::stol(value());
+                if (list_latency_us < 0)
+                    throw std::invalid_argument("--list-latency-per-app-us must be >= 0");
             } else if (a == "--help" || a == "-h") {
                 std::cout << k_usage;
                 return 0;
@@ -84,6 +100,8 @@ int main(int argc, char** argv) {
     try {
         emulator emu(token);
         emu.set_latency(latency);
+        emu.profile() = profile;
+        emu.set_list_latency_per_app_us(list_latency_us);
         emu.auth().set_token_ttl(token_ttl);
         emu.auth().set_basic(basic);
         for (const auto& f : service_accounts) emu.auth().add_service_account(f);

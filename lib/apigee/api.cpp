@@ -198,6 +198,15 @@ net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::li
     co_return all;
 }
 
+net::awaitable<result<std::string>> api::get_developer_status(std::string developer) {
+    call_spec spec("GET", org_path(org_) + "/developers/" + encode_component(developer));
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    auto st = parse_developer_status(r->body);
+    if (!st) co_return in_context(st.err(), spec);
+    co_return st;
+}
+
 net::awaitable<result<app>> api::get_app(std::string developer, std::string app_name) {
     call_spec spec("GET", app_path(org_, developer, app_name));
     co_return co_await call_app(http_, auth_, std::move(spec), org_);
@@ -228,19 +237,22 @@ net::awaitable<result<credential>> api::get_key(std::string developer, std::stri
     co_return co_await call_key(http_, auth_, std::move(spec));
 }
 
-net::awaitable<result<credential>> api::update_key(
-    std::string developer, std::string app_name, secret key, std::vector<std::string> add_products,
-    std::optional<std::vector<attribute>> attributes) {
+net::awaitable<result<credential>> api::update_key(std::string developer, std::string app_name,
+                                                   secret key,
+                                                   std::vector<std::string> add_products,
+                                                   std::vector<attribute> attributes) {
     auto spec = json_call("POST", key_path(org_, developer, app_name, key),
-                          update_key_body(add_products, attributes ? &*attributes : nullptr));
+                          update_key_body(add_products, attributes));
     spec.scrub = {key.reveal()};
     co_return co_await call_key(http_, auth_, std::move(spec));
 }
 
 net::awaitable<result<credential>> api::replace_key_scopes(std::string developer,
                                                            std::string app_name, secret key,
-                                                           std::vector<std::string> scopes) {
-    auto spec = json_call("PUT", key_path(org_, developer, app_name, key), scopes_body(scopes));
+                                                           std::vector<std::string> scopes,
+                                                           std::vector<attribute> attributes) {
+    auto spec =
+        json_call("PUT", key_path(org_, developer, app_name, key), scopes_body(scopes, attributes));
     spec.scrub = {key.reveal()};
     co_return co_await call_key(http_, auth_, std::move(spec));
 }

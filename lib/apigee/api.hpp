@@ -50,8 +50,11 @@ class api {
                                                     std::string key_status);
 
     // GET /developers?expand=true (paged with count/startKey) → (email, status) pairs,
-    // status "active" | "inactive".
+    // status "active" | "inactive" | "" (expand "is not valid" with count/startKey:
+    // entries may carry the email only).
     net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> list_developers();
+    // GET /developers/D → its status ("" when the answer has none).
+    net::awaitable<result<std::string>> get_developer_status(std::string developer);
 
     net::awaitable<result<app>> get_app(std::string developer, std::string app_name);
 
@@ -67,14 +70,17 @@ class api {
                                                   const new_key& key);
     net::awaitable<result<credential>> get_key(std::string developer, std::string app_name,
                                                secret key);
-    // POST …/keys/K {apiProducts, attributes?}: adds products; replaces attributes when given.
+    // POST …/keys/K {apiProducts, attributes}: adds products. `attributes` is the
+    // key's complete list (marker included): the call replaces them.
     net::awaitable<result<credential>> update_key(std::string developer, std::string app_name,
                                                   secret key, std::vector<std::string> add_products,
-                                                  std::optional<std::vector<attribute>> attributes);
-    // PUT …/keys/K {scopes}
+                                                  std::vector<attribute> attributes);
+    // PUT …/keys/K {scopes, attributes}: replaces the scopes; the complete
+    // attribute list rides along in case the replace takes the whole key.
     net::awaitable<result<credential>> replace_key_scopes(std::string developer,
                                                           std::string app_name, secret key,
-                                                          std::vector<std::string> scopes);
+                                                          std::vector<std::string> scopes,
+                                                          std::vector<attribute> attributes);
     // POST …/keys/K?action=approve|revoke (204)
     net::awaitable<result<void>> set_key_status(std::string developer, std::string app_name,
                                                 secret key, bool approve);

@@ -139,6 +139,7 @@ app app_from(const json& j, const std::string& org, const std::string& ctx) {
     a.app_id = get_string(j, "appId", ctx);
     a.developer_id = get_string(j, "developerId", ctx);
     a.developer_email = get_string(j, "developerEmail", ctx);
+    a.app_group = get_string(j, "appGroup", ctx);
     if (auto s = get_string(j, "status", ctx); !s.empty()) a.status = s;
     a.callback_url = get_string(j, "callbackUrl", ctx);
     a.app_family = get_string(j, "appFamily", ctx);
@@ -223,6 +224,7 @@ result<app_page> parse_app_page(std::string_view body, const std::string& organi
                 page.apps.push_back(app_from(e, organization, "app[" + std::to_string(i++) + "]"));
         }
         page.next_page_token = get_string(d, "nextPageToken", "");
+        page.total_size = get_int64(d, "totalSize", "", -1);
         return page;
     });
 }
@@ -237,8 +239,8 @@ result<std::vector<std::pair<std::string, std::string>>> parse_developers(std::s
             for (const auto& e : *devs) {
                 std::string where = "developer[" + std::to_string(i++) + "]";
                 require_object(e, where);
-                std::string status = get_string(e, "status", where);
-                out.emplace_back(get_string(e, "email", where), status.empty() ? "active" : status);
+                // No status (paged entries may carry the email only): "" = not known.
+                out.emplace_back(get_string(e, "email", where), get_string(e, "status", where));
             }
         }
         return out;
@@ -286,7 +288,6 @@ std::string create_key_body(const new_key& k) {
     if (k.expires_in_seconds != k_never)
         j["expiresInSeconds"] = std::to_string(k.expires_in_seconds);
     j["attributes"] = attributes_json(k.attributes);
-    j["scopes"] = k.scopes;
     std::string out = dump(j);
     cleanse(j["consumerKey"].get_ref<std::string&>());
     cleanse(j["consumerSecret"].get_ref<std::string&>());
@@ -294,17 +295,26 @@ std::string create_key_body(const new_key& k) {
 }
 
 std::string update_key_body(const std::vector<std::string>& add_products,
-                            const std::vector<attribute>* attributes) {
+                            const std::vector<attribute>& attributes) {
     json j;
     j["apiProducts"] = add_products;
-    if (attributes) j["attributes"] = attributes_json(*attributes);
+    j["attributes"] = attributes_json(attributes);
     return dump(j);
 }
 
-std::string scopes_body(const std::vector<std::string>& scopes) {
+std::string scopes_body(const std::vector<std::string>& scopes,
+                        const std::vector<attribute>& attributes) {
     json j;
     j["scopes"] = scopes;
+    j["attributes"] = attributes_json(attributes);
     return dump(j);
+}
+
+result<std::string> parse_developer_status(std::string_view body) {
+    return with_document(body, "developer", [&](const json& d) {
+        require_object(d, "");
+        return get_string(d, "status", "");
+    });
 }
 
 }  // namespace keyrot::apigee

@@ -28,7 +28,7 @@ result<app> parse_app(std::string_view body, const std::string& organization);
 result<credential> parse_credential(std::string_view body);
 // {"app": [...], "nextPageToken": "..."}
 result<app_page> parse_app_page(std::string_view body, const std::string& organization);
-// {"developer": [{email, status, ...}]} → (email, status)
+// {"developer": [{email, status, ...}]} → (email, status); status "" when absent
 result<std::vector<std::pair<std::string, std::string>>> parse_developers(std::string_view body);
 
 struct google_error {
@@ -46,11 +46,17 @@ std::string generate_key_body(const app& a);
 // a PUT with products may mint a key).
 std::string update_app_body(const app& a);
 // create key body: consumerKey, consumerSecret, expiresInSeconds (string; left out
-// when k_never), attributes, scopes. Holds secrets: the caller wipes it.
+// when k_never), attributes; never scopes. Holds secrets: the caller wipes it.
 std::string create_key_body(const new_key& k);
-// update key body: apiProducts (names), attributes when given.
+// update key body: apiProducts (names) and always the key's complete attribute
+// list: an update may replace the attributes with those sent, and one that
+// leaves them out may wipe them (docs/apigee-fidelity.md).
 std::string update_key_body(const std::vector<std::string>& add_products,
-                            const std::vector<attribute>* attributes);
-std::string scopes_body(const std::vector<std::string>& scopes);
+                            const std::vector<attribute>& attributes);
+// replace key body: scopes, and the attributes as they are, for the same reason.
+std::string scopes_body(const std::vector<std::string>& scopes,
+                        const std::vector<attribute>& attributes);
+// A developer's `status`; "" when the answer has none.
+result<std::string> parse_developer_status(std::string_view body);
 
 }  // namespace keyrot::apigee

@@ -2,6 +2,7 @@
 // Asio here, so the JSON mapping (and its fuzzer, built with clang) can use them.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,7 +14,8 @@ namespace keyrot::apigee {
 
 struct app_page {
     std::vector<app> apps;
-    std::string next_page_token;  // "" at the end
+    std::string next_page_token;   // "" at the end
+    std::int64_t total_size = -1;  // `totalSize` when the page says it, else -1
 };
 
 struct new_key {
@@ -21,7 +23,8 @@ struct new_key {
     secret consumer_secret;
     millis expires_in_seconds = k_never;  // -1: never
     std::vector<attribute> attributes;
-    std::vector<std::string> scopes;
+    // No scopes: Apigee may refuse scopes on a key that has no product yet
+    // (docs/apigee-fidelity.md); they are set after the products.
 };
 
 }  // namespace keyrot::apigee

@@ -41,7 +41,10 @@ struct app {
     std::string organization;
     std::string developer_email;
     std::string developer_id;
-    std::string developer_status = "active";  // "active" | "inactive"
+    // "active" | "inactive" | "" (not known yet: the org app list does not say,
+    // and the developer list may not either). Only "active" is ever written to.
+    std::string developer_status = "active";
+    std::string app_group;  // a team (AppGroup) app: no developer_email
     std::string name;
     std::string app_id;
     std::string status = "approved";  // "approved" | "revoked"

@@ -9,6 +9,7 @@
 
 #include "apigee/api.hpp"
 #include "common/fingerprint.hpp"
+#include "common/text.hpp"
 #include "exec/inventory.hpp"
 #include "exec/keygen.hpp"
 
@@ -55,6 +56,11 @@ std::vector<attribute> with_marker(std::vector<attribute> attrs, const std::stri
     return attrs;
 }
 
+// Whether a key as Apigee answered a write still carries keyrotd's lineage marker.
+bool keeps_marker(const credential& c) {
+    return find_attribute(c.attributes, k_marker_attribute) != nullptr;
+}
+
 // A re-read app replaces the snapshot; what only the org list and the developer
 // list tell (organisation, developer email and status) is kept.
 void adopt(planned_app& pa, app fresh) {
@@ -75,9 +81,16 @@ executor::executor(apigee::api& api, observer& obs, std::filesystem::path state_
       intents_(state_dir / "journal"),
       clock_(std::move(clock)) {}
 
+bool executor::lists_revoked(const std::vector<policy::policy>& policies,
+                             const run_options& opt) const {
+    if (opt.list_revoked) return true;
+    return std::any_of(policies.begin(), policies.end(),
+                       [](const policy::policy& p) { return p.rotation.delete_revoked_after > 0; });
+}
+
 net::awaitable<result<inventory>> executor::read_inventory(const run_options& opt) {
     inventory inv;
-    inventory_stream stream(api_, opt.page_size);
+    inventory_stream stream(api_, opt.page_size, opt.list_revoked);
     auto opened = co_await stream.open();
     if (!opened) co_return opened.err();
     for (;;) {
@@ -96,7 +109,15 @@ std::vector<planned_app> executor::match(std::vector<app>& apps,
     std::vector<planned_app> out;
     const millis now = clock_();
     for (auto& a : apps) {
-        if (!opt.only_app.empty() && opt.only_app != a.developer_email + "/" + a.name) continue;
+        if (!a.app_group.empty()) {
+            // Team (AppGroup) apps: not supported yet. Counted, never matched.
+            if (opt.only_app.empty()) ++skipped_["team-app"];
+            continue;
+        }
+        // Developer e-mails compare without case, as Apigee's do.
+        if (!opt.only_app.empty() &&
+            ascii_lower(opt.only_app) != ascii_lower(a.developer_email) + "/" + ascii_lower(a.name))
+            continue;
         const policy::policy* p = plan::match_policy(a, policies);
         if (p == nullptr) continue;
         planned_app pa;
@@ -110,9 +131,45 @@ std::vector<planned_app> executor::match(std::vector<app>& apps,
 
 net::awaitable<result<std::vector<planned_app>>> executor::plan(
     const std::vector<policy::policy>& policies, const run_options& opt) {
-    auto inv = co_await read_inventory(opt);
-    if (!inv) co_return inv.err();
-    co_return match(inv->apps, policies, opt);
+    skipped_.clear();
+    developer_status_.clear();
+    run_options o = opt;
+    o.list_revoked = lists_revoked(policies, opt);
+    inventory_stream stream(api_, o.page_size, o.list_revoked);
+    auto opened = co_await stream.open();
+    if (!opened) co_return opened.err();
+    developer_status_ = stream.developer_statuses();
+    std::vector<planned_app> out;
+    for (;;) {
+        auto page = co_await stream.next();
+        if (!page) co_return page.err();
+        if (!page.value()) break;
+        for (auto& pa : match(*page.value(), policies, o)) out.push_back(std::move(pa));
+    }
+    for (auto& pa : out) {
+        co_await learn_developer(pa, o);
+        if (pa.plan.skipped) ++skipped_[pa.plan.skip_code];
+    }
+    co_return out;
+}
+
+net::awaitable<bool> executor::learn_developer(planned_app& pa, const run_options& opt) {
+    if (pa.plan.skip_code != "developer-unknown" || !pa.snapshot.developer_status.empty())
+        co_return true;
+    const std::string who = ascii_lower(pa.snapshot.developer_email);
+    auto known = developer_status_.find(who);
+    if (known == developer_status_.end()) {
+        auto st = co_await api_.get_developer_status(pa.snapshot.developer_email);
+        if (!st) {
+            pa.current = plan::action_kind::report;
+            fail(pa, "", "", "cannot read the developer's status: " + st.err().describe());
+            co_return false;
+        }
+        known = developer_status_.emplace(who, st.value()).first;
+    }
+    pa.snapshot.developer_status = known->second;
+    pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), opt.plan);
+    co_return true;
 }
 
 net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy>& policies,
@@ -126,6 +183,8 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     };
     std::map<std::string, pass_summary::policy_counts> counts;
     for (const auto& p : policies) counts[p.name].policy = p.name;
+    skipped_.clear();
+    developer_status_.clear();
     pending_intents_.clear();
     audited_.clear();
     journal_checked_audit_ = false;
@@ -138,7 +197,7 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     // A reader streams pages of apps into a bounded queue; workers take the
     // apps that have something to do. Reading the next page overlaps with the
     // writes of the last, and no page boundary makes the workers wait.
-    inventory_stream stream(api_, opt.page_size);
+    inventory_stream stream(api_, opt.page_size, lists_revoked(policies, opt));
     auto opened = co_await stream.open();
     if (!opened) {
         sum.error = "inventory: " + opened.err().describe();
@@ -146,6 +205,7 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
         obs_.on_pass(sum);
         co_return sum;
     }
+    developer_status_ = stream.developer_statuses();
     auto ex = co_await net::this_coro::executor;
     pipeline pl(ex);
     const int workers = std::max(1, opt.concurrency);
@@ -169,6 +229,7 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     }
     if (first_error) std::rethrow_exception(first_error);  // a bug: let it be seen
     for (auto& [name, c] : counts) sum.by_policy.push_back(c);
+    sum.skipped_apps = skipped_;
     sum.ok = sum.error.empty() && sum.actions_failed == 0;
     sum.seconds = elapsed();
     obs_.on_pass(sum);
@@ -203,7 +264,11 @@ net::awaitable<void> executor::feed(inventory_stream& stream, pipeline& pl,
             const bool recover =
                 !opt.dry_run && (pending_intents_.count(a.developer_email + "\n" + a.name) ||
                                  journal_.exists(a.organization, a.developer_email, a.name));
-            if (pa.plan.actions.empty() && !recover) {
+            // An app with work whose developer's status is not known yet: a
+            // worker reads the status and plans again.
+            const bool learn =
+                pa.plan.skip_code == "developer-unknown" && pa.snapshot.developer_status.empty();
+            if (pa.plan.actions.empty() && !recover && !learn) {
                 tally(pa, counts, sum);
             } else {
                 pl.queue.push_back(std::move(pa));
@@ -239,6 +304,8 @@ void executor::tally(const planned_app& pa,
                      pass_summary& sum) {
     auto& c = counts[pa.policy->name];
     c.policy = pa.policy->name;
+    ++c.apps;
+    if (pa.plan.skipped) ++skipped_[pa.plan.skip_code];
     if (!pa.plan.skipped && !pa.plan.has_valid_key) ++c.apps_without_valid_key;
     if (pa.plan.next_wake != k_never)
         sum.next_wake = sum.next_wake == k_never ? pa.plan.next_wake
@@ -272,9 +339,13 @@ void executor::tally(const planned_app& pa,
 net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt,
                                          pass_summary& sum) {
     const bool dry = opt.dry_run || pa.policy->dry_run;
+    if (!co_await learn_developer(pa, opt)) {
+        ++sum.actions_failed;
+        co_return;
+    }
     if (pa.plan.skipped) co_return;
     if (!dry) {
-        recover_intents(pa);
+        co_await recover_intents(pa);
         const bool recovered = co_await recover_journal(pa);
         if (!recovered) {
             ++sum.actions_failed;
@@ -365,8 +436,9 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
     const millis now = clock_();
     nk.expires_in_seconds =
         act.expires_at == k_never ? k_never : std::max<millis>(1, (act.expires_at - now) / 1000);
+    // Attributes and the pending marker in the create; no scopes: a key without
+    // products may refuse them (docs/apigee-fidelity.md). complete() sets them.
     nk.attributes = with_marker(act.spec.attributes, k_pending_prefix + act.key);
-    nk.scopes = act.spec.scopes;
     const std::string fp = fingerprint(nk.consumer_key);
 
     const intent in = make_intent(pa, "created", fp, act.key, act.reason, act.late);
@@ -526,9 +598,14 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
     for (const auto& p : spec.products)
         if (product_status(s, p.name).empty()) missing.push_back(p.name);
     if (!missing.empty()) {
-        auto r = co_await api_.update_key(dev, name, key, missing, std::nullopt);
+        // The complete attribute list rides along: an update may replace the
+        // attributes with those sent, or wipe them when none are sent.
+        auto r = co_await api_.update_key(dev, name, key, missing, s.attributes);
         if (!r) co_return fail(pa, fp, replaces, "add products: " + r.err().describe());
         s.products = r->products;
+        if (!keeps_marker(*r))
+            co_return fail(pa, fp, replaces,
+                           "the lineage marker does not read back after adding products");
         for (const auto& m : missing)
             if (product_status(s, m).empty())
                 co_return fail(pa, fp, replaces, "product " + m + " missing after adding it");
@@ -569,10 +646,13 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
     }
     // 3. Scopes.
     if (sorted(s.scopes) != sorted(spec.scopes)) {
-        auto r = co_await api_.replace_key_scopes(dev, name, key, spec.scopes);
+        auto r = co_await api_.replace_key_scopes(dev, name, key, spec.scopes, s.attributes);
         if (!r) co_return fail(pa, fp, replaces, "set scopes: " + r.err().describe());
         if (sorted(r->scopes) != sorted(spec.scopes))
             co_return fail(pa, fp, replaces, "scopes do not read back as set");
+        if (!keeps_marker(*r))
+            co_return fail(pa, fp, replaces,
+                           "the lineage marker does not read back after setting scopes");
     }
     // 4. Last, the final marker with the old key's attributes: now it is complete.
     const intent in =
@@ -686,11 +766,23 @@ bool executor::finish(const planned_app& pa, const intent& i) {
 }
 
 // Intents left by a crash: the action is audited if Apigee shows it took effect.
-void executor::recover_intents(planned_app& pa) {
+// A key the listing does not show (revoked keys are listed only when needed)
+// is read by itself: absent from a listing is not the same as deleted.
+net::awaitable<void> executor::recover_intents(planned_app& pa) {
     auto it = pending_intents_.find(pa.snapshot.developer_email + "\n" + pa.snapshot.name);
-    if (it == pending_intents_.end()) return;
-    for (const intent& i : it->second) {
+    if (it == pending_intents_.end()) co_return;
+    std::vector<intent> todo = std::move(it->second);
+    pending_intents_.erase(it);
+    for (const intent& i : todo) {
         const credential* k = find_key(pa.snapshot, i.key);
+        credential fetched;
+        if (k == nullptr && !i.key.empty()) {
+            // Only a fingerprint is kept: the key itself is found among the app's.
+            auto fresh = co_await api_.get_app(pa.snapshot.developer_email, pa.snapshot.name);
+            if (!fresh) continue;  // keep the intent; the next pass tries again
+            for (auto& c : fresh->credentials)
+                if (c.fingerprint == i.key) fetched = std::move(c), k = &fetched;
+        }
         const std::string* mark = k ? find_attribute(k->attributes, k_marker_attribute) : nullptr;
         bool happened = false;
         if (i.action == "created") happened = k != nullptr;
@@ -707,7 +799,6 @@ void executor::recover_intents(planned_app& pa) {
         }
         intents_.remove(i);
     }
-    pending_intents_.erase(it);
 }
 
 // (action, key) of the audit log's last records: those an intent may already

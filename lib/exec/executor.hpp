@@ -1,9 +1,12 @@
 // The executor applies plans to Apigee: one pass over an organisation reads
-// the inventory through the paged org app list (two listings: approved and
-// revoked keys), plans each matched app, performs the writes, verifies every
-// one (from the response, or by reading the key back after a 204), re-reads
-// the app it wrote to and plans again until nothing is left to do. A create
-// that failed is never retried blindly: the next step reads what exists.
+// the inventory through the paged org app list (approved keys; revoked keys
+// too when something needs them), plans each matched app, performs the
+// writes, verifies every one (from the response, or by reading the key back
+// after a 204), keeps the verified results and plans again until nothing is
+// left to do (only "generate", which rewrites the app, makes it re-read the
+// app). A create that failed is never retried blindly: the next step reads
+// what exists. A developer whose status the developer list does not give is
+// read once a pass, and only for apps that have work.
 #pragma once
 
 #include <deque>
@@ -36,6 +39,9 @@ struct run_options {
     int page_size = 1000;
     int concurrency = 8;  // apps worked on at once (the HTTP client bounds requests too)
     int developer_page_size = 1000;
+    // List revoked keys too (`inventory`); a pass lists them anyway when a
+    // policy of the organisation deletes revoked keys (deleteRevokedAfter).
+    bool list_revoked = false;
     // Checked before every write: false (a leader that lost its lease) ends
     // the pass without writing; empty = always allowed.
     std::function<bool()> may_write;
@@ -59,15 +65,20 @@ class executor {
     executor(apigee::api& api, observer& obs, std::filesystem::path state_dir,
              std::function<millis()> clock);
 
-    // Every app of the organisation with its developer's status and all of its
-    // keys, approved and revoked, from the paged list: no per-app reads.
-    net::awaitable<result<inventory>> read_inventory(const run_options& opt);
-
-    // Plans every app matched by one of `policies` (of this organisation). No writes.
+    // Plans every app matched by one of `policies` (of this organisation). No writes;
+    // reads a developer's status where the plan needs it and the list did not say.
     net::awaitable<result<std::vector<planned_app>>> plan(
         const std::vector<policy::policy>& policies, const run_options& opt);
+    // Apps of the organisation left alone by the last plan() or run_pass(), by
+    // reason (pass_summary::skipped_apps): team apps are counted here although
+    // no policy matches them.
+    const std::map<std::string, int>& skipped_apps() const { return skipped_; }
 
     // One pass: inventory, plan, apply, verify. Never throws for API failures.
+    // Every app of the organisation (team apps included) with all of its keys
+    // (revoked ones when opt.list_revoked) from the paged list; no per-app reads.
+    net::awaitable<result<inventory>> read_inventory(const run_options& opt);
+
     net::awaitable<pass_summary> run_pass(const std::vector<policy::policy>& policies,
                                           const run_options& opt);
 
@@ -75,6 +86,10 @@ class executor {
     std::vector<planned_app> match(std::vector<app>& apps,
                                    const std::vector<policy::policy>& policies,
                                    const run_options& opt);
+    // For an app whose plan needs its developer's status: read it (once a pass
+    // per developer) and plan again. False when it could not be read.
+    net::awaitable<bool> learn_developer(planned_app& pa, const run_options& opt);
+    bool lists_revoked(const std::vector<policy::policy>& policies, const run_options& opt) const;
     // The pass's queue of apps with something to do (run_pass).
     struct pipeline {
         explicit pipeline(const net::any_io_executor& ex)
@@ -103,7 +118,7 @@ class executor {
     net::awaitable<bool> revoke(planned_app& pa, const plan::action& act);
     net::awaitable<bool> remove(planned_app& pa, const plan::action& act);
     net::awaitable<bool> recover_journal(planned_app& pa);
-    void recover_intents(planned_app& pa);
+    net::awaitable<void> recover_intents(planned_app& pa);
     static void keep(planned_app& pa, credential c, const secret& key);
     intent make_intent(const planned_app& pa, std::string action, const std::string& key,
                        const std::string& replaces, std::string detail, bool late) const;
@@ -127,6 +142,8 @@ class executor {
     bool journal_checked_audit_ = false;                     // audited_ holds the audit log's tail
     std::map<std::string, std::vector<intent>> pending_intents_;  // developer\napp -> intents
     std::function<millis()> clock_;
+    std::map<std::string, int> skipped_;
+    std::map<std::string, std::string> developer_status_;  // lower-case email → status, this pass
 };
 
 }  // namespace keyrot::exec

@@ -1,6 +1,7 @@
 #include "exec/inventory.hpp"
 
 #include "apigee/api.hpp"
+#include "common/text.hpp"
 
 namespace keyrot::exec {
 namespace {
@@ -22,21 +23,35 @@ credential slim(credential c) {
     return s;
 }
 
+error incomplete(const char* which, std::int64_t total, std::int64_t listed) {
+    return error{error::kind::protocol, 0, "",
+                 std::string("the org app list (") + which + " keys) announced totalSize " +
+                     std::to_string(total) + " but its pages held " + std::to_string(listed) +
+                     " apps: not planning from part of the organisation"};
+}
+
 }  // namespace
 
 net::awaitable<result<void>> inventory_stream::open() {
     auto devs = co_await api_.list_developers();
     ++requests_;
     if (!devs) co_return devs.err();
-    for (auto& [email, status] : devs.value()) developer_status_[email] = status;
+    // Only statuses the list states; the rest are learnt per developer when needed.
+    for (auto& [email, status] : devs.value())
+        if (!status.empty()) developer_status_[ascii_lower(email)] = status;
+    if (!with_revoked_) co_return ok_t{};
 
     std::string token;
     std::set<std::string> seen;
+    std::int64_t listed = 0, total = -1;
     do {
         auto page = co_await api_.list_apps_page(token, page_size_, "revoked");
         ++requests_;
         if (!page) co_return page.err();
+        listed += static_cast<std::int64_t>(page->apps.size());
+        if (page->total_size >= 0) total = page->total_size;
         for (auto& a : page->apps) {
+            if (!a.app_group.empty()) continue;  // team apps: not supported yet
             std::vector<credential> keep;
             for (auto& c : a.credentials)
                 if (c.status == "revoked") keep.push_back(slim(std::move(c)));
@@ -49,15 +64,20 @@ net::awaitable<result<void>> inventory_stream::open() {
         if (!token.empty() && !seen.insert(token).second)
             co_return error{error::kind::protocol, 0, "", "app list repeats a page token"};
     } while (!token.empty());
+    if (total > listed) co_return incomplete("revoked", total, listed);
     co_return ok_t{};
 }
 
 void inventory_stream::complete(app& a) {
     a.organization = api_.organization();
-    auto st = developer_status_.find(a.developer_email);
-    // A developer missing from the developer list is not active for us: never
-    // write to an app whose owner we cannot see.
-    a.developer_status = st == developer_status_.end() ? "unknown" : st->second;
+    if (!a.app_group.empty()) {
+        a.developer_status.clear();  // a team app has no developer
+        return;
+    }
+    auto st = developer_status_.find(ascii_lower(a.developer_email));
+    // Not in the list, or listed without a status: "" (not known). The planner
+    // never writes to such an app; the executor learns the status first.
+    a.developer_status = st == developer_status_.end() ? "" : st->second;
 }
 
 net::awaitable<result<std::optional<std::vector<app>>>> inventory_stream::next() {
@@ -65,6 +85,8 @@ net::awaitable<result<std::optional<std::vector<app>>>> inventory_stream::next()
         auto page = co_await api_.list_apps_page(token_, page_size_, "approved");
         ++requests_;
         if (!page) co_return page.err();
+        approved_seen_ += static_cast<std::int64_t>(page->apps.size());
+        if (page->total_size >= 0) approved_total_ = page->total_size;
         std::vector<app> apps = std::move(page->apps);
         for (auto& a : apps) {
             complete(a);
@@ -81,7 +103,11 @@ net::awaitable<result<std::optional<std::vector<app>>>> inventory_stream::next()
         token_ = page->next_page_token;
         if (!token_.empty() && !seen_tokens_.insert(token_).second)
             co_return error{error::kind::protocol, 0, "", "app list repeats a page token"};
-        if (token_.empty()) approved_done_ = true;
+        if (token_.empty()) {
+            approved_done_ = true;
+            if (approved_total_ > approved_seen_)
+                co_return incomplete("approved", approved_total_, approved_seen_);
+        }
         co_return std::optional<std::vector<app>>(std::move(apps));
     }
     if (!leftovers_done_) {

@@ -86,8 +86,14 @@ class planner {
             add(std::move(a));
             return std::move(plan_);
         }
-        if (app_.status != "approved") return skip("app is revoked");
-        if (app_.developer_status != "active") return skip("developer is inactive");
+        if (!app_.app_group.empty())
+            return skip("team-app", "team (AppGroup) app: not supported yet");
+        if (app_.status != "approved") return skip("app-revoked", "app is revoked");
+        if (app_.developer_status == "inactive")
+            return skip("developer-inactive", "developer is inactive");
+        if (app_.developer_status != "active" && !app_.developer_status.empty())
+            return skip("developer-unknown",
+                        "developer status \"" + app_.developer_status + "\" is not active");
 
         resolve_duplicates();
         for (auto& [fp, info] : keys_) {
@@ -105,6 +111,14 @@ class planner {
             }
         }
         deletions();
+        // A developer whose status is not known is never written to.
+        if (app_.developer_status.empty() &&
+            std::any_of(plan_.actions.begin(), plan_.actions.end(),
+                        [](const action& a) { return a.kind != action_kind::report; })) {
+            plan_.actions.clear();
+            plan_.next_wake = k_never;
+            return skip("developer-unknown", "developer status is not known: not written to");
+        }
         return std::move(plan_);
     }
 
@@ -174,9 +188,13 @@ class planner {
         return "";
     }
 
-    app_plan skip(std::string why) {
+    app_plan skip(std::string code, std::string why) {
         plan_.skipped = true;
+        plan_.skip_code = std::move(code);
         plan_.skip_reason = std::move(why);
+        for (auto& k : plan_.keys)
+            if (k.state != key_state::revoked && k.state != key_state::expired)
+                k.state = key_state::skipped;
         return std::move(plan_);
     }
 
@@ -362,13 +380,24 @@ class planner {
     void overlap(const key_info& info) {
         const credential& k = *info.cred;
         if (info.live == nullptr) {
-            // Every successor is revoked or expired: a person revoked it. Giving
-            // the key another successor would re-grant what they took away.
-            report(k,
-                   "its successor " + info.successors.front()->fingerprint +
-                       " is revoked or expired; the old key stays approved for a person to "
-                       "decide",
-                   false);
+            // Every successor is revoked or expired: someone revoked it. It does
+            // not count: the old key, still valid, gets a new successor when due
+            // (it grants nothing the old key does not). A person who wants the app
+            // left alone excludes it in a policy or revokes the old key.
+            const std::string gone = info.successors.front()->fingerprint;
+            if (!due(k)) {
+                wake(due_at(k));
+                return;
+            }
+            if (!room_for_marker(k)) return;
+            if (rot_.window && !opt_.force_rotate && !in_window(*rot_.window, now_)) {
+                wake(next_window_open(*rot_.window, now_));
+                return;
+            }
+            create(k, false,
+                   "its successor " + gone +
+                       " was revoked by someone else (it does not count); a new successor "
+                       "replaces it");
             return;
         }
         const credential& s = *info.live;
@@ -396,10 +425,17 @@ class planner {
         for (auto& [fp, info] : keys_) {
             const credential& k = *info.cred;
             if (key_valid(k, now_) && !revoking_.count(fp)) continue;
+            // The successor that replaced it: a complete one, approved if any is
+            // (one that someone revoked did not replace anything), earliest first.
             const credential* s = nullptr;
+            auto better = [](const credential* c, const credential* than) {
+                if (than == nullptr) return true;
+                const bool ca = c->status == "approved", ta = than->status == "approved";
+                if (ca != ta) return ca;
+                return c->issued_at < than->issued_at;
+            };
             for (const credential* c : info.successors)
-                if (!read_marker(*c).pending && (s == nullptr || c->issued_at < s->issued_at))
-                    s = c;
+                if (!read_marker(*c).pending && better(c, s)) s = c;
             if (s == nullptr) continue;  // not replaced by keyrotd
             millis stopped = k.expires_at;
             if (k.status != "approved" || revoking_.count(fp))

@@ -56,8 +56,13 @@ struct key_view {
 };
 
 struct app_plan {
-    bool skipped = false;  // revoked app or inactive developer: no actions at all
-    std::string skip_reason;
+    // An app keyrotd leaves alone: no actions at all, its keys in state `skipped`.
+    bool skipped = false;
+    std::string skip_reason;  // for people
+    // For counting: team-app | app-revoked | developer-inactive | developer-unknown.
+    // developer-unknown: the app has work but its developer's status is not
+    // known (app.developer_status ""): learn it, then plan again.
+    std::string skip_code;
     std::vector<action> actions;
     std::vector<key_view> keys;
     bool has_valid_key = false;

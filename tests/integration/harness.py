@@ -14,6 +14,9 @@ import urllib.request
 BUILD = os.path.abspath(os.environ.get("KEYROT_BUILD_DIR", ""))
 KEYROTD = os.environ.get("KEYROTD", os.path.join(BUILD, "daemon", "keyrotd"))
 EMULATOR = os.environ.get("APIGEE_EMULATOR", os.path.join(BUILD, "emulator", "apigee-emulator"))
+# The emulator's profile for every suite: "" (lenient) or "strict", the
+# pessimistic reading of each ambiguity in Apigee's reference (docs/apigee-fidelity.md).
+PROFILE = os.environ.get("KEYROT_EMULATOR_PROFILE", "")
 
 
 def fp(key):
@@ -29,6 +32,10 @@ class Emulator:
         self.dir = workdir
         port_file = os.path.join(workdir, "emulator.port")
         args = [EMULATOR, "--port", "0", "--port-file", port_file, *extra]
+        if PROFILE == "strict":
+            args.append("--strict")
+        elif PROFILE:
+            raise RuntimeError("KEYROT_EMULATOR_PROFILE must be empty or strict, not " + PROFILE)
         if seed is not None:
             seed_file = os.path.join(workdir, "seed.json")
             with open(seed_file, "w") as f:

@@ -163,7 +163,8 @@ TEST(ApigeeApi, KeyCallsUseEncodedKeysAndActions) {
     auto u = f.run(f.api->update_key("d", "a", key, {"p"}, std::vector<attribute>{{"x", "y"}}));
     ASSERT_TRUE(u);
     EXPECT_EQ(u->products[0], (product_grant{"p", "approved"}));
-    ASSERT_TRUE(f.run(f.api->replace_key_scopes("d", "a", key, {"s"})));
+    ASSERT_TRUE(
+        f.run(f.api->replace_key_scopes("d", "a", key, {"s"}, std::vector<attribute>{{"x", "y"}})));
     ASSERT_TRUE(f.run(f.api->set_key_status("d", "a", key, false)));
     ASSERT_TRUE(f.run(f.api->set_key_product_status("d", "a", key, "p 1", true)));
     ASSERT_TRUE(f.run(f.api->delete_key("d", "a", key)));
@@ -173,6 +174,7 @@ TEST(ApigeeApi, KeyCallsUseEncodedKeysAndActions) {
     EXPECT_EQ(log[1].method + " " + log[1].target, "POST " + base);
     EXPECT_EQ(json::parse(log[1].body)["attributes"][0]["name"], "x");
     EXPECT_EQ(log[2].method + " " + log[2].target, "PUT " + base);
+    EXPECT_EQ(json::parse(log[2].body)["attributes"][0]["name"], "x");
     EXPECT_EQ(log[3].target, base + "?action=revoke");
     EXPECT_EQ(log[3].headers["content-type"], "application/octet-stream");
     EXPECT_EQ(log[4].target, base + "/apiproducts/p%201?action=approve");

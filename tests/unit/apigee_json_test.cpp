@@ -168,8 +168,21 @@ TEST(ApigeeJson, PagesAndDevelopers) {
     ASSERT_TRUE(d);
     ASSERT_EQ(d->size(), 2u);
     EXPECT_EQ((*d)[0], (std::pair<std::string, std::string>{"a@x", "inactive"}));
-    EXPECT_EQ((*d)[1].second, "active");
+    // A paged entry without status: not known, never assumed active.
+    EXPECT_EQ((*d)[1].second, "");
     EXPECT_FALSE(parse_developers(R"({"developer": [["a@x"]]})"));
+    EXPECT_EQ(parse_developer_status(R"({"email": "a@x", "status": "inactive"})").value(),
+              "inactive");
+    EXPECT_EQ(parse_developer_status(R"({"email": "a@x"})").value(), "");
+    // totalSize, as a string (Google's int64) or a number; -1 when absent.
+    EXPECT_EQ(parse_app_page(R"({"totalSize": "1200"})", "o")->total_size, 1200);
+    EXPECT_EQ(parse_app_page(R"({"totalSize": 7})", "o")->total_size, 7);
+    EXPECT_EQ(parse_app_page("{}", "o")->total_size, -1);
+    // A team app: appGroup, no developer.
+    auto t = parse_app(R"({"name": "t", "appGroup": "team-a"})", "o");
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->app_group, "team-a");
+    EXPECT_EQ(t->developer_email, "");
 }
 
 TEST(ApigeeJson, GoogleErrors) {
@@ -225,21 +238,25 @@ TEST(ApigeeJson, KeyBodies) {
     k.consumer_secret = secret("cs");
     k.expires_in_seconds = 3600;
     k.attributes = {{"keyrotd_replaces", "pending:abc"}};
-    k.scopes = {"s"};
     auto j = json::parse(create_key_body(k));
     EXPECT_EQ(j["consumerKey"], "ck");
     EXPECT_EQ(j["consumerSecret"], "cs");
     EXPECT_EQ(j["expiresInSeconds"], "3600");
     EXPECT_FALSE(j.contains("apiProducts"));
+    // A key without products may refuse scopes: they are set after the products.
+    EXPECT_FALSE(j.contains("scopes"));
     k.expires_in_seconds = k_never;
     EXPECT_FALSE(json::parse(create_key_body(k)).contains("expiresInSeconds"));
 
     std::vector<attribute> attrs{{"a", "b"}};
-    auto u = json::parse(update_key_body({"p1", "p2"}, &attrs));
+    auto u = json::parse(update_key_body({"p1", "p2"}, attrs));
     EXPECT_EQ(u["apiProducts"], json::array({"p1", "p2"}));
     EXPECT_EQ(u["attributes"][0]["name"], "a");
-    EXPECT_FALSE(json::parse(update_key_body({"p"}, nullptr)).contains("attributes"));
-    EXPECT_EQ(json::parse(scopes_body({"x"}))["scopes"], json::array({"x"}));
+    // An update with no attributes left still says so: an empty list, not a missing field.
+    EXPECT_EQ(json::parse(update_key_body({"p"}, {}))["attributes"], json::array());
+    auto sb = json::parse(scopes_body({"x"}, attrs));
+    EXPECT_EQ(sb["scopes"], json::array({"x"}));
+    EXPECT_EQ(sb["attributes"][0]["value"], "b");
     app a;
     a.name = "n";
     a.api_products = {"p"};

@@ -155,14 +155,50 @@ INSTANTIATE_TEST_SUITE_P(
             {},
             {},
             T0 + 71 * d},
-        row{"person_revoked_successor_old_key_kept_no_new_successor",
+        row{"person_revoked_successor_does_not_count_due_old_key_gets_new_one",
             [] {
                 return make_app({key("a1", T0 - 88 * d, T0 + 2 * d),
                                  successor("b2", "a1", false, T0 - 8 * d, T0 + 82 * d, "revoked")});
             },
             {},
-            {"report:a1"},
+            {"create:a1"},
             k_never},
+        row{"person_revoked_successor_old_key_not_due_waits",
+            [] {
+                return make_app({key("a1", T0 - 10 * d, T0 + 80 * d),
+                                 successor("b2", "a1", false, T0 - 1 * d, T0 + 89 * d, "revoked")});
+            },
+            {},
+            {},
+            T0 + 66 * d},
+        row{"team_app_skipped",
+            [] {
+                app a = make_app({key("a1", T0 - 80 * d, T0 + 10 * d)});
+                a.developer_email.clear();
+                a.app_group = "team-a";
+                return a;
+            },
+            {},
+            {},
+            k_never},
+        row{"unknown_developer_with_work_skipped",
+            [] {
+                app a = make_app({key("a1", T0 - 80 * d, T0 + 10 * d)});
+                a.developer_status.clear();
+                return a;
+            },
+            {},
+            {},
+            k_never},
+        row{"unknown_developer_without_work_plans_normally",
+            [] {
+                app a = make_app({key("a1", T0 - 10 * d, T0 + 80 * d)});
+                a.developer_status.clear();
+                return a;
+            },
+            {},
+            {},
+            T0 + 66 * d},
         row{"late_rotation_of_recently_expired_key",
             [] { return make_app({key("a1", T0 - 92 * d, T0 - 2 * d)}); },
             {},
@@ -376,3 +412,28 @@ TEST(Window, InsideAndNextOpen) {
 }
 
 }  // namespace
+
+TEST(Planner, KeysOfAppsLeftAloneAreSkippedNeverDue) {
+    // A due key of an app keyrotd will not touch must not raise "expiring without
+    // a successor": its state is `skipped`, with the reason and a code to count.
+    const std::vector<std::pair<std::string, std::function<void(app&)>>> cases = {
+        {"team-app", [](app& a) { a.app_group = "team-a", a.developer_email.clear(); }},
+        {"app-revoked", [](app& a) { a.status = "revoked"; }},
+        {"developer-inactive", [](app& a) { a.developer_status = "inactive"; }},
+        {"developer-unknown", [](app& a) { a.developer_status.clear(); }},
+    };
+    for (const auto& [code, tweak] : cases) {
+        SCOPED_TRACE(code);
+        app a = make_app({key("a1", T0 - 80 * k_day, T0 + 10 * k_day),
+                          key("e5", T0 - 10 * k_day, T0 + 80 * k_day, "revoked")});
+        tweak(a);
+        auto got = plan::plan_app(a, make_policy(), T0);
+        EXPECT_TRUE(got.skipped);
+        EXPECT_EQ(got.skip_code, code);
+        EXPECT_FALSE(got.skip_reason.empty());
+        EXPECT_TRUE(got.actions.empty());
+        ASSERT_EQ(got.keys.size(), 2u);
+        for (const auto& k : got.keys)
+            EXPECT_EQ(plan::to_string(k.state), k.fingerprint == "e5" ? "revoked" : "skipped");
+    }
+}
