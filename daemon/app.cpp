@@ -1,19 +1,30 @@
 #include "app.hpp"
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -56,14 +67,19 @@ const char* usage_text =
     "  once       one pass over all policies, then exit (0 done, 1 an action failed)\n"
     "  plan       what a pass would do; changes nothing (0 nothing to do, 2 pending, 1 error)\n"
     "  validate   check config and policies (0 valid, 1 invalid)\n"
-    "  inventory  every matched key: app, fingerprint, state, expiry, lineage\n"
-    "  rotate     rotate one app now: --app ORG/DEVELOPER/APP [--revoke-now]\n"
+    "  inventory  every matched key: app, fingerprint, state, expiry, lineage (0, 1 error)\n"
+    "  rotate     rotate one app now: --app ORG/DEVELOPER/APP [--revoke-now] (0 rotated, 1 not)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE  config file (default $KEYROTD_CONFIG, then /etc/keyrotd/keyrotd.yaml)\n"
     "  --json             plan / inventory: machine-readable output\n"
     "  --dry-run          run / once / rotate: every write is a logged no-op\n"
-    "  --version          print the version\n";
+    "  --app O/D/A        rotate: the app to rotate\n"
+    "  --revoke-now       rotate: revoke the old key as soon as its successor is complete\n"
+    "  --version          print the version\n"
+    "\n"
+    "exit codes: 64 usage, 75 stateDir in use by another keyrotd, 78 configuration,\n"
+    "130 / 143 once or rotate stopped by SIGINT / SIGTERM (docs/cli.md)\n";
 
 struct cli {
     std::string command;
@@ -71,8 +87,32 @@ struct cli {
     bool json = false;
     bool dry_run = false;
     bool revoke_now = false;
-    std::string app;  // ORG/DEVELOPER/APP
+    std::string app;              // ORG/DEVELOPER/APP
+    std::set<std::string> given;  // options given, by their long name
 };
+
+// The options each command takes; anything else is a usage error (64).
+const std::map<std::string, std::set<std::string>>& command_options() {
+    static const std::map<std::string, std::set<std::string>> t = {
+        {"run", {"--config", "--dry-run"}},
+        {"once", {"--config", "--dry-run"}},
+        {"plan", {"--config", "--json"}},
+        {"validate", {"--config"}},
+        {"inventory", {"--config", "--json"}},
+        {"rotate", {"--config", "--app", "--revoke-now", "--dry-run"}},
+    };
+    return t;
+}
+
+std::string lower(std::string s) {
+    for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return s;
+}
+
+// "1 policy", "2 policies".
+std::string count_of(long n, std::string_view one, std::string_view many) {
+    return std::to_string(n) + " " + std::string(n == 1 ? one : many);
+}
 
 // Refused calls carry this in their error, so the observer can tell "not sent
 // because keyrotd is stopping" from a real failure.
@@ -96,30 +136,66 @@ class counting_observer : public exec::observer {
                             {"replaces", r.replaces}});
             return true;
         }
-        if (r.action == "failed") ++failed_;
+        if (r.action == "failed") {
+            ++failed_;
+            if (last_failure_.empty()) last_failure_ = r.detail;
+        }
+        if (r.action == "created") ++created_;
         return inner_.on_action(r);
     }
     void on_pass(const exec::pass_summary& s) override {
+        log_decisions(s);
         if (!s.ok && stopping()) {
             obs::log_event(spdlog::level::info, "pass cut short: stopping",
-                           {{"organization", s.organization},
-                            {"actions_done", std::to_string(s.actions_done)}});
+                           {{"organization", s.organization}, {"actions_done", s.actions_done}});
             return;
         }
         if (s.ok) last_ok_[s.organization] = wall_now();
         inner_.on_pass(s);
     }
     bool wants_keys() const override { return inner_.wants_keys(); }
+    obs::recorder& recorder() { return inner_; }
     int failed() const { return failed_; }
+    int created() const { return created_; }
+    const std::string& last_failure() const { return last_failure_; }
     // When each organisation's last successful pass ended (absent: never).
     const std::map<std::string, millis>& last_ok() const { return last_ok_; }
 
   private:
     bool stopping() const { return stopping_ != nullptr && *stopping_; }
 
+    // debug: what the pass read and what it decided, policy by policy.
+    static void log_decisions(const exec::pass_summary& s) {
+        if (!spdlog::should_log(spdlog::level::debug)) return;
+        std::vector<obs::field> read = {{"organization", s.organization},
+                                        {"apps_seen", s.apps_seen},
+                                        {"apps_matched", s.apps_matched}};
+        std::vector<std::string> names;
+        names.reserve(s.skipped_apps.size());
+        for (const auto& [reason, n] : s.skipped_apps) {
+            names.push_back("skipped_" + reason);
+            read.emplace_back(names.back(), n);
+        }
+        obs::log_event(spdlog::level::debug, "pass read", read);
+        for (const auto& c : s.by_policy)
+            obs::log_event(spdlog::level::debug, "policy decided",
+                           {{"organization", s.organization},
+                            {"policy", c.policy},
+                            {"apps", c.apps},
+                            {"valid", c.valid},
+                            {"due", c.due},
+                            {"overlap", c.overlap},
+                            {"expired", c.expired},
+                            {"revoked", c.revoked},
+                            {"skipped", c.skipped},
+                            {"apps_without_valid_key", c.apps_without_valid_key}});
+    }
+
     obs::recorder inner_;
     const bool* stopping_;
     int failed_ = 0;
+    int created_ = 0;
+    std::string last_failure_;
     std::map<std::string, millis> last_ok_;
 };
 
@@ -188,11 +264,16 @@ net::awaitable<void> store(net::awaitable<T> aw, std::optional<T>& out) {
 
 // Runs a coroutine to completion on `io`; rethrows its exception. (Asio 1.18's
 // co_spawn wants default-constructible results, which result<T> is not.)
+// `done` runs when the coroutine ends: it cancels what else keeps `io` busy
+// (a signal wait), so that io.run() returns.
 template <typename T>
-T run_sync(net::io_context& io, net::awaitable<T> aw) {
+T run_sync(net::io_context& io, net::awaitable<T> aw, std::function<void()> done = {}) {
     std::optional<T> out;
     std::exception_ptr err;
-    net::co_spawn(io, store(std::move(aw), out), [&err](std::exception_ptr e) { err = e; });
+    net::co_spawn(io, store(std::move(aw), out), [&err, &done](std::exception_ptr e) {
+        err = e;
+        if (done) done();
+    });
     io.run();
     io.restart();
     if (err) std::rethrow_exception(err);
@@ -201,9 +282,116 @@ T run_sync(net::io_context& io, net::awaitable<T> aw) {
 
 bool is_write(const plan::action& a) { return a.kind != plan::action_kind::report; }
 
+// Terminal columns of one code point: combining marks and zero-width
+// characters take none, East Asian wide and emoji two.
+int char_width(char32_t cp) {
+    if ((cp >= 0x300 && cp <= 0x36f) || (cp >= 0x1ab0 && cp <= 0x1aff) ||
+        (cp >= 0x1dc0 && cp <= 0x1dff) || (cp >= 0x20d0 && cp <= 0x20ff) ||
+        (cp >= 0xfe00 && cp <= 0xfe0f) || (cp >= 0xfe20 && cp <= 0xfe2f) ||
+        (cp >= 0x200b && cp <= 0x200f))
+        return 0;
+    if ((cp >= 0x1100 && cp <= 0x115f) || (cp >= 0x2e80 && cp <= 0x303e) ||
+        (cp >= 0x3041 && cp <= 0x33ff) || (cp >= 0x3400 && cp <= 0x4dbf) ||
+        (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0xa000 && cp <= 0xa4cf) ||
+        (cp >= 0xac00 && cp <= 0xd7a3) || (cp >= 0xf900 && cp <= 0xfaff) ||
+        (cp >= 0xfe30 && cp <= 0xfe4f) || (cp >= 0xff00 && cp <= 0xff60) ||
+        (cp >= 0xffe0 && cp <= 0xffe6) || (cp >= 0x1f300 && cp <= 0x1f64f) ||
+        (cp >= 0x1f900 && cp <= 0x1f9ff) || (cp >= 0x20000 && cp <= 0x3fffd))
+        return 2;
+    return 1;
+}
+
+// Columns a UTF-8 string takes in a terminal (a stray byte counts as one).
+std::size_t display_width(std::string_view s) {
+    std::size_t w = 0;
+    for (std::size_t i = 0; i < s.size();) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (len == 0 || i + static_cast<std::size_t>(len) > s.size()) {
+            ++w;
+            ++i;
+            continue;
+        }
+        char32_t cp = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+        for (int k = 1; k < len; ++k)
+            cp =
+                (cp << 6) | (static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]) & 0x3f);
+        i += static_cast<std::size_t>(len);
+        w += static_cast<std::size_t>(char_width(cp));
+    }
+    return w;
+}
+
 std::string pad(std::string s, std::size_t w) {
-    if (s.size() < w) s.append(w - s.size(), ' ');
+    const std::size_t have = display_width(s);
+    if (have < w) s.append(w - have, ' ');
     return s;
+}
+
+void print_table(const std::vector<std::string>& head,
+                 const std::vector<std::vector<std::string>>& rows) {
+    std::vector<std::size_t> width(head.size());
+    for (std::size_t i = 0; i < head.size(); ++i) width[i] = display_width(head[i]);
+    for (const auto& r : rows)
+        for (std::size_t i = 0; i + 1 < r.size(); ++i)
+            width[i] = std::max(width[i], display_width(r[i]));
+    auto line = [&](const std::vector<std::string>& r) {
+        std::string s;
+        for (std::size_t i = 0; i < r.size(); ++i)
+            s += i + 1 < r.size() ? pad(r[i], width[i] + 2) : r[i];
+        std::cout << s << "\n";
+    };
+    line(head);
+    for (const auto& r : rows) line(r);
+}
+
+// A 404 on the organisation itself: name the policies (and files) that use it.
+std::string org_hint(const policy::config& cfg, const std::string& org, bool not_found) {
+    if (!not_found) return "";
+    std::string who;
+    for (const auto& p : cfg.policies)
+        if (p.organization == org)
+            who += (who.empty() ? "" : ", ") + ("policy " + p.name + " (" + p.source + ")");
+    return "; organization " + org +
+           " does not exist or these credentials cannot see it: " + "check `organization` in " +
+           who;
+}
+
+bool is_org_not_found(const std::string& error_text) {
+    return error_text.find("HTTP 404") != std::string::npos;
+}
+
+// The info line that starts a pass: organisation, policies, what it reads.
+void log_pass_start(const std::string& org, const std::vector<policy::policy>& policies,
+                    const std::string& app, bool dry_run) {
+    std::string names;
+    bool revoked = false;
+    for (const auto& p : policies) {
+        names += (names.empty() ? "" : ",") + p.name;
+        revoked = revoked || p.rotation.delete_revoked_after > 0;
+    }
+    std::vector<obs::field> f = {
+        {"organization", org},
+        {"policies", names},
+        {"reading", std::string("developers, apps with approved keys") +
+                        (revoked ? ", apps with revoked keys (deleteRevokedAfter)" : "")}};
+    if (!app.empty()) f.emplace_back("app", app);
+    if (dry_run) f.emplace_back("dry_run", "true");
+    obs::log_event(spdlog::level::info, "pass starting", f);
+}
+
+// "3 team (AppGroup) apps not rotated: not supported yet" (pass_summary::skipped_apps).
+std::string skipped_line(const std::string& reason, int n) {
+    if (reason == "team-app")
+        return count_of(n, "team (AppGroup) app", "team (AppGroup) apps") +
+               " not rotated: not supported yet";
+    if (reason == "developer-inactive")
+        return count_of(n, "app", "apps") + " not rotated: developer inactive";
+    if (reason == "developer-unknown")
+        return count_of(n, "app", "apps") +
+               " not rotated: developer's status unknown (never written to)";
+    if (reason == "app-revoked") return count_of(n, "revoked app", "revoked apps") + " not rotated";
+    return count_of(n, "app", "apps") + " not rotated: " + reason;
 }
 
 int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
@@ -211,26 +399,36 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
     counting_observer rec(nullptr, nullptr);
     nlohmann::json out = nlohmann::json::array();
     int pending = 0;
-    bool error = false;
+    int apps = 0;
+    std::vector<std::string> errors;
+    std::map<std::string, int> skipped;  // skip reason -> apps
     std::vector<std::vector<std::string>> rows;
+    auto fail = [&](const std::string& why) {
+        std::cerr << "keyrotd: " << why << "\n";
+        errors.push_back(why);
+    };
     auto session = apigee::open_session(io.get_executor(), cfg.apigee);
     if (!session) {  // local set-up (key file, CA file, proxy): a configuration error
-        std::cerr << "keyrotd: apigee: " << session.err().describe() << "\n";
+        const std::string why = "apigee: " + session.err().describe();
+        std::cerr << "keyrotd: " << why << "\n";
+        if (c.json) std::cout << nlohmann::json{{"error", why}}.dump(2) << "\n";
         return k_exit_config;
     }
     for (const auto& org : organizations(cfg)) {
         auto link = link_org(*session.value(), cfg, org, rec);
         exec::run_options opt;
         opt.concurrency = cfg.apigee.max_concurrency;
+        opt.list_revoked = inventory_mode;  // every key, revoked ones too
         auto planned = run_sync(io, link->exec->plan(link->policies, opt));
         if (!planned) {
-            std::cerr << "keyrotd: organization " << org << ": " << planned.err().describe()
-                      << "\n";
-            error = true;
+            fail("organization " + org + ": " + planned.err().describe() +
+                 org_hint(cfg, org, planned.err().is_status(404)));
             continue;
         }
+        for (const auto& [reason, n] : link->exec->skipped_apps()) skipped[reason] += n;
         for (const auto& pa : planned.value()) {
             const auto& a = pa.snapshot;
+            ++apps;
             if (inventory_mode) {
                 for (const auto& k : pa.plan.keys) {
                     out.push_back({{"organization", org},
@@ -248,7 +446,8 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
                     rows.push_back(
                         {org, a.developer_email, a.name, pa.policy->name, k.fingerprint,
                          plan::to_string(k.state), format_time(k.expires_at),
-                         k.replaces.empty() ? "-" : k.replaces + (k.pending ? " (pending)" : "")});
+                         k.replaces.empty() ? "-" : k.replaces + (k.pending ? " (pending)" : ""),
+                         pa.plan.skip_reason.empty() ? "-" : pa.plan.skip_reason});
                 }
                 continue;
             }
@@ -272,50 +471,148 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
             }
         }
     }
+    if (!errors.empty()) {
+        // A partial answer would read as the whole truth: print no result at all.
+        if (c.json) {
+            std::string all;
+            for (const auto& e : errors) all += (all.empty() ? "" : "; ") + e;
+            std::cout << nlohmann::json{{"error", all}}.dump(2) << "\n";
+        }
+        return k_exit_failed;
+    }
     if (c.json) {
         std::cout << out.dump(2) << "\n";
     } else {
-        std::vector<std::string> head =
-            inventory_mode
-                ? std::vector<std::string>{"ORGANIZATION", "DEVELOPER", "APP",     "POLICY",
-                                           "KEY",          "STATE",     "EXPIRES", "REPLACES"}
-                : std::vector<std::string>{"ORGANIZATION", "DEVELOPER", "APP",   "POLICY",
-                                           "ACTION",       "KEY",       "REASON"};
-        std::vector<std::size_t> width(head.size());
-        for (std::size_t i = 0; i < head.size(); ++i) width[i] = head[i].size();
-        for (const auto& r : rows)
-            for (std::size_t i = 0; i + 1 < r.size(); ++i)
-                width[i] = std::max(width[i], r[i].size());
-        auto line = [&](const std::vector<std::string>& r) {
-            std::string s;
-            for (std::size_t i = 0; i < r.size(); ++i)
-                s += i + 1 < r.size() ? pad(r[i], width[i] + 2) : r[i];
-            std::cout << s << "\n";
-        };
         if (rows.empty()) {
             std::cout << (inventory_mode ? "no matched keys\n" : "nothing to do\n");
+        } else if (inventory_mode) {
+            print_table({"ORGANIZATION", "DEVELOPER", "APP", "POLICY", "KEY", "STATE", "EXPIRES",
+                         "REPLACES", "APP SKIPPED"},
+                        rows);
+            std::cout << "\n"
+                      << count_of(static_cast<long>(rows.size()), "key", "keys") << " in "
+                      << count_of(apps, "matched app", "matched apps") << "\n";
         } else {
-            line(head);
-            for (const auto& r : rows) line(r);
+            print_table({"ORGANIZATION", "DEVELOPER", "APP", "POLICY", "ACTION", "KEY", "REASON"},
+                        rows);
+            const long reports = static_cast<long>(rows.size()) - pending;
+            std::cout << "\n"
+                      << count_of(pending, "action", "actions") << " pending"
+                      << (reports > 0 ? " and " + count_of(reports, "report", "reports") : "")
+                      << " over " << count_of(apps, "matched app", "matched apps") << "\n";
         }
+        for (const auto& [reason, n] : skipped)
+            if (n > 0) std::cout << skipped_line(reason, n) << "\n";
     }
-    if (error) return k_exit_failed;
     if (inventory_mode) return k_exit_ok;
     return pending > 0 ? k_exit_pending : k_exit_ok;
 }
 
+// SIGINT / SIGTERM during `once` and `rotate`, as `run` handles them: no new
+// write starts (run_options::may_write), writes in flight and their audit
+// records finish. Bounded: after apigee.timeout + 5 s (at most 80 s), or at a
+// second signal, keyrotd exits anyway; every audit record written so far is
+// fsynced, and the next pass completes what was left half done.
+class signal_stop {
+  public:
+    signal_stop(net::io_context& io, millis grace)
+        : signals_(io, SIGINT, SIGTERM), deadline_(io), grace_(grace) {}
+    // Waits for a signal; close() cancels the wait so that io.run() can return.
+    void open() {
+        if (waiting_) return;
+        waiting_ = true;
+        signals_.async_wait([this](boost::system::error_code ec, int sig) {
+            waiting_ = false;
+            if (ec) return;
+            if (stopping_) force("second signal");
+            stopping_ = true;
+            sig_ = sig;
+            obs::log_event(spdlog::level::info,
+                           "stopping: no new writes; writes in flight and their audit records "
+                           "finish",
+                           {{"signal", sig}, {"deadline", format_duration(grace_)}});
+            deadline_.expires_after(std::chrono::milliseconds(grace_));
+            deadline_.async_wait([this](boost::system::error_code e) {
+                if (!e) force("deadline");
+            });
+            open();
+        });
+    }
+    void close() {
+        signals_.cancel();
+        deadline_.cancel();
+    }
+    const bool& stopping() const { return stopping_; }
+    int exit_code() const { return sig_ == SIGINT ? k_exit_sigint : k_exit_sigterm; }
+
+  private:
+    [[noreturn]] void force(const char* why) {
+        obs::log_event(spdlog::level::warn,
+                       "stopping now; the next pass completes what was left half done",
+                       {{"reason", why}});
+        spdlog::default_logger()->flush();
+        std::_Exit(exit_code());
+    }
+
+    net::signal_set signals_;
+    net::steady_timer deadline_;
+    millis grace_;
+    bool waiting_ = false;
+    bool stopping_ = false;
+    int sig_ = 0;
+};
+
+// `rotate` made no successor: find out why, from the failure or from the app.
+std::string why_not_rotated(net::io_context& io, org_link& link, const exec::run_options& opt,
+                            const std::string& developer, const std::string& name,
+                            const exec::pass_summary& sum, const counting_observer& rec,
+                            int failed_before) {
+    if (rec.failed() > failed_before) return "the rotation failed: " + rec.last_failure();
+    if (!sum.error.empty()) return sum.error;
+    exec::run_options all = opt;
+    all.only_app.clear();
+    auto inv = run_sync(io, link.exec->read_inventory(all));
+    if (!inv) return "cannot read the organization: " + inv.err().describe();
+    const app* found = nullptr;
+    for (const auto& a : inv.value().apps)
+        if (lower(a.developer_email) == lower(developer) && a.name == name) found = &a;
+    const std::string org = link.organization;
+    if (found == nullptr)
+        return "organization " + org + " has no app " + name + " of developer " + developer;
+    const policy::policy* p = plan::match_policy(*found, link.policies);
+    if (p == nullptr) {
+        std::string names;
+        for (const auto& q : link.policies) names += (names.empty() ? "" : ", ") + q.name;
+        return "no policy matches the app (policies of organization " + org + ": " + names + ")";
+    }
+    const auto ap = plan::plan_app(*found, *p, wall_now(), opt.plan);
+    if (ap.skipped) return "the app is left alone: " + ap.skip_reason;
+    std::string keys;
+    for (const auto& k : ap.keys) {
+        keys += (keys.empty() ? "" : ", ") + k.fingerprint + " " + plan::to_string(k.state);
+        if (!k.successor.empty()) keys += " (successor " + k.successor + ")";
+    }
+    return "policy " + p->name + " found no valid key without a successor to rotate (keys: " +
+           (keys.empty() ? std::string("none") : keys) + ")";
+}
+
 int cmd_once(const policy::config& cfg, const cli& c) {
     net::io_context io;
+    signal_stop stop(io, std::min<millis>(cfg.apigee.timeout + 5 * k_second, 80 * k_second));
     obs::audit_log audit(cfg.state_dir);
-    counting_observer rec(&audit, nullptr);
+    counting_observer rec(&audit, nullptr, &stop.stopping());
     bool ok = true;
-    std::string only_org, only_app;
-    if (c.command == "rotate") {
-        const auto slash = c.app.find('/');
-        only_org = c.app.substr(0, slash);
-        only_app = c.app.substr(slash + 1);
+    const bool rotate = c.command == "rotate";
+    // `rotate` looks at one app: every other policy governs none of it.
+    if (rotate) rec.recorder().warn_idle_policies(false);
+    std::string only_org, developer, app_name;
+    if (rotate) {
+        const auto first = c.app.find('/');
+        const auto second = c.app.find('/', first + 1);
+        only_org = c.app.substr(0, first);
+        developer = c.app.substr(first + 1, second - first - 1);
+        app_name = c.app.substr(second + 1);
     }
-    bool found = c.command != "rotate";
     auto session = apigee::open_session(io.get_executor(), cfg.apigee);
     if (!session) {
         // Set-up is local (key file, CA file, proxy): a configuration error.
@@ -323,24 +620,45 @@ int cmd_once(const policy::config& cfg, const cli& c) {
                        {{"error", session.err().describe()}});
         return k_exit_config;
     }
+    bool org_found = !rotate;
+    std::string not_rotated;
     for (const auto& org : organizations(cfg)) {
-        if (!only_org.empty() && org != only_org) continue;
+        if (stop.stopping()) break;
+        if (rotate && org != only_org) continue;
+        org_found = true;
         auto link = link_org(*session.value(), cfg, org, rec);
         exec::run_options opt;
         opt.dry_run = c.dry_run;
         opt.concurrency = cfg.apigee.max_concurrency;
-        opt.only_app = only_app;
-        if (c.command == "rotate") {
+        opt.may_write = [&stop] { return !stop.stopping(); };  // checked before every write
+        if (rotate) {
+            // Apigee matches developer emails case-insensitively; so does keyrotd.
+            opt.only_app = lower(developer) + "/" + app_name;
             opt.plan.force_rotate = true;
             opt.plan.revoke_now = c.revoke_now;
         }
-        auto sum = run_sync(io, link->exec->run_pass(link->policies, opt));
+        log_pass_start(org, link->policies, c.app, c.dry_run);
+        const int created_before = rec.created();
+        const int failed_before = rec.failed();
+        stop.open();
+        auto sum =
+            run_sync(io, link->exec->run_pass(link->policies, opt), [&stop] { stop.close(); });
         if (!sum.ok) ok = false;
-        if (c.command == "rotate" && sum.apps_matched > 0) found = true;
+        if (!sum.error.empty() && is_org_not_found(sum.error))
+            obs::log_event(spdlog::level::err, "organization not found",
+                           {{"organization", org}, {"hint", org_hint(cfg, org, true).substr(2)}});
+        if (rotate && !stop.stopping() && rec.created() == created_before)
+            not_rotated =
+                why_not_rotated(io, *link, opt, developer, app_name, sum, rec, failed_before);
     }
-    if (!found) {
-        obs::log_event(spdlog::level::err, "app not found, or no policy matches it",
-                       {{"app", c.app}});
+    if (stop.stopping()) {
+        obs::log_event(spdlog::level::info, "stopped by a signal",
+                       {{"exit_code", stop.exit_code()}});
+        return stop.exit_code();
+    }
+    if (!org_found) not_rotated = "no policy names organization " + only_org;
+    if (!not_rotated.empty()) {
+        std::cerr << "keyrotd: " << c.app << " not rotated: " << not_rotated << "\n";
         return k_exit_failed;
     }
     return ok && rec.failed() == 0 ? k_exit_ok : k_exit_failed;
@@ -434,7 +752,7 @@ class daemon_loop {
         if (int rc = start_election()) return rc;
         server_.start();  // throws when `listen` cannot be bound: a start-up error
         obs::log_event(spdlog::level::info, "serving /metrics /healthz /readyz",
-                       {{"listen", cfg_->listen}, {"port", std::to_string(server_.port())}});
+                       {{"listen", cfg_->listen}, {"port", static_cast<int>(server_.port())}});
         wait_signal();
         for (auto& o : orgs_) start_loop(*o);
         if (const auto usec = watchdog_interval_usec()) {
@@ -444,8 +762,8 @@ class daemon_loop {
         sd_notify("READY=1\nSTATUS=" + status_line());
         obs::log_event(spdlog::level::info, "keyrotd running",
                        {{"version", KEYROTD_VERSION},
-                        {"organizations", std::to_string(orgs_.size())},
-                        {"policies", std::to_string(cfg_->policies.size())},
+                        {"organizations", orgs_.size()},
+                        {"policies", cfg_->policies.size()},
                         {"interval", format_duration(cfg_->interval)},
                         {"dry_run", dry_run_ ? "true" : "false"}});
         io_.run();
@@ -570,8 +888,13 @@ class daemon_loop {
             o.running = true;
             o.pass_started = steady_ms();
             last_progress_ = o.pass_started;
+            log_pass_start(org, policies, "", dry_run_);
             auto sum = co_await o.link->exec->run_pass(policies, opt);
             o.running = false;
+            if (!sum.error.empty() && is_org_not_found(sum.error))
+                obs::log_event(
+                    spdlog::level::err, "organization not found",
+                    {{"organization", org}, {"hint", org_hint(*cfg, org, true).substr(2)}});
             // A pass over a large organisation leaves freed heap behind: give it
             // back, so the daemon is small between passes.
             ::malloc_trim(0);
@@ -615,12 +938,13 @@ class daemon_loop {
             o.next_at = now + wait;
             char secs[32];
             std::snprintf(secs, sizeof secs, "%.1fs", sum.seconds);
-            o.last = sum.ok ? std::string("ok at ") + format_time(now) + " (" + secs + ", " +
-                                  std::to_string(sum.actions_done) + " actions)"
-                            : "FAILED at " + format_time(now) + ": " +
-                                  (sum.error.empty()
-                                       ? std::to_string(sum.actions_failed) + " actions failed"
-                                       : sum.error);
+            o.last = sum.ok
+                         ? std::string("ok at ") + format_time(now) + " (" + secs + ", " +
+                               count_of(sum.actions_done, "action", "actions") + ")"
+                         : "FAILED at " + format_time(now) + ": " +
+                               (sum.error.empty()
+                                    ? count_of(sum.actions_failed, "action", "actions") + " failed"
+                                    : sum.error);
             obs::log_event(spdlog::level::debug, "next pass",
                            {{"organization", org},
                             {"at", format_time(o.next_at)},
@@ -703,10 +1027,9 @@ class daemon_loop {
         int busy = 0;
         for (const auto& o : orgs_) busy += o->running ? 1 : 0;
         const millis grace = std::min<millis>(cfg_->apigee.timeout + 5 * k_second, 80 * k_second);
-        obs::log_event(spdlog::level::info, "stopping: no new work; in-flight calls finish",
-                       {{"signal", std::to_string(sig)},
-                        {"passes_in_flight", std::to_string(busy)},
-                        {"deadline", format_duration(grace)}});
+        obs::log_event(
+            spdlog::level::info, "stopping: no new work; in-flight calls finish",
+            {{"signal", sig}, {"passes_in_flight", busy}, {"deadline", format_duration(grace)}});
         sd_notify("STOPPING=1\nSTATUS=" + status_line());
         for (auto& o : orgs_) o->timer.cancel();
         watchdog_.cancel();
@@ -806,8 +1129,8 @@ class daemon_loop {
             obs::log_event(spdlog::level::info, "new organization", {{"organization", org}});
         }
         obs::log_event(spdlog::level::info, "config reloaded",
-                       {{"policies", std::to_string(cfg_->policies.size())},
-                        {"organizations", std::to_string(orgs.size())},
+                       {{"policies", cfg_->policies.size()},
+                        {"organizations", orgs.size()},
                         {"interval", format_duration(cfg_->interval)}});
         // A pass with the new policies now; a running pass goes again when it ends.
         for (auto& o : orgs_)
@@ -897,29 +1220,50 @@ class daemon_loop {
 
 int parse(int argc, char** argv, cli& c) {
     for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
+        std::string a = argv[i];
+        // --name=value, for the options that take a value
+        std::optional<std::string> inline_value;
+        if (a.starts_with("--")) {
+            if (const auto eq = a.find('='); eq != std::string::npos) {
+                inline_value = a.substr(eq + 1);
+                a = a.substr(0, eq);
+            }
+        }
         auto value = [&](std::string& into) {
-            if (i + 1 >= argc) {
+            if (inline_value) {
+                into = *inline_value;
+            } else if (i + 1 < argc) {
+                into = argv[++i];
+            } else {
                 std::cerr << "keyrotd: " << a << " needs a value\n";
                 return false;
             }
-            into = argv[++i];
             return true;
         };
+        const bool takes_value = a == "-c" || a == "--config" || a == "--app";
+        if (inline_value && !takes_value) {
+            std::cerr << "keyrotd: " << a << " takes no value\n" << usage_text;
+            return k_exit_usage;
+        }
         if (a == "--version") {
             c.command = "version";
         } else if (a == "-h" || a == "--help" || a == "help") {
             c.command = "help";
         } else if (a == "-c" || a == "--config") {
             if (!value(c.config)) return k_exit_usage;
+            c.given.insert("--config");
         } else if (a == "--json") {
             c.json = true;
+            c.given.insert(a);
         } else if (a == "--dry-run") {
             c.dry_run = true;
+            c.given.insert(a);
         } else if (a == "--revoke-now") {
             c.revoke_now = true;
+            c.given.insert(a);
         } else if (a == "--app") {
             if (!value(c.app)) return k_exit_usage;
+            c.given.insert(a);
         } else if (c.command.empty() && !a.empty() && a[0] != '-') {
             c.command = a;
         } else {
@@ -930,9 +1274,69 @@ int parse(int argc, char** argv, cli& c) {
     return 0;
 }
 
+// Key material passes through this process's memory; a core dump would put it
+// on disk, and a same-user ptrace could read it. Not dumpable also makes
+// /proc/PID/{mem,environ,...} root's. KEYROTD_ALLOW_CORE_DUMPS=1 keeps the
+// process dumpable, for debugging.
+void protect_memory() {
+    const char* allow = std::getenv("KEYROTD_ALLOW_CORE_DUMPS");
+    if (allow != nullptr && std::string_view(allow) == "1") return;
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    rlimit none{0, 0};
+    ::setrlimit(RLIMIT_CORE, &none);
+}
+
+// `run`, `once` and `rotate` write the audit log and the journal: one keyrotd
+// per stateDir. flock on STATEDIR/lock, which holds the PID of the holder;
+// held until the process exits (the kernel drops it, even after kill -9).
+int lock_state_dir(const std::string& dir) {
+    std::error_code ec;
+    if (!std::filesystem::exists(dir, ec)) {
+        std::filesystem::create_directories(dir, ec);
+        if (ec) {
+            obs::log_event(spdlog::level::critical, "cannot create stateDir",
+                           {{"stateDir", dir}, {"error", ec.message()}});
+            return k_exit_failed;
+        }
+        ::chmod(dir.c_str(), 0700);  // only keyrotd reads its state
+    }
+    const std::string path = (std::filesystem::path(dir) / "lock").string();
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        obs::log_event(spdlog::level::critical, "cannot open the stateDir lock",
+                       {{"path", path}, {"error", std::strerror(errno)}});
+        return k_exit_failed;
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        if (err == EWOULDBLOCK) {
+            char buf[32] = {};
+            const auto n = ::pread(fd, buf, sizeof buf - 1, 0);
+            std::string pid(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+            while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+            obs::log_event(spdlog::level::critical,
+                           "stateDir " + dir + " in use by PID " + (pid.empty() ? "?" : pid) +
+                               " (another keyrotd run, once or rotate); exiting with 75",
+                           {{"stateDir", dir}, {"pid", pid}});
+            ::close(fd);
+            return k_exit_tempfail;
+        }
+        obs::log_event(spdlog::level::critical, "cannot lock stateDir",
+                       {{"path", path}, {"error", std::strerror(err)}});
+        ::close(fd);
+        return k_exit_failed;
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0)
+        obs::log_event(spdlog::level::warn, "cannot write the PID into the stateDir lock",
+                       {{"path", path}, {"error", std::strerror(errno)}});
+    return 0;  // fd stays open: the lock lives as long as the process
+}
+
 }  // namespace
 
 int main_cli(int argc, char** argv) {
+    protect_memory();  // before anything reads a credential
     cli c;
     if (int rc = parse(argc, argv, c)) return rc;
     if (c.command == "version") {
@@ -943,12 +1347,20 @@ int main_cli(int argc, char** argv) {
         std::cout << usage_text;
         return k_exit_ok;
     }
-    static const std::set<std::string> commands{"run",      "once",      "plan",
-                                                "validate", "inventory", "rotate"};
-    if (!commands.count(c.command)) {
+    const auto& table = command_options();
+    const auto known = table.find(c.command);
+    if (known == table.end()) {
         std::cerr << (c.command.empty() ? "keyrotd: no command\n"
                                         : "keyrotd: unknown command '" + c.command + "'\n")
                   << usage_text;
+        return k_exit_usage;
+    }
+    for (const auto& o : c.given) {
+        if (known->second.count(o)) continue;
+        std::string takes;
+        for (const auto& t : known->second) takes += " " + t;
+        std::cerr << "keyrotd: " << c.command << " does not take " << o << " (it takes" << takes
+                  << "; see keyrotd --help)\n";
         return k_exit_usage;
     }
     if (c.command == "rotate") {
@@ -968,12 +1380,25 @@ int main_cli(int argc, char** argv) {
     if (c.command == "validate") {
         print_diagnostics(loaded.diagnostics);
         if (!loaded.ok()) return k_exit_failed;
-        std::cout << c.config << ": valid, " << loaded.cfg->policies.size() << " policies\n";
+        // The variable may be set only where keyrotd runs: a warning here.
+        for (auto d : policy::missing_credentials(*loaded.cfg)) {
+            d.level = policy::diagnostic::severity::warning;
+            d.message += " here; every other command refuses to start without it";
+            std::cerr << policy::to_string(d) << "\n";
+        }
+        std::cout << c.config << ": valid, "
+                  << count_of(static_cast<long>(loaded.cfg->policies.size()), "policy", "policies")
+                  << "\n";
         return k_exit_ok;
     }
     if (!loaded.ok()) {
         print_diagnostics(loaded.diagnostics);
         std::cerr << "keyrotd: invalid configuration, not starting (exit 78)\n";
+        return k_exit_config;
+    }
+    if (const auto missing = policy::missing_credentials(*loaded.cfg); !missing.empty()) {
+        print_diagnostics(missing);
+        std::cerr << "keyrotd: missing credentials, not starting (exit 78)\n";
         return k_exit_config;
     }
     const policy::config& cfg = *loaded.cfg;
@@ -990,6 +1415,7 @@ int main_cli(int argc, char** argv) {
     try {
         if (c.command == "plan") return cmd_plan(cfg, c, false);
         if (c.command == "inventory") return cmd_plan(cfg, c, true);
+        if (int rc = lock_state_dir(cfg.state_dir)) return rc;
         if (c.command == "once" || c.command == "rotate") return cmd_once(cfg, c);
         net::io_context io;
         daemon_loop d(io, std::make_shared<const policy::config>(cfg), c.config, c.dry_run);

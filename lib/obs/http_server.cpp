@@ -215,7 +215,7 @@ net::awaitable<void> accept_loop(std::shared_ptr<http_server::impl> self) {
         }
         if (self->sessions.size() >= self->opt.max_connections) {
             log_event(spdlog::level::debug, "http connection refused: too many connections",
-                      {{"limit", std::to_string(self->opt.max_connections)}});
+                      {{"limit", self->opt.max_connections}});
             socket.close(ec);
             continue;
         }

@@ -3,6 +3,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -90,11 +91,14 @@ class line_formatter final : public spdlog::formatter {
             j["time"] = rfc3339_ms(to_millis(msg.time));
             j["severity"] = severity_name(msg.level);
             j["message"] = message;
-            for (const auto& [k, v] : t_fields) {
-                std::string key(k);
+            for (const auto& f : t_fields) {
+                std::string key(f.key);
                 // The three members Cloud Logging interprets are never overwritten.
                 if (key == "time" || key == "severity" || key == "message") key = "field_" + key;
-                j[key] = v;
+                if (f.number)
+                    j[key] = nlohmann::ordered_json::parse(f.value, nullptr, false);
+                else
+                    j[key] = f.value;
             }
             append(dest, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         } else {
@@ -104,14 +108,14 @@ class line_formatter final : public spdlog::formatter {
             append(dest, lvl);
             for (std::size_t i = lvl.size(); i < 6; ++i) dest.push_back(' ');
             append_escaped(message, dest);
-            for (const auto& [k, v] : t_fields) {
+            for (const auto& f : t_fields) {
                 dest.push_back(' ');
-                append_escaped(k, dest);
+                append_escaped(f.key, dest);
                 dest.push_back('=');
-                if (needs_quotes(v))
-                    append(dest, json_string(v));
+                if (needs_quotes(f.value))
+                    append(dest, json_string(f.value));
                 else
-                    append(dest, v);
+                    append(dest, f.value);
             }
         }
         dest.push_back('\n');
@@ -126,6 +130,17 @@ class line_formatter final : public spdlog::formatter {
 };
 
 }  // namespace
+
+field::field(std::string_view k, double seconds) : key(k) {
+    if (std::isfinite(seconds)) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.3f", seconds);
+        value = buf;
+        number = true;
+    } else {
+        value = std::isnan(seconds) ? "nan" : (seconds > 0 ? "inf" : "-inf");
+    }
+}
 
 std::string rfc3339_ms(millis ts) {
     // Floor division so that times before 1970 still print sensibly.

@@ -17,6 +17,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <concepts>
 #include <initializer_list>
 #include <memory>
 #include <span>
@@ -47,7 +48,22 @@ void setup_logging(const std::string& level, const std::string& format,
 // The formatter setup_logging installs; exposed for tests and for extra sinks.
 std::unique_ptr<spdlog::formatter> make_formatter(log_format format);
 
-using field = std::pair<std::string_view, std::string>;
+// One field of an event. Built from a string, it is a string; built from an
+// integer or a double, a number: json mode writes it as a JSON number, text
+// mode the same digits.
+struct field {
+    std::string_view key;
+    std::string value;
+    bool number = false;
+
+    field(std::string_view k, std::string v) : key(k), value(std::move(v)) {}
+    field(std::string_view k, std::string_view v) : key(k), value(v) {}
+    field(std::string_view k, const char* v) : key(k), value(v) {}
+    template <std::integral I>
+    requires(!std::same_as<I, bool> && !std::same_as<I, char>) field(std::string_view k, I n)
+        : key(k), value(std::to_string(n)), number(true) {}
+    field(std::string_view k, double seconds);  // 3 decimals; non-finite: a string
+};
 
 // Logs `message` with structured fields on the default logger. Never throws.
 void log_event(spdlog::level::level_enum level, std::string_view message,

@@ -108,6 +108,15 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> registry, metrics_options
                                   .Name("keyrotd_apps_without_valid_key")
                                   .Help("Matched apps that have no valid key at the last pass")
                                   .Register(*registry_)),
+      policy_apps_(prometheus::BuildGauge()
+                       .Name("keyrotd_policy_apps")
+                       .Help("Apps each policy governs at the last pass (0: it matches nothing)")
+                       .Register(*registry_)),
+      apps_skipped_(prometheus::BuildGauge()
+                        .Name("keyrotd_apps_skipped")
+                        .Help("Apps of the organization keyrotd leaves alone at the last pass, "
+                              "by reason")
+                        .Register(*registry_)),
       key_expiry_(prometheus::BuildGauge()
                       .Name("keyrotd_key_expiry_timestamp_seconds")
                       .Help("Expiry of each working key (fingerprint) that expires")
@@ -232,20 +241,40 @@ void metrics::on_pass(const exec::pass_summary& s) {
         set("overlap", c.overlap);
         set("expired", c.expired);
         set("revoked", c.revoked);
+        set("skipped", c.skipped);
         apps_without_valid_key_.Add({{"organization", org}, {"policy", c.policy}})
             .Set(c.apps_without_valid_key);
+        policy_apps_.Add({{"organization", org}, {"policy", c.policy}}).Set(c.apps);
     }
     for (const auto& gone : series.policies) {
         if (policies.count(gone)) continue;
-        for (const char* state : {"valid", "due", "overlap", "expired", "revoked"}) {
+        for (const char* state : {"valid", "due", "overlap", "expired", "revoked", "skipped"}) {
             prometheus::Labels l{{"organization", org}, {"policy", gone}, {"state", state}};
             if (keys_.Has(l)) keys_.Remove(&keys_.Add(l));
         }
         prometheus::Labels l{{"organization", org}, {"policy", gone}};
         if (apps_without_valid_key_.Has(l))
             apps_without_valid_key_.Remove(&apps_without_valid_key_.Add(l));
+        if (policy_apps_.Has(l)) policy_apps_.Remove(&policy_apps_.Add(l));
     }
     series.policies = std::move(policies);
+
+    // Skipped apps by reason: the known reasons always have a series (0 when
+    // none), so an alert on them never sees "no data"; others appear as seen.
+    std::set<std::string> reasons = {"team-app", "developer-inactive", "developer-unknown",
+                                     "app-revoked"};
+    for (const auto& [reason, n] : s.skipped_apps) reasons.insert(reason);
+    for (const auto& reason : reasons) {
+        auto it = s.skipped_apps.find(reason);
+        apps_skipped_.Add({{"organization", org}, {"reason", reason}})
+            .Set(it == s.skipped_apps.end() ? 0 : it->second);
+    }
+    for (const auto& gone : series.skip_reasons) {
+        if (reasons.count(gone)) continue;
+        prometheus::Labels l{{"organization", org}, {"reason", gone}};
+        if (apps_skipped_.Has(l)) apps_skipped_.Remove(&apps_skipped_.Add(l));
+    }
+    series.skip_reasons = std::move(reasons);
 
     if (!per_key_) return;
     std::map<key_labels, prometheus::Gauge*> expiry;

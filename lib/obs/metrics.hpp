@@ -59,7 +59,8 @@ class metrics {
   private:
     using key_labels = std::tuple<std::string, std::string, std::string>;  // developer, app, key
     struct org_series {
-        std::set<std::string> policies;  // policies with keys/apps_without_valid_key series
+        std::set<std::string> policies;      // policies with keys/apps_without_valid_key series
+        std::set<std::string> skip_reasons;  // reasons with an apps_skipped series
         std::map<key_labels, prometheus::Gauge*> expiry;
     };
 
@@ -78,6 +79,8 @@ class metrics {
     prometheus::Family<prometheus::Counter>& dry_run_actions_;
     prometheus::Family<prometheus::Gauge>& keys_;
     prometheus::Family<prometheus::Gauge>& apps_without_valid_key_;
+    prometheus::Family<prometheus::Gauge>& policy_apps_;
+    prometheus::Family<prometheus::Gauge>& apps_skipped_;
     prometheus::Family<prometheus::Gauge>& key_expiry_;
     prometheus::Family<prometheus::Gauge>& next_action_;
     prometheus::Family<prometheus::Histogram>& pass_duration_;

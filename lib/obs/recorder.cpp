@@ -1,5 +1,6 @@
 #include "obs/recorder.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ bool recorder::on_action(const exec::action_record& r) {
         }
     }
     try {
+        if (r.dry_run) ++dry_run_[r.organization];
         std::string message = r.dry_run ? "dry run: " + r.action : r.action;
         if (r.late) message += " (late rotation)";
         // A value the audit log refused as "not a fingerprint" might be a raw key.
@@ -36,7 +38,10 @@ bool recorder::on_action(const exec::action_record& r) {
                                      {"policy", r.policy}};
         if (!r.key.empty()) fields.emplace_back("key", fp(r.key));
         if (!r.replaces.empty()) fields.emplace_back("replaces", fp(r.replaces));
-        if (!r.detail.empty()) fields.emplace_back("detail", r.detail);
+        // The message already says "dry run": once is enough.
+        std::string_view detail = r.detail;
+        if (r.dry_run && detail.starts_with("dry run: ")) detail.remove_prefix(9);
+        if (!detail.empty()) fields.emplace_back("detail", detail);
         log_event(action_log_level(r.action), message, fields);
         if (metrics_) {
             // What happened in Apigee is counted even when its record is not durable.
@@ -51,24 +56,44 @@ bool recorder::on_action(const exec::action_record& r) {
 
 void recorder::on_pass(const exec::pass_summary& s) {
     try {
-        char secs[32];
-        std::snprintf(secs, sizeof secs, "%.3f", s.seconds);
-        const std::vector<field> fields = {
+        int dry = 0;
+        if (auto it = dry_run_.find(s.organization); it != dry_run_.end()) {
+            dry = it->second;
+            dry_run_.erase(it);
+        }
+        std::vector<field> fields = {
             {"organization", s.organization},
-            {"seconds", secs},
-            {"apps_seen", std::to_string(s.apps_seen)},
-            {"apps_matched", std::to_string(s.apps_matched)},
-            {"actions_done", std::to_string(s.actions_done)},
-            {"actions_failed", std::to_string(s.actions_failed)},
-            {"next_action", format_time(s.next_wake)},
+            {"seconds", s.seconds},
+            {"apps_seen", s.apps_seen},
+            {"apps_matched", s.apps_matched},
+            {"actions_done", std::max(0, s.actions_done - dry)},
+            {"actions_failed", s.actions_failed},
         };
+        if (dry > 0) fields.emplace_back("dry_run_actions", dry);
+        std::vector<std::string> names;  // field keys are views: keep them alive
+        names.reserve(s.skipped_apps.size());
+        for (const auto& [reason, n] : s.skipped_apps) {
+            if (n <= 0) continue;
+            names.push_back("skipped_" + reason);
+            fields.emplace_back(names.back(), n);
+        }
+        fields.emplace_back("next_action", format_time(s.next_wake));
         if (s.ok) {
             log_event(spdlog::level::info, "pass done", fields);
         } else {
-            auto with_error = fields;
-            with_error.emplace_back("error", s.error);
-            log_event(spdlog::level::warn, "pass failed", with_error);
+            fields.emplace_back(
+                "error",
+                s.error.empty() ? std::to_string(s.actions_failed) + " action(s) failed" : s.error);
+            log_event(spdlog::level::err, "pass failed", fields);
         }
+        // A policy that governs nothing is most often a typo in a glob or an
+        // organisation: say so every pass (a pass that could not read the
+        // organisation knows nothing about it).
+        if (s.error.empty() && warn_idle_policies_)
+            for (const auto& c : s.by_policy)
+                if (c.apps == 0)
+                    log_event(spdlog::level::warn, "policy matches no app",
+                              {{"organization", s.organization}, {"policy", c.policy}});
         if (metrics_) metrics_->on_pass(s);
     } catch (...) {
     }

@@ -5,6 +5,8 @@
 
 #include <spdlog/common.h>
 
+#include <map>
+#include <string>
 #include <string_view>
 
 #include "exec/observer.hpp"
@@ -21,13 +23,20 @@ class recorder final : public exec::observer {
     // Audit (false when not durable), log (info for created/completed/revoked/
     // deleted, warn for skipped, error for failed), metrics. Never throws.
     bool on_action(const exec::action_record& r) override;
-    // Logs the pass (info, or warn when it failed) and updates metrics.
+    // Logs the pass (info, or error with the reason when it failed), warns
+    // about each policy that governs no app, and updates metrics. Dry-run
+    // records are not counted in the line's actions_done (dry_run_actions).
     void on_pass(const exec::pass_summary& s) override;
     bool wants_keys() const override { return metrics_ && metrics_->per_key(); }
+    // Off for a pass over one app (`rotate --app`): then every policy but one
+    // governs nothing, and that says nothing about the policies.
+    void warn_idle_policies(bool on) { warn_idle_policies_ = on; }
 
   private:
     audit_log* audit_;
     metrics* metrics_;
+    std::map<std::string, int> dry_run_;  // dry-run records per organization, this pass
+    bool warn_idle_policies_ = true;
 };
 
 using observer_chain = recorder;

@@ -1,5 +1,7 @@
 #include "policy/config.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -7,6 +9,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -668,6 +671,51 @@ class alias_finder : public YAML::EventHandler {
 
 constexpr std::size_t k_max_file_bytes = 1 << 20;
 
+// The first tab in a line's indentation, outside JSON (which may indent with
+// tabs): YAML forbids tabs there, and yaml-cpp's own message does not say so.
+std::optional<pos> tab_in_indentation(const std::string& text) {
+    const auto first = text.find_first_not_of(" \t\r\n");
+    if (first != std::string::npos && (text[first] == '{' || text[first] == '[')) return {};
+    int line = 1;
+    bool indent = true;
+    int column = 1;
+    for (char ch : text) {
+        if (ch == '\n') {
+            ++line;
+            column = 1;
+            indent = true;
+            continue;
+        }
+        if (indent && ch == '\t') return pos{line, column};
+        if (ch != ' ') indent = false;
+        ++column;
+    }
+    return {};
+}
+
+// yaml-cpp's message, with a hint for the traps people fall into.
+std::string yaml_error_message(const std::string& text, const YAML::Mark& m,
+                               const std::string& msg) {
+    std::string out = "YAML syntax error: " + msg;
+    if (msg.find("anchor") != std::string::npos && m.pos >= 0 &&
+        static_cast<std::size_t>(m.pos) < text.size()) {
+        // An unquoted glob such as *@example.com reads as an alias.
+        std::size_t at = static_cast<std::size_t>(m.pos);
+        const auto star = text.find('*', at);
+        const auto eol = text.find('\n', at);
+        if (star != std::string::npos && (eol == std::string::npos || star < eol)) at = star;
+        std::size_t end = at;
+        while (end < text.size() && text[end] != '\n' && text[end] != ',' && text[end] != ']' &&
+               text[end] != '}' && text[end] != ' ' && text[end] != '\r')
+            ++end;
+        const std::string word = text.substr(at, std::min<std::size_t>(end - at, 60));
+        if (!word.empty() && word[0] == '*')
+            out = "YAML syntax error: " + word +
+                  " reads as a YAML alias because it starts with *; quote it: \"" + word + "\"";
+    }
+    return out;
+}
+
 std::optional<std::vector<YAML::Node>> parse_all(const fs::path& path, const std::string& text,
                                                  std::vector<diagnostic>& out) {
     try {
@@ -679,6 +727,12 @@ std::optional<std::vector<YAML::Node>> parse_all(const fs::path& path, const std
         if (text.find('\0') != std::string::npos) {
             out.push_back({diagnostic::severity::error, path.string(), 0, 0, "",
                            "file contains NUL bytes: not a YAML or JSON text"});
+            return std::nullopt;
+        }
+        if (const auto tab = tab_in_indentation(text)) {
+            out.push_back({diagnostic::severity::error, path.string(), tab->line, tab->column, "",
+                           "tab character in indentation: YAML does not allow tabs there; "
+                           "indent with spaces"});
             return std::nullopt;
         }
         {
@@ -705,7 +759,7 @@ std::optional<std::vector<YAML::Node>> parse_all(const fs::path& path, const std
     } catch (const YAML::ParserException& e) {
         const pos p = pos_of(e.mark);
         out.push_back({diagnostic::severity::error, path.string(), p.line, p.column, "",
-                       "YAML syntax error: " + e.msg});
+                       yaml_error_message(text, e.mark, e.msg)});
     } catch (const YAML::Exception& e) {
         const pos p = pos_of(e.mark);
         out.push_back({diagnostic::severity::error, path.string(), p.line, p.column, "",
@@ -945,12 +999,16 @@ std::string resolve(const fs::path& base_dir, const std::string& p) {
     return (base_dir / path).lexically_normal().string();
 }
 
-void read_auth(reader& r, const field_ref& f, auth_config& a) {
+void read_auth(reader& r, const field_ref& f, auth_config& a,
+               std::map<std::string, std::pair<int, int>>& positions) {
     auto m = r.map(f.value, f.at(), "apigee.auth", config_table());
     if (!m) return;
     auto str = [&](const char* name, std::string& dst) {
-        if (const auto* g = get(*m, name))
+        if (const auto* g = get(*m, name)) {
+            const pos p = g->at();
+            positions[std::string("apigee.auth.") + name] = {p.line, p.column};
             if (auto s = r.string(*g, std::string("apigee.auth.") + name)) dst = *s;
+        }
     };
     str("method", a.method);
     str("path", a.path);
@@ -1015,9 +1073,12 @@ void read_config(reader& r, const YAML::Node& root, config& c, pos& policies_at,
                     if (auto why = url_error(*s)) r.error(g->at(), "apigee.url", *why);
                 }
             }
-            if (const auto* g = get(*am, "auth")) read_auth(r, *g, a.auth);
-            if (const auto* g = get(*am, "caFile"))
+            if (const auto* g = get(*am, "auth")) read_auth(r, *g, a.auth, c.positions);
+            if (const auto* g = get(*am, "caFile")) {
+                const pos p = g->at();
+                c.positions["apigee.caFile"] = {p.line, p.column};
                 if (auto s = r.string(*g, "apigee.caFile")) a.ca_file = *s;
+            }
             if (const auto* g = get(*am, "timeout")) {
                 if (auto d = r.duration(*g, "apigee.timeout", false)) {
                     if (**d <= 0)
@@ -1112,7 +1173,63 @@ void read_config(reader& r, const YAML::Node& root, config& c, pos& policies_at,
     }
 }
 
+diagnostic about_field(const config& c, const std::string& field, std::string message,
+                       diagnostic::severity level = diagnostic::severity::error) {
+    diagnostic d{level, c.source, 0, 0, field, std::move(message)};
+    if (auto it = c.positions.find(field); it != c.positions.end()) {
+        d.line = it->second.first;
+        d.column = it->second.second;
+    }
+    return d;
+}
+
+// A file the config names must be there and readable now: finding out at the
+// first Apigee call (or, for caFile, only in `once`) is too late.
+void check_named_files(const config& c, std::vector<diagnostic>& out) {
+    auto check = [&](const std::string& field, const std::string& path, const char* what) {
+        if (path.empty()) return;
+        std::error_code ec;
+        std::string why;
+        if (fs::is_directory(path, ec)) {
+            why = "is a directory";
+        } else {
+            const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                why = std::strerror(errno);
+            else
+                ::close(fd);
+        }
+        if (!why.empty())
+            out.push_back(
+                about_field(c, field, std::string(what) + " " + quote(path) + ": " + why));
+    };
+    check("apigee.caFile", c.apigee.ca_file, "cannot read CA file");
+    if (c.apigee.auth.method == "token-file")
+        check("apigee.auth.path", c.apigee.auth.path, "cannot read token file");
+    else if (c.apigee.auth.method == "google")
+        check("apigee.auth.path", c.apigee.auth.path, "cannot read service-account key file");
+}
+
 }  // namespace
+
+std::vector<diagnostic> missing_credentials(const config& c) {
+    std::vector<diagnostic> out;
+    auto need = [&](const std::string& field, const std::string& var) {
+        if (var.empty()) return;
+        const char* v = std::getenv(var.c_str());
+        if (v == nullptr || *v == '\0')
+            out.push_back(about_field(c, field,
+                                      "environment variable " + var + " (auth method " +
+                                          c.apigee.auth.method + ") is " +
+                                          (v == nullptr ? "not set" : "empty")));
+    };
+    if (c.apigee.auth.method == "token-env") need("apigee.auth.env", c.apigee.auth.env);
+    if (c.apigee.auth.method == "basic") {
+        need("apigee.auth.userEnv", c.apigee.auth.user_env);
+        need("apigee.auth.passwordEnv", c.apigee.auth.password_env);
+    }
+    return out;
+}
 
 std::string to_string(const diagnostic& d) {
     std::string out = d.file;
@@ -1172,6 +1289,7 @@ load_result load_config(const std::filesystem::path& file) {
     c.state_dir = resolve(dir, c.state_dir);
     if (!c.apigee.ca_file.empty()) c.apigee.ca_file = resolve(dir, c.apigee.ca_file);
     if (!c.apigee.auth.path.empty()) c.apigee.auth.path = resolve(dir, c.apigee.auth.path);
+    check_named_files(c, res.diagnostics);
 
     auto pr = load_policies_impl(c.policies_path, "policies",
                                  policies_at.line ? std::optional<pos>(policies_at) : std::nullopt,

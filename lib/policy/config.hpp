@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -89,6 +90,9 @@ struct config {
     bool metrics_per_key = true;  // metrics: {perKey: false} turns per-key series off
     std::vector<policy> policies;
     std::string source;  // the config file
+    // Where some fields were written (line, column; 1-based), for messages about
+    // them after loading: "apigee.caFile", "apigee.auth.env", ...
+    std::map<std::string, std::pair<int, int>> positions;
 };
 
 struct diagnostic {
@@ -115,9 +119,18 @@ struct load_result {
 };
 
 // Loads the config file and the policies it points to (a file or a directory
-// of *.yaml / *.yml / *.json, read in name order). A relative `policies` or
-// `stateDir` is resolved against the config file's directory.
+// of *.yaml / *.yml / *.json, read in name order). A relative `policies`,
+// `stateDir`, `apigee.caFile` or `apigee.auth.path` is resolved against the
+// config file's directory. Every file the config names (caFile, the token file,
+// a service-account key file) must exist and be readable: an error otherwise.
 load_result load_config(const std::filesystem::path& file);
+
+// The environment variables the auth method reads (token-env: env; basic:
+// userEnv, passwordEnv) that are unset or empty in this process: one
+// diagnostic each, naming the field. An error for every command that calls
+// Apigee; `validate` shows them as warnings (the variable may be set only where
+// keyrotd runs). Files the config names are checked by load_config itself.
+std::vector<diagnostic> missing_credentials(const config& c);
 
 // Loads only policies (a file or directory); for tests and tools.
 struct policies_result {

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -101,4 +103,33 @@ TEST(obs_log, default_logger_and_levels) {
     EXPECT_THROW(keyrot::obs::setup_logging("loud", "text"), std::invalid_argument);
     EXPECT_THROW(keyrot::obs::setup_logging("info", "xml"), std::invalid_argument);
     keyrot::obs::setup_logging("info", "text");  // back to stderr for the other tests
+}
+
+TEST(obs_log, numbers_are_json_numbers) {
+    capture c(log_format::json);
+    std::vector<field> fields = {
+        {"apps_seen", 12},    {"seconds", 0.25},
+        {"count_text", "12"}, {"big", std::size_t{1} << 40},
+        {"negative", -3},     {"nan", std::numeric_limits<double>::quiet_NaN()}};
+    log_event(*c.logger, spdlog::level::info, "pass done", fields);
+    auto lines = c.lines();
+    ASSERT_EQ(lines.size(), 1u);
+    auto j = nlohmann::json::parse(lines[0]);
+    EXPECT_TRUE(j["apps_seen"].is_number_integer()) << lines[0];
+    EXPECT_EQ(j["apps_seen"], 12);
+    EXPECT_TRUE(j["seconds"].is_number_float()) << lines[0];
+    EXPECT_DOUBLE_EQ(j["seconds"].get<double>(), 0.25);
+    EXPECT_TRUE(j["count_text"].is_string()) << lines[0];
+    EXPECT_EQ(j["big"], std::int64_t{1} << 40);
+    EXPECT_EQ(j["negative"], -3);
+    EXPECT_EQ(j["nan"], "nan");  // not a JSON number: a string
+}
+
+TEST(obs_log, numbers_in_text_mode_are_plain) {
+    capture c(log_format::text);
+    std::vector<field> fields = {{"apps_seen", 12}, {"seconds", 1.5}};
+    log_event(*c.logger, spdlog::level::info, "pass done", fields);
+    auto lines = c.lines();
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_NE(lines[0].find("pass done apps_seen=12 seconds=1.500"), std::string::npos) << lines[0];
 }

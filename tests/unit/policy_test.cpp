@@ -633,15 +633,73 @@ TEST_F(Loader, AuthMethods) {
     EXPECT_DIAG(ds, "apigee.auth.env", 4, 5, "not used by auth method none");
     ds = config_diags("apigee:\n  auth: {env: X}\n");  // method defaults to google
     EXPECT_DIAG(ds, "apigee.auth.env", 2, 10, "not used by auth method google");
-    // google takes an optional key file
-    EXPECT_TRUE(config_diags("apigee:\n  auth: {method: google, path: /sa.json}\n").empty());
+    // google takes an optional key file; it must be there
+    write("sa.json", "{}");
+    EXPECT_TRUE(config_diags("apigee:\n  auth: {method: google, path: sa.json}\n").empty());
+    ds = config_diags("apigee:\n  auth: {method: google, path: /nonexistent/sa.json}\n");
+    EXPECT_DIAG(ds, "apigee.auth.path", 2, 32,
+                "cannot read service-account key file \"/nonexistent/sa.json\": No such file");
 
     write("pol.yaml", "name: p\norganization: o\n");
+    write("secrets/token", "t\n");
     const auto r = load_config(
         write("tf.yaml",
               "apigee: {auth: {method: token-file, path: secrets/token}}\npolicies: pol.yaml\n"));
     ASSERT_TRUE(r.ok()) << dump(r.diagnostics);
     EXPECT_EQ(r.cfg->apigee.auth.path, (dir_ / "secrets/token").string());
+}
+
+// Every file the config names is checked at load: validate says what `once`
+// would otherwise refuse later (issue 10 item 8).
+TEST_F(Loader, NamedFilesMustBeReadable) {
+    auto ds = config_diags("apigee:\n  auth: {method: none}\n  caFile: missing-ca.pem\n");
+    EXPECT_DIAG(ds, "apigee.caFile", 3, 11, "cannot read CA file");
+    EXPECT_DIAG(ds, "apigee.caFile", 3, 11, "No such file or directory");
+    ds = config_diags("apigee:\n  auth: {method: token-file, path: nope}\n");
+    EXPECT_DIAG(ds, "apigee.auth.path", 2, 36, "cannot read token file");
+    fs::create_directories(dir_ / "adir");
+    ds = config_diags("apigee:\n  auth: {method: none}\n  caFile: adir\n");
+    EXPECT_DIAG(ds, "apigee.caFile", 3, 11, "is a directory");
+    write("ca.pem", "x");
+    EXPECT_TRUE(config_diags("apigee:\n  auth: {method: none}\n  caFile: ca.pem\n").empty());
+}
+
+TEST_F(Loader, MissingCredentialsNameTheVariable) {
+    write("pol.yaml", "name: p\norganization: o\n");
+    ::unsetenv("KEYROT_TEST_UNSET_VAR");
+    ::setenv("KEYROT_TEST_SET_VAR", "x", 1);
+    auto r = load_config(write("c.yaml",
+                               "apigee:\n  auth: {method: token-env, env: KEYROT_TEST_UNSET_VAR}\n"
+                               "policies: pol.yaml\n"));
+    ASSERT_TRUE(r.ok()) << dump(r.diagnostics);
+    auto ds = missing_credentials(*r.cfg);
+    EXPECT_DIAG(ds, "apigee.auth.env", 2, 34,
+                "environment variable KEYROT_TEST_UNSET_VAR (auth method token-env) is not set");
+    r = load_config(write("c.yaml",
+                          "apigee:\n  auth: {method: basic, userEnv: KEYROT_TEST_SET_VAR,"
+                          " passwordEnv: KEYROT_TEST_UNSET_VAR}\npolicies: pol.yaml\n"));
+    ASSERT_TRUE(r.ok()) << dump(r.diagnostics);
+    ds = missing_credentials(*r.cfg);
+    ASSERT_EQ(ds.size(), 1u) << dump(ds);
+    EXPECT_EQ(ds[0].field, "apigee.auth.passwordEnv");
+}
+
+TEST_F(Loader, YamlTrapsGetHints) {
+    auto ds = config_diags("apigee:\n  url: *star\n");
+    ASSERT_FALSE(ds.empty());
+    EXPECT_NE(ds[0].message.find("*star reads as a YAML alias because it starts with *; quote "
+                                 "it: \"*star\""),
+              std::string::npos)
+        << dump(ds);
+    ds = config_diags("apigee:\n\turl: http://127.0.0.1:1\n");
+    ASSERT_FALSE(ds.empty());
+    EXPECT_EQ(ds[0].line, 2);
+    EXPECT_EQ(ds[0].column, 1);
+    EXPECT_NE(ds[0].message.find("tab character in indentation"), std::string::npos) << dump(ds);
+    // JSON may indent with tabs
+    write("pol.yaml", "name: p\norganization: o\n");
+    const auto r = load_config(write("j.json", "{\n\t\"interval\": \"5m\",\n\t\"policies\": \"pol.yaml\"\n}"));
+    EXPECT_TRUE(r.ok()) << dump(r.diagnostics);
 }
 
 TEST_F(Loader, ConcurrencyAndRate) {
