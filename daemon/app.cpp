@@ -5,7 +5,6 @@
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1281,9 +1280,10 @@ int parse(int argc, char** argv, cli& c) {
 void protect_memory() {
     const char* allow = std::getenv("KEYROTD_ALLOW_CORE_DUMPS");
     if (allow != nullptr && std::string_view(allow) == "1") return;
+    // Not dumpable: no core file (unless fs.suid_dumpable=2, and then root's
+    // only). No setrlimit(RLIMIT_CORE): the systemd unit's filter denies it
+    // (~@resources); the unit sets LimitCORE=0 itself.
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    rlimit none{0, 0};
-    ::setrlimit(RLIMIT_CORE, &none);
 }
 
 // `run`, `once` and `rotate` write the audit log and the journal: one keyrotd

@@ -27,8 +27,9 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT = os.path.join(ROOT, "deploy", "grafana", "keyrotd.json")
 
-# design.md "Metrics" (prefix keyrotd_), with labels; plus the two gauges the
-# deployment added (keyrotd_leader, keyrotd_interval_seconds).
+# design.md "Metrics" (prefix keyrotd_), with labels; plus the gauges added
+# since (keyrotd_leader, keyrotd_interval_seconds, keyrotd_policy_apps,
+# keyrotd_apps_skipped; docs/metrics.md).
 METRICS = {
     "build_info": {"version"},
     "rotations_total": {"organization", "policy", "outcome"},
@@ -44,7 +45,8 @@ METRICS = {
     "apigee_request_duration_seconds": {"method"},
     "config_reloads_total": {"outcome"},
 }
-ADDED = {"leader": set(), "interval_seconds": set()}
+ADDED = {"leader": set(), "interval_seconds": set(),
+         "policy_apps": {"organization", "policy"}, "apps_skipped": {"organization", "reason"}}
 HISTOGRAMS = {"pass_duration_seconds", "apigee_request_duration_seconds"}
 # Labels Prometheus adds to every scraped series.
 TARGET_LABELS = {"instance", "job", "namespace", "pod", "service", "endpoint", "container"}

@@ -38,6 +38,7 @@ required=(
     'NoNewPrivileges=yes' 'CapabilityBoundingSet=' 'UMask=0077'
     'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' 'SystemCallFilter=@system-service'
     'SystemCallArchitectures=native' 'MemoryDenyWriteExecute=yes' 'ProtectProc=invisible'
+    'LimitCORE=0'
     'ProcSubset=pid'
 )
 for line in "${required[@]}"; do
