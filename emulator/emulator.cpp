@@ -1203,6 +1203,12 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
                 a.app_family = f->get<std::string>();
             }
             auto cred = new_credential(products, expires_in, scopes);
+            if (faults_.generate_wipes_app) {
+                // A client (or a person between our read and this call) that
+                // sent nothing back: the app loses what the body left out.
+                attrs.clear();
+                callback.clear();
+            }
             a.attributes = std::move(attrs);
             a.callback_url = std::move(callback);
             a.last_modified_at = t;
@@ -1450,6 +1456,11 @@ response emulator::hostile_response(json j, bool list) const {
         if (list) j["nextPageToken"] = to_hex("\x1f");
         return json_response(j);
     }
+    if (mode == "page-cap") {
+        // A server that stops after one page: no nextPageToken, totalSize intact.
+        if (list) j.erase("nextPageToken");
+        return json_response(j);
+    }
     std::vector<std::pair<std::string, std::string>> splices;  // "marker" -> raw text
     auto corrupt = [&](json& a) {
         if (!a.is_object() || !a.contains("name") || a["name"] != faults_.hostile_app) return;
@@ -1554,6 +1565,7 @@ response emulator::handle_hook(const request& req, const std::string& path,
                     {"pDropAfterWrite", faults_.p_drop_after_write},
                     {"seed", faults_.seed},
                     {"metadataDown", oauth_->metadata_down},
+                    {"generateWipesApp", faults_.generate_wipes_app},
                     {"hostile", faults_.hostile_mode.empty() ? json(nullptr)
                                                              : json{{"mode", faults_.hostile_mode},
                                                                     {"app", faults_.hostile_app}}}};
@@ -1586,6 +1598,10 @@ response emulator::handle_hook(const request& req, const std::string& path,
             f.seed = static_cast<std::uint64_t>(*v);
             fault_rng_.seed(f.seed);
         }
+        if (auto it = j.find("generateWipesApp"); it != j.end() && !it->is_null()) {
+            if (!it->is_boolean()) fail(400, "generateWipesApp must be a boolean");
+            f.generate_wipes_app = it->get<bool>();
+        }
         std::optional<bool> metadata_down;
         if (auto it = j.find("metadataDown"); it != j.end() && !it->is_null()) {
             if (!it->is_boolean()) fail(400, "metadataDown must be a boolean");
@@ -1598,22 +1614,23 @@ response emulator::handle_hook(const request& req, const std::string& path,
                 if (!it->is_object()) fail(400, "hostile must be an object or null");
                 auto mode = it->find("mode");
                 if (mode != it->end() && !mode->is_null()) {
-                    static const char* const modes[] = {"wrong-types", "missing-fields",
-                                                        "huge-array", "duplicate-keys",
-                                                        "page-loop"};
+                    static const char* const modes[] = {"wrong-types",    "missing-fields",
+                                                        "huge-array",     "duplicate-keys",
+                                                        "page-loop",      "page-cap"};
                     if (!mode->is_string() ||
                         std::none_of(std::begin(modes), std::end(modes),
                                      [&](const char* m) { return *mode == m; }))
                         fail(400,
                              "hostile.mode must be wrong-types, missing-fields, huge-array, "
-                             "duplicate-keys or page-loop");
+                             "duplicate-keys, page-loop or page-cap");
                     f.hostile_mode = mode->get<std::string>();
                     auto app = it->find("app");
                     if (app != it->end() && !app->is_null()) {
                         if (!app->is_string()) fail(400, "hostile.app must be a string");
                         f.hostile_app = app->get<std::string>();
                     }
-                    if (f.hostile_app.empty() && f.hostile_mode != "page-loop")
+                    if (f.hostile_app.empty() && f.hostile_mode != "page-loop" &&
+                        f.hostile_mode != "page-cap")
                         fail(400, "hostile.app is required for this mode");
                 }
             }

@@ -119,8 +119,11 @@ struct faults {
     std::uint64_t seed = 0;
     // Hostile mode (docs/emulator.md): corrupts the answers about one app.
     std::string hostile_mode;  // "" (off) | wrong-types | missing-fields | huge-array |
-                               // duplicate-keys | page-loop
-    std::string hostile_app;   // the app name it corrupts (page-loop: every list page)
+                               // duplicate-keys | page-loop | page-cap
+    std::string hostile_app;   // the app name it corrupts (page-loop, page-cap: every list page)
+    // "generate key pair" keeps none of the body's attributes and callback URL,
+    // as if the client had left them out: keyrotd must restore the app.
+    bool generate_wipes_app = false;
 };
 
 struct availability_record {

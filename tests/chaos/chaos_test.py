@@ -136,6 +136,8 @@ def app_map(state):
 
 
 def save_artifacts(case, k_list, emu_state, token):
+    if h.PROFILE:
+        case += "-" + h.PROFILE
     """Outputs and audit logs for secrets_test.py; the secrets themselves go to
     secrets.json, which that test reads and never searches."""
     d = os.path.join(ARTIFACTS, case)
@@ -227,6 +229,12 @@ class Checks:
                     problems.append("%s: extra successor not revoked" % (key,))
         self.assertEqual(problems, [], "\n".join(problems[:40]))
 
+    def check_markers_kept(self, lost):
+        """No write of keyrotd's, under either reading of "replaces the existing
+        attributes", ever left a key it made without its lineage marker (the
+        emulator records every write that removed one)."""
+        self.assertEqual(lost, [], "writes that removed a keyrotd_replaces marker")
+
     def check_no_orphans(self, seed, st):
         """Every key that was not in the seed carries the lineage marker: no
         unmarked (so never revoked, never rotated) key was left behind."""
@@ -310,6 +318,7 @@ class ChaosTest(unittest.TestCase, Checks):
             cls.state = cls.emu.state()
             cls.requests = cls.emu.hook("requests")
             cls.records = cls.emu.hook("availability")["records"]
+            cls.markers_lost = cls.emu.hook("invariants")["markersLost"]
             cls.elapsed = time.time() - t0
             print("chaos: kills (delay s, alive, rc) %s; converged after %s s; total %.1f s; "
                   "%d requests" % (cls.kill_log, cls.converged_after and
@@ -331,6 +340,9 @@ class ChaosTest(unittest.TestCase, Checks):
     @classmethod
     def done(cls, st):
         return all_done(cls.due, st)
+
+    def test_6_no_marker_ever_lost(self):
+        self.check_markers_kept(self.markers_lost)
 
     def test_0_killed_and_converged(self):
         self.assertGreaterEqual(sum(1 for _, alive, _ in self.kill_log if alive), 10,
@@ -454,6 +466,7 @@ class RaceTest(unittest.TestCase, Checks):
             self.check_successors(seed, due, st)
             self.check_no_orphans(seed, st)
             self.check_availability(emu)
+            self.check_markers_kept(emu.hook("invariants")["markersLost"])
             extras = sum(1 for a in st["apps"] for c in a.get("credentials", [])
                          if attr(c, MARKER) and c["status"] == "revoked")
             print("race: %d apps, %d due, %d extra successors made by races (revoked)"

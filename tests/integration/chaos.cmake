@@ -12,14 +12,21 @@ set(_chaos_env "KEYROT_BUILD_DIR=${CMAKE_BINARY_DIR}"
 add_test(NAME chaos_sigkill COMMAND ${KEYROT_PYTHON} ${_chaos_py} ChaosTest)
 # Two and three daemons at once, no leader election.
 add_test(NAME chaos_race COMMAND ${KEYROT_PYTHON} ${_chaos_py} RaceTest)
+# The same against the emulator's strict profile (docs/apigee-fidelity.md).
+add_test(NAME chaos_sigkill_strict COMMAND ${KEYROT_PYTHON} ${_chaos_py} ChaosTest)
+add_test(NAME chaos_race_strict COMMAND ${KEYROT_PYTHON} ${_chaos_py} RaceTest)
 
 set_tests_properties(chaos_sigkill chaos_race
                      PROPERTIES LABELS integration TIMEOUT 400 ENVIRONMENT "${_chaos_env}"
+                                RESOURCE_LOCK chaos)
+set_tests_properties(chaos_sigkill_strict chaos_race_strict
+                     PROPERTIES LABELS integration TIMEOUT 400
+                                ENVIRONMENT "${_chaos_env};KEYROT_EMULATOR_PROFILE=strict"
                                 RESOURCE_LOCK chaos)
 
 # Secrets audit over the outputs the cases above left in test-artifacts/.
 add_test(NAME chaos_secrets_audit
          COMMAND ${KEYROT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/chaos/secrets_test.py)
 set_tests_properties(chaos_secrets_audit PROPERTIES LABELS integration TIMEOUT 300
-                     ENVIRONMENT "${_chaos_env}" DEPENDS "chaos_sigkill;chaos_race"
+                     ENVIRONMENT "${_chaos_env}" DEPENDS "chaos_sigkill;chaos_race;chaos_sigkill_strict;chaos_race_strict"
                      RESOURCE_LOCK chaos)

@@ -265,6 +265,28 @@ class RotationTest(unittest.TestCase):
 class GenerateRotationTest(RotationTest):
     method = "generate"
 
+    def test_restore_after_generate_wiped_the_app(self):
+        # Generate replaced the app's attributes and callback URL (trap 1): the
+        # restore PUT puts them back and never names API products, which on
+        # Apigee X would mint one more key (strict reading put-generates).
+        self.emu.hook("faults", {"generateWipesApp": True})
+        before = self.emu.app(DEV, "shop")
+        old_fp = h.fp(before["credentials"][0]["consumerKey"])
+        r = self.k.run("once")
+        self.assertEqual(r.returncode, 1, "a changed app is reported: " + r.stdout + r.stderr)
+        after = self.emu.app(DEV, "shop")
+        self.assertEqual(after["attributes"], before["attributes"])
+        self.assertEqual(after["callbackUrl"], before["callbackUrl"])
+        self.assertEqual(len(after["credentials"]), 2, "exactly one new key, none from the restore")
+        self.assertIn("restored", self.k.audit_text())
+        # The successor is still completed, on this pass or the next.
+        self.emu.hook("faults", {"generateWipesApp": False})
+        self.assertEqual(self.k.run("once").returncode, 0)
+        succ = successors_of(self.emu.app(DEV, "shop"), old_fp)
+        self.assertEqual(len(succ), 1)
+        self.assertIn({"name": "keyrotd_replaces", "value": old_fp}, succ[0]["attributes"])
+        self.assertEqual(len(self.emu.app(DEV, "shop")["credentials"]), 2)
+
 
 class ConfigTest(unittest.TestCase):
     def test_invalid_config_exits_78_before_any_call(self):
@@ -308,6 +330,19 @@ class PagingTest(unittest.TestCase):
             self.assertEqual(planned, ["app%04d" % i for i in range(1200) if i % 100 == 7])
             reads = emu.reads()
             self.assertEqual(reads.get("GET /v1/organizations/{org}/developers"), 2, reads)
+
+            # A server that stops listing after one page (no nextPageToken, while
+            # totalSize says 1,200): keyrotd cannot prove it saw the whole
+            # organisation, so the pass fails loudly and writes nothing.
+            emu.hook("faults", {"hostile": {"mode": "page-cap"}})
+            emu.reset_counters()
+            r = k.run("once")
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("totalSize 1200", r.stdout + r.stderr)
+            self.assertEqual(emu.writes(), 0)
+            r = k.run("plan", "--json")
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("totalSize", r.stderr)
         finally:
             emu.stop()
             h.rmtree(d)
