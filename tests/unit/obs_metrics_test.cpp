@@ -322,3 +322,33 @@ TEST_F(obs_metrics_registry, recorder_reports_an_audit_failure) {
     EXPECT_TRUE(rec.on_action(record("revoked")));
     std::filesystem::remove_all(dir);
 }
+
+TEST_F(obs_metrics_registry, policy_apps_skipped_apps_and_skipped_keys) {
+    auto s = pass(true);
+    s.by_policy[0].apps = 4;
+    s.by_policy[0].skipped = 2;
+    pass_summary::policy_counts idle;
+    idle.policy = "typo";
+    s.by_policy.push_back(idle);
+    s.skipped_apps = {{"team-app", 3}, {"developer-inactive", 1}};
+    m.on_pass(s);
+    const auto org = std::string("acme");
+    EXPECT_EQ(value(*reg, "keyrotd_policy_apps", {{"organization", org}, {"policy", "p90"}}), 4);
+    EXPECT_EQ(value(*reg, "keyrotd_policy_apps", {{"organization", org}, {"policy", "typo"}}), 0);
+    EXPECT_EQ(
+        value(*reg, "keyrotd_keys", {{"organization", org}, {"policy", "p90"}, {"state", "skipped"}}),
+        2);
+    EXPECT_EQ(value(*reg, "keyrotd_apps_skipped", {{"organization", org}, {"reason", "team-app"}}),
+              3);
+    // Every known reason has a series, 0 when none.
+    EXPECT_EQ(value(*reg, "keyrotd_apps_skipped",
+                    {{"organization", org}, {"reason", "developer-unknown"}}),
+              0);
+    // Next pass: the team apps are gone, the idle policy removed (reload).
+    s.skipped_apps = {};
+    s.by_policy.pop_back();
+    m.on_pass(s);
+    EXPECT_EQ(value(*reg, "keyrotd_apps_skipped", {{"organization", org}, {"reason", "team-app"}}),
+              0);
+    EXPECT_FALSE(value(*reg, "keyrotd_policy_apps", {{"organization", org}, {"policy", "typo"}}));
+}
