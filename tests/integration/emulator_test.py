@@ -6,6 +6,7 @@ Exit 0 = pass, 1 = fail, 77 = skipped (gcloud missing).
 """
 import copy
 import http.client
+import hashlib
 import json
 import os
 import shutil
@@ -538,6 +539,82 @@ def test_multi_org(e):
     e.ok("GET", "/v1/organizations/acme")
 
 
+def test_profiles():
+    """The lenient and the strict reading of each ambiguity (docs/apigee-fidelity.md)."""
+    for strict in (False, True):
+        e = Emu(*(["--strict"] if strict else []))
+        try:
+            readings = e.ok("GET", "/__emulator/readings")
+            assert set(readings) == {"create-scopes", "update-wipes-attributes",
+                                     "developer-list-emails", "page-100", "put-generates",
+                                     "keystatus-whole-apps"}, readings
+            assert all(v == strict for v in readings.values()), readings
+            shop = app_path("dev1@example.com", "shop")
+            # create-scopes
+            s, js, _ = e.call("POST", shop + "/keys", {"consumerKey": "scoped_1", "scopes": ["read"]})
+            if strict:
+                assert_error(s, js, 400, "INVALID_ARGUMENT")
+            else:
+                assert s == 200 and js["scopes"] == ["read"], (s, js)
+            # update-wipes-attributes, and the marker-loss record
+            marker = [{"name": "keyrotd_replaces", "value": "pending:abc"}]
+            e.ok("POST", shop + "/keys", {"consumerKey": "marked_1", "attributes": marker})
+            k = e.ok("POST", key_path("dev1@example.com", "shop", "marked_1"),
+                     {"apiProducts": ["payments"]})
+            assert k.get("attributes", []) == ([] if strict else marker), k
+            lost = e.ok("GET", "/__emulator/invariants")["markersLost"]
+            assert len(lost) == (1 if strict else 0), lost
+            if strict:
+                assert lost[0]["app"] == "shop" and lost[0]["key"] == hashlib.sha256(
+                    b"marked_1").hexdigest()[:16], lost
+            k = e.ok("POST", key_path("dev1@example.com", "shop", "marked_1"),
+                     {"apiProducts": [], "attributes": marker})
+            assert k["attributes"] == marker
+            k = e.ok("PUT", key_path("dev1@example.com", "shop", "marked_1"), {"scopes": ["s"]})
+            assert k["scopes"] == ["s"] and k.get("attributes", []) == ([] if strict else marker), k
+            e.ok("DELETE", "/__emulator/invariants", status=204)
+            k = e.ok("PUT", key_path("dev1@example.com", "shop", "marked_1"),
+                     {"scopes": ["t"], "attributes": marker})
+            assert k["attributes"] == marker and e.ok("GET", "/__emulator/invariants")["markersLost"] == []
+            # developer-list-emails: paged entries without status
+            paged = e.ok("GET", ORG + "/developers?expand=true&count=10")["developer"]
+            assert all(("status" in d) != strict for d in paged), paged
+            assert all("status" in d for d in e.ok("GET", ORG + "/developers?expand=true")["developer"])
+            # keystatus-whole-apps
+            rev = e.ok("GET", ORG + "/apps?expand=true&keyStatus=revoked")
+            names = [a["name"] for a in rev["app"]]
+            assert ("solo" in names) != strict, names
+            shop_rev = [a for a in rev["app"] if a["name"] == "shop"][0]
+            keys = sorted(c["consumerKey"] for c in shop_rev["credentials"])
+            assert (len(keys) > 1) == strict and "shopKey_old" in keys, keys
+            assert rev["totalSize"] == len(rev["app"]), rev["totalSize"]
+            # put-generates
+            before = len(e.ok("GET", shop)["credentials"])
+            e.ok("PUT", shop, {"name": "shop", "apiProducts": ["payments"], "attributes": []})
+            after = len(e.ok("GET", shop)["credentials"])
+            assert after == before + (1 if strict else 0), (before, after)
+            # page-100, and a team app in the org list
+            # (With keystatus-whole-apps an app without an approved key is not listed.)
+            apps = [{"developerEmail": "d@big.example.com", "name": "a%03d" % i,
+                     "credentials": [{}]} for i in range(150)]
+            apps.append({"appGroup": "team-a", "name": "team-app", "credentials": [{}]})
+            e.ok("POST", "/__emulator/seed", {"organization": "big", "developers": [
+                {"email": "d@big.example.com"}], "apps": apps})
+            page = e.ok("GET", "/v1/organizations/big/apps?expand=true&pageSize=1000")
+            assert len(page["app"]) == (100 if strict else 151), len(page["app"])
+            assert bool(page.get("nextPageToken")) == strict and page["totalSize"] == 151
+            team = [a for a in page["app"] if a["name"] == "team-app"]
+            if not strict:
+                assert team[0]["appGroup"] == "team-a" and "developerEmail" not in team[0], team
+            # The hook switches readings at run time.
+            e.ok("POST", "/__emulator/readings", {"page-100": not strict})
+            assert e.ok("GET", "/__emulator/readings")["page-100"] == (not strict)
+            s, js, _ = e.call("POST", "/__emulator/readings", {"no-such-reading": True})
+            assert s == 400, (s, js)
+        finally:
+            e.stop()
+
+
 def test_bad_start():
     bad = os.path.join(TMP, "bad-seed.json")
     with open(bad, "w") as f:
@@ -592,7 +669,8 @@ def main():
     # Each test gets a fresh emulator (and stops it with SIGTERM, checking exit 0).
     for t in (test_reads_and_int64, test_generate_trap, test_create_calls, test_custom_keys, test_limits,
               test_paging_and_filters, test_update_and_app_status, test_bad_input, test_faults,
-              test_hooks, test_availability_and_clock, test_multi_org, test_token, test_bad_start):
+              test_hooks, test_availability_and_clock, test_multi_org, test_token, test_bad_start,
+              test_profiles):
         try:
             if t.__code__.co_argcount:
                 e = Emu()
