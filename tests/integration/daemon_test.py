@@ -550,7 +550,7 @@ class PrometheusTest(DaemonCase):
             # Keys: 3 rotated (old in overlap, successor valid) + 2 fresh.
             keys = {m["state"]: v for m, v in query('keyrotd_keys{organization="demo"}')}
             self.assertEqual(keys, {"valid": 5, "due": 0, "overlap": 3, "expired": 0,
-                                    "revoked": 0})
+                                    "revoked": 0, "skipped": 0})
             self.assertEqual(value('count(keyrotd_key_expiry_timestamp_seconds)'), 8)
             # Every request keyrotd made is counted: the emulator saw the same number.
             emu_total = self.emu.hook("requests")["total"]
