@@ -140,10 +140,13 @@ class counting_observer : public exec::observer {
             if (last_failure_.empty()) last_failure_ = r.detail;
         }
         if (r.action == "created") ++created_;
+        if (r.dry_run) ++dry_run_[r.organization];
         return inner_.on_action(r);
     }
     void on_pass(const exec::pass_summary& s) override {
         log_decisions(s);
+        last_dry_run_[s.organization] = dry_run_[s.organization];
+        dry_run_.erase(s.organization);
         if (!s.ok && stopping()) {
             obs::log_event(spdlog::level::info, "pass cut short: stopping",
                            {{"organization", s.organization}, {"actions_done", s.actions_done}});
@@ -156,6 +159,11 @@ class counting_observer : public exec::observer {
     obs::recorder& recorder() { return inner_; }
     int failed() const { return failed_; }
     int created() const { return created_; }
+    // Actions of the organisation's last pass that were dry-run records only.
+    int last_dry_run(const std::string& org) const {
+        auto it = last_dry_run_.find(org);
+        return it == last_dry_run_.end() ? 0 : it->second;
+    }
     const std::string& last_failure() const { return last_failure_; }
     // When each organisation's last successful pass ended (absent: never).
     const std::map<std::string, millis>& last_ok() const { return last_ok_; }
@@ -194,6 +202,7 @@ class counting_observer : public exec::observer {
     const bool* stopping_;
     int failed_ = 0;
     int created_ = 0;
+    std::map<std::string, int> dry_run_, last_dry_run_;  // per organization
     std::string last_failure_;
     std::map<std::string, millis> last_ok_;
 };
@@ -939,7 +948,13 @@ class daemon_loop {
             std::snprintf(secs, sizeof secs, "%.1fs", sum.seconds);
             o.last = sum.ok
                          ? std::string("ok at ") + format_time(now) + " (" + secs + ", " +
-                               count_of(sum.actions_done, "action", "actions") + ")"
+                               count_of(std::max(0, sum.actions_done - rec_.last_dry_run(org)),
+                                        "action", "actions") +
+                               (rec_.last_dry_run(org) > 0
+                                    ? ", " + count_of(rec_.last_dry_run(org), "dry-run action",
+                                                      "dry-run actions")
+                                    : std::string()) +
+                               ")"
                          : "FAILED at " + format_time(now) + ": " +
                                (sum.error.empty()
                                     ? count_of(sum.actions_failed, "action", "actions") + " failed"
