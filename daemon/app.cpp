@@ -140,6 +140,7 @@ class counting_observer : public exec::observer {
             if (last_failure_.empty()) last_failure_ = r.detail;
         }
         if (r.action == "created") ++created_;
+        if (r.action == "completed") ++completed_;
         if (r.dry_run) ++dry_run_[r.organization];
         return inner_.on_action(r);
     }
@@ -159,6 +160,7 @@ class counting_observer : public exec::observer {
     obs::recorder& recorder() { return inner_; }
     int failed() const { return failed_; }
     int created() const { return created_; }
+    int completed() const { return completed_; }
     // Actions of the organisation's last pass that were dry-run records only.
     int last_dry_run(const std::string& org) const {
         auto it = last_dry_run_.find(org);
@@ -202,6 +204,7 @@ class counting_observer : public exec::observer {
     const bool* stopping_;
     int failed_ = 0;
     int created_ = 0;
+    int completed_ = 0;
     std::map<std::string, int> dry_run_, last_dry_run_;  // per organization
     std::string last_failure_;
     std::map<std::string, millis> last_ok_;
@@ -365,8 +368,11 @@ std::string org_hint(const policy::config& cfg, const std::string& org, bool not
            who;
 }
 
-bool is_org_not_found(const std::string& error_text) {
-    return error_text.find("HTTP 404") != std::string::npos;
+// A pass that read nothing and failed with 404 (or 403: Apigee's answer for an
+// organisation these credentials cannot see) on the organisation's listing.
+bool is_org_not_found(const exec::pass_summary& s) {
+    return s.apps_seen == 0 && (s.error.find("HTTP 404") != std::string::npos ||
+                                s.error.find("HTTP 403") != std::string::npos);
 }
 
 // The info line that starts a pass: organisation, policies, what it reads.
@@ -430,7 +436,7 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
         auto planned = run_sync(io, link->exec->plan(link->policies, opt));
         if (!planned) {
             fail("organization " + org + ": " + planned.err().describe() +
-                 org_hint(cfg, org, planned.err().is_status(404)));
+                 org_hint(cfg, org, planned.err().is_status(404) || planned.err().is_status(403)));
             continue;
         }
         for (const auto& [reason, n] : link->exec->skipped_apps()) skipped[reason] += n;
@@ -574,8 +580,11 @@ class signal_stop {
 std::string why_not_rotated(net::io_context& io, org_link& link, const exec::run_options& opt,
                             const std::string& developer, const std::string& name,
                             const exec::pass_summary& sum, const counting_observer& rec,
-                            int failed_before) {
+                            int failed_before, int completed_before) {
     if (rec.failed() > failed_before) return "the rotation failed: " + rec.last_failure();
+    if (rec.completed() > completed_before)
+        return "it completed a successor an earlier pass had left pending, and made no new one "
+               "(run rotate again to replace that one too)";
     if (!sum.error.empty()) return sum.error;
     exec::run_options all = opt;
     all.only_app.clear();
@@ -648,16 +657,17 @@ int cmd_once(const policy::config& cfg, const cli& c) {
         log_pass_start(org, link->policies, c.app, c.dry_run);
         const int created_before = rec.created();
         const int failed_before = rec.failed();
+        const int completed_before = rec.completed();
         stop.open();
         auto sum =
             run_sync(io, link->exec->run_pass(link->policies, opt), [&stop] { stop.close(); });
         if (!sum.ok) ok = false;
-        if (!sum.error.empty() && is_org_not_found(sum.error))
+        if (!sum.ok && is_org_not_found(sum))
             obs::log_event(spdlog::level::err, "organization not found",
                            {{"organization", org}, {"hint", org_hint(cfg, org, true).substr(2)}});
         if (rotate && !stop.stopping() && rec.created() == created_before)
-            not_rotated =
-                why_not_rotated(io, *link, opt, developer, app_name, sum, rec, failed_before);
+            not_rotated = why_not_rotated(io, *link, opt, developer, app_name, sum, rec,
+                                          failed_before, completed_before);
     }
     if (stop.stopping()) {
         obs::log_event(spdlog::level::info, "stopped by a signal",
@@ -899,7 +909,7 @@ class daemon_loop {
             log_pass_start(org, policies, "", dry_run_);
             auto sum = co_await o.link->exec->run_pass(policies, opt);
             o.running = false;
-            if (!sum.error.empty() && is_org_not_found(sum.error))
+            if (!sum.ok && is_org_not_found(sum))
                 obs::log_event(
                     spdlog::level::err, "organization not found",
                     {{"organization", org}, {"hint", org_hint(*cfg, org, true).substr(2)}});

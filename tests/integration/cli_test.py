@@ -181,6 +181,19 @@ class RotateTest(Base):
             self.assertIn(why, r.stderr)
         self.assertEqual(self.emu.writes(), 0)
 
+    def test_completing_a_pending_successor_is_not_a_rotation(self):
+        old = key("half", "+2d")
+        pending = key("halfnew", "+30d", "-1h")
+        pending["attributes"] = [{"name": "keyrotd_replaces",
+                                  "value": "pending:" + h.fp(old["consumerKey"])}]
+        st = seed()
+        st["apps"] = [{"developerEmail": BEN, "name": "half", "credentials": [old, pending]}]
+        self.emu.hook("seed", st)
+        r = self.rotate("demo/%s/half" % BEN)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("completed a successor an earlier pass had left pending", r.stderr)
+        self.assertTrue(any(a["action"] == "completed" for a in self.k.audit()))
+
     def test_dry_run_says_it_once_and_counts_apart(self):
         r = self.rotate("demo/%s/shop" % BEN, "--dry-run")
         self.assertEqual(r.returncode, 0, r.stderr)
