@@ -335,9 +335,9 @@ TEST_F(obs_metrics_registry, policy_apps_skipped_apps_and_skipped_keys) {
     const auto org = std::string("acme");
     EXPECT_EQ(value(*reg, "keyrotd_policy_apps", {{"organization", org}, {"policy", "p90"}}), 4);
     EXPECT_EQ(value(*reg, "keyrotd_policy_apps", {{"organization", org}, {"policy", "typo"}}), 0);
-    EXPECT_EQ(
-        value(*reg, "keyrotd_keys", {{"organization", org}, {"policy", "p90"}, {"state", "skipped"}}),
-        2);
+    EXPECT_EQ(value(*reg, "keyrotd_keys",
+                    {{"organization", org}, {"policy", "p90"}, {"state", "skipped"}}),
+              2);
     EXPECT_EQ(value(*reg, "keyrotd_apps_skipped", {{"organization", org}, {"reason", "team-app"}}),
               3);
     // Every known reason has a series, 0 when none.

@@ -698,7 +698,8 @@ TEST_F(Loader, YamlTrapsGetHints) {
     EXPECT_NE(ds[0].message.find("tab character in indentation"), std::string::npos) << dump(ds);
     // JSON may indent with tabs
     write("pol.yaml", "name: p\norganization: o\n");
-    const auto r = load_config(write("j.json", "{\n\t\"interval\": \"5m\",\n\t\"policies\": \"pol.yaml\"\n}"));
+    const auto r =
+        load_config(write("j.json", "{\n\t\"interval\": \"5m\",\n\t\"policies\": \"pol.yaml\"\n}"));
     EXPECT_TRUE(r.ok()) << dump(r.diagnostics);
 }
 
