@@ -141,14 +141,25 @@ net::awaitable<result<std::vector<planned_app>>> executor::plan(
     developer_status_ = stream.developer_statuses();
     std::vector<planned_app> out;
     for (;;) {
+        const bool deletions = stream.revoked_phase();
         auto page = co_await stream.next();
         if (!page) co_return page.err();
         if (!page.value()) break;
-        for (auto& pa : match(*page.value(), policies, o)) out.push_back(std::move(pa));
+        for (auto& pa : match(*page.value(), policies, o)) {
+            if (deletions)
+                restrict_to_deletions(pa);
+            else
+                strip_deletions(pa);
+            out.push_back(std::move(pa));
+        }
     }
     for (auto& pa : out) {
         co_await learn_developer(pa, o);
-        if (pa.plan.skipped) ++skipped_[pa.plan.skip_code];
+        if (pa.deletions_only) {
+            restrict_to_deletions(pa);
+        } else if (pa.plan.skipped) {
+            ++skipped_[pa.plan.skip_code];
+        }
     }
     co_return out;
 }
@@ -183,16 +194,7 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     };
     std::map<std::string, pass_summary::policy_counts> counts;
     for (const auto& p : policies) counts[p.name].policy = p.name;
-    skipped_.clear();
-    developer_status_.clear();
-    pending_intents_.clear();
-    audited_.clear();
-    journal_checked_audit_ = false;
-    if (!opt.dry_run) {
-        for (auto& i : intents_.load(api_.organization()))
-            pending_intents_[i.developer + "\n" + i.app].push_back(std::move(i));
-        if (!pending_intents_.empty()) audited_ = recently_audited();
-    }
+    begin_pass(opt);
 
     // A reader streams pages of apps into a bounded queue; workers take the
     // apps that have something to do. Reading the next page overlaps with the
@@ -247,6 +249,7 @@ net::awaitable<void> executor::feed(inventory_stream& stream, pipeline& pl,
             co_await pl.space.async_wait(net::redirect_error(net::use_awaitable, ec));
             continue;
         }
+        const bool deletions = stream.revoked_phase();
         auto page = co_await stream.next();
         if (!page) {
             // Apps already done stay done; the rest waits for the next pass.
@@ -254,9 +257,15 @@ net::awaitable<void> executor::feed(inventory_stream& stream, pipeline& pl,
             break;
         }
         if (!page.value()) break;
-        sum.apps_seen += static_cast<int>(page.value()->size());
+        if (!deletions) sum.apps_seen += static_cast<int>(page.value()->size());
         std::vector<planned_app> apps = match(*page.value(), policies, opt);
-        sum.apps_matched += static_cast<int>(apps.size());
+        if (deletions) {
+            // The revoked phase: apps seen already (or having revoked keys only).
+            for (auto& pa : apps) restrict_to_deletions(pa);
+        } else {
+            for (auto& pa : apps) strip_deletions(pa);
+            sum.apps_matched += static_cast<int>(apps.size());
+        }
         for (auto& pa : apps) {
             // An app with nothing planned still needs a worker when a crash left
             // an intent or a generate journal entry for it.
@@ -299,17 +308,119 @@ net::awaitable<void> executor::drain(pipeline& pl, const run_options& opt, pass_
     }
 }
 
+// An app from the listing's revoked phase: its approved keys are slim copies
+// (lineage only), so nothing but deletions may be planned from it, and only
+// its revoked keys are new to the counts.
+// Deletions come from the revoked phase alone, even when the approved listing
+// shows revoked keys too (one reading of keyStatus): never twice in a pass.
+void executor::strip_deletions(planned_app& pa) {
+    std::erase_if(pa.plan.actions,
+                  [](const plan::action& a) { return a.kind == plan::action_kind::delete_key; });
+}
+
+void executor::restrict_to_deletions(planned_app& pa) {
+    pa.deletions_only = true;
+    std::erase_if(pa.plan.actions,
+                  [](const plan::action& a) { return a.kind != plan::action_kind::delete_key; });
+    std::erase_if(pa.plan.keys,
+                  [](const plan::key_view& k) { return k.state != plan::key_state::revoked; });
+}
+
+net::awaitable<void> executor::apply_deletions(planned_app& pa, const run_options& opt,
+                                               pass_summary& sum) {
+    const bool dry = opt.dry_run || pa.policy->dry_run;
+    if (!dry) co_await recover_intents(pa);
+    for (const auto& act : pa.plan.actions) {
+        pa.current = act.kind;
+        if (dry) {
+            record(pa, "deleted", act.key, "", "dry run: " + act.reason, true);
+            ++sum.actions_done;
+            continue;
+        }
+        if (opt.may_write && !opt.may_write()) co_return;  // not the leader any more
+        if (!co_await remove(pa, act)) {
+            ++sum.actions_failed;
+            co_return;
+        }
+        ++sum.actions_done;
+    }
+}
+
+void executor::begin_pass(const run_options& opt) {
+    skipped_.clear();
+    developer_status_.clear();
+    wake_horizon_ = opt.wake_horizon;
+    pending_intents_.clear();
+    audited_.clear();
+    journal_checked_audit_ = false;
+    if (!opt.dry_run) {
+        for (auto& i : intents_.load(api_.organization()))
+            pending_intents_[i.developer + "\n" + i.app].push_back(std::move(i));
+        if (!pending_intents_.empty()) audited_ = recently_audited();
+    }
+}
+
+net::awaitable<pass_summary> executor::run_apps(const std::vector<policy::policy>& policies,
+                                                const std::vector<app_wake>& apps,
+                                                const run_options& opt) {
+    pass_summary sum;
+    sum.partial = true;
+    sum.organization = api_.organization();
+    sum.started = clock_();
+    const auto t0 = std::chrono::steady_clock::now();
+    std::map<std::string, pass_summary::policy_counts> counts;
+    begin_pass(opt);
+    for (const auto& w : apps) {
+        if (opt.may_write && !opt.may_write()) break;  // not the leader any more
+        auto got = co_await api_.get_app(w.developer, w.app);
+        if (!got) {
+            if (got.err().is_status(404)) continue;  // gone: nothing to do
+            sum.error = "read app " + w.developer + "/" + w.app + ": " + got.err().describe();
+            break;  // the next full pass reads everything again
+        }
+        app a = std::move(got.value());
+        a.organization = api_.organization();
+        a.developer_email = w.developer;  // the app's own answer may not carry it
+        a.developer_status.clear();       // learnt when the plan has work
+        ++sum.apps_seen;
+        std::vector<app> one;
+        one.push_back(std::move(a));
+        for (auto& pa : match(one, policies, opt)) {
+            ++sum.apps_matched;
+            co_await apply_app(pa, opt, sum);
+            tally(pa, counts, sum);
+        }
+    }
+    for (auto& [name, c] : counts) sum.by_policy.push_back(c);
+    sum.skipped_apps = skipped_;
+    sum.ok = sum.error.empty() && sum.actions_failed == 0;
+    sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    co_return sum;
+}
+
 void executor::tally(const planned_app& pa,
                      std::map<std::string, pass_summary::policy_counts>& counts,
                      pass_summary& sum) {
     auto& c = counts[pa.policy->name];
     c.policy = pa.policy->name;
+    if (pa.deletions_only) {  // the rest of this app was counted in the approved phase
+        for (const auto& k : pa.plan.keys) {
+            ++c.revoked;
+            if (obs_.wants_keys())
+                sum.keys.push_back(
+                    {pa.snapshot.developer_email, pa.snapshot.name, pa.policy->name, k});
+        }
+        return;
+    }
     ++c.apps;
     if (pa.plan.skipped) ++skipped_[pa.plan.skip_code];
     if (!pa.plan.skipped && !pa.plan.has_valid_key) ++c.apps_without_valid_key;
-    if (pa.plan.next_wake != k_never)
+    if (pa.plan.next_wake != k_never) {
         sum.next_wake = sum.next_wake == k_never ? pa.plan.next_wake
                                                  : std::min(sum.next_wake, pa.plan.next_wake);
+        if (pa.plan.next_wake < wake_horizon_)
+            sum.wakes.push_back({pa.snapshot.developer_email, pa.snapshot.name, pa.plan.next_wake});
+    }
     for (const auto& k : pa.plan.keys) {
         switch (k.state) {
             case plan::key_state::valid:
@@ -343,6 +454,11 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
         ++sum.actions_failed;
         co_return;
     }
+    if (pa.deletions_only) {
+        restrict_to_deletions(pa);  // learn_developer planned it again
+        if (!pa.plan.skipped) co_await apply_deletions(pa, opt, sum);
+        co_return;
+    }
     if (pa.plan.skipped) co_return;
     if (!dry) {
         co_await recover_intents(pa);
@@ -361,6 +477,7 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
     for (int round = 0; round < 4; ++round) {
         if (round > 0) pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), later);
         bool wrote = false;
+        strip_deletions(pa);  // the revoked phase deletes (learn_developer, recovery re-plan)
         for (const auto& act : pa.plan.actions) {
             pa.current = act.kind;
             if (act.kind == plan::action_kind::report) {

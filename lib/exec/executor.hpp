@@ -42,6 +42,9 @@ struct run_options {
     // List revoked keys too (`inventory`); a pass lists them anyway when a
     // policy of the organisation deletes revoked keys (deleteRevokedAfter).
     bool list_revoked = false;
+    // Record the apps whose next action falls due before this moment
+    // (pass_summary::wakes); 0 = record none.
+    millis wake_horizon = 0;
     // Checked before every write: false (a leader that lost its lease) ends
     // the pass without writing; empty = always allowed.
     std::function<bool()> may_write;
@@ -53,6 +56,9 @@ struct planned_app {
     plan::app_plan plan;
     plan::action_kind current = plan::action_kind::report;  // the action being applied
     bool reread = false;  // a write changed the app itself ("generate"): read it again
+    // From the listing's revoked phase: only deletions are applied, and only
+    // its revoked keys are counted (the rest was planned from the approved phase).
+    bool deletions_only = false;
 };
 
 struct inventory {
@@ -82,6 +88,15 @@ class executor {
     net::awaitable<pass_summary> run_pass(const std::vector<policy::policy>& policies,
                                           const run_options& opt);
 
+    // A pass over the given apps only: one GET each (and one for the status of
+    // each developer with work), then plan and apply as run_pass does. For the
+    // daemon's wake-ups between full passes, when an action falls due on a few
+    // apps: it need not list the whole organisation. Apps gone or no longer
+    // matched are left alone. The summary is `partial`: not given to on_pass.
+    net::awaitable<pass_summary> run_apps(const std::vector<policy::policy>& policies,
+                                          const std::vector<app_wake>& apps,
+                                          const run_options& opt);
+
   private:
     std::vector<planned_app> match(std::vector<app>& apps,
                                    const std::vector<policy::policy>& policies,
@@ -107,8 +122,14 @@ class executor {
                               std::map<std::string, pass_summary::policy_counts>& counts);
     net::awaitable<void> drain(pipeline& pl, const run_options& opt, pass_summary& sum,
                                std::map<std::string, pass_summary::policy_counts>& counts);
+    static void restrict_to_deletions(planned_app& pa);
+    static void strip_deletions(planned_app& pa);
+    net::awaitable<void> apply_deletions(planned_app& pa, const run_options& opt,
+                                         pass_summary& sum);
     void tally(const planned_app& pa, std::map<std::string, pass_summary::policy_counts>& counts,
                pass_summary& sum);
+    // What every pass starts with: per-pass caches cleared, crash leftovers loaded.
+    void begin_pass(const run_options& opt);
     net::awaitable<void> apply_app(planned_app& pa, const run_options& opt, pass_summary& sum);
     net::awaitable<bool> apply(planned_app& pa, const plan::action& act, const run_options& opt);
     net::awaitable<bool> create_import(planned_app& pa, const plan::action& act);
@@ -144,6 +165,7 @@ class executor {
     std::function<millis()> clock_;
     std::map<std::string, int> skipped_;
     std::map<std::string, std::string> developer_status_;  // lower-case email → status, this pass
+    millis wake_horizon_ = 0;                              // run_options::wake_horizon, this pass
 };
 
 }  // namespace keyrot::exec

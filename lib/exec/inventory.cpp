@@ -1,5 +1,7 @@
 #include "exec/inventory.hpp"
 
+#include <algorithm>
+
 #include "apigee/api.hpp"
 #include "common/text.hpp"
 
@@ -8,14 +10,14 @@ namespace {
 
 std::string app_key(const app& a) { return a.developer_email + "\n" + a.name; }
 
-// What the planner needs of a revoked key: lineage and times, and the key
-// itself for a later delete. Attributes other than the marker, scopes,
-// products and the secret are dropped.
-credential slim(credential c) {
+// What the planner needs of a key to plan deletions: lineage and times, and
+// the key itself for the delete. Other attributes, scopes, products and the
+// secret are dropped.
+credential slim(const credential& c) {
     credential s;
-    s.fingerprint = std::move(c.fingerprint);
-    s.consumer_key = std::move(c.consumer_key);
-    s.status = std::move(c.status);
+    s.fingerprint = c.fingerprint;
+    s.consumer_key = c.consumer_key;
+    s.status = c.status;
     s.issued_at = c.issued_at;
     s.expires_at = c.expires_at;
     if (const std::string* m = find_attribute(c.attributes, k_marker_attribute))
@@ -39,32 +41,6 @@ net::awaitable<result<void>> inventory_stream::open() {
     // Only statuses the list states; the rest are learnt per developer when needed.
     for (auto& [email, status] : devs.value())
         if (!status.empty()) developer_status_[ascii_lower(email)] = status;
-    if (!with_revoked_) co_return ok_t{};
-
-    std::string token;
-    std::set<std::string> seen;
-    std::int64_t listed = 0, total = -1;
-    do {
-        auto page = co_await api_.list_apps_page(token, page_size_, "revoked");
-        ++requests_;
-        if (!page) co_return page.err();
-        listed += static_cast<std::int64_t>(page->apps.size());
-        if (page->total_size >= 0) total = page->total_size;
-        for (auto& a : page->apps) {
-            if (!a.app_group.empty()) continue;  // team apps: not supported yet
-            std::vector<credential> keep;
-            for (auto& c : a.credentials)
-                if (c.status == "revoked") keep.push_back(slim(std::move(c)));
-            if (keep.empty()) continue;
-            a.credentials = std::move(keep);
-            a.attributes.clear();  // the approved listing brings the app's own fields
-            revoked_only_[app_key(a)] = std::move(a);
-        }
-        token = page->next_page_token;
-        if (!token.empty() && !seen.insert(token).second)
-            co_return error{error::kind::protocol, 0, "", "app list repeats a page token"};
-    } while (!token.empty());
-    if (total > listed) co_return incomplete("revoked", total, listed);
     co_return ok_t{};
 }
 
@@ -80,49 +56,71 @@ void inventory_stream::complete(app& a) {
     a.developer_status = st == developer_status_.end() ? "" : st->second;
 }
 
+net::awaitable<result<std::optional<std::vector<app>>>> inventory_stream::next_page(
+    const char* key_status, std::string& token, std::int64_t& seen, std::int64_t& total) {
+    auto page = co_await api_.list_apps_page(token, page_size_, key_status);
+    ++requests_;
+    if (!page) co_return page.err();
+    seen += static_cast<std::int64_t>(page->apps.size());
+    if (page->total_size >= 0) total = page->total_size;
+    token = page->next_page_token;
+    if (!token.empty() && !seen_tokens_.insert(token).second)
+        co_return error{error::kind::protocol, 0, "", "app list repeats a page token"};
+    if (token.empty() && total > seen) co_return incomplete(key_status, total, seen);
+    co_return std::optional<std::vector<app>>(std::move(page->apps));
+}
+
 net::awaitable<result<std::optional<std::vector<app>>>> inventory_stream::next() {
     if (!approved_done_) {
-        auto page = co_await api_.list_apps_page(token_, page_size_, "approved");
-        ++requests_;
+        auto page = co_await next_page("approved", token_, seen_, total_);
         if (!page) co_return page.err();
-        approved_seen_ += static_cast<std::int64_t>(page->apps.size());
-        if (page->total_size >= 0) approved_total_ = page->total_size;
-        std::vector<app> apps = std::move(page->apps);
+        std::vector<app> apps = std::move(*page.value());
         for (auto& a : apps) {
             complete(a);
-            auto it = revoked_only_.find(app_key(a));
-            if (it != revoked_only_.end()) {
-                for (auto& c : it->second.credentials) {
-                    bool known = false;
-                    for (const auto& k : a.credentials) known |= k.fingerprint == c.fingerprint;
-                    if (!known) a.credentials.push_back(std::move(c));
-                }
-                revoked_only_.erase(it);
-            }
+            if (!with_revoked_ || !a.app_group.empty()) continue;
+            // The lineage of an app that has a successor: its revoked keys,
+            // listed later, may be deletable.
+            const bool successor =
+                std::any_of(a.credentials.begin(), a.credentials.end(), [](const credential& c) {
+                    return find_attribute(c.attributes, k_marker_attribute) != nullptr;
+                });
+            if (!successor) continue;
+            auto& keep = lineage_[app_key(a)];
+            for (const auto& c : a.credentials) keep.push_back(slim(c));
         }
-        token_ = page->next_page_token;
-        if (!token_.empty() && !seen_tokens_.insert(token_).second)
-            co_return error{error::kind::protocol, 0, "", "app list repeats a page token"};
         if (token_.empty()) {
             approved_done_ = true;
-            if (approved_total_ > approved_seen_)
-                co_return incomplete("approved", approved_total_, approved_seen_);
+            seen_tokens_.clear();
+            seen_ = 0;
+            total_ = -1;
         }
         co_return std::optional<std::vector<app>>(std::move(apps));
     }
-    if (!leftovers_done_) {
-        // Apps that have no approved key at all (their attributes were not read:
-        // the planner only deletes or reports there, it never writes the app).
-        leftovers_done_ = true;
-        std::vector<app> apps;
-        for (auto& [k, a] : revoked_only_) {
-            complete(a);
-            apps.push_back(std::move(a));
+    if (!with_revoked_ || revoked_done_) co_return std::optional<std::vector<app>>();
+    auto page = co_await next_page("revoked", token_, seen_, total_);
+    if (!page) co_return page.err();
+    if (token_.empty()) revoked_done_ = true;
+    std::vector<app> apps;
+    for (auto& a : *page.value()) {
+        if (!a.app_group.empty()) continue;  // team apps: not supported yet
+        std::vector<credential> keys;
+        for (const auto& c : a.credentials)
+            if (c.status == "revoked") keys.push_back(slim(c));
+        if (keys.empty()) continue;
+        if (auto it = lineage_.find(app_key(a)); it != lineage_.end()) {
+            for (auto& c : it->second) {
+                bool known = false;
+                for (const auto& k : keys) known |= k.fingerprint == c.fingerprint;
+                if (!known) keys.push_back(std::move(c));
+            }
+            lineage_.erase(it);
         }
-        revoked_only_.clear();
-        if (!apps.empty()) co_return std::optional<std::vector<app>>(std::move(apps));
+        a.credentials = std::move(keys);
+        a.attributes.clear();  // not needed: nothing but deletions is planned from this
+        complete(a);
+        apps.push_back(std::move(a));
     }
-    co_return std::optional<std::vector<app>>();
+    co_return std::optional<std::vector<app>>(std::move(apps));
 }
 
 }  // namespace keyrot::exec

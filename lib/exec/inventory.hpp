@@ -1,10 +1,10 @@
 // Reads an organisation through the paged org app list without holding all of
-// it: first the developers (for their status, when the list gives it) and, when
-// asked for, the revoked keys (kept slim: fingerprint, key, status, times and
-// lineage marker), then the apps with approved keys page by page, each app
-// completed with its revoked keys. Apps that only have revoked keys come last.
-// Memory is one page plus the slim revoked keys, whatever the size of the
-// organisation.
+// it: first the developers (for their status, when the list gives it), then
+// the apps with approved keys page by page, and, only when asked for, the
+// revoked keys after that (never ahead of the first write): each app with
+// revoked keys comes again in that second phase, its revoked keys joined to
+// the lineage of its approved keys (kept slim, only for apps that have a
+// successor). Memory is one page plus those slim keys.
 //
 // Whatever page size the server uses, the stream follows nextPageToken; a
 // listing that cannot show it is whole (a token seen twice, fewer apps than
@@ -12,6 +12,7 @@
 // makes keys look as if they had no successor (docs/apigee-fidelity.md).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
@@ -33,10 +34,14 @@ class inventory_stream {
     inventory_stream(apigee::api& api, int page_size, bool with_revoked)
         : api_(api), page_size_(page_size), with_revoked_(with_revoked) {}
 
-    // Developers and revoked keys. Must succeed before next() is called.
+    // Developers. Must succeed before next() is called.
     net::awaitable<result<void>> open();
     // The next page of apps, or an empty optional at the end.
     net::awaitable<result<std::optional<std::vector<app>>>> next();
+    // True once next() hands out the second phase: apps with revoked keys,
+    // whose approved keys are slim (lineage and times only). Plan them for
+    // deletions and counts only, never for writes that copy a key.
+    bool revoked_phase() const { return approved_done_; }
 
     int list_requests() const { return requests_; }
     // Developer statuses the developer list gave (lower-case email → status).
@@ -46,19 +51,22 @@ class inventory_stream {
 
   private:
     void complete(app& a);
+    net::awaitable<result<std::optional<std::vector<app>>>> next_page(const char* key_status,
+                                                                      std::string& token,
+                                                                      std::int64_t& seen,
+                                                                      std::int64_t& total);
 
     apigee::api& api_;
     int page_size_;
     bool with_revoked_;
     int requests_ = 0;
-    std::int64_t approved_seen_ = 0;
-    std::int64_t approved_total_ = -1;
     std::map<std::string, std::string> developer_status_;
-    std::map<std::string, app> revoked_only_;  // developer\napp -> app with its revoked keys
+    std::map<std::string, std::vector<credential>> lineage_;  // developer\napp -> slim keys
     std::string token_;
     std::set<std::string> seen_tokens_;
+    std::int64_t seen_ = 0, total_ = -1;
     bool approved_done_ = false;
-    bool leftovers_done_ = false;
+    bool revoked_done_ = false;
 };
 
 }  // namespace keyrot::exec

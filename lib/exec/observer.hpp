@@ -37,6 +37,14 @@ struct key_record {
     plan::key_view key;
 };
 
+// An app whose plan changes at `at` (an action falls due): the daemon re-reads
+// just these apps between full passes (executor::run_apps).
+struct app_wake {
+    std::string developer;
+    std::string app;
+    millis at = k_never;
+};
+
 struct pass_summary {
     std::string organization;
     bool ok = false;  // the pass read the whole inventory and no action failed
@@ -64,6 +72,13 @@ struct pass_summary {
         int apps_without_valid_key = 0;
     };
     std::vector<policy_counts> by_policy;
+    // Apps whose next action falls due before run_options::wake_horizon (empty
+    // when the horizon is 0): what a targeted pass re-reads.
+    std::vector<app_wake> wakes;
+    // run_apps: a pass over a few apps only. Its counts cover those apps alone,
+    // so it is never given to observer::on_pass (gauges stay from the last
+    // full pass); actions are reported as usual.
+    bool partial = false;
 };
 
 class observer {

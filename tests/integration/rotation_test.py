@@ -167,11 +167,8 @@ class RotationTest(unittest.TestCase):
         # design.md: a successor revoked by someone else does not count; the old
         # key, still valid and due, gets a new successor (never revoked in the
         # same pass), and the audit says why.
-        # keyrotd sees the revoked successor (and says so) when it lists revoked
-        # keys: with deleteRevokedAfter, as here, or through a read of the app.
-        pol = h.policy(method=self.method, deleteRevokedAfter="30d",
-                       match={"apps": ["*"], "exclude": {"apps": ["other-*"]}})
-        self.k = h.Keyrotd(self.dir, self.emu.url, [pol])
+        # (keyrotd says so in the audit when it sees the revoked successor: a
+        # read of the app, as `rotate` and the daemon's wake-ups do; DaemonWakeTest.)
         old = self.emu.app(DEV, "shop")["credentials"][0]
         old_fp = h.fp(old["consumerKey"])
         self.assertEqual(self.k.run("once").returncode, 0)
@@ -196,8 +193,35 @@ class RotationTest(unittest.TestCase):
         self.assertEqual(len(created), 2)
         self.assertEqual(created[1]["key"], h.fp(live[0]["consumerKey"]))
         self.assertEqual(created[1]["replaces"], old_fp)
-        self.assertIn("revoked by someone else", created[1]["detail"])
         self.assertEqual(self.emu.hook("availability")["everLostLast"], [])
+
+    def test_replaced_key_deleted_after_revocation(self):
+        # deleteRevokedAfter: revoked keys are listed after the approved ones
+        # (never ahead of the first write), and only the replaced key goes.
+        pol = h.policy(method=self.method, deleteRevokedAfter="1s",
+                       match={"apps": ["*"], "exclude": {"apps": ["other-*"]}})
+        self.k = h.Keyrotd(self.dir, self.emu.url, [pol])
+        old_fp = h.fp(self.emu.app(DEV, "shop")["credentials"][0]["consumerKey"])
+        self.assertEqual(self.k.run("once").returncode, 0)
+        time.sleep(3.5)  # the overlap
+        self.assertEqual(self.k.run("once").returncode, 0)
+        states = {h.fp(c["consumerKey"]): c["status"] for c in self.emu.app(DEV, "shop")["credentials"]}
+        self.assertEqual(states[old_fp], "revoked")
+        time.sleep(1.5)  # deleteRevokedAfter
+        r = self.k.run("once")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        app = self.emu.app(DEV, "shop")
+        fps = [h.fp(c["consumerKey"]) for c in app["credentials"]]
+        self.assertNotIn(old_fp, fps)
+        self.assertEqual(len(fps), 1)
+        self.assertEqual(app["credentials"][0]["status"], "approved")
+        actions = [(a["action"], a["key"]) for a in self.k.audit() if a["app"] == "shop"]
+        self.assertEqual(actions[-1], ("deleted", old_fp))
+        self.assertEqual([a for a, _ in actions].count("deleted"), 1)
+        # A further pass deletes nothing more and writes nothing.
+        self.emu.reset_counters()
+        self.assertEqual(self.k.run("once").returncode, 0)
+        self.assertEqual(self.emu.writes(), 0)
 
     def test_team_apps_left_alone_and_counted(self):
         # Team (AppGroup) apps come in the org app list with appGroup and no
