@@ -709,6 +709,10 @@ std::string one_line(std::string s, std::size_t max = 240) {
 inline constexpr millis k_first_backoff = 5 * k_second;
 inline constexpr millis k_min_wait = 1 * k_second;
 inline constexpr millis k_due_slack = 250;  // ms: wake just after the due moment
+// A wake-up between full passes re-reads just the apps whose action falls due
+// (one GET each) when there are at most this many; more, and a full pass is
+// the cheaper read.
+inline constexpr std::size_t k_targeted_max = 100;
 
 // What a reload cannot change while running (only warned about).
 std::vector<std::string> restart_only_changes(const policy::config& a, const policy::config& b) {
@@ -807,6 +811,11 @@ class daemon_loop {
         millis pass_started = 0;
         millis next_at = k_never;  // wall clock of the next pass
         std::string last;          // how the last pass went, for STATUS=
+        // From the last full pass: when the next one is due, the config it ran
+        // with, and the apps whose actions fall due before it (re-read alone).
+        millis next_full = k_never;
+        std::shared_ptr<const policy::config> full_cfg;
+        std::vector<exec::app_wake> wakes;
     };
 
     // Leader election through a Kubernetes Lease when running in a cluster
@@ -906,8 +915,43 @@ class daemon_loop {
             o.running = true;
             o.pass_started = steady_ms();
             last_progress_ = o.pass_started;
-            log_pass_start(org, policies, "", dry_run_);
-            auto sum = co_await o.link->exec->run_pass(policies, opt);
+            // Before the next full pass, an action falling due on a few apps
+            // needs only those apps read again, not the whole organisation.
+            const millis started = wall_now();
+            std::vector<exec::app_wake> due;
+            if (o.full_cfg == cfg && started < o.next_full) {
+                for (const auto& w : o.wakes)
+                    if (w.at <= started + k_due_slack) due.push_back(w);
+            }
+            const bool targeted = !due.empty() && due.size() <= k_targeted_max;
+            exec::pass_summary sum;
+            if (targeted) {
+                obs::log_event(spdlog::level::info, "re-reading apps with an action due",
+                               {{"organization", org}, {"apps", static_cast<int>(due.size())}});
+                opt.wake_horizon = o.next_full + 1;
+                sum = co_await o.link->exec->run_apps(policies, due, opt);
+                std::erase_if(o.wakes, [&](const exec::app_wake& w) {
+                    return std::any_of(due.begin(), due.end(), [&](const exec::app_wake& d) {
+                        return d.developer == w.developer && d.app == w.app;
+                    });
+                });
+                for (auto& w : sum.wakes) o.wakes.push_back(std::move(w));
+                if (!sum.ok) o.next_full = started;  // the next pass reads everything
+                obs::log_event(sum.ok ? spdlog::level::info : spdlog::level::err, "apps re-read",
+                               {{"organization", org},
+                                {"seconds", sum.seconds},
+                                {"apps_seen", sum.apps_seen},
+                                {"actions_done", sum.actions_done},
+                                {"actions_failed", sum.actions_failed},
+                                {"error", sum.error}});
+            } else {
+                log_pass_start(org, policies, "", dry_run_);
+                // Record the wakes up to the latest the next full pass can come.
+                opt.wake_horizon = started + cfg->interval + cfg->interval / 10 + 1;
+                sum = co_await o.link->exec->run_pass(policies, opt);
+                o.wakes = std::move(sum.wakes);
+                o.full_cfg = cfg;
+            }
             o.running = false;
             if (!sum.ok && is_org_not_found(sum))
                 obs::log_event(
@@ -937,13 +981,19 @@ class daemon_loop {
                 immediate = 0;
             } else {
                 backoff = 0;
-                wait = jitter(cfg->interval, span);
+                if (!targeted) o.next_full = now + jitter(cfg->interval, span);
+                wait = o.next_full - now;
                 why = "full pass";
-                if (sum.next_wake != k_never && sum.next_wake + k_due_slack - now < wait) {
-                    wait = sum.next_wake + k_due_slack - now;
+                // The earliest action due before then, over every app: the
+                // wakes of the last full pass, updated by the targeted ones since.
+                millis next_wake = k_never;
+                for (const auto& w : o.wakes)
+                    if (next_wake == k_never || w.at < next_wake) next_wake = w.at;
+                if (next_wake != k_never && next_wake + k_due_slack - now < wait) {
+                    wait = next_wake + k_due_slack - now;
                     why = "next action due";
                 }
-                if (sum.next_wake != k_never && sum.next_wake <= now) {
+                if (next_wake != k_never && next_wake <= now) {
                     // Due already, yet the pass left it: once is fine; repeated, it
                     // would spin against Apigee, so back off (1 s, 2 s, 4 s, ...).
                     wait = std::min(k_min_wait << std::min(immediate, 20), cfg->interval);

@@ -114,10 +114,14 @@ std::vector<planned_app> executor::match(std::vector<app>& apps,
             if (opt.only_app.empty()) ++skipped_["team-app"];
             continue;
         }
-        // Developer e-mails compare without case, as Apigee's do.
-        if (!opt.only_app.empty() &&
-            ascii_lower(opt.only_app) != ascii_lower(a.developer_email) + "/" + ascii_lower(a.name))
-            continue;
+        // Developer e-mails compare without case, as Apigee's do; app names exactly.
+        if (!opt.only_app.empty()) {
+            const auto slash = opt.only_app.find('/');  // neither part holds one
+            if (slash == std::string::npos ||
+                ascii_lower(opt.only_app.substr(0, slash)) != ascii_lower(a.developer_email) ||
+                opt.only_app.substr(slash + 1) != a.name)
+                continue;
+        }
         const policy::policy* p = plan::match_policy(a, policies);
         if (p == nullptr) continue;
         planned_app pa;
@@ -333,7 +337,7 @@ net::awaitable<void> executor::apply_deletions(planned_app& pa, const run_option
     for (const auto& act : pa.plan.actions) {
         pa.current = act.kind;
         if (dry) {
-            record(pa, "deleted", act.key, "", "dry run: " + act.reason, true);
+            record(pa, "deleted", act.key, "", act.reason, true);  // dryRun says it
             ++sum.actions_done;
             continue;
         }
@@ -494,7 +498,7 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
                                                                                        : "deleted";
                 record(pa, what, act.kind == plan::action_kind::create_successor ? "" : act.key,
                        act.kind == plan::action_kind::create_successor ? act.key : act.replaces,
-                       "dry run: " + act.reason, true, act.late);
+                       act.reason, true, act.late);  // dryRun: true says it
                 ++sum.actions_done;
                 continue;
             }

@@ -416,7 +416,11 @@ class planner {
                    false);
             return;
         }
-        revoke(k, "", "overlap over: successor " + s.fingerprint + " is complete and valid");
+        revoke(k, "",
+               opt_.revoke_now
+                   ? "revoked now (--revoke-now): successor " + s.fingerprint +
+                         " is complete and valid"
+                   : "overlap over: successor " + s.fingerprint + " is complete and valid");
     }
 
     // Keys keyrotd replaced, stopped working long enough ago.

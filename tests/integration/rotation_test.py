@@ -3,6 +3,7 @@
 both methods, every promise of design.md's rotation model that can be seen
 from outside, under faults too. Run by ctest (tests/integration/rotation.cmake)."""
 import json
+import signal
 import sys
 import time
 import unittest
@@ -263,8 +264,15 @@ class RotationTest(unittest.TestCase):
         self.assertEqual(len(succ), 1)
         self.assertEqual(succ[0]["status"], "approved")
         self.assertEqual(len(app["credentials"]), 2, "exactly one new key")
+        revoked = [a for a in self.k.audit() if a["action"] == "revoked"]
+        self.assertEqual(len(revoked), 1)
+        self.assertIn("--revoke-now", revoked[0]["detail"])
         r = self.k.run("rotate", "--app", "demo/%s/nope" % DEV)
         self.assertEqual(r.returncode, 1)
+        # The developer's e-mail matches without case; the app name exactly.
+        r = self.k.run("rotate", "--app", "demo/%s/Fresh" % DEV.upper())
+        self.assertEqual(r.returncode, 1, "no app Fresh: " + r.stdout + r.stderr)
+        self.assertEqual(len(self.emu.app(DEV, "fresh")["credentials"]), 2)
 
     def test_inventory(self):
         r = self.k.run("inventory", "--json")
@@ -310,6 +318,54 @@ class GenerateRotationTest(RotationTest):
         self.assertEqual(len(succ), 1)
         self.assertIn({"name": "keyrotd_replaces", "value": old_fp}, succ[0]["attributes"])
         self.assertEqual(len(self.emu.app(DEV, "shop")["credentials"]), 2)
+
+
+class WakeTest(unittest.TestCase):
+    """`keyrotd run` between full passes: an action that falls due re-reads just
+    its app (one GET), not the organisation; that read shows revoked keys, so a
+    successor someone revoked is replaced and the audit says so."""
+
+    def test_wake_rereads_only_the_app(self):
+        d = h.tmpdir()
+        emu = h.Emulator(d, seed())
+        try:
+            pol = h.policy(match={"apps": ["shop"]})  # overlap 3s, interval 10m
+            k = h.Keyrotd(d, emu.url, [pol])
+            old_fp = h.fp(emu.app(DEV, "shop")["credentials"][0]["consumerKey"])
+            p = k.start("run")
+
+            def created():
+                return [a for a in k.audit() if a["action"] == "created"]
+            deadline = time.time() + 20
+            while len(created()) < 1 and time.time() < deadline:
+                time.sleep(0.1)
+            s = successors_of(emu.app(DEV, "shop"), old_fp)
+            self.assertEqual(len(s), 1)
+            # Someone revokes the successor during its overlap.
+            st, _ = emu.call("POST", "/v1/organizations/demo/developers/%s/apps/shop/keys/%s"
+                             "?action=revoke" % (DEV, s[0]["consumerKey"]))
+            self.assertEqual(st, 204)
+            while len(created()) < 2 and time.time() < deadline:
+                time.sleep(0.1)
+            rc, out = k.collect(p, signal.SIGTERM)
+            self.assertEqual(rc, 0, out)
+            second = created()[1:]
+            self.assertEqual(len(second), 1, out)
+            self.assertEqual(second[0]["replaces"], old_fp)
+            self.assertIn("revoked by someone else", second[0]["detail"])
+            routes = emu.hook("requests")["byRoute"]
+            self.assertEqual(routes.get("GET /v1/organizations/{org}/apps"), 1,
+                             "one full pass only: " + json.dumps(routes))
+            self.assertGreaterEqual(
+                routes.get("GET /v1/organizations/{org}/developers/{developer}/apps/{app}", 0), 1,
+                routes)
+            app = emu.app(DEV, "shop")
+            states = {h.fp(c["consumerKey"]): c["status"] for c in app["credentials"]}
+            self.assertEqual(states[old_fp], "approved", "its new successor's overlap has begun")
+            self.assertEqual(sum(1 for c in successors_of(app, old_fp) if c["status"] == "approved"), 1)
+        finally:
+            emu.stop()
+            h.rmtree(d)
 
 
 class ConfigTest(unittest.TestCase):

@@ -437,3 +437,13 @@ TEST(Planner, KeysOfAppsLeftAloneAreSkippedNeverDue) {
             EXPECT_EQ(plan::to_string(k.state), k.fingerprint == "e5" ? "revoked" : "skipped");
     }
 }
+
+TEST(Planner, RevokeNowSaysSo) {
+    app a = make_app({key("a1", T0 - 10 * k_day, T0 + 80 * k_day),
+                      successor("b2", "a1", false, T0 - 1000, T0 + 89 * k_day)});
+    auto now = plan::plan_app(a, make_policy(), T0, plan::options{false, true});
+    ASSERT_EQ(now.actions.size(), 1u);
+    EXPECT_EQ(now.actions[0].kind, plan::action_kind::revoke_key);
+    EXPECT_NE(now.actions[0].reason.find("--revoke-now"), std::string::npos);
+    EXPECT_EQ(now.actions[0].reason.find("overlap over"), std::string::npos);
+}
