@@ -165,7 +165,23 @@ net::awaitable<result<std::vector<planned_app>>> executor::plan(
             ++skipped_[pa.plan.skip_code];
         }
     }
-    co_return out;
+    // One entry per app: the revoked phase's keys and deletions join the
+    // app's entry from the approved phase (when it had one).
+    std::map<std::string, std::size_t> first;
+    std::vector<planned_app> merged;
+    for (auto& pa : out) {
+        const std::string id = pa.snapshot.developer_email + "\n" + pa.snapshot.name;
+        auto it = first.find(id);
+        if (!pa.deletions_only || it == first.end()) {
+            first.emplace(id, merged.size());
+            merged.push_back(std::move(pa));
+            continue;
+        }
+        planned_app& into = merged[it->second];
+        for (auto& k : pa.plan.keys) into.plan.keys.push_back(std::move(k));
+        for (auto& a : pa.plan.actions) into.plan.actions.push_back(std::move(a));
+    }
+    co_return merged;
 }
 
 net::awaitable<bool> executor::learn_developer(planned_app& pa, const run_options& opt) {
