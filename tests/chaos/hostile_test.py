@@ -12,7 +12,10 @@ What keyrotd does (asserted below):
 - missing-fields: well-formed JSON; keys without consumerKey/status are not
   valid keys, so the affected app is left alone and the other four apps are
   rotated (exit 0).
-- page-loop: "app list repeats a page token", exit 1, nothing written.
+- page-loop: the first page is a true page, and its apps are rotated as they
+  stream in (an app's keys all come with it); the repeated token is caught on
+  its first repeat: "app list repeats a page token", exit 1, nothing handed
+  out or written twice.
 - huge-array and duplicate-keys: the planner finds the app's data implausible
   (far past Apigee's limits: 200,000 credentials, 100,000 attributes; or one
   consumer key listed twice), reports it as failed (exit 1) and leaves it
@@ -67,7 +70,7 @@ class HostileTest(unittest.TestCase):
     def apps(self):
         return {a["name"]: a for a in self.emu.state()["apps"]}
 
-    def run_hostile(self, mode, app=VICTIM):
+    def run_hostile(self, mode, app=VICTIM, victim_untouched=True):
         """Turns the mode on, runs one pass, returns (result, before, after)."""
         out = self.emu.hook("faults", {"hostile": {"mode": mode, "app": app}})
         self.assertEqual(out["hostile"], {"mode": mode, "app": app})
@@ -87,9 +90,10 @@ class HostileTest(unittest.TestCase):
             self.assertNotIn(m, text)
         # Zero writes to the affected app: its state is unchanged, and no
         # availability record (written by every successful write) names it.
-        self.assertEqual(before[VICTIM], after[VICTIM], "keyrotd wrote to the affected app")
-        avail = self.emu.hook("availability")["records"]
-        self.assertEqual([x for x in avail if x["app"] == VICTIM], [])
+        if victim_untouched:
+            self.assertEqual(before[VICTIM], after[VICTIM], "keyrotd wrote to the affected app")
+            avail = self.emu.hook("availability")["records"]
+            self.assertEqual([x for x in avail if x["app"] == VICTIM], [])
         return r, text, before, after
 
     def assert_nothing_written(self, before, after):
@@ -137,10 +141,17 @@ class HostileTest(unittest.TestCase):
         self.assert_others_rotated(before, after)
 
     def test_page_loop(self):
-        r, text, before, after = self.run_hostile("page-loop")
+        # Every page's token points back at the first page. The first page is
+        # a true page: its apps are planned and rotated as they stream in (each
+        # app's keys all come with it). The repeated token is caught at once:
+        # the pass fails loudly, and no app is handed out, or written, twice.
+        r, text, before, after = self.run_hostile("page-loop", victim_untouched=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn("repeats a page token", text)
-        self.assert_nothing_written(before, after)
+        self.assertEqual(self.emu.hook("requests")["byRoute"].get(
+            "GET /v1/organizations/{org}/apps"), 2, "the loop is caught on its first repeat")
+        for n in [VICTIM] + OTHERS:
+            self.assertEqual(len(after[n]["credentials"]), len(before[n]["credentials"]) + 1, n)
 
 
 if __name__ == "__main__":
