@@ -294,7 +294,7 @@ class Commands:
         if prog == "apigee-emulator" or prog.endswith("/emulator/apigee-emulator"):
             return self.build_path(prog, doc_presets) + self.emulator(words[1:])
         if prog.startswith("build/"):
-            return self.build_path(prog, doc_presets)
+            return self.build_path(prog, doc_presets) + self.help_flags(prog, words[1:])
         if prog == "cmake":
             return self.cmake(words[1:], doc_presets)
         if prog == "ctest":
@@ -305,7 +305,11 @@ class Commands:
                 return ["%s: no such script" % prog]
             if not os.access(path, os.X_OK):
                 return ["%s: not executable" % prog]
-            return []
+            with open(path, errors="replace") as f:      # its options: handled in its source
+                source = f.read()
+            unknown = [a.split("=")[0] for a in unbracket(words[1:])
+                       if a.startswith("--") and not re.search(re.escape(a.split("=")[0]) + r"(?![\w-])", source)]
+            return ["%s: %s not handled anywhere in it" % (prog, ", ".join(unknown))] if unknown else []
         if prog in ("python3", "python") and len(words) > 1:
             path = os.path.join(ROOT, cwd, words[1])
             return [] if os.path.isfile(path) else ["%s: no such file (in %s)" % (words[1], cwd or ".")]
@@ -348,6 +352,20 @@ class Commands:
         if rest and not os.path.exists(os.path.join(h.BUILD, rest)):
             out.append("%s: the build makes no %s (not in %s)" % (prog, rest, h.BUILD))
         return out
+
+    def help_flags(self, prog, args):
+        """Another binary of the build (http_bench ...): the options used are
+        among those its --help names."""
+        flags = [a.split("=")[0] for a in unbracket(args) if a.startswith("--")]
+        binary = os.path.join(h.BUILD, *prog.split("/")[2:])
+        if not flags or len(prog.split("/")) < 3 or not os.access(binary, os.X_OK):
+            return []
+        key = ("help", binary)
+        if key not in self.cache:
+            r = run([binary, "--help"], timeout=10)
+            self.cache[key] = set(re.findall(r"--[\w-]+", r.stdout + r.stderr))
+        unknown = [f for f in flags if f not in self.cache[key]]
+        return ["%s: %s not among the options of its --help" % (prog, ", ".join(unknown))] if unknown else []
 
     def keyrotd(self, args):
         args = unbracket(args)
