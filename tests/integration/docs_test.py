@@ -12,15 +12,22 @@ for real against the built binaries and the repository:
 - ExampleConfigTest: the example configs kept in the repository validate as
   installed (next to a policies.d of the example policies) and with
   `policies:` pointed at the repository's policies/ directory, JSON Schemas
-  and all.
+  and all; deploy/try-it.sh's demo config and policy validate, and it runs
+  binaries only from the build it makes.
 - CommandTest: every command line (shell blocks, synopsis blocks, inline code)
-  run with keyrotd, apigee-emulator, cmake, ctest, or a script of deploy/,
-  tests/, bench/: the program, script, preset, build directory, target and
-  ctest label exist; keyrotd and apigee-emulator accept the subcommand and
-  every option (they are run against a broken config / a missing seed, so
-  nothing is contacted and nothing long runs).
+  run with keyrotd, apigee-emulator, cmake, ctest, a binary under build/, or
+  a script of deploy/, tests/, bench/: the program, script (executable),
+  preset, target and ctest label exist; a build/NAME directory is a preset's
+  binaryDir that tests/run.sh or deploy/try-it.sh (or the same document)
+  configures, and the file under it is one the build makes; keyrotd and
+  apigee-emulator accept the subcommand and every option (run against a
+  broken config / a missing seed, so nothing is contacted and nothing long
+  runs); other binaries' and scripts' options are in their --help / source;
+  repository paths in inline code exist.
 - JsonTest: JSON blocks parse (a block with `…`, or marked
   `<!-- docs-test: sketch -->`, is a sketch and left alone).
+- SelfTest: each check fails on the broken documents of tests/fixtures/docs/,
+  with the problems their `<!-- expect: ... -->` lines name.
 
 A block may be marked in the document, on the line before its fence, with an
 HTML comment `<!-- docs-test: invalid|skip|sketch -->`.
