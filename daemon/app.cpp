@@ -713,6 +713,7 @@ inline constexpr millis k_due_slack = 250;  // ms: wake just after the due momen
 // (one GET each) when there are at most this many; more, and a full pass is
 // the cheaper read.
 inline constexpr std::size_t k_targeted_max = 100;
+inline constexpr millis k_fence_margin = 500;
 
 // What a reload cannot change while running (only warned about).
 std::vector<std::string> restart_only_changes(const policy::config& a, const policy::config& b) {
@@ -772,6 +773,8 @@ class daemon_loop {
         session_->auth = std::make_unique<stop_gate>(std::move(session_->auth), stopping_);
         for (const auto& org : organizations(*cfg_)) add_org(org);
         if (int rc = start_election()) return rc;
+        // Fenced writes: none in flight once this process may have lost the lease.
+        if (elector_) session_->http->set_write_budget([this] { return write_budget(); });
         server_.start();  // throws when `listen` cannot be bound: a start-up error
         obs::log_event(spdlog::level::info, "serving /metrics /healthz /readyz",
                        {{"listen", cfg_->listen}, {"port", static_cast<int>(server_.port())}});
@@ -862,6 +865,15 @@ class daemon_loop {
     }
 
     bool may_write() const { return !elector_ || elector_->may_write(); }
+
+    // The write fence (http/client.hpp): how much longer a write may take before
+    // another replica could hold the lease. A margin keeps a cut write's last
+    // bytes, and clock granularity, inside the renew deadline.
+    std::optional<millis> write_budget() const {
+        if (!elector_) return std::nullopt;
+        if (!elector_->may_write()) return 0;
+        return elector_->write_deadline() - wall_now() - k_fence_margin;
+    }
 
     void add_org(const std::string& org) {
         auto st = std::make_unique<org_state>(io_);
@@ -1091,13 +1103,14 @@ class daemon_loop {
     // SIGTERM/SIGINT: no new pass, no new Apigee call (stop_gate); calls in
     // flight finish. Bounded: after apigee.timeout + 5 s (at most 80 s, inside
     // systemd's TimeoutStopSec=90s), or on a second signal, keyrotd exits anyway.
+    // The lease is released only once the writes in flight have drained (the
+    // elector renews it meanwhile): a new leader never writes beside them.
     void begin_stop(int sig) {
         if (stopping_) {
             force_stop("second signal");
             return;
         }
         stopping_ = true;
-        if (elector_) elector_->stop();  // hands the lease over at once
         int busy = 0;
         for (const auto& o : orgs_) busy += o->running ? 1 : 0;
         const millis grace = std::min<millis>(cfg_->apigee.timeout + 5 * k_second, 80 * k_second);
@@ -1119,6 +1132,7 @@ class daemon_loop {
         for (const auto& o : orgs_)
             if (!o->done) return;
         finished_ = true;
+        if (elector_) elector_->stop();  // drained: hand the lease over at once
         stop_deadline_.cancel();
         signals_.cancel();
         server_.stop();

@@ -201,7 +201,7 @@ struct client::impl {
     net::awaitable<result<std::unique_ptr<connection>>> connect();
     bool plain_address_ok(const net::ip::address& a) const;
     net::awaitable<attempt_result> attempt(bhttp::request<bhttp::string_body>& req,
-                                           const std::string& what);
+                                           const std::string& what, millis timeout);
     net::awaitable<result<response>> send(request req);
 };
 
@@ -330,7 +330,7 @@ net::awaitable<void> exchange(Stream& s, beast::flat_buffer& buf,
 }  // namespace
 
 net::awaitable<attempt_result> client::impl::attempt(bhttp::request<bhttp::string_body>& req,
-                                                     const std::string& what) {
+                                                     const std::string& what, millis timeout) {
     attempt_result out;
     auto conn = take_idle();
     if (conn) {
@@ -349,7 +349,7 @@ net::awaitable<attempt_result> client::impl::attempt(bhttp::request<bhttp::strin
     parser.body_limit(opts.max_response_bytes);
     parser.header_limit(64 * 1024);
     if (req.method() == bhttp::verb::head) parser.skip(true);
-    conn->lowest().expires_after(std::chrono::milliseconds(opts.timeout));
+    conn->lowest().expires_after(std::chrono::milliseconds(timeout));
     error_code ec;
     bool wrote = false;
     if (conn->tls)
@@ -362,9 +362,10 @@ net::awaitable<attempt_result> client::impl::attempt(bhttp::request<bhttp::strin
                                  what + ": response larger than " +
                                      std::to_string(opts.max_response_bytes) + " bytes");
         } else if (ec == beast::error::timeout) {
-            out.err =
-                make_error(error::kind::network,
-                           what + ": no complete response within " + fmt_ms(opts.timeout), true);
+            out.err = make_error(error::kind::network,
+                                 what + ": no complete response within " + fmt_ms(timeout) +
+                                     (timeout < opts.timeout ? " (cut at the write fence)" : ""),
+                                 true);
             out.retryable = true;
         } else if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
                    ec == net::error::eof || ec == net::error::connection_reset ||
@@ -444,13 +445,31 @@ net::awaitable<result<response>> client::impl::send(request in) {
     } wipe_guard{req};
 
     const bool may_retry = safe_to_retry(in.method, in.target);
+    const bool writes = verb != bhttp::verb::get && verb != bhttp::verb::head;
+    auto budget = [&]() -> std::optional<millis> {
+        if (!writes || !opts.write_budget) return std::nullopt;
+        return opts.write_budget();
+    };
     const auto start = steady::now();
     for (int attempt_no = 1;; ++attempt_no) {
         co_await sem.acquire(ex);
         slot_guard slot(sem);
         co_await pace();
+        millis timeout = opts.timeout;
+        if (const auto b = budget()) {
+            // Checked after waiting for a slot and the rate limit: those take time too.
+            if (*b <= 0) {
+                error e = make_error(error::kind::config,
+                                     what +
+                                         ": not sent: this process may not write now "
+                                         "(leadership lost or its renewal overdue)");
+                e.code = "FENCED";
+                co_return e;
+            }
+            timeout = std::min(timeout, *b);
+        }
         const auto t0 = steady::now();
-        attempt_result ar = co_await attempt(req, what);
+        attempt_result ar = co_await attempt(req, what, timeout);
         slot.release();
         ++stats.attempts;
         if (opts.observer) {
@@ -473,10 +492,15 @@ net::awaitable<result<response>> client::impl::send(request in) {
         }
         auto elapsed =
             std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start).count();
+        // A retry of a write must be able to finish inside the fence.
+        const auto b = budget();
+        const bool fenced = b && *b - delay <= 0;
         if (!may_retry || attempt_no >= opts.max_attempts ||
-            elapsed + delay > opts.max_retry_time) {
+            elapsed + delay > opts.max_retry_time || fenced) {
             if (ar.res) co_return std::move(*ar.res);
-            if (attempt_no > 1)
+            if (fenced && may_retry)
+                ar.err.message += " (not retried: the write fence)";
+            else if (attempt_no > 1)
                 ar.err.message += " (after " + std::to_string(attempt_no) + " attempts)";
             else if (!may_retry)
                 ar.err.message += " (not retried: the request may have taken effect)";
@@ -539,6 +563,10 @@ client::client(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 client::~client() = default;
 
 net::awaitable<result<response>> client::send(request req) { return impl_->send(std::move(req)); }
+
+void client::set_write_budget(std::function<std::optional<millis>()> budget) {
+    impl_->opts.write_budget = std::move(budget);
+}
 
 void client::close_idle() { impl_->idle.clear(); }
 const options& client::opts() const { return impl_->opts; }

@@ -18,6 +18,14 @@
 //   timeouts), protocol (oversized / unparsable), config. Error messages name
 //   the method and the target with consumer keys replaced by fingerprints; they
 //   never hold headers or bodies.
+// - Fencing (high availability): with options.write_budget set, a request that
+//   writes (any method but GET and HEAD) starts an attempt only while the
+//   budget is above zero, and each attempt's timeout is cut to the budget, so
+//   no write of this process is in flight after the moment another replica
+//   may take the lease. A retry is decided against the budget too (it is read
+//   again before each attempt: leadership is checked before every retry). A
+//   write refused before its first attempt is an error of kind config, code
+//   "FENCED" (nothing was sent).
 // - HTTPS_PROXY / https_proxy (http://host:port) is used through a CONNECT
 //   tunnel unless NO_PROXY / no_proxy matches the host.
 // - One thread runs the io_context (no locks inside). The client must outlive
@@ -75,6 +83,9 @@ struct options {
     std::string plain_http_host;
     // Tests: a fixed random source in [0,1) for jitter; default is a PRNG.
     std::function<double()> random01;
+    // How much longer (ms) this process may write: nullopt = no limit, <= 0 =
+    // it may not write now. Read before every attempt of a writing request.
+    std::function<std::optional<millis>()> write_budget;
 };
 
 struct request {
@@ -118,6 +129,10 @@ class client {
 
     // Closes idle connections (in-flight ones finish or time out).
     void close_idle();
+    // Sets options().write_budget after creation: the daemon fences its Apigee
+    // client once leader election is set up (clients copied from this one's
+    // options before, such as a token source's, stay unfenced).
+    void set_write_budget(std::function<std::optional<millis>()> budget);
 
     const options& opts() const;
     const client_stats& stats() const;

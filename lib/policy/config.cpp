@@ -797,6 +797,14 @@ bool policy_extension(const fs::path& p) {
     return ext == ".yaml" || ext == ".yml" || ext == ".json";
 }
 
+// In a policy directory, files that are not policies by their name: JSON
+// Schemas (`*.schema.json`, kept beside the policies for editors) and a keyrotd
+// config (`keyrotd*.yaml|yml|json`, as in /etc/keyrotd/ or the repo's policies/).
+bool not_a_policy(const fs::path& p) {
+    const std::string name = lower(p.filename().string());
+    return name.ends_with(".schema.json") || name.starts_with("keyrotd");
+}
+
 policies_result load_policies_impl(const fs::path& path, std::string_view field,
                                    std::optional<pos> field_at, const std::string& cfg_file) {
     policies_result res;
@@ -830,7 +838,9 @@ policies_result load_policies_impl(const fs::path& path, std::string_view field,
             const fs::path& f = it->path();
             // Dot-files are skipped: Kubernetes ConfigMap mounts hold "..data" and
             // timestamped dot-directories next to the real files.
-            if (f.filename().string().starts_with(".") || !policy_extension(f)) continue;
+            if (f.filename().string().starts_with(".") || !policy_extension(f) ||
+                not_a_policy(f))
+                continue;
             std::error_code ec2;
             if (fs::is_regular_file(f, ec2)) files.push_back(f);
         }

@@ -904,3 +904,15 @@ TEST(Schema, FieldTablesAreComplete) {
 }
 
 }  // namespace
+
+TEST(Examples, RepoPolicyDirectoryLoadsWithoutItsSchemasAndConfig) {
+    // `policies:` pointed at the repo's policies/: the JSON Schemas and the
+    // example config kept there are not policies, and must not trip the loader.
+    const auto r = load_policies(k_policies);
+    EXPECT_TRUE(r.diagnostics.empty()) << dump(r.diagnostics);
+    EXPECT_EQ(r.policies.size(), 5u);
+    for (const auto& p : r.policies) {
+        EXPECT_EQ(p.source.find("schema"), std::string::npos) << p.source;
+        EXPECT_EQ(p.source.find("keyrotd.example"), std::string::npos) << p.source;
+    }
+}
