@@ -26,6 +26,43 @@ error config_error(std::string msg) {
     return e;
 }
 
+// An IPv4 or IPv6 literal as its bytes (4 or 16); false when it is not one.
+bool ip_bytes(const std::string& text, unsigned char (&out)[16], std::size_t& len) {
+    if (inet_pton(AF_INET, text.c_str(), out) == 1) {
+        len = 4;
+        return true;
+    }
+    if (inet_pton(AF_INET6, text.c_str(), out) == 1) {
+        len = 16;
+        return true;
+    }
+    return false;
+}
+
+// "10.0.0.0/8", "fd00::/8" (as Go's httpproxy and curl take them): does the IP
+// literal `host` lie in it? A host name, a bad prefix or mixed families: false.
+bool cidr_matches(const std::string& entry, const std::string& host) {
+    const auto slash = entry.find('/');
+    unsigned char net[16], ip[16];
+    std::size_t net_len = 0, ip_len = 0;
+    if (!ip_bytes(entry.substr(0, slash), net, net_len) || !ip_bytes(host, ip, ip_len) ||
+        net_len != ip_len)
+        return false;
+    const std::string_view bits_text = std::string_view(entry).substr(slash + 1);
+    unsigned bits = 0;
+    auto [ptr, ec] = std::from_chars(bits_text.data(), bits_text.data() + bits_text.size(), bits);
+    if (bits_text.empty() || ec != std::errc{} || ptr != bits_text.data() + bits_text.size() ||
+        bits > net_len * 8)
+        return false;
+    for (std::size_t i = 0; i < net_len && bits > 0; ++i) {
+        const unsigned take = std::min(bits, 8u);
+        const auto mask = static_cast<unsigned char>(0xff00u >> take);
+        if ((net[i] & mask) != (ip[i] & mask)) return false;
+        bits -= take;
+    }
+    return true;
+}
+
 }  // namespace
 
 std::string url::authority() const {
@@ -176,6 +213,10 @@ bool no_proxy_matches(std::string_view no_proxy, std::string_view host_in, std::
         pos = end + 1;
         if (entry.empty()) continue;
         if (entry == "*") return true;
+        if (entry.find('/') != std::string::npos) {  // CIDR; no port, as in Go
+            if (cidr_matches(entry, host)) return true;
+            continue;
+        }
         // Optional ":port" (not for bare IPv6 literals, which have several colons).
         auto colon = entry.rfind(':');
         if (colon != std::string::npos && entry.find(':') == colon) {

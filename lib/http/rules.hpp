@@ -71,7 +71,9 @@ class token_bucket {
 // NO_PROXY semantics as curl: comma/space separated; "*" matches all; an entry
 // matches the host itself and its subdomains ("example.com" and ".example.com"
 // both match "a.example.com"); an optional ":port" must equal the port; IP
-// literals match exactly. Case-insensitive.
+// literals match exactly; CIDR entries ("10.0.0.0/8", "fd00::/8", as Go and
+// curl take them) match IP-literal hosts of the same family inside them (no
+// port part; a malformed CIDR matches nothing). Case-insensitive.
 bool no_proxy_matches(std::string_view no_proxy, std::string_view host, std::uint16_t port);
 
 // Percent-encodes one path segment or query value (everything but A-Z a-z 0-9 - . _ ~).

@@ -155,6 +155,35 @@ TEST(NoProxy, CurlSemantics) {
     EXPECT_TRUE(no_proxy_matches("[::1]", "::1", 443));
 }
 
+// Go's httpproxy and curl (7.86+) take CIDR entries; Kubernetes' API server is
+// usually reached by IP (KUBERNETES_SERVICE_HOST=10.96.0.1).
+TEST(NoProxy, CidrMatchesIpLiterals) {
+    EXPECT_TRUE(no_proxy_matches("10.0.0.0/8", "10.96.0.1", 443));
+    EXPECT_TRUE(no_proxy_matches("apigee.example.com, 10.0.0.0/8", "10.96.0.1", 6443));
+    EXPECT_TRUE(no_proxy_matches("10.96.0.1/32", "10.96.0.1", 443));
+    EXPECT_FALSE(no_proxy_matches("10.96.0.1/32", "10.96.0.2", 443));
+    EXPECT_TRUE(no_proxy_matches("172.16.0.0/12", "172.31.255.255", 443));
+    EXPECT_FALSE(no_proxy_matches("172.16.0.0/12", "172.32.0.0", 443));
+    EXPECT_TRUE(no_proxy_matches("192.168.1.0/23", "192.168.0.7", 443));
+    EXPECT_FALSE(no_proxy_matches("192.168.1.0/24", "192.168.0.7", 443));
+    EXPECT_TRUE(no_proxy_matches("0.0.0.0/0", "203.0.113.9", 443));
+    EXPECT_FALSE(no_proxy_matches("10.0.0.0/8", "11.0.0.1", 443));
+    EXPECT_TRUE(no_proxy_matches("fd00::/8", "fd12:3456::1", 443));
+    EXPECT_TRUE(no_proxy_matches("FD00::/8", "fdff::1", 443));
+    EXPECT_FALSE(no_proxy_matches("fd00::/8", "fe80::1", 443));
+    EXPECT_TRUE(no_proxy_matches("2001:db8::/33", "2001:db8:7fff::1", 443));
+    EXPECT_FALSE(no_proxy_matches("2001:db8::/33", "2001:db8:8000::1", 443));
+    EXPECT_TRUE(no_proxy_matches("::1/128", "::1", 443));
+    // Families do not mix; host names do not match a CIDR.
+    EXPECT_FALSE(no_proxy_matches("10.0.0.0/8", "::ffff:10.0.0.1", 443));
+    EXPECT_FALSE(no_proxy_matches("::/0", "10.0.0.1", 443));
+    EXPECT_FALSE(no_proxy_matches("10.0.0.0/8", "10.example.com", 443));
+    // Malformed entries match nothing.
+    for (const char* bad : {"10.0.0.0/33", "10.0.0.0/", "10.0.0.0/x", "10.0.0/8", "fd00::/129",
+                            "10.0.0.0/8/8", "/8", "10.0.0.0/-1"})
+        EXPECT_FALSE(no_proxy_matches(bad, "10.0.0.1", 443)) << bad;
+}
+
 TEST(Encode, ComponentsRoundTrip) {
     EXPECT_EQ(encode_component("dev@example.com"), "dev%40example.com");
     EXPECT_EQ(encode_component("a-b_c.d~e"), "a-b_c.d~e");
