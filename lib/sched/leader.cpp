@@ -23,7 +23,10 @@ namespace {
 using json = nlohmann::json;
 
 constexpr const char* k_api_version = "coordination.k8s.io/v1";
-constexpr millis k_warn_every = 60 * k_second;
+constexpr auto k_warn_every = std::chrono::minutes(1);
+constexpr int k_release_tries = 3;
+
+steady_time steady_now() { return std::chrono::steady_clock::now(); }
 
 // Howard Hinnant's days_from_civil: proleptic Gregorian date -> days since 1970-01-01.
 std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
@@ -220,9 +223,11 @@ result<void> validate(const lease_config& cfg) {
     if (!dns_name(cfg.name)) return bad("lease name \"" + cfg.name + "\" is not valid");
     if (cfg.identity.empty()) return bad("no identity (POD_NAME or the host name)");
     if (cfg.retry_period <= 0) return bad("retry period must be positive");
-    if (cfg.renew_deadline <= cfg.retry_period)
+    // client-go: renewDeadline must be greater than retryPeriod*JitterFactor.
+    if (static_cast<double>(cfg.renew_deadline) <=
+        k_jitter_factor * static_cast<double>(cfg.retry_period))
         return bad("renew deadline (" + std::to_string(cfg.renew_deadline) +
-                   " ms) must exceed the retry period (" + std::to_string(cfg.retry_period) +
+                   " ms) must exceed 1.2 x the retry period (" + std::to_string(cfg.retry_period) +
                    " ms)");
     if (cfg.lease_duration <= cfg.renew_deadline)
         return bad("lease duration (" + std::to_string(cfg.lease_duration) +
@@ -386,9 +391,13 @@ std::string lease_update_body(const lease_object& current, const lease_record& r
     return j.dump();
 }
 
-millis lease_expiry(const lease_record& rec, millis observed_at) {
-    const millis base = std::max(rec.renew_time.value_or(observed_at), observed_at);
-    return base + static_cast<millis>(rec.lease_duration_seconds) * k_second;
+steady_time lease_expiry(const lease_record& rec, steady_time observed_at) {
+    return observed_at + std::chrono::seconds(rec.lease_duration_seconds);
+}
+
+millis retry_wait(millis period, double u01) {
+    u01 = std::clamp(u01, 0.0, 1.0);
+    return period + static_cast<millis>(static_cast<double>(period) * k_jitter_factor * u01);
 }
 
 lease_record next_record(const std::optional<lease_record>& current, const std::string& identity,
@@ -420,16 +429,16 @@ lease_record release_record(const lease_record& current, millis now) {
 // ---------------------------------------------------------------- the elector
 
 leader_elector::leader_elector(net::any_io_executor ex, http::client& client, lease_config cfg,
-                               std::function<millis()> clock)
+                               std::function<millis()> wall_clock)
     : ex_(std::move(ex)),
       client_(client),
       cfg_(std::move(cfg)),
-      clock_(std::move(clock)),
+      wall_clock_(std::move(wall_clock)),
       timer_(ex_),
       deadline_timer_(ex_),
       jitter_state_(std::random_device{}() | 1u) {
-    if (!clock_)
-        clock_ = [] {
+    if (!wall_clock_)
+        wall_clock_ = [] {
             return std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                 .count();
@@ -439,7 +448,7 @@ leader_elector::leader_elector(net::any_io_executor ex, http::client& client, le
 leader_elector::~leader_elector() = default;
 
 bool leader_elector::may_write() const {
-    return !stopping_ && holding_ && clock_() < write_deadline();
+    return !stopping_ && holding_ && steady_now() < write_deadline_;
 }
 
 void leader_elector::stop() {
@@ -453,8 +462,15 @@ std::string leader_elector::lease_path() const {
     return "/apis/coordination.k8s.io/v1/namespaces/" + cfg_.namespace_ + "/leases/" + cfg_.name;
 }
 
+double leader_elector::next_u01() {
+    jitter_state_ ^= jitter_state_ << 13;
+    jitter_state_ ^= jitter_state_ >> 7;
+    jitter_state_ ^= jitter_state_ << 17;
+    return static_cast<double>(jitter_state_ >> 11) * 0x1.0p-53;
+}
+
 void leader_elector::warn(const std::string& what) {
-    const millis now = clock_();
+    const auto now = steady_now();
     if (what == last_warning_ && now - last_warning_at_ < k_warn_every) return;
     last_warning_ = what;
     last_warning_at_ = now;
@@ -473,33 +489,32 @@ void leader_elector::update_state() {
 }
 
 void leader_elector::arm_deadline() {
-    const millis left = std::max<millis>(write_deadline() - clock_(), 0) + 1;
-    deadline_timer_.expires_after(std::chrono::milliseconds(left));
+    // One millisecond past the deadline, so that may_write() is false when it fires.
+    deadline_timer_.expires_at(write_deadline_ + std::chrono::milliseconds(1));
     // A cancelled wait returns without touching `this` (the elector may be gone).
     deadline_timer_.async_wait([this](boost::system::error_code ec) {
         if (ec) return;
-        if (may_write()) {
-            arm_deadline();  // the steady clock ran ahead of `clock_`
-            return;
-        }
         update_state();
     });
 }
 
-void leader_elector::observe(const lease_object& obj, millis now) {
+void leader_elector::observe(const lease_object& obj) {
+    // client-go keeps the time it saw the record change, never the record's own
+    // times: those come from the holder's clock.
     if (!observed_ || observed_->resource_version != obj.resource_version ||
         observed_->spec != obj.spec) {
         observed_ = obj;
-        observed_at_ = now;
+        observed_at_ = steady_now();
     }
     observed_holder_ = obj.spec.holder;
 }
 
-void leader_elector::renewed(millis sent_at, result<lease_object> obj) {
+void leader_elector::renewed(steady_time sent_at, result<lease_object> obj) {
     if (obj) {
-        observe(*obj, clock_());
+        observe(*obj);
         cached_ = std::move(obj.value());
     } else {
+        // Written (2xx) but unreadable: the next attempt re-reads (slow path).
         warn("lease written, but the answer: " + obj.err().describe());
         observed_holder_ = cfg_.identity;
     }
@@ -508,10 +523,10 @@ void leader_elector::renewed(millis sent_at, result<lease_object> obj) {
                      cfg_.namespace_, cfg_.name, cfg_.identity,
                      cached_ ? cached_->spec.lease_transitions : -1);
     holding_ = true;
-    last_renew_ = sent_at;
+    write_deadline_ = sent_at + std::chrono::milliseconds(cfg_.renew_deadline);
     last_warning_.clear();
     arm_deadline();
-    if (on_renew) on_renew(write_deadline());
+    if (on_renew) on_renew(write_deadline_);
 }
 
 net::awaitable<result<http::response>> leader_elector::call(std::string method, std::string target,
@@ -538,99 +553,135 @@ net::awaitable<result<http::response>> leader_elector::call(std::string method, 
     co_return r;
 }
 
+// PUTs `current` with this identity's next record (a renewal when it names us,
+// else a takeover).
+net::awaitable<leader_elector::put_result> leader_elector::put(lease_object current) {
+    const auto sent_at = steady_now();
+    auto body = lease_update_body(current, next_record(current.spec, cfg_.identity, wall_clock_(),
+                                                       lease_seconds(cfg_.lease_duration)));
+    auto r = co_await call("PUT", lease_path(), std::move(body));
+    if (!r) {
+        warn("PUT lease: " + r.err().describe());
+        co_return put_result::failed;
+    }
+    if (r->status == 200 || r->status == 201) {
+        renewed(sent_at, parse_lease(r->body));
+        co_return put_result::written;
+    }
+    if (r->status == 409) co_return put_result::conflict;
+    warn("PUT lease: " + describe_reply(*r));
+    co_return put_result::failed;
+}
+
 net::awaitable<void> leader_elector::try_acquire_or_renew() {
     const std::string path = lease_path();
-    const int secs = lease_seconds(cfg_.lease_duration);
-    // The holder renews what it wrote last (no GET); everyone else reads first.
-    std::optional<lease_object> current = std::move(cached_);
+    // 1. Fast path: the holder renews what it wrote last, without a GET.
+    if (holding_ && cached_) {
+        lease_object mine = std::move(*cached_);
+        cached_.reset();
+        const auto r = co_await put(std::move(mine));
+        if (r == put_result::written || stopping_) co_return;
+        if (r == put_result::conflict)
+            spdlog::info(
+                "leader election: lease={}/{} identity={} renewal conflict (409): the lease "
+                "was written by someone else; re-reading",
+                cfg_.namespace_, cfg_.name, cfg_.identity);
+        // Any failure: the slow path below, in this same attempt (client-go).
+    }
     cached_.reset();
-    if (!current) {
-        auto got = co_await call("GET", path, "");
-        if (!got) {
-            warn("GET " + path + ": " + got.err().describe());
-            co_return;
-        }
-        if (got->status == 404) {
-            const millis at = clock_();
-            auto body = lease_create_body(cfg_.namespace_, cfg_.name,
-                                          next_record(std::nullopt, cfg_.identity, at, secs));
-            auto made = co_await call(
-                "POST", "/apis/coordination.k8s.io/v1/namespaces/" + cfg_.namespace_ + "/leases",
-                std::move(body));
-            if (!made) {
-                warn("POST lease: " + made.err().describe());
-            } else if (made->status == 200 || made->status == 201) {
-                renewed(at, parse_lease(made->body));
-            } else if (made->status != 409) {  // 409: another candidate created it first
-                warn("POST lease: " + describe_reply(*made));
-            }
-            co_return;
-        }
-        if (got->status != 200) {
-            warn("GET lease: " + describe_reply(*got));
-            co_return;
-        }
-        auto obj = parse_lease(got->body);
-        if (!obj) {
-            warn("GET lease: " + obj.err().describe());
-            co_return;
-        }
-        const millis now = clock_();
-        observe(*obj, now);
-        const auto& spec = obj->spec;
-        if (!spec.holder.empty() && spec.holder != cfg_.identity &&
-            now < lease_expiry(spec, observed_at_)) {
-            if (holding_) {
-                holding_ = false;
-                spdlog::warn("leader election: lease={}/{} identity={} lost to {}", cfg_.namespace_,
-                             cfg_.name, cfg_.identity, spec.holder);
-            }
-            co_return;
-        }
-        current = std::move(obj.value());
-    }
-    const millis at = clock_();
-    auto body = lease_update_body(*current, next_record(current->spec, cfg_.identity, at, secs));
-    auto put = co_await call("PUT", path, std::move(body));
-    if (!put) {
-        warn("PUT lease: " + put.err().describe());
+
+    // 2. Read (or create) the lease.
+    auto got = co_await call("GET", path, "");
+    if (!got) {
+        warn("GET " + path + ": " + got.err().describe());
         co_return;
     }
-    if (put->status == 200 || put->status == 201) {
-        renewed(at, parse_lease(put->body));
+    if (got->status == 404) {
+        const auto sent_at = steady_now();
+        auto body = lease_create_body(cfg_.namespace_, cfg_.name,
+                                      next_record(std::nullopt, cfg_.identity, wall_clock_(),
+                                                  lease_seconds(cfg_.lease_duration)));
+        auto made = co_await call(
+            "POST", "/apis/coordination.k8s.io/v1/namespaces/" + cfg_.namespace_ + "/leases",
+            std::move(body));
+        if (!made) {
+            warn("POST lease: " + made.err().describe());
+        } else if (made->status == 200 || made->status == 201) {
+            renewed(sent_at, parse_lease(made->body));
+        } else if (made->status != 409) {  // 409: another candidate created it first
+            warn("POST lease: " + describe_reply(*made));
+        }
         co_return;
     }
-    if (put->status == 409 || put->status == 404) {
-        // Someone else wrote it since we read it (or deleted it): we may no longer
-        // hold it. Stop writing now; the next round reads it again.
-        if (holding_)
-            spdlog::warn("leader election: lease={}/{} identity={} renewal refused ({})",
-                         cfg_.namespace_, cfg_.name, cfg_.identity, describe_reply(*put));
-        holding_ = false;
+    if (got->status != 200) {
+        warn("GET lease: " + describe_reply(*got));
         co_return;
     }
-    warn("PUT lease: " + describe_reply(*put));
+    auto obj = parse_lease(got->body);
+    if (!obj) {
+        warn("GET lease: " + obj.err().describe());
+        co_return;
+    }
+
+    // 3. Held by another and not expired by our own observation: wait.
+    observe(*obj);
+    const auto& spec = obj->spec;
+    if (!spec.holder.empty() && spec.holder != cfg_.identity &&
+        steady_now() < lease_expiry(spec, observed_at_)) {
+        if (holding_) {
+            holding_ = false;
+            spdlog::warn("leader election: lease={}/{} identity={} lost to {}", cfg_.namespace_,
+                         cfg_.name, cfg_.identity, spec.holder);
+        }
+        co_return;
+    }
+
+    // 4. Renew (it still names us, also after a write whose answer was lost) or
+    // take over, with the fresh resourceVersion.
+    const auto r = co_await put(std::move(obj.value()));
+    // 409: someone wrote it between our GET and PUT. A holder keeps its deadline
+    // and retries next period; a candidate (lost a race) reads again next time.
+    if (r == put_result::conflict && holding_)
+        warn("PUT lease: HTTP 409 Conflict after a fresh read");
 }
 
 net::awaitable<void> leader_elector::release() {
     std::optional<lease_object> current = std::move(cached_);
     cached_.reset();
-    if (!current) {
-        auto got = co_await call("GET", lease_path(), "");
-        if (!got || got->status != 200) co_return;
-        auto obj = parse_lease(got->body);
-        if (!obj) co_return;
-        current = std::move(obj.value());
+    const auto give_up_at = steady_now() + std::chrono::milliseconds(cfg_.renew_deadline);
+    std::string why = "no attempt";
+    for (int attempt = 0; attempt < k_release_tries && steady_now() < give_up_at; ++attempt) {
+        if (!current) {
+            auto got = co_await call("GET", lease_path(), "");
+            if (!got) {
+                why = "GET: " + got.err().describe();
+                break;
+            }
+            if (got->status != 200) {
+                why = "GET: " + describe_reply(*got);
+                break;
+            }
+            auto obj = parse_lease(got->body);
+            if (!obj) {
+                why = "GET: " + obj.err().describe();
+                break;
+            }
+            current = std::move(obj.value());
+        }
+        if (current->spec.holder != cfg_.identity) co_return;  // not ours (any more)
+        auto body = lease_update_body(*current, release_record(current->spec, wall_clock_()));
+        auto r = co_await call("PUT", lease_path(), std::move(body));
+        if (r && r->status == 200) {
+            spdlog::info("leader election: lease={}/{} identity={} released", cfg_.namespace_,
+                         cfg_.name, cfg_.identity);
+            co_return;
+        }
+        why = r ? describe_reply(*r) : r.err().describe();
+        if (!r || r->status != 409) break;
+        current.reset();  // written by someone else since: re-read, release if still ours
     }
-    if (current->spec.holder != cfg_.identity) co_return;
-    auto body = lease_update_body(*current, release_record(current->spec, clock_()));
-    auto put = co_await call("PUT", lease_path(), std::move(body));
-    if (put && put->status == 200)
-        spdlog::info("leader election: lease={}/{} identity={} released", cfg_.namespace_,
-                     cfg_.name, cfg_.identity);
-    else
-        spdlog::warn("leader election: lease={}/{} identity={} release failed: {}", cfg_.namespace_,
-                     cfg_.name, cfg_.identity, put ? describe_reply(*put) : put.err().describe());
+    spdlog::warn("leader election: lease={}/{} identity={} release failed: {}", cfg_.namespace_,
+                 cfg_.name, cfg_.identity, why);
 }
 
 net::awaitable<void> leader_elector::run() {
@@ -643,15 +694,10 @@ net::awaitable<void> leader_elector::run() {
         co_await try_acquire_or_renew();
         update_state();
         if (stopping_) break;
-        millis wait = cfg_.retry_period;
-        if (!holding_) {
-            // Candidates spread out by up to 20 % so they do not race in lock step.
-            jitter_state_ ^= jitter_state_ << 13;
-            jitter_state_ ^= jitter_state_ >> 7;
-            jitter_state_ ^= jitter_state_ << 17;
-            wait += static_cast<millis>(jitter_state_ %
-                                        static_cast<std::uint64_t>(std::max<millis>(wait / 5, 1)));
-        }
+        // The holder renews every retry period (client-go's renew loop has no
+        // jitter); candidates spread out so that they do not race in lock step.
+        const millis wait =
+            holding_ ? cfg_.retry_period : retry_wait(cfg_.retry_period, next_u01());
         timer_.expires_after(std::chrono::milliseconds(wait));
         boost::system::error_code ec;
         co_await timer_.async_wait(net::redirect_error(net::use_awaitable, ec));

@@ -1,40 +1,56 @@
 // keyrot::sched leader election through a coordination.k8s.io/v1 Lease, as
-// client-go's leaderelection does it.
+// client-go's leaderelection (leaderelection.go, resourcelock/leaselock.go) does it.
 //
 // Contract:
 // - One Lease (namespace_/name) names the holder. A candidate GETs it; creates it
 //   when absent (POST); takes it when its holder is empty, is itself, or the lease
-//   has expired; otherwise waits retry_period (+ up to 20 % jitter). Takeover and
-//   renewal are PUTs carrying metadata.resourceVersion: the API server's
-//   optimistic concurrency (409 Conflict) makes at most one of two racing
-//   candidates win. The holder renews every retry_period.
-// - Expiry, as client-go: a lease held by another is valid until
-//   leaseDurationSeconds after the later of its renewTime and the moment this
-//   process last saw the record change (local clock). So a candidate whose clock
-//   runs ahead of the holder's cannot steal a live lease, and one whose clock is
-//   behind waits longer. A fresh candidate waits one lease duration.
-// - may_write() is true only while this process holds the lease AND
-//   now < (time its last successful renewal was sent) + renew_deadline. Because
-//   renew_deadline < lease_duration, a leader that cannot renew stops writing
-//   before any other candidate may take the lease: two processes never both
-//   may write (given clocks that run at the same rate).
+//   has expired; otherwise waits retry_period x (1 + u x 1.2), u uniform in [0, 1)
+//   (client-go's JitterFactor). Takeover and renewal are PUTs carrying
+//   metadata.resourceVersion: the API server's optimistic concurrency (409
+//   Conflict) makes at most one of two racing candidates win. The holder renews
+//   every retry_period, without jitter.
+// - Two clocks. The wall clock (`wall_clock`) only produces the acquireTime and
+//   renewTime written into the Lease; nothing reads them back to decide. Every
+//   decision and deadline runs on std::chrono::steady_clock. A lease held by
+//   another is valid until leaseDurationSeconds after the moment this process
+//   OBSERVED the record change (a new resourceVersion or spec), as client-go:
+//   the holder's clock, however skewed or stepped, neither delays nor hastens a
+//   takeover; a fresh candidate waits one lease duration.
+// - Renewal, as client-go: the fast path PUTs the holder's last written object.
+//   When that fails for any reason (409 because an outside writer added a label,
+//   a lost answer, 5xx), the same attempt takes the slow path: GET the lease
+//   again; if it still names this identity, PUT with the fresh resourceVersion
+//   (keeping acquireTime, leaseTransitions and others' labels); if another
+//   holder's lease is valid, leadership is lost. A failed attempt does not drop
+//   leadership: the holder retries every retry_period until its renew deadline.
+//   A write whose answer was lost is found by the next read (holder = self) and
+//   completed without counting a new transition.
+// - may_write() is true only while this process holds the lease AND steady now <
+//   (send time of its last successful write) + renew_deadline. Because
+//   renew_deadline < lease_duration and others count the lease from when they
+//   saw that write (after it was sent), a leader that cannot renew stops writing
+//   before any other candidate may take the lease: two processes never both may
+//   write (given clocks that run at the same rate; their offsets do not matter).
 // - on_change(bool) is called whenever may_write() changes, also when the renew
-//   deadline passes while a request hangs (a timer watches it) and on stop().
+//   deadline passes while a request hangs (a steady timer watches it) and on stop().
 // - stop(): may_write() turns false at once; run() then releases a lease it holds
-//   (holderIdentity "", leaseDurationSeconds 1, as client-go's ReleaseOnCancel)
-//   so that another replica takes over within a retry period, and returns.
+//   (holderIdentity "", leaseDurationSeconds 1, as client-go's ReleaseOnCancel):
+//   it re-reads and retries on 409 while the lease still names it (at most 3
+//   tries, within renew_deadline), so that another replica takes over within a
+//   retry period, and returns.
 // - The bearer token is re-read from token_file before every request (the
-//   kubelet rotates projected tokens). Failures are logged at warn (once per
-//   distinct error and then at most once a minute) and retried; nothing throws
-//   at run time.
+//   kubelet rotates projected tokens). Failures (403 from RBAC included) are
+//   logged at warn (once per distinct error and then at most once a minute) and
+//   retried; nothing throws at run time.
 // - The http::client should come from lease_http_options(): one attempt per
 //   request (a retried renewal would only outlive the deadline) and a per-attempt
-//   timeout below renew_deadline.
+//   timeout below renew_deadline. It honours NO_PROXY, CIDR entries included.
 // - Outside Kubernetes lease_config_from_env() returns nullopt: no election,
 //   the instance always writes.
 // - One thread runs the io_context; the elector and the client must outlive run().
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -46,6 +62,12 @@
 #include "http/client.hpp"
 
 namespace keyrot::sched {
+
+// client-go's JitterFactor: candidates wait retry_period x (1 + u x 1.2).
+inline constexpr double k_jitter_factor = 1.2;
+
+// The monotonic clock every elector deadline runs on.
+using steady_time = std::chrono::steady_clock::time_point;
 
 struct lease_config {
     std::string api_url;  // https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
@@ -68,10 +90,11 @@ struct lease_config {
 //              KEYROTD_LEASE_DURATION, KEYROTD_LEASE_RENEW_DEADLINE,
 //              KEYROTD_LEASE_RETRY_PERIOD ("15s", "500ms", ISO 8601)
 // Throws std::runtime_error (a start-up error) when the namespace cannot be
-// found or the durations are garbled or not lease > renew deadline > retry > 0.
+// found or the durations are garbled or break validate()'s rule.
 std::optional<lease_config> lease_config_from_env();
 
-// Checks lease_duration > renew_deadline > retry_period > 0 and non-empty names.
+// client-go's rule: lease_duration > renew_deadline > k_jitter_factor x retry_period,
+// retry_period > 0; valid namespace, name and identity.
 result<void> validate(const lease_config& cfg);
 
 // Options for the elector's own http::client (see the contract above).
@@ -116,9 +139,13 @@ std::string lease_create_body(const std::string& namespace_, const std::string& 
 // The PUT body: `current` with its spec replaced by `rec` (resourceVersion kept).
 std::string lease_update_body(const lease_object& current, const lease_record& rec);
 
-// When a lease seen at `observed_at` (local clock) stops being valid:
-// max(renewTime, observed_at) + leaseDurationSeconds.
-millis lease_expiry(const lease_record& rec, millis observed_at);
+// When a lease whose record this process saw change at `observed_at` (steady
+// clock) stops being valid: observed_at + leaseDurationSeconds. The record's
+// renewTime is deliberately ignored: it is the holder's wall clock.
+steady_time lease_expiry(const lease_record& rec, steady_time observed_at);
+
+// A candidate's wait between attempts: period x (1 + u01 x k_jitter_factor), u01 in [0, 1).
+millis retry_wait(millis period, double u01);
 
 // What `identity` writes to take or renew the lease at `now`: renewal keeps
 // acquireTime and leaseTransitions; a takeover sets acquireTime and counts a
@@ -133,10 +160,10 @@ lease_record release_record(const lease_record& current, millis now);
 
 class leader_elector {
   public:
-    // `clock` gives wall-clock epoch milliseconds (used for renewTime and the
-    // deadline arithmetic); default: the system clock.
+    // `wall_clock` gives the epoch milliseconds written as acquireTime/renewTime,
+    // and nothing else (default: the system clock). Deadlines use steady_clock.
     leader_elector(net::any_io_executor ex, http::client& client, lease_config cfg,
-                   std::function<millis()> clock = {});
+                   std::function<millis()> wall_clock = {});
     ~leader_elector();
     leader_elector(const leader_elector&) = delete;
     leader_elector& operator=(const leader_elector&) = delete;
@@ -148,8 +175,9 @@ class leader_elector {
     // True only while holding the lease and before the renew deadline.
     bool may_write() const;
     bool holding() const { return holding_; }
-    // (send time of the last successful renewal) + renew_deadline; 0 before any.
-    millis write_deadline() const { return last_renew_ ? last_renew_ + cfg_.renew_deadline : 0; }
+    // (send time of the last successful write) + renew_deadline, on the steady
+    // clock; steady_time{} before any.
+    steady_time write_deadline() const { return write_deadline_; }
     // The holder as last seen ("" unknown or none).
     const std::string& observed_holder() const { return observed_holder_; }
     const lease_config& config() const { return cfg_; }
@@ -157,36 +185,40 @@ class leader_elector {
     // Called with may_write()'s new value whenever it changes.
     std::function<void(bool)> on_change;
     // Called after each successful take-over or renewal with the new write_deadline().
-    std::function<void(millis)> on_renew;
+    std::function<void(steady_time)> on_renew;
 
   private:
+    enum class put_result { written, conflict, failed };
+
     net::awaitable<void> try_acquire_or_renew();
+    net::awaitable<put_result> put(lease_object current);
     net::awaitable<result<http::response>> call(std::string method, std::string target,
                                                 std::string body);
     net::awaitable<void> release();
-    void renewed(millis sent_at, result<lease_object> obj);
-    void observe(const lease_object& obj, millis now);
+    void renewed(steady_time sent_at, result<lease_object> obj);
+    void observe(const lease_object& obj);
     void update_state();
     void arm_deadline();
     void warn(const std::string& what);
     std::string lease_path() const;
+    double next_u01();
 
     net::any_io_executor ex_;
     http::client& client_;
     lease_config cfg_;
-    std::function<millis()> clock_;
+    std::function<millis()> wall_clock_;
     net::steady_timer timer_;
     net::steady_timer deadline_timer_;
     std::optional<lease_object> cached_;  // our last written lease, while holding
     std::optional<lease_object> observed_;
-    millis observed_at_ = 0;
+    steady_time observed_at_{};
     std::string observed_holder_;
     bool holding_ = false;
-    millis last_renew_ = 0;
+    steady_time write_deadline_{};
     bool reported_ = false;
     bool stopping_ = false;
     std::string last_warning_;
-    millis last_warning_at_ = 0;
+    steady_time last_warning_at_{};
     std::uint64_t jitter_state_;
 };
 

@@ -6,13 +6,22 @@
 //   RENEW <identity> <ts> <write_deadline>      a take-over or renewal succeeded
 //   EXIT <identity> <ts>
 // SIGTERM/SIGINT: stop (release the lease) and exit 0. Logs go to stderr.
+// The printed times are the machine's real clock (write deadlines converted from
+// the elector's steady clock), so the test can line drivers up. The clock the
+// elector writes into the Lease is this replica's own:
+//   LEADER_DRIVER_CLOCK_OFFSET_MS  added to it from the start (skew, may be < 0)
+//   LEADER_DRIVER_CLOCK_STEP_MS    SIGUSR1 steps it forward by this, SIGUSR2 back
+//                                  (an NTP step; the elector must not care)
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <functional>
+#include <string>
 
 #include "common/asio.hpp"
 #include "http/client.hpp"
@@ -28,10 +37,23 @@ millis now_ms() {
         .count();
 }
 
-void line(const char* what, const std::string& id, millis deadline) {
+// A steady-clock deadline as real epoch milliseconds (0 for "none").
+millis to_epoch(keyrot::sched::steady_time t) {
+    if (t == keyrot::sched::steady_time{}) return 0;
+    return now_ms() + std::chrono::duration_cast<std::chrono::milliseconds>(
+                          t - std::chrono::steady_clock::now())
+                          .count();
+}
+
+void line(const char* what, const std::string& id, keyrot::sched::steady_time deadline) {
     std::printf("%s %s %lld %lld\n", what, id.c_str(), static_cast<long long>(now_ms()),
-                static_cast<long long>(deadline));
+                static_cast<long long>(to_epoch(deadline)));
     std::fflush(stdout);
+}
+
+millis env_ms(const char* name) {
+    const char* v = std::getenv(name);
+    return v && *v ? std::stoll(v) : 0;
 }
 
 }  // namespace
@@ -58,17 +80,31 @@ int main() {
         std::fprintf(stderr, "leader_driver: %s\n", client.err().describe().c_str());
         return 78;
     }
-    keyrot::sched::leader_elector elector(io.get_executor(), **client, *cfg);
+    millis skew = env_ms("LEADER_DRIVER_CLOCK_OFFSET_MS");
+    const millis step = env_ms("LEADER_DRIVER_CLOCK_STEP_MS");
+    keyrot::sched::leader_elector elector(io.get_executor(), **client, *cfg,
+                                          [&skew] { return now_ms() + skew; });
     const std::string id = cfg->identity;
     elector.on_change = [&](bool may_write) {
         line(may_write ? "LEADER" : "FOLLOWER", id, elector.write_deadline());
     };
-    elector.on_renew = [&](millis deadline) { line("RENEW", id, deadline); };
+    elector.on_renew = [&](keyrot::sched::steady_time deadline) { line("RENEW", id, deadline); };
 
     net::signal_set signals(io, SIGTERM, SIGINT);
     signals.async_wait([&](boost::system::error_code ec, int) {
         if (!ec) elector.stop();
     });
+    net::signal_set steps(io, SIGUSR1, SIGUSR2);
+    std::function<void(boost::system::error_code, int)> on_step = [&](boost::system::error_code ec,
+                                                                      int sig) {
+        if (ec) return;
+        skew += sig == SIGUSR1 ? step : -step;
+        std::printf("STEP %s %lld %lld\n", id.c_str(), static_cast<long long>(now_ms()),
+                    static_cast<long long>(skew));
+        std::fflush(stdout);
+        steps.async_wait(on_step);
+    };
+    steps.async_wait(on_step);
     int rc = 0;
     net::co_spawn(io, elector.run(), [&](std::exception_ptr e) {
         if (e) {
@@ -80,6 +116,7 @@ int main() {
             rc = 1;
         }
         signals.cancel();
+        steps.cancel();
     });
     io.run();
     std::printf("EXIT %s %lld\n", id.c_str(), static_cast<long long>(now_ms()));

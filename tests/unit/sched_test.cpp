@@ -151,27 +151,77 @@ TEST(LeaseMath, SecondsRoundUp) {
     EXPECT_EQ(lease_seconds(0), 1);
 }
 
-TEST(LeaseMath, ExpiryIsTheLaterOfRenewAndObservation) {
+TEST(LeaseMath, ExpiryCountsFromTheObservationOnly) {
+    // The steady clock's origin is arbitrary; any point will do.
+    const steady_time seen = steady_time{} + std::chrono::hours(100);
     lease_record rec{"pod-a", 15, k_t0, k_t0, 0};
-    // Seen right away: renewTime + 15 s.
-    EXPECT_EQ(lease_expiry(rec, k_t0), k_t0 + 15000);
-    // Seen later than renewTime (our clock ahead, or a slow read): from the observation.
-    EXPECT_EQ(lease_expiry(rec, k_t0 + 4000), k_t0 + 19000);
-    // renewTime in our future (our clock behind): from renewTime, we wait longer.
-    EXPECT_EQ(lease_expiry(rec, k_t0 - 4000), k_t0 + 15000);
-    // No renewTime: from the observation.
+    EXPECT_EQ(lease_expiry(rec, seen), seen + std::chrono::seconds(15));
+    // The holder's clock (renewTime) far ahead or far behind changes nothing
+    // (client-go never trusts the record's timestamps).
+    for (millis skew :
+         {-3600 * k_second, millis{-4000}, millis{0}, millis{4000}, 3600 * k_second}) {
+        rec.renew_time = k_t0 + skew;
+        EXPECT_EQ(lease_expiry(rec, seen), seen + std::chrono::seconds(15)) << skew;
+    }
     rec.renew_time.reset();
-    EXPECT_EQ(lease_expiry(rec, k_t0), k_t0 + 15000);
+    EXPECT_EQ(lease_expiry(rec, seen), seen + std::chrono::seconds(15));
     // A released lease (duration 1) expires a second after it was seen.
-    EXPECT_EQ(lease_expiry(release_record(rec, k_t0), k_t0), k_t0 + 1000);
+    EXPECT_EQ(lease_expiry(release_record(rec, k_t0), seen), seen + std::chrono::seconds(1));
 }
 
 TEST(LeaseMath, RenewDeadlineEndsWritingBeforeExpiry) {
-    // The invariant the design rests on: a holder stops writing at
-    // renew + renew_deadline; the earliest takeover is renew + lease duration.
+    // The invariant the design rests on: a holder stops writing at (send time of
+    // its last write) + renew_deadline; another counts the lease from when it saw
+    // that write, which is after it was sent.
     lease_config cfg;
+    const steady_time sent = steady_time{} + std::chrono::hours(1);
     const auto rec = next_record(std::nullopt, "pod-a", k_t0, lease_seconds(cfg.lease_duration));
-    EXPECT_LT(k_t0 + cfg.renew_deadline, lease_expiry(rec, k_t0));
+    EXPECT_LT(sent + std::chrono::milliseconds(cfg.renew_deadline), lease_expiry(rec, sent));
+}
+
+TEST(LeaseMath, RetryJitterAsClientGo) {
+    // JitterFactor 1.2: retry_period x (1 + u x 1.2).
+    EXPECT_EQ(retry_wait(2000, 0.0), 2000);
+    EXPECT_EQ(retry_wait(2000, 0.5), 3200);
+    EXPECT_EQ(retry_wait(500, 0.999999), 1099);
+    EXPECT_EQ(retry_wait(2000, 1.0), 4400);
+    EXPECT_EQ(retry_wait(2000, -1.0), 2000);  // clamped
+    EXPECT_EQ(retry_wait(2000, 7.0), 4400);
+}
+
+lease_config valid_config() {
+    lease_config cfg;
+    cfg.api_url = "https://10.96.0.1:443";
+    cfg.namespace_ = "keyrotd";
+    cfg.identity = "pod-a";
+    return cfg;
+}
+
+TEST(LeaseConfig, ValidateAsClientGo) {
+    auto cfg = valid_config();
+    EXPECT_TRUE(validate(cfg).ok());  // 15 s / 10 s / 2 s
+    // renew deadline must exceed JitterFactor (1.2) x retry period.
+    cfg.lease_duration = 3000;
+    cfg.retry_period = 500;
+    cfg.renew_deadline = 600;
+    auto v = validate(cfg);
+    ASSERT_FALSE(v.ok());
+    EXPECT_EQ(v.err().what, error::kind::config);
+    EXPECT_NE(v.err().message.find("1.2"), std::string::npos) << v.err().message;
+    cfg.renew_deadline = 601;
+    EXPECT_TRUE(validate(cfg).ok());
+    cfg.renew_deadline = 550;  // above the retry period, not above 1.2 x
+    EXPECT_FALSE(validate(cfg).ok());
+    // lease duration must exceed the renew deadline.
+    cfg.renew_deadline = 3000;
+    EXPECT_FALSE(validate(cfg).ok());
+    cfg.renew_deadline = 2000;
+    cfg.retry_period = 0;
+    EXPECT_FALSE(validate(cfg).ok());
+    cfg.retry_period = 500;
+    EXPECT_TRUE(validate(cfg).ok());
+    cfg.identity = "";
+    EXPECT_FALSE(validate(cfg).ok());
 }
 
 TEST(LeaseRecords, CreateTakeoverRenewRelease) {
@@ -261,6 +311,10 @@ TEST_F(Env, StartUpErrorsThrow) {
     setenv("KEYROTD_LEASE_DURATION", "soon", 1);
     EXPECT_THROW(lease_config_from_env(), std::runtime_error);
     setenv("KEYROTD_LEASE_DURATION", "15s", 1);
+    setenv("KEYROTD_LEASE_RETRY_PERIOD", "9s", 1);  // 10 s renew deadline <= 1.2 x 9 s
+    EXPECT_THROW(lease_config_from_env(), std::runtime_error);
+    setenv("KEYROTD_LEASE_RETRY_PERIOD", "8s", 1);  // 10 s > 9.6 s: fine
+    EXPECT_NO_THROW(lease_config_from_env());
     setenv("POD_NAMESPACE", "Not_A_Namespace", 1);
     EXPECT_THROW(lease_config_from_env(), std::runtime_error);
 }
