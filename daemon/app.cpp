@@ -872,7 +872,8 @@ class daemon_loop {
     std::optional<millis> write_budget() const {
         if (!elector_) return std::nullopt;
         if (!elector_->may_write()) return 0;
-        return elector_->write_deadline() - wall_now() - k_fence_margin;
+        const auto left = elector_->write_deadline() - std::chrono::steady_clock::now();
+        return std::chrono::duration_cast<std::chrono::milliseconds>(left).count() - k_fence_margin;
     }
 
     void add_org(const std::string& org) {

@@ -1433,7 +1433,12 @@ response emulator::handle_api(const request& req, const std::vector<std::string>
             }
         }
     }
-    res.delay_ms = faults_.latency_ms + list_delay_ms;
+    res.delay_ms = faults_.latency_ms + list_delay_ms + (is_write ? faults_.write_latency_ms : 0);
+    if (is_write) {
+        const millis start = wall_ms();
+        writes_.push_back({start, start + res.delay_ms, req.user_agent, record_route});
+        if (writes_.size() > k_max_availability) writes_.pop_front();
+    }
     if (is_write && res.status / 100 == 2 && faults_.p_drop_after_write > 0) {
         std::uniform_real_distribution<double> u(0.0, 1.0);
         if (u(fault_rng_) < faults_.p_drop_after_write) res.drop = true;
@@ -1559,6 +1564,7 @@ response emulator::handle_hook(const request& req, const std::string& path,
     }
     auto faults_json = [&] {
         return json{{"latencyMs", faults_.latency_ms},
+                    {"writeLatencyMs", faults_.write_latency_ms},
                     {"p503", faults_.p503},
                     {"p429", faults_.p429},
                     {"retryAfterSeconds", faults_.retry_after_seconds},
@@ -1589,6 +1595,7 @@ response emulator::handle_hook(const request& req, const std::string& path,
         };
         faults f = faults_;
         if (auto v = num("latencyMs", 0, 600000)) f.latency_ms = static_cast<millis>(*v);
+        if (auto v = num("writeLatencyMs", 0, 600000)) f.write_latency_ms = static_cast<millis>(*v);
         if (auto v = num("p503", 0, 1)) f.p503 = *v;
         if (auto v = num("p429", 0, 1)) f.p429 = *v;
         if (auto v = num("retryAfterSeconds", 0, 86400))
@@ -1614,9 +1621,9 @@ response emulator::handle_hook(const request& req, const std::string& path,
                 if (!it->is_object()) fail(400, "hostile must be an object or null");
                 auto mode = it->find("mode");
                 if (mode != it->end() && !mode->is_null()) {
-                    static const char* const modes[] = {"wrong-types",    "missing-fields",
-                                                        "huge-array",     "duplicate-keys",
-                                                        "page-loop",      "page-cap"};
+                    static const char* const modes[] = {"wrong-types", "missing-fields",
+                                                        "huge-array",  "duplicate-keys",
+                                                        "page-loop",   "page-cap"};
                     if (!mode->is_string() ||
                         std::none_of(std::begin(modes), std::end(modes),
                                      [&](const char* m) { return *mode == m; }))
@@ -1712,6 +1719,20 @@ response emulator::handle_hook(const request& req, const std::string& path,
         json out = json::object();
         for (const auto& n : readings::names()) out[n] = readings_.get(n);
         return json_response(out);
+    }
+    if (path == "/__emulator/writes") {
+        if (meth == "DELETE") {
+            writes_.clear();
+            return no_content();
+        }
+        only("GET");
+        json out = json::array();
+        for (const auto& w : writes_)
+            out.push_back({{"start", w.start},
+                           {"end", w.end},
+                           {"userAgent", w.user_agent},
+                           {"request", w.request}});
+        return json_response({{"writes", std::move(out)}});
     }
     if (path == "/__emulator/invariants") {
         if (meth == "DELETE") {

@@ -28,6 +28,7 @@ struct request {
     std::string authorization;
     std::string content_type;
     std::string metadata_flavor;  // the Metadata-Flavor header (GCE metadata server)
+    std::string user_agent;       // tells the writers apart in the write history
     std::string body;
 };
 
@@ -112,6 +113,7 @@ struct organization {
 
 struct faults {
     millis latency_ms = 0;
+    millis write_latency_ms = 0;  // more, for writes only (slow writes, fast reads)
     double p503 = 0;
     double p429 = 0;
     int retry_after_seconds = 1;
@@ -153,6 +155,14 @@ struct readings {
 
   private:
     bool* flag(const std::string& name);
+};
+
+// One write to /v1, from its arrival to its answer (the latency included), and
+// who sent it (User-Agent): the HA tests check that no two processes had
+// writes in flight at once.
+struct write_span {
+    millis start, end;
+    std::string user_agent, request;
 };
 
 // A write that removed keyrotd's lineage marker from a key (the invariant the
@@ -202,6 +212,7 @@ class emulator {
     readings readings_;
     std::int64_t list_latency_per_app_us_ = 0;
     std::vector<marker_loss> markers_lost_;
+    std::deque<write_span> writes_;
     millis clock_offset_ms_ = 0;
     std::map<std::string, std::unique_ptr<organization>> orgs_;
     faults faults_;

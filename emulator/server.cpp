@@ -106,6 +106,7 @@ net::awaitable<void> serve(Stream& stream, emulator& emu) {
         in.authorization = std::string(req[http::field::authorization]);
         in.content_type = std::string(req[http::field::content_type]);
         in.metadata_flavor = std::string(req["Metadata-Flavor"]);
+        in.user_agent = std::string(req[http::field::user_agent]);
         in.body = std::move(req.body());
         response r = emu.handle(in);
 

@@ -149,5 +149,125 @@ class HaTest(unittest.TestCase):
             h.rmtree(d)
 
 
+
+def start_lease_server(d):
+    log = open(os.path.join(d, "lease.log"), "w")
+    port_file = os.path.join(d, "lease.port")
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "lease_server.py"),
+                          "--token", "kube-token", "--port-file", port_file],
+                         stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 10
+    while not (os.path.exists(port_file) and open(port_file).read().strip()):
+        if time.time() > deadline:
+            raise AssertionError("lease server did not start")
+        time.sleep(0.05)
+    token_file = os.path.join(d, "token")
+    with open(token_file, "w") as f:
+        f.write("kube-token")
+    return p, int(open(port_file).read().strip()), token_file
+
+
+class RollingUpdateTest(unittest.TestCase):
+    """A rolling update in the middle of a pass, under Apigee latency: the leader
+    gets SIGTERM while its writes are in flight, a new replica starts, the old
+    follower is there too. The emulator's write history (one span per write,
+    from arrival to answer, named by the replica's User-Agent) must show that no
+    two processes ever had writes in flight at once: the old leader releases the
+    lease only once its writes drained, and every write is fenced by the lease."""
+
+    def test_no_two_writers_at_once(self):
+        d = h.tmpdir()
+        apps = []
+        for i in range(12):
+            apps.append({"developerEmail": DEV, "name": "roll-%02d" % i,
+                         "credentials": [{"consumerKey": "ROLLkey%025d" % i, "issuedAt": "-20d",
+                                          "expiresAt": "+2d",
+                                          "apiProducts": [{"apiproduct": "payments",
+                                                           "status": "approved"}]}]})
+        emu = h.Emulator(d, {"organization": "demo",
+                             "developers": [{"email": DEV, "firstName": "P", "lastName": "N",
+                                             "userName": "p"}],
+                             "apiProducts": [{"name": "payments", "approvalType": "auto"}],
+                             "apps": apps})
+        # Slow writes, fast reads: a write of the old leader is still in flight
+        # when a new leader, had it the lease, would already be writing.
+        emu.hook("faults", {"writeLatencyMs": 2500})
+        lease, lease_port, token_file = start_lease_server(d)
+        procs = {}
+
+        def start(name):
+            wd = os.path.join(d, name)
+            os.makedirs(wd, exist_ok=True)
+            k = h.Keyrotd(wd, emu.url, [h.policy(overlap="1h")],
+                          extra_config="")
+            env = dict(os.environ, POD_NAME="keyrotd-" + name, POD_NAMESPACE="keyrot",
+                       KEYROTD_LEASE_URL="http://127.0.0.1:%d" % lease_port,
+                       KEYROTD_LEASE_TOKEN_FILE=token_file, KEYROTD_LEASE_CA_FILE="",
+                       KEYROTD_LEASE_DURATION="6s", KEYROTD_LEASE_RENEW_DEADLINE="4s",
+                       KEYROTD_LEASE_RETRY_PERIOD="500ms")
+            log = open(os.path.join(wd, "keyrotd.log"), "w")
+            procs[name] = (subprocess.Popen([h.KEYROTD, "run", "-c", k.config], cwd=wd, env=env,
+                                            stdout=log, stderr=subprocess.STDOUT), k)
+
+        try:
+            start("a")
+            time.sleep(0.5)
+            start("b")
+            # Wait until the leader is in the middle of its pass.
+            deadline = time.time() + 20
+            while True:
+                spans = emu.hook("writes")["writes"]
+                if len(spans) >= 2:
+                    break
+                self.assertLess(time.time(), deadline, "no writes")
+                time.sleep(0.05)
+            first = spans[0]["userAgent"]
+            leader = "a" if "keyrotd-a" in first else "b"
+            procs[leader][0].send_signal(signal.SIGTERM)  # the rolling update
+            start("c")                                     # its replacement
+            deadline = time.time() + 60
+
+            def rotated():
+                n = 0
+                for a in emu.state()["apps"]:
+                    n += any(any(x["name"] == "keyrotd_replaces" and not x["value"].startswith("pending:")
+                                 for x in c.get("attributes", [])) for c in a["credentials"])
+                return n
+            while rotated() < len(apps):
+                self.assertLess(time.time(), deadline, "not every app was rotated")
+                time.sleep(0.2)
+            rc = procs[leader][0].wait(30)
+            self.assertEqual(rc, 0, "the old leader stopped cleanly")
+            spans = sorted(emu.hook("writes")["writes"], key=lambda w: w["start"])
+            writers = {w["userAgent"] for w in spans}
+            self.assertGreaterEqual(len(writers), 2, "the work moved to another replica: %s" % writers)
+            overlaps = []
+            for i, w in enumerate(spans):
+                for v in spans[i + 1:]:
+                    if v["start"] >= w["end"]:
+                        break
+                    if v["userAgent"] != w["userAgent"]:
+                        overlaps.append((w, v))
+            self.assertEqual(overlaps[:3], [], "two processes had writes in flight at once")
+            for a in emu.state()["apps"]:
+                marked = [c for c in a["credentials"]
+                          if any(x["name"] == "keyrotd_replaces" for x in c.get("attributes", []))]
+                self.assertEqual(len(marked), 1, a["name"])
+            print("rolling update: %d writes by %s, no overlap" % (len(spans), sorted(writers)),
+                  file=sys.stderr)
+        finally:
+            for p, _ in procs.values():
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    try:
+                        p.wait(10)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+            lease.terminate()
+            lease.wait(5)
+            emu.stop()
+            h.rmtree(d)
+
+
 if __name__ == "__main__":
     unittest.main(argv=[sys.argv[0], *sys.argv[1:]], verbosity=2)

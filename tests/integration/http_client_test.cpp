@@ -362,6 +362,58 @@ TEST(HttpClient, PostCreateIsNeverRetriedButActionsAre) {
     EXPECT_EQ(srv.requests().size(), 5u);  // max_attempts
 }
 
+// The write fence (high availability): a write starts only with budget left,
+// each attempt is cut to the budget, a retry must fit in it; reads are free.
+TEST(HttpClient, WritesAreFencedReadsAreNot) {
+    test_server srv([](const test_request& q) {
+        auto r = ok_json();
+        if (q.target.find("slow") != std::string::npos) r.delay = 1500;
+        if (q.target.find("busy") != std::string::npos) r.status = 503;
+        return r;
+    });
+    auto o = opts_for(srv.url());
+    o.backoff_base = 50;
+    o.backoff_cap = 100;
+    std::optional<millis> budget = 0;
+    fixture f(o);
+    f.client->set_write_budget([&budget] { return budget; });
+    // No budget: the write is not sent at all.
+    auto r = f.send(post("/v1/organizations/o/developers/d/apps/a/keys/k?action=revoke", ""));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.err().what, error::kind::config);
+    EXPECT_EQ(r.err().code, "FENCED");
+    EXPECT_EQ(srv.requests().size(), 0u);
+    // Reads are not fenced.
+    ASSERT_TRUE(f.get("/v1/organizations/o/apps"));
+    EXPECT_EQ(srv.requests().size(), 1u);
+    srv.clear();
+    // 300 ms left: a slow write is cut there, not at the 30 s timeout.
+    budget = 300;
+    auto t0 = std::chrono::steady_clock::now();
+    r = f.send(post("/v1/organizations/o/developers/d/apps/a/keys/slow", "{}"));
+    ASSERT_FALSE(r);
+    EXPECT_TRUE(r.err().timed_out);
+    EXPECT_NE(r.err().message.find("cut at the write fence"), std::string::npos) << r.err().message;
+    EXPECT_LT(since(t0), 1.2);
+    // Leadership is checked again before each retry: lost after the first
+    // attempt, a retryable write (an action) is not retried.
+    srv.clear();
+    int calls = 0;
+    f.client->set_write_budget(
+        [&calls]() -> std::optional<millis> { return ++calls == 1 ? 5000 : 0; });
+    auto a = f.send(post("/v1/organizations/o/developers/d/apps/a/keys/busy?action=revoke", ""));
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->status, 503);
+    EXPECT_EQ(srv.requests().size(), 1u);
+    EXPECT_GE(calls, 2);
+    f.client->set_write_budget([&budget] { return budget; });
+    srv.clear();
+    budget = std::nullopt;  // no fence: the usual retries
+    a = f.send(post("/v1/organizations/o/developers/d/apps/a/keys/busy?action=revoke", ""));
+    ASSERT_TRUE(a);
+    EXPECT_EQ(srv.requests().size(), 5u);
+}
+
 TEST(HttpClient, ConnectionRefusedIsANetworkError) {
     std::uint16_t port;
     {
