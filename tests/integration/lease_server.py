@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A stand-in for the Kubernetes API server's Lease endpoints, for leader-election tests.
 
-  lease_server.py [--token T]... [--tls CERT KEY] [--port-file FILE]
+  lease_server.py [--token T]... [--tls CERT KEY] [--port-file FILE] [--rbac NAME]...
 
 Listens on 127.0.0.1, port 0 (ThreadingHTTPServer), prints the port on the
 first line of stdout. Standard library only.
@@ -15,16 +15,37 @@ As the API server: every error is a v1 Status object; a PUT must carry
 metadata.resourceVersion (422 otherwise) and it must be the current one (409
 "the object has been modified"); resourceVersion is a cluster-wide counter;
 uid and creationTimestamp are set on create; leaseDurationSeconds must be
-> 0 and leaseTransitions >= 0 (422). Every call needs "Authorization: Bearer
-<one of the tokens>" (401 Unauthorized otherwise).
+> 0 and leaseTransitions >= 0 (422); acquireTime and renewTime are MicroTime,
+which the API server decodes with Go's layout "2006-01-02T15:04:05.000000Z07:00":
+exactly 6 fractional digits, else 400 BadRequest (the body cannot be decoded).
+Every call needs "Authorization: Bearer <one of the tokens>" (401 Unauthorized
+otherwise). With --rbac NAME (repeatable), as the Role in
+deploy/kubernetes/base/rbac.yaml: create is allowed for any name (RBAC cannot
+limit it by name), get/update/patch only on the named Leases (403 Forbidden).
 
 Test hooks (no auth), JSON bodies:
-  POST /__lease/fail    {"mode": "500"|"hang"|"close"|"off", "tokens": [..] or absent = all,
-                         "seconds": hang time (default 30)}
-                        requests with those tokens get a 500, hang, or a closed connection
+  POST /__lease/fail    {"mode": M, "tokens": [..] or absent = all, "seconds": S (default 30),
+                         "methods": [..] or absent = all, "count": N or absent = no limit}
+                        requests with those tokens and methods:
+                          "500"          a 500
+                          "hang"         no answer for S seconds, then a closed connection
+                          "close"        a closed connection
+                          "commit-close" the request is carried out (a write commits),
+                                         then the connection closes without an answer
+                          "commit-hang"  carried out, the answer held back S seconds,
+                                         then the connection closes
+                          "commit-delay" carried out, the answer sent after S seconds
+                          "off"
+                        after N such requests the mode turns itself off
   POST /__lease/tokens  {"tokens": [..]}   replaces the accepted tokens
-  GET  /__lease/history every successful write: {t, method, holder, rv, transitions, token}
-  GET  /__lease/stats   requests by "METHOD status"
+  POST /__lease/label   {"namespace": ns, "name": n, "labels": {..}}  another writer (GitOps,
+                        a policy controller) merges labels into the Lease: a new
+                        resourceVersion, the spec unchanged
+  GET  /__lease/history every successful write: {t, method, lease ("ns/name"), holder, rv,
+                        transitions, token,
+                        renewTime, acquireTime}; method "LABEL" for /__lease/label
+  GET  /__lease/stats   requests by "METHOD status" ("PUT lost" for answers withheld)
+  GET  /__lease/leases  the stored Leases
 """
 import json
 import re
@@ -51,6 +72,9 @@ class State:
         self.fail_mode = "off"
         self.fail_tokens = None  # None: all
         self.hang_seconds = 30.0
+        self.fail_methods = None  # None: all
+        self.fail_count = None  # None: no limit
+        self.rbac = None  # None: no RBAC; else the resourceNames for get/update/patch
         self.history = []
         self.stats = {}
         self.stopping = threading.Event()
@@ -69,6 +93,26 @@ def micro_now():
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % int((t % 1) * 1e6)
 
 
+MICRO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)")
+
+
+def decode_times(lease):
+    """400, as the API server when a MicroTime does not parse, or None."""
+    spec = lease.get("spec") or {}
+    if not isinstance(spec, dict):
+        return status(400, "BadRequest", "spec is not an object")
+    for f in ("acquireTime", "renewTime"):
+        v = spec.get(f)
+        if v is None:
+            continue
+        if not isinstance(v, str) or not MICRO_TIME.fullmatch(v):
+            return status(400, "BadRequest",
+                          'Lease in version "v1" cannot be handled as a Lease: parsing time %s as '
+                          '"2006-01-02T15:04:05.000000Z07:00": cannot parse %s as ".000000"'
+                          % (json.dumps(v), json.dumps(v)))
+    return None
+
+
 def validate(lease):
     """422 Invalid, as the API server's Lease validation, or None."""
     spec = lease.get("spec") or {}
@@ -79,11 +123,6 @@ def validate(lease):
     n = spec.get("leaseTransitions")
     if n is not None and (not isinstance(n, int) or n < 0):
         causes.append(("spec.leaseTransitions", n, "must be greater than or equal to 0"))
-    for f in ("acquireTime", "renewTime"):
-        v = spec.get(f)
-        if v is not None and not (isinstance(v, str) and re.fullmatch(
-                r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)", v)):
-            causes.append(("spec." + f, v, "must be an RFC 3339 time"))
     if not causes:
         return None
     name = (lease.get("metadata") or {}).get("name", "")
@@ -133,8 +172,34 @@ class Handler(BaseHTTPRequestHandler):
         tok = self.token()
         with st.lock:
             mode = st.fail_mode
-            hit = mode != "off" and (st.fail_tokens is None or tok in st.fail_tokens)
+            hit = mode != "off" and (st.fail_tokens is None or tok in st.fail_tokens) and \
+                (st.fail_methods is None or self.command in st.fail_methods)
             hang = st.hang_seconds
+            if hit and st.fail_count is not None:
+                st.fail_count -= 1
+                if st.fail_count <= 0:
+                    st.fail_mode, st.fail_count = "off", None
+        if hit and mode.startswith("commit-"):
+            code, body = self.dispatch(path, raw, tok)
+            with st.lock:
+                key = "%s lost" % self.command
+                st.stats[key] = st.stats.get(key, 0) + 1
+            if mode == "commit-delay":
+                time.sleep(hang)
+                try:
+                    return self.reply(code, body)
+                except OSError:
+                    return
+            if mode == "commit-hang":
+                end = time.time() + hang
+                while time.time() < end and not st.stopping.is_set():
+                    time.sleep(0.05)
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         if hit and mode == "500":
             return self.reply(*status(500, "InternalError", "Internal error occurred: injected"))
         if hit and mode == "close":
@@ -150,24 +215,40 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(0.05)
             self.close_connection = True
             return
+        return self.reply(*self.dispatch(path, raw, tok))
+
+    def dispatch(self, path, raw, tok):
+        """(code, body) for an API request."""
+        st = self.server.state
         if tok is None or tok not in st.tokens:
-            return self.reply(*status(401, "Unauthorized", "Unauthorized"))
+            return status(401, "Unauthorized", "Unauthorized")
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         if self.command in ("POST", "PUT") and ctype != "application/json":
-            return self.reply(*status(415, "UnsupportedMediaType",
-                                      'the body of the request was in an unknown format - '
-                                      'accepted media types include: application/json'))
+            return status(415, "UnsupportedMediaType",
+                          'the body of the request was in an unknown format - '
+                          'accepted media types include: application/json')
         m_item, m_coll = ITEM.match(path), COLLECTION.match(path)
+        with st.lock:
+            allowed = st.rbac
+        if m_item and allowed is not None and m_item.group(2) not in allowed:
+            verb = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+                self.command, self.command.lower())
+            ns, name = m_item.groups()
+            return status(403, "Forbidden",
+                          'leases.coordination.k8s.io "%s" is forbidden: User '
+                          '"system:serviceaccount:%s:keyrotd" cannot %s resource "leases" in API '
+                          'group "coordination.k8s.io" in the namespace "%s"' % (name, ns, verb, ns),
+                          {"name": name, **GROUP_KIND})
         if self.command == "GET" and m_item:
-            return self.reply(*self.get(*m_item.groups()))
+            return self.get(*m_item.groups())
         if self.command == "POST" and m_coll:
-            return self.reply(*self.create(m_coll.group(1), raw, tok))
+            return self.create(m_coll.group(1), raw, tok)
         if self.command == "PUT" and m_item:
-            return self.reply(*self.update(*m_item.groups(), raw, tok))
+            return self.update(*m_item.groups(), raw, tok)
         if m_item or m_coll:
-            return self.reply(*status(405, "MethodNotAllowed",
-                                      "the server does not allow this method on the requested resource"))
-        return self.reply(*status(404, "NotFound", "the server could not find the requested resource"))
+            return status(405, "MethodNotAllowed",
+                          "the server does not allow this method on the requested resource")
+        return status(404, "NotFound", "the server could not find the requested resource")
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
 
@@ -191,14 +272,19 @@ class Handler(BaseHTTPRequestHandler):
             return None, status(400, "BadRequest", "the body is not a coordination.k8s.io/v1 Lease")
         if not isinstance(obj.get("metadata", {}), dict):
             return None, status(400, "BadRequest", "metadata is not an object")
+        bad_time = decode_times(obj)
+        if bad_time:
+            return None, bad_time
         return obj, None
 
     def record(self, method, lease, tok):
         spec = lease.get("spec") or {}
+        md = lease["metadata"]
         self.server.state.history.append({
-            "t": time.time(), "method": method, "holder": spec.get("holderIdentity", ""),
+            "t": time.time(), "method": method, "lease": "%s/%s" % (md["namespace"], md["name"]), "holder": spec.get("holderIdentity", ""),
             "rv": lease["metadata"]["resourceVersion"],
-            "transitions": spec.get("leaseTransitions", 0), "token": tok})
+            "transitions": spec.get("leaseTransitions", 0), "token": tok,
+            "renewTime": spec.get("renewTime"), "acquireTime": spec.get("acquireTime")})
 
     def create(self, ns, raw, tok):
         obj, err = self.parse(raw)
@@ -286,7 +372,21 @@ class Handler(BaseHTTPRequestHandler):
                 st.fail_mode = str(body.get("mode", "off"))
                 st.fail_tokens = set(body["tokens"]) if body.get("tokens") is not None else None
                 st.hang_seconds = float(body.get("seconds", 30))
+                st.fail_methods = set(body["methods"]) if body.get("methods") is not None else None
+                st.fail_count = int(body["count"]) if body.get("count") is not None else None
                 out = {"mode": st.fail_mode}
+            elif path == "/__lease/label" and self.command == "POST":
+                key = (body.get("namespace", ""), body.get("name", ""))
+                cur = st.leases.get(key)
+                if cur is None:
+                    out = None
+                else:
+                    st.rv += 1
+                    md = cur["metadata"]
+                    md["labels"] = {**(md.get("labels") or {}), **body.get("labels", {})}
+                    md["resourceVersion"] = str(st.rv)
+                    self.record("LABEL", cur, None)
+                    out = {"resourceVersion": md["resourceVersion"]}
             elif path == "/__lease/tokens" and self.command == "POST":
                 st.tokens = set(body.get("tokens", []))
                 out = {"tokens": len(st.tokens)}
@@ -304,7 +404,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main(argv):
-    tokens, tls, port_file = [], None, None
+    tokens, tls, port_file, rbac = [], None, None, None
     i = 0
     while i < len(argv):
         if argv[i] == "--token":
@@ -313,6 +413,9 @@ def main(argv):
         elif argv[i] == "--tls":
             tls = (argv[i + 1], argv[i + 2])
             i += 3
+        elif argv[i] == "--rbac":
+            rbac = (rbac or set()) | {argv[i + 1]}
+            i += 2
         elif argv[i] == "--port-file":
             port_file = argv[i + 1]
             i += 2
@@ -322,6 +425,7 @@ def main(argv):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.state = State(tokens)
+    server.state.rbac = rbac
     if tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*tls)
