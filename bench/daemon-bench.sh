@@ -130,7 +130,7 @@ try:
     pol = policy("10m", "1h")
     pol["organization"] = demo["organization"]
     kd, url = keyrotd(work, port, pol)
-    wait("first pass (/readyz)", lambda: get(url + "/readyz")[0] == 200, 60)
+    wait("first pass (/readyz)", lambda: metric(url, "keyrotd_last_successful_pass_timestamp_seconds") is not None, 60)
     time.sleep(2)
     s0, c0 = status(kd.pid), cpu_seconds(kd.pid)
     time.sleep(IDLE)
@@ -171,7 +171,7 @@ try:
     pol["organization"] = "bench"
     t0 = time.time()
     kd, url = keyrotd(work, port, pol, "metrics: {perKey: false}\n")
-    wait("first pass over the large org", lambda: get(url + "/readyz")[0] == 200, 600)
+    wait("first pass over the large org", lambda: metric(url, "keyrotd_last_successful_pass_timestamp_seconds") is not None, 600)
     took = time.time() - t0
     st = status(kd.pid)
     results["peak_rss_mb"] = int(st["VmHWM"]) / 1024
@@ -220,7 +220,7 @@ try:
         if not os.path.exists(audit):
             return False
         return sum(1 for l in open(audit) if '"completed"' in l) >= n
-    wait("first pass over the org", lambda: get(url + "/readyz")[0] == 200, 600)
+    wait("first pass over the org", lambda: metric(url, "keyrotd_last_successful_pass_timestamp_seconds") is not None, 600)
     lists_after_first = json.loads(get(emu_url + "/__emulator/requests")[1])["byRoute"].get(
         "GET /v1/organizations/{org}/apps", 0)
     wait("all successors", done, lead + 120)

@@ -1227,24 +1227,32 @@ class daemon_loop {
         return true;
     }
 
-    // Ready: config loaded (it is, or we would not run) and every organisation's
-    // last pass succeeded within twice the interval.
+    // Ready (docs/deployment.md): the config is loaded (or we would not run),
+    // the process is not stopping, and its loop is not stuck. Apigee failing is
+    // NOT unready: a failing leader must stay in the Service's endpoints so its
+    // metrics are scraped and the alerts fire, and with two replicas behind a
+    // PodDisruptionBudget an unready pod would block draining the other node.
+    // A follower is ready. The body says how the passes go, for people.
     std::pair<bool, std::string> ready() const {
         if (stopping_) return {false, "stopping"};
-        // A follower is ready (or a rolling update would never complete).
         if (!may_write()) return {true, "follower"};
+        if (const std::string stuck = stuck_org(); !stuck.empty())
+            return {false, "organization " + stuck + ": pass stuck"};
         const millis now = wall_now();
+        std::string notes;
         for (const auto& o : orgs_) {
             if (o->retired) continue;
             const auto& org = o->link->organization;
             auto it = rec_.last_ok().find(org);
+            std::string note;
             if (it == rec_.last_ok().end())
-                return {false, "organization " + org + ": no successful pass yet"};
-            if (now - it->second > 2 * cfg_->interval)
-                return {false, "organization " + org + ": last successful pass " +
-                                   format_time(it->second) + ", over 2x interval ago"};
+                note = "organization " + org + ": no successful pass yet";
+            else if (now - it->second > 2 * cfg_->interval)
+                note = "organization " + org + ": last successful pass " + format_time(it->second) +
+                       ", over 2x interval ago";
+            if (!note.empty()) notes += (notes.empty() ? "" : "; ") + note;
         }
-        return {true, "ok"};
+        return {true, notes.empty() ? "ok" : "ok (" + notes + ")"};
     }
 
     // A pass in flight with no Apigee request finished for this long is stuck:

@@ -156,6 +156,13 @@ def check_target(target, docs, rules):
           and strategy.get("rollingUpdate", {}).get("maxUnavailable") == 0,
           f"{target}: RollingUpdate that never takes the last ready pod away")
     check(labels_match(spec.get("selector", {}).get("matchLabels"), pod_labels), f"{target}: Deployment selector")
+    # The replicas never share a node.
+    spread = [c for c in pod.get("topologySpreadConstraints", [])
+              if c.get("topologyKey") == "kubernetes.io/hostname"]
+    check(len(spread) == 1 and spread[0].get("maxSkew") == 1
+          and spread[0].get("whenUnsatisfiable") == "DoNotSchedule"
+          and labels_match(spread[0].get("labelSelector", {}).get("matchLabels"), pod_labels),
+          f"{target}: topology spread by hostname over the keyrotd pods")
     psc = pod.get("securityContext", {})
     check(psc.get("runAsNonRoot") is True, f"{target}: pod runAsNonRoot")
     check(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{target}: pod seccomp")

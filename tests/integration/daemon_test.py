@@ -139,7 +139,11 @@ class Daemon:
         return body
 
     def wait_ready(self, timeout=30):
-        wait_for("/readyz 200", lambda: self.get("/readyz")[0] == 200, timeout)
+        """Until the first pass succeeded (readiness no longer waits for it)."""
+        def first_pass():
+            st, body = self.get("/metrics")
+            return st == 200 and "keyrotd_last_successful_pass_timestamp_seconds{" in body
+        wait_for("a successful pass", first_pass, timeout)
 
     def kill(self, sig):
         self.proc.send_signal(sig)
@@ -621,8 +625,10 @@ class JsonLogTest(DaemonCase):
 
 
 class ReadyzTest(DaemonCase):
-    """(7) /readyz: 503 before the first successful pass (Apigee down), 200 after;
-    /healthz 200 throughout; failed passes are retried with backoff."""
+    """(7) /readyz: ready while Apigee is down (a failing leader must stay
+    scraped, and must not block a node drain), saying so in its body; not ready
+    while stopping. /healthz 200 throughout; failed passes are retried with
+    backoff."""
 
     def test_readyz_follows_passes(self):
         port = self.emu.port
@@ -630,7 +636,7 @@ class ReadyzTest(DaemonCase):
         d = self.start()
         time.sleep(1.5)
         st, body = d.get("/readyz")
-        self.assertEqual(st, 503, body)
+        self.assertEqual(st, 200, body)
         self.assertIn("no successful pass", body)
         self.assertEqual(d.get("/healthz")[0], 200)
         time.sleep(2.5)
@@ -639,7 +645,9 @@ class ReadyzTest(DaemonCase):
                          "one failure, then backoff (5 s), not a retry at full speed")
         self.emu = h.Emulator(self.dir, seed(), extra=("--port", str(port)))
         d.wait_ready(timeout=30)
-        self.assertEqual(d.get("/readyz")[0], 200)
+        st, body = d.get("/readyz")
+        self.assertEqual(st, 200)
+        self.assertNotIn("no successful pass", body)
         self.assertEqual(d.stop()[0], 0)
         self.assert_no_secrets()
 
