@@ -32,10 +32,14 @@ bool recorder::on_action(const exec::action_record& r) {
         auto fp = [](const std::string& v) {
             return is_fingerprint_or_empty(v) ? v : std::string("<not a fingerprint: redacted>");
         };
-        std::vector<field> fields = {{"organization", r.organization},
+        // Every audit record is also a log line, `audit` naming its action: in a
+        // cluster the log pipeline keeps them when the pod's stateDir is gone.
+        std::vector<field> fields = {{"audit", r.action},
+                                     {"organization", r.organization},
                                      {"developer", r.developer},
                                      {"app", r.app},
                                      {"policy", r.policy}};
+        if (r.dry_run) fields.emplace_back("dryRun", "true");
         if (!r.key.empty()) fields.emplace_back("key", fp(r.key));
         if (!r.replaces.empty()) fields.emplace_back("replaces", fp(r.replaces));
         // The message already says "dry run": once is enough.

@@ -607,6 +607,10 @@ class JsonLogTest(DaemonCase):
             objs.append(o)
         created = [o for o in objs if o["message"] == "created"]
         self.assertEqual(len(created), 3)
+        # Every audit record is a log line too, marked `audit` (kept by a cluster's log pipeline).
+        audited = [o for o in objs if "audit" in o]
+        self.assertEqual([(o["audit"], o["key"]) for o in audited],
+                         [(a["action"], a["key"]) for a in self.k.audit()])
         for o in created:
             self.assertEqual(o["organization"], "demo")
             self.assertEqual(o["developer"], DEV)
