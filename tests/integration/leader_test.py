@@ -153,8 +153,12 @@ class Driver:
         i = len(ks) - 1 - ks[::-1].index("LEADER") if "LEADER" in ks else len(ks)
         return ks[i:]
 
-    def signal(self, sig):
+    def step_clock(self, sig):
+        """SIGUSR1/SIGUSR2 (LEADER_DRIVER_CLOCK_STEP_MS forward/back), waiting for
+        the STEP line: signals of one kind do not queue."""
+        n = self.kinds().count("STEP")
         self.proc.send_signal(sig)
+        wait_for("%s's clock step" % self.id, lambda: self.kinds().count("STEP") > n, 5)
 
     def is_leader(self):
         state = False
@@ -528,18 +532,17 @@ def case_skew(sc):
     new, _ = takeover(sc, a, "kill9")
     other = next(d for d in sc.drivers if d.id not in (a.id, new.id))
     # The leader's clock jumps forward, then back past where it was: no flap.
-    new.signal(signal.SIGUSR1)
+    new.step_clock(signal.SIGUSR1)
     sc.hold(1.5)
-    new.signal(signal.SIGUSR2)
-    new.signal(signal.SIGUSR2)
+    new.step_clock(signal.SIGUSR2)
+    new.step_clock(signal.SIGUSR2)
     sc.hold(1.5)
-    check(new.kinds().count("STEP") == 3, "the steps did not happen: %s" % new.kinds()[-5:])
     check(new.is_leader() and "FOLLOWER" not in new.led_since(),
           "%s stopped writing when its clock stepped: %s" % (new.id, new.kinds()[-8:]))
     # Cut off from the API, its clock then stepped back another 30 s (NTP while
     # partitioned): it still stops writing at its renew deadline, and the other
     # takes over after the lease expires.
-    back = cut_off(sc, new, then=lambda: new.signal(signal.SIGUSR2))
+    back = cut_off(sc, new, then=lambda: new.step_clock(signal.SIGUSR2))
     check(back is other, "leader %s, expected %s" % (back.id, other.id))
     sc.hold(1.5)
     sc.check_no_overlap()
@@ -621,8 +624,8 @@ def case_outside_write(sc):
 
 
 def case_lost_answer(sc):
-    """Writes commit but their answers are lost (connection closed) or held back
-    past the client's timeout. The elector re-reads, finds its own write, completes
+    """Writes commit but their answers are lost (connection closed), late, or held
+    back past the client's timeout. The elector re-reads, finds its own write, completes
     it without counting a new transition, and nobody else writes meanwhile."""
     sc.start(["a", "b", "c"])
     leader = sc.wait_leader(5)
@@ -634,10 +637,22 @@ def case_lost_answer(sc):
     sc.hold(1.5)
     check(leader.is_leader() and "FOLLOWER" not in leader.kinds(),
           "%s stopped writing over lost renewal answers: %s" % (leader.id, leader.kinds()[-8:]))
+    # A renewal's answer comes 0.8 s late (inside the client's 1 s timeout): the
+    # renew deadline counts from when it was sent, not from the answer.
+    renewals = len(leader.snapshot())
+    sc.standin.hook("fail", {"mode": "commit-delay", "tokens": [tok], "methods": ["PUT"],
+                             "count": 1, "seconds": 0.8})
+    wait_for("a late answer", lambda: sc.standin.stat("PUT lost") >= 3, 5)
+    sc.hold(1.5)
+    left = min(d - ts for k, ts, d in leader.snapshot()[renewals:] if k == "RENEW")
+    check(left <= DEADLINE_MS - 700,
+          "after an answer 800 ms late the deadline was %d ms away: counted from the answer" % left)
+    check(leader.is_leader() and "FOLLOWER" not in leader.kinds(),
+          "%s stopped writing over a late answer: %s" % (leader.id, leader.kinds()[-8:]))
     # A renewal's answer hangs past the client's timeout.
     sc.standin.hook("fail", {"mode": "commit-hang", "tokens": [tok], "methods": ["PUT"], "count": 1,
                              "seconds": 3})
-    wait_for("a hung renewal", lambda: sc.standin.stat("PUT lost") >= 3, 5)
+    wait_for("a hung renewal", lambda: sc.standin.stat("PUT lost") >= 4, 5)
     sc.hold(2.5)
     check(leader.is_leader(), "%s lost the lease over a hung answer: %s" % (leader.id, leader.kinds()[-8:]))
     check(all("LEADER" not in d.kinds() for d in sc.drivers if d is not leader), "another led")
@@ -645,7 +660,7 @@ def case_lost_answer(sc):
     sc.standin.hook("fail", {"mode": "commit-close", "methods": ["PUT"], "count": 1})
     leader.kill9()
     new = sc.wait_leader(TAKEOVER_MAX_MS / 1000 + 3, exclude=(leader.id,))
-    check(sc.standin.stat("PUT lost") == 4, "the takeover's answer was not withheld")
+    check(sc.standin.stat("PUT lost") == 5, "the takeover's answer was not withheld")
     hist = [h for h in sc.standin.hook("history") if h["method"] == "PUT"]
     after = [h for h in hist if h["holder"] != leader.id]
     check(after and all(h["holder"] == new.id for h in after),
