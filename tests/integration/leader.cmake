@@ -2,7 +2,7 @@
 # Lease API (lease_server.py): 2 and 3 replicas, kill -9, graceful release,
 # an unreachable API, TLS with a CA file; skewed and stepped replica clocks,
 # RBAC 403, outside writes to the Lease, writes whose answers are lost, MicroTime
-# with exactly 6 fractional digits. Label integration.
+# with exactly 6 fractional digits, NO_PROXY in CIDR form (tls). Label integration.
 add_executable(leader_driver ${CMAKE_CURRENT_LIST_DIR}/leader_driver.cpp)
 keyrot_warnings(leader_driver)
 target_link_libraries(leader_driver PRIVATE keyrot::sched spdlog::spdlog)

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -491,7 +492,26 @@ def case_tls(sc):
                     "-out", cert, "-days", "1", "-subj", "/CN=kubernetes",
                     "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
     sc.tls = (cert, key)
-    sc.start(["a", "b"])
+    # HTTPS_PROXY is set (for Apigee); NO_PROXY names the API server by CIDR
+    # only, as clusters do: the Lease traffic must not reach the proxy.
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(16)
+    proxied = []
+
+    def refuse():
+        while True:
+            try:
+                conn, _ = proxy.accept()
+            except OSError:
+                return
+            proxied.append(1)
+            conn.close()
+    threading.Thread(target=refuse, daemon=True).start()
+    purl = "http://127.0.0.1:%d" % proxy.getsockname()[1]
+    via = {"HTTPS_PROXY": purl, "https_proxy": purl,
+           "NO_PROXY": "apigee.googleapis.com,10.0.0.0/8,127.0.0.0/8", "no_proxy": ""}
+    sc.start(["a", "b"], envs={"a": via, "b": via})
     leader = sc.wait_leader(5)
     sc.hold(1.5)
     # A replica that does not trust the API server's CA never becomes leader.
@@ -507,8 +527,10 @@ def case_tls(sc):
     check("verif" in log.lower() or "certificate" in log.lower(),
           "the untrusting replica did not log a TLS verification error:\n" + log[-2000:])
     sc.check_no_overlap()
-    print("ok: over TLS with caFile: %s led, %s took over after %d ms; no CA: refused" %
-          (leader.id, new.id, ms))
+    proxy.close()
+    check(not proxied, "%d connections went to HTTPS_PROXY despite NO_PROXY 127.0.0.0/8" % len(proxied))
+    print("ok: over TLS with caFile: %s led, %s took over after %d ms; no CA: refused; "
+          "NO_PROXY CIDR kept the proxy out" % (leader.id, new.id, ms))
 
 def case_skew(sc):
     """Each replica writes its own clock into the Lease: a +45 s, b -45 s, c +7 s,
