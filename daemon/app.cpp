@@ -117,6 +117,16 @@ std::string count_of(long n, std::string_view one, std::string_view many) {
 // because keyrotd is stopping" from a real failure.
 constexpr std::string_view k_stopping = "keyrotd is stopping; call not sent";
 
+// trace: every Apigee request, attempt by attempt (method, redacted path,
+// status, seconds). Checked per call, so a SIGHUP that changes the level counts.
+http::tracer_fn request_tracer() {
+    return [](std::string_view request, int status, double seconds) {
+        if (!spdlog::should_log(spdlog::level::trace)) return;
+        obs::log_event(spdlog::level::trace, "request",
+                       {{"request", request}, {"status", status}, {"seconds", seconds}});
+    };
+}
+
 // The executor's observer: obs::recorder (audit log first, then log line and
 // metrics), plus a count of failures for exit codes and readiness.
 class counting_observer : public exec::observer {
@@ -157,6 +167,8 @@ class counting_observer : public exec::observer {
         inner_.on_pass(s);
     }
     bool wants_keys() const override { return inner_.wants_keys(); }
+    void on_app(const exec::app_decision& d) override { inner_.on_app(d); }
+    bool wants_decisions() const override { return inner_.wants_decisions(); }
     obs::recorder& recorder() { return inner_; }
     int failed() const { return failed_; }
     int created() const { return created_; }
@@ -421,7 +433,7 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
         std::cerr << "keyrotd: " << why << "\n";
         errors.push_back(why);
     };
-    auto session = apigee::open_session(io.get_executor(), cfg.apigee);
+    auto session = apigee::open_session(io.get_executor(), cfg.apigee, {}, request_tracer());
     if (!session) {  // local set-up (key file, CA file, proxy): a configuration error
         const std::string why = "apigee: " + session.err().describe();
         std::cerr << "keyrotd: " << why << "\n";
@@ -630,7 +642,7 @@ int cmd_once(const policy::config& cfg, const cli& c) {
         developer = c.app.substr(first + 1, second - first - 1);
         app_name = c.app.substr(second + 1);
     }
-    auto session = apigee::open_session(io.get_executor(), cfg.apigee);
+    auto session = apigee::open_session(io.get_executor(), cfg.apigee, {}, request_tracer());
     if (!session) {
         // Set-up is local (key file, CA file, proxy): a configuration error.
         obs::log_event(spdlog::level::err, "cannot set up the Apigee client",
@@ -763,7 +775,8 @@ class daemon_loop {
             [this, request_observer](std::string_view method, int code, double seconds) {
                 last_progress_ = steady_ms();
                 request_observer(method, code, seconds);
-            });
+            },
+            request_tracer());
         if (!session) {
             obs::log_event(spdlog::level::critical, "cannot set up the Apigee client",
                            {{"error", session.err().describe()}});

@@ -33,9 +33,10 @@ http::options client_options(const policy::apigee_config& cfg) {
 
 result<std::unique_ptr<session>> open_session(net::any_io_executor ex,
                                               const policy::apigee_config& cfg,
-                                              http::observer_fn observer) {
+                                              http::observer_fn observer, http::tracer_fn tracer) {
     auto opts = client_options(cfg);
     opts.observer = std::move(observer);
+    opts.tracer = std::move(tracer);
     auto client = http::client::create(std::move(ex), std::move(opts));
     if (!client) return client.err();
     auto source = auth::make_token_source(cfg.auth, client->get());

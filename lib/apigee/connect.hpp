@@ -40,7 +40,8 @@ http::options client_options(const policy::apigee_config& cfg);
 
 result<std::unique_ptr<session>> open_session(net::any_io_executor ex,
                                               const policy::apigee_config& cfg,
-                                              http::observer_fn observer = {});
+                                              http::observer_fn observer = {},
+                                              http::tracer_fn tracer = {});
 
 struct connection {
     std::unique_ptr<session> owner;  // declared first: destroyed after `org_api`

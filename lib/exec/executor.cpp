@@ -434,6 +434,25 @@ void executor::tally(const planned_app& pa,
     }
     ++c.apps;
     if (pa.plan.skipped) ++skipped_[pa.plan.skip_code];
+    if (obs_.wants_decisions()) {
+        app_decision d{pa.snapshot.organization,
+                       pa.snapshot.developer_email,
+                       pa.snapshot.name,
+                       pa.policy->name,
+                       "",
+                       pa.plan.next_wake};
+        if (pa.plan.skipped) {
+            d.decision = "skipped: " + pa.plan.skip_reason;
+        } else if (pa.plan.actions.empty()) {
+            d.decision = "nothing to do";
+        } else {
+            // What is left after the pass: reports, and what failed or waits.
+            for (const auto& a : pa.plan.actions)
+                d.decision += (d.decision.empty() ? "" : "; ") +
+                              std::string(plan::to_string(a.kind)) + " " + a.key + ": " + a.reason;
+        }
+        obs_.on_app(d);
+    }
     if (!pa.plan.skipped && !pa.plan.has_valid_key) ++c.apps_without_valid_key;
     if (pa.plan.next_wake != k_never) {
         sum.next_wake = sum.next_wake == k_never ? pa.plan.next_wake

@@ -81,6 +81,16 @@ struct pass_summary {
     bool partial = false;
 };
 
+// What a pass decided for one app, for people debugging (log level debug).
+struct app_decision {
+    std::string organization;
+    std::string developer;
+    std::string app;
+    std::string policy;
+    std::string decision;  // "skipped: why", "nothing to do", or each action with its reason
+    millis next_wake = k_never;
+};
+
 class observer {
   public:
     virtual ~observer() = default;
@@ -90,6 +100,9 @@ class observer {
     virtual bool on_action(const action_record& r) = 0;
     virtual void on_pass(const pass_summary& s) = 0;
     virtual bool wants_keys() const { return false; }
+    // Per app, after the pass handled it; only when wants_decisions().
+    virtual void on_app(const app_decision&) {}
+    virtual bool wants_decisions() const { return false; }
 };
 
 }  // namespace keyrot::exec

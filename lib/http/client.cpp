@@ -472,9 +472,11 @@ net::awaitable<result<response>> client::impl::send(request in) {
         attempt_result ar = co_await attempt(req, what, timeout);
         slot.release();
         ++stats.attempts;
-        if (opts.observer) {
-            opts.observer(in.method, ar.res ? ar.res->status : 0,
-                          std::chrono::duration<double>(steady::now() - t0).count());
+        if (opts.observer || opts.tracer) {
+            const double took = std::chrono::duration<double>(steady::now() - t0).count();
+            const int status = ar.res ? ar.res->status : 0;
+            if (opts.observer) opts.observer(in.method, status, took);
+            if (opts.tracer) opts.tracer(what, status, took);
         }
         millis delay = 0;
         if (ar.res) {

@@ -51,6 +51,9 @@ namespace keyrot::http {
 
 // Called once per attempt: method, HTTP status (0 when no response), seconds taken.
 using observer_fn = std::function<void(std::string_view method, int status_or_0, double seconds)>;
+// Called once per attempt with "METHOD /redacted/target" (consumer keys as
+// fingerprints, no query values that could hold secrets), for trace logs.
+using tracer_fn = std::function<void(std::string_view request, int status_or_0, double seconds)>;
 
 struct options {
     std::string base_url;            // https://host[:port][/prefix] or http://loopback[:port]
@@ -71,6 +74,7 @@ struct options {
     millis idle_timeout = 50 * k_second;  // idle connections older than this are closed
     std::string user_agent = "keyrotd/0.1";
     observer_fn observer;
+    tracer_fn tracer;
     // nullopt: read HTTPS_PROXY/https_proxy and NO_PROXY/no_proxy from the environment.
     std::optional<std::string> https_proxy;
     std::optional<std::string> no_proxy;

@@ -58,6 +58,21 @@ bool recorder::on_action(const exec::action_record& r) {
     return durable;
 }
 
+bool recorder::wants_decisions() const { return spdlog::should_log(spdlog::level::debug); }
+
+void recorder::on_app(const exec::app_decision& d) {
+    try {
+        std::vector<field> fields = {{"organization", d.organization},
+                                     {"developer", d.developer},
+                                     {"app", d.app},
+                                     {"policy", d.policy},
+                                     {"decision", d.decision}};
+        if (d.next_wake != k_never) fields.emplace_back("next_action", format_time(d.next_wake));
+        log_event(spdlog::level::debug, "app decided", fields);
+    } catch (...) {
+    }
+}
+
 void recorder::on_pass(const exec::pass_summary& s) {
     try {
         int dry = 0;

@@ -28,6 +28,9 @@ class recorder final : public exec::observer {
     // records are not counted in the line's actions_done (dry_run_actions).
     void on_pass(const exec::pass_summary& s) override;
     bool wants_keys() const override { return metrics_ && metrics_->per_key(); }
+    // debug: one line per app, what the pass decided and why.
+    void on_app(const exec::app_decision& d) override;
+    bool wants_decisions() const override;
     // Off for a pass over one app (`rotate --app`): then every policy but one
     // governs nothing, and that says nothing about the policies.
     void warn_idle_policies(bool on) { warn_idle_policies_ = on; }

@@ -224,6 +224,28 @@ class RotationTest(unittest.TestCase):
         self.assertEqual(self.k.run("once").returncode, 0)
         self.assertEqual(self.emu.writes(), 0)
 
+    def test_debug_and_trace_logs(self):
+        # debug: one line per app with the pass's decision and its reason;
+        # trace: every request, its path redacted. Never a secret.
+        pol = h.policy(method=self.method, match={"apps": ["*"], "exclude": {"apps": ["other-*"]}})
+        self.k = h.Keyrotd(self.dir, self.emu.url, [pol], extra_config="log: {level: trace}\n")
+        r = self.k.run("once")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        out = r.stdout + r.stderr
+        decided = [l for l in out.splitlines() if "app decided" in l]
+        by_app = {}
+        for l in decided:
+            for name in ("shop", "fresh", "dormant"):
+                if "app=%s " % name in l:
+                    by_app[name] = l
+        self.assertIn("nothing to do", by_app["fresh"])
+        self.assertIn("skipped: developer is inactive", by_app["dormant"])
+        self.assertIn("shop", by_app)
+        requests = [l for l in out.splitlines() if " request " in l and "request=" in l]
+        self.assertTrue(any("GET /v1/organizations/demo/apps" in l for l in requests), requests[:5])
+        self.assertTrue(any("/keys/<fp:" in l for l in requests), requests[:5])
+        self.assert_no_secrets()
+
     def test_team_apps_left_alone_and_counted(self):
         # Team (AppGroup) apps come in the org app list with appGroup and no
         # developerEmail: not rotated (not supported yet), never mistaken for
