@@ -444,7 +444,8 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
         auto link = link_org(*session.value(), cfg, org, rec);
         exec::run_options opt;
         opt.concurrency = cfg.apigee.max_concurrency;
-        opt.list_revoked = inventory_mode;  // every key, revoked ones too
+        opt.list_revoked = inventory_mode;          // every key, revoked ones too
+        opt.learn_all_developers = inventory_mode;  // every key's state, also when no work
         auto planned = run_sync(io, link->exec->plan(link->policies, opt));
         if (!planned) {
             fail("organization " + org + ": " + planned.err().describe() +

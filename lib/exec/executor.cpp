@@ -158,7 +158,7 @@ net::awaitable<result<std::vector<planned_app>>> executor::plan(
         }
     }
     for (auto& pa : out) {
-        co_await learn_developer(pa, o);
+        co_await learn_developer(pa, o, o.learn_all_developers);
         if (pa.deletions_only) {
             restrict_to_deletions(pa);
         } else if (pa.plan.skipped) {
@@ -184,9 +184,10 @@ net::awaitable<result<std::vector<planned_app>>> executor::plan(
     co_return merged;
 }
 
-net::awaitable<bool> executor::learn_developer(planned_app& pa, const run_options& opt) {
-    if (pa.plan.skip_code != "developer-unknown" || !pa.snapshot.developer_status.empty())
-        co_return true;
+net::awaitable<bool> executor::learn_developer(planned_app& pa, const run_options& opt,
+                                               bool always) {
+    if (!pa.snapshot.developer_status.empty()) co_return true;
+    if (!always && pa.plan.skip_code != "developer-unknown") co_return true;
     const std::string who = ascii_lower(pa.snapshot.developer_email);
     auto known = developer_status_.find(who);
     if (known == developer_status_.end()) {

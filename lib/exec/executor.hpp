@@ -42,6 +42,9 @@ struct run_options {
     // List revoked keys too (`inventory`); a pass lists them anyway when a
     // policy of the organisation deletes revoked keys (deleteRevokedAfter).
     bool list_revoked = false;
+    // plan(): learn the status of every developer the list gave none for, not
+    // only of those whose apps have work (`inventory`: every key's state true).
+    bool learn_all_developers = false;
     // Record the apps whose next action falls due before this moment
     // (pass_summary::wakes); 0 = record none.
     millis wake_horizon = 0;
@@ -103,7 +106,8 @@ class executor {
                                    const run_options& opt);
     // For an app whose plan needs its developer's status: read it (once a pass
     // per developer) and plan again. False when it could not be read.
-    net::awaitable<bool> learn_developer(planned_app& pa, const run_options& opt);
+    net::awaitable<bool> learn_developer(planned_app& pa, const run_options& opt,
+                                         bool always = false);
     bool lists_revoked(const std::vector<policy::policy>& policies, const run_options& opt) const;
     // The pass's queue of apps with something to do (run_pass).
     struct pipeline {

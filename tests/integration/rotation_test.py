@@ -36,6 +36,8 @@ def seed(extra_apps=0, team_apps=0):
             app(DEV, "fresh", "FRESHkey000000000000000000000001", expires="+60d", issued="-1d"),
             app(DEV, "legacy", "LEGACYkey00000000000000000000001", status="revoked"),
             app(INACTIVE, "dormant", "DORMANTkey0000000000000000000001"),
+            app(INACTIVE, "dormant-later", "DORMANTkey0000000000000000000002", expires="+60d",
+                issued="-1d"),
             app(DEV, "other-svc", "OTHERkey000000000000000000000001")]
     for i in range(extra_apps):
         apps.append(app(DEV, "bulk-%03d" % i, "BULKkey%025d" % i))
@@ -245,6 +247,19 @@ class RotationTest(unittest.TestCase):
         self.assertTrue(any("GET /v1/organizations/demo/apps" in l for l in requests), requests[:5])
         self.assertTrue(any("/keys/<fp:" in l for l in requests), requests[:5])
         self.assert_no_secrets()
+
+    def test_inventory_says_which_apps_are_left_alone(self):
+        # Keys of an inactive developer's app are `skipped`, with or without
+        # work, whether or not the developer list gives statuses (under the
+        # strict reading it gives none: inventory reads the developer).
+        r = self.k.run("inventory", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        inv = json.loads(r.stdout)
+        for name in ("dormant", "dormant-later"):
+            rows = [i for i in inv if i["app"] == name]
+            self.assertEqual(len(rows), 1, name)
+            self.assertEqual(rows[0]["state"], "skipped", rows[0])
+            self.assertIn("inactive", rows[0]["appSkipped"])
 
     def test_team_apps_left_alone_and_counted(self):
         # Team (AppGroup) apps come in the org app list with appGroup and no
