@@ -2,6 +2,7 @@
 """Leader election end to end: leader_driver processes against lease_server.py.
 
   leader_test.py LEADER_DRIVER CASE
+  leader_test.py                       every case, $KEYROT_BUILD_DIR/tests/leader_driver
     CASE: two three kill release unreachable hang tls
           skew rbac outside_write lost_answer microtime
 
@@ -742,11 +743,26 @@ def case_microtime(sc):
           % len(writes))
 
 
+CASES = ["two", "three", "kill", "release", "unreachable", "hang", "tls",
+         "skew", "rbac", "outside_write", "lost_answer", "microtime"]
+
+
 def main(argv):
+    if not argv:
+        # Every case, one after another, with $KEYROT_BUILD_DIR/tests/leader_driver.
+        build = os.environ.get("KEYROT_BUILD_DIR", os.path.join(HERE, "..", "..", "build", "release"))
+        binary = os.path.join(build, "tests", "leader_driver")
+        results = {c: run_case(binary, c) for c in CASES}
+        print("summary: " + ", ".join("%s %s" % (c, {0: "ok", 77: "skip"}.get(rc, "FAILED"))
+                                      for c, rc in results.items()))
+        return 0 if all(rc in (0, 77) for rc in results.values()) else 1
     if len(argv) != 2:
         print(__doc__)
         return 2
-    binary, case = argv
+    return run_case(*argv)
+
+
+def run_case(binary, case):
     fn = globals().get("case_" + case)
     if fn is None:
         print("unknown case " + case)
