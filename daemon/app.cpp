@@ -1498,6 +1498,13 @@ int main_cli(int argc, char** argv) {
             d.message += " here; every other command refuses to start without it";
             std::cerr << policy::to_string(d) << "\n";
         }
+        // Leader election's settings (KEYROTD_LEASE_*), where they apply here.
+        try {
+            (void)sched::lease_config_from_env();
+        } catch (const std::exception& e) {
+            std::cerr << "keyrotd: leader election: " << e.what() << "\n";
+            return k_exit_failed;
+        }
         std::cout << c.config << ": valid, "
                   << count_of(static_cast<long>(loaded.cfg->policies.size()), "policy", "policies")
                   << "\n";

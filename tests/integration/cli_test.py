@@ -252,6 +252,22 @@ class CredentialsTest(Base):
             self.assertEqual(self.k.run("once").returncode, 78)
 
 
+    def test_lease_settings(self):
+        # Leader election's settings follow client-go's rule (lease > renew
+        # deadline > 1.2 x retry): validate says so, run refuses with 78.
+        env = {"KEYROTD_LEASE_URL": "http://127.0.0.1:9", "POD_NAMESPACE": "k",
+               "POD_NAME": "p", "KEYROTD_LEASE_DURATION": "15s",
+               "KEYROTD_LEASE_RENEW_DEADLINE": "10s", "KEYROTD_LEASE_RETRY_PERIOD": "9s"}
+        r = self.run_env(["validate", "-c", self.k.config], env)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("leader election", r.stderr)
+        r = self.run_env(["run", "-c", self.k.config], env)
+        self.assertEqual(r.returncode, 78, r.stderr)
+        env["KEYROTD_LEASE_RETRY_PERIOD"] = "2s"
+        r = self.run_env(["validate", "-c", self.k.config], env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+
 class CliTest(Base):
     def test_options_a_command_does_not_take(self):
         for args in (["inventory", "--app", "x"], ["plan", "--dry-run"],
