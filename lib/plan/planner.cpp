@@ -322,7 +322,9 @@ class planner {
         add(std::move(a));
     }
 
-    void maybe_rotate(const key_info& info) {
+    // `gone`: the fingerprint of a successor someone revoked (it does not
+    // count: the old key, still valid, gets a new one when due), or "".
+    void maybe_rotate(const key_info& info, const std::string& gone = "") {
         const credential& k = *info.cred;
         if (!due(k)) {
             wake(due_at(k));
@@ -343,6 +345,9 @@ class planner {
             why = "issued " + format_time(k.issued_at) + ", older than maxAge " +
                   format_duration(rot_.max_age);
         }
+        if (!gone.empty())
+            why += "; its successor " + gone +
+                   " was revoked by someone else (it does not count): a new successor replaces it";
         create(k, false, std::move(why));
     }
 
@@ -384,20 +389,7 @@ class planner {
             // not count: the old key, still valid, gets a new successor when due
             // (it grants nothing the old key does not). A person who wants the app
             // left alone excludes it in a policy or revokes the old key.
-            const std::string gone = info.successors.front()->fingerprint;
-            if (!due(k)) {
-                wake(due_at(k));
-                return;
-            }
-            if (!room_for_marker(k)) return;
-            if (rot_.window && !opt_.force_rotate && !in_window(*rot_.window, now_)) {
-                wake(next_window_open(*rot_.window, now_));
-                return;
-            }
-            create(k, false,
-                   "its successor " + gone +
-                       " was revoked by someone else (it does not count); a new successor "
-                       "replaces it");
+            maybe_rotate(info, info.successors.front()->fingerprint);
             return;
         }
         const credential& s = *info.live;

@@ -373,9 +373,14 @@ class WakeTest(unittest.TestCase):
 
             def created():
                 return [a for a in k.audit() if a["action"] == "created"]
+
+            def completed():
+                return [a for a in k.audit() if a["action"] == "completed"]
             deadline = time.time() + 20
-            while len(created()) < 1 and time.time() < deadline:
+            # The first pass is over once its successor is complete.
+            while len(completed()) < 1 and time.time() < deadline:
                 time.sleep(0.1)
+            time.sleep(0.3)
             s = successors_of(emu.app(DEV, "shop"), old_fp)
             self.assertEqual(len(s), 1)
             # Someone revokes the successor during its overlap.

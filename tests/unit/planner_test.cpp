@@ -447,3 +447,15 @@ TEST(Planner, RevokeNowSaysSo) {
     EXPECT_NE(now.actions[0].reason.find("--revoke-now"), std::string::npos);
     EXPECT_EQ(now.actions[0].reason.find("overlap over"), std::string::npos);
 }
+
+TEST(Planner, ANewSuccessorForARevokedOneSaysWhy) {
+    app a = make_app({key("a1", T0 - 88 * k_day, T0 + 2 * k_day),
+                      successor("b2", "a1", false, T0 - 8 * k_day, T0 + 82 * k_day, "revoked")});
+    auto got = plan::plan_app(a, make_policy(), T0);
+    ASSERT_EQ(got.actions.size(), 1u);
+    EXPECT_EQ(got.actions[0].kind, plan::action_kind::create_successor);
+    EXPECT_NE(got.actions[0].reason.find("successor b2 was revoked by someone else"),
+              std::string::npos)
+        << got.actions[0].reason;
+    EXPECT_NE(got.actions[0].reason.find("within rotateBefore"), std::string::npos);
+}
