@@ -480,19 +480,25 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
             }
             for (const auto& act : pa.plan.actions) {
                 if (is_write(act)) ++pending;
-                out.push_back({{"organization", org},
-                               {"developer", a.developer_email},
-                               {"app", a.name},
-                               {"policy", pa.policy->name},
-                               {"action", plan::to_string(act.kind)},
-                               {"key", act.key},
-                               {"replaces", act.replaces},
-                               {"expiresAt", act.kind == plan::action_kind::create_successor
-                                                 ? format_time(act.expires_at)
-                                                 : ""},
-                               {"late", act.late},
-                               {"failed", act.failed},
-                               {"reason", act.reason}});
+                out.push_back(
+                    {{"organization", org},
+                     {"developer", a.developer_email},
+                     {"app", a.name},
+                     {"policy", pa.policy->name},
+                     {"action", plan::to_string(act.kind)},
+                     // As in the audit log: `key` is the key the action makes
+                     // or acts on (a successor not made yet has none),
+                     // `replaces` the key it replaces.
+                     {"key",
+                      act.kind == plan::action_kind::create_successor ? std::string() : act.key},
+                     {"replaces",
+                      act.kind == plan::action_kind::create_successor ? act.key : act.replaces},
+                     {"expiresAt", act.kind == plan::action_kind::create_successor
+                                       ? format_time(act.expires_at)
+                                       : ""},
+                     {"late", act.late},
+                     {"failed", act.failed},
+                     {"reason", act.reason}});
                 rows.push_back({org, a.developer_email, a.name, pa.policy->name,
                                 plan::to_string(act.kind), act.key, act.reason});
             }

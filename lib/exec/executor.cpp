@@ -56,6 +56,12 @@ std::vector<attribute> with_marker(std::vector<attribute> attrs, const std::stri
     return attrs;
 }
 
+// A `created` record: why, and when the new key expires.
+std::string created_detail(const plan::action& act) {
+    return act.reason + "; the new key expires " +
+           (act.expires_at == k_never ? std::string("never") : format_time(act.expires_at));
+}
+
 // Whether a key as Apigee answered a write still carries keyrotd's lineage marker.
 bool keeps_marker(const credential& c) {
     return find_attribute(c.attributes, k_marker_attribute) != nullptr;
@@ -598,7 +604,7 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
     nk.attributes = with_marker(act.spec.attributes, k_pending_prefix + act.key);
     const std::string fp = fingerprint(nk.consumer_key);
 
-    const intent in = make_intent(pa, "created", fp, act.key, act.reason, act.late);
+    const intent in = make_intent(pa, "created", fp, act.key, created_detail(act), act.late);
     if (!begin(pa, in)) co_return false;
     auto created = co_await api_.create_key(dev, name, nk);
     if (!created) {
@@ -680,7 +686,8 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
         co_return fail(pa, "", act.key, "generate: no new key found; the next pass starts over");
     }
     credential s = *fresh;
-    const intent in = make_intent(pa, "created", s.fingerprint, act.key, act.reason, act.late);
+    const intent in =
+        make_intent(pa, "created", s.fingerprint, act.key, created_detail(act), act.late);
     if (!begin(pa, in)) co_return false;
     auto marked =
         co_await api_.update_key(dev, name, s.consumer_key, {},

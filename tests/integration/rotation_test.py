@@ -100,8 +100,10 @@ class RotationTest(unittest.TestCase):
         self.assertEqual(self.emu.writes(), 0, "plan must not write")
         r = self.k.run("plan", "--json")
         plan = json.loads(r.stdout)
-        self.assertEqual([(p["app"], p["action"], p["key"]) for p in plan],
-                         [("shop", "create", old_fp)])
+        # As in the audit log: `replaces` names the old key, `key` the successor
+        # (none yet).
+        self.assertEqual([(p["app"], p["action"], p["key"], p["replaces"]) for p in plan],
+                         [("shop", "create", "", old_fp)])
 
         r = self.k.run("once")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -161,6 +163,8 @@ class RotationTest(unittest.TestCase):
         audit = self.k.audit()
         actions = [(a["app"], a["action"]) for a in audit]
         self.assertEqual(actions, [("shop", "created"), ("shop", "completed"), ("shop", "revoked")])
+        self.assertEqual(audit[0]["replaces"], old_fp)
+        self.assertIn("the new key expires", audit[0]["detail"])
         for a in audit:
             self.assertEqual(set(a), {"ts", "organization", "developer", "app", "policy", "action",
                                       "key", "replaces", "dryRun", "detail"} | ({"late"} if "late" in a else set()))
