@@ -434,7 +434,8 @@ TEST(Planner, KeysOfAppsLeftAloneAreSkippedNeverDue) {
         EXPECT_TRUE(got.actions.empty());
         ASSERT_EQ(got.keys.size(), 2u);
         for (const auto& k : got.keys)
-            EXPECT_EQ(plan::to_string(k.state), k.fingerprint == "e5" ? "revoked" : "skipped");
+            EXPECT_EQ(std::string(plan::to_string(k.state)),
+                      k.fingerprint == "e5" ? "revoked" : "skipped");
     }
 }
 
