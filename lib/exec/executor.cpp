@@ -608,16 +608,22 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
     if (!begin(pa, in)) co_return false;
     auto created = co_await api_.create_key(dev, name, nk);
     if (!created) {
+        // A key that was never created is named nowhere (no fingerprint of it
+        // in the log or the audit record): the record names the old key only.
         if (!maybe_applied(created.err()) && !created.err().is_status(409)) {
             intents_.remove(in);
-            co_return fail(pa, fp, act.key, "create key: " + created.err().describe());
+            co_return fail(pa, "", act.key, "create key: " + created.err().describe());
         }
         // It may exist after all: read it back instead of creating another.
         auto back = co_await api_.get_key(dev, name, nk.consumer_key);
         if (!back) {
-            co_return fail(pa, fp, act.key,
+            const bool absent = back.err().is_status(404);
+            if (absent) intents_.remove(in);
+            co_return fail(pa, absent ? "" : fp, act.key,
                            "create key: " + created.err().describe() +
-                               "; not found on read-back, the next pass starts over");
+                               (absent ? "; not created (the read-back finds no such key)"
+                                       : "; read-back failed too: " + back.err().describe()) +
+                               ", the next pass starts over");
         }
         created = std::move(back);
     }

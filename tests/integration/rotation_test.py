@@ -3,6 +3,7 @@
 both methods, every promise of design.md's rotation model that can be seen
 from outside, under faults too. Run by ctest (tests/integration/rotation.cmake)."""
 import json
+import re
 import signal
 import sys
 import time
@@ -515,6 +516,13 @@ class FaultTest(unittest.TestCase):
                                                      "reports": "revoked"})
                 self.assertEqual(a["attributes"], seed()["apps"][0]["attributes"])
             self.assertEqual(emu.hook("availability")["everLostLast"], [])
+            # Nothing is logged or audited about keys that were never created:
+            # every fingerprint the audit log or the output names exists.
+            exist = {h.fp(c["consumerKey"]) for a in emu.state()["apps"]
+                     for c in a.get("credentials", [])}
+            named = {x for a in k.audit() for x in (a["key"], a["replaces"]) if x}
+            named |= set(re.findall(r"\b(?:key|replaces)=([0-9a-f]{16})\b", log))
+            self.assertEqual(named - exist, set(), "fingerprints of keys that never existed")
         finally:
             emu.stop()
             h.rmtree(d)
