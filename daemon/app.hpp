@@ -1,4 +1,4 @@
-// Wiring of the keyrotd commands (design.md, "CLI and exit codes"): config,
+// Wiring of the keyrotd commands (docs/cli.md): config,
 // HTTP client and auth per organisation, executor, observers, the daemon loop.
 #pragma once
 

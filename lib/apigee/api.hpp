@@ -1,4 +1,4 @@
-// The Apigee management API calls keyrotd makes (apigee-api.md), typed.
+// The Apigee management API calls keyrotd makes (docs/apigee-api.md), typed.
 //
 // Every call returns result<T>; none retries a create (the HTTP client retries
 // only requests that are safe to repeat). Paths are URL-encoded here; consumer

@@ -1,4 +1,4 @@
-// JSON <-> model.hpp for the Apigee management API (apigee-api.md).
+// JSON <-> model.hpp for the Apigee management API (docs/apigee-api.md).
 //
 // Parsing is tolerant of absent fields and nulls, strict on types: a field of
 // the wrong type is an error of kind protocol naming the field, never an

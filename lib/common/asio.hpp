@@ -1,7 +1,7 @@
 // The one way to include Boost.Asio in this project.
 //
 // Boost 1.74's awaitable.hpp uses std::exchange without including <utility>
-// (build-notes.md, pitfall 1), so every Asio include goes through here.
+// (a Boost 1.74 bug), so every Asio include goes through here.
 #pragma once
 
 // clang-format off

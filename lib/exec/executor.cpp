@@ -40,7 +40,7 @@ std::vector<T> sorted(std::vector<T> v) {
 }
 
 // Whether a failed write may have taken effect, so that reading back is the
-// only way to know (apigee-api.md, trap 4).
+// only way to know (docs/apigee-api.md, trap 4).
 bool maybe_applied(const error& e) {
     return e.what == error::kind::network || (e.what == error::kind::http && e.status >= 500);
 }

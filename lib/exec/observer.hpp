@@ -12,7 +12,7 @@
 
 namespace keyrot::exec {
 
-// One line of the audit log (design.md, "Audit log"), also logged.
+// One line of the audit log (docs/rotation.md, "Audit log"), also logged.
 struct action_record {
     millis ts = 0;
     std::string organization;

@@ -1,5 +1,5 @@
-// All Beast coroutine code of the client lives in this one file (compile cost,
-// build-notes.md pitfall 8).
+// All Beast coroutine code of the client lives in this one file (compile cost:
+// a Beast coroutine TU takes ~25 s and 1.3 GB to build with g++ 12 here).
 #include "http/client.hpp"
 
 #include <openssl/err.h>

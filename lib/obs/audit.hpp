@@ -1,4 +1,4 @@
-// The audit log: STATEDIR/audit.jsonl, one JSON object a line (design.md,
+// The audit log: STATEDIR/audit.jsonl, one JSON object a line (docs/rotation.md,
 // "Audit log"). Each record is written with a single append and fsynced before
 // write() returns true, so an action is reported done only once it is durable.
 //

@@ -1,6 +1,6 @@
 #include "obs/http_server.hpp"
 
-// Asio only through the project header (build-notes.md, pitfall 1), before Beast.
+// Asio only through the project header (common/asio.hpp: a Boost 1.74 bug), before Beast.
 #include <prometheus/collectable.h>
 #include <prometheus/text_serializer.h>
 

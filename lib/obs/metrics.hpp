@@ -1,4 +1,4 @@
-// Prometheus metrics (design.md, "Metrics"; docs/metrics.md lists them all).
+// Prometheus metrics (docs/metrics.md; docs/metrics.md lists them all).
 // Every name starts with keyrotd_. `metrics` owns the families in a registry
 // the caller shares with the HTTP server; it does no I/O and reads no clock:
 // timestamps come from the records and summaries it is given.

@@ -1,5 +1,5 @@
 // The executor's observer in the daemon: audit log first, then a log line, then
-// metrics (design.md: an action is reported done only once its audit record is
+// metrics (docs/rotation.md: an action is reported done only once its audit record is
 // fsynced). Any part may be absent (nullptr), e.g. no audit log for `plan`.
 #pragma once
 

@@ -1,6 +1,6 @@
 // The planner: (app snapshot, policy, now) -> actions. Pure: no I/O, no clock,
 // no logging; every action carries the reason it exists. The rules are those
-// of design.md, "Rotation model"; tests/unit/planner_test.cpp has a row for each.
+// of the rotation model (docs/rotation.md); tests/unit/planner_test.cpp has a row for each.
 #pragma once
 
 #include <string>

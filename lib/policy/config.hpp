@@ -1,5 +1,5 @@
 // The daemon's configuration and its rotation policies, as loaded from YAML or
-// JSON (design.md, "Config"). Loading never throws on bad input: it returns
+// JSON (docs/configuration.md). Loading never throws on bad input: it returns
 // every problem found, each naming file, line, column and field, so
 // `keyrotd validate` can list them all at once.
 #pragma once

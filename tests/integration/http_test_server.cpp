@@ -1,4 +1,5 @@
-// Server-side Beast code, in its own TU (build-notes.md pitfall 8).
+// Server-side Beast code, in its own TU (Beast coroutine code is costly to
+// compile: keep it in few TUs).
 #include "http_test_server.hpp"
 
 #include <boost/asio/ssl.hpp>

@@ -11,7 +11,7 @@ import sys
 import urllib.error
 import urllib.request
 
-# design.md, "Metrics": the names outside users rely on.
+# docs/metrics.md: the names outside users rely on.
 CONTRACT = [
     "keyrotd_build_info",
     "keyrotd_rotations_total",

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """keyrotd's rotation engine against the Apigee emulator, over real HTTP:
-both methods, every promise of design.md's rotation model that can be seen
+both methods, every promise of the rotation model (docs/rotation.md) that can be seen
 from outside, under faults too. Run by ctest (tests/integration/rotation.cmake)."""
 import json
 import re
@@ -172,7 +172,7 @@ class RotationTest(unittest.TestCase):
         self.assert_no_secrets()
 
     def test_person_revoked_successor_does_not_count(self):
-        # design.md: a successor revoked by someone else does not count; the old
+        # docs/rotation.md: a successor revoked by someone else does not count; the old
         # key, still valid and due, gets a new successor (never revoked in the
         # same pass), and the audit says why.
         # (keyrotd says so in the audit when it sees the revoked successor: a

@@ -1,4 +1,4 @@
-// One row per rule of design.md's rotation model.
+// One row per rule of the rotation model (docs/rotation.md).
 #include "plan/planner.hpp"
 
 #include <gtest/gtest.h>

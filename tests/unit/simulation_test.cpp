@@ -1,7 +1,7 @@
 // Three simulated years of an in-memory Apigee driven by the planner, with
 // random lifetimes, overlaps, crashes half-way through a rotation, races that
 // make duplicate successors, and people who revoke successors, add keys and
-// edit app attributes. After every step the invariants of design.md must hold.
+// edit app attributes. After every step the invariants of docs/rotation.md must hold.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -62,7 +62,7 @@ class simulation {
                 credential* old = find(act.key);
                 ASSERT_NE(old, nullptr);
                 // A successor someone revoked does not count: the old key, still
-                // valid, gets a new one (design.md); it grants nothing the old key
+                // valid, gets a new one (docs/rotation.md); it grants nothing the old key
                 // does not (checked in check_invariants).
                 if (s.successor_revoked_by_person.erase(act.key)) ++recreated_;
                 // Read before the loop: push_back below may move the credentials.
