@@ -838,8 +838,7 @@ policies_result load_policies_impl(const fs::path& path, std::string_view field,
             const fs::path& f = it->path();
             // Dot-files are skipped: Kubernetes ConfigMap mounts hold "..data" and
             // timestamped dot-directories next to the real files.
-            if (f.filename().string().starts_with(".") || !policy_extension(f) ||
-                not_a_policy(f))
+            if (f.filename().string().starts_with(".") || !policy_extension(f) || not_a_policy(f))
                 continue;
             std::error_code ec2;
             if (fs::is_regular_file(f, ec2)) files.push_back(f);
