@@ -51,45 +51,70 @@ def metric(port, name):
     return None
 
 
+def start_lease_server(d):
+    log = open(os.path.join(d, "lease.log"), "w")
+    port_file = os.path.join(d, "lease.port")
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "lease_server.py"),
+                          "--token", "kube-token", "--port-file", port_file],
+                         stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 10
+    while not (os.path.exists(port_file) and open(port_file).read().strip()):
+        if time.time() > deadline:
+            raise AssertionError("lease server did not start")
+        time.sleep(0.05)
+    token_file = os.path.join(d, "token")
+    with open(token_file, "w") as f:
+        f.write("kube-token")
+    return p, int(open(port_file).read().strip()), token_file
+
+
+def start_replica(d, name, emu_url, lease_port, token_file, lease=("3s", "2s", "500ms"),
+                  listen_port=None):
+    """`keyrotd run` as pod keyrotd-NAME, electing through the stand-in; returns (Popen, Keyrotd)."""
+    wd = os.path.join(d, name)
+    os.makedirs(wd, exist_ok=True)
+    k = h.Keyrotd(wd, emu_url, [h.policy(overlap="1h")], extra_config="")
+    if listen_port is not None:
+        with open(k.config) as f:
+            cfg = f.read().replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:%d" % listen_port)
+        with open(k.config, "w") as f:
+            f.write(cfg)
+    env = dict(os.environ, POD_NAME="keyrotd-" + name, POD_NAMESPACE="keyrot",
+               KEYROTD_LEASE_URL="http://127.0.0.1:%d" % lease_port,
+               KEYROTD_LEASE_TOKEN_FILE=token_file, KEYROTD_LEASE_CA_FILE="",
+               KEYROTD_LEASE_DURATION=lease[0], KEYROTD_LEASE_RENEW_DEADLINE=lease[1],
+               KEYROTD_LEASE_RETRY_PERIOD=lease[2])
+    log = open(os.path.join(wd, "keyrotd.log"), "w")
+    return subprocess.Popen([h.KEYROTD, "run", "-c", k.config], cwd=wd, env=env, stdout=log,
+                            stderr=subprocess.STDOUT), k
+
+
+def stop_all(procs, lease, emu, d):
+    for p, _ in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    lease.terminate()
+    lease.wait(5)
+    emu.stop()
+    h.rmtree(d)
+
+
 class HaTest(unittest.TestCase):
     def test_only_the_leader_writes_and_a_follower_takes_over(self):
         d = h.tmpdir()
         emu = h.Emulator(d, seed())
-        lease_log = open(os.path.join(d, "lease.log"), "w")
-        lease_port_file = os.path.join(d, "lease.port")
-        lease = subprocess.Popen([sys.executable, os.path.join(HERE, "lease_server.py"),
-                                  "--token", "kube-token", "--port-file", lease_port_file],
-                                 stdout=lease_log, stderr=subprocess.STDOUT)
+        lease, lease_port, token_file = start_lease_server(d)
         procs = {}
         try:
-            deadline = time.time() + 10
-            while not (os.path.exists(lease_port_file) and open(lease_port_file).read().strip()):
-                self.assertLess(time.time(), deadline, "lease server did not start")
-                time.sleep(0.05)
-            lease_port = int(open(lease_port_file).read().strip())
-            token_file = os.path.join(d, "token")
-            with open(token_file, "w") as f:
-                f.write("kube-token")
             ports = {}
             for name in ("a", "b"):
-                wd = os.path.join(d, name)
-                os.makedirs(wd)
                 ports[name] = free_port()
-                k = h.Keyrotd(wd, emu.url, [h.policy(overlap="1h")],
-                              extra_config="")
-                with open(k.config) as f:
-                    cfg = f.read().replace("listen: 127.0.0.1:0",
-                                           "listen: 127.0.0.1:%d" % ports[name])
-                with open(k.config, "w") as f:
-                    f.write(cfg)
-                env = dict(os.environ, POD_NAME="keyrotd-" + name, POD_NAMESPACE="keyrot",
-                           KEYROTD_LEASE_URL="http://127.0.0.1:%d" % lease_port,
-                           KEYROTD_LEASE_TOKEN_FILE=token_file, KEYROTD_LEASE_CA_FILE="",
-                           KEYROTD_LEASE_DURATION="3s", KEYROTD_LEASE_RENEW_DEADLINE="2s",
-                           KEYROTD_LEASE_RETRY_PERIOD="500ms")
-                log = open(os.path.join(wd, "keyrotd.log"), "w")
-                procs[name] = (subprocess.Popen([h.KEYROTD, "run", "-c", k.config], cwd=wd,
-                                                env=env, stdout=log, stderr=subprocess.STDOUT), k)
+                procs[name] = start_replica(d, name, emu.url, lease_port, token_file,
+                                            listen_port=ports[name])
                 time.sleep(0.3)  # a starts first and is likely to lead; not assumed below
 
             def leaders():
@@ -136,35 +161,8 @@ class HaTest(unittest.TestCase):
                           if any(x["name"] == "keyrotd_replaces" for x in c.get("attributes", []))]
                 self.assertEqual(len(marked), 1, a["name"])
         finally:
-            for p, _ in procs.values():
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-                    try:
-                        p.wait(10)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-            lease.terminate()
-            lease.wait(5)
-            emu.stop()
-            h.rmtree(d)
+            stop_all(procs, lease, emu, d)
 
-
-
-def start_lease_server(d):
-    log = open(os.path.join(d, "lease.log"), "w")
-    port_file = os.path.join(d, "lease.port")
-    p = subprocess.Popen([sys.executable, os.path.join(HERE, "lease_server.py"),
-                          "--token", "kube-token", "--port-file", port_file],
-                         stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 10
-    while not (os.path.exists(port_file) and open(port_file).read().strip()):
-        if time.time() > deadline:
-            raise AssertionError("lease server did not start")
-        time.sleep(0.05)
-    token_file = os.path.join(d, "token")
-    with open(token_file, "w") as f:
-        f.write("kube-token")
-    return p, int(open(port_file).read().strip()), token_file
 
 
 class RollingUpdateTest(unittest.TestCase):
@@ -196,18 +194,8 @@ class RollingUpdateTest(unittest.TestCase):
         procs = {}
 
         def start(name):
-            wd = os.path.join(d, name)
-            os.makedirs(wd, exist_ok=True)
-            k = h.Keyrotd(wd, emu.url, [h.policy(overlap="1h")],
-                          extra_config="")
-            env = dict(os.environ, POD_NAME="keyrotd-" + name, POD_NAMESPACE="keyrot",
-                       KEYROTD_LEASE_URL="http://127.0.0.1:%d" % lease_port,
-                       KEYROTD_LEASE_TOKEN_FILE=token_file, KEYROTD_LEASE_CA_FILE="",
-                       KEYROTD_LEASE_DURATION="6s", KEYROTD_LEASE_RENEW_DEADLINE="4s",
-                       KEYROTD_LEASE_RETRY_PERIOD="500ms")
-            log = open(os.path.join(wd, "keyrotd.log"), "w")
-            procs[name] = (subprocess.Popen([h.KEYROTD, "run", "-c", k.config], cwd=wd, env=env,
-                                            stdout=log, stderr=subprocess.STDOUT), k)
+            procs[name] = start_replica(d, name, emu.url, lease_port, token_file,
+                                        lease=("6s", "4s", "500ms"))
 
         try:
             start("a")
@@ -256,17 +244,7 @@ class RollingUpdateTest(unittest.TestCase):
             print("rolling update: %d writes by %s, no overlap" % (len(spans), sorted(writers)),
                   file=sys.stderr)
         finally:
-            for p, _ in procs.values():
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-                    try:
-                        p.wait(10)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-            lease.terminate()
-            lease.wait(5)
-            emu.stop()
-            h.rmtree(d)
+            stop_all(procs, lease, emu, d)
 
 
 if __name__ == "__main__":
