@@ -617,9 +617,12 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
         // It may exist after all: read it back instead of creating another.
         auto back = co_await api_.get_key(dev, name, nk.consumer_key);
         if (!back) {
+            // Absent, or not known: either way the record names no new key. If
+            // it was created after all, its intent and pending marker make the
+            // next pass find it, audit it and complete it.
             const bool absent = back.err().is_status(404);
             if (absent) intents_.remove(in);
-            co_return fail(pa, absent ? "" : fp, act.key,
+            co_return fail(pa, "", act.key,
                            "create key: " + created.err().describe() +
                                (absent ? "; not created (the read-back finds no such key)"
                                        : "; read-back failed too: " + back.err().describe()) +
