@@ -1,0 +1,5 @@
+# keyrot::notify: events, webhook signing, retry rules, outbox durability, config,
+# and the dispatcher against a loopback HTTP receiver (Notify* tests).
+keyrot_unit_test(notify_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/notify_test.cpp
+                 LIBS keyrot::notify nlohmann_json::nlohmann_json OpenSSL::Crypto Boost::headers
+                      Threads::Threads)
