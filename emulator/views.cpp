@@ -1,0 +1,97 @@
+#include "views.hpp"
+
+namespace keyrot::emulator {
+
+json attrs_json(const std::vector<attribute>& attrs) {
+    json a = json::array();
+    for (const auto& at : attrs) a.push_back({{"name", at.name}, {"value", at.value}});
+    return a;
+}
+
+void put_list(json& j, const char* name, const std::vector<std::string>& v) {
+    if (!v.empty()) j[name] = v;
+}
+void put_str(json& j, const char* name, const std::string& v) {
+    if (!v.empty()) j[name] = v;
+}
+void put_attrs(json& j, const std::vector<attribute>& attrs) {
+    if (!attrs.empty()) j["attributes"] = attrs_json(attrs);
+}
+
+json credential_json(const credential& c) {
+    json j = {{"consumerKey", c.consumer_key},
+              {"consumerSecret", c.consumer_secret},
+              {"status", c.status},
+              {"issuedAt", std::to_string(c.issued_at)},
+              {"expiresAt", std::to_string(c.expires_at)}};
+    put_attrs(j, c.attributes);
+    put_list(j, "scopes", c.scopes);
+    if (!c.products.empty()) {
+        json p = json::array();
+        for (const auto& kp : c.products)
+            p.push_back({{"apiproduct", kp.name}, {"status", kp.status}});
+        j["apiProducts"] = std::move(p);
+    }
+    return j;
+}
+
+json developer_json(const organization& org, const developer& d) {
+    json j = {{"email", d.email},
+              {"developerId", d.developer_id},
+              {"organizationName", org.name},
+              {"status", d.status},
+              {"createdAt", std::to_string(d.created_at)},
+              {"lastModifiedAt", std::to_string(d.last_modified_at)}};
+    put_str(j, "firstName", d.first_name);
+    put_str(j, "lastName", d.last_name);
+    put_str(j, "userName", d.user_name);
+    put_attrs(j, d.attributes);
+    std::vector<std::string> apps;
+    auto lo = lower(d.email);
+    for (auto it = org.apps.lower_bound({lo, ""}); it != org.apps.end() && it->first.first == lo;
+         ++it)
+        apps.push_back(it->first.second);
+    put_list(j, "apps", apps);
+    return j;
+}
+
+json app_json(const organization& org, const app_key& k, const developer_app& a, bool creds,
+              const std::string* key_status, bool with_email) {
+    json j = {{"appId", a.app_id},
+              {"name", a.name},
+              {"status", a.status},
+              {"createdAt", std::to_string(a.created_at)},
+              {"lastModifiedAt", std::to_string(a.last_modified_at)}};
+    if (!a.app_group.empty()) {
+        j["appGroup"] = a.app_group;  // a team app: no developer fields at all
+    } else {
+        const developer& d = org.developers.at(k.first);
+        j["developerId"] = d.developer_id;
+        if (with_email) j["developerEmail"] = d.email;
+    }
+    put_attrs(j, a.attributes);
+    put_str(j, "callbackUrl", a.callback_url);
+    put_list(j, "scopes", a.scopes);
+    put_str(j, "appFamily", a.app_family);
+    if (a.key_expires_in != -1) j["keyExpiresIn"] = std::to_string(a.key_expires_in);
+    if (creds) {
+        json cs = json::array();
+        for (const auto& c : a.credentials)
+            if (!key_status || *key_status == "all" || c.status == *key_status)
+                cs.push_back(credential_json(c));
+        if (!cs.empty()) j["credentials"] = std::move(cs);
+    }
+    return j;
+}
+
+json product_json(const api_product& p) {
+    json j = {{"name", p.name},
+              {"displayName", p.display_name},
+              {"approvalType", p.approval_type},
+              {"createdAt", std::to_string(p.created_at)},
+              {"lastModifiedAt", std::to_string(p.last_modified_at)}};
+    put_attrs(j, p.attributes);
+    return j;
+}
+
+}  // namespace keyrot::emulator
