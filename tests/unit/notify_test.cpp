@@ -6,8 +6,12 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
@@ -81,6 +85,12 @@ event make(event_fields f) {
     auto e = make_event(std::move(f));
     EXPECT_TRUE(e.ok()) << (e.ok() ? "" : e.err().describe());
     return e.value();
+}
+
+event numbered_event(int i) {
+    auto f = rotated();
+    f.app = "app-" + std::to_string(i);
+    return make(f);
 }
 
 }  // namespace
@@ -426,6 +436,59 @@ TEST(NotifyOutbox, AddIsDurableAndSurvivesReopen) {
     EXPECT_EQ((*again)->depth(), 0u);
 }
 
+TEST(NotifyOutbox, EveryAcknowledgedAddSurvivesSigkill) {
+    // A child adds events as fast as it can and reports each add() that returned
+    // `added` through a pipe; it is SIGKILLed mid-stream. Every event it reported
+    // must be in the outbox when it is opened again.
+    temp_dir d;
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        ::close(fds[0]);
+        auto box = outbox::open(d.path, 100000);
+        if (!box) ::_exit(2);
+        for (int i = 0;; ++i) {
+            if ((*box)->add(numbered_event(i), {"hub"}, k_t0 + i).status != add_status::added)
+                ::_exit(3);
+            const std::string line = std::to_string(i) + "\n";
+            if (::write(fds[1], line.data(), line.size()) < 0) ::_exit(4);
+        }
+    }
+    ::close(fds[1]);
+    std::string acked;
+    char buf[256];
+    // Kill it once it has acknowledged a few dozen events.
+    while (std::count(acked.begin(), acked.end(), '\n') < 40) {
+        const ssize_t n = ::read(fds[0], buf, sizeof buf);
+        ASSERT_GT(n, 0) << "the child stopped early";
+        acked.append(buf, static_cast<std::size_t>(n));
+    }
+    ::kill(pid, SIGKILL);
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+        acked.append(buf, static_cast<std::size_t>(n));
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    auto box = outbox::open(d.path, 100000);
+    ASSERT_TRUE(box.ok());
+    std::size_t n_acked = 0;
+    std::stringstream ss(acked);
+    for (std::string line; std::getline(ss, line);) {
+        if (line.empty()) continue;
+        ++n_acked;
+        EXPECT_NE((*box)->find(numbered_event(std::stoi(line)).id), nullptr)
+            << "lost event " << line;
+    }
+    EXPECT_GE(n_acked, 40u);
+    EXPECT_GE((*box)->depth(), n_acked);  // plus at most the one being written
+    EXPECT_LE((*box)->depth(), n_acked + 1);
+    EXPECT_EQ((*box)->loaded().corrupt, 0u);
+}
+
 TEST(NotifyOutbox, DedupesById) {
     temp_dir d;
     auto box = outbox::open(d.path, 10);
@@ -699,17 +762,11 @@ net::awaitable<void> run_and_flag(dispatcher& d, bool& done) {
     done = true;
 }
 
-event numbered(int i) {
-    auto f = rotated();
-    f.app = "app-" + std::to_string(i);
-    return make(f);
-}
-
 net::awaitable<void> slow_receiver_does_not_block(harness& h, dispatcher& d, fake_sink& slow,
                                                   fake_sink& fast) {
     net::co_spawn(co_await net::this_coro::executor, run_and_flag(d, h.run_done), net::detached);
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < 3; ++i) EXPECT_EQ(d.publish(numbered(i)).status, add_status::added);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(d.publish(numbered_event(i)).status, add_status::added);
     // publish() only wrote the outbox: it did not wait for either sink.
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
     EXPECT_TRUE(co_await eventually([&] { return fast.calls.size() == 3; }));
@@ -783,13 +840,13 @@ TEST(NotifyDispatcher, GoneDisablesTheEndpoint) {
     harness h;
     auto s = std::make_unique<fake_sink>("hub", std::deque<attempt_result>{{410, "HTTP 410", {}}});
     dispatcher d(io.get_executor(), *h.box, one(std::move(s)), h.opts);
-    drive(io, publish_and_wait(h, d, {numbered(1), numbered(2)},
+    drive(io, publish_and_wait(h, d, {numbered_event(1), numbered_event(2)},
                                [&] { return h.count(report::kind::disabled) == 1; }));
     EXPECT_TRUE(d.disabled("hub"));
     EXPECT_EQ(h.reports.back().dropped, 2u);
     EXPECT_EQ(h.box->depth(), 0u);
     // Later events are not stored for a disabled sink.
-    EXPECT_EQ(d.publish(numbered(3)).status, add_status::added);
+    EXPECT_EQ(d.publish(numbered_event(3)).status, add_status::added);
     EXPECT_EQ(h.box->depth(), 0u);
 }
 
@@ -801,7 +858,7 @@ TEST(NotifyDispatcher, AbandonsAfterMaxAge) {
     auto s = std::make_unique<fake_sink>("hub", fails);
     auto& ref = *s;
     dispatcher d(io.get_executor(), *h.box, one(std::move(s)), h.opts);
-    drive(io, publish_and_wait(h, d, {numbered(1)},
+    drive(io, publish_and_wait(h, d, {numbered_event(1)},
                                [&] { return h.count(report::kind::abandoned) == 1; }));
     EXPECT_EQ(h.box->depth(), 0u);
     EXPECT_GE(ref.calls.size(), 3u);
@@ -815,18 +872,18 @@ TEST(NotifyDispatcher, FiltersAndResumesAfterRestart) {
         const millis now = std::chrono::duration_cast<std::chrono::milliseconds>(
                                std::chrono::system_clock::now().time_since_epoch())
                                .count();
-        ASSERT_TRUE(h.box->add(numbered(1), {"hub", "gone"}, now).stored());
+        ASSERT_TRUE(h.box->add(numbered_event(1), {"hub", "gone"}, now).stored());
     }
     net::io_context io;
     auto hub = std::make_unique<fake_sink>("hub", std::deque<attempt_result>{},
                                            sink_filter{{"key.revoked"}, {}, {}, {}});
     auto& ref = *hub;
     dispatcher d(io.get_executor(), *h.box, one(std::move(hub)), h.opts);
-    drive(io, publish_and_wait(h, d, {numbered(2)},
+    drive(io, publish_and_wait(h, d, {numbered_event(2)},
                                [&] { return h.count(report::kind::delivered) == 1; }));
     EXPECT_EQ(h.count(report::kind::dropped, "gone"), 1u);
-    ASSERT_EQ(ref.calls.size(), 1u);  // the stored event; numbered(2) is filtered out
-    EXPECT_EQ(ref.calls[0].first, numbered(1).id);
+    ASSERT_EQ(ref.calls.size(), 1u);  // the stored event; numbered_event(2) is filtered out
+    EXPECT_EQ(ref.calls[0].first, numbered_event(1).id);
     EXPECT_EQ(h.box->depth(), 0u);
 }
 
@@ -836,8 +893,8 @@ TEST(NotifyDispatcher, FullOutboxIsReported) {
     auto s = std::make_unique<fake_sink>("hub");
     s->hang = true;
     dispatcher d(io.get_executor(), *h.box, one(std::move(s)), h.opts);
-    EXPECT_EQ(d.publish(numbered(1)).status, add_status::added);
-    const auto r = d.publish(numbered(2));
+    EXPECT_EQ(d.publish(numbered_event(1)).status, add_status::added);
+    const auto r = d.publish(numbered_event(2));
     EXPECT_EQ(r.status, add_status::full);
     EXPECT_EQ(h.count(report::kind::not_stored), 1u);
 }
@@ -960,7 +1017,7 @@ TEST(NotifyLoopback, GoneDisables) {
     std::vector<std::unique_ptr<sink>> sinks;
     sinks.push_back(std::move(s.value()));
     dispatcher d(io.get_executor(), *h.box, std::move(sinks), h.opts);
-    drive(io, loopback(h, r, d, {numbered(1), numbered(2)},
+    drive(io, loopback(h, r, d, {numbered_event(1), numbered_event(2)},
                        [&] { return h.count(report::kind::disabled) == 1; }));
     EXPECT_EQ(r.got.size(), 1u);
     EXPECT_TRUE(d.disabled("hub"));
@@ -988,7 +1045,7 @@ TEST(NotifyLoopback, NoReceiverIsRetriedAndTheErrorHidesThePath) {
     std::vector<std::unique_ptr<sink>> sinks;
     sinks.push_back(std::move(s.value()));
     dispatcher d(io.get_executor(), *h.box, std::move(sinks), h.opts);
-    drive(io, publish_and_wait(h, d, {numbered(1)},
+    drive(io, publish_and_wait(h, d, {numbered_event(1)},
                                [&] { return h.count(report::kind::retrying) >= 2; }));
     EXPECT_EQ(h.reports[0].status, 0);
     EXPECT_FALSE(h.reports[0].error.empty());
