@@ -285,6 +285,22 @@ const std::string k_whsec_b = "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24tMTIz"; 
 
 }  // namespace
 
+TEST(NotifyWebhook, TheSampleInDocsIsExact) {
+    // docs/notifications.md shows this body, id and signature; keep them true.
+    const auto e = make(rotated());
+    EXPECT_EQ(e.id, "evt_b9cfac7ab454ffa79a33037b624b8d7c");
+    EXPECT_EQ(e.body,
+              R"({"type":"key.rotated","timestamp":"2026-11-25T12:00:00.123Z","data":{"id":)"
+              R"("evt_b9cfac7ab454ffa79a33037b624b8d7c","organization":"acme-prod","developer":)"
+              R"("ana@partner.example.com","app":"fleet-telemetry","policy":"partners-90d",)"
+              R"("key":"1dc03117f8c38f8f","replaces":"5c0be4e718fb212c","expiresAt":)"
+              R"("2027-02-23T12:00:00.123Z","replacesRevokedAt":"2026-12-02T12:00:00.123Z"}})");
+    auto s = signer::from_secrets({secret(k_whsec_a)}, {});
+    ASSERT_TRUE(s.ok());
+    EXPECT_EQ(s->signature_header(e.id, 1795608001, e.body),
+              "v1,+6IeKbkOIOzxtqrgzbC49HwWf3vfDgrnE/H36CLtOs0=");
+}
+
 TEST(NotifyWebhook, SeveralSecretsAndEd25519FromFiles) {
     temp_dir d;
     EVP_PKEY* key = nullptr;
