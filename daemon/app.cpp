@@ -43,6 +43,7 @@
 #include "obs/metrics.hpp"
 #include "obs/recorder.hpp"
 #include "policy/config.hpp"
+#include "sched/kube.hpp"
 #include "sched/leader.hpp"
 
 #ifndef KEYROTD_VERSION
@@ -259,14 +260,16 @@ struct org_link {
     std::unique_ptr<exec::executor> exec;
 };
 
+// `store`: where crash-recovery state goes (default: stateDir/journal).
 std::unique_ptr<org_link> link_org(apigee::session& s, const policy::config& cfg,
-                                   const std::string& org, exec::observer& obs) {
+                                   const std::string& org, exec::observer& obs,
+                                   exec::state_store* store = nullptr) {
     auto link = std::make_unique<org_link>();
     link->organization = org;
     for (const auto& p : cfg.policies)
         if (p.organization == org) link->policies.push_back(p);
     link->api = s.for_organization(org);
-    link->exec = std::make_unique<exec::executor>(*link->api, obs, cfg.state_dir, wall_now);
+    link->exec = std::make_unique<exec::executor>(*link->api, obs, cfg.state_dir, wall_now, store);
     return link;
 }
 
@@ -791,8 +794,9 @@ class daemon_loop {
         }
         session_ = std::move(session.value());
         session_->auth = std::make_unique<stop_gate>(std::move(session_->auth), stopping_);
-        for (const auto& org : organizations(*cfg_)) add_org(org);
+        // The election first: with it, crash-recovery state lives in a ConfigMap.
         if (int rc = start_election()) return rc;
+        for (const auto& org : organizations(*cfg_)) add_org(org);
         // Fenced writes: none in flight once this process may have lost the lease.
         if (elector_) session_->http->set_write_budget([this] { return write_budget(); });
         server_.start();  // throws when `listen` cannot be bound: a start-up error
@@ -859,6 +863,17 @@ class daemon_loop {
             return k_exit_config;
         }
         lease_client_ = std::move(c.value());
+        // Its own connections: a queue of state writes never delays a renewal.
+        auto sc = http::client::create(io_.get_executor(), sched::state_http_options(*lease));
+        if (!sc) {
+            obs::log_event(spdlog::level::critical, "crash-recovery state",
+                           {{"error", sc.err().describe()}});
+            return k_exit_config;
+        }
+        state_client_ = std::move(sc.value());
+        state_store_ = std::make_unique<sched::configmap_store>(*state_client_, *lease);
+        obs::log_event(spdlog::level::info, "crash-recovery state",
+                       {{"store", state_store_->describe()}});
         elector_ =
             std::make_unique<sched::leader_elector>(io_.get_executor(), *lease_client_, *lease);
         metrics_.set_leader(false);
@@ -898,7 +913,7 @@ class daemon_loop {
 
     void add_org(const std::string& org) {
         auto st = std::make_unique<org_state>(io_);
-        st->link = link_org(*session_, *cfg_, org, rec_);
+        st->link = link_org(*session_, *cfg_, org, rec_, state_store_.get());
         orgs_.push_back(std::move(st));
     }
 
@@ -1332,6 +1347,10 @@ class daemon_loop {
     std::unique_ptr<apigee::session> session_;  // before orgs_: their apis refer to it
     std::unique_ptr<http::client> lease_client_;
     std::unique_ptr<sched::leader_elector> elector_;
+    // With leader election: the generate journal and audit intents live in a
+    // ConfigMap the next leader reads (sched/kube.hpp), not on the pod's disk.
+    std::unique_ptr<http::client> state_client_;
+    std::unique_ptr<sched::configmap_store> state_store_;
     std::vector<std::unique_ptr<org_state>> orgs_;
 };
 

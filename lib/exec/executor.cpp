@@ -79,12 +79,14 @@ void adopt(planned_app& pa, app fresh) {
 }  // namespace
 
 executor::executor(apigee::api& api, observer& obs, std::filesystem::path state_dir,
-                   std::function<millis()> clock)
+                   std::function<millis()> clock, state_store* store)
     : api_(api),
       obs_(obs),
       state_dir_(state_dir),
-      journal_(state_dir / "journal"),
-      intents_(state_dir / "journal"),
+      own_store_(store ? nullptr : std::make_unique<file_store>(state_dir / "journal")),
+      store_(store ? *store : *own_store_),
+      journal_(store_),
+      intents_(store_),
       clock_(std::move(clock)) {}
 
 bool executor::lists_revoked(const std::vector<policy::policy>& policies,
@@ -221,7 +223,13 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     };
     std::map<std::string, pass_summary::policy_counts> counts;
     for (const auto& p : policies) counts[p.name].policy = p.name;
-    begin_pass(opt);
+    auto began = co_await begin_pass(opt);
+    if (!began) {
+        sum.error = began.err().describe();
+        sum.seconds = elapsed();
+        obs_.on_pass(sum);
+        co_return sum;
+    }
 
     // A reader streams pages of apps into a bounded queue; workers take the
     // apps that have something to do. Reading the next page overlaps with the
@@ -373,7 +381,7 @@ net::awaitable<void> executor::apply_deletions(planned_app& pa, const run_option
     }
 }
 
-void executor::begin_pass(const run_options& opt) {
+net::awaitable<result<void>> executor::begin_pass(const run_options& opt) {
     skipped_.clear();
     developer_status_.clear();
     wake_horizon_ = opt.wake_horizon;
@@ -381,10 +389,17 @@ void executor::begin_pass(const run_options& opt) {
     audited_.clear();
     journal_checked_audit_ = false;
     if (!opt.dry_run) {
+        if (auto loaded = co_await store_.load(); !loaded) {
+            error e = loaded.err();
+            e.message = "cannot read the recovery state (" + store_.describe() +
+                        "), so no writes this pass: " + e.message;
+            co_return e;
+        }
         for (auto& i : intents_.load(api_.organization()))
             pending_intents_[i.developer + "\n" + i.app].push_back(std::move(i));
         if (!pending_intents_.empty()) audited_ = recently_audited();
     }
+    co_return result<void>{};
 }
 
 net::awaitable<pass_summary> executor::run_apps(const std::vector<policy::policy>& policies,
@@ -396,7 +411,12 @@ net::awaitable<pass_summary> executor::run_apps(const std::vector<policy::policy
     sum.started = clock_();
     const auto t0 = std::chrono::steady_clock::now();
     std::map<std::string, pass_summary::policy_counts> counts;
-    begin_pass(opt);
+    auto began = co_await begin_pass(opt);
+    if (!began) {
+        sum.error = began.err().describe();
+        sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        co_return sum;
+    }
     for (const auto& w : apps) {
         if (opt.may_write && !opt.may_write()) break;  // not the leader any more
         auto got = co_await api_.get_app(w.developer, w.app);
@@ -605,13 +625,14 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
     const std::string fp = fingerprint(nk.consumer_key);
 
     const intent in = make_intent(pa, "created", fp, act.key, created_detail(act), act.late);
-    if (!begin(pa, in)) co_return false;
+    const bool began = co_await begin(pa, in);
+    if (!began) co_return false;
     auto created = co_await api_.create_key(dev, name, nk);
     if (!created) {
         // A key that was never created is named nowhere (no fingerprint of it
         // in the log or the audit record): the record names the old key only.
         if (!maybe_applied(created.err()) && !created.err().is_status(409)) {
-            intents_.remove(in);
+            co_await intents_.remove(in);
             co_return fail(pa, "", act.key, "create key: " + created.err().describe());
         }
         // It may exist after all: read it back instead of creating another.
@@ -621,7 +642,7 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
             // it was created after all, its intent and pending marker make the
             // next pass find it, audit it and complete it.
             const bool absent = back.err().is_status(404);
-            if (absent) intents_.remove(in);
+            if (absent) co_await intents_.remove(in);
             co_return fail(pa, "", act.key,
                            "create key: " + created.err().describe() +
                                (absent ? "; not created (the read-back finds no such key)"
@@ -636,7 +657,8 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
     const std::string* mark = find_attribute(s.attributes, k_marker_attribute);
     if (mark == nullptr || *mark != k_pending_prefix + act.key || s.status != "approved")
         co_return fail(pa, fp, act.key, "created key does not read back as a pending successor");
-    if (!finish(pa, in)) co_return false;
+    const bool finished = co_await finish(pa, in);
+    if (!finished) co_return false;
     co_return co_await complete(pa, std::move(s), act.spec, act.key);
 }
 
@@ -654,8 +676,10 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
         co_return fail(pa, "", act.key, "read app before generate: " + before.err().describe());
     journal_entry je{pa.snapshot.organization, dev, name, act.key, {}, clock_()};
     for (const auto& c : before->credentials) je.known.push_back(c.fingerprint);
-    if (!journal_.write(je))
-        co_return fail(pa, "", act.key, "cannot write the journal in stateDir");
+    const bool journaled = co_await journal_.write(je);
+    if (!journaled)
+        co_return fail(pa, "", act.key,
+                       "cannot write the generate journal (" + store_.describe() + ")");
 
     app body = before.value();
     body.api_products = products;
@@ -666,7 +690,7 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
     auto after = co_await api_.generate_key(dev, body);
     if (!after) {
         if (!maybe_applied(after.err())) {
-            journal_.remove(pa.snapshot.organization, dev, name);
+            co_await journal_.remove(pa.snapshot.organization, dev, name);
             co_return fail(pa, "", act.key, "generate key: " + after.err().describe());
         }
         after = co_await api_.get_app(dev, name);
@@ -691,22 +715,24 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
                  (restored ? "restored them" : "restoring FAILED: " + restored.err().describe()));
     }
     if (fresh == nullptr) {
-        journal_.remove(pa.snapshot.organization, dev, name);
+        co_await journal_.remove(pa.snapshot.organization, dev, name);
         co_return fail(pa, "", act.key, "generate: no new key found; the next pass starts over");
     }
     credential s = *fresh;
     const intent in =
         make_intent(pa, "created", s.fingerprint, act.key, created_detail(act), act.late);
-    if (!begin(pa, in)) co_return false;
+    const bool began = co_await begin(pa, in);
+    if (!began) co_return false;
     auto marked =
         co_await api_.update_key(dev, name, s.consumer_key, {},
                                  with_marker(std::vector<attribute>{}, k_pending_prefix + act.key));
     if (!marked)
         co_return fail(pa, s.fingerprint, act.key, "mark new key: " + marked.err().describe());
-    journal_.remove(pa.snapshot.organization, dev, name);
+    co_await journal_.remove(pa.snapshot.organization, dev, name);
     s.attributes = marked->attributes;
     s.products = marked->products;
-    if (!finish(pa, in)) co_return false;
+    const bool finished = co_await finish(pa, in);
+    if (!finished) co_return false;
     const bool completed = co_await complete(pa, std::move(s), act.spec, act.key);
     co_return ok&& completed;
 }
@@ -748,7 +774,7 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
                    "recovered from the generate journal");
         break;
     }
-    journal_.remove(a.organization, a.developer_email, a.name);
+    co_await journal_.remove(a.organization, a.developer_email, a.name);
     auto fresh = co_await api_.get_app(a.developer_email, a.name);
     if (!fresh)
         co_return fail(pa, "", je->replaces,
@@ -831,14 +857,16 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
     const intent in =
         make_intent(pa, "completed", fp, replaces,
                     "products, statuses, scopes and attributes copied; marker final", false);
-    if (!begin(pa, in)) co_return false;
+    const bool began = co_await begin(pa, in);
+    if (!began) co_return false;
     auto r = co_await api_.update_key(dev, name, key, {}, spec.attributes);
     if (!r && maybe_applied(r.err())) r = co_await api_.get_key(dev, name, key);  // took effect?
     if (!r) co_return fail(pa, fp, replaces, "write final marker: " + r.err().describe());
     if (sorted(r->attributes) != sorted(spec.attributes))
         co_return fail(pa, fp, replaces, "attributes do not read back as written");
     keep(pa, std::move(r.value()), key);
-    co_return finish(pa, in);
+    const bool finished = co_await finish(pa, in);
+    co_return finished;
 }
 
 net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) {
@@ -862,7 +890,8 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
                            "successor " + succ_fp + " is not valid now; not revoked");
     }
     const intent in = make_intent(pa, "revoked", act.key, act.replaces, detail, false);
-    if (!begin(pa, in)) co_return false;
+    const bool began = co_await begin(pa, in);
+    if (!began) co_return false;
     auto r = co_await api_.set_key_status(dev, name, key, false);
     if (!r && !maybe_applied(r.err()))
         co_return fail(pa, act.key, act.replaces, "revoke: " + r.err().describe());
@@ -872,7 +901,8 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
             pa, act.key, act.replaces,
             r ? "revoked key does not read back as revoked" : "revoke: " + r.err().describe());
     keep(pa, std::move(back.value()), key);
-    co_return finish(pa, in);
+    const bool finished = co_await finish(pa, in);
+    co_return finished;
 }
 
 net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) {
@@ -882,7 +912,8 @@ net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) 
     if (k == nullptr) co_return true;  // already gone
     const secret key = k->consumer_key;
     const intent in = make_intent(pa, "deleted", act.key, "", act.reason, false);
-    if (!begin(pa, in)) co_return false;
+    const bool began = co_await begin(pa, in);
+    if (!began) co_return false;
     auto r = co_await api_.delete_key(dev, name, key);
     if (!r && !r.err().is_status(404)) {
         if (!maybe_applied(r.err()))
@@ -893,7 +924,8 @@ net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) 
         co_return fail(pa, act.key, "", "deleted key still reads back");
     std::erase_if(pa.snapshot.credentials,
                   [&](const credential& c) { return c.fingerprint == act.key; });
-    co_return finish(pa, in);
+    const bool finished = co_await finish(pa, in);
+    co_return finished;
 }
 
 // A key as Apigee answered it after a verified write replaces our copy (or
@@ -927,15 +959,20 @@ intent executor::make_intent(const planned_app& pa, std::string action, const st
     return i;
 }
 
-bool executor::begin(const planned_app& pa, const intent& i) {
-    if (intents_.write(i)) return true;
-    return fail(pa, i.key, i.replaces, "cannot write the audit intent in stateDir; not writing");
+net::awaitable<bool> executor::begin(const planned_app& pa, const intent& i) {
+    // (Plain statements around each co_await: GCC 12 miscompiles a co_await in
+    // an if condition followed by co_return here; the resumed frame traps.)
+    const bool written = co_await intents_.write(i);
+    if (!written)
+        fail(pa, i.key, i.replaces,
+             "cannot write the audit intent (" + store_.describe() + "); not writing");
+    co_return written;
 }
 
-bool executor::finish(const planned_app& pa, const intent& i) {
+net::awaitable<bool> executor::finish(const planned_app& pa, const intent& i) {
     const bool durable = record(pa, i.action, i.key, i.replaces, i.detail, false, i.late);
-    if (durable) intents_.remove(i);
-    return durable;
+    if (durable) co_await intents_.remove(i);
+    co_return durable;
 }
 
 // Intents left by a crash: the action is audited if Apigee shows it took effect.
@@ -970,7 +1007,7 @@ net::awaitable<void> executor::recover_intents(planned_app& pa) {
                 continue;  // keep the intent; the audit log is not writable
             audited_.emplace(i.action, i.key);
         }
-        intents_.remove(i);
+        co_await intents_.remove(i);
     }
 }
 

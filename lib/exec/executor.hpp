@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -71,8 +72,10 @@ struct inventory {
 
 class executor {
   public:
+    // Crash-recovery state goes to `store` when given (it must outlive the
+    // executor), else to a file_store in state_dir/journal.
     executor(apigee::api& api, observer& obs, std::filesystem::path state_dir,
-             std::function<millis()> clock);
+             std::function<millis()> clock, state_store* store = nullptr);
 
     // Plans every app matched by one of `policies` (of this organisation). No writes;
     // reads a developer's status where the plan needs it and the list did not say.
@@ -132,8 +135,9 @@ class executor {
                                          pass_summary& sum);
     void tally(const planned_app& pa, std::map<std::string, pass_summary::policy_counts>& counts,
                pass_summary& sum);
-    // What every pass starts with: per-pass caches cleared, crash leftovers loaded.
-    void begin_pass(const run_options& opt);
+    // What every pass starts with: per-pass caches cleared, crash leftovers
+    // loaded. An error when the state store cannot be read: the pass must not write.
+    net::awaitable<result<void>> begin_pass(const run_options& opt);
     net::awaitable<void> apply_app(planned_app& pa, const run_options& opt, pass_summary& sum);
     net::awaitable<bool> apply(planned_app& pa, const plan::action& act, const run_options& opt);
     net::awaitable<bool> create_import(planned_app& pa, const plan::action& act);
@@ -147,8 +151,8 @@ class executor {
     static void keep(planned_app& pa, credential c, const secret& key);
     intent make_intent(const planned_app& pa, std::string action, const std::string& key,
                        const std::string& replaces, std::string detail, bool late) const;
-    bool begin(const planned_app& pa, const intent& i);
-    bool finish(const planned_app& pa, const intent& i);
+    net::awaitable<bool> begin(const planned_app& pa, const intent& i);
+    net::awaitable<bool> finish(const planned_app& pa, const intent& i);
 
     bool record(const planned_app& pa, std::string action, const std::string& key,
                 const std::string& replaces, std::string detail, bool dry_run = false,
@@ -161,6 +165,8 @@ class executor {
     std::set<std::pair<std::string, std::string>> recently_audited() const;
 
     std::filesystem::path state_dir_;
+    std::unique_ptr<state_store> own_store_;  // when none was given
+    state_store& store_;
     journal journal_;
     intent_log intents_;
     std::set<std::pair<std::string, std::string>> audited_;  // (action, key), while recovering

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -16,7 +17,10 @@ bool write_all(int fd, const std::string& s) {
     std::size_t off = 0;
     while (off < s.size()) {
         const ssize_t n = ::write(fd, s.data() + off, s.size() - off);
-        if (n < 0) return false;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
         off += static_cast<std::size_t>(n);
     }
     return true;
@@ -30,43 +34,104 @@ bool fsync_dir(const std::filesystem::path& dir) {
     return ok;
 }
 
-}  // namespace
-
-std::filesystem::path journal::path(const std::string& org, const std::string& developer,
-                                    const std::string& app) const {
-    // Names may hold any character: the file name is a digest of them.
-    return dir_ / ("generate-" + fingerprint(org + "\n" + developer + "\n" + app) + ".json");
-}
-
-// Writes `j` to `final_path` durably: temp file, fsync, rename, fsync of the directory.
+// Writes `text` to `final_path` durably: temp file, fsync, rename, fsync of the directory.
 bool write_durable(const std::filesystem::path& dir, const std::filesystem::path& final_path,
-                   const nlohmann::json& j) {
+                   const std::string& text) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, ec);
     const auto tmp = final_path.string() + ".tmp";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return false;
-    const bool ok = write_all(fd, j.dump() + "\n") && ::fsync(fd) == 0;
+    const bool ok = write_all(fd, text + "\n") && ::fsync(fd) == 0;
     ::close(fd);
     if (!ok) return false;
     if (std::rename(tmp.c_str(), final_path.c_str()) != 0) return false;
     return fsync_dir(dir);
 }
 
-bool journal::write(const journal_entry& e) {
+bool valid_name(const std::string& name) {
+    if (name.empty()) return false;
+    for (char c : name)
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    return true;
+}
+
+}  // namespace
+
+// ---- file_store ----
+
+net::awaitable<result<void>> file_store::load() {
+    entries_.clear();
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+        if (entry.path().extension() != ".json") continue;
+        const auto name = entry.path().stem().string();
+        if (!valid_name(name)) continue;
+        std::ifstream in(entry.path());
+        std::stringstream ss;
+        ss << in.rdbuf();
+        if (in) entries_[name] = ss.str();
+    }
+    co_return result<void>{};
+}
+
+net::awaitable<bool> file_store::put(std::string name, std::string value) {
+    if (!valid_name(name) || !write_durable(dir_, dir_ / (name + ".json"), value)) co_return false;
+    entries_[name] = std::move(value);
+    co_return true;
+}
+
+net::awaitable<bool> file_store::erase(std::string name) {
+    std::error_code ec;
+    std::filesystem::remove(dir_ / (name + ".json"), ec);
+    entries_.erase(name);
+    co_return !ec && fsync_dir(dir_);
+}
+
+// ---- journal ----
+
+std::string journal::name(const std::string& org, const std::string& developer,
+                          const std::string& app) {
+    // Names may hold any character: the entry name is a digest of them.
+    return "generate-" + fingerprint(org + "\n" + developer + "\n" + app);
+}
+
+namespace {
+// (Out of the coroutines: GCC 12 cannot compile brace-initialised JSON inside one.)
+std::string to_text(const journal_entry& e) {
     const nlohmann::json j = {
         {"organization", e.organization}, {"developer", e.developer}, {"app", e.app},
         {"replaces", e.replaces},         {"known", e.known},         {"ts", e.ts}};
-    return write_durable(dir_, path(e.organization, e.developer, e.app), j);
+    return j.dump();
+}
+
+std::string to_text(const intent& i) {
+    const nlohmann::json j = {{"organization", i.organization},
+                              {"developer", i.developer},
+                              {"app", i.app},
+                              {"policy", i.policy},
+                              {"action", i.action},
+                              {"key", i.key},
+                              {"replaces", i.replaces},
+                              {"detail", i.detail},
+                              {"late", i.late},
+                              {"ts", i.ts}};
+    return j.dump();
+}
+}  // namespace
+
+net::awaitable<bool> journal::write(const journal_entry& e) {
+    const bool ok = co_await store_.put(name(e.organization, e.developer, e.app), to_text(e));
+    co_return ok;
 }
 
 std::optional<journal_entry> journal::read(const std::string& org, const std::string& developer,
                                            const std::string& app) const {
-    std::ifstream in(path(org, developer, app));
-    if (!in) return std::nullopt;
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+    const auto it = store_.entries().find(name(org, developer, app));
+    if (it == store_.entries().end()) return std::nullopt;
+    const auto j = nlohmann::json::parse(it->second, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return std::nullopt;
     journal_entry e;
     e.organization = j.value("organization", "");
@@ -82,56 +147,33 @@ std::optional<journal_entry> journal::read(const std::string& org, const std::st
 
 bool journal::exists(const std::string& org, const std::string& developer,
                      const std::string& app) const {
-    std::error_code ec;
-    return std::filesystem::exists(path(org, developer, app), ec);
+    return store_.entries().count(name(org, developer, app)) != 0;
 }
 
-void journal::remove(const std::string& org, const std::string& developer, const std::string& app) {
-    std::error_code ec;
-    std::filesystem::remove(path(org, developer, app), ec);
-    fsync_dir(dir_);
+net::awaitable<void> journal::remove(const std::string& org, const std::string& developer,
+                                     const std::string& app) {
+    co_await store_.erase(name(org, developer, app));
 }
 
-}  // namespace keyrot::exec
+// ---- intents ----
 
-namespace keyrot::exec {
-
-std::filesystem::path intent_log::path(const intent& i) const {
-    return dir_ / ("intent-" +
-                   fingerprint(i.organization + "\n" + i.developer + "\n" + i.app + "\n" +
-                               i.action + "\n" + i.key) +
-                   ".json");
+std::string intent_log::name(const intent& i) {
+    return "intent-" + fingerprint(i.organization + "\n" + i.developer + "\n" + i.app + "\n" +
+                                   i.action + "\n" + i.key);
 }
 
-bool intent_log::write(const intent& i) {
-    const nlohmann::json j = {{"organization", i.organization},
-                              {"developer", i.developer},
-                              {"app", i.app},
-                              {"policy", i.policy},
-                              {"action", i.action},
-                              {"key", i.key},
-                              {"replaces", i.replaces},
-                              {"detail", i.detail},
-                              {"late", i.late},
-                              {"ts", i.ts}};
-    return write_durable(dir_, path(i), j);
+net::awaitable<bool> intent_log::write(const intent& i) {
+    const bool ok = co_await store_.put(name(i), to_text(i));
+    co_return ok;
 }
 
-void intent_log::remove(const intent& i) {
-    std::error_code ec;
-    std::filesystem::remove(path(i), ec);
-}
+net::awaitable<void> intent_log::remove(const intent& i) { co_await store_.erase(name(i)); }
 
 std::vector<intent> intent_log::load(const std::string& organization) const {
     std::vector<intent> out;
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
-        const auto name = entry.path().filename().string();
-        if (name.rfind("intent-", 0) != 0 || entry.path().extension() != ".json") continue;
-        std::ifstream in(entry.path());
-        std::stringstream ss;
-        ss << in.rdbuf();
-        const auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+    for (const auto& [name, text] : store_.entries()) {
+        if (name.rfind("intent-", 0) != 0) continue;
+        const auto j = nlohmann::json::parse(text, nullptr, false);
         if (j.is_discarded() || !j.is_object()) continue;
         intent i;
         i.organization = j.value("organization", "");

@@ -5,12 +5,13 @@
 // marker, issued after the entry was written, is the successor.
 #pragma once
 
-#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "common/asio.hpp"
 #include "common/duration.hpp"
+#include "exec/state_store.hpp"
 
 namespace keyrot::exec {
 
@@ -23,21 +24,25 @@ struct journal_entry {
     millis ts = 0;
 };
 
+// Entries named "generate-<fingerprint of org, developer, app>" in a state_store.
 class journal {
   public:
-    explicit journal(std::filesystem::path dir) : dir_(std::move(dir)) {}
+    explicit journal(state_store& store) : store_(store) {}
 
-    // Durable (fsync of file and directory) before it returns true.
-    bool write(const journal_entry& e);
+    // Durable (state_store::put) before it returns true.
+    net::awaitable<bool> write(const journal_entry& e);
+    // From the store's copy (state_store::entries).
     std::optional<journal_entry> read(const std::string& org, const std::string& developer,
                                       const std::string& app) const;
-    void remove(const std::string& org, const std::string& developer, const std::string& app);
+    net::awaitable<void> remove(const std::string& org, const std::string& developer,
+                                const std::string& app);
     bool exists(const std::string& org, const std::string& developer, const std::string& app) const;
 
+    static std::string name(const std::string& org, const std::string& developer,
+                            const std::string& app);
+
   private:
-    std::filesystem::path path(const std::string& org, const std::string& developer,
-                               const std::string& app) const;
-    std::filesystem::path dir_;
+    state_store& store_;
 };
 
 }  // namespace keyrot::exec
@@ -58,17 +63,19 @@ struct intent {
     millis ts = 0;
 };
 
+// Entries named "intent-<fingerprint of org, developer, app, action, key>".
 class intent_log {
   public:
-    explicit intent_log(std::filesystem::path dir) : dir_(std::move(dir)) {}
-    bool write(const intent& i);
-    void remove(const intent& i);
-    // Every intent of an organisation.
+    explicit intent_log(state_store& store) : store_(store) {}
+    net::awaitable<bool> write(const intent& i);
+    net::awaitable<void> remove(const intent& i);
+    // Every intent of an organisation, from the store's copy.
     std::vector<intent> load(const std::string& organization) const;
 
+    static std::string name(const intent& i);
+
   private:
-    std::filesystem::path path(const intent& i) const;
-    std::filesystem::path dir_;
+    state_store& store_;
 };
 
 }  // namespace keyrot::exec

@@ -16,6 +16,7 @@
 #include <stdexcept>
 
 #include "common/secret.hpp"
+#include "sched/kube.hpp"
 
 namespace keyrot::sched {
 namespace {
@@ -142,21 +143,7 @@ error protocol_error(std::string msg) {
     return e;
 }
 
-// "HTTP 409 Conflict: <Status.message>" for a reply the elector did not expect.
-std::string describe_reply(const http::response& r) {
-    std::string out = "HTTP " + std::to_string(r.status);
-    auto j = json::parse(r.body, nullptr, false);
-    if (j.is_object()) {
-        if (auto it = j.find("reason"); it != j.end() && it->is_string())
-            out += " " + it->get<std::string>();
-        if (auto it = j.find("message"); it != j.end() && it->is_string()) {
-            std::string m = it->get<std::string>();
-            if (m.size() > 200) m = m.substr(0, 200) + "...";
-            out += ": " + m;
-        }
-    }
-    return out;
-}
+std::string describe_reply(const http::response& r) { return describe_kube_reply(r); }
 
 }  // namespace
 
@@ -186,6 +173,8 @@ std::optional<lease_config> lease_config_from_env() {
         cfg.token_file = getenv_str("KEYROTD_LEASE_TOKEN_FILE");
     if (env_set("KEYROTD_LEASE_CA_FILE")) cfg.ca_file = getenv_str("KEYROTD_LEASE_CA_FILE");
     if (const auto n = getenv_str("KEYROTD_LEASE_NAME"); !n.empty()) cfg.name = n;
+    cfg.state_configmap = cfg.name + "-state";
+    if (const auto n = getenv_str("KEYROTD_STATE_CONFIGMAP"); !n.empty()) cfg.state_configmap = n;
 
     cfg.namespace_ = getenv_str("POD_NAMESPACE");
     if (cfg.namespace_.empty()) {
@@ -221,6 +210,8 @@ result<void> validate(const lease_config& cfg) {
     if (cfg.api_url.empty()) return bad("no API server URL");
     if (!dns_name(cfg.namespace_)) return bad("namespace \"" + cfg.namespace_ + "\" is not valid");
     if (!dns_name(cfg.name)) return bad("lease name \"" + cfg.name + "\" is not valid");
+    if (!dns_name(cfg.state_configmap))
+        return bad("state ConfigMap name \"" + cfg.state_configmap + "\" is not valid");
     if (cfg.identity.empty()) return bad("no identity (POD_NAME or the host name)");
     if (cfg.retry_period <= 0) return bad("retry period must be positive");
     // client-go: renewDeadline must be greater than retryPeriod*JitterFactor.
@@ -531,25 +522,8 @@ void leader_elector::renewed(steady_time sent_at, result<lease_object> obj) {
 
 net::awaitable<result<http::response>> leader_elector::call(std::string method, std::string target,
                                                             std::string body) {
-    auto token = read_file(cfg_.token_file);
-    if (!token || trim(*token).empty()) {
-        if (token) cleanse(*token);
-        error e;
-        e.what = error::kind::auth;
-        e.message = "cannot read the service account token " + cfg_.token_file;
-        co_return e;
-    }
-    http::request req;
-    req.method = std::move(method);
-    req.target = std::move(target);
-    req.body = std::move(body);
-    if (!req.body.empty()) req.content_type = "application/json";
-    req.headers.emplace_back("Accept", "application/json");
-    std::string value = "Bearer " + trim(*token);
-    req.authorization = secret(value);
-    cleanse(value);
-    cleanse(*token);
-    auto r = co_await client_.send(std::move(req));
+    auto r =
+        co_await kube_call(client_, cfg_, std::move(method), std::move(target), std::move(body));
     co_return r;
 }
 

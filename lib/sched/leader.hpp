@@ -73,6 +73,8 @@ struct lease_config {
     std::string api_url;  // https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
     std::string namespace_;
     std::string name = "keyrotd";
+    // The ConfigMap that holds crash-recovery state (sched/kube.hpp): NAME-state.
+    std::string state_configmap = "keyrotd-state";
     std::string identity;  // pod name
     millis lease_duration = 15 * k_second;
     millis renew_deadline = 10 * k_second;
@@ -87,6 +89,7 @@ struct lease_config {
 //   identity:  POD_NAME, else the host name
 //   overrides: KEYROTD_LEASE_URL, KEYROTD_LEASE_TOKEN_FILE, KEYROTD_LEASE_CA_FILE
 //              (empty: system store only), KEYROTD_LEASE_NAME,
+//              KEYROTD_STATE_CONFIGMAP (default: the lease name + "-state"),
 //              KEYROTD_LEASE_DURATION, KEYROTD_LEASE_RENEW_DEADLINE,
 //              KEYROTD_LEASE_RETRY_PERIOD ("15s", "500ms", ISO 8601)
 // Throws std::runtime_error (a start-up error) when the namespace cannot be

@@ -241,18 +241,26 @@ def check_target(target, docs, rules):
     check(labels_match(pdb.get("spec", {}).get("selector", {}).get("matchLabels"), pod_labels), f"{target}: PDB selector")
     check(pdb.get("spec", {}).get("maxUnavailable") == 1, f"{target}: PDB must let a drain evict the only replica")
 
-    # RBAC: the Lease and nothing else, bound to the pod's ServiceAccount.
+    # RBAC: the Lease and the state ConfigMap and nothing else, bound to the pod's ServiceAccount.
     sa = one(docs, "ServiceAccount", target)
     check(pod.get("serviceAccountName") == sa.get("metadata", {}).get("name"), f"{target}: pod ServiceAccount")
     role = one(docs, "Role", target)
     check(not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")], f"{target}: no cluster-wide RBAC")
+    allowed = {("coordination.k8s.io", "leases"): ("keyrotd", {"get", "create", "update", "patch"}),
+               ("", "configmaps"): ("keyrotd-state", {"get", "create", "patch"})}
+    granted = set()
     for rule in role.get("rules", []):
-        check(rule.get("apiGroups") == ["coordination.k8s.io"] and rule.get("resources") == ["leases"],
-              f"{target}: Role grants more than leases: {rule}")
-        check(set(rule.get("verbs", [])) <= {"get", "create", "update", "patch", "watch", "list"},
-              f"{target}: Role verbs {rule.get('verbs')}")
+        groups, resources = rule.get("apiGroups", []), rule.get("resources", [])
+        check(len(groups) == 1 and len(resources) == 1 and (groups[0], resources[0]) in allowed,
+              f"{target}: Role grants more than the Lease and the state ConfigMap: {rule}")
+        name, verbs = allowed.get((groups[0], resources[0]), ("", set())) if groups and resources else ("", set())
+        check(set(rule.get("verbs", [])) <= verbs, f"{target}: Role verbs {rule.get('verbs')} on {resources}")
         if set(rule.get("verbs", [])) - {"create"}:
-            check(rule.get("resourceNames") == ["keyrotd"], f"{target}: Lease rule not limited to 'keyrotd'")
+            check(rule.get("resourceNames") == [name], f"{target}: {resources} rule not limited to '{name}'")
+        granted |= {(tuple(groups), tuple(resources), v) for v in rule.get("verbs", [])}
+    for (g, r), (_, verbs) in allowed.items():
+        for v in verbs - {"update"} if r == "configmaps" else verbs - {"patch"}:
+            check(((g,), (r,), v) in granted, f"{target}: Role lacks {v} on {r}")
     rb = one(docs, "RoleBinding", target)
     check(rb.get("roleRef", {}).get("name") == role.get("metadata", {}).get("name"), f"{target}: RoleBinding roleRef")
     check(any(s.get("kind") == "ServiceAccount" and s.get("name") == sa["metadata"]["name"]

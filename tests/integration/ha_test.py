@@ -69,11 +69,12 @@ def start_lease_server(d):
 
 
 def start_replica(d, name, emu_url, lease_port, token_file, lease=("3s", "2s", "500ms"),
-                  listen_port=None):
-    """`keyrotd run` as pod keyrotd-NAME, electing through the stand-in; returns (Popen, Keyrotd)."""
+                  listen_port=None, method="import"):
+    """`keyrotd run` as pod keyrotd-NAME, electing through the stand-in; returns (Popen, Keyrotd).
+    Each replica has its own stateDir, as pods with an emptyDir."""
     wd = os.path.join(d, name)
     os.makedirs(wd, exist_ok=True)
-    k = h.Keyrotd(wd, emu_url, [h.policy(overlap="1h")], extra_config="")
+    k = h.Keyrotd(wd, emu_url, [h.policy(overlap="1h", method=method)], extra_config="")
     if listen_port is not None:
         with open(k.config) as f:
             cfg = f.read().replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:%d" % listen_port)
@@ -163,6 +164,94 @@ class HaTest(unittest.TestCase):
         finally:
             stop_all(procs, lease, emu, d)
 
+
+class FailoverStateTest(unittest.TestCase):
+    """The leader dies after its Apigee write took effect and before it learnt
+    so: the generate journal (method generate) or the audit intent (import) it
+    wrote first must reach the replica that takes over, which has its own,
+    empty, stateDir. They live in the ConfigMap keyrotd-state beside the Lease.
+    Without it the new leader makes a second successor beside an unmarked
+    orphan (generate), or completes the successor without its `created`
+    record (import)."""
+
+    def run_case(self, method):
+        d = h.tmpdir()
+        emu = h.Emulator(d, {"organization": "demo",
+                             "developers": [{"email": DEV, "firstName": "P", "lastName": "N",
+                                             "userName": "p"}],
+                             "apiProducts": [{"name": "payments", "approvalType": "auto"}],
+                             "apps": [{"developerEmail": DEV, "name": "fo-0",
+                                       "attributes": [{"name": "Team", "value": "blue"}],
+                                       "credentials": [{"consumerKey": "FOkey%027d" % 0,
+                                                        "issuedAt": "-20d", "expiresAt": "+2d",
+                                                        "apiProducts": [{"apiproduct": "payments",
+                                                                         "status": "approved"}]}]}]})
+        # The first write commits at once; its answer never reaches the leader.
+        emu.hook("faults", {"writeLatencyMs": 20000})
+        lease, lease_port, token_file = start_lease_server(d)
+        procs = {}
+        try:
+            procs["a"] = start_replica(d, "a", emu.url, lease_port, token_file, method=method)
+            deadline = time.time() + 20
+            while not emu.hook("writes")["writes"]:
+                self.assertLess(time.time(), deadline, "no write")
+                time.sleep(0.02)
+            procs["a"][0].send_signal(signal.SIGKILL)
+            procs["a"][0].wait(5)
+            emu.hook("faults", {"writeLatencyMs": 0})
+            first = emu.hook("writes")["writes"]
+            self.assertEqual(len(first), 1, first)
+            self.assertIn("keyrotd-a", first[0]["userAgent"])
+            cms = http_json(lease_port, "/__lease/configmaps")
+            kept = cms["items"]["keyrot/keyrotd-state"]["data"]
+            want = "generate-" if method == "generate" else "intent-"
+            self.assertTrue(any(k.startswith(want) for k in kept), kept)
+
+            procs["b"] = start_replica(d, "b", emu.url, lease_port, token_file, method=method)
+
+            def done():
+                app = emu.app(DEV, "fo-0")
+                return [c for c in app["credentials"]
+                        if any(x["name"] == "keyrotd_replaces" and not x["value"].startswith("pending:")
+                               for x in c.get("attributes", []))]
+            deadline = time.time() + 30
+            while not done():
+                self.assertLess(time.time(), deadline, "the successor was not completed")
+                time.sleep(0.2)
+            app = emu.app(DEV, "fo-0")
+            self.assertEqual(len(app["credentials"]), 2,
+                             "one successor, no orphan: %s" % [c.get("attributes") for c in app["credentials"]])
+            new = done()[0]
+            self.assertEqual({x["name"]: x["value"] for x in app.get("attributes", [])}.get("Team"), "blue")
+            created = [r for n in ("a", "b") for r in procs[n][1].audit() if r["action"] == "created"]
+            self.assertEqual(len(created), 1, created)
+            self.assertEqual(created[0]["key"], h.fp(new["consumerKey"]))
+            self.assertEqual(procs["a"][1].audit(), [], "a died before it knew")
+            # Recovery removed what it used.
+            deadline = time.time() + 10
+            while http_json(lease_port, "/__lease/configmaps")["items"]["keyrot/keyrotd-state"]["data"]:
+                self.assertLess(time.time(), deadline, "recovery state left behind")
+                time.sleep(0.2)
+        finally:
+            if os.environ.get("KEEP"):
+                print("kept", d, file=sys.stderr)
+                for p, _ in procs.values():
+                    p.kill()
+                lease.terminate()
+                emu.stop()
+            else:
+                stop_all(procs, lease, emu, d)
+
+    def test_generate_journal_survives_failover(self):
+        self.run_case("generate")
+
+    def test_audit_intent_survives_failover(self):
+        self.run_case("import")
+
+
+def http_json(port, path):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+        return json.loads(r.read())
 
 
 class RollingUpdateTest(unittest.TestCase):

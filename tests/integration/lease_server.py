@@ -2,6 +2,7 @@
 """A stand-in for the Kubernetes API server's Lease endpoints, for leader-election tests.
 
   lease_server.py [--token T]... [--tls CERT KEY] [--port-file FILE] [--rbac NAME]...
+                  [--rbac-configmap NAME]...
 
 Listens on 127.0.0.1, port 0 (ThreadingHTTPServer), prints the port on the
 first line of stdout. Standard library only.
@@ -23,9 +24,22 @@ otherwise). With --rbac NAME (repeatable), as the Role in
 deploy/kubernetes/base/rbac.yaml: create is allowed for any name (RBAC cannot
 limit it by name), get/update/patch only on the named Leases (403 Forbidden).
 
+ConfigMaps, for keyrotd's crash-recovery state (sched/kube.hpp):
+
+  GET   /api/v1/namespaces/{ns}/configmaps/{name}   200 | 404
+  POST  /api/v1/namespaces/{ns}/configmaps          201 | 409 AlreadyExists | 422
+  PATCH /api/v1/namespaces/{ns}/configmaps/{name}   200 | 404 | 415 | 422
+        Content-Type application/merge-patch+json (RFC 7386; a null removes a
+        key); data keys must match [-._a-zA-Z0-9]+ and values be strings, the
+        whole data at most 1 MiB (422 otherwise), as the API server.
+RBAC for ConfigMaps (when --rbac is given): create for any name, get/patch only
+on the --rbac-configmap names (default: keyrotd-state), as deploy's Role.
+Failure modes hit Lease requests only, unless "resources": ["configmaps"] (or both).
+
 Test hooks (no auth), JSON bodies:
   POST /__lease/fail    {"mode": M, "tokens": [..] or absent = all, "seconds": S (default 30),
-                         "methods": [..] or absent = all, "count": N or absent = no limit}
+                         "methods": [..] or absent = all, "count": N or absent = no limit,
+                        "resources": ["leases"] (default) and/or "configmaps"}
                         requests with those tokens and methods:
                           "500"          a 500
                           "hang"         no answer for S seconds, then a closed connection
@@ -46,6 +60,8 @@ Test hooks (no auth), JSON bodies:
                         renewTime, acquireTime}; method "LABEL" for /__lease/label
   GET  /__lease/stats   requests by "METHOD status" ("PUT lost" for answers withheld)
   GET  /__lease/leases  the stored Leases
+  GET  /__lease/configmaps  {"items": {"ns/name": ConfigMap}, "history": [{t, method,
+                        configmap, token, set: [keys], removed: [keys]}]}
 """
 import json
 import re
@@ -60,6 +76,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 PREFIX = "/apis/coordination.k8s.io/v1/namespaces/"
 ITEM = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/([a-z0-9.-]+)/leases/([a-z0-9.-]+)$")
 COLLECTION = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/([a-z0-9.-]+)/leases$")
+CM_ITEM = re.compile(r"^/api/v1/namespaces/([a-z0-9.-]+)/configmaps/([a-z0-9.-]+)$")
+CM_COLLECTION = re.compile(r"^/api/v1/namespaces/([a-z0-9.-]+)/configmaps$")
+CM_KIND = {"kind": "configmaps"}
+DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 GROUP_KIND = {"group": "coordination.k8s.io", "kind": "leases"}
 
 
@@ -75,6 +95,10 @@ class State:
         self.fail_methods = None  # None: all
         self.fail_count = None  # None: no limit
         self.rbac = None  # None: no RBAC; else the resourceNames for get/update/patch
+        self.rbac_configmaps = {"keyrotd-state"}
+        self.fail_resources = {"leases"}
+        self.configmaps = {}
+        self.cm_history = []
         self.history = []
         self.stats = {}
         self.stopping = threading.Event()
@@ -170,9 +194,10 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/__lease/"):
             return self.hook(path, raw)
         tok = self.token()
+        resource = "configmaps" if path.startswith("/api/v1/") else "leases"
         with st.lock:
             mode = st.fail_mode
-            hit = mode != "off" and (st.fail_tokens is None or tok in st.fail_tokens) and \
+            hit = mode != "off" and resource in st.fail_resources and (st.fail_tokens is None or tok in st.fail_tokens) and \
                 (st.fail_methods is None or self.command in st.fail_methods)
             hang = st.hang_seconds
             if hit and st.fail_count is not None:
@@ -223,6 +248,8 @@ class Handler(BaseHTTPRequestHandler):
         if tok is None or tok not in st.tokens:
             return status(401, "Unauthorized", "Unauthorized")
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if path.startswith("/api/v1/"):
+            return self.configmap_api(path, raw, tok, ctype)
         if self.command in ("POST", "PUT") and ctype != "application/json":
             return status(415, "UnsupportedMediaType",
                           'the body of the request was in an unknown format - '
@@ -360,6 +387,116 @@ class Handler(BaseHTTPRequestHandler):
             self.record("PUT", new, tok)
             return 200, new
 
+    # ---- the ConfigMap API (crash-recovery state)
+    def configmap_api(self, path, raw, tok, ctype):
+        st = self.server.state
+        m_item, m_coll = CM_ITEM.match(path), CM_COLLECTION.match(path)
+        with st.lock:
+            rbac_on = st.rbac is not None
+            allowed = st.rbac_configmaps
+        if m_item and rbac_on and m_item.group(2) not in allowed:
+            verb = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+                self.command, self.command.lower())
+            ns, name = m_item.groups()
+            return status(403, "Forbidden",
+                          'configmaps "%s" is forbidden: User "system:serviceaccount:%s:keyrotd" '
+                          'cannot %s resource "configmaps" in API group "" in the namespace "%s"'
+                          % (name, ns, verb, ns), {"name": name, **CM_KIND})
+        if self.command == "GET" and m_item:
+            ns, name = m_item.groups()
+            with st.lock:
+                cm = st.configmaps.get((ns, name))
+                if cm is None:
+                    return status(404, "NotFound", 'configmaps "%s" not found' % name,
+                                  {"name": name, **CM_KIND})
+                return 200, json.loads(json.dumps(cm))
+        if self.command == "POST" and m_coll:
+            if ctype != "application/json":
+                return status(415, "UnsupportedMediaType", "unsupported media type " + ctype)
+            try:
+                obj = json.loads(raw)
+            except ValueError as e:
+                return status(400, "BadRequest", "error decoding request body: %s" % e)
+            ns = m_coll.group(1)
+            md = obj.get("metadata") or {}
+            name = md.get("name")
+            if obj.get("kind") != "ConfigMap" or obj.get("apiVersion") != "v1" or not name:
+                return status(400, "BadRequest", "the body is not a v1 ConfigMap with a name")
+            bad = self.check_data(name, obj.get("data") or {})
+            if bad:
+                return bad
+            with st.lock:
+                if (ns, name) in st.configmaps:
+                    return status(409, "AlreadyExists", 'configmaps "%s" already exists' % name,
+                                  {"name": name, **CM_KIND})
+                st.rv += 1
+                md.update({"namespace": ns, "uid": str(uuid.uuid4()), "resourceVersion": str(st.rv),
+                           "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                obj["metadata"] = md
+                obj.setdefault("data", {})
+                st.configmaps[(ns, name)] = obj
+                st.cm_history.append({"t": time.time(), "method": "POST", "configmap": "%s/%s" % (ns, name),
+                                      "token": tok, "set": sorted(obj["data"]), "removed": []})
+                return 201, json.loads(json.dumps(obj))
+        if self.command == "PATCH" and m_item:
+            if ctype != "application/merge-patch+json":
+                return status(415, "UnsupportedMediaType",
+                              "the body of the request was in an unknown format - accepted media "
+                              "types include: application/json-patch+json, "
+                              "application/merge-patch+json, application/apply-patch+yaml")
+            try:
+                patch = json.loads(raw)
+            except ValueError as e:
+                return status(400, "BadRequest", "error decoding request body: %s" % e)
+            ns, name = m_item.groups()
+            with st.lock:
+                cur = st.configmaps.get((ns, name))
+                if cur is None:
+                    return status(404, "NotFound", 'configmaps "%s" not found' % name,
+                                  {"name": name, **CM_KIND})
+                data = dict(cur.get("data") or {})
+                pd = patch.get("data") if isinstance(patch, dict) else None
+                set_keys, removed = [], []
+                if isinstance(pd, dict):
+                    for k, v in pd.items():
+                        if v is None:
+                            data.pop(k, None)
+                            removed.append(k)
+                        else:
+                            data[k] = v
+                            set_keys.append(k)
+                bad = self.check_data(name, data)
+                if bad:
+                    return bad
+                st.rv += 1
+                cur["data"] = data
+                cur["metadata"]["resourceVersion"] = str(st.rv)
+                st.cm_history.append({"t": time.time(), "method": "PATCH", "configmap": "%s/%s" % (ns, name),
+                                      "token": tok, "set": sorted(set_keys), "removed": sorted(removed)})
+                return 200, json.loads(json.dumps(cur))
+        if m_item or m_coll:
+            return status(405, "MethodNotAllowed",
+                          "the server does not allow this method on the requested resource")
+        return status(404, "NotFound", "the server could not find the requested resource")
+
+    @staticmethod
+    def check_data(name, data):
+        if not isinstance(data, dict):
+            return status(400, "BadRequest", "data is not an object")
+        size = 0
+        for k, v in data.items():
+            if not DATA_KEY.match(k) or len(k) > 253:
+                return status(422, "Invalid", 'ConfigMap "%s" is invalid: data[%s]: Invalid value: '
+                                              'a valid config key must consist of alphanumeric '
+                                              "characters, '-', '_' or '.'" % (name, k))
+            if not isinstance(v, str):
+                return status(400, "BadRequest", "data values must be strings")
+            size += len(k) + len(v.encode())
+        if size > 1048576:
+            return status(422, "Invalid", 'ConfigMap "%s" is invalid: []: Too long: must have at '
+                                          "most 1048576 bytes" % name)
+        return None
+
     # ---- hooks
     def hook(self, path, raw):
         st = self.server.state
@@ -374,6 +511,7 @@ class Handler(BaseHTTPRequestHandler):
                 st.hang_seconds = float(body.get("seconds", 30))
                 st.fail_methods = set(body["methods"]) if body.get("methods") is not None else None
                 st.fail_count = int(body["count"]) if body.get("count") is not None else None
+                st.fail_resources = set(body.get("resources") or ["leases"])
                 out = {"mode": st.fail_mode}
             elif path == "/__lease/label" and self.command == "POST":
                 key = (body.get("namespace", ""), body.get("name", ""))
@@ -394,6 +532,9 @@ class Handler(BaseHTTPRequestHandler):
                 out = list(st.history)
             elif path == "/__lease/stats":
                 out = dict(st.stats)
+            elif path == "/__lease/configmaps":
+                out = {"items": {"%s/%s" % k: v for k, v in st.configmaps.items()},
+                       "history": list(st.cm_history)}
             elif path == "/__lease/leases":
                 out = {"%s/%s" % k: v for k, v in st.leases.items()}
             else:
@@ -404,7 +545,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main(argv):
-    tokens, tls, port_file, rbac = [], None, None, None
+    tokens, tls, port_file, rbac, rbac_cm = [], None, None, None, None
     i = 0
     while i < len(argv):
         if argv[i] == "--token":
@@ -416,6 +557,9 @@ def main(argv):
         elif argv[i] == "--rbac":
             rbac = (rbac or set()) | {argv[i + 1]}
             i += 2
+        elif argv[i] == "--rbac-configmap":
+            rbac_cm = (rbac_cm or set()) | {argv[i + 1]}
+            i += 2
         elif argv[i] == "--port-file":
             port_file = argv[i + 1]
             i += 2
@@ -426,6 +570,8 @@ def main(argv):
     server.daemon_threads = True
     server.state = State(tokens)
     server.state.rbac = rbac
+    if rbac_cm is not None:
+        server.state.rbac_configmaps = rbac_cm
     if tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*tls)
