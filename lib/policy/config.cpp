@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <system_error>
@@ -31,24 +32,27 @@ using field_table = std::map<std::string, std::vector<std::string>, std::less<>>
 
 const field_table& config_table() {
     static const field_table t = {
-        {"", {"apigee", "listen", "interval", "stateDir", "policies", "log", "metrics"}},
+        {"", {"apigee", "listen", "interval", "stateDir", "policies", "log", "metrics", "notify"}},
         {"apigee", {"url", "auth", "caFile", "timeout", "maxConcurrency", "requestsPerSecond"}},
         {"apigee.auth", {"method", "path", "env", "userEnv", "passwordEnv"}},
         {"log", {"level", "format"}},
         {"metrics", {"perKey"}},
+        // notify.webhooks is a list: its items are checked by notify::parse_config.
+        {"notify", {"expiringAt", "maxAge", "outboxMax", "webhooks"}},
     };
     return t;
 }
 
 const field_table& policy_table() {
     static const field_table t = {
-        {"", {"name", "organization", "priority", "match", "rotation", "dryRun"}},
+        {"", {"name", "organization", "priority", "match", "rotation", "dryRun", "notify"}},
         {"match", {"developers", "apps", "apiProducts", "attributes", "exclude"}},
         {"match.exclude", {"developers", "apps", "apiProducts"}},
         {"rotation",
          {"keyLifetime", "rotateBefore", "maxAge", "overlap", "revoke", "deleteRevokedAfter",
           "method", "window"}},
         {"rotation.window", {"days", "start", "end", "timezone"}},
+        {"notify", {"expiringAt"}},
     };
     return t;
 }
@@ -309,6 +313,37 @@ class reader {
         return *l;
     }
 
+    // A list of durations above 0 (key.expiring lead times), longest first,
+    // without duplicates. nullopt on error.
+    std::optional<std::vector<millis>> lead_times(const field_ref& f, std::string_view field) {
+        std::vector<millis> out;
+        if (f.value.IsNull()) return out;
+        if (!f.value.IsSequence()) {
+            error(f.at(), field,
+                  std::string("expected a list of durations such as [30d, 7d, 1d], got ") +
+                      kind_of(f.value));
+            return std::nullopt;
+        }
+        bool ok = true;
+        for (std::size_t i = 0; i < f.value.size(); ++i) {
+            const std::string item = std::string(field) + "[" + std::to_string(i) + "]";
+            const field_ref e{f.key, f.value[i]};
+            auto d = duration(e, item, false);
+            if (!d) {
+                ok = false;
+            } else if (**d <= 0) {
+                error(e.at(), item, "must be greater than 0");
+                ok = false;
+            } else {
+                out.push_back(**d);
+            }
+        }
+        if (!ok) return std::nullopt;
+        std::sort(out.begin(), out.end(), std::greater<>());
+        out.erase(std::unique(out.begin(), out.end()), out.end());
+        return out;
+    }
+
   private:
     static std::string list(const std::vector<std::string>& names) {
         std::string out;
@@ -494,6 +529,12 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
     }
     if (const auto* f = get(*m, "dryRun"))
         if (auto b = r.boolean(*f, "dryRun")) p.dry_run = *b;
+    if (const auto* f = get(*m, "notify")) {
+        if (auto nm = r.map(f->value, f->at(), "notify", policy_table()))
+            if (const auto* g = get(*nm, "expiringAt"))
+                if (auto leads = r.lead_times(*g, "notify.expiringAt"))
+                    p.notify_expiring_at = *leads;
+    }
 
     if (const auto* f = get(*m, "match")) {
         if (auto mm = r.map(f->value, f->at(), "match", policy_table())) {
@@ -1064,6 +1105,45 @@ void read_auth(reader& r, const field_ref& f, auth_config& a,
     }
 }
 
+// A YAML node as JSON for notify::parse_config: a plain scalar that is an
+// integer or true/false becomes a number or a boolean, everything else a
+// string (durations stay strings). Records where each path was written, so
+// errors about it can name the line ("notify.webhooks[0].url").
+nlohmann::json yaml_to_json(const YAML::Node& n, const std::string& path,
+                            std::map<std::string, std::pair<int, int>>& positions) {
+    const pos p = pos_of(n.Mark());
+    if (p.line) positions.emplace(path, std::make_pair(p.line, p.column));
+    if (n.IsMap()) {
+        nlohmann::json out = nlohmann::json::object();
+        for (auto it = n.begin(); it != n.end(); ++it) {
+            const YAML::Node key = it->first;
+            if (!key.IsScalar()) continue;  // reported by parse_config as a bad shape
+            const std::string sub = path + "." + key.Scalar();
+            const pos kp = pos_of(key.Mark());
+            if (kp.line) positions.emplace(sub, std::make_pair(kp.line, kp.column));
+            out[key.Scalar()] = yaml_to_json(it->second, sub, positions);
+        }
+        return out;
+    }
+    if (n.IsSequence()) {
+        nlohmann::json out = nlohmann::json::array();
+        for (std::size_t i = 0; i < n.size(); ++i)
+            out.push_back(yaml_to_json(n[i], path + "[" + std::to_string(i) + "]", positions));
+        return out;
+    }
+    if (!n.IsScalar()) return nullptr;
+    const std::string& s = n.Scalar();
+    if (n.Tag() != "!") {
+        long long v = 0;
+        const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (!s.empty() && ec == std::errc() && end == s.data() + s.size()) return v;
+        const std::string l = lower(s);
+        if (l == "true") return true;
+        if (l == "false") return false;
+    }
+    return s;
+}
+
 // `policies_ok` turns false when the policies path cannot be trusted (then
 // the loader does not go looking for policies and report noise about them).
 void read_config(reader& r, const YAML::Node& root, config& c, pos& policies_at,
@@ -1180,6 +1260,15 @@ void read_config(reader& r, const YAML::Node& root, config& c, pos& policies_at,
             if (const auto* g = get(*mm, "perKey"))
                 if (auto b = r.boolean(*g, "metrics.perKey")) c.metrics_per_key = *b;
     }
+    if (const auto* f = get(*m, "notify")) {
+        // Unknown top-level fields here, with their line and a typo hint; the
+        // rest (webhooks) is checked by notify::parse_config from the JSON.
+        if (r.map(f->value, f->at(), "notify", config_table())) {
+            c.positions["notify"] = {f->at().line, f->at().column};
+            if (!f->value.IsNull())
+                c.notify_json = yaml_to_json(f->value, "notify", c.positions).dump();
+        }
+    }
 }
 
 diagnostic about_field(const config& c, const std::string& field, std::string message,
@@ -1190,6 +1279,30 @@ diagnostic about_field(const config& c, const std::string& field, std::string me
         d.column = it->second.second;
     }
     return d;
+}
+
+// notify.webhooks[*].caFile, secretFiles and ed25519KeyFile relative to the
+// config file's directory, as apigee.caFile.
+void resolve_notify_files(const fs::path& dir, config& c) {
+    if (c.notify_json.empty()) return;
+    auto j = nlohmann::json::parse(c.notify_json);
+    if (!j.is_object() || !j.contains("webhooks") || !j["webhooks"].is_array()) return;
+    auto fix = [&](nlohmann::json& v) {
+        if (v.is_string() && !v.get<std::string>().empty()) v = resolve(dir, v.get<std::string>());
+    };
+    for (auto& w : j["webhooks"]) {
+        if (!w.is_object()) continue;
+        if (w.contains("caFile")) fix(w["caFile"]);
+        for (const char* name : {"secretFiles", "ed25519KeyFile"}) {
+            if (!w.contains(name)) continue;
+            auto& v = w[name];
+            if (v.is_array())
+                for (auto& e : v) fix(e);
+            else
+                fix(v);
+        }
+    }
+    c.notify_json = j.dump();
 }
 
 // A file the config names must be there and readable now: finding out at the
@@ -1213,6 +1326,32 @@ void check_named_files(const config& c, std::vector<diagnostic>& out) {
                 about_field(c, field, std::string(what) + " " + quote(path) + ": " + why));
     };
     check("apigee.caFile", c.apigee.ca_file, "cannot read CA file");
+    // notify: the webhooks' CA files and signing keys (read again at start-up
+    // by webhook_sink::create; a missing one is a configuration error here).
+    if (!c.notify_json.empty()) {
+        const auto j = nlohmann::json::parse(c.notify_json);
+        if (j.is_object() && j.contains("webhooks") && j["webhooks"].is_array()) {
+            const auto& hooks = j["webhooks"];
+            for (std::size_t i = 0; i < hooks.size(); ++i) {
+                if (!hooks[i].is_object()) continue;
+                const std::string w = "notify.webhooks[" + std::to_string(i) + "].";
+                if (hooks[i].contains("caFile") && hooks[i]["caFile"].is_string())
+                    check(w + "caFile", hooks[i]["caFile"].get<std::string>(),
+                          "cannot read CA file");
+                for (const char* name : {"secretFiles", "ed25519KeyFile"}) {
+                    if (!hooks[i].contains(name)) continue;
+                    const auto& v = hooks[i][name];
+                    if (v.is_string())
+                        check(w + name, v.get<std::string>(), "cannot read signing key file");
+                    if (!v.is_array()) continue;
+                    for (std::size_t k = 0; k < v.size(); ++k)
+                        if (v[k].is_string())
+                            check(w + name + "[" + std::to_string(k) + "]", v[k].get<std::string>(),
+                                  "cannot read signing key file");
+                }
+            }
+        }
+    }
     if (c.apigee.auth.method == "token-file")
         check("apigee.auth.path", c.apigee.auth.path, "cannot read token file");
     else if (c.apigee.auth.method == "google")
@@ -1298,6 +1437,7 @@ load_result load_config(const std::filesystem::path& file) {
     c.state_dir = resolve(dir, c.state_dir);
     if (!c.apigee.ca_file.empty()) c.apigee.ca_file = resolve(dir, c.apigee.ca_file);
     if (!c.apigee.auth.path.empty()) c.apigee.auth.path = resolve(dir, c.apigee.auth.path);
+    resolve_notify_files(dir, c);
     check_named_files(c, res.diagnostics);
 
     auto pr = load_policies_impl(c.policies_path, "policies",

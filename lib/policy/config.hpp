@@ -59,6 +59,9 @@ struct policy {
     match_rules match;
     rotation_rules rotation;
     bool dry_run = false;
+    // notify: {expiringAt: [...]}: this policy's key.expiring lead times, longest
+    // first; unset: the config's notify.expiringAt (docs/notifications.md).
+    std::optional<std::vector<millis>> notify_expiring_at;
     std::string source;  // file it came from, for messages
 };
 
@@ -88,6 +91,10 @@ struct config {
     std::string log_level = "info";
     std::string log_format = "text";
     bool metrics_per_key = true;  // metrics: {perKey: false} turns per-key series off
+    // The `notify` section as JSON text for notify::parse_config (empty: none).
+    // Relative file names in it are already resolved against the config's
+    // directory, and the files it names were checked to be readable.
+    std::string notify_json;
     std::vector<policy> policies;
     std::string source;  // the config file
     // Where some fields were written (line, column; 1-based), for messages about
