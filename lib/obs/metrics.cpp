@@ -315,4 +315,66 @@ void metrics::set_leader(bool leader) { leader_.Set(leader ? 1 : 0); }
 
 void metrics::set_interval(double seconds) { interval_.Set(seconds); }
 
+void metrics::enable_notify(const std::vector<std::string>& sinks) {
+    std::lock_guard lock(mu_);
+    if (notify_depth_ == nullptr) {
+        notify_depth_ = &prometheus::BuildGauge()
+                             .Name("keyrotd_notify_outbox_depth")
+                             .Help("Notifications recorded in the outbox and not yet delivered")
+                             .Register(*registry_);
+        notify_oldest_ = &prometheus::BuildGauge()
+                              .Name("keyrotd_notify_outbox_oldest_seconds")
+                              .Help("Age of the oldest undelivered notification (0: none)")
+                              .Register(*registry_);
+        notify_deliveries_ = &prometheus::BuildCounter()
+                                  .Name("keyrotd_notify_deliveries_total")
+                                  .Help("Webhook delivery results, by sink and outcome")
+                                  .Register(*registry_);
+        notify_dropped_ = &prometheus::BuildCounter()
+                               .Name("keyrotd_notify_dropped_total")
+                               .Help("Notifications dropped with a disabled or removed webhook")
+                               .Register(*registry_);
+        notify_disabled_ = &prometheus::BuildGauge()
+                                .Name("keyrotd_notify_sink_disabled")
+                                .Help("1 when a webhook answered 410 Gone and is off until restart")
+                                .Register(*registry_);
+        notify_events_ = &prometheus::BuildCounter()
+                              .Name("keyrotd_notify_events_total")
+                              .Help("Notifications handed to the outbox, by type and result")
+                              .Register(*registry_);
+        notify_depth_->Add({}).Set(0);
+        notify_oldest_->Add({}).Set(0);
+    }
+    for (const auto& s : sinks) {
+        for (const char* o : {"delivered", "retrying", "abandoned", "disabled"})
+            notify_deliveries_->Add({{"sink", s}, {"outcome", o}});
+        notify_dropped_->Add({{"sink", s}});
+        notify_disabled_->Add({{"sink", s}}).Set(0);
+    }
+}
+
+void metrics::set_notify_outbox(std::size_t depth, double oldest_seconds) {
+    if (notify_depth_ == nullptr) return;
+    notify_depth_->Add({}).Set(static_cast<double>(depth));
+    notify_oldest_->Add({}).Set(oldest_seconds);
+}
+
+void metrics::on_notify_delivery(const std::string& sink, const char* outcome,
+                                 std::size_t dropped) {
+    if (notify_deliveries_ == nullptr) return;
+    if (std::string_view(outcome) != "dropped")
+        notify_deliveries_->Add({{"sink", sink}, {"outcome", outcome}}).Increment();
+    if (dropped > 0) notify_dropped_->Add({{"sink", sink}}).Increment(static_cast<double>(dropped));
+}
+
+void metrics::set_notify_sink_disabled(const std::string& sink, bool disabled) {
+    if (notify_disabled_ == nullptr) return;
+    notify_disabled_->Add({{"sink", sink}}).Set(disabled ? 1 : 0);
+}
+
+void metrics::on_notify_event(const std::string& type, const char* result) {
+    if (notify_events_ == nullptr) return;
+    notify_events_->Add({{"type", type}, {"result", result}}).Increment();
+}
+
 }  // namespace keyrot::obs

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 #include "exec/observer.hpp"
 
@@ -55,6 +56,17 @@ class metrics {
     void on_audit_failure();
     void set_leader(bool leader);
     void set_interval(double seconds);
+
+    // Notifications (docs/notifications.md). The keyrotd_notify_* families exist
+    // only once enable_notify() was called, with the configured webhooks' names.
+    void enable_notify(const std::vector<std::string>& sinks);
+    void set_notify_outbox(std::size_t depth, double oldest_seconds);
+    // A dispatcher report: outcome delivered | retrying | abandoned | disabled |
+    // dropped; `dropped` events went with a disabled or unknown sink.
+    void on_notify_delivery(const std::string& sink, const char* outcome, std::size_t dropped);
+    void set_notify_sink_disabled(const std::string& sink, bool disabled);
+    // An event handed to the outbox: result queued | duplicate | refused.
+    void on_notify_event(const std::string& type, const char* result);
 
   private:
     using key_labels = std::tuple<std::string, std::string, std::string>;  // developer, app, key
@@ -92,6 +104,12 @@ class metrics {
     prometheus::Family<prometheus::Counter>& audit_failures_;
     prometheus::Gauge& leader_;
     prometheus::Gauge& interval_;
+    prometheus::Family<prometheus::Gauge>* notify_depth_ = nullptr;
+    prometheus::Family<prometheus::Gauge>* notify_oldest_ = nullptr;
+    prometheus::Family<prometheus::Counter>* notify_deliveries_ = nullptr;
+    prometheus::Family<prometheus::Counter>* notify_dropped_ = nullptr;
+    prometheus::Family<prometheus::Gauge>* notify_disabled_ = nullptr;
+    prometheus::Family<prometheus::Counter>* notify_events_ = nullptr;
 
     std::mutex mu_;
     std::map<std::string, org_series> orgs_;

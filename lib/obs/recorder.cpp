@@ -24,6 +24,9 @@ bool recorder::on_action(const exec::action_record& r) {
             durable = false;
         }
     }
+    // The notification goes to the outbox (fsynced) right after the audit
+    // record, before the action is reported done; it never fails the action.
+    if (notifier_ && durable) notifier_->on_action(r);
     try {
         if (r.dry_run) ++dry_run_[r.organization];
         std::string message = r.dry_run ? "dry run: " + r.action : r.action;
@@ -74,6 +77,7 @@ void recorder::on_app(const exec::app_decision& d) {
 }
 
 void recorder::on_pass(const exec::pass_summary& s) {
+    if (notifier_) notifier_->on_pass(s);
     try {
         int dry = 0;
         if (auto it = dry_run_.find(s.organization); it != dry_run_.end()) {

@@ -12,6 +12,7 @@
 #include "exec/observer.hpp"
 #include "obs/audit.hpp"
 #include "obs/metrics.hpp"
+#include "obs/notifier.hpp"
 
 namespace keyrot::obs {
 
@@ -27,19 +28,25 @@ class recorder final : public exec::observer {
     // about each policy that governs no app, and updates metrics. Dry-run
     // records are not counted in the line's actions_done (dry_run_actions).
     void on_pass(const exec::pass_summary& s) override;
-    bool wants_keys() const override { return metrics_ && metrics_->per_key(); }
+    bool wants_keys() const override {
+        return notifier_ != nullptr || (metrics_ && metrics_->per_key());
+    }
     // debug: one line per app, what the pass decided and why.
     void on_app(const exec::app_decision& d) override;
     bool wants_decisions() const override;
     // Off for a pass over one app (`rotate --app`): then every policy but one
     // governs nothing, and that says nothing about the policies.
     void warn_idle_policies(bool on) { warn_idle_policies_ = on; }
+    // Notifications after the audit record (docs/notifications.md); null: none.
+    // The notifier must outlive the recorder's use.
+    void set_notifier(notifier* n) { notifier_ = n; }
 
   private:
     audit_log* audit_;
     metrics* metrics_;
     std::map<std::string, int> dry_run_;  // dry-run records per organization, this pass
     bool warn_idle_policies_ = true;
+    notifier* notifier_ = nullptr;
 };
 
 using observer_chain = recorder;

@@ -1,0 +1,357 @@
+#include "obs/notifier.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include "obs/log.hpp"
+#include "obs/metrics.hpp"
+
+namespace keyrot::obs {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::string app_key(const std::string& org, const std::string& developer, const std::string& app) {
+    return org + "\n" + developer + "\n" + app;
+}
+
+const plan::key_view* find_key(const std::vector<exec::key_record>& keys, const std::string& fp) {
+    if (fp.empty()) return nullptr;
+    for (const auto& k : keys)
+        if (k.key.fingerprint == fp) return &k.key;
+    return nullptr;
+}
+
+// When `k` stops working: its expiry, or its scheduled revocation (complete
+// successor's issuedAt + overlap) when that comes first. k_never: never.
+millis stops_at(const exec::key_record& k, const std::vector<exec::key_record>& app_keys,
+                const notify_policy* p) {
+    millis end = k.key.expires_at;
+    if (p == nullptr || !p->revoke || k.key.successor.empty()) return end;
+    const plan::key_view* s = find_key(app_keys, k.key.successor);
+    if (s == nullptr || s->pending) return end;
+    const millis revoke_at = s->issued_at + p->overlap;
+    return end == k_never ? revoke_at : std::min(end, revoke_at);
+}
+
+bool write_all(int fd, const std::string& s) {
+    std::size_t off = 0;
+    while (off < s.size()) {
+        const ssize_t n = ::write(fd, s.data() + off, s.size() - off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        off += static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+json sent_to_json(const std::map<std::string, std::tuple<std::string, std::string, millis>>& m) {
+    json list = json::array();
+    for (const auto& [id, v] : m) {
+        json e = json::object();
+        e["id"] = id;
+        e["organization"] = std::get<0>(v);
+        e["key"] = std::get<1>(v);
+        e["at"] = std::get<2>(v);
+        list.push_back(std::move(e));
+    }
+    json out = json::object();
+    out["version"] = 1;
+    out["sent"] = std::move(list);
+    return out;
+}
+
+const char* report_outcome(notify::report::kind k) {
+    switch (k) {
+        case notify::report::kind::delivered:
+            return "delivered";
+        case notify::report::kind::retrying:
+            return "retrying";
+        case notify::report::kind::abandoned:
+            return "abandoned";
+        case notify::report::kind::disabled:
+            return "disabled";
+        case notify::report::kind::dropped:
+            return "dropped";
+        case notify::report::kind::not_stored:
+            return "not_stored";
+    }
+    return "unknown";
+}
+
+}  // namespace
+
+std::map<std::string, notify_policy> notify_policies(const policy::config& cfg,
+                                                     const notify::config& ncfg) {
+    std::map<std::string, notify_policy> out;
+    for (const auto& p : cfg.policies) {
+        notify_policy np;
+        np.expiring_at = p.notify_expiring_at ? *p.notify_expiring_at : ncfg.expiring_at;
+        np.overlap = p.rotation.overlap;
+        np.revoke = p.rotation.revoke;
+        out[p.name] = std::move(np);
+    }
+    return out;
+}
+
+std::vector<notify::event_fields> expiring_events(
+    const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies, millis now) {
+    std::map<std::string, std::vector<exec::key_record>> by_app;
+    for (const auto& k : s.keys) by_app[app_key(s.organization, k.developer, k.app)].push_back(k);
+    std::vector<notify::event_fields> out;
+    for (const auto& k : s.keys) {
+        if (k.developer.empty()) continue;  // a team app: no owner to name
+        if (k.key.state == plan::key_state::revoked || k.key.state == plan::key_state::expired)
+            continue;
+        const auto pit = policies.find(k.policy);
+        if (pit == policies.end() || pit->second.expiring_at.empty()) continue;
+        const auto& app_keys = by_app[app_key(s.organization, k.developer, k.app)];
+        const millis end = stops_at(k, app_keys, &pit->second);
+        if (end == k_never || end <= now) continue;
+        // The shortest lead time already reached: one warning per (key, lead).
+        std::optional<millis> lead;
+        for (const millis l : pit->second.expiring_at)
+            if (end - now <= l && (!lead || l < *lead)) lead = l;
+        if (!lead) continue;
+        notify::event_fields f;
+        f.type = notify::event_type::key_expiring;
+        f.organization = s.organization;
+        f.developer = k.developer;
+        f.app = k.app;
+        f.policy = k.policy;
+        f.key = k.key.fingerprint;
+        f.expires_at = end;
+        f.lead_time = *lead;
+        f.occurred_at = now;
+        out.push_back(std::move(f));
+    }
+    return out;
+}
+
+notifier::notifier(publish_fn publish, std::map<std::string, notify_policy> policies,
+                   std::filesystem::path sent_file, metrics* m, std::function<millis()> clock,
+                   std::size_t sent_max)
+    : publish_(std::move(publish)),
+      policies_(std::move(policies)),
+      sent_file_(std::move(sent_file)),
+      metrics_(m),
+      clock_(std::move(clock)),
+      sent_max_(sent_max) {
+    load();
+}
+
+void notifier::load() {
+    std::ifstream in(sent_file_);
+    if (!in) return;
+    try {
+        const json j = json::parse(in);
+        for (const auto& e : j.at("sent")) {
+            sent_entry s{e.at("organization").get<std::string>(), e.at("key").get<std::string>(),
+                         e.at("at").get<millis>()};
+            sent_.emplace(e.at("id").get<std::string>(), std::move(s));
+        }
+    } catch (const std::exception& ex) {
+        sent_.clear();
+        log_event(spdlog::level::warn,
+                  "cannot read the record of sent notifications; starting afresh (an event may be "
+                  "sent again)",
+                  {{"path", sent_file_.string()}, {"error", ex.what()}});
+    }
+}
+
+void notifier::save() {
+    std::map<std::string, std::tuple<std::string, std::string, millis>> m;
+    for (const auto& [id, e] : sent_) m.emplace(id, std::make_tuple(e.organization, e.key, e.at));
+    const std::string text = sent_to_json(m).dump() + "\n";
+    const std::string tmp = sent_file_.string() + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write_all(fd, text) && ::fsync(fd) == 0;
+    if (fd >= 0) ok = ::close(fd) == 0 && ok;
+    if (ok) ok = ::rename(tmp.c_str(), sent_file_.c_str()) == 0;
+    if (ok) {
+        const int dfd =
+            ::open(sent_file_.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            ::fsync(dfd);
+            ::close(dfd);
+        }
+    }
+    if (!ok)
+        log_event(spdlog::level::err,
+                  "cannot write the record of sent notifications (an event may be sent again)",
+                  {{"path", sent_file_.string()}, {"error", std::strerror(errno)}});
+}
+
+void notifier::prune_to_max() {
+    if (sent_.size() <= sent_max_) return;
+    std::vector<std::pair<millis, std::string>> by_age;
+    by_age.reserve(sent_.size());
+    for (const auto& [id, e] : sent_) by_age.emplace_back(e.at, id);
+    std::sort(by_age.begin(), by_age.end());
+    for (std::size_t i = 0; i < by_age.size() && sent_.size() > sent_max_; ++i)
+        sent_.erase(by_age[i].second);
+}
+
+bool notifier::publish(notify::event_fields f) {
+    const std::string type(notify::to_string(f.type));
+    auto ev = notify::make_event(std::move(f));
+    if (!ev) {
+        log_event(spdlog::level::err, "notification not made",
+                  {{"type", type}, {"error", ev.err().describe()}});
+        if (metrics_) metrics_->on_notify_event(type, "refused");
+        return false;
+    }
+    const notify::event& e = ev.value();
+    if (sent_.count(e.id)) return true;  // published before: once per occurrence
+    const auto r = publish_(e);
+    if (!r.stored()) {
+        log_event(spdlog::level::err, "notification NOT queued",
+                  {{"type", type},
+                   {"id", e.id},
+                   {"organization", e.f.organization},
+                   {"app", e.f.app},
+                   {"key", e.f.key},
+                   {"error", r.reason}});
+        if (metrics_) metrics_->on_notify_event(type, "refused");
+        return false;
+    }
+    if (metrics_)
+        metrics_->on_notify_event(
+            type, r.status == notify::add_status::duplicate ? "duplicate" : "queued");
+    log_event(spdlog::level::debug, "notification queued",
+              {{"type", type}, {"id", e.id}, {"app", e.f.app}, {"key", e.f.key}});
+    sent_[e.id] = sent_entry{e.f.organization, e.f.key, clock_()};
+    prune_to_max();
+    save();
+    return true;
+}
+
+void notifier::on_action(const exec::action_record& r) {
+    try {
+        if (r.dry_run) return;
+        notify::event_fields f;
+        f.organization = r.organization;
+        f.developer = r.developer;
+        f.app = r.app;
+        f.policy = r.policy;
+        f.occurred_at = r.ts;
+        if (r.action == "completed") {
+            f.type = notify::event_type::key_rotated;
+            f.key = r.key;
+            f.replaces = r.replaces;
+            // Known only if an earlier pass of this process listed the keys.
+            const auto it = last_keys_.find(app_key(r.organization, r.developer, r.app));
+            if (it != last_keys_.end()) {
+                const plan::key_view* nk = find_key(it->second, r.key);
+                const plan::key_view* ok = find_key(it->second, r.replaces);
+                const auto pit = policies_.find(r.policy);
+                if (nk) f.expires_at = nk->expires_at;
+                if (nk && ok && pit != policies_.end() && pit->second.revoke) {
+                    millis at = nk->issued_at + pit->second.overlap;
+                    if (ok->expires_at != k_never) at = std::min(at, ok->expires_at);
+                    f.revokes_at = at;
+                }
+            }
+        } else if (r.action == "revoked") {
+            f.type = notify::event_type::key_revoked;
+            f.key = r.key;
+        } else if (r.action == "deleted") {
+            f.type = notify::event_type::key_deleted;
+            f.key = r.key;
+        } else if (r.action == "failed") {
+            f.type = notify::event_type::rotation_failed;
+            // The key that was being rotated (a failed create or completion names
+            // the old key in `replaces`), or the key a revoke/delete was about.
+            f.key = r.replaces.empty() ? r.key : r.replaces;
+            f.reason = r.detail;
+        } else {
+            return;
+        }
+        publish(std::move(f));
+    } catch (const std::exception& ex) {
+        log_event(spdlog::level::err, "notification not made", {{"error", ex.what()}});
+    }
+}
+
+void notifier::on_pass(const exec::pass_summary& s) {
+    try {
+        if (s.partial || !s.ok) return;  // only a whole picture may prune or warn
+        const millis now = clock_();
+        for (auto& f : expiring_events(s, policies_, now)) publish(std::move(f));
+        // Keys seen this pass, for key.rotated's times and for forgetting.
+        std::set<std::string> seen;
+        for (auto it = last_keys_.begin(); it != last_keys_.end();) {
+            if (it->first.starts_with(s.organization + "\n"))
+                it = last_keys_.erase(it);
+            else
+                ++it;
+        }
+        for (const auto& k : s.keys) {
+            seen.insert(k.key.fingerprint);
+            last_keys_[app_key(s.organization, k.developer, k.app)].push_back(k);
+        }
+        const std::size_t before = sent_.size();
+        std::erase_if(sent_, [&](const auto& kv) {
+            const auto& e = kv.second;
+            return e.organization == s.organization && !e.key.empty() && !seen.count(e.key);
+        });
+        if (sent_.size() != before) save();
+    } catch (const std::exception& ex) {
+        log_event(spdlog::level::err, "notifications for the pass not made",
+                  {{"organization", s.organization}, {"error", ex.what()}});
+    }
+}
+
+void notifier::on_report(const notify::report& r) {
+    try {
+        const char* outcome = report_outcome(r.what);
+        if (metrics_ && r.what != notify::report::kind::not_stored) {
+            metrics_->on_notify_delivery(r.sink, outcome, r.dropped);
+            if (r.what == notify::report::kind::disabled)
+                metrics_->set_notify_sink_disabled(r.sink, true);
+        }
+        std::vector<field> fields = {{"sink", r.sink}, {"id", r.id}, {"type", r.type}};
+        if (r.attempts) fields.emplace_back("attempts", r.attempts);
+        if (r.status) fields.emplace_back("status", r.status);
+        if (!r.error.empty()) fields.emplace_back("error", r.error);
+        if (r.next_at) fields.emplace_back("next_attempt", format_time(*r.next_at));
+        if (r.dropped) fields.emplace_back("dropped", static_cast<long long>(r.dropped));
+        if (!r.durable) fields.emplace_back("durable", "false");
+        switch (r.what) {
+            case notify::report::kind::delivered:
+                log_event(spdlog::level::info, "notification delivered", fields);
+                break;
+            case notify::report::kind::retrying:
+                log_event(spdlog::level::warn, "notification not delivered; will retry", fields);
+                break;
+            case notify::report::kind::abandoned:
+                log_event(spdlog::level::err, "notification abandoned (maxAge reached)", fields);
+                break;
+            case notify::report::kind::disabled:
+                log_event(spdlog::level::err,
+                          "webhook answered 410 Gone: disabled until restart; its pending "
+                          "notifications are dropped",
+                          fields);
+                break;
+            case notify::report::kind::dropped:
+                log_event(spdlog::level::warn,
+                          "notifications dropped: their webhook is no longer configured", fields);
+                break;
+            case notify::report::kind::not_stored:
+                break;  // publish() logged it already
+        }
+    } catch (...) {
+    }
+}
+
+}  // namespace keyrot::obs

@@ -1,0 +1,107 @@
+// The bridge from the executor's observer to keyrot::notify (docs/notifications.md):
+// which action or key state becomes which event, and a durable memory of the
+// events already handed to the outbox, so an occurrence is published once.
+//
+// Contract:
+// - on_action() maps a durable, non-dry-run audit record to an event:
+//   completed -> key.rotated, revoked -> key.revoked, deleted -> key.deleted,
+//   failed -> rotation.failed (reason = the record's detail). created and
+//   skipped make none. Fields the record does not carry are left out (see
+//   docs/notifications.md: key.rotated's expiresAt and replacesRevokedAt are
+//   known only when an earlier pass of this process saw both keys).
+// - on_pass() (a full pass with its keys) publishes key.expiring for each key
+//   whose end (expiry, or scheduled revocation when that comes first) is within
+//   a lead time: one event per (key, lead), for the shortest lead not yet
+//   passed. It then forgets what it remembered about keys of that
+//   organisation the pass no longer saw.
+// - An id published (stored or already queued) is remembered in `sent_file`
+//   (rewritten atomically, fsynced) and never published again while
+//   remembered. The memory is bounded (sent_max, oldest dropped first).
+// - publish only writes the outbox (through `publish`): never the network.
+//   A refused event (outbox full, I/O) is logged as an error and counted; it
+//   never fails the action.
+// - Never throws out of on_action/on_pass; never logs a key or secret
+//   (events carry fingerprints only).
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/duration.hpp"
+#include "exec/observer.hpp"
+#include "notify/config.hpp"
+#include "notify/dispatcher.hpp"
+#include "notify/event.hpp"
+#include "policy/config.hpp"
+
+namespace keyrot::obs {
+
+class metrics;
+
+// What key.expiring needs to know about a policy.
+struct notify_policy {
+    std::vector<millis> expiring_at;  // lead times, longest first
+    millis overlap = 0;
+    bool revoke = true;
+};
+
+// Per policy name: its lead times (notify.expiringAt of the policy, else the
+// config's), overlap and revoke.
+std::map<std::string, notify_policy> notify_policies(const policy::config& cfg,
+                                                     const notify::config& ncfg);
+
+// The key.expiring events a full pass calls for at `now` (pure: no I/O).
+// Keys of apps without a developer (team apps) are left out: an event needs
+// its owner.
+std::vector<notify::event_fields> expiring_events(
+    const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies, millis now);
+
+class notifier {
+  public:
+    using publish_fn = std::function<notify::add_result(const notify::event&)>;
+
+    // Loads `sent_file` when it exists (an unreadable one is logged and
+    // replaced: at worst an event is sent twice).
+    notifier(publish_fn publish, std::map<std::string, notify_policy> policies,
+             std::filesystem::path sent_file, metrics* m, std::function<millis()> clock,
+             std::size_t sent_max = 100000);
+
+    void on_action(const exec::action_record& r);
+    void on_pass(const exec::pass_summary& s);
+    // After a reload: new lead times, overlaps and policies.
+    void set_policies(std::map<std::string, notify_policy> p) { policies_ = std::move(p); }
+
+    // A dispatcher report as a log line and metrics.
+    void on_report(const notify::report& r);
+
+    std::size_t remembered() const { return sent_.size(); }
+
+  private:
+    struct sent_entry {
+        std::string organization;
+        std::string key;
+        millis at = 0;
+    };
+    // Builds, checks the memory, publishes, remembers. False when not stored.
+    bool publish(notify::event_fields f);
+    void load();
+    void save();
+    void prune_to_max();
+
+    publish_fn publish_;
+    std::map<std::string, notify_policy> policies_;
+    std::filesystem::path sent_file_;
+    metrics* metrics_;
+    std::function<millis()> clock_;
+    std::size_t sent_max_;
+    std::map<std::string, sent_entry> sent_;  // id -> what it was about
+    // From earlier full passes: org/developer/app -> keys, for key.rotated.
+    std::map<std::string, std::vector<exec::key_record>> last_keys_;
+};
+
+}  // namespace keyrot::obs
