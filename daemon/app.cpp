@@ -37,10 +37,15 @@
 #include "exec/executor.hpp"
 #include "http/client.hpp"
 #include "notify.hpp"
+#include "notify/config.hpp"
+#include "notify/dispatcher.hpp"
+#include "notify/outbox.hpp"
+#include "notify/webhook_sink.hpp"
 #include "obs/audit.hpp"
 #include "obs/http_server.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
+#include "obs/notifier.hpp"
 #include "obs/recorder.hpp"
 #include "policy/config.hpp"
 #include "sched/kube.hpp"
@@ -307,6 +312,142 @@ T run_sync(net::io_context& io, net::awaitable<T> aw, std::function<void()> done
 }
 
 bool is_write(const plan::action& a) { return a.kind != plan::action_kind::report; }
+
+// ---- notifications (docs/notifications.md) -----------------------------------
+
+// The `notify` section through notify::parse_config, its problems as
+// diagnostics naming the config file, line and field like every other
+// config error. `out` gets the parsed section when there is none.
+std::vector<policy::diagnostic> load_notify(const policy::config& cfg, notify::config& out) {
+    std::vector<policy::diagnostic> ds;
+    nlohmann::json section;
+    if (!cfg.notify_json.empty()) section = nlohmann::json::parse(cfg.notify_json);
+    auto parsed = notify::parse_config(section);
+    if (parsed) {
+        out = std::move(parsed.value());
+        return ds;
+    }
+    // "notify.webhooks[0].url: …; notify.maxAge: …": one diagnostic each.
+    const std::string& all = parsed.err().message;
+    std::vector<std::string> parts;
+    std::size_t start = 0;
+    while (true) {
+        const auto next = all.find("; notify", start);
+        parts.push_back(all.substr(start, next == std::string::npos ? next : next - start));
+        if (next == std::string::npos) break;
+        start = next + 2;
+    }
+    for (const auto& part : parts) {
+        policy::diagnostic d;
+        d.file = cfg.source;
+        const auto colon = part.find(": ");
+        d.field = colon == std::string::npos ? "notify" : part.substr(0, colon);
+        d.message = colon == std::string::npos ? part : part.substr(colon + 2);
+        // The closest enclosing path whose position the loader recorded.
+        for (std::string f = d.field; !f.empty();) {
+            if (auto it = cfg.positions.find(f); it != cfg.positions.end()) {
+                d.line = it->second.first;
+                d.column = it->second.second;
+                break;
+            }
+            const auto cut = f.find_last_of(".[");
+            f = cut == std::string::npos ? "" : f.substr(0, cut);
+        }
+        ds.push_back(std::move(d));
+    }
+    return ds;
+}
+
+// The outbox under stateDir, one webhook sink each, the dispatcher, and the
+// observer-side notifier that turns audit records and passes into events.
+struct notify_stack {
+    std::unique_ptr<notify::outbox> box;
+    std::unique_ptr<notify::dispatcher> disp;
+    std::unique_ptr<obs::notifier> notifier;
+    std::vector<std::string> sinks;
+    obs::metrics* metrics = nullptr;
+    std::set<std::string> failed_sinks;  // `once`: sinks that failed during the drain
+
+    void refresh_gauges() const {
+        if (metrics)
+            metrics->set_notify_outbox(disp->depth(),
+                                       static_cast<double>(disp->oldest_age()) / 1000.0);
+    }
+    // Nothing left that `once` can deliver now: no attempt in flight, and every
+    // sink is disabled, failed during this drain, or has nothing due.
+    bool idle(millis now) const {
+        if (disp->in_flight() > 0) return false;
+        for (const auto& s : sinks) {
+            if (disp->disabled(s) || failed_sinks.count(s)) continue;
+            const auto first = box->earliest(s);
+            if (first && first->first <= now) return false;
+        }
+        return true;
+    }
+};
+
+// Start-up: every error is a configuration error (exit 78): the outbox cannot
+// be opened, a signing key or CA file cannot be read or is malformed.
+result<std::unique_ptr<notify_stack>> open_notify(net::any_io_executor ex,
+                                                  const policy::config& cfg,
+                                                  const notify::config& ncfg, obs::metrics* m) {
+    auto ns = std::make_unique<notify_stack>();
+    ns->metrics = m;
+    auto box =
+        notify::outbox::open(std::filesystem::path(cfg.state_dir) / "outbox", ncfg.outbox_max);
+    if (!box) return box.err();
+    ns->box = std::move(box.value());
+    const auto& rep = ns->box->loaded();
+    if (rep.loaded || rep.corrupt || rep.leftovers)
+        obs::log_event(rep.corrupt ? spdlog::level::warn : spdlog::level::info,
+                       "notification outbox loaded",
+                       {{"pending", static_cast<long long>(rep.loaded)},
+                        {"corrupt", static_cast<long long>(rep.corrupt)},
+                        {"half_written_removed", static_cast<long long>(rep.leftovers)}});
+    std::vector<std::unique_ptr<notify::sink>> sinks;
+    for (const auto& w : ncfg.webhooks) {
+        auto sk = notify::webhook_sink::create(ex, w);
+        if (!sk) return sk.err();
+        ns->sinks.push_back(w.name);
+        sinks.push_back(std::move(sk.value()));
+    }
+    if (m) m->enable_notify(ns->sinks);
+    notify::dispatcher_options opt;
+    opt.max_age = ncfg.max_age;
+    opt.clock = wall_now;
+    notify_stack* self = ns.get();
+    opt.on_report = [self](const notify::report& r) {
+        if (r.what == notify::report::kind::retrying) self->failed_sinks.insert(r.sink);
+        if (self->notifier) self->notifier->on_report(r);
+        self->refresh_gauges();
+    };
+    ns->disp = std::make_unique<notify::dispatcher>(ex, *ns->box, std::move(sinks), std::move(opt));
+    ns->notifier = std::make_unique<obs::notifier>(
+        [self](const notify::event& e) {
+            auto r = self->disp->publish(e);
+            self->refresh_gauges();
+            return r;
+        },
+        obs::notify_policies(cfg, ncfg), std::filesystem::path(cfg.state_dir) / "notify-sent.json",
+        m, wall_now);
+    ns->refresh_gauges();
+    return ns;
+}
+
+void spawn_dispatcher(net::io_context& io, notify_stack& ns) {
+    net::co_spawn(io, ns.disp->run(), [](std::exception_ptr e) {
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            obs::log_event(spdlog::level::critical, "notification dispatcher died",
+                           {{"error", ex.what()}});
+        }
+    });
+}
+
+// `once`: how long delivery may go on after the passes (docs/cli.md).
+inline constexpr millis k_once_drain = 10 * k_second;
 
 // Terminal columns of one code point: combining marks and zero-width
 // characters take none, East Asian wide and emoji two.
@@ -635,11 +776,38 @@ std::string why_not_rotated(net::io_context& io, org_link& link, const exec::run
            (keys.empty() ? std::string("none") : keys) + ")";
 }
 
-int cmd_once(const policy::config& cfg, const cli& c) {
+// `once`: after the passes, delivers what the outbox holds until nothing is
+// due, every sink has failed once, k_once_drain has passed, or a signal; then
+// stops the dispatcher (an attempt in flight finishes within its timeout).
+net::awaitable<void> drain_watch(notify_stack& ns, const signal_stop& stop, millis until) {
+    net::steady_timer t(co_await net::this_coro::executor);
+    while (true) {
+        t.expires_after(std::chrono::milliseconds(100));
+        boost::system::error_code ec;
+        co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+        const millis now = wall_now();
+        if (stop.stopping() || now >= until || ns.idle(now)) break;
+    }
+    ns.disp->stop();
+}
+
+int cmd_once(const policy::config& cfg, const notify::config& ncfg, const cli& c) {
     net::io_context io;
     signal_stop stop(io, std::min<millis>(cfg.apigee.timeout + 5 * k_second, 80 * k_second));
     obs::audit_log audit(cfg.state_dir);
+    // Dry runs publish nothing: no notification is made or delivered.
+    std::unique_ptr<notify_stack> ns;
+    if (!c.dry_run && !ncfg.webhooks.empty()) {
+        auto opened = open_notify(io.get_executor(), cfg, ncfg, nullptr);
+        if (!opened) {
+            obs::log_event(spdlog::level::critical, "cannot set up notifications",
+                           {{"error", opened.err().describe()}});
+            return k_exit_config;
+        }
+        ns = std::move(opened.value());
+    }
     counting_observer rec(&audit, nullptr, &stop.stopping());
+    if (ns) rec.recorder().set_notifier(ns->notifier.get());
     bool ok = true;
     const bool rotate = c.command == "rotate";
     // `rotate` looks at one app: every other policy governs none of it.
@@ -691,6 +859,19 @@ int cmd_once(const policy::config& cfg, const cli& c) {
             not_rotated = why_not_rotated(io, *link, opt, developer, app_name, sum, rec,
                                           failed_before, completed_before);
     }
+    if (ns && !stop.stopping()) {
+        // What this run queued (and what earlier runs left), delivered now if
+        // the receivers answer; the rest waits in the outbox for `run`.
+        spawn_dispatcher(io, *ns);
+        net::co_spawn(io, drain_watch(*ns, stop, wall_now() + k_once_drain),
+                      [&stop](std::exception_ptr) { stop.close(); });
+        stop.open();
+        io.run();
+        io.restart();
+        if (const auto left = ns->disp->depth())
+            obs::log_event(spdlog::level::info, "notifications left in the outbox for `run`",
+                           {{"pending", static_cast<long long>(left)}});
+    }
     if (stop.stopping()) {
         obs::log_event(spdlog::level::info, "stopped by a signal",
                        {{"exit_code", stop.exit_code()}});
@@ -737,6 +918,14 @@ inline constexpr millis k_due_slack = 250;  // ms: wake just after the due momen
 inline constexpr std::size_t k_targeted_max = 100;
 inline constexpr millis k_fence_margin = 500;
 
+// The notify section less expiringAt (which a reload applies).
+std::string notify_without_leads(const std::string& text) {
+    if (text.empty()) return text;
+    auto j = nlohmann::json::parse(text);
+    if (j.is_object()) j.erase("expiringAt");
+    return j.dump();
+}
+
 // What a reload cannot change while running (only warned about).
 std::vector<std::string> restart_only_changes(const policy::config& a, const policy::config& b) {
     std::vector<std::string> out;
@@ -750,6 +939,8 @@ std::vector<std::string> restart_only_changes(const policy::config& a, const pol
     if (a.listen != b.listen) out.emplace_back("listen");
     if (a.state_dir != b.state_dir) out.emplace_back("stateDir");
     if (a.metrics_per_key != b.metrics_per_key) out.emplace_back("metrics.perKey");
+    if (notify_without_leads(a.notify_json) != notify_without_leads(b.notify_json))
+        out.emplace_back("notify (webhooks, maxAge, outboxMax)");
     return out;
 }
 
@@ -761,10 +952,11 @@ std::vector<std::string> restart_only_changes(const policy::config& a, const pol
 // systemd watchdog and the HTTP endpoint run on the same loop.
 class daemon_loop {
   public:
-    daemon_loop(net::io_context& io, std::shared_ptr<const policy::config> cfg, std::string path,
-                bool dry_run)
+    daemon_loop(net::io_context& io, std::shared_ptr<const policy::config> cfg, notify::config ncfg,
+                std::string path, bool dry_run)
         : io_(io),
           cfg_(std::move(cfg)),
+          ncfg_(std::move(ncfg)),
           path_(std::move(path)),
           dry_run_(dry_run),
           audit_(cfg_->state_dir),
@@ -794,6 +986,7 @@ class daemon_loop {
         }
         session_ = std::move(session.value());
         session_->auth = std::make_unique<stop_gate>(std::move(session_->auth), stopping_);
+        if (int rc = start_notify()) return rc;
         // The election first: with it, crash-recovery state lives in a ConfigMap.
         if (int rc = start_election()) return rc;
         for (const auto& org : organizations(*cfg_)) add_org(org);
@@ -804,6 +997,10 @@ class daemon_loop {
                        {{"listen", cfg_->listen}, {"port", static_cast<int>(server_.port())}});
         wait_signal();
         for (auto& o : orgs_) start_loop(*o);
+        if (notify_) {
+            spawn_dispatcher(io_, *notify_);
+            net::co_spawn(io_, notify_gauges(), [](std::exception_ptr) {});
+        }
         if (const auto usec = watchdog_interval_usec()) {
             watchdog_usec_ = usec;
             arm_watchdog();
@@ -900,6 +1097,39 @@ class daemon_loop {
     }
 
     bool may_write() const { return !elector_ || elector_->may_write(); }
+
+    // Notifications (docs/notifications.md): outbox, webhook sinks, dispatcher.
+    // Dry runs publish and deliver nothing.
+    int start_notify() {
+        if (ncfg_.webhooks.empty()) return 0;
+        if (dry_run_) {
+            obs::log_event(spdlog::level::info, "notifications off: dry run", {});
+            return 0;
+        }
+        auto opened = open_notify(io_.get_executor(), *cfg_, ncfg_, &metrics_);
+        if (!opened) {
+            obs::log_event(spdlog::level::critical, "cannot set up notifications",
+                           {{"error", opened.err().describe()}});
+            return k_exit_config;
+        }
+        notify_ = std::move(opened.value());
+        rec_.recorder().set_notifier(notify_->notifier.get());
+        notify_timer_ = std::make_unique<net::steady_timer>(io_);
+        obs::log_event(spdlog::level::info, "notifications on",
+                       {{"webhooks", static_cast<long long>(notify_->sinks.size())},
+                        {"pending", static_cast<long long>(notify_->disp->depth())}});
+        return 0;
+    }
+
+    // keyrotd_notify_outbox_oldest_seconds grows with time: refreshed every 5 s.
+    net::awaitable<void> notify_gauges() {
+        while (!stopping_) {
+            notify_->refresh_gauges();
+            notify_timer_->expires_after(std::chrono::seconds(5));
+            boost::system::error_code ec;
+            co_await notify_timer_->async_wait(net::redirect_error(net::use_awaitable, ec));
+        }
+    }
 
     // The write fence (http/client.hpp): how much longer a write may take before
     // another replica could hold the lease. A margin keeps a cut write's last
@@ -1172,6 +1402,10 @@ class daemon_loop {
         stop_deadline_.cancel();
         signals_.cancel();
         server_.stop();
+        if (notify_) {  // an attempt in flight finishes; the rest stays in the outbox
+            notify_->disp->stop();
+            notify_timer_->cancel();
+        }
         if (session_ && session_->http) session_->http->close_idle();
         // io_.run() returns once nothing is pending.
     }
@@ -1221,7 +1455,16 @@ class daemon_loop {
         obs::parse_log_format(loaded.cfg->log_format);
         for (const auto& d : loaded.diagnostics)
             obs::log_event(spdlog::level::warn, policy::to_string(d), {});
+        notify::config next_notify;
+        if (auto nd = load_notify(*loaded.cfg, next_notify); !nd.empty()) {
+            obs::log_event(spdlog::level::err, "reload failed; the old config stays in force",
+                           {{"config", path_}});
+            for (const auto& d : nd) obs::log_event(spdlog::level::err, policy::to_string(d), {});
+            return false;
+        }
         auto next = std::make_shared<const policy::config>(std::move(*loaded.cfg));
+        // Lead times (expiringAt) apply now; webhooks, maxAge, outboxMax at restart.
+        if (notify_) notify_->notifier->set_policies(obs::notify_policies(*next, next_notify));
         for (const auto& what : restart_only_changes(*cfg_, *next))
             obs::log_event(spdlog::level::warn, "changed setting takes effect after a restart",
                            {{"setting", what}});
@@ -1328,6 +1571,7 @@ class daemon_loop {
 
     net::io_context& io_;
     std::shared_ptr<const policy::config> cfg_;
+    notify::config ncfg_;  // as at start-up: webhooks change with a restart
     std::string path_;
     bool dry_run_;
     bool stopping_ = false;
@@ -1352,6 +1596,8 @@ class daemon_loop {
     std::unique_ptr<http::client> state_client_;
     std::unique_ptr<sched::configmap_store> state_store_;
     std::vector<std::unique_ptr<org_state>> orgs_;
+    std::unique_ptr<notify_stack> notify_;  // null: no webhooks, or --dry-run
+    std::unique_ptr<net::steady_timer> notify_timer_;
 };
 
 int parse(int argc, char** argv, cli& c) {
@@ -1514,6 +1760,16 @@ int main_cli(int argc, char** argv) {
     }
 
     auto loaded = policy::load_config(c.config);
+    notify::config ncfg;
+    if (loaded.ok()) {
+        // The notify section's own rules (docs/notifications.md), reported like
+        // every other config error.
+        auto nd = load_notify(*loaded.cfg, ncfg);
+        if (!nd.empty()) {
+            loaded.diagnostics.insert(loaded.diagnostics.end(), nd.begin(), nd.end());
+            loaded.cfg.reset();
+        }
+    }
     if (c.command == "validate") {
         print_diagnostics(loaded.diagnostics);
         if (!loaded.ok()) return k_exit_failed;
@@ -1560,9 +1816,9 @@ int main_cli(int argc, char** argv) {
         if (c.command == "plan") return cmd_plan(cfg, c, false);
         if (c.command == "inventory") return cmd_plan(cfg, c, true);
         if (int rc = lock_state_dir(cfg.state_dir)) return rc;
-        if (c.command == "once" || c.command == "rotate") return cmd_once(cfg, c);
+        if (c.command == "once" || c.command == "rotate") return cmd_once(cfg, ncfg, c);
         net::io_context io;
-        daemon_loop d(io, std::make_shared<const policy::config>(cfg), c.config, c.dry_run);
+        daemon_loop d(io, std::make_shared<const policy::config>(cfg), ncfg, c.config, c.dry_run);
         return d.run();
     } catch (const std::exception& e) {
         obs::log_event(spdlog::level::critical, "keyrotd cannot run", {{"error", e.what()}});
