@@ -1,0 +1,340 @@
+#!/usr/bin/python3
+"""Webhooks end to end (issue 11, docs/notifications.md): keyrotd and the Apigee
+emulator as processes, and a Python standard-library HTTP receiver on loopback
+that verifies every Standard Webhooks v1 signature with its own HMAC code.
+
+usage: notify_test.py [TestCase]
+"""
+import base64
+import glob
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+import harness as h
+from daemon_test import Daemon, free_port, samples, seed, wait_for
+
+
+class Receiver:
+    """Answers each POST with the next status of `script` (then `default`) and
+    records (headers, raw body, signature ok, status answered)."""
+
+    def __init__(self, secret, script=(), default=200, port=0):
+        self.key = base64.b64decode(secret.removeprefix("whsec_"))
+        self.script = list(script)
+        self.default = default
+        self.got = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with outer.lock:
+                    status = outer.script.pop(0) if outer.script else outer.default
+                    outer.got.append({"headers": {k.lower(): v for k, v in self.headers.items()},
+                                      "body": body, "ok": outer.verify(self.headers, body),
+                                      "status": status, "at": time.time()})
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.url = "http://127.0.0.1:%d/hooks/keyrotd" % self.port
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def verify(self, headers, body):
+        """Standard Webhooks v1, written from the specification (not keyrotd's code)."""
+        msg_id, ts = headers.get("webhook-id"), headers.get("webhook-timestamp")
+        if not msg_id or not ts or abs(time.time() - int(ts)) > 300:
+            return False
+        signed = ("%s.%s." % (msg_id, ts)).encode() + body
+        want = base64.b64encode(hmac.new(self.key, signed, hashlib.sha256).digest()).decode()
+        for sig in headers.get("webhook-signature", "").split():
+            version, _, value = sig.partition(",")
+            if version == "v1" and hmac.compare_digest(value, want):
+                return True
+        return False
+
+    def events(self, status=None):
+        with self.lock:
+            got = list(self.got)
+        return [(g, json.loads(g["body"])) for g in got if status is None or g["status"] == status]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def iso_ms(s):
+    """RFC 3339 with milliseconds, UTC ("2026-11-25T12:00:00.123Z"), as epoch ms."""
+    import datetime
+    t = datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc)
+    return int(t.timestamp() * 1000)
+
+
+def notify_config(url, extra=""):
+    return ("notify:\n  expiringAt: [30d, 7d, 1d]\n  webhooks:\n"
+            "    - name: hub\n      url: %s\n      secretFiles: [whsec]\n      timeout: 3s\n%s"
+            % (url, extra))
+
+
+class NotifyCase(unittest.TestCase):
+    script = ()
+    default = 200
+
+    def setUp(self):
+        self.dir = h.tmpdir()
+        self.secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        path = os.path.join(self.dir, "whsec")
+        with open(path, "w") as f:
+            f.write(self.secret + "\n")
+        os.chmod(path, 0o600)
+        self.emu = h.Emulator(self.dir, seed(due=1, due_expires="+2d", fresh=1))
+        self.seed_secrets = self.all_secrets()
+        self.rx = None
+        self.daemons = []
+
+    def tearDown(self):
+        for d in self.daemons:
+            if d.proc.poll() is None:
+                d.stop(signal.SIGKILL)
+        if self.rx:
+            self.rx.stop()
+        self.emu.stop()
+        if sys.exc_info()[0] is None:
+            h.rmtree(self.dir)
+
+    def all_secrets(self):
+        return [s for a in self.emu.state()["apps"] for c in a.get("credentials", [])
+                for s in (c["consumerKey"], c["consumerSecret"])]
+
+    def keyrotd(self, url):
+        return h.Keyrotd(self.dir, self.emu.url, [h.policy(lifetime="90d", overlap="1h")],
+                         notify_config(url))
+
+    def start(self, k):
+        d = Daemon(k)
+        self.daemons.append(d)
+        return d
+
+    def old_fp(self):
+        return h.fp("DUEkey%026d" % 0)
+
+    def new_fp(self):
+        app = self.emu.app(seed()["developers"][0]["email"], "due-00")
+        fps = [h.fp(c["consumerKey"]) for c in app["credentials"]]
+        new = [f for f in fps if f != self.old_fp()]
+        self.assertEqual(len(new), 1, fps)
+        return new[0]
+
+    def assert_clean(self, k):
+        """No consumer key or secret (seeded or made by keyrotd), and no signing
+        secret, in any body, outbox file, state file or output."""
+        texts = [g["body"].decode() for g, _ in (self.rx.events() if self.rx else [])]
+        for f in glob.glob(os.path.join(k.state_dir, "**"), recursive=True):
+            if os.path.isfile(f) and not f.endswith("/lock"):
+                texts.append(open(f, errors="replace").read())
+        texts += k.outputs + [d.log() for d in self.daemons]
+        secrets_now = set(self.all_secrets()) | set(self.seed_secrets)
+        self.assertGreaterEqual(len(secrets_now), 6)
+        for t in texts:
+            for s in secrets_now:
+                self.assertNotIn(s, t)
+            self.assertNotIn(self.secret, t)
+            self.assertNotIn(self.secret.removeprefix("whsec_"), t)
+
+
+class OnceTest(NotifyCase):
+    """`keyrotd once` queues key.rotated and key.expiring, delivers them signed
+    before it exits, and a second run sends no occurrence again."""
+
+    def test_once(self):
+        self.rx = Receiver(self.secret)
+        k = self.keyrotd(self.rx.url)
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.rx.events()
+        types = sorted(e["type"] for _, e in got)
+        self.assertIn("key.rotated", types, got)
+        for g, e in got:
+            self.assertTrue(g["ok"], g["headers"])
+            self.assertEqual(g["headers"]["webhook-id"], e["data"]["id"])
+            self.assertEqual(g["headers"]["content-type"], "application/json")
+        rotated = [e for _, e in got if e["type"] == "key.rotated"]
+        self.assertEqual(len(rotated), 1, rotated)
+        d = rotated[0]["data"]
+        self.assertEqual(d["key"], self.new_fp())
+        self.assertEqual(d["replaces"], self.old_fp())
+        self.assertEqual((d["organization"], d["app"], d["policy"]), ("demo", "due-00", "p"))
+        self.assertEqual(d["developer"], seed()["developers"][0]["email"])
+        # The pass's key list is read after its actions: the old key is revoked
+        # within the hour (overlap 1h), inside the 1d lead time; the new key
+        # (90 days) and the fresh one (60 days) are outside every lead time.
+        expiring = [e["data"] for _, e in got if e["type"] == "key.expiring"]
+        self.assertEqual([(x["key"], x["leadTime"]) for x in expiring], [(self.old_fp(), "1d")])
+        self.assertLessEqual(abs(h.now_ms() + 3600 * 1000 - iso_ms(expiring[0]["expiresAt"])),
+                             120 * 1000)
+        self.assertEqual(len(got), 2, got)
+        # The outbox is empty after delivery.
+        self.assertEqual(glob.glob(os.path.join(k.state_dir, "outbox", "*.json")), [])
+
+        # Again: the same state, nothing sent again (the outbox forgot the
+        # delivered ids; the record of sent ids did not).
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.rx.events()), len(got), self.rx.events())
+        self.assertIn("notify-sent.json", os.listdir(k.state_dir))
+        # A dry run publishes nothing, even with the record gone.
+        os.remove(os.path.join(k.state_dir, "notify-sent.json"))
+        r = k.run("once", "--dry-run", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.rx.events()), len(got))
+        self.assert_clean(k)
+
+
+class RetryTest(NotifyCase):
+    """`keyrotd run`: the receiver answers 500, then 200: the same event (same
+    webhook-id, signed anew) arrives on the retry about 5 s later."""
+
+    def test_retry(self):
+        self.rx = Receiver(self.secret, script=[500])
+        k = self.keyrotd(self.rx.url)
+        d = self.start(k)
+        wait_for("a delivered key.rotated", lambda: [
+            e for _, e in self.rx.events(200) if e["type"] == "key.rotated"], 30)
+        got = self.rx.events()
+        first_id = got[0][0]["headers"]["webhook-id"]
+        self.assertEqual(got[0][0]["status"], 500)
+        retried = [g for g, _ in got[1:] if g["headers"]["webhook-id"] == first_id]
+        self.assertTrue(retried and retried[0]["status"] == 200, got)
+        self.assertTrue(all(g["ok"] for g, _ in got))
+        self.assertGreaterEqual(retried[0]["at"] - got[0][0]["at"], 4.0)  # the 5 s step, -10 %
+        m = d.metrics()
+        wait_for("outbox drained", lambda: samples(
+            d.metrics(), "keyrotd_notify_outbox_depth").get("") == 0, 15)
+        self.assertGreaterEqual(samples(m, "keyrotd_notify_deliveries_total")[
+            '{outcome="retrying",sink="hub"}'], 1)
+        self.assertGreaterEqual(samples(d.metrics(), "keyrotd_notify_deliveries_total")[
+            '{outcome="delivered",sink="hub"}'], 1)
+        rc, _ = d.stop()
+        self.assertEqual(rc, 0)
+        self.assert_clean(k)
+
+
+class GoneTest(NotifyCase):
+    """410 Gone disables the webhook: one request, then none; metric set."""
+
+    def test_gone(self):
+        self.rx = Receiver(self.secret, default=410)
+        k = self.keyrotd(self.rx.url)
+        d = self.start(k)
+        wait_for("sink disabled", lambda: samples(
+            d.metrics(), "keyrotd_notify_sink_disabled").get('{sink="hub"}') == 1, 30)
+        time.sleep(1.0)
+        self.assertEqual(len(self.rx.events()), 1, self.rx.events())
+        self.assertIn("410 Gone", d.log())
+        self.assertEqual(samples(d.metrics(), "keyrotd_notify_outbox_depth").get(""), 0)
+        d.stop()
+        self.assert_clean(k)
+
+
+class KillTest(NotifyCase):
+    """The receiver is down; keyrotd is SIGKILLed with the events queued; after
+    a restart with the receiver up, they arrive with the same webhook-id."""
+
+    def test_sigkill(self):
+        port = free_port()
+        k = self.keyrotd("http://127.0.0.1:%d/hooks/keyrotd" % port)
+        d = self.start(k)
+        outbox = os.path.join(k.state_dir, "outbox")
+
+        def queued():
+            ids = {}
+            for f in glob.glob(os.path.join(outbox, "*.json")):
+                try:
+                    body = json.loads(json.load(open(f))["body"])
+                except (ValueError, KeyError):
+                    return None
+                ids[body["data"]["id"]] = body["type"]
+            return ids if "key.rotated" in ids.values() else None
+        wait_for("key.rotated in the outbox", queued, 30)
+        # One failed attempt (connection refused) is recorded before the kill.
+        wait_for("a failed attempt", lambda: "will retry" in d.log(), 10)
+        d.stop(signal.SIGKILL)
+        ids = queued()
+        self.assertIn("key.expiring", ids.values())
+        self.rx = Receiver(self.secret, port=port)
+        d2 = self.start(k)
+        wait_for("every queued event delivered", lambda: set(ids) <= {
+            g["headers"]["webhook-id"] for g, _ in self.rx.events(200)}, 20)
+        for g, e in self.rx.events():
+            self.assertTrue(g["ok"])
+            self.assertEqual(ids.get(g["headers"]["webhook-id"], e["type"]), e["type"])
+        rotated = [e["data"] for _, e in self.rx.events() if e["type"] == "key.rotated"]
+        self.assertEqual(rotated[0]["key"], self.new_fp())
+        wait_for("outbox empty", lambda: not glob.glob(os.path.join(outbox, "*.json")), 10)
+        rc, _ = d2.stop()
+        self.assertEqual(rc, 0)
+        self.assert_clean(k)
+
+
+class ConfigTest(unittest.TestCase):
+    """Notify errors through `validate` (1) and start-up (78), by file, line and field."""
+
+    def test_config_errors(self):
+        dirname = h.tmpdir()
+        try:
+            k = h.Keyrotd(dirname, "http://127.0.0.1:9", [h.policy()], notify_config(
+                "http://hooks.example.com/x"))
+            # A missing secret file: validate names it; every other command exits 78.
+            r = k.run("validate")
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertRegex(r.stderr, r"keyrotd\.yaml:16:\d+: error: notify\.webhooks\[0\]\."
+                                       r"secretFiles\[0\]: cannot read signing key file")
+            r = k.run("once")
+            self.assertEqual(r.returncode, 78, r.stderr)
+            with open(os.path.join(dirname, "whsec"), "w") as f:
+                f.write("not a secret\n")
+            r = k.run("validate")
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertRegex(r.stderr, r"keyrotd\.yaml:15:\d+: error: notify\.webhooks\[0\]\.url: "
+                                       r"plain http:// is allowed only to a loopback host")
+            k = h.Keyrotd(dirname, "http://127.0.0.1:9", [h.policy()],
+                          notify_config("http://127.0.0.1:9/x", "  outboxMax: 0\n"))
+            r = k.run("validate")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("notify.outboxMax: must be a whole number", r.stderr)
+            # Malformed key file: start-up refuses (78) without printing its content.
+            k = h.Keyrotd(dirname, "http://127.0.0.1:9", [h.policy()],
+                          notify_config("http://127.0.0.1:9/x"))
+            r = k.run("once")
+            self.assertEqual(r.returncode, 78, r.stderr)
+            self.assertNotIn("not a secret", r.stdout + r.stderr)
+            # Per-policy lead times are checked too.
+            k.set_policies([h.policy(), dict(h.policy(name="q"), notify={"expiringAt": ["0d"]})])
+            r = k.run("validate")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("notify.expiringAt[0]", r.stderr)
+        finally:
+            h.rmtree(dirname)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], *sys.argv[1:]], verbosity=2)
