@@ -46,7 +46,11 @@ METRICS = {
     "config_reloads_total": {"outcome"},
 }
 ADDED = {"leader": set(), "interval_seconds": set(),
-         "policy_apps": {"organization", "policy"}, "apps_skipped": {"organization", "reason"}}
+         "policy_apps": {"organization", "policy"}, "apps_skipped": {"organization", "reason"},
+         # notifications (docs/notifications.md)
+         "notify_outbox_depth": set(), "notify_outbox_oldest_seconds": set(),
+         "notify_deliveries_total": {"sink", "outcome"}, "notify_sink_disabled": {"sink"},
+         "notify_dropped_total": {"sink"}, "notify_events_total": {"type", "result"}}
 HISTOGRAMS = {"pass_duration_seconds", "apigee_request_duration_seconds"}
 # Labels Prometheus adds to every scraped series.
 TARGET_LABELS = {"instance", "job", "namespace", "pod", "service", "endpoint", "container"}

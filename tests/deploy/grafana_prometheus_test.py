@@ -11,7 +11,9 @@ interval 5s so that passes and Apigee calls keep counters moving), and
 TSDB). So that every panel has something to show within a minute, the emulator's
 clock runs 5 minutes behind (successors are born "5 minutes ago": their overlap
 is over, the old keys are revoked and then deleted) and it answers 3 % of calls
-with 429 and 3 % with 503 (the error-share panel).
+with 429 and 3 % with 503 (the error-share panel). keyrotd sends its
+notifications to a loopback webhook receiver in this process (the
+Notifications row) that answers 500 to every third request.
 
 Prints what a fresh instance shows (expressions without data at the first
 scrape: series that keyrotd creates on first use), then waits until a pass,
@@ -21,6 +23,7 @@ runs each expression that tests/deploy/grafana_exprs.py --org demo prints
 through /api/v1/query: each must return a non-empty result, not all NaN.
 Exit 77 when prometheus is not installed.
 """
+import http.server
 import json
 import math
 import os
@@ -30,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -146,14 +150,35 @@ def main(argv):
         post(emu + "clock", {"offsetMs": -5 * 60 * 1000})
         post(emu + "faults", {"p429": 0.03, "p503": 0.03, "retryAfterSeconds": 0, "seed": 7})
 
-        # 2. keyrotd run.
+        # 2. A webhook receiver (signatures are checked in tests/integration/notify_test.py).
+        class Hook(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            count = 0
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                Hook.count += 1
+                self.send_response(500 if Hook.count % 3 == 0 else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+        hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        threading.Thread(target=hook.serve_forever, daemon=True).start()
+        with open(os.path.join(work, "whsec"), "w") as f:
+            f.write("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n")
+
+        # 3. keyrotd run.
         listen = free_port()
         os.makedirs(os.path.join(work, "policies"))
         with open(os.path.join(work, "keyrotd.yaml"), "w") as f:
             f.write("apigee:\n  url: http://127.0.0.1:%d\n  auth: {method: none}\n"
                     "  requestsPerSecond: 500\n  maxConcurrency: 8\n  timeout: 5s\n"
                     "listen: 127.0.0.1:%d\ninterval: 5s\nstateDir: ./state\npolicies: ./policies\n"
-                    % (emu_port, listen))
+                    "notify:\n  expiringAt: [1h, 10m]\n  webhooks:\n    - name: hub\n"
+                    "      url: http://127.0.0.1:%d/hook\n      secretFiles: [whsec]\n"
+                    % (emu_port, listen, hook.server_address[1]))
         with open(os.path.join(work, "policies", "demo.json"), "w") as f:
             json.dump({"name": "demo-minutes", "organization": "demo", "match": {"apps": ["*"]},
                        "rotation": {"keyLifetime": "30m", "rotateBefore": "10m", "overlap": "4m",
@@ -165,7 +190,7 @@ def main(argv):
         metrics_url = "http://127.0.0.1:%d/metrics" % listen
         wait_for("keyrotd's /metrics", lambda: (procs.check_alive(), http_get(metrics_url))[1][0] == 200, 30)
 
-        # 3. Prometheus scraping it every second.
+        # 4. Prometheus scraping it every second.
         prom_port = free_port()
         with open(os.path.join(work, "prometheus.yml"), "w") as f:
             f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
@@ -203,7 +228,7 @@ def main(argv):
         procs.check_alive()
         print("ok: rate windows filled after %.1f s" % (time.time() - t0))
 
-        # 4. Every expression of the dashboard.
+        # 5. Every expression of the dashboard.
         if not exprs:
             failures.append("grafana_exprs.py printed no expressions")
         for expr in exprs:
