@@ -56,8 +56,9 @@ DOC_FILES = (os.environ.get("DOCS_TEST_FILES", "").split()
 TOP_DIRS = sorted(d for d in os.listdir(ROOT) if os.path.isdir(os.path.join(ROOT, d))
                   and not d.startswith(".") and d != "build")
 SCRIPT_PREFIXES = ("deploy/", "tests/", "bench/")
-CONFIG_KEYS = {"apigee", "listen", "interval", "stateDir", "policies", "log", "metrics"}
-POLICY_KEYS = {"name", "organization", "priority", "match", "rotation", "dryRun"}
+CONFIG_KEYS = {"apigee", "listen", "interval", "stateDir", "policies", "log", "metrics",
+               "notify"}
+POLICY_KEYS = {"name", "organization", "priority", "match", "rotation", "dryRun", "notify"}
 MARKER = re.compile(r"<!--\s*docs-test:\s*([\w-]+)")
 
 
