@@ -4,8 +4,8 @@
 
 #include "apigee/json.hpp"
 #include "auth/token_source.hpp"
-#include "http/client.hpp"
 #include "http/rules.hpp"
+#include "http/transport.hpp"
 
 namespace keyrot::apigee {
 
@@ -78,7 +78,7 @@ error in_context(error e, const call_spec& spec) {
     return e;
 }
 
-net::awaitable<result<http::response>> call(http::client& client, auth::token_source& auth,
+net::awaitable<result<http::response>> call(http::transport& client, auth::token_source& auth,
                                             const call_spec& spec) {
     for (int round = 0;; ++round) {
         auto header = co_await auth.authorization_header();
@@ -110,8 +110,8 @@ call_spec json_call(std::string method, std::string target, std::string body) {
 }
 
 // One call, its answer parsed: an app, a key, or nothing (204).
-net::awaitable<result<app>> call_app(http::client& client, auth::token_source& auth, call_spec spec,
-                                     const std::string& org) {
+net::awaitable<result<app>> call_app(http::transport& client, auth::token_source& auth,
+                                     call_spec spec, const std::string& org) {
     auto r = co_await call(client, auth, spec);
     if (!r) co_return r.err();
     auto a = parse_app(r->body, org);
@@ -119,7 +119,7 @@ net::awaitable<result<app>> call_app(http::client& client, auth::token_source& a
     co_return a;
 }
 
-net::awaitable<result<credential>> call_key(http::client& client, auth::token_source& auth,
+net::awaitable<result<credential>> call_key(http::transport& client, auth::token_source& auth,
                                             call_spec spec) {
     auto r = co_await call(client, auth, spec);
     if (!r) co_return r.err();
@@ -128,7 +128,7 @@ net::awaitable<result<credential>> call_key(http::client& client, auth::token_so
     co_return c;
 }
 
-net::awaitable<result<void>> call_only(http::client& client, auth::token_source& auth,
+net::awaitable<result<void>> call_only(http::transport& client, auth::token_source& auth,
                                        call_spec spec) {
     auto r = co_await call(client, auth, spec);
     if (!r) co_return r.err();
@@ -137,7 +137,7 @@ net::awaitable<result<void>> call_only(http::client& client, auth::token_source&
 
 }  // namespace
 
-api::api(http::client& http, auth::token_source& auth, std::string organization)
+api::api(http::transport& http, auth::token_source& auth, std::string organization)
     : http_(http), auth_(auth), org_(std::move(organization)) {}
 
 namespace {

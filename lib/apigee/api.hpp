@@ -25,7 +25,7 @@
 #include "common/result.hpp"
 
 namespace keyrot::http {
-class client;
+class transport;
 }
 namespace keyrot::auth {
 class token_source;
@@ -37,7 +37,7 @@ class api {
   public:
     // `base_url` e.g. "https://apigee.googleapis.com" (the client is already bound to it);
     // paths are /v1/organizations/{org}/...
-    api(http::client& http, auth::token_source& auth, std::string organization);
+    api(http::transport& http, auth::token_source& auth, std::string organization);
 
     const std::string& organization() const { return org_; }
 
@@ -93,7 +93,7 @@ class api {
                                             secret key);
 
   private:
-    http::client& http_;
+    http::transport& http_;
     auth::token_source& auth_;
     std::string org_;
 };

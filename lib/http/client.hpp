@@ -46,6 +46,8 @@
 #include "common/duration.hpp"
 #include "common/result.hpp"
 #include "common/secret.hpp"
+#include "http/message.hpp"
+#include "http/transport.hpp"
 
 namespace keyrot::http {
 
@@ -92,25 +94,6 @@ struct options {
     std::function<std::optional<millis>()> write_budget;
 };
 
-struct request {
-    std::string method = "GET";
-    std::string target;  // path + query, relative to the base URL's prefix
-    std::string body;    // wiped after sending
-    std::string content_type;
-    std::vector<std::pair<std::string, std::string>> headers;
-    secret authorization;  // full Authorization header value; empty: none sent
-};
-
-struct response {
-    int status = 0;
-    std::string body;
-    std::vector<std::pair<std::string, std::string>> headers;
-    int attempts = 1;  // how many attempts it took
-
-    // First header of that name (case-insensitive), or nullopt.
-    std::optional<std::string> header(std::string_view name) const;
-};
-
 struct client_stats {
     std::uint64_t attempts = 0;
     std::uint64_t connects = 0;  // new connections opened
@@ -119,7 +102,7 @@ struct client_stats {
     std::uint64_t stale_dropped = 0;  // idle connections found closed by the peer
 };
 
-class client {
+class client final : public transport {
   public:
     // Config problems (bad URL, http:// to a non-loopback host, unreadable ca_file,
     // bad proxy) come back as errors of kind config.
@@ -129,7 +112,7 @@ class client {
     client(const client&) = delete;
     client& operator=(const client&) = delete;
 
-    net::awaitable<result<response>> send(request req);
+    net::awaitable<result<response>> send(request req) override;
 
     // Closes idle connections (in-flight ones finish or time out).
     void close_idle();

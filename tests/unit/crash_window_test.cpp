@@ -1,0 +1,342 @@
+// Every crash window of a rotation, deterministically (issue 13, item 3).
+//
+// The executor runs against the emulator's request handler in-process, through
+// the http::transport seam: no sockets, no sleeps. A clean run of the whole
+// scenario (create and complete a successor, then, after the overlap, revoke
+// the old key) counts its calls. Then, for every call N and both ways a call
+// can fail:
+//   - before: the call never reaches Apigee (a reset before sending);
+//   - after:  Apigee carries it out and the answer is lost (a timeout);
+//   - crash:  Apigee carries it out and keyrotd dies before it sees the answer
+//             (the pass's io_context stops and is destroyed with the executor;
+//             a new executor on the same stateDir carries on, as after SIGKILL);
+// the scenario runs again from the same seed with call N failing, followed by
+// clean passes. Each pass is a new executor (a new process). At the end:
+//   - exactly one complete successor, no other new key (no orphan);
+//   - the same final state as the clean run: products and their statuses,
+//     scopes, key and app attributes, callback URL (nothing widened or lost);
+//   - created, completed and revoked each audited exactly once;
+//   - the old key was never revoked while no complete successor existed;
+//   - the emulator saw no write remove a lineage marker.
+// For both methods (import, generate) and both emulator profiles.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "apigee/api.hpp"
+#include "auth/token_source.hpp"
+#include "common/fingerprint.hpp"
+#include "emulator/emulator.hpp"
+#include "exec/executor.hpp"
+#include "http/transport.hpp"
+#include "obs/audit.hpp"
+
+namespace keyrot {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* k_org = "acme";
+constexpr const char* k_dev = "dev@partner.example.com";
+constexpr const char* k_old_key = "crashWindowOldKey_0001";
+
+json seed() {
+    return json::parse(R"({
+      "organizations": [{
+        "name": "acme",
+        "developers": [{"email": "dev@partner.example.com", "firstName": "P", "lastName": "N",
+                        "userName": "p", "status": "active"}],
+        "apiProducts": [{"name": "payments", "approvalType": "auto"},
+                        {"name": "reports", "approvalType": "auto"},
+                        {"name": "admin", "approvalType": "manual"}],
+        "apps": [{
+          "developerEmail": "dev@partner.example.com", "name": "shop",
+          "attributes": [{"name": "DisplayName", "value": "Shop"}, {"name": "Notes", "value": "keep me"}],
+          "callbackUrl": "https://shop.example.com/cb",
+          "credentials": [{
+            "consumerKey": "crashWindowOldKey_0001", "consumerSecret": "crashWindowOldSecret_01",
+            "status": "approved", "issuedAt": "-80d", "expiresAt": "+2d",
+            "attributes": [{"name": "owner", "value": "ops"}],
+            "scopes": ["read"],
+            "apiProducts": [{"apiproduct": "payments", "status": "approved"},
+                            {"apiproduct": "reports", "status": "pending"},
+                            {"apiproduct": "admin", "status": "pending"}]
+          }]
+        }]
+      }]
+    })");
+}
+
+// The emulator behind the transport seam, failing call `fail_at` (1-based,
+// every /v1 call counts) the chosen way.
+class emulator_transport final : public http::transport {
+  public:
+    enum class mode { before, after, crash };
+
+    explicit emulator_transport(emulator::emulator& emu) : emu_(emu) {}
+
+    int calls = 0;
+    int fail_at = 0;  // 0: none
+    mode how = mode::before;
+    std::vector<std::string> violations;
+    std::function<void()> die;  // crash: stops the running "process"
+
+    net::awaitable<result<http::response>> send(http::request req) override {
+        ++calls;
+        emulator::request er;
+        er.method = req.method;
+        er.target = req.target;
+        er.authorization = req.authorization.reveal();
+        er.content_type = req.content_type;
+        er.user_agent = "keyrotd-test";
+        er.body = req.body;
+        if (er.method == "POST" && er.target.find("?action=revoke") != std::string::npos &&
+            er.target.find("/apiproducts/") == std::string::npos)
+            check_revocation(er.target);
+        if (calls == fail_at && how == mode::before) co_return injected(false);
+        emulator::response r = emu_.handle(er);
+        if (calls == fail_at && how == mode::after) co_return injected(true);
+        if (calls == fail_at && how == mode::crash) {
+            die();  // nothing of this process runs after the call took effect
+            net::steady_timer never(co_await net::this_coro::executor, std::chrono::hours(24));
+            co_await never.async_wait(net::use_awaitable);
+        }
+        http::response out;
+        out.status = r.status;
+        out.body = std::move(r.body);
+        out.headers = std::move(r.headers);
+        if (!r.content_type.empty()) out.headers.emplace_back("Content-Type", r.content_type);
+        co_return out;
+    }
+
+  private:
+    static error injected(bool timed_out) {
+        error e;
+        e.what = error::kind::network;
+        e.timed_out = timed_out;
+        e.message = timed_out ? "injected: the answer was lost" : "injected: reset before sending";
+        return e;
+    }
+
+    // A key is revoked only when a complete successor of it exists.
+    void check_revocation(const std::string& target) {
+        const auto keys = target.find("/keys/");
+        const auto q = target.find('?');
+        const std::string revoked = target.substr(keys + 6, q - keys - 6);
+        const std::string fp = fingerprint(revoked);
+        emulator::request get;
+        get.method = "GET";
+        get.target = "/__emulator/state";
+        const auto state = json::parse(emu_.handle(get).body);
+        for (const auto& o : state["organizations"])
+            for (const auto& a : o["apps"])
+                for (const auto& c : a.value("credentials", json::array()))
+                    for (const auto& at : c.value("attributes", json::array()))
+                        if (at["name"] == k_marker_attribute && at["value"] == fp) return;
+        violations.push_back("revoked " + fp + " with no complete successor");
+    }
+
+    emulator::emulator& emu_;
+};
+
+// The daemon's observer in small: the real audit log (the executor reads its
+// tail when it recovers intents) plus a copy of every record.
+class recording_observer final : public exec::observer {
+  public:
+    explicit recording_observer(const std::filesystem::path& dir) : audit_(dir) {}
+    std::vector<exec::action_record> records;
+    bool on_action(const exec::action_record& r) override {
+        records.push_back(r);
+        return audit_.write(r);
+    }
+    void on_pass(const exec::pass_summary&) override {}
+
+  private:
+    obs::audit_log audit_;
+};
+
+struct outcome {
+    json app;  // the app as the emulator holds it at the end
+    std::vector<exec::action_record> records;
+    std::vector<std::string> violations;
+    json markers_lost;
+    int calls = 0;
+};
+
+policy::policy make_policy(policy::rotation_method method) {
+    policy::policy p;
+    p.name = "partners";
+    p.organization = k_org;
+    p.rotation.key_lifetime = 90 * k_day;
+    p.rotation.rotate_before = 14 * k_day;
+    p.rotation.overlap = k_hour;
+    p.rotation.method = method;
+    return p;
+}
+
+json hook(emulator::emulator& emu, const std::string& method, const std::string& path,
+          const json& body = nullptr) {
+    emulator::request r;
+    r.method = method;
+    r.target = path;
+    if (!body.is_null()) {
+        r.body = body.dump();
+        r.content_type = "application/json";
+    }
+    const auto res = emu.handle(r);
+    return res.body.empty() ? json() : json::parse(res.body);
+}
+
+// The scenario: two passes now, the clock past the overlap, two more passes.
+// The failure (if any) lands wherever call `fail_at` falls; the later passes
+// are clean and must converge.
+outcome run_scenario(policy::rotation_method method, bool strict, int fail_at,
+                     emulator_transport::mode how) {
+    emulator::emulator emu;
+    if (strict) emu.profile().all(true);
+    emu.load_seed(seed());
+    emulator_transport transport(emu);
+    transport.fail_at = fail_at;
+    transport.how = how;
+    auto auth = auth::make_none();
+    apigee::api api(transport, *auth, k_org);
+
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("keyrot-crash-" + std::to_string(::getpid()) + "-" + std::to_string(fail_at) +
+                      "-" + std::to_string(static_cast<int>(how)));
+    std::filesystem::remove_all(dir);
+    outcome out;
+    const std::vector<policy::policy> policies{make_policy(method)};
+    // One pass = one process: its own observer, executor and io_context.
+    auto pass = [&] {
+        recording_observer obs(dir);
+        exec::executor ex(api, obs, dir, [&emu] { return emu.now(); });
+        exec::run_options opt;
+        opt.concurrency = 1;
+        net::io_context io;
+        transport.die = [&io] { io.stop(); };
+        net::co_spawn(io, ex.run_pass(policies, opt), net::detached);
+        io.run();
+        out.records.insert(out.records.end(), obs.records.begin(), obs.records.end());
+    };  // a stopped io_context is destroyed here with the frames it holds
+    pass();
+    pass();
+    hook(emu, "POST", "/__emulator/clock", {{"advanceMs", 2 * k_hour}});
+    pass();
+    pass();
+    std::filesystem::remove_all(dir);
+    const json state = hook(emu, "GET", "/__emulator/state");
+    for (const auto& o : state["organizations"])
+        for (const auto& a : o.value("apps", json::array()))
+            if (a.value("name", "") == "shop") out.app = a;
+    if (out.app.is_null()) ADD_FAILURE() << "no app shop in " << state.dump().substr(0, 2000);
+    out.violations = transport.violations;
+    out.markers_lost = hook(emu, "GET", "/__emulator/invariants")["markersLost"];
+    out.calls = transport.calls;
+    return out;
+}
+
+// What must come out the same with or without a failure: keys by role (old /
+// successor), with their status, products, scopes and attributes (the marker
+// as the role it names), and the app's own fields.
+json normalise(const json& app) {
+    const std::string old_fp = fingerprint(std::string(k_old_key));
+    json keys = json::array();
+    for (const auto& c : app.value("credentials", json::array())) {
+        const std::string fp = fingerprint(c["consumerKey"].get<std::string>());
+        json k;
+        k["role"] = fp == old_fp ? "old" : "new";
+        k["status"] = c.value("status", "");
+        json products = json::object();
+        for (const auto& p : c.value("apiProducts", json::array()))
+            products[p["apiproduct"].get<std::string>()] = p.value("status", "");
+        k["products"] = products;
+        auto scopes = c.value("scopes", json::array());
+        std::sort(scopes.begin(), scopes.end());
+        k["scopes"] = scopes;
+        json attrs = json::object();
+        for (const auto& at : c.value("attributes", json::array()))
+            attrs[at["name"].get<std::string>()] =
+                at["name"] == k_marker_attribute
+                    ? (at["value"] == old_fp ? json("old")
+                                             : json("other: " + at["value"].get<std::string>()))
+                    : at["value"];
+        k["attributes"] = attrs;
+        keys.push_back(k);
+    }
+    std::sort(keys.begin(), keys.end(),
+              [](const json& a, const json& b) { return a["role"] > b["role"]; });  // old first
+    json attrs = json::object();
+    for (const auto& at : app.value("attributes", json::array()))
+        attrs[at["name"].get<std::string>()] = at["value"];
+    return {{"keys", keys}, {"attributes", attrs}, {"callbackUrl", app.value("callbackUrl", "")}};
+}
+
+struct scenario {
+    policy::rotation_method method;
+    bool strict;
+};
+
+class CrashWindowTest : public ::testing::TestWithParam<scenario> {};
+
+TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
+    const auto [method, strict] = GetParam();
+    const outcome clean = run_scenario(method, strict, 0, emulator_transport::mode::before);
+    const json want = normalise(clean.app);
+    // The clean run itself: one complete successor, the old key revoked.
+    ASSERT_EQ(want["keys"].size(), 2u) << clean.app.dump();
+    ASSERT_EQ(want["keys"][0]["role"], "old");
+    ASSERT_EQ(want["keys"][0]["status"], "revoked");
+    ASSERT_EQ(want["keys"][1]["attributes"][k_marker_attribute], "old");
+    ASSERT_EQ(want["keys"][1]["status"], "approved");
+    ASSERT_EQ(want["keys"][1]["attributes"]["owner"], "ops");
+    ASSERT_EQ(want["attributes"]["Notes"], "keep me");
+    ASSERT_EQ(want["callbackUrl"], "https://shop.example.com/cb");
+    ASSERT_GE(clean.calls, 6);
+
+    int runs = 0;
+    for (int n = 1; n <= clean.calls; ++n) {
+        for (auto how : {emulator_transport::mode::before, emulator_transport::mode::after,
+                         emulator_transport::mode::crash}) {
+            SCOPED_TRACE("call " + std::to_string(n) +
+                         (how == emulator_transport::mode::after   ? " took effect, answer lost"
+                          : how == emulator_transport::mode::crash ? " took effect, then a crash"
+                                                                   : " failed before sending"));
+            const outcome got = run_scenario(method, strict, n, how);
+            ++runs;
+            EXPECT_EQ(normalise(got.app), want) << got.app.dump();
+            EXPECT_EQ(got.violations, std::vector<std::string>{});
+            EXPECT_EQ(got.markers_lost, json::array());
+            std::map<std::string, int> audited;
+            for (const auto& r : got.records)
+                if (r.action != "failed" && r.action != "skipped") ++audited[r.action];
+            EXPECT_EQ(audited, (std::map<std::string, int>{
+                                   {"completed", 1}, {"created", 1}, {"revoked", 1}}));
+        }
+    }
+    std::cerr << "crash windows: " << clean.calls << " calls, " << runs << " failing runs\n";
+}
+
+INSTANTIATE_TEST_SUITE_P(Scenarios, CrashWindowTest,
+                         ::testing::Values(scenario{policy::rotation_method::import_key, false},
+                                           scenario{policy::rotation_method::import_key, true},
+                                           scenario{policy::rotation_method::generate, false},
+                                           scenario{policy::rotation_method::generate, true}),
+                         [](const ::testing::TestParamInfo<scenario>& i) {
+                             return std::string(i.param.method == policy::rotation_method::generate
+                                                    ? "Generate"
+                                                    : "Import") +
+                                    (i.param.strict ? "Strict" : "Lenient");
+                         });
+
+}  // namespace
+}  // namespace keyrot
