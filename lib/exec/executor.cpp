@@ -1046,6 +1046,13 @@ bool executor::record(const planned_app& pa, std::string action, const std::stri
     r.dry_run = dry_run;
     r.late = late;
     r.detail = std::move(detail);
+    // Times of the keys named, as this pass knows them (not in the audit line).
+    if (const credential* k = key.empty() ? nullptr : find_key(pa.snapshot, key)) {
+        r.key_issued_at = k->issued_at;
+        r.key_expires_at = k->expires_at;
+    }
+    if (const credential* o = replaces.empty() ? nullptr : find_key(pa.snapshot, replaces))
+        r.replaces_expires_at = o->expires_at;
     return obs_.on_action(r);
 }
 

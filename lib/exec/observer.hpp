@@ -28,6 +28,12 @@ struct action_record {
     bool dry_run = false;
     bool late = false;  // created: a late rotation
     std::string detail;
+    // For observers (notifications), not audited: the issue and expiry times of
+    // `key` and the expiry of `replaces` as the pass knew them; k_never (or
+    // for issued_at 0) when unknown. Expiry k_never also means "never expires".
+    millis key_issued_at = 0;
+    millis key_expires_at = k_never;
+    millis replaces_expires_at = k_never;
 };
 
 struct key_record {

@@ -249,14 +249,23 @@ void notifier::on_action(const exec::action_record& r) {
             f.type = notify::event_type::key_rotated;
             f.key = r.key;
             f.replaces = r.replaces;
-            // Known only if an earlier pass of this process listed the keys.
-            const auto it = last_keys_.find(app_key(r.organization, r.developer, r.app));
-            if (it != last_keys_.end()) {
+            // From the record (the executor knows both keys when it completes
+            // one); else from an earlier pass of this process.
+            const auto pit = policies_.find(r.policy);
+            const bool revokes = pit != policies_.end() && pit->second.revoke;
+            if (r.key_issued_at > 0) {
+                f.expires_at = r.key_expires_at;
+                if (revokes) {
+                    millis at = r.key_issued_at + pit->second.overlap;
+                    if (r.replaces_expires_at != k_never) at = std::min(at, r.replaces_expires_at);
+                    f.revokes_at = at;
+                }
+            } else if (const auto it = last_keys_.find(app_key(r.organization, r.developer, r.app));
+                       it != last_keys_.end()) {
                 const plan::key_view* nk = find_key(it->second, r.key);
                 const plan::key_view* ok = find_key(it->second, r.replaces);
-                const auto pit = policies_.find(r.policy);
                 if (nk) f.expires_at = nk->expires_at;
-                if (nk && ok && pit != policies_.end() && pit->second.revoke) {
+                if (nk && ok && revokes) {
                     millis at = nk->issued_at + pit->second.overlap;
                     if (ok->expires_at != k_never) at = std::min(at, ok->expires_at);
                     f.revokes_at = at;

@@ -184,6 +184,11 @@ class OnceTest(NotifyCase):
         self.assertEqual(d["replaces"], self.old_fp())
         self.assertEqual((d["organization"], d["app"], d["policy"]), ("demo", "due-00", "p"))
         self.assertEqual(d["developer"], seed()["developers"][0]["email"])
+        # Created and completed in one pass: the record of the completion
+        # names the new key's expiry (90d lifetime) and the old key's
+        # revocation (issue + 1h overlap).
+        self.assertLessEqual(abs(h.now_ms() + 90 * 86400 * 1000 - iso_ms(d["expiresAt"])), 120 * 1000)
+        self.assertLessEqual(abs(h.now_ms() + 3600 * 1000 - iso_ms(d["replacesRevokedAt"])), 120 * 1000)
         # The pass's key list is read after its actions: the old key is revoked
         # within the hour (overlap 1h), inside the 1d lead time; the new key
         # (90 days) and the fresh one (60 days) are outside every lead time.
