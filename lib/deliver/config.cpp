@@ -1,5 +1,6 @@
 #include "deliver/config.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "deliver/fields.hpp"
@@ -80,6 +81,39 @@ std::optional<error> check_labels(const std::string& field,
     return std::nullopt;
 }
 
+// Google's label rules: keys [a-z][a-z0-9_-]{0,62}, values [a-z0-9_-]{0,63}.
+std::optional<error> check_google_labels(const std::string& field,
+                                         const std::map<std::string, std::string>& labels) {
+    const auto ok_char = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    };
+    for (const auto& [k, v] : labels) {
+        if (k.size() > 63 || !(k[0] >= 'a' && k[0] <= 'z') ||
+            !std::all_of(k.begin(), k.end(), ok_char))
+            return field_error(field + "." + k,
+                               "is not a Google label key ([a-z][a-z0-9_-]{0,62})");
+        if (v.size() > 63 || !std::all_of(v.begin(), v.end(), ok_char))
+            return field_error(field + "." + k, "is not a Google label value ([a-z0-9_-]{0,63})");
+    }
+    return std::nullopt;
+}
+
+// Kubernetes label values: at most 63, alphanumeric at both ends, [-_.A-Za-z0-9] between.
+std::optional<error> check_kube_labels(const std::string& field,
+                                       const std::map<std::string, std::string>& labels) {
+    const auto alnum = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    };
+    for (const auto& [k, v] : labels) {
+        const bool ok = v.empty() || (v.size() <= 63 && alnum(v.front()) && alnum(v.back()) &&
+                                      std::all_of(v.begin(), v.end(), [&](char c) {
+                                          return alnum(c) || c == '-' || c == '_' || c == '.';
+                                      }));
+        if (!ok) return field_error(field + "." + k, "is not a Kubernetes label value");
+    }
+    return std::nullopt;
+}
+
 result<target_config> parse_kube(const json& j, const std::string& where,
                                  const std::vector<attribute_rule>& rules) {
     reader r(j, where);
@@ -96,6 +130,7 @@ result<target_config> parse_kube(const json& j, const std::string& where,
     DELIVER_TRY(r.string_map("annotations", c.annotations));
     DELIVER_TRY(r.string_map("labels", c.labels));
     DELIVER_TRY(check_labels(r.field("labels"), c.labels));
+    DELIVER_TRY(check_kube_labels(r.field("labels"), c.labels));
     DELIVER_TRY(r.unknown_keys());
     return target_config{std::move(c)};
 }
@@ -149,6 +184,7 @@ result<target_config> parse_secret_manager(const json& j, const std::string& whe
     DELIVER_TRY(check_template_field(r.field("secret"), c.secret, rules));
     DELIVER_TRY(r.string_map("labels", c.labels));
     DELIVER_TRY(check_labels(r.field("labels"), c.labels));
+    DELIVER_TRY(check_google_labels(r.field("labels"), c.labels));
     DELIVER_TRY(r.unknown_keys());
     return target_config{std::move(c)};
 }

@@ -340,6 +340,28 @@ TEST_F(DeliverLoopback, KubeForbiddenAndUnauthorizedAreErrors) {
     expect_clean(r.err().message + u.err().message + none.err().message);
 }
 
+// A PUT that took effect but whose answer was lost: the HTTP client repeats it
+// (PUT is safe to repeat), the repeat meets a 409 (stale resourceVersion), and
+// the re-read finds the Secret already holding the key.
+TEST_F(DeliverLoopback, KubeLostAnswerConverges) {
+    http::options o = options(server_.url());
+    o.max_attempts = 3;
+    o.backoff_base = 10;
+    auto c = http::client::create(io_.get_executor(), o);
+    ASSERT_TRUE(c.ok());
+    kubernetes_secret_target t(*c.value(), token_file_.string(),
+                               {"team-a", "apigee-fleet", {}, {}});
+    ASSERT_TRUE(run(t.put(make_payload(1, false))).ok());
+    server_.fail({{"path", "/secrets/apigee-fleet"}, {"method", "PUT"}, {"mode", "commit-close"}});
+    auto r = run(t.put(make_payload(2, true)));
+    ASSERT_TRUE(r.ok()) << r.err().describe();
+    EXPECT_FALSE(r->written) << "found written on the re-read";
+    EXPECT_EQ(server_.statuses("PUT", "/secrets/apigee-fleet"), (std::vector<int>{200, 409}));
+    ASSERT_TRUE(run(t.verify(*r)).ok());
+    EXPECT_EQ(server_.state()["secrets"]["team-a/apigee-fleet"]["decoded"]["consumerKey"],
+              key_of(2));
+}
+
 // ---------------------------------------------------------------- Vault
 
 TEST_F(DeliverLoopback, VaultTokenFileCreateVerifyDrop) {
@@ -428,6 +450,34 @@ TEST_F(DeliverLoopback, VaultRefusesAnEntryItDoesNotOwn) {
     ASSERT_FALSE(f.ok());
     EXPECT_TRUE(f.err().is_status(403));
     expect_clean(r.err().message + f.err().message);
+}
+
+// A check-and-set write whose answer was lost: the next put finds it and writes nothing.
+TEST_F(DeliverLoopback, VaultLostAnswerAddsNoSecondVersion) {
+    auto auth = vault_auth::from_token_file(vault_token_file_.string());
+    vault_target t(*client_, *auth, {"secret", "apigee/fleet"});
+    server_.fail(
+        {{"path", "/v1/secret/data/apigee/fleet"}, {"method", "POST"}, {"mode", "commit-close"}});
+    auto lost = run(t.put(make_payload(1, false)));
+    ASSERT_FALSE(lost.ok());
+    EXPECT_EQ(lost.err().what, error::kind::network);
+    auto r = run(t.put(make_payload(1, false)));
+    ASSERT_TRUE(r.ok()) << r.err().describe();
+    EXPECT_FALSE(r->written);
+    EXPECT_EQ(r->version, "1");
+    EXPECT_EQ(server_.state()["vault"]["secret/apigee/fleet"]["current"], 1);
+    ASSERT_TRUE(run(t.verify(*r)).ok());
+    // A 503 is an error that names the target; nothing is written.
+    server_.fail({{"path", "/v1/secret/data/apigee/fleet"},
+                  {"method", "POST"},
+                  {"mode", "status"},
+                  {"status", 503}});
+    auto busy = run(t.put(make_payload(2, true)));
+    ASSERT_FALSE(busy.ok());
+    EXPECT_TRUE(busy.err().is_status(503));
+    EXPECT_NE(busy.err().message.find("vault "), std::string::npos);
+    EXPECT_EQ(server_.state()["vault"]["secret/apigee/fleet"]["current"], 1);
+    expect_clean(lost.err().message + busy.err().message);
 }
 
 // ---------------------------------------------------------------- Secret Manager
