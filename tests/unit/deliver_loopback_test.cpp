@@ -516,6 +516,25 @@ TEST_F(DeliverLoopback, SecretManagerCreateAliasVerifyDisable) {
     expect_clean(stale.err().message + gone.err().message + t.describe());
 }
 
+// After a restart there is no receipt: put without previous, then drop_previous.
+TEST_F(DeliverLoopback, SecretManagerAfterRevocationWithoutAReceipt) {
+    secret_manager_target t(*client_, google(), {"acme-prod", "apigee-fleet", {}});
+    ASSERT_TRUE(run(t.put(make_payload(1, false))).ok());
+    ASSERT_TRUE(run(t.put(make_payload(2, true))).ok());
+    auto r = run(t.put(make_payload(2, false)));
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->written);
+    ASSERT_TRUE(run(t.drop_previous(*r)).ok());
+    const auto e = server_.state()["sm"]["acme-prod/apigee-fleet"];
+    EXPECT_EQ(e["secret"]["versionAliases"], json({{"current", "3"}}));
+    ASSERT_EQ(e["versions"].size(), 3u);
+    EXPECT_EQ(e["versions"][0]["state"], "DISABLED");
+    EXPECT_EQ(e["versions"][1]["state"], "DISABLED");
+    EXPECT_EQ(e["versions"][2]["state"], "ENABLED");
+    EXPECT_FALSE(e["versions"][2]["payload"].contains("previousConsumerKey"));
+    ASSERT_TRUE(run(t.verify(*r)).ok());
+}
+
 TEST_F(DeliverLoopback, SecretManagerDisablesAcrossPages) {
     secret_manager_target t(*client_, google(), {"acme-prod", "apigee-fleet", {}});
     for (int i = 1; i <= 6; ++i) ASSERT_TRUE(run(t.put(make_payload(i, i > 1))).ok());
