@@ -47,6 +47,7 @@
 #include "obs/metrics.hpp"
 #include "obs/notifier.hpp"
 #include "obs/recorder.hpp"
+#include "plan/forecast.hpp"
 #include "policy/config.hpp"
 #include "sched/kube.hpp"
 #include "sched/leader.hpp"
@@ -78,6 +79,7 @@ const char* usage_text =
     "options:\n"
     "  -c, --config FILE  config file (default $KEYROTD_CONFIG, then /etc/keyrotd/keyrotd.yaml)\n"
     "  --json             plan / inventory: machine-readable output\n"
+    "  --within DURATION  plan: also list what falls due within DURATION (e.g. 7d)\n"
     "  --dry-run          run / once / rotate: every write is a logged no-op\n"
     "  --app O/D/A        rotate: the app to rotate\n"
     "  --revoke-now       rotate: revoke the old key as soon as its successor is complete\n"
@@ -93,6 +95,7 @@ struct cli {
     bool dry_run = false;
     bool revoke_now = false;
     std::string app;              // ORG/DEVELOPER/APP
+    std::optional<millis> within;  // plan --within: the forecast's window
     std::set<std::string> given;  // options given, by their long name
 };
 
@@ -101,7 +104,7 @@ const std::map<std::string, std::set<std::string>>& command_options() {
     static const std::map<std::string, std::set<std::string>> t = {
         {"run", {"--config", "--dry-run"}},
         {"once", {"--config", "--dry-run"}},
-        {"plan", {"--config", "--json"}},
+        {"plan", {"--config", "--json", "--within"}},
         {"validate", {"--config"}},
         {"inventory", {"--config", "--json"}},
         {"rotate", {"--config", "--app", "--revoke-now", "--dry-run"}},
@@ -564,6 +567,82 @@ std::string skipped_line(const std::string& reason, int n) {
     return count_of(n, "app", "apps") + " not rotated: " + reason;
 }
 
+// `plan --within`: one organisation's forecast, from a listing of every app
+// with all its keys (the listing's approved and revoked phases joined per
+// app). Developer statuses the listing does not give are taken from the plan
+// (`planned`), which learnt those it needed.
+struct forecast_row {
+    millis at = 0;
+    nlohmann::json json;
+    std::vector<std::string> text;
+};
+
+std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> listed,
+                                       const std::vector<exec::planned_app>& planned,
+                                       const std::vector<policy::policy>& policies, millis now,
+                                       millis until) {
+    std::map<std::string, std::string> status;  // lower(developer) \n app -> status
+    for (const auto& pa : planned)
+        status[lower(pa.snapshot.developer_email) + "\n" + pa.snapshot.name] =
+            pa.snapshot.developer_status;
+    std::map<std::string, app> apps;  // owner \n app -> the app with every key
+    std::vector<std::string> order;
+    for (auto& a : listed) {
+        const std::string id = (a.app_group.empty() ? lower(a.developer_email)
+                                                     : "team:" + a.app_group) +
+                               "\n" + a.name;
+        auto it = apps.find(id);
+        if (it == apps.end()) {
+            order.push_back(id);
+            apps.emplace(id, std::move(a));
+            continue;
+        }
+        for (auto& k : a.credentials) {
+            const bool seen = std::any_of(
+                it->second.credentials.begin(), it->second.credentials.end(),
+                [&](const credential& o) { return o.fingerprint == k.fingerprint; });
+            if (!seen) it->second.credentials.push_back(std::move(k));
+        }
+    }
+    std::vector<forecast_row> rows;
+    for (const auto& id : order) {
+        app& a = apps.at(id);
+        const policy::policy* p =
+            a.app_group.empty() ? plan::match_policy(a, policies) : nullptr;
+        if (p != nullptr && a.developer_status.empty()) {
+            auto known = status.find(lower(a.developer_email) + "\n" + a.name);
+            if (known != status.end()) a.developer_status = known->second;
+        }
+        const std::string owner = a.app_group.empty() ? a.developer_email : "team:" + a.app_group;
+        for (const auto& it : plan::forecast_app(a, p, now, until)) {
+            const std::string kind = plan::to_string(it.kind);
+            forecast_row r;
+            r.at = it.at;
+            r.json = {{"at", format_time(it.at)},
+                      {"forecast", true},
+                      {"organization", org},
+                      {"developer", a.developer_email},
+                      {"app", a.name},
+                      {"policy", p != nullptr ? p->name : ""},
+                      {"action", kind},
+                      // As in the rows due now: a `create` names the key it
+                      // replaces; a successor not made yet is "(successor of FP)".
+                      {"key", it.kind == plan::forecast_kind::rotate ? std::string() : it.key},
+                      {"replaces", it.kind == plan::forecast_kind::rotate ? it.key : it.replaces},
+                      {"expiresAt", it.kind == plan::forecast_kind::rotate ||
+                                            it.kind == plan::forecast_kind::expire
+                                        ? format_time(it.expires_at)
+                                        : ""},
+                      {"reason", it.reason}};
+            if (!a.app_group.empty()) r.json["team"] = a.app_group;
+            r.text = {format_time(it.at), org,  owner, a.name, p != nullptr ? p->name : "-",
+                      kind,               it.key, it.reason};
+            rows.push_back(std::move(r));
+        }
+    }
+    return rows;
+}
+
 int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
     net::io_context io;
     counting_observer rec(nullptr, nullptr);
@@ -573,6 +652,7 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
     std::vector<std::string> errors;
     std::map<std::string, int> skipped;  // skip reason -> apps
     std::vector<std::vector<std::string>> rows;
+    std::vector<forecast_row> ahead;  // plan --within
     auto fail = [&](const std::string& why) {
         std::cerr << "keyrotd: " << why << "\n";
         errors.push_back(why);
@@ -597,6 +677,22 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
             continue;
         }
         for (const auto& [reason, n] : link->exec->skipped_apps()) skipped[reason] += n;
+        if (c.within && !inventory_mode) {
+            exec::run_options lopt;
+            lopt.list_revoked = std::any_of(link->policies.begin(), link->policies.end(),
+                                            [](const policy::policy& p) {
+                                                return p.rotation.delete_revoked_after > 0;
+                                            });
+            auto listed = run_sync(io, link->exec->read_inventory(lopt));
+            if (!listed) {
+                fail("organization " + org + ": " + listed.err().describe());
+                continue;
+            }
+            const millis now = wall_now();
+            for (auto& r : forecast_org(org, std::move(listed.value().apps), planned.value(),
+                                        link->policies, now, now + *c.within))
+                ahead.push_back(std::move(r));
+        }
         for (const auto& pa : planned.value()) {
             const auto& a = pa.snapshot;
             ++apps;
@@ -657,11 +753,24 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
         }
         return k_exit_failed;
     }
+    std::stable_sort(ahead.begin(), ahead.end(),
+                     [](const forecast_row& x, const forecast_row& y) { return x.at < y.at; });
     if (c.json) {
+        if (c.within) {
+            // Rows due now first (marked "forecast": false), then the forecast.
+            const std::string at = format_time(wall_now());
+            for (auto& row : out) {
+                row["at"] = at;
+                row["forecast"] = false;
+            }
+            for (auto& r : ahead) out.push_back(std::move(r.json));
+        }
         std::cout << out.dump(2) << "\n";
     } else {
         if (rows.empty()) {
-            std::cout << (inventory_mode ? "no matched keys\n" : "nothing to do\n");
+            std::cout << (inventory_mode ? "no matched keys\n"
+                          : c.within     ? "nothing to do now\n"
+                                         : "nothing to do\n");
         } else if (inventory_mode) {
             print_table({"ORGANIZATION", "DEVELOPER", "APP", "POLICY", "KEY", "STATE", "EXPIRES",
                          "REPLACES", "APP SKIPPED"},
@@ -680,6 +789,23 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
         }
         for (const auto& [reason, n] : skipped)
             if (n > 0) std::cout << skipped_line(reason, n) << "\n";
+        if (c.within) {
+            const std::string span = format_duration(*c.within);
+            std::cout << "\n";
+            if (ahead.empty()) {
+                std::cout << "nothing falls due within " << span << "\n";
+            } else {
+                std::vector<std::vector<std::string>> trows;
+                for (auto& r : ahead) trows.push_back(std::move(r.text));
+                std::cout << "within " << span << ":\n";
+                print_table({"WHEN", "ORGANIZATION", "DEVELOPER", "APP", "POLICY", "ACTION", "KEY",
+                             "REASON"},
+                            trows);
+                std::cout << "\n"
+                          << count_of(static_cast<long>(trows.size()), "item", "items")
+                          << " falling due within " << span << "\n";
+            }
+        }
     }
     if (inventory_mode) return k_exit_ok;
     return pending > 0 ? k_exit_pending : k_exit_ok;
@@ -1622,7 +1748,7 @@ int parse(int argc, char** argv, cli& c) {
             }
             return true;
         };
-        const bool takes_value = a == "-c" || a == "--config" || a == "--app";
+        const bool takes_value = a == "-c" || a == "--config" || a == "--app" || a == "--within";
         if (inline_value && !takes_value) {
             std::cerr << "keyrotd: " << a << " takes no value\n" << usage_text;
             return k_exit_usage;
@@ -1645,6 +1771,17 @@ int parse(int argc, char** argv, cli& c) {
             c.given.insert(a);
         } else if (a == "--app") {
             if (!value(c.app)) return k_exit_usage;
+            c.given.insert(a);
+        } else if (a == "--within") {
+            std::string text;
+            if (!value(text)) return k_exit_usage;
+            c.within = parse_duration(text);
+            if (!c.within || *c.within <= 0) {
+                std::cerr << "keyrotd: --within needs a positive duration such as 7d, 12h or "
+                             "P30D, not '"
+                          << text << "'\n";
+                return k_exit_usage;
+            }
             c.given.insert(a);
         } else if (c.command.empty() && !a.empty() && a[0] != '-') {
             c.command = a;

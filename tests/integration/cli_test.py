@@ -393,6 +393,43 @@ class DumpableTest(Base):
         self.assertEqual(self.run_as_nobody({"KEYROTD_ALLOW_CORE_DUMPS": "1"}), NOBODY)
 
 
+class ForecastTest(Base):
+    """plan --within: what falls due in the window, not only what is due now (issue 11)."""
+
+    def test_within_tells_the_truth(self):
+        shop = h.fp(key("shop", "+2d")["consumerKey"])
+        dormant = h.fp(key("dormant", "+2d")["consumerKey"])
+        r = self.k.run("plan", "--within", "3d")
+        self.assertEqual(r.returncode, 2, r.stderr)  # the exit code is about now
+        self.assertIn("within 3d:\n", r.stdout)
+        ahead = r.stdout.split("within 3d:\n")[1]
+        self.assertRegex(ahead, r"revoke +%s +overlap over" % shop)  # an overlap after now
+        self.assertRegex(ahead, r"dormant .*expire +%s +expires; not rotated: developer is "
+                         r"inactive" % dormant)
+        self.assertIn("2 items falling due within 3d\n", ahead)
+        r = self.k.run("once")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # Nothing is due now, but the old key is revoked within the hour.
+        r = self.k.run("plan")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("nothing to do\n"), r.stdout)
+        r = self.k.run("plan", "--within", "2h", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = json.loads(r.stdout)
+        self.assertEqual([(x["action"], x["app"], x["key"], x["forecast"]) for x in rows],
+                         [("revoke", "shop", shop, True)], rows)
+        at = time.mktime(time.strptime(rows[0]["at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        self.assertAlmostEqual(at, time.time() + 3600, delta=120)
+        self.assertEqual(rows[0]["developer"], BEN)
+        r = self.k.run("plan", "--within", "1m")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("nothing to do now\n"), r.stdout)
+        self.assertTrue(r.stdout.endswith("\nnothing falls due within 1m\n"), r.stdout)
+        for args in (["plan", "--within", "soon"], ["plan", "--within", "0"], ["plan", "--within"],
+                     ["inventory", "--within", "7d"], ["once", "--within=7d"]):
+            self.assertEqual(self.k.run(*args).returncode, 64, args)
+
+
 if __name__ == "__main__":
     warnings.simplefilter("ignore", ResourceWarning)  # the harness leaves a file or two open
     unittest.main(argv=[sys.argv[0], *sys.argv[1:]], verbosity=2, warnings="ignore")

@@ -5,6 +5,7 @@
 
 #include <functional>
 
+#include "plan/forecast.hpp"
 #include "plan_fixtures.hpp"
 
 using namespace keyrot;
@@ -460,3 +461,143 @@ TEST(Planner, ANewSuccessorForARevokedOneSaysWhy) {
         << got.actions[0].reason;
     EXPECT_NE(got.actions[0].reason.find("within rotateBefore"), std::string::npos);
 }
+
+// The forecast (`plan --within`): "kind:key@day" (days after T0).
+namespace {
+
+struct forecast_row {
+    std::string name;
+    std::function<app()> make;
+    std::function<void(policy::policy&)> tweak;
+    millis within;
+    std::vector<std::string> expect;
+    bool no_policy = false;
+};
+
+void PrintTo(const forecast_row& r, std::ostream* os) { *os << r.name; }
+
+class ForecastRules : public ::testing::TestWithParam<forecast_row> {};
+
+TEST_P(ForecastRules, Forecasts) {
+    const forecast_row& r = GetParam();
+    policy::policy p = make_policy();
+    if (r.tweak) r.tweak(p);
+    const auto got = plan::forecast_app(r.make(), r.no_policy ? nullptr : &p, T0, T0 + r.within);
+    std::vector<std::string> items;
+    for (const auto& it : got) {
+        EXPECT_FALSE(it.reason.empty()) << "every item says why";
+        const millis day = (it.at - T0) / k_day;
+        const bool whole = (it.at - T0) % k_day == 0;
+        items.push_back(std::string(plan::to_string(it.kind)) + ":" + it.key + "@" +
+                        std::to_string(day) + (whole ? "" : "+"));
+    }
+    EXPECT_EQ(items, r.expect);
+}
+
+const millis fd = k_day;
+
+INSTANTIATE_TEST_SUITE_P(
+    Forecast, ForecastRules,
+    ::testing::Values(
+        forecast_row{"nothing_in_window",
+                     [] { return make_app({key("a1", T0 - 10 * fd, T0 + 80 * fd)}); },
+                     {},
+                     30 * fd,
+                     {}},
+        forecast_row{"rotation_then_revocation_an_overlap_later",
+                     [] { return make_app({key("a1", T0 - 10 * fd, T0 + 80 * fd)}); },
+                     {},
+                     90 * fd,
+                     {"create:a1@66", "revoke:a1@73"}},
+        forecast_row{"window_end_is_inclusive_and_cuts",
+                     [] { return make_app({key("a1", T0 - 10 * fd, T0 + 80 * fd)}); },
+                     {},
+                     66 * fd,
+                     {"create:a1@66"}},
+        forecast_row{"revocation_minutes_away_while_nothing_is_due_now",
+                     [] {
+                         return make_app({key("a1", T0 - 88 * fd, T0 + 2 * fd),
+                                          successor("b2", "a1", false, T0 - 7 * fd + 10 * k_minute,
+                                                    T0 + 83 * fd)});
+                     },
+                     {},
+                     1 * fd,
+                     {"revoke:a1@0+"}},
+        forecast_row{"due_now_is_left_out_but_its_consequences_are_not",
+                     [] { return make_app({key("a1", T0 - 80 * fd, T0 + 10 * fd)}); },
+                     {},
+                     30 * fd,
+                     {"revoke:a1@7"}},
+        forecast_row{"revoke_false_old_key_expires",
+                     [] {
+                         return make_app({key("a1", T0 - 88 * fd, T0 + 2 * fd),
+                                          successor("b2", "a1", false, T0 - 1 * fd, T0 + 89 * fd)});
+                     },
+                     [](policy::policy& p) { p.rotation.revoke = false; },
+                     7 * fd,
+                     {"expire:a1@2"}},
+        forecast_row{"deletion_after_revocation",
+                     [] {
+                         return make_app({key("a1", T0 - 88 * fd, T0 + 2 * fd),
+                                          successor("b2", "a1", false, T0 - 6 * fd, T0 + 84 * fd)});
+                     },
+                     [](policy::policy& p) { p.rotation.delete_revoked_after = 3 * k_day; },
+                     7 * fd,
+                     {"revoke:a1@1", "delete:a1@4"}},
+        forecast_row{"successor_chain_in_a_long_window",
+                     [] { return make_app({key("a1", T0 - 80 * fd, T0 + 10 * fd)}); },
+                     // The successor lives 20 d and is due 14 d before: it rotates at 6 d.
+                     [](policy::policy& p) { p.rotation.key_lifetime = 20 * k_day; },
+                     14 * fd,
+                     {"create:(successor of a1)@6", "revoke:a1@7", "create:(successor 2 of a1)@12",
+                      "revoke:(successor of a1)@13"}},
+        forecast_row{
+            "rotation_waits_for_the_window",
+            [] { return make_app({key("a1", T0 - 10 * fd, T0 + 78 * fd)}); },
+            [](policy::policy& p) {
+                // Due at T0 + 64 d, a Saturday: the rotation waits for Monday 09:00.
+                p.rotation.window = policy::time_window{{1, 2, 3, 4, 5}, 9 * 60, 17 * 60, "UTC", 0};
+            },
+            70 * fd,
+            {"create:a1@66+"}},
+        forecast_row{"no_policy_only_expiry",
+                     [] {
+                         return make_app({key("a1", T0 - 80 * fd, T0 + 10 * fd),
+                                          key("e5", T0 - 80 * fd, T0 + 5 * fd, "revoked")});
+                     },
+                     {},
+                     30 * fd,
+                     {"expire:a1@10"},
+                     true},
+        forecast_row{"successor_expires_first_old_key_rotates_again",
+                     [] {
+                         return make_app({key("a1", T0 - 88 * fd, T0 + 20 * fd),
+                                          successor("b2", "a1", false, T0 - 1 * fd, T0 + 3 * fd)});
+                     },
+                     [](policy::policy& p) { p.rotation.overlap = 30 * k_day; },
+                     30 * fd,
+                     {"expire:b2@3", "create:a1@6", "expire:a1@20"}},
+        forecast_row{"no_room_for_the_marker_reported_once",
+                     [] {
+                         credential k = key("a1", T0 - 10 * fd, T0 + 20 * fd);
+                         k.attributes.clear();
+                         for (int i = 0; i < 18; ++i)
+                             k.attributes.push_back({"a" + std::to_string(i), "v"});
+                         return make_app({k});
+                     },
+                     {},
+                     30 * fd,
+                     {"report:a1@6", "expire:a1@20"}}),
+    [](const ::testing::TestParamInfo<forecast_row>& info) { return info.param.name; });
+
+TEST(Forecast, SkippedAppKeysStillExpire) {
+    app a = make_app({key("a1", T0 - 80 * k_day, T0 + 10 * k_day)});
+    a.developer_status = "inactive";
+    policy::policy p = make_policy();
+    const auto got = plan::forecast_app(a, &p, T0, T0 + 30 * k_day);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].kind, plan::forecast_kind::expire);
+    EXPECT_NE(got[0].reason.find("developer is inactive"), std::string::npos) << got[0].reason;
+}
+
+}  // namespace

@@ -1,0 +1,189 @@
+#include "plan/forecast.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <utility>
+
+namespace keyrot::plan {
+namespace {
+
+credential* find_key(app& a, const std::string& fp) {
+    for (auto& c : a.credentials)
+        if (c.fingerprint == fp) return &c;
+    return nullptr;
+}
+
+void set_marker(credential& c, const std::string& value) {
+    for (auto& at : c.attributes) {
+        if (at.name == k_marker_attribute) {
+            at.value = value;
+            return;
+        }
+    }
+    c.attributes.push_back({k_marker_attribute, value});
+}
+
+struct simulation {
+    app sim;
+    millis now;
+    millis until;
+    std::map<std::string, millis> revoked_at;  // fingerprint -> when revoked (or deleted)
+    std::set<std::pair<std::string, std::string>> reported;  // (key, reason)
+    // Simulated successor -> (the real key it descends from, generation).
+    std::map<std::string, std::pair<std::string, int>> lineage;
+    std::vector<forecast_item> out;
+
+    void emit(forecast_item it) {
+        if (it.at > now && it.at <= until) out.push_back(std::move(it));
+    }
+
+    // Applies one planned action at `t` as a pass would. True when it changed the app.
+    bool apply(const action& act, millis t) {
+        forecast_item it;
+        it.at = t;
+        it.reason = act.reason;
+        it.key = act.key;
+        it.replaces = act.replaces;
+        switch (act.kind) {
+            case action_kind::create_successor: {
+                // The pass creates and completes the successor in one go.
+                credential s;
+                // A successor of a successor not made yet either: "(successor 2 of FP)".
+                auto [base, gen] =
+                    lineage.count(act.key) ? lineage.at(act.key) : std::pair{act.key, 0};
+                ++gen;
+                s.fingerprint = gen == 1
+                                    ? "(successor of " + base + ")"
+                                    : "(successor " + std::to_string(gen) + " of " + base + ")";
+                lineage[s.fingerprint] = {base, gen};
+                s.status = "approved";
+                s.issued_at = t;
+                s.expires_at = act.expires_at;
+                s.attributes = act.spec.attributes;
+                s.scopes = act.spec.scopes;
+                s.products = act.spec.products;
+                it.kind = forecast_kind::rotate;
+                it.expires_at = act.expires_at;
+                emit(std::move(it));
+                sim.credentials.push_back(std::move(s));
+                return true;
+            }
+            case action_kind::complete_successor: {
+                credential* s = find_key(sim, act.key);
+                if (s == nullptr) return false;
+                s->products = act.spec.products;
+                s->scopes = act.spec.scopes;
+                set_marker(*s, act.replaces);
+                it.kind = forecast_kind::complete;
+                emit(std::move(it));
+                return true;
+            }
+            case action_kind::revoke_key: {
+                credential* k = find_key(sim, act.key);
+                if (k == nullptr || k->status != "approved") return false;
+                k->status = "revoked";
+                revoked_at.emplace(act.key, t);
+                it.kind = forecast_kind::revoke;
+                emit(std::move(it));
+                return true;
+            }
+            case action_kind::delete_key: {
+                auto& cs = sim.credentials;
+                const auto before = cs.size();
+                cs.erase(
+                    std::remove_if(cs.begin(), cs.end(),
+                                   [&](const credential& c) { return c.fingerprint == act.key; }),
+                    cs.end());
+                if (cs.size() == before) return false;
+                revoked_at.emplace(act.key, t);
+                it.kind = forecast_kind::remove;
+                emit(std::move(it));
+                return true;
+            }
+            case action_kind::report:
+                if (reported.emplace(act.key, act.reason).second && t > now) {
+                    it.kind = forecast_kind::report;
+                    emit(std::move(it));
+                }
+                return false;
+        }
+        return false;
+    }
+};
+
+int order(forecast_kind k) { return static_cast<int>(k); }
+
+}  // namespace
+
+const char* to_string(forecast_kind k) {
+    switch (k) {
+        case forecast_kind::rotate:
+            return "create";
+        case forecast_kind::complete:
+            return "complete";
+        case forecast_kind::revoke:
+            return "revoke";
+        case forecast_kind::remove:
+            return "delete";
+        case forecast_kind::expire:
+            return "expire";
+        case forecast_kind::report:
+            return "report";
+    }
+    return "?";
+}
+
+std::vector<forecast_item> forecast_app(const app& a, const policy::policy* p, millis now,
+                                        millis until, int max_steps) {
+    simulation s{a, now, until, {}, {}, {}, {}};
+    std::string skipped;  // why the app is left alone, if it is
+    if (p != nullptr) {
+        millis t = now;
+        for (int step = 0; step < max_steps && t != k_never && t <= until; ++step) {
+            const app_plan ap = plan_app(s.sim, *p, t);
+            if (ap.skipped) {
+                skipped = ap.skip_reason;
+                break;
+            }
+            bool changed = false;
+            for (const auto& act : ap.actions) changed = s.apply(act, t) || changed;
+            // After a write, plan again at the same moment: one action may make
+            // the next one due (a pass does the same).
+            if (!changed) t = ap.next_wake;
+        }
+    }
+    // Keys that stop working by expiring, not revoked or deleted first.
+    std::vector<credential> all = a.credentials;
+    for (const auto& c : s.sim.credentials)
+        if (std::none_of(all.begin(), all.end(),
+                         [&](const credential& o) { return o.fingerprint == c.fingerprint; }))
+            all.push_back(c);
+    for (const auto& c : all) {
+        if (c.status != "approved" && !s.revoked_at.count(c.fingerprint)) continue;
+        if (c.expires_at < 0 || c.expires_at <= now || c.expires_at > until) continue;
+        if (auto r = s.revoked_at.find(c.fingerprint);
+            r != s.revoked_at.end() && r->second <= c.expires_at)
+            continue;
+        forecast_item it;
+        it.at = c.expires_at;
+        it.kind = forecast_kind::expire;
+        it.key = c.fingerprint;
+        it.expires_at = c.expires_at;
+        if (p == nullptr)
+            it.reason = "expires; no policy rotates this key";
+        else if (!skipped.empty())
+            it.reason = "expires; not rotated: " + skipped;
+        else
+            it.reason = "expires";
+        s.out.push_back(std::move(it));
+    }
+    std::stable_sort(s.out.begin(), s.out.end(),
+                     [](const forecast_item& x, const forecast_item& y) {
+                         if (x.at != y.at) return x.at < y.at;
+                         return order(x.kind) < order(y.kind);
+                     });
+    return std::move(s.out);
+}
+
+}  // namespace keyrot::plan

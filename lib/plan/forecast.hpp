@@ -1,0 +1,51 @@
+// The forecast (`keyrotd plan --within`): what will fall due for one app
+// between `now` and `until`, from the same rules that plan a pass. Pure: no
+// I/O, no clock.
+//
+// Contract:
+// - forecast_app() replays the planner: it plans at `now`, applies the
+//   actions to a copy of the app as a pass would (a rotation makes a
+//   complete successor at once, a revocation revokes, a deletion removes),
+//   then plans again at the plan's next wake-up, until nothing changes before
+//   `until`. So a rotation due in 3 days also shows its revocation an overlap
+//   later. Actions due at `now` are left out (the plan lists them): only
+//   what falls due after `now`, up to and including `until`, in time order.
+// - A key that stops working by expiring (not revoked first) in the window
+//   gets an `expire` item, also for apps no policy rotates (`p` nullptr) and
+//   apps keyrotd leaves alone.
+// - A successor that does not exist yet has no fingerprint: its items name it
+//   "(successor of FP)" in `key` ("(successor 2 of FP)" for the next
+//   generation), FP being the real key it descends from.
+// - A report (drift, last valid key, no room for the marker) appears once,
+//   at the first moment it holds after `now`.
+// - Bounded: at most `max_steps` planner runs per app.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/duration.hpp"
+#include "common/model.hpp"
+#include "plan/planner.hpp"
+#include "policy/config.hpp"
+
+namespace keyrot::plan {
+
+enum class forecast_kind { rotate, complete, revoke, remove, expire, report };
+// "create" (rotate: create and complete a successor), "complete", "revoke", "delete",
+// "expire", "report": the names `plan` uses.
+const char* to_string(forecast_kind k);
+
+struct forecast_item {
+    millis at = 0;
+    forecast_kind kind = forecast_kind::report;
+    std::string key;              // the key acted on (rotate: the old key), or "(successor of FP)"
+    std::string replaces;         // the key `key` replaces, when known
+    millis expires_at = k_never;  // rotate: the successor's expiry
+    std::string reason;
+};
+
+std::vector<forecast_item> forecast_app(const app& a, const policy::policy* p, millis now,
+                                        millis until, int max_steps = 200);
+
+}  // namespace keyrot::plan
