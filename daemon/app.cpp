@@ -94,9 +94,9 @@ struct cli {
     bool json = false;
     bool dry_run = false;
     bool revoke_now = false;
-    std::string app;              // ORG/DEVELOPER/APP
+    std::string app;               // ORG/DEVELOPER/APP
     std::optional<millis> within;  // plan --within: the forecast's window
-    std::set<std::string> given;  // options given, by their long name
+    std::set<std::string> given;   // options given, by their long name
 };
 
 // The options each command takes; anything else is a usage error (64).
@@ -588,9 +588,9 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
     std::map<std::string, app> apps;  // owner \n app -> the app with every key
     std::vector<std::string> order;
     for (auto& a : listed) {
-        const std::string id = (a.app_group.empty() ? lower(a.developer_email)
-                                                     : "team:" + a.app_group) +
-                               "\n" + a.name;
+        const std::string id =
+            (a.app_group.empty() ? lower(a.developer_email) : "team:" + a.app_group) + "\n" +
+            a.name;
         auto it = apps.find(id);
         if (it == apps.end()) {
             order.push_back(id);
@@ -598,17 +598,16 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
             continue;
         }
         for (auto& k : a.credentials) {
-            const bool seen = std::any_of(
-                it->second.credentials.begin(), it->second.credentials.end(),
-                [&](const credential& o) { return o.fingerprint == k.fingerprint; });
+            const bool seen =
+                std::any_of(it->second.credentials.begin(), it->second.credentials.end(),
+                            [&](const credential& o) { return o.fingerprint == k.fingerprint; });
             if (!seen) it->second.credentials.push_back(std::move(k));
         }
     }
     std::vector<forecast_row> rows;
     for (const auto& id : order) {
         app& a = apps.at(id);
-        const policy::policy* p =
-            a.app_group.empty() ? plan::match_policy(a, policies) : nullptr;
+        const policy::policy* p = a.app_group.empty() ? plan::match_policy(a, policies) : nullptr;
         if (p != nullptr && a.developer_status.empty()) {
             auto known = status.find(lower(a.developer_email) + "\n" + a.name);
             if (known != status.end()) a.developer_status = known->second;
@@ -635,8 +634,8 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
                                         : ""},
                       {"reason", it.reason}};
             if (!a.app_group.empty()) r.json["team"] = a.app_group;
-            r.text = {format_time(it.at), org,  owner, a.name, p != nullptr ? p->name : "-",
-                      kind,               it.key, it.reason};
+            r.text = {format_time(it.at),           org,  owner,  a.name,
+                      p != nullptr ? p->name : "-", kind, it.key, it.reason};
             rows.push_back(std::move(r));
         }
     }
@@ -679,10 +678,9 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
         for (const auto& [reason, n] : link->exec->skipped_apps()) skipped[reason] += n;
         if (c.within && !inventory_mode) {
             exec::run_options lopt;
-            lopt.list_revoked = std::any_of(link->policies.begin(), link->policies.end(),
-                                            [](const policy::policy& p) {
-                                                return p.rotation.delete_revoked_after > 0;
-                                            });
+            lopt.list_revoked = std::any_of(
+                link->policies.begin(), link->policies.end(),
+                [](const policy::policy& p) { return p.rotation.delete_revoked_after > 0; });
             auto listed = run_sync(io, link->exec->read_inventory(lopt));
             if (!listed) {
                 fail("organization " + org + ": " + listed.err().describe());
