@@ -598,7 +598,8 @@ net::awaitable<bool> executor::apply(planned_app& pa, const plan::action& act, c
         case plan::action_kind::complete_successor: {
             const credential* s = find_key(pa.snapshot, act.key);
             if (s == nullptr) co_return fail(pa, act.key, act.replaces, "successor vanished");
-            co_return co_await complete(pa, *s, act.spec, act.replaces);
+            const bool completed = co_await complete(pa, *s, act.spec, act.replaces);
+            co_return completed;
         }
         case plan::action_kind::revoke_key:
             co_return co_await revoke(pa, act);
@@ -866,6 +867,11 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
         co_return fail(pa, fp, replaces, "attributes do not read back as written");
     keep(pa, std::move(r.value()), key);
     const bool finished = co_await finish(pa, in);
+    if (finished && delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
+        // At the start of the overlap; the revocation gate retries a failure.
+        auto d = co_await deliver(pa, fp, replaces);
+        if (!d) fail(pa, fp, replaces, "deliver: " + d.err().message);
+    }
     co_return finished;
 }
 
@@ -888,6 +894,15 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
         if (!plan::key_valid(now_s.value(), clock_()))
             co_return fail(pa, act.key, "",
                            "successor " + succ_fp + " is not valid now; not revoked");
+        // The gate: every target holds the successor, verified, before the old key goes.
+        if (delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
+            auto d = co_await deliver(pa, succ_fp, act.key);
+            if (!d)
+                co_return fail(pa, act.key, "",
+                               "revocation held: successor " + succ_fp +
+                                   " is not delivered: " + d.err().message);
+            detail += "; successor " + succ_fp + " delivered and verified";
+        }
     }
     const intent in = make_intent(pa, "revoked", act.key, act.replaces, detail, false);
     const bool began = co_await begin(pa, in);
@@ -902,7 +917,52 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
             r ? "revoked key does not read back as revoked" : "revoke: " + r.err().describe());
     keep(pa, std::move(back.value()), key);
     const bool finished = co_await finish(pa, in);
+    if (finished && act.replaces.empty() && delivery_ &&
+        delivery_->wants(pa.snapshot, *pa.policy)) {
+        std::string succ_fp;
+        for (const auto& v : pa.plan.keys)
+            if (v.fingerprint == act.key) succ_fp = v.successor;
+        if (const credential* s = find_key(pa.snapshot, succ_fp)) {
+            delivered_key cur{s->fingerprint, s->consumer_key, s->consumer_secret, s->expires_at};
+            auto d = co_await delivery_->revoked(pa.snapshot, *pa.policy, cur);
+            if (!d)
+                fail(pa, succ_fp, act.key, "deliver (drop the revoked key): " + d.err().message);
+        }
+    }
     co_return finished;
+}
+
+net::awaitable<result<void>> executor::deliver(planned_app& pa, const std::string& fp,
+                                               const std::string& replaces) {
+    const std::string& dev = pa.snapshot.developer_email;
+    const std::string& name = pa.snapshot.name;
+    error e;
+    e.what = error::kind::internal;
+    const credential* s = find_key(pa.snapshot, fp);
+    if (s == nullptr) {
+        e.message = "successor " + fp + " not found";
+        co_return e;
+    }
+    // The secret is not kept between calls: read both keys as Apigee has them.
+    auto cur = co_await api_.get_key(dev, name, s->consumer_key);
+    if (!cur) {
+        e.message = "read successor: " + cur.err().describe();
+        co_return e;
+    }
+    delivered_key current{fp, s->consumer_key, cur->consumer_secret, cur->expires_at};
+    std::optional<delivered_key> previous;
+    if (const credential* o = replaces.empty() ? nullptr : find_key(pa.snapshot, replaces);
+        o != nullptr && o->status == "approved") {
+        auto old = co_await api_.get_key(dev, name, o->consumer_key);
+        if (!old) {
+            e.message = "read the key it replaces: " + old.err().describe();
+            co_return e;
+        }
+        previous = delivered_key{replaces, o->consumer_key, old->consumer_secret, old->expires_at};
+    }
+    auto d = co_await delivery_->deliver(pa.snapshot, *pa.policy, current,
+                                         previous ? &*previous : nullptr);
+    co_return d;
 }
 
 net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) {

@@ -21,6 +21,7 @@
 #include "common/asio.hpp"
 #include "common/model.hpp"
 #include "common/result.hpp"
+#include "exec/delivery.hpp"
 #include "exec/inventory.hpp"
 #include "exec/journal.hpp"
 #include "exec/observer.hpp"
@@ -76,6 +77,10 @@ class executor {
     // executor), else to a file_store in state_dir/journal.
     executor(apigee::api& api, observer& obs, std::filesystem::path state_dir,
              std::function<millis()> clock, state_store* store = nullptr);
+
+    // Delivery targets (exec/delivery.hpp): the revocation gate. nullptr (the
+    // default): no policy delivers. Must outlive the executor.
+    void set_delivery(delivery* d) { delivery_ = d; }
 
     // Plans every app matched by one of `policies` (of this organisation). No writes;
     // reads a developer's status where the plan needs it and the list did not say.
@@ -146,6 +151,9 @@ class executor {
                                   const plan::successor_spec& spec, const std::string& replaces);
     net::awaitable<bool> revoke(planned_app& pa, const plan::action& act);
     net::awaitable<bool> remove(planned_app& pa, const plan::action& act);
+    // Reads `fp` (and the key it replaces) from Apigee and delivers them.
+    net::awaitable<result<void>> deliver(planned_app& pa, const std::string& fp,
+                                         const std::string& replaces);
     net::awaitable<bool> recover_journal(planned_app& pa);
     net::awaitable<void> recover_intents(planned_app& pa);
     static void keep(planned_app& pa, credential c, const secret& key);
@@ -176,6 +184,7 @@ class executor {
     std::map<std::string, int> skipped_;
     std::map<std::string, std::string> developer_status_;  // lower-case email → status, this pass
     millis wake_horizon_ = 0;                              // run_options::wake_horizon, this pass
+    delivery* delivery_ = nullptr;
 };
 
 }  // namespace keyrot::exec

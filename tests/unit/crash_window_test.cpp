@@ -326,6 +326,108 @@ TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
     std::cerr << "crash windows: " << clean.calls << " calls, " << runs << " failing runs\n";
 }
 
+// The revocation gate (exec/delivery.hpp): a fake target that refuses the
+// first `refuse` deliveries.
+class fake_delivery final : public exec::delivery {
+  public:
+    int refuse = 0;
+    int delivered = 0, revoked_calls = 0;
+    std::string key, secret_value, previous;  // what the target holds
+    bool wants(const app&, const policy::policy&) const override { return true; }
+    net::awaitable<result<void>> deliver(const app&, const policy::policy&,
+                                         const exec::delivered_key& current,
+                                         const exec::delivered_key* prev) override {
+        if (refuse > 0) {
+            --refuse;
+            error e;
+            e.what = error::kind::http;
+            e.message = "secret ns/app: HTTP 503";
+            co_return e;
+        }
+        ++delivered;
+        key = current.consumer_key.reveal();
+        secret_value = current.consumer_secret.reveal();
+        previous = prev ? prev->consumer_key.reveal() : "";
+        co_return result<void>{};
+    }
+    net::awaitable<result<void>> revoked(const app&, const policy::policy&,
+                                         const exec::delivered_key&) override {
+        ++revoked_calls;
+        previous.clear();
+        co_return result<void>{};
+    }
+};
+
+TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
+    emulator::emulator emu;
+    emu.load_seed(seed());
+    emulator_transport transport(emu);
+    auto auth = auth::make_none();
+    apigee::api api(transport, *auth, k_org);
+    const auto dir =
+        std::filesystem::temp_directory_path() / ("keyrot-gate-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    fake_delivery target;
+    target.refuse = 3;  // after completion, then two revocation attempts
+    std::vector<exec::action_record> records;
+    const std::vector<policy::policy> policies{make_policy(policy::rotation_method::import_key)};
+    auto pass = [&] {
+        recording_observer obs(dir);
+        exec::executor ex(api, obs, dir, [&emu] { return emu.now(); });
+        ex.set_delivery(&target);
+        net::io_context io;
+        net::co_spawn(io, ex.run_pass(policies, {}), net::detached);
+        io.run();
+        records.insert(records.end(), obs.records.begin(), obs.records.end());
+    };
+    auto shop = [&] {
+        const json state = hook(emu, "GET", "/__emulator/state");  // (a range-for over a
+        for (const auto& o : state["organizations"])               // temporary's member dangles)
+            for (const auto& a : o["apps"])
+                if (a["name"] == "shop") return a;
+        return json();
+    };
+    auto old_status = [&] {
+        const json a = shop();
+        for (const auto& c : a["credentials"])
+            if (c["consumerKey"] == k_old_key) return c["status"].get<std::string>();
+        return std::string("gone");
+    };
+    auto held = [&] {
+        return std::count_if(records.begin(), records.end(), [](const exec::action_record& r) {
+            return r.action == "failed" && r.detail.rfind("revocation held", 0) == 0;
+        });
+    };
+    pass();  // create + complete; the delivery after completion is refused
+    EXPECT_EQ(target.delivered, 0);
+    hook(emu, "POST", "/__emulator/clock", {{"advanceMs", 2 * k_hour}});
+    pass();  // overlap over: the gate refuses
+    pass();  // and again
+    EXPECT_EQ(old_status(), "approved") << "revoked although the target never held the successor";
+    EXPECT_EQ(held(), 2);
+    pass();  // delivered, then revoked
+    EXPECT_EQ(old_status(), "revoked");
+    EXPECT_EQ(target.delivered, 1);
+    EXPECT_EQ(target.revoked_calls, 1);
+    EXPECT_EQ(target.previous, "");
+    // The target holds the successor exactly as Apigee has it.
+    int found = 0;
+    const json final_app = shop();
+    for (const auto& c : final_app["credentials"])
+        if (c["consumerKey"] == target.key) {
+            ++found;
+            EXPECT_EQ(c["consumerSecret"], target.secret_value);
+            EXPECT_NE(target.key, k_old_key);
+        }
+    EXPECT_EQ(found, 1);
+    // No key or secret in any record.
+    for (const auto& r : records) {
+        EXPECT_EQ(r.detail.find(target.key), std::string::npos) << r.detail;
+        EXPECT_EQ(r.detail.find(target.secret_value), std::string::npos) << r.detail;
+    }
+    std::filesystem::remove_all(dir);
+}
+
 INSTANTIATE_TEST_SUITE_P(Scenarios, CrashWindowTest,
                          ::testing::Values(scenario{policy::rotation_method::import_key, false},
                                            scenario{policy::rotation_method::import_key, true},

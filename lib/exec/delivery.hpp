@@ -1,0 +1,52 @@
+// Delivery of new keys to the services that use them (docs/delivery.md), as
+// the executor sees it: an interface lib/deliver's targets are wired behind.
+//
+// Contract:
+// - deliver() makes every target of the app hold `current` (and `previous`,
+//   the key it replaces, during the overlap) and verifies it by reading it
+//   back; idempotent (a target already holding it is only verified). An error
+//   names the target, never a key or secret.
+// - The gate: the executor revokes an old key only after deliver() succeeded
+//   for its successor in that same pass, right before the revocation. A
+//   failure holds the revocation (reported as a failed revoke whose detail
+//   starts "revocation held"); Apigee still ends the old key at its expiry.
+// - After a completion the executor delivers at once too (the services get the
+//   key at the start of the overlap); a failure there is reported and retried
+//   by the gate, it does not undo the completion.
+// - revoked() tells the targets the previous key is gone (drop it); its
+//   failure is reported, nothing is held.
+// - Secrets live in memory only (the secret type); the executor reads them
+//   from Apigee (GET key) right before delivering.
+#pragma once
+
+#include <string>
+
+#include "common/asio.hpp"
+#include "common/duration.hpp"
+#include "common/model.hpp"
+#include "common/result.hpp"
+#include "common/secret.hpp"
+#include "policy/config.hpp"
+
+namespace keyrot::exec {
+
+struct delivered_key {
+    std::string fingerprint;
+    secret consumer_key;
+    secret consumer_secret;
+    millis expires_at = k_never;
+};
+
+class delivery {
+  public:
+    virtual ~delivery() = default;
+    // True when the app's policy names delivery targets.
+    virtual bool wants(const app& a, const policy::policy& p) const = 0;
+    virtual net::awaitable<result<void>> deliver(const app& a, const policy::policy& p,
+                                                 const delivered_key& current,
+                                                 const delivered_key* previous) = 0;
+    virtual net::awaitable<result<void>> revoked(const app& a, const policy::policy& p,
+                                                 const delivered_key& current) = 0;
+};
+
+}  // namespace keyrot::exec
