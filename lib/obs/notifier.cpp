@@ -138,6 +138,48 @@ std::vector<notify::event_fields> expiring_events(
     return out;
 }
 
+std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, millis now) {
+    std::map<std::string, std::vector<const exec::key_record*>> by_app;
+    std::vector<std::string> order;
+    for (const auto& k : s.keys) {
+        auto& v = by_app[app_key(s.organization, k.developer, k.app)];
+        if (v.empty()) order.push_back(app_key(s.organization, k.developer, k.app));
+        v.push_back(&k);
+    }
+    std::vector<notify::event_fields> out;
+    for (const auto& id : order) {
+        const auto& keys = by_app[id];
+        const exec::key_record* latest = nullptr;
+        bool usable = false;
+        for (const exec::key_record* k : keys) {
+            const auto st = k->key.state;
+            if (st == plan::key_state::valid || st == plan::key_state::due ||
+                st == plan::key_state::overlap || st == plan::key_state::skipped)
+                usable = true;  // a valid key, or an app keyrotd leaves alone
+            if (latest == nullptr || k->key.issued_at > latest->key.issued_at ||
+                (k->key.issued_at == latest->key.issued_at &&
+                 k->key.fingerprint < latest->key.fingerprint))
+                latest = k;
+        }
+        if (usable || latest == nullptr || latest->developer.empty()) continue;
+        int expired = 0, revoked = 0;
+        for (const exec::key_record* k : keys)
+            (k->key.state == plan::key_state::revoked ? revoked : expired) += 1;
+        notify::event_fields f;
+        f.type = notify::event_type::app_stranded;
+        f.organization = s.organization;
+        f.developer = latest->developer;
+        f.app = latest->app;
+        f.policy = latest->policy;
+        f.key = latest->key.fingerprint;
+        f.reason = "no valid key: " + std::to_string(expired) + " expired, " +
+                   std::to_string(revoked) + " revoked; calls with this app's keys fail";
+        f.occurred_at = now;
+        out.push_back(std::move(f));
+    }
+    return out;
+}
+
 notifier::notifier(publish_fn publish, std::map<std::string, notify_policy> policies,
                    std::filesystem::path sent_file, metrics* m, std::function<millis()> clock,
                    std::size_t sent_max)
@@ -239,6 +281,25 @@ bool notifier::publish(notify::event_fields f) {
 void notifier::on_action(const exec::action_record& r) {
     try {
         if (r.dry_run) return;
+        if (r.kind == plan::action_kind::report &&
+            (r.action == "skipped" || r.action == "failed")) {
+            const auto code = plan::classify_report(r.detail);
+            if (code != plan::report_code::other) {
+                notify::event_fields st;
+                st.type = notify::event_type::app_stranded;
+                st.organization = r.organization;
+                st.developer = r.developer;
+                st.app = r.app;
+                st.policy = r.policy;
+                st.key = r.key;
+                st.reason = (code == plan::report_code::drift
+                                 ? "drift held a revocation: "
+                                 : "no room for the keyrotd_replaces marker: ") +
+                            r.detail;
+                st.occurred_at = r.ts;
+                publish(std::move(st));
+            }
+        }
         notify::event_fields f;
         f.organization = r.organization;
         f.developer = r.developer;
@@ -294,9 +355,13 @@ void notifier::on_action(const exec::action_record& r) {
 
 void notifier::on_pass(const exec::pass_summary& s) {
     try {
-        if (s.partial || !s.ok) return;  // only a whole picture may prune or warn
+        // Only a whole picture may prune or warn: a pass that read the whole
+        // inventory, even if some action failed (a key that cannot rotate
+        // every pass must not silence the organisation's warnings).
+        if (s.partial || !s.error.empty()) return;
         const millis now = clock_();
         for (auto& f : expiring_events(s, policies_, now)) publish(std::move(f));
+        for (auto& f : stranded_events(s, now)) publish(std::move(f));
         // Keys seen this pass, for key.rotated's times and for forgetting.
         std::set<std::string> seen;
         for (auto it = last_keys_.begin(); it != last_keys_.end();) {

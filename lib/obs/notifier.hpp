@@ -14,6 +14,13 @@
 //   a lead time: one event per (key, lead), for the shortest lead not yet
 //   passed. It then forgets what it remembered about keys of that
 //   organisation the pass no longer saw.
+// - app.stranded: on_action() publishes one for a report whose reason is a
+//   revocation held by drift, or a key with no room for the lineage marker
+//   (plan::classify_report; the latter also makes its rotation.failed);
+//   on_pass() one for each app of a policy (not one keyrotd leaves alone)
+//   whose listed keys are all expired or revoked after the pass. `key` is the
+//   key concerned (for "no valid key": the app's latest key), so the id is
+//   once per occurrence: a new stranding, with a newer key, is a new event.
 // - An id published (stored or already queued) is remembered in `sent_file`
 //   (rewritten atomically, fsynced) and never published again while
 //   remembered. The memory is bounded (sent_max, oldest dropped first).
@@ -60,6 +67,11 @@ std::map<std::string, notify_policy> notify_policies(const policy::config& cfg,
 // its owner.
 std::vector<notify::event_fields> expiring_events(
     const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies, millis now);
+
+// The app.stranded events "no valid key" of a full pass (pure: no I/O): apps
+// with at least one listed key, none of them valid (valid, due or overlap),
+// none skipped (an app keyrotd leaves alone), with a developer.
+std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, millis now);
 
 class notifier {
   public:

@@ -9,6 +9,11 @@
 namespace keyrot::plan {
 namespace {
 
+// Phrases the reasons of two reports end with; classify_report() looks for them.
+constexpr std::string_view k_drift_tag = "not revoked (drift)";
+constexpr std::string_view k_no_room_tag =
+    "marker (limit 18): remove one attribute to let it rotate";
+
 struct marker {
     std::string parent;  // fingerprint of the key this one replaces
     bool pending = false;
@@ -305,8 +310,8 @@ class planner {
         if (own_attributes(k).size() + 1 <= k_max_attributes) return true;
         report(k,
                "due, but it has " + std::to_string(own_attributes(k).size()) +
-                   " attributes and a successor needs one more for the keyrotd_replaces "
-                   "marker (limit 18): remove one attribute to let it rotate",
+                   " attributes and a successor needs one more for the keyrotd_replaces " +
+                   std::string(k_no_room_tag),
                true);
         return false;
     }
@@ -403,8 +408,8 @@ class planner {
         if (!covers_approved(s, k)) {
             report(k,
                    "overlap over, but successor " + s.fingerprint +
-                       " no longer has every product this key has approved: not revoked "
-                       "(drift)",
+                       " no longer has every product this key has approved: " +
+                       std::string(k_drift_tag),
                    false);
             return;
         }
@@ -503,6 +508,12 @@ const char* to_string(action_kind k) {
             return "report";
     }
     return "?";
+}
+
+report_code classify_report(std::string_view reason) {
+    if (reason.ends_with(k_drift_tag)) return report_code::drift;
+    if (reason.ends_with(k_no_room_tag)) return report_code::no_room_for_marker;
+    return report_code::other;
 }
 
 bool key_valid(const credential& c, millis now) {

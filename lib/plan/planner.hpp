@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/duration.hpp"
@@ -84,6 +85,12 @@ const policy::policy* match_policy(const app& a, const std::vector<policy::polic
 // Whether `now` is inside the window, and when it next opens (k_never if never).
 bool in_window(const policy::time_window& w, millis now);
 millis next_window_open(const policy::time_window& w, millis now);
+
+// What a `report` action's reason says, for observers that only see the
+// audit record's detail (app.stranded notifications): a revocation held by
+// drift, a key with no room for the lineage marker, or something else.
+enum class report_code { other, drift, no_room_for_marker };
+report_code classify_report(std::string_view reason);
 
 // True when a key lets calls through for this product set: approved and unexpired.
 bool key_valid(const credential& c, millis now);

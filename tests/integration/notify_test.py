@@ -300,6 +300,68 @@ class KillTest(NotifyCase):
         self.assert_clean(k)
 
 
+class StrandedTest(NotifyCase):
+    """app.stranded: an app with no valid key, a revocation held by drift, a
+    key with no room for the marker; once per occurrence across runs."""
+
+    def test_stranded(self):
+        dev = seed()["developers"][0]["email"]
+        st = seed(due=0, fresh=1)
+        st["apiProducts"].append({"name": "admin"})
+        old = "DRIFTkey%024d" % 0
+        st["apps"] += [
+            {"developerEmail": dev, "name": "stale",
+             "credentials": [{"consumerKey": "STALEkey%024d" % 0, "consumerSecret": "S" * 24,
+                              "issuedAt": "-120d", "expiresAt": "-30d",
+                              "apiProducts": ["payments"]}]},
+            {"developerEmail": dev, "name": "full",
+             "credentials": [{"consumerKey": "FULLkey%025d" % 0, "consumerSecret": "S" * 24,
+                              "issuedAt": "-80d", "expiresAt": "+2d",
+                              "attributes": [{"name": "a%d" % i, "value": "v"}
+                                             for i in range(18)],
+                              "apiProducts": ["payments"]}]},
+            {"developerEmail": dev, "name": "drift",
+             "credentials": [{"consumerKey": old, "consumerSecret": "S" * 24,
+                              "issuedAt": "-80d", "expiresAt": "+20d",
+                              "apiProducts": ["payments", "admin"]},
+                             {"consumerKey": "DRIFTnew%024d" % 0, "consumerSecret": "T" * 24,
+                              "issuedAt": "-2h", "expiresAt": "+88d",
+                              "attributes": [{"name": "keyrotd_replaces", "value": h.fp(old)}],
+                              "apiProducts": ["payments"]}]},
+        ]
+        self.emu.stop()
+        os.remove(os.path.join(self.dir, "emulator.port"))
+        self.emu = h.Emulator(self.dir, st)
+        self.seed_secrets = self.all_secrets()
+        self.rx = Receiver(self.secret)
+        k = self.keyrotd(self.rx.url)
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)  # the key without room failed
+        got = self.rx.events()
+        for g, _ in got:
+            self.assertTrue(g["ok"], g["headers"])
+        stranded = {e["data"]["app"]: e["data"] for _, e in got if e["type"] == "app.stranded"}
+        self.assertEqual(sorted(stranded), ["drift", "full", "stale"], got)
+        self.assertEqual(stranded["stale"]["key"], h.fp("STALEkey%024d" % 0))
+        self.assertTrue(stranded["stale"]["reason"].startswith("no valid key: 1 expired"),
+                        stranded["stale"])
+        self.assertEqual(stranded["full"]["key"], h.fp("FULLkey%025d" % 0))
+        self.assertTrue(stranded["full"]["reason"].startswith(
+            "no room for the keyrotd_replaces marker: "), stranded["full"])
+        self.assertEqual(stranded["drift"]["key"], h.fp(old))
+        self.assertTrue(stranded["drift"]["reason"].startswith("drift held a revocation: "),
+                        stranded["drift"])
+        for d in stranded.values():
+            self.assertEqual((d["organization"], d["developer"], d["policy"]), ("demo", dev, "p"))
+        self.assertIn("rotation.failed", [e["type"] for _, e in got])
+        # Again: the same occurrences, nothing sent twice.
+        n = len(got)
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(len(self.rx.events()), n, self.rx.events()[n:])
+        self.assert_clean(k)
+
+
 class ConfigTest(unittest.TestCase):
     """Notify errors through `validate` (1) and start-up (78), by file, line and field."""
 

@@ -373,6 +373,28 @@ TEST(Planner, SpecMirrorsOldKeyAndCarriesFinalMarker) {
     EXPECT_EQ(spec.attributes, want);  // the old key's own marker is not copied
 }
 
+TEST(Planner, ReportsAreClassifiedForObservers) {
+    // app.stranded is told from the audit record's detail: pin the phrases.
+    app drift = make_app({key("a1", T0 - 88 * k_day, T0 + 2 * k_day, "approved",
+                              {{"payments", "approved"}, {"admin", "approved"}}),
+                          successor("b2", "a1", false, T0 - 8 * k_day, T0 + 82 * k_day)});
+    auto got = plan::plan_app(drift, make_policy(), T0);
+    ASSERT_EQ(got.actions.size(), 1u);
+    EXPECT_EQ(plan::classify_report(got.actions[0].reason), plan::report_code::drift);
+    credential full = key("a1", T0 - 80 * k_day, T0 + 10 * k_day);
+    full.attributes.clear();
+    for (int i = 0; i < 18; ++i) full.attributes.push_back({"a" + std::to_string(i), "v"});
+    got = plan::plan_app(make_app({full}), make_policy(), T0);
+    ASSERT_EQ(got.actions.size(), 1u);
+    EXPECT_EQ(plan::classify_report(got.actions[0].reason), plan::report_code::no_room_for_marker);
+    credential s = successor("b2", "a1", false, T0 - 10 * k_day, T0 - 1);
+    got = plan::plan_app(make_app({key("a1", T0 - 88 * k_day, T0 + 2 * k_day), s}), make_policy(),
+                         T0, plan::options{false, true});
+    ASSERT_FALSE(got.actions.empty());
+    for (const auto& a : got.actions)
+        EXPECT_EQ(plan::classify_report(a.reason), plan::report_code::other) << a.reason;
+}
+
 TEST(Planner, NeverRevokesLastValidKey) {
     // The successor is expired (clock skew, a person's tinkering): the old key is the
     // only valid one and must not be revoked, whatever the overlap says.
