@@ -34,6 +34,7 @@
 #include "auth/token_source.hpp"
 #include "common/asio.hpp"
 #include "common/duration.hpp"
+#include "delivery.hpp"
 #include "exec/executor.hpp"
 #include "http/client.hpp"
 #include "notify.hpp"
@@ -271,13 +272,15 @@ struct org_link {
 // `store`: where crash-recovery state goes (default: stateDir/journal).
 std::unique_ptr<org_link> link_org(apigee::session& s, const policy::config& cfg,
                                    const std::string& org, exec::observer& obs,
-                                   exec::state_store* store = nullptr) {
+                                   exec::state_store* store = nullptr,
+                                   exec::delivery* delivery = nullptr) {
     auto link = std::make_unique<org_link>();
     link->organization = org;
     for (const auto& p : cfg.policies)
         if (p.organization == org) link->policies.push_back(p);
     link->api = s.for_organization(org);
     link->exec = std::make_unique<exec::executor>(*link->api, obs, cfg.state_dir, wall_now, store);
+    link->exec->set_delivery(delivery);  // the revocation gate (docs/delivery.md); null: none
     return link;
 }
 
@@ -951,13 +954,19 @@ int cmd_once(const policy::config& cfg, const notify::config& ncfg, const cli& c
                        {{"error", session.err().describe()}});
         return k_exit_config;
     }
+    auto gate = delivery_gate::create(io.get_executor(), cfg, session.value()->auth.get(), {});
+    if (!gate) {
+        obs::log_event(spdlog::level::err, "cannot set up delivery",
+                       {{"error", gate.err().message}});
+        return k_exit_config;
+    }
     bool org_found = !rotate;
     std::string not_rotated;
     for (const auto& org : organizations(cfg)) {
         if (stop.stopping()) break;
         if (rotate && org != only_org) continue;
         org_found = true;
-        auto link = link_org(*session.value(), cfg, org, rec);
+        auto link = link_org(*session.value(), cfg, org, rec, nullptr, gate.value().get());
         exec::run_options opt;
         opt.dry_run = c.dry_run;
         opt.concurrency = cfg.apigee.max_concurrency;
@@ -1065,6 +1074,10 @@ std::vector<std::string> restart_only_changes(const policy::config& a, const pol
     if (a.metrics_per_key != b.metrics_per_key) out.emplace_back("metrics.perKey");
     if (notify_without_leads(a.notify_json) != notify_without_leads(b.notify_json))
         out.emplace_back("notify (webhooks, maxAge, outboxMax)");
+    std::map<std::string, std::string> da, db;
+    for (const auto& p : a.policies) da[p.name] = p.deliver_json;
+    for (const auto& p : b.policies) db[p.name] = p.deliver_json;
+    if (da != db) out.emplace_back("policies' deliver (revocations of those policies are held)");
     return out;
 }
 
@@ -1113,6 +1126,17 @@ class daemon_loop {
         if (int rc = start_notify()) return rc;
         // The election first: with it, crash-recovery state lives in a ConfigMap.
         if (int rc = start_election()) return rc;
+        auto gate = delivery_gate::create(io_.get_executor(), *cfg_, session_->auth.get(),
+                                          [this]() -> std::optional<millis> {
+                                              if (!elector_) return std::nullopt;
+                                              return write_budget();
+                                          });
+        if (!gate) {
+            obs::log_event(spdlog::level::critical, "cannot set up delivery",
+                           {{"error", gate.err().message}});
+            return k_exit_config;
+        }
+        delivery_ = std::move(gate.value());
         for (const auto& org : organizations(*cfg_)) add_org(org);
         // Fenced writes: none in flight once this process may have lost the lease.
         if (elector_) session_->http->set_write_budget([this] { return write_budget(); });
@@ -1267,7 +1291,7 @@ class daemon_loop {
 
     void add_org(const std::string& org) {
         auto st = std::make_unique<org_state>(io_);
-        st->link = link_org(*session_, *cfg_, org, rec_, state_store_.get());
+        st->link = link_org(*session_, *cfg_, org, rec_, state_store_.get(), delivery_.get());
         orgs_.push_back(std::move(st));
     }
 
@@ -1719,6 +1743,7 @@ class daemon_loop {
     // ConfigMap the next leader reads (sched/kube.hpp), not on the pod's disk.
     std::unique_ptr<http::client> state_client_;
     std::unique_ptr<sched::configmap_store> state_store_;
+    std::unique_ptr<delivery_gate> delivery_;  // null: no policy delivers
     std::vector<std::unique_ptr<org_state>> orgs_;
     std::unique_ptr<notify_stack> notify_;  // null: no webhooks, or --dry-run
     std::unique_ptr<net::steady_timer> notify_timer_;

@@ -18,6 +18,8 @@
 #include <sstream>
 #include <system_error>
 
+#include "deliver/config.hpp"
+
 namespace keyrot::policy {
 namespace {
 
@@ -45,7 +47,10 @@ const field_table& config_table() {
 
 const field_table& policy_table() {
     static const field_table t = {
-        {"", {"name", "organization", "priority", "match", "rotation", "dryRun", "notify"}},
+        // deliver and attributeTargets: checked by deliver::parse_config.
+        {"",
+         {"name", "organization", "priority", "match", "rotation", "dryRun", "notify", "deliver",
+          "attributeTargets"}},
         {"match", {"developers", "apps", "apiProducts", "attributes", "exclude"}},
         {"match.exclude", {"developers", "apps", "apiProducts"}},
         {"rotation",
@@ -56,6 +61,9 @@ const field_table& policy_table() {
     };
     return t;
 }
+
+nlohmann::json yaml_to_json(const YAML::Node& n, const std::string& path,
+                            std::map<std::string, std::pair<int, int>>& positions);
 
 std::vector<std::string> flatten(const field_table& t) {
     std::vector<std::string> out;
@@ -529,6 +537,23 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
     }
     if (const auto* f = get(*m, "dryRun"))
         if (auto b = r.boolean(*f, "dryRun")) p.dry_run = *b;
+    {
+        // deliver / attributeTargets: as JSON, checked by lib/deliver (docs/delivery.md).
+        nlohmann::json dj = nlohmann::json::object();
+        std::map<std::string, std::pair<int, int>> positions;
+        pos first{};
+        for (const char* key : {"deliver", "attributeTargets"})
+            if (const auto* f = get(*m, key)) {
+                dj[key] = yaml_to_json(f->value, key, positions);
+                if (!first.line) first = f->at();
+            }
+        if (!dj.empty()) {
+            if (auto parsed = deliver::parse_config(dj); !parsed)
+                r.error(first, "deliver", parsed.err().message);
+            else
+                p.deliver_json = dj.dump();
+        }
+    }
     if (const auto* f = get(*m, "notify")) {
         if (auto nm = r.map(f->value, f->at(), "notify", policy_table()))
             if (const auto* g = get(*nm, "expiringAt"))

@@ -62,6 +62,9 @@ struct policy {
     // notify: {expiringAt: [...]}: this policy's key.expiring lead times, longest
     // first; unset: the config's notify.expiringAt (docs/notifications.md).
     std::optional<std::vector<millis>> notify_expiring_at;
+    // deliver / attributeTargets (docs/delivery.md) as JSON text for
+    // deliver::parse_config, already checked by the loader; empty: none.
+    std::string deliver_json;
     std::string source;  // file it came from, for messages
 };
 
