@@ -436,6 +436,7 @@ result<std::unique_ptr<notify_stack>> open_notify(net::any_io_executor ex,
         },
         obs::notify_policies(cfg, ncfg), std::filesystem::path(cfg.state_dir) / "notify-sent.json",
         m, wall_now);
+    ns->notifier->set_max_age(ncfg.max_age);
     ns->refresh_gauges();
     return ns;
 }
@@ -1228,6 +1229,9 @@ class daemon_loop {
                            leading ? "leading: this instance writes"
                                    : "following: this instance does not write",
                            {});
+            // The old leader's outbox may be lost with its disk: the next
+            // full pass re-derives what it may not have delivered.
+            if (leading && notify_) notify_->notifier->rederive();
             if (leading)
                 for (auto& o : orgs_)
                     if (!o->running) o->timer.cancel();  // a pass now

@@ -180,6 +180,54 @@ std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, m
     return out;
 }
 
+std::vector<notify::event_fields> rederived_events(
+    const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies,
+    millis max_age, millis now) {
+    std::map<std::string, std::vector<exec::key_record>> by_app;
+    for (const auto& k : s.keys) by_app[app_key(s.organization, k.developer, k.app)].push_back(k);
+    std::vector<notify::event_fields> out;
+    for (const auto& k : s.keys) {
+        if (k.developer.empty() || k.key.replaces.empty() || k.key.pending) continue;
+        const auto& app_keys = by_app[app_key(s.organization, k.developer, k.app)];
+        const plan::key_view* old = find_key(app_keys, k.key.replaces);
+        const auto pit = policies.find(k.policy);
+        const notify_policy* p = pit == policies.end() ? nullptr : &pit->second;
+        std::optional<millis> revokes_at;
+        if (p != nullptr && p->revoke) {
+            millis at = k.key.issued_at + p->overlap;
+            if (old != nullptr && old->expires_at != k_never) at = std::min(at, old->expires_at);
+            revokes_at = at;
+        }
+        notify::event_fields f;
+        f.organization = s.organization;
+        f.developer = k.developer;
+        f.app = k.app;
+        f.policy = k.policy;
+        if (k.key.issued_at >= now - max_age) {
+            f.type = notify::event_type::key_rotated;
+            f.key = k.key.fingerprint;
+            f.replaces = k.key.replaces;
+            f.expires_at = k.key.expires_at;
+            f.revokes_at = revokes_at;
+            f.occurred_at = k.key.issued_at;  // the completion's moment is not listed
+            out.push_back(f);
+        }
+        // The old key was revoked when its time has come and it is revoked, or
+        // no longer among the approved keys listed (an expired one still is).
+        if (!revokes_at || *revokes_at > now || k.key.issued_at < now - max_age - p->overlap)
+            continue;
+        if (old != nullptr && old->state != plan::key_state::revoked) continue;
+        f.type = notify::event_type::key_revoked;
+        f.key = k.key.replaces;
+        f.replaces.clear();
+        f.expires_at.reset();
+        f.revokes_at.reset();
+        f.occurred_at = *revokes_at;
+        out.push_back(std::move(f));
+    }
+    return out;
+}
+
 notifier::notifier(publish_fn publish, std::map<std::string, notify_policy> policies,
                    std::filesystem::path sent_file, metrics* m, std::function<millis()> clock,
                    std::size_t sent_max)
@@ -362,6 +410,20 @@ void notifier::on_pass(const exec::pass_summary& s) {
         const millis now = clock_();
         for (auto& f : expiring_events(s, policies_, now)) publish(std::move(f));
         for (auto& f : stranded_events(s, now)) publish(std::move(f));
+        if (rederived_.insert(s.organization).second) {
+            // Start-up or new leadership: what a lost outbox may have held.
+            auto again = rederived_events(s, policies_, max_age_, now);
+            std::size_t sent = 0;
+            for (auto& f : again) {
+                const bool known = sent_.count(notify::event_id(f.organization, f.developer, f.app,
+                                                                f.key, f.type, f.lead_time)) > 0;
+                if (!known && publish(std::move(f))) ++sent;
+            }
+            log_event(spdlog::level::info, "notifications re-derived from Apigee",
+                      {{"organization", s.organization},
+                       {"candidates", static_cast<long long>(again.size())},
+                       {"published_again", static_cast<long long>(sent)}});
+        }
         // Keys seen this pass, for key.rotated's times and for forgetting.
         std::set<std::string> seen;
         for (auto it = last_keys_.begin(); it != last_keys_.end();) {
@@ -374,10 +436,15 @@ void notifier::on_pass(const exec::pass_summary& s) {
             seen.insert(k.key.fingerprint);
             last_keys_[app_key(s.organization, k.developer, k.app)].push_back(k);
         }
+        // A key no longer listed is forgotten, once re-derivation could no
+        // longer bring its events back (maxAge + the longest overlap).
+        millis overlap = 0;
+        for (const auto& [name, p] : policies_) overlap = std::max(overlap, p.overlap);
         const std::size_t before = sent_.size();
         std::erase_if(sent_, [&](const auto& kv) {
             const auto& e = kv.second;
-            return e.organization == s.organization && !e.key.empty() && !seen.count(e.key);
+            return e.organization == s.organization && !e.key.empty() && !seen.count(e.key) &&
+                   e.at < now - max_age_ - overlap;
         });
         if (sent_.size() != before) save();
     } catch (const std::exception& ex) {

@@ -13,7 +13,8 @@
 //   whose end (expiry, or scheduled revocation when that comes first) is within
 //   a lead time: one event per (key, lead), for the shortest lead not yet
 //   passed. It then forgets what it remembered about keys of that
-//   organisation the pass no longer saw.
+//   organisation the pass no longer saw, once published longer ago than
+//   max_age + the longest overlap (so re-derivation does not send them again).
 // - app.stranded: on_action() publishes one for a report whose reason is a
 //   revocation held by drift, or a key with no room for the lineage marker
 //   (plan::classify_report; the latter also makes its rotation.failed);
@@ -21,6 +22,16 @@
 //   whose listed keys are all expired or revoked after the pass. `key` is the
 //   key concerned (for "no valid key": the app's latest key), so the id is
 //   once per occurrence: a new stranding, with a newer key, is a new event.
+// - Failover (docs/notifications.md, "After a failover"): the first full
+//   pass of each organisation after start-up, and after rederive() (this
+//   process became leader), re-derives from the keys Apigee lists the events
+//   that another process's lost outbox may have held: key.rotated for each
+//   complete successor issued within `max_age`, key.revoked for each old key
+//   whose revocation time (successor issued + overlap, or its expiry) has
+//   passed, the successor issued within max_age + overlap, and that is
+//   revoked or no longer listed among approved keys. Same ids as the
+//   originals; ids already remembered are skipped (at-least-once: receivers
+//   deduplicate).
 // - An id published (stored or already queued) is remembered in `sent_file`
 //   (rewritten atomically, fsynced) and never published again while
 //   remembered. The memory is bounded (sent_max, oldest dropped first).
@@ -36,6 +47,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -73,6 +85,12 @@ std::vector<notify::event_fields> expiring_events(
 // none skipped (an app keyrotd leaves alone), with a developer.
 std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, millis now);
 
+// The events a failover may have lost, re-derived from a full pass's keys
+// (pure: no I/O); see the contract above.
+std::vector<notify::event_fields> rederived_events(
+    const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies,
+    millis max_age, millis now);
+
 class notifier {
   public:
     using publish_fn = std::function<notify::add_result(const notify::event&)>;
@@ -85,6 +103,12 @@ class notifier {
 
     void on_action(const exec::action_record& r);
     void on_pass(const exec::pass_summary& s);
+    // notify.maxAge: how far back rederive looks, and how long a published id
+    // of a key no longer listed is remembered (plus the longest overlap).
+    void set_max_age(millis max_age) { max_age_ = max_age; }
+    // This process became leader: re-derive on the next full pass of each
+    // organisation (the old leader's outbox may be lost).
+    void rederive() { rederived_.clear(); }
     // After a reload: new lead times, overlaps and policies.
     void set_policies(std::map<std::string, notify_policy> p) { policies_ = std::move(p); }
 
@@ -114,6 +138,8 @@ class notifier {
     std::map<std::string, sent_entry> sent_;  // id -> what it was about
     // From earlier full passes: org/developer/app -> keys, for key.rotated.
     std::map<std::string, std::vector<exec::key_record>> last_keys_;
+    millis max_age_ = 3 * k_day;
+    std::set<std::string> rederived_;  // organisations re-derived since start / leadership
 };
 
 }  // namespace keyrot::obs

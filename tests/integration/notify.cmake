@@ -1,8 +1,10 @@
 # Webhooks end to end (issue 11, docs/notifications.md): keyrotd `once` and
 # `run` against the Apigee emulator and a loopback receiver that verifies
-# Standard Webhooks signatures; retries, 410, SIGKILL and restart; app.stranded.
+# Standard Webhooks signatures; retries, 410, SIGKILL and restart; app.stranded;
+# events re-derived after a failover.
 set(_notify_env "KEYROT_BUILD_DIR=${CMAKE_BINARY_DIR}")
-foreach(_case OnceTest RetryTest GoneTest KillTest StrandedTest ConfigTest)
+foreach(_case OnceTest RetryTest GoneTest KillTest StrandedTest FailoverTest
+              ConfigTest)
     add_test(NAME notify_${_case}
              COMMAND ${KEYROT_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/notify_test.py ${_case})
     set_tests_properties(notify_${_case} PROPERTIES LABELS integration TIMEOUT 120

@@ -362,6 +362,49 @@ class StrandedTest(NotifyCase):
         self.assert_clean(k)
 
 
+class FailoverTest(NotifyCase):
+    """A new process without the old one's stateDir (a failover to a replica
+    whose disk never held the outbox) re-derives key.rotated and key.revoked
+    from Apigee and sends them again with the same ids; once more, nothing."""
+
+    def keyrotd_at(self, state_dir):
+        return h.Keyrotd(self.dir, self.emu.url, [h.policy(lifetime="90d", overlap="2s")],
+                         notify_config(self.rx.url), state_dir=state_dir)
+
+    def test_failover(self):
+        self.rx = Receiver(self.secret)
+        a = self.keyrotd_at("./state-a")
+        r = a.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        time.sleep(2.5)  # the overlap is over: the next pass revokes the old key
+        r = a.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        first = {e["type"]: g["headers"]["webhook-id"] for g, e in self.rx.events()}
+        self.assertIn("key.rotated", first, self.rx.events())
+        self.assertIn("key.revoked", first, self.rx.events())
+        n = len(self.rx.events())
+
+        b = self.keyrotd_at("./state-b")  # a fresh disk: no outbox, no notify-sent.json
+        r = b.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("notifications re-derived from Apigee", r.stderr)
+        again = self.rx.events()[n:]
+        got = sorted((e["type"], g["headers"]["webhook-id"], e["data"]["key"]) for g, e in again)
+        self.assertEqual(got, sorted([("key.revoked", first["key.revoked"], self.old_fp()),
+                                      ("key.rotated", first["key.rotated"], self.new_fp())]),
+                         again)
+        for g, e in again:
+            self.assertTrue(g["ok"], g["headers"])
+            if e["type"] == "key.rotated":
+                self.assertEqual(e["data"]["replaces"], self.old_fp())
+        # Remembered now: another start with this disk sends nothing again.
+        n = len(self.rx.events())
+        r = b.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.rx.events()[n:], [])
+        self.assert_clean(b)
+
+
 class ConfigTest(unittest.TestCase):
     """Notify errors through `validate` (1) and start-up (78), by file, line and field."""
 
