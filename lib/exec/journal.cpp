@@ -8,47 +8,20 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/durable.hpp"
 #include "common/fingerprint.hpp"
 
 namespace keyrot::exec {
 namespace {
 
-bool write_all(int fd, const std::string& s) {
-    std::size_t off = 0;
-    while (off < s.size()) {
-        const ssize_t n = ::write(fd, s.data() + off, s.size() - off);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        off += static_cast<std::size_t>(n);
-    }
-    return true;
-}
-
-bool fsync_dir(const std::filesystem::path& dir) {
-    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return false;
-    const bool ok = ::fsync(fd) == 0;
-    ::close(fd);
-    return ok;
-}
-
-// Writes `text` to `final_path` durably: temp file, fsync, rename, fsync of the directory.
-bool write_durable(const std::filesystem::path& dir, const std::filesystem::path& final_path,
-                   const std::string& text) {
+// Creates `dir` (0700) and writes `text` + newline to dir/name durably.
+bool write_entry(const std::filesystem::path& dir, const std::filesystem::path& final_path,
+                 const std::string& text) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
                                  std::filesystem::perm_options::replace, ec);
-    const auto tmp = final_path.string() + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return false;
-    const bool ok = write_all(fd, text + "\n") && ::fsync(fd) == 0;
-    ::close(fd);
-    if (!ok) return false;
-    if (std::rename(tmp.c_str(), final_path.c_str()) != 0) return false;
-    return fsync_dir(dir);
+    return write_durable(final_path, text + "\n");
 }
 
 bool valid_name(const std::string& name) {
@@ -78,7 +51,7 @@ net::awaitable<result<void>> file_store::load() {
 }
 
 net::awaitable<bool> file_store::put(std::string name, std::string value) {
-    if (!valid_name(name) || !write_durable(dir_, dir_ / (name + ".json"), value)) co_return false;
+    if (!valid_name(name) || !write_entry(dir_, dir_ / (name + ".json"), value)) co_return false;
     entries_[name] = std::move(value);
     co_return true;
 }

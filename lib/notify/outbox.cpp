@@ -10,63 +10,17 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/durable.hpp"
+
 namespace keyrot::notify {
 namespace {
 
 namespace fs = std::filesystem;
 
-bool write_all(int fd, const std::string& s) {
-    std::size_t off = 0;
-    while (off < s.size()) {
-        const ssize_t n = ::write(fd, s.data() + off, s.size() - off);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        off += static_cast<std::size_t>(n);
-    }
-    return true;
-}
-
-bool fsync_dir(const fs::path& dir) {
-    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return false;
-    const bool ok = ::fsync(fd) == 0;
-    ::close(fd);
-    return ok;
-}
-
-// The project's durable write (as lib/exec/journal.cpp's write_durable): temp
-// file, fsync, rename over the final name, fsync of the directory. On failure
-// `why` says which step failed and errno's text.
-bool write_durable(const fs::path& dir, const fs::path& final_path, const std::string& text,
+// The project's durable write (common/durable.hpp); `dir` is the file's directory.
+bool write_durable(const fs::path& /*dir*/, const fs::path& final_path, const std::string& text,
                    std::string& why) {
-    const auto tmp = final_path.string() + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        why = "open " + tmp + ": " + std::strerror(errno);
-        return false;
-    }
-    bool ok = write_all(fd, text);
-    if (!ok) why = "write " + tmp + ": " + std::strerror(errno);
-    if (ok && ::fsync(fd) != 0) {
-        ok = false;
-        why = "fsync " + tmp + ": " + std::strerror(errno);
-    }
-    ::close(fd);
-    if (ok && std::rename(tmp.c_str(), final_path.c_str()) != 0) {
-        ok = false;
-        why = "rename " + tmp + ": " + std::strerror(errno);
-    }
-    if (!ok) {
-        ::unlink(tmp.c_str());
-        return false;
-    }
-    if (!fsync_dir(dir)) {
-        why = "fsync " + dir.string() + ": " + std::strerror(errno);
-        return false;
-    }
-    return true;
+    return keyrot::write_durable(final_path, text, &why);
 }
 
 std::string to_json(const outbox_entry& e) {

@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "common/durable.hpp"
 #include "obs/log.hpp"
 
 namespace keyrot::obs {
@@ -21,20 +22,6 @@ constexpr std::array<std::string_view, 6> k_actions = {"created", "completed", "
                                                        "deleted", "failed",    "skipped"};
 
 std::string errno_text(int e) { return std::error_code(e, std::generic_category()).message(); }
-
-// Appends the whole buffer; O_APPEND makes each write() land at the end.
-bool write_all(int fd, std::string_view data, int& err) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            err = errno;
-            return false;
-        }
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-}
 
 void truncate_to(int fd, off_t size) {
     if (::ftruncate(fd, size) != 0) {
@@ -159,7 +146,10 @@ bool audit_log::write_record(const exec::action_record& r) {
     if (!ok) err = EBADF;
     struct stat st {};
     const bool sized = ok && ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
-    if (ok) ok = write_all(fd_, line, err);
+    if (ok) {
+        ok = write_all(fd_, line);  // O_APPEND: each write() lands at the end
+        if (!ok) err = errno;
+    }
     // A torn line would break every reader of "one object a line": cut it off.
     if (!ok && sized) truncate_to(fd_, st.st_size);
     if (ok) {
