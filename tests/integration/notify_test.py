@@ -437,6 +437,19 @@ class ConfigTest(unittest.TestCase):
             r = k.run("once")
             self.assertEqual(r.returncode, 78, r.stderr)
             self.assertNotIn("not a secret", r.stdout + r.stderr)
+            # Email is not built: configuring it is an error (validate 1, start-up 78),
+            # never silently ignored.
+            k = h.Keyrotd(dirname, "http://127.0.0.1:9", [h.policy()], notify_config(
+                "http://127.0.0.1:9/x", "  emails:\n    - name: partners\n      to: [a@x.example]\n"))
+            r = k.run("validate")
+            self.assertEqual(r.returncode, 1)
+            self.assertRegex(r.stderr, r"error: notify\.emails: (unknown field|email notifications "
+                                       r"are not implemented yet)")
+            r = k.run("once")
+            self.assertEqual(r.returncode, 78)
+            self.assertIn("notify.emails", r.stderr)
+            k = h.Keyrotd(dirname, "http://127.0.0.1:9", [h.policy()],
+                          notify_config("http://127.0.0.1:9/x"))
             # Per-policy lead times are checked too.
             k.set_policies([h.policy(), dict(h.policy(name="q"), notify={"expiringAt": ["0d"]})])
             r = k.run("validate")
