@@ -198,7 +198,12 @@ class reader {
                 const auto& names = known->second;
                 if (std::find(names.begin(), names.end(), name) == names.end()) {
                     std::string msg = "unknown field " + quote(name);
-                    if (auto near = closest(name, names))
+                    if (path == "notify" && (name == "email" || name == "emails"))
+                        // Issue 11's email sink is not built: say so, loudly.
+                        msg =
+                            "email notifications are not implemented yet (issue 11): remove "
+                            "this section; webhooks work";
+                    else if (auto near = closest(name, names))
                         msg += "; did you mean " + quote(*near) + "?";
                     else
                         msg += " (known: " + list(names) + ")";

@@ -443,11 +443,11 @@ class ConfigTest(unittest.TestCase):
                 "http://127.0.0.1:9/x", "  emails:\n    - name: partners\n      to: [a@x.example]\n"))
             r = k.run("validate")
             self.assertEqual(r.returncode, 1)
-            self.assertRegex(r.stderr, r"error: notify\.emails: (unknown field|email notifications "
-                                       r"are not implemented yet)")
+            self.assertRegex(r.stderr, r"keyrotd\.yaml:\d+:\d+: error: notify\.emails: email "
+                                       r"notifications are not implemented yet")
             r = k.run("once")
             self.assertEqual(r.returncode, 78)
-            self.assertIn("notify.emails", r.stderr)
+            self.assertIn("notify.emails: email notifications are not implemented yet", r.stderr)
             k = h.Keyrotd(dirname, "http://127.0.0.1:9", [h.policy()],
                           notify_config("http://127.0.0.1:9/x"))
             # Per-policy lead times are checked too.
