@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """High availability: two `keyrotd run` replicas with leader election through a
 Lease (tests/integration/lease_server.py stands in for the API server). Only
-the leader writes; killing it hands the work to the other within the lease."""
+the leader writes; killing it hands the work to the other within the lease,
+and the new leader re-sends the notifications the old one could not deliver."""
 import json
 import os
 import signal
@@ -69,12 +70,12 @@ def start_lease_server(d):
 
 
 def start_replica(d, name, emu_url, lease_port, token_file, lease=("3s", "2s", "500ms"),
-                  listen_port=None, method="import"):
+                  listen_port=None, method="import", extra_config=""):
     """`keyrotd run` as pod keyrotd-NAME, electing through the stand-in; returns (Popen, Keyrotd).
     Each replica has its own stateDir, as pods with an emptyDir."""
     wd = os.path.join(d, name)
     os.makedirs(wd, exist_ok=True)
-    k = h.Keyrotd(wd, emu_url, [h.policy(overlap="1h", method=method)], extra_config="")
+    k = h.Keyrotd(wd, emu_url, [h.policy(overlap="1h", method=method)], extra_config=extra_config)
     if listen_port is not None:
         with open(k.config) as f:
             cfg = f.read().replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:%d" % listen_port)
@@ -162,6 +163,70 @@ class HaTest(unittest.TestCase):
                           if any(x["name"] == "keyrotd_replaces" for x in c.get("attributes", []))]
                 self.assertEqual(len(marked), 1, a["name"])
         finally:
+            stop_all(procs, lease, emu, d)
+
+
+class NotifyFailoverTest(unittest.TestCase):
+    """The leader queues key.rotated events it cannot deliver (its receiver is
+    down) and dies with its disk; the replica that takes over re-derives them
+    from Apigee and delivers them with the same ids (docs/notifications.md,
+    "After a failover")."""
+
+    def test_new_leader_sends_the_lost_events(self):
+        import base64
+        import secrets as pysecrets
+        from notify_test import Receiver, notify_config
+        d = h.tmpdir()
+        emu = h.Emulator(d, seed())
+        lease, lease_port, token_file = start_lease_server(d)
+        secret = "whsec_" + base64.b64encode(pysecrets.token_bytes(32)).decode()
+        rx = Receiver(secret)
+        procs = {}
+        try:
+            # a's webhook goes nowhere: its events stay in its outbox.
+            urls = {"a": "http://127.0.0.1:%d/dead" % free_port(), "b": rx.url}
+            for name in ("a", "b"):
+                os.makedirs(os.path.join(d, name), exist_ok=True)
+                with open(os.path.join(d, name, "whsec"), "w") as f:
+                    f.write(secret + "\n")
+                procs[name] = start_replica(d, name, emu.url, lease_port, token_file,
+                                            extra_config=notify_config(urls[name]))
+                if name == "a":  # a leads: b starts once a holds the lease
+                    deadline = time.time() + 10
+                    while not procs["a"][1].audit():
+                        self.assertLess(time.time(), deadline, "a did not rotate")
+                        time.sleep(0.1)
+            outbox = os.path.join(d, "a", "state", "outbox")
+
+            def queued():
+                ids = {}
+                for f in os.listdir(outbox) if os.path.isdir(outbox) else []:
+                    if f.endswith(".json"):
+                        with open(os.path.join(outbox, f)) as fh:
+                            j = json.load(fh)
+                        if j["type"] == "key.rotated":
+                            ids[json.loads(j["body"])["data"]["app"]] = j["id"]
+                return ids
+            deadline = time.time() + 20
+            while len(queued()) < 4:
+                self.assertLess(time.time(), deadline, "a did not queue 4 key.rotated")
+                time.sleep(0.1)
+            lost = queued()
+            self.assertEqual(rx.events(), [], "b follows: it published nothing")
+            procs["a"][0].send_signal(signal.SIGKILL)  # and its disk is gone with it
+            procs["a"][0].wait(5)
+            deadline = time.time() + 20
+
+            def got():
+                return {e["data"]["app"]: g["headers"]["webhook-id"] for g, e in rx.events()
+                        if e["type"] == "key.rotated"}
+            while len(got()) < 4:
+                self.assertLess(time.time(), deadline, "b did not re-send: %s" % got())
+                time.sleep(0.1)
+            self.assertEqual(got(), lost)
+            self.assertTrue(all(g["ok"] for g, _ in rx.events()))
+        finally:
+            rx.stop()
             stop_all(procs, lease, emu, d)
 
 
