@@ -1,8 +1,5 @@
 #include "obs/notifier.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -10,6 +7,7 @@
 #include <sstream>
 #include <vector>
 
+#include "common/durable.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
 
@@ -40,19 +38,6 @@ millis stops_at(const exec::key_record& k, const std::vector<exec::key_record>& 
     if (s == nullptr || s->pending) return end;
     const millis revoke_at = s->issued_at + p->overlap;
     return end == k_never ? revoke_at : std::min(end, revoke_at);
-}
-
-bool write_all(int fd, const std::string& s) {
-    std::size_t off = 0;
-    while (off < s.size()) {
-        const ssize_t n = ::write(fd, s.data() + off, s.size() - off);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        off += static_cast<std::size_t>(n);
-    }
-    return true;
 }
 
 json sent_to_json(const std::map<std::string, std::tuple<std::string, std::string, millis>>& m) {
@@ -263,23 +248,12 @@ void notifier::save() {
     std::map<std::string, std::tuple<std::string, std::string, millis>> m;
     for (const auto& [id, e] : sent_) m.emplace(id, std::make_tuple(e.organization, e.key, e.at));
     const std::string text = sent_to_json(m).dump() + "\n";
-    const std::string tmp = sent_file_.string() + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    bool ok = fd >= 0 && write_all(fd, text) && ::fsync(fd) == 0;
-    if (fd >= 0) ok = ::close(fd) == 0 && ok;
-    if (ok) ok = ::rename(tmp.c_str(), sent_file_.c_str()) == 0;
-    if (ok) {
-        const int dfd =
-            ::open(sent_file_.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            ::fsync(dfd);
-            ::close(dfd);
-        }
-    }
+    std::string why;
+    const bool ok = write_durable(sent_file_, text, &why);
     if (!ok)
         log_event(spdlog::level::err,
                   "cannot write the record of sent notifications (an event may be sent again)",
-                  {{"path", sent_file_.string()}, {"error", std::strerror(errno)}});
+                  {{"path", sent_file_.string()}, {"error", why}});
 }
 
 void notifier::prune_to_max() {
