@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <set>
 
-#include "deliver/fields.hpp"
 #include "http/rules.hpp"
 
 namespace keyrot::deliver {
@@ -13,7 +12,10 @@ using json = nlohmann::json;
 namespace {
 
 error field_error(const std::string& field, const std::string& why) {
-    return make_error(error::kind::config, field + ": " + why);
+    error e;  // (not fields.hpp's make_error: the config fuzzer builds this file without Asio)
+    e.what = error::kind::config;
+    e.message = field + ": " + why;
+    return e;
 }
 
 // Reads the fields of one object, remembering which were seen so that unknown
@@ -76,7 +78,8 @@ std::optional<error> check_template_field(const std::string& field, const std::s
 
 std::optional<error> check_labels(const std::string& field,
                                   const std::map<std::string, std::string>& labels) {
-    if (labels.count(std::string(k_managed_by_label)) || labels.count("managed-by"))
+    // "app.kubernetes.io/managed-by": fields.hpp's k_managed_by_label.
+    if (labels.count("app.kubernetes.io/managed-by") || labels.count("managed-by"))
         return field_error(field, "must not set the managed-by label (keyrotd sets it)");
     return std::nullopt;
 }

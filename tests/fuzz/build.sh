@@ -39,8 +39,11 @@ build_apigee_json() {
 }
 
 build_config() {
+    # (the loader checks a policy's deliver section with lib/deliver's parser)
     local srcs=("$root/tests/fuzz/config_fuzz.cpp" "$root"/lib/policy/config.cpp
-                "$root"/lib/policy/glob.cpp "$root"/lib/common/*.cpp)
+                "$root"/lib/policy/glob.cpp "$root"/lib/common/*.cpp
+                "$root"/lib/deliver/config.cpp "$root"/lib/deliver/naming.cpp
+                "$root"/lib/http/rules.cpp)
     if up_to_date "$out/config_fuzz" "${srcs[@]}"; then
         echo "up to date: $out/config_fuzz"
         return
