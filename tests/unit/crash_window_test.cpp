@@ -376,7 +376,8 @@ TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
         exec::executor ex(api, obs, dir, [&emu] { return emu.now(); });
         ex.set_delivery(&target);
         net::io_context io;
-        net::co_spawn(io, ex.run_pass(policies, {}), net::detached);
+        const exec::run_options opt;  // (a temporary would die before the pass runs)
+        net::co_spawn(io, ex.run_pass(policies, opt), net::detached);
         io.run();
         records.insert(records.end(), obs.records.begin(), obs.records.end());
     };
