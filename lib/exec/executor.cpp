@@ -896,7 +896,7 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
                            "successor " + succ_fp + " is not valid now; not revoked");
         // The gate: every target holds the successor, verified, before the old key goes.
         if (delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
-            auto d = co_await deliver(pa, succ_fp, act.key);
+            auto d = co_await deliver(pa, succ_fp, act.key, &now_s.value());
             if (!d)
                 co_return fail(pa, act.key, "",
                                "revocation held: successor " + succ_fp +
@@ -933,7 +933,8 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
 }
 
 net::awaitable<result<void>> executor::deliver(planned_app& pa, const std::string& fp,
-                                               const std::string& replaces) {
+                                               const std::string& replaces,
+                                               const credential* fresh) {
     const std::string& dev = pa.snapshot.developer_email;
     const std::string& name = pa.snapshot.name;
     error e;
@@ -944,7 +945,8 @@ net::awaitable<result<void>> executor::deliver(planned_app& pa, const std::strin
         co_return e;
     }
     // The secret is not kept between calls: read both keys as Apigee has them.
-    auto cur = co_await api_.get_key(dev, name, s->consumer_key);
+    result<credential> cur = fresh ? result<credential>(*fresh) : error{};
+    if (!fresh) cur = co_await api_.get_key(dev, name, s->consumer_key);
     if (!cur) {
         e.message = "read successor: " + cur.err().describe();
         co_return e;

@@ -151,9 +151,11 @@ class executor {
                                   const plan::successor_spec& spec, const std::string& replaces);
     net::awaitable<bool> revoke(planned_app& pa, const plan::action& act);
     net::awaitable<bool> remove(planned_app& pa, const plan::action& act);
-    // Reads `fp` (and the key it replaces) from Apigee and delivers them.
+    // Reads `fp` (unless `fresh` is its answer to a GET key of this moment)
+    // and the key it replaces from Apigee, and delivers them.
     net::awaitable<result<void>> deliver(planned_app& pa, const std::string& fp,
-                                         const std::string& replaces);
+                                         const std::string& replaces,
+                                         const credential* fresh = nullptr);
     net::awaitable<bool> recover_journal(planned_app& pa);
     net::awaitable<void> recover_intents(planned_app& pa);
     static void keep(planned_app& pa, credential c, const secret& key);
