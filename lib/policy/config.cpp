@@ -18,6 +18,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "common/text.hpp"
 #include "deliver/config.hpp"
 
 namespace keyrot::policy {
@@ -64,6 +65,25 @@ const field_table& policy_table() {
 
 nlohmann::json yaml_to_json(const YAML::Node& n, const std::string& path,
                             std::map<std::string, std::pair<int, int>>& positions);
+
+// The path of the first key or string in `j` that is not UTF-8 (YAML requires
+// it, yaml-cpp does not check, and nlohmann::json throws on dumping it); empty
+// when there is none.
+std::string first_bad_utf8(const nlohmann::json& j, const std::string& path) {
+    if (j.is_string()) return valid_utf8(j.get_ref<const std::string&>()) ? "" : path;
+    if (j.is_object()) {
+        for (auto it = j.begin(); it != j.end(); ++it) {
+            if (!valid_utf8(it.key())) return path;
+            if (auto bad = first_bad_utf8(it.value(), path + "." + it.key()); !bad.empty())
+                return bad;
+        }
+    }
+    if (j.is_array())
+        for (std::size_t i = 0; i < j.size(); ++i)
+            if (auto bad = first_bad_utf8(j[i], path + "[" + std::to_string(i) + "]"); !bad.empty())
+                return bad;
+    return "";
+}
 
 std::vector<std::string> flatten(const field_table& t) {
     std::vector<std::string> out;
@@ -552,7 +572,9 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
                 dj[key] = yaml_to_json(f->value, key, positions);
                 if (!first.line) first = f->at();
             }
-        if (!dj.empty()) {
+        if (const auto bad = first_bad_utf8(dj, ""); !bad.empty()) {
+            r.error(first, bad.substr(1), "is not valid UTF-8");
+        } else if (!dj.empty()) {
             if (auto parsed = deliver::parse_config(dj); !parsed)
                 r.error(first, "deliver", parsed.err().message);
             else
@@ -730,8 +752,14 @@ class alias_finder : public YAML::EventHandler {
     void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
         if (!alias) alias = mark;
     }
-    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  const std::string&) override {}
+    // Also the first scalar (value or key) that is not UTF-8: YAML requires
+    // it, yaml-cpp does not check (raw bytes, or an escape such as "\uD800"),
+    // and such text cannot go into an audit record or metric label.
+    std::optional<YAML::Mark> not_utf8;
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  const std::string& value) override {
+        if (!not_utf8 && !valid_utf8(value)) not_utf8 = mark;
+    }
     void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
                          YAML::EmitterStyle::value) override {}
     void OnSequenceEnd() override {}
@@ -812,7 +840,7 @@ std::optional<std::vector<YAML::Node>> parse_all(const fs::path& path, const std
             alias_finder finder;
             // Bounded: yaml-cpp has been seen to report documents forever on odd input.
             int documents = 0;
-            while (!finder.alias && parser.HandleNextDocument(finder)) {
+            while (!finder.alias && !finder.not_utf8 && parser.HandleNextDocument(finder)) {
                 if (++documents > 1000) {
                     out.push_back({diagnostic::severity::error, path.string(), 0, 0, "",
                                    "more than 1000 YAML documents in one file"});
@@ -823,6 +851,12 @@ std::optional<std::vector<YAML::Node>> parse_all(const fs::path& path, const std
                 const pos p = pos_of(*finder.alias);
                 out.push_back({diagnostic::severity::error, path.string(), p.line, p.column, "",
                                "YAML aliases (*name) are not supported in keyrotd files"});
+                return std::nullopt;
+            }
+            if (finder.not_utf8) {
+                const pos p = pos_of(*finder.not_utf8);
+                out.push_back({diagnostic::severity::error, path.string(), p.line, p.column, "",
+                               "text that is not valid UTF-8 (YAML and JSON files must be UTF-8)"});
                 return std::nullopt;
             }
         }
@@ -1295,8 +1329,13 @@ void read_config(reader& r, const YAML::Node& root, config& c, pos& policies_at,
         // rest (webhooks) is checked by notify::parse_config from the JSON.
         if (r.map(f->value, f->at(), "notify", config_table())) {
             c.positions["notify"] = {f->at().line, f->at().column};
-            if (!f->value.IsNull())
-                c.notify_json = yaml_to_json(f->value, "notify", c.positions).dump();
+            if (!f->value.IsNull()) {
+                auto nj = yaml_to_json(f->value, "notify", c.positions);
+                if (const auto bad = first_bad_utf8(nj, "notify"); !bad.empty())
+                    r.error(f->at(), bad, "is not valid UTF-8");
+                else
+                    c.notify_json = nj.dump();
+            }
         }
     }
 }
