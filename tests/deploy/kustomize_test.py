@@ -5,7 +5,12 @@ settings, probes and Service on the config's `listen` port, the ConfigMap's
 config and policies (fields of design.md "Config"), mounts that match the
 config's paths, NetworkPolicy egress limited to 443 and DNS, least-privilege
 RBAC for the Lease, and the PrometheusRule equal to
-deploy/prometheus/keyrotd-rules.yaml.
+deploy/prometheus/keyrotd-rules.yaml. The component
+components/deliver-secrets (Secrets delivery, docs/delivery.md) is rendered in
+throwaway overlays, as docs/deployment.md tells to use it (alone, and with a
+copy of its Role for a second namespace): it grants get/create/update on
+Secrets in its namespace only, to keyrotd's ServiceAccount, and changes nothing
+else the checks above look at.
 
   tests/deploy/kustomize_test.py                       run the checks
   tests/deploy/kustomize_test.py --write-prometheusrule
@@ -18,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import yaml
 
@@ -26,6 +32,8 @@ KDIR = os.path.join(ROOT, "deploy", "kubernetes")
 RULES = os.path.join(ROOT, "deploy", "prometheus", "keyrotd-rules.yaml")
 PROMRULE = os.path.join(KDIR, "base", "prometheusrule.yaml")
 TARGETS = ["base", "overlays/workload-identity", "overlays/key-file"]
+DELIVER = os.path.join(KDIR, "components", "deliver-secrets")
+DELIVER_VERBS = {"get", "create", "update"}  # no list, watch, patch, delete
 
 # design.md "Config": the fields, nested.
 CONFIG_FIELDS = {
@@ -76,8 +84,8 @@ def prometheusrule_text():
             + yaml.safe_dump(doc, sort_keys=False, width=1000))
 
 
-def render(target):
-    out = subprocess.run(["kubectl", "kustomize", os.path.join(KDIR, target)],
+def render(target, path=None):
+    out = subprocess.run(["kubectl", "kustomize", path or os.path.join(KDIR, target)],
                          capture_output=True, text=True)
     if not check(out.returncode == 0, f"{target}: kubectl kustomize failed: {out.stderr.strip()}"):
         return None
@@ -138,7 +146,8 @@ def check_policy(name, pol, target):
     check(rot.get("method", "import") in ("import", "generate"), f"{where}: bad method")
 
 
-def check_target(target, docs, rules):
+def check_target(target, docs, rules, flavour=None):
+    flavour = flavour or target  # which overlay's credentials to expect
     ns = one(docs, "Namespace", target)
     check(ns.get("metadata", {}).get("labels", {}).get("pod-security.kubernetes.io/enforce") == "restricted",
           f"{target}: namespace does not enforce the restricted Pod Security Standard")
@@ -289,7 +298,7 @@ def check_target(target, docs, rules):
                 seen.add(key)
                 continue
             cidrs = [t.get("ipBlock", {}).get("cidr") for t in r.get("to", [])]
-            ok = (target.endswith("workload-identity") and len(cidrs) == 1 and len(r.get("to")) == 1
+            ok = (flavour.endswith("workload-identity") and len(cidrs) == 1 and len(r.get("to")) == 1
                   and (cidrs[0], p.get("port")) in METADATA_EGRESS and key[1] == "TCP")
             check(ok, f"{target}: egress to {cidrs or 'anywhere'} port {key} is not allowed")
     check(seen == ALLOWED_EGRESS, f"{target}: egress lacks {ALLOWED_EGRESS - seen}")
@@ -297,7 +306,7 @@ def check_target(target, docs, rules):
     # Credentials.
     env = {e["name"]: e for e in c.get("env", [])}
     secret_vols = {n: v for n, v in volumes.items() if "secret" in v}
-    if target.endswith("key-file"):
+    if flavour.endswith("key-file"):
         path = env.get("GOOGLE_APPLICATION_CREDENTIALS", {}).get("value")
         check(path == "/var/run/secrets/keyrotd/sa-key.json", f"{target}: GOOGLE_APPLICATION_CREDENTIALS is {path}")
         m = mounts.get("/var/run/secrets/keyrotd", {})
@@ -307,12 +316,81 @@ def check_target(target, docs, rules):
         check(sec.get("defaultMode", 0o644) & 0o007 == 0, f"{target}: key file readable by others")
     else:
         check("GOOGLE_APPLICATION_CREDENTIALS" not in env and not secret_vols, f"{target}: has a key file")
-    if target.endswith("workload-identity"):
+    if flavour.endswith("workload-identity"):
         ann = sa.get("metadata", {}).get("annotations", {})
         check(str(ann.get("iam.gke.io/gcp-service-account", "")).endswith(".iam.gserviceaccount.com"),
               f"{target}: ServiceAccount lacks iam.gke.io/gcp-service-account")
         check(pod.get("nodeSelector", {}).get("iam.gke.io/gke-metadata-server-enabled") == "true",
               f"{target}: nodeSelector for the GKE metadata server")
+
+
+def check_deliver(target, docs, namespaces):
+    """The delivery Roles: one Role and RoleBinding keyrotd-deliver in each of
+    `namespaces`, secrets get/create/update only, bound to keyrotd's
+    ServiceAccount; none anywhere else (not in keyrotd's own namespace, where
+    the key-file Secret lives)."""
+    roles = {d["metadata"].get("namespace"): d for d in docs
+             if d["kind"] == "Role" and d["metadata"]["name"] == "keyrotd-deliver"}
+    bindings = {d["metadata"].get("namespace"): d for d in docs
+                if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "keyrotd-deliver"}
+    check(set(roles) == set(namespaces), f"{target}: delivery Roles in {sorted(roles)}, want {namespaces}")
+    check(set(bindings) == set(namespaces),
+          f"{target}: delivery RoleBindings in {sorted(bindings)}, want {namespaces}")
+    check("keyrotd" not in roles, f"{target}: a Secrets grant in keyrotd's own namespace")
+    for ns, role in roles.items():
+        rules = role.get("rules", [])
+        check(len(rules) == 1, f"{target}: Role {ns}/keyrotd-deliver has {len(rules)} rules")
+        for rule in rules:
+            check(rule.get("apiGroups") == [""] and rule.get("resources") == ["secrets"],
+                  f"{target}: Role {ns}/keyrotd-deliver grants on {rule.get('apiGroups')} {rule.get('resources')}")
+            check(set(rule.get("verbs", [])) == DELIVER_VERBS,
+                  f"{target}: Role {ns}/keyrotd-deliver verbs {rule.get('verbs')}, want {sorted(DELIVER_VERBS)}")
+            check("*" not in rule.get("verbs", []) + rule.get("resources", []),
+                  f"{target}: Role {ns}/keyrotd-deliver uses a wildcard")
+    for ns, rb in bindings.items():
+        ref = rb.get("roleRef", {})
+        check(ref == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "keyrotd-deliver"},
+              f"{target}: RoleBinding {ns}/keyrotd-deliver roleRef {ref}")
+        check(rb.get("subjects") == [{"kind": "ServiceAccount", "name": "keyrotd", "namespace": "keyrotd"}],
+              f"{target}: RoleBinding {ns}/keyrotd-deliver subjects {rb.get('subjects')}")
+
+
+def deliver_overlay(tmp, base, extra_namespaces):
+    """An overlay in `tmp` as docs/deployment.md describes: `base` plus the
+    component, plus a copy of its role.yaml per extra namespace."""
+    os.makedirs(tmp)
+    rel = os.path.relpath(KDIR, tmp)
+    resources = [f"{rel}/{base}"]
+    role = open(os.path.join(DELIVER, "role.yaml")).read()
+    for ns in extra_namespaces:
+        with open(os.path.join(tmp, f"deliver-{ns}.yaml"), "w") as f:
+            f.write(role.replace("namespace: apigee-keys", f"namespace: {ns}"))
+        resources.append(f"deliver-{ns}.yaml")
+    with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
+        yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                        "resources": resources,
+                        "components": [f"{rel}/components/deliver-secrets"]}, f)
+    return tmp
+
+
+def check_deliver_component(rules):
+    tmp = tempfile.mkdtemp(prefix="keyrot-kustomize-")
+    try:
+        for i, (base, extra) in enumerate((("base", []),
+                                           ("overlays/workload-identity", ["team-b"]),
+                                           ("overlays/key-file", ["team-b", "team-c"]))):
+            target = f"{base} + components/deliver-secrets" + (f" + {extra}" if extra else "")
+            docs = render(target, deliver_overlay(os.path.join(tmp, str(i)), base, extra))
+            if docs is None:
+                continue
+            check_deliver(target, docs, ["apigee-keys", *extra])
+            # Everything else is the base's (or the overlay's), unchanged.
+            rest = [d for d in docs if d["metadata"]["name"] != "keyrotd-deliver"]
+            check(len(rest) == len(docs) - 2 * (1 + len(extra)), f"{target}: unexpected objects")
+            check_target(target, rest, rules, flavour=base)
+            print(f"ok: rendered and checked {target} ({len(docs)} objects)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main():
@@ -332,6 +410,7 @@ def main():
         if docs is not None:
             check_target(target, docs, rules)
             print(f"ok: rendered and checked {target} ({len(docs)} objects)")
+    check_deliver_component(rules)
     print(f"kustomize: {passed} checks passed, {len(failures)} failed")
     return 1 if failures else 0
 
