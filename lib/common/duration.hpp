@@ -17,6 +17,13 @@ inline constexpr millis k_hour = 60 * k_minute;
 inline constexpr millis k_day = 24 * k_hour;
 inline constexpr millis k_never = -1;  // Apigee's "never expires"
 
+// The earlier of two instants, where k_never (never) is later than any.
+constexpr millis earliest(millis a, millis b) {
+    if (a == k_never) return b;
+    if (b == k_never) return a;
+    return a < b ? a : b;
+}
+
 // nullopt when garbled or negative.
 std::optional<millis> parse_duration(std::string_view text);
 

@@ -481,6 +481,8 @@ void executor::tally(const planned_app& pa,
         obs_.on_app(d);
     }
     if (!pa.plan.skipped && !pa.plan.has_valid_key) ++c.apps_without_valid_key;
+    c.revocations_held += pa.revocations_held;
+    c.held_expiry = earliest(c.held_expiry, pa.held_expiry);
     if (pa.plan.next_wake != k_never) {
         sum.next_wake = sum.next_wake == k_never ? pa.plan.next_wake
                                                  : std::min(sum.next_wake, pa.plan.next_wake);
@@ -870,6 +872,7 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
     if (finished && delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
         // At the start of the overlap; the revocation gate retries a failure.
         auto d = co_await deliver(pa, fp, replaces);
+        delivered(pa, fp, replaces, "overlap", static_cast<bool>(d));
         if (!d) fail(pa, fp, replaces, "deliver: " + d.err().message);
     }
     co_return finished;
@@ -897,6 +900,11 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
         // The gate: every target holds the successor, verified, before the old key goes.
         if (delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
             auto d = co_await deliver(pa, succ_fp, act.key, &now_s.value());
+            delivered(pa, succ_fp, act.key, "gate", static_cast<bool>(d));
+            if (!d) {
+                ++pa.revocations_held;
+                pa.held_expiry = earliest(pa.held_expiry, k->expires_at);
+            }
             if (!d)
                 co_return fail(pa, act.key, "",
                                "revocation held: successor " + succ_fp +
@@ -925,6 +933,7 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
         if (const credential* s = find_key(pa.snapshot, succ_fp)) {
             delivered_key cur{s->fingerprint, s->consumer_key, s->consumer_secret, s->expires_at};
             auto d = co_await delivery_->revoked(pa.snapshot, *pa.policy, cur);
+            delivered(pa, succ_fp, act.key, "drop", static_cast<bool>(d));
             if (!d)
                 fail(pa, succ_fp, act.key, "deliver (drop the revoked key): " + d.err().message);
         }
@@ -1116,6 +1125,23 @@ bool executor::record(const planned_app& pa, std::string action, const std::stri
     if (const credential* o = replaces.empty() ? nullptr : find_key(pa.snapshot, replaces))
         r.replaces_expires_at = o->expires_at;
     return obs_.on_action(r);
+}
+
+void executor::delivered(const planned_app& pa, const std::string& key, const std::string& replaces,
+                         const char* stage, bool ok) {
+    delivery_record r;
+    r.organization = pa.snapshot.organization;
+    r.developer = pa.snapshot.developer_email;
+    r.app = pa.snapshot.name;
+    r.policy = pa.policy->name;
+    r.key = key;
+    r.replaces = replaces;
+    r.stage = stage;
+    r.ok = ok;
+    try {
+        obs_.on_delivery(r);
+    } catch (...) {  // an observer never turns a delivery into an exception
+    }
 }
 
 bool executor::fail(const planned_app& pa, const std::string& key, const std::string& replaces,

@@ -64,6 +64,10 @@ struct planned_app {
     // From the listing's revoked phase: only deletions are applied, and only
     // its revoked keys are counted (the rest was planned from the approved phase).
     bool deletions_only = false;
+    // Revocations the delivery gate held this pass (their successor is not in
+    // every target), and the earliest expiry among those old keys.
+    int revocations_held = 0;
+    millis held_expiry = k_never;
 };
 
 struct inventory {
@@ -169,6 +173,9 @@ class executor {
                 bool late = false);
     bool fail(const planned_app& pa, const std::string& key, const std::string& replaces,
               std::string detail);
+    // Tells the observer how a delivery to the app's targets went.
+    void delivered(const planned_app& pa, const std::string& key, const std::string& replaces,
+                   const char* stage, bool ok);
 
     apigee::api& api_;
     observer& obs_;

@@ -76,6 +76,11 @@ struct pass_summary {
         int valid = 0, due = 0, overlap = 0, expired = 0, revoked = 0, skipped = 0;
         int apps = 0;  // apps this policy governs (0: the policy matches nothing)
         int apps_without_valid_key = 0;
+        // old keys left approved because their successor is not delivered to
+        // every target (docs/delivery.md), and the earliest expiry among them:
+        // when Apigee ends one, its callers that have not switched break
+        int revocations_held = 0;
+        millis held_expiry = k_never;
     };
     std::vector<policy_counts> by_policy;
     // Apps whose next action falls due before run_options::wake_horizon (empty
@@ -85,6 +90,20 @@ struct pass_summary {
     // so it is never given to observer::on_pass (gauges stay from the last
     // full pass); actions are reported as usual.
     bool partial = false;
+};
+
+// One delivery of a key to an app's targets (docs/delivery.md): after its
+// completion (`overlap`), at the revocation gate (`gate`), or dropping the
+// revoked key afterwards (`drop`). A failure is also a `failed` action record.
+struct delivery_record {
+    std::string organization;
+    std::string developer;
+    std::string app;
+    std::string policy;
+    std::string key;                // the fingerprint delivered (the successor)
+    std::string replaces;           // the old key's fingerprint
+    const char* stage = "overlap";  // overlap | gate | drop
+    bool ok = false;
 };
 
 // What a pass decided for one app, for people debugging (log level debug).
@@ -109,6 +128,8 @@ class observer {
     // Per app, after the pass handled it; only when wants_decisions().
     virtual void on_app(const app_decision&) {}
     virtual bool wants_decisions() const { return false; }
+    // After each delivery to an app's targets, whatever its outcome.
+    virtual void on_delivery(const delivery_record&) {}
 };
 
 }  // namespace keyrot::exec

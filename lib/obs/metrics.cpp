@@ -125,6 +125,21 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> registry, metrics_options
                        .Name("keyrotd_next_action_timestamp_seconds")
                        .Help("When the earliest known future action is due; absent if none")
                        .Register(*registry_)),
+      deliveries_(prometheus::BuildCounter()
+                      .Name("keyrotd_key_deliveries_total")
+                      .Help("Deliveries of keys to their apps' targets (delivered and read back), "
+                            "by stage and outcome")
+                      .Register(*registry_)),
+      revocations_held_(prometheus::BuildGauge()
+                            .Name("keyrotd_revocations_held")
+                            .Help("Old keys whose revocation was held at the last pass because "
+                                  "their successor is not delivered to every target")
+                            .Register(*registry_)),
+      held_expiry_(prometheus::BuildGauge()
+                       .Name("keyrotd_revocation_held_expiry_timestamp_seconds")
+                       .Help("Earliest expiry among the old keys held for delivery; absent if "
+                             "none (or none expires)")
+                       .Register(*registry_)),
       pass_duration_(prometheus::BuildHistogram()
                          .Name("keyrotd_pass_duration_seconds")
                          .Help("Duration of a full pass over one organization")
@@ -208,6 +223,15 @@ void metrics::on_action(const exec::action_record& r) {
     // completed: the rotation was counted when the successor was created.
 }
 
+void metrics::on_delivery(const exec::delivery_record& d) {
+    deliveries_
+        .Add({{"organization", d.organization},
+              {"policy", d.policy},
+              {"stage", d.stage},
+              {"outcome", d.ok ? "success" : "failure"}})
+        .Increment();
+}
+
 void metrics::on_pass(const exec::pass_summary& s) {
     const std::string& org = s.organization;
     pass_duration_.Add({{"organization", org}}, pass_buckets()).Observe(s.seconds);
@@ -245,6 +269,13 @@ void metrics::on_pass(const exec::pass_summary& s) {
         apps_without_valid_key_.Add({{"organization", org}, {"policy", c.policy}})
             .Set(c.apps_without_valid_key);
         policy_apps_.Add({{"organization", org}, {"policy", c.policy}}).Set(c.apps);
+        revocations_held_.Add({{"organization", org}, {"policy", c.policy}})
+            .Set(c.revocations_held);
+        prometheus::Labels l{{"organization", org}, {"policy", c.policy}};
+        if (c.revocations_held > 0 && c.held_expiry != k_never)
+            held_expiry_.Add(l).Set(seconds_of(c.held_expiry));
+        else if (held_expiry_.Has(l))
+            held_expiry_.Remove(&held_expiry_.Add(l));
     }
     for (const auto& gone : series.policies) {
         if (policies.count(gone)) continue;
@@ -256,6 +287,8 @@ void metrics::on_pass(const exec::pass_summary& s) {
         if (apps_without_valid_key_.Has(l))
             apps_without_valid_key_.Remove(&apps_without_valid_key_.Add(l));
         if (policy_apps_.Has(l)) policy_apps_.Remove(&policy_apps_.Add(l));
+        if (revocations_held_.Has(l)) revocations_held_.Remove(&revocations_held_.Add(l));
+        if (held_expiry_.Has(l)) held_expiry_.Remove(&held_expiry_.Add(l));
     }
     series.policies = std::move(policies);
 

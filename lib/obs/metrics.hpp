@@ -46,6 +46,7 @@ class metrics {
     // After each pass of one organization: key gauges, per-key expiry series (stale
     // ones removed), pass duration, last successful pass, next action.
     void on_pass(const exec::pass_summary& s);
+    void on_delivery(const exec::delivery_record& d);
     // One Apigee request attempt; `code` 0 means no response (label "error").
     // Matches http::observer_fn.
     void on_apigee_request(std::string_view method, int code, double seconds);
@@ -95,6 +96,9 @@ class metrics {
     prometheus::Family<prometheus::Gauge>& apps_skipped_;
     prometheus::Family<prometheus::Gauge>& key_expiry_;
     prometheus::Family<prometheus::Gauge>& next_action_;
+    prometheus::Family<prometheus::Counter>& deliveries_;
+    prometheus::Family<prometheus::Gauge>& revocations_held_;
+    prometheus::Family<prometheus::Gauge>& held_expiry_;
     prometheus::Family<prometheus::Histogram>& pass_duration_;
     prometheus::Family<prometheus::Counter>& passes_;
     prometheus::Family<prometheus::Gauge>& last_success_;

@@ -76,6 +76,26 @@ void recorder::on_app(const exec::app_decision& d) {
     }
 }
 
+void recorder::on_delivery(const exec::delivery_record& d) {
+    try {
+        if (d.ok) {
+            std::vector<field> fields = {{"organization", d.organization},
+                                         {"developer", d.developer},
+                                         {"app", d.app},
+                                         {"policy", d.policy},
+                                         {"stage", d.stage}};
+            if (!d.key.empty()) fields.emplace_back("key", d.key);
+            if (!d.replaces.empty()) fields.emplace_back("replaces", d.replaces);
+            log_event(spdlog::level::info,
+                      std::string_view(d.stage) == "drop" ? "revoked key dropped from targets"
+                                                          : "delivered and verified",
+                      fields);
+        }
+        if (metrics_) metrics_->on_delivery(d);
+    } catch (...) {
+    }
+}
+
 void recorder::on_pass(const exec::pass_summary& s) {
     if (notifier_) notifier_->on_pass(s);
     try {

@@ -34,6 +34,9 @@ class recorder final : public exec::observer {
     // debug: one line per app, what the pass decided and why.
     void on_app(const exec::app_decision& d) override;
     bool wants_decisions() const override;
+    // A successful delivery is logged at info (a failure is a `failed` action
+    // already); both are counted.
+    void on_delivery(const exec::delivery_record& d) override;
     // Off for a pass over one app (`rotate --app`): then every policy but one
     // governs nothing, and that says nothing about the policies.
     void warn_idle_policies(bool on) { warn_idle_policies_ = on; }

@@ -158,7 +158,12 @@ class recording_observer final : public exec::observer {
         records.push_back(r);
         return audit_.write(r);
     }
-    void on_pass(const exec::pass_summary&) override {}
+    void on_pass(const exec::pass_summary& s) override { passes.push_back(s); }
+    void on_delivery(const exec::delivery_record& d) override {
+        deliveries.push_back(std::string(d.stage) + (d.ok ? " ok" : " failed"));
+    }
+    std::vector<exec::pass_summary> passes;
+    std::vector<std::string> deliveries;  // "stage ok|failed", in order
 
   private:
     obs::audit_log audit_;
@@ -370,6 +375,9 @@ TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
     fake_delivery target;
     target.refuse = 3;  // after completion, then two revocation attempts
     std::vector<exec::action_record> records;
+    std::vector<std::string> deliveries;
+    int last_held = -1;
+    millis last_held_expiry = 0;
     const std::vector<policy::policy> policies{make_policy(policy::rotation_method::import_key)};
     auto pass = [&] {
         recording_observer obs(dir);
@@ -380,6 +388,11 @@ TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
         net::co_spawn(io, ex.run_pass(policies, opt), net::detached);
         io.run();
         records.insert(records.end(), obs.records.begin(), obs.records.end());
+        deliveries.insert(deliveries.end(), obs.deliveries.begin(), obs.deliveries.end());
+        ASSERT_EQ(obs.passes.size(), 1u);
+        ASSERT_EQ(obs.passes[0].by_policy.size(), 1u);
+        last_held = obs.passes[0].by_policy[0].revocations_held;
+        last_held_expiry = obs.passes[0].by_policy[0].held_expiry;
     };
     auto shop = [&] {
         const json state = hook(emu, "GET", "/__emulator/state");  // (a range-for over a
@@ -406,7 +419,19 @@ TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
     pass();  // and again
     EXPECT_EQ(old_status(), "approved") << "revoked although the target never held the successor";
     EXPECT_EQ(held(), 2);
+    // The pass counts the held revocation and the old key's expiry (metrics).
+    EXPECT_EQ(last_held, 1);
+    millis old_expiry = k_never;
+    const json held_app = shop();  // (not a range-for over a temporary's member)
+    for (const auto& c : held_app["credentials"])
+        if (c["consumerKey"] == k_old_key)
+            old_expiry = std::stoll(c["expiresAt"].get<std::string>());
+    EXPECT_NE(old_expiry, k_never);
+    EXPECT_EQ(last_held_expiry, old_expiry);
     pass();  // delivered, then revoked
+    EXPECT_EQ(last_held, 0);
+    EXPECT_EQ(deliveries, (std::vector<std::string>{"overlap failed", "gate failed", "gate failed",
+                                                    "gate ok", "drop ok"}));
     EXPECT_EQ(old_status(), "revoked");
     EXPECT_EQ(target.delivered, 1);
     EXPECT_EQ(target.revoked_calls, 1);

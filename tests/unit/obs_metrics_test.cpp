@@ -352,3 +352,57 @@ TEST_F(obs_metrics_registry, policy_apps_skipped_apps_and_skipped_keys) {
               0);
     EXPECT_FALSE(value(*reg, "keyrotd_policy_apps", {{"organization", org}, {"policy", "typo"}}));
 }
+
+TEST_F(obs_metrics_registry, delivery_counts_and_held_revocations) {
+    keyrot::exec::delivery_record d;
+    d.organization = "acme";
+    d.developer = "dev@example.com";
+    d.app = "billing";
+    d.policy = "p90";
+    d.key = "0123456789abcdef";
+    d.stage = "gate";
+    d.ok = false;
+    keyrot::obs::recorder rec(nullptr, &m);
+    rec.on_delivery(d);
+    d.ok = true;
+    rec.on_delivery(d);
+    rec.on_delivery(d);
+    auto deliveries = [&](const char* stage, const char* outcome) {
+        return value(
+            *reg, "keyrotd_key_deliveries_total",
+            {{"organization", "acme"}, {"policy", "p90"}, {"stage", stage}, {"outcome", outcome}});
+    };
+    EXPECT_EQ(deliveries("gate", "failure"), 1);
+    EXPECT_EQ(deliveries("gate", "success"), 2);
+    EXPECT_FALSE(deliveries("overlap", "success"));
+
+    // Held revocations: a series per policy (0 when none), and the earliest
+    // expiry among the held keys only while some are held and expire.
+    const label_map p{{"organization", "acme"}, {"policy", "p90"}};
+    auto s = pass(true);
+    m.on_pass(s);
+    EXPECT_EQ(value(*reg, "keyrotd_revocations_held", p), 0);
+    EXPECT_FALSE(value(*reg, "keyrotd_revocation_held_expiry_timestamp_seconds", p));
+    s.by_policy[0].revocations_held = 2;
+    s.by_policy[0].held_expiry = 1795700000000;
+    m.on_pass(s);
+    EXPECT_EQ(value(*reg, "keyrotd_revocations_held", p), 2);
+    EXPECT_EQ(value(*reg, "keyrotd_revocation_held_expiry_timestamp_seconds", p), 1795700000);
+    s.by_policy[0].held_expiry = keyrot::k_never;  // held keys that never expire
+    m.on_pass(s);
+    EXPECT_FALSE(value(*reg, "keyrotd_revocation_held_expiry_timestamp_seconds", p));
+    s.by_policy[0].revocations_held = 0;
+    m.on_pass(s);
+    EXPECT_EQ(value(*reg, "keyrotd_revocations_held", p), 0);
+    // A policy that disappears loses both.
+    s.by_policy[0].policy = "p30";
+    m.on_pass(s);
+    EXPECT_FALSE(value(*reg, "keyrotd_revocations_held", p));
+}
+
+TEST(earliest, never_is_later_than_any_instant) {
+    EXPECT_EQ(keyrot::earliest(keyrot::k_never, 5), 5);
+    EXPECT_EQ(keyrot::earliest(5, keyrot::k_never), 5);
+    EXPECT_EQ(keyrot::earliest(7, 5), 5);
+    EXPECT_EQ(keyrot::earliest(keyrot::k_never, keyrot::k_never), keyrot::k_never);
+}
