@@ -1,0 +1,258 @@
+// The daemon's schedule (lib/sched/schedule.hpp) as a table: how the last pass
+// went, what the next decision is. Draws are fixed (lo, 0 or hi).
+#include "sched/schedule.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace keyrot::sched {
+namespace {
+
+constexpr millis k_now = 1'800'000'000'000;
+constexpr millis k_interval = 10 * k_minute;
+
+enum class draw_at { low, middle, high };
+
+draw_fn fixed(draw_at at) {
+    return [at](millis lo, millis hi) {
+        return at == draw_at::low ? lo : at == draw_at::high ? hi : (lo + hi) / 2;
+    };
+}
+
+pass_result ok_full(millis next_action = k_never) {
+    pass_result r;
+    r.ok = true;
+    r.now = k_now;
+    r.interval = k_interval;
+    r.next_action = next_action;
+    return r;
+}
+
+pass_result failed() {
+    pass_result r = ok_full();
+    r.ok = false;
+    return r;
+}
+
+struct row {
+    const char* name;
+    pass_result result;
+    schedule_state before;
+    draw_at draw;
+    millis wait;
+    std::string why;
+    schedule_state after;
+};
+
+bool same(const schedule_state& a, const schedule_state& b) {
+    return a.backoff == b.backoff && a.immediate == b.immediate && a.next_full == b.next_full;
+}
+
+class ScheduleTable : public ::testing::TestWithParam<row> {};
+
+TEST_P(ScheduleTable, Decides) {
+    const row& r = GetParam();
+    schedule_state s = r.before;
+    const decision d = next_pass(r.result, s, fixed(r.draw));
+    EXPECT_EQ(d.wait, r.wait);
+    EXPECT_EQ(std::string(d.why), r.why);
+    EXPECT_TRUE(same(s, r.after)) << "backoff " << s.backoff << " immediate " << s.immediate
+                                  << " next_full " << s.next_full;
+}
+
+pass_result targeted(millis next_action) {
+    pass_result r = ok_full(next_action);
+    r.targeted = true;
+    return r;
+}
+
+pass_result reloaded() {
+    pass_result r = failed();
+    r.config_changed = true;
+    return r;
+}
+
+pass_result short_interval_failed() {
+    pass_result r = failed();
+    r.interval = 7 * k_second;
+    return r;
+}
+
+const row k_rows[] = {
+    // A full pass: the next one interval later, ±10 %.
+    {"FullPassMiddle",
+     ok_full(),
+     {},
+     draw_at::middle,
+     k_interval,
+     "full pass",
+     {0, 0, k_now + k_interval}},
+    {"FullPassEarly",
+     ok_full(),
+     {},
+     draw_at::low,
+     k_interval - k_interval / 10,
+     "full pass",
+     {0, 0, k_now + k_interval - k_interval / 10}},
+    {"FullPassLate",
+     ok_full(),
+     {},
+     draw_at::high,
+     k_interval + k_interval / 10,
+     "full pass",
+     {0, 0, k_now + k_interval + k_interval / 10}},
+    // An action due before the next full pass: just after its moment.
+    {"ActionDueFirst",
+     ok_full(k_now + k_minute),
+     {},
+     draw_at::middle,
+     k_minute + k_due_slack,
+     "next action due",
+     {0, 0, k_now + k_interval}},
+    // One due after the full pass changes nothing.
+    {"ActionDueLater",
+     ok_full(k_now + 2 * k_interval),
+     {},
+     draw_at::middle,
+     k_interval,
+     "full pass",
+     {0, 0, k_now + k_interval}},
+    // A success resets the backoff.
+    {"SuccessResetsBackoff",
+     ok_full(),
+     {40 * k_second, 0, 0},
+     draw_at::middle,
+     k_interval,
+     "full pass",
+     {0, 0, k_now + k_interval}},
+    // A targeted pass keeps the full pass it had.
+    {"TargetedKeepsFullPass",
+     targeted(k_never),
+     {0, 0, k_now + 3 * k_minute},
+     draw_at::high,
+     3 * k_minute,
+     "full pass",
+     {0, 0, k_now + 3 * k_minute}},
+    {"TargetedNextAction",
+     targeted(k_now + k_minute),
+     {0, 0, k_now + 3 * k_minute},
+     draw_at::high,
+     k_minute + k_due_slack,
+     "next action due",
+     {0, 0, k_now + 3 * k_minute}},
+    // A full pass overdue (a targeted pass ran long): at once.
+    {"FullPassOverdue",
+     targeted(k_never),
+     {0, 0, k_now - k_second},
+     draw_at::middle,
+     0,
+     "full pass",
+     {0, 0, k_now - k_second}},
+    // Failures: 5 s, 10 s, 20 s, ... ±10 %, capped at the interval.
+    {"FirstFailure",
+     failed(),
+     {},
+     draw_at::middle,
+     5 * k_second,
+     "retry after a failed pass",
+     {5 * k_second, 0, 0}},
+    {"FirstFailureLow",
+     failed(),
+     {},
+     draw_at::low,
+     4500,
+     "retry after a failed pass",
+     {5 * k_second, 0, 0}},
+    {"SecondFailure",
+     failed(),
+     {5 * k_second, 0, 0},
+     draw_at::high,
+     11 * k_second,
+     "retry after a failed pass",
+     {10 * k_second, 0, 0}},
+    {"FailureCapped",
+     failed(),
+     {8 * k_minute, 0, 0},
+     draw_at::middle,
+     k_interval,
+     "retry after a failed pass",
+     {k_interval, 0, 0}},
+    {"FailureCappedShortInterval",
+     short_interval_failed(),
+     {},
+     draw_at::middle,
+     5 * k_second,
+     "retry after a failed pass",
+     {5 * k_second, 0, 0}},
+    {"FailureResetsSpinGuard",
+     failed(),
+     {0, 3, 0},
+     draw_at::middle,
+     5 * k_second,
+     "retry after a failed pass",
+     {5 * k_second, 0, 0}},
+    // An action already due that the pass left: 1 s, 2 s, 4 s, ... (no spin).
+    {"StillDueOnce",
+     ok_full(k_now - k_second),
+     {},
+     draw_at::middle,
+     k_second,
+     "action still due",
+     {0, 1, k_now + k_interval}},
+    {"StillDueThird",
+     ok_full(k_now),
+     {0, 2, 0},
+     draw_at::middle,
+     4 * k_second,
+     "action still due",
+     {0, 3, k_now + k_interval}},
+    {"StillDueCapped",
+     ok_full(k_now),
+     {0, 40, 0},
+     draw_at::middle,
+     k_interval,
+     "action still due",
+     {0, 41, k_now + k_interval}},
+    {"NoLongerDueResets",
+     ok_full(k_now + k_minute),
+     {0, 5, 0},
+     draw_at::middle,
+     k_minute + k_due_slack,
+     "next action due",
+     {0, 0, k_now + k_interval}},
+    // A reload during the pass: at once, whatever else happened.
+    {"Reloaded",
+     reloaded(),
+     {5 * k_second, 2, k_now + k_minute},
+     draw_at::high,
+     0,
+     "config reloaded during the pass",
+     {5 * k_second, 2, k_now + k_minute}},
+};
+
+INSTANTIATE_TEST_SUITE_P(Schedule, ScheduleTable, ::testing::ValuesIn(k_rows),
+                         [](const ::testing::TestParamInfo<row>& i) { return i.param.name; });
+
+// Jitter spreads full passes over ±10 % and never beyond.
+TEST(Schedule, JitterStaysWithinTenPercent) {
+    millis lo = k_never, hi = 0;
+    millis seed = 1;
+    for (int i = 0; i < 1000; ++i) {
+        schedule_state s;
+        const decision d = next_pass(ok_full(), s, [&seed](millis a, millis b) {
+            seed = (seed * 6364136223846793005LL + 1442695040888963407LL) & 0x7fffffffffffLL;
+            return a + seed % (b - a + 1);
+        });
+        lo = lo == k_never ? d.wait : std::min(lo, d.wait);
+        hi = std::max(hi, d.wait);
+    }
+    EXPECT_GE(lo, k_interval - k_interval / 10);
+    EXPECT_LE(hi, k_interval + k_interval / 10);
+    EXPECT_LT(lo, k_interval - k_interval / 20);  // it does spread
+    EXPECT_GT(hi, k_interval + k_interval / 20);
+}
+
+}  // namespace
+}  // namespace keyrot::sched
