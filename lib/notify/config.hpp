@@ -16,6 +16,21 @@
 //         developers: ["*@partner.example.com"]  # globs, case-insensitive; default all
 //         apps: ["fleet-*"]                      # globs; default all
 //         timeout: 15s
+//     emails:
+//       - name: partner-mail      # same rules as a webhook's; unique among all sinks
+//         url: smtp://smtp.example.com:587   # smtp:// (STARTTLS required) or smtps://
+//         tls: none               # optional: plain SMTP, only to a loopback host
+//         caFile: /etc/ssl/extra.pem
+//         username: keyrotd@example.com      # AUTH; needs passwordFile
+//         passwordFile: /run/credentials/keyrotd/smtp-password
+//         from: "keyrotd <keyrotd@example.com>"
+//         toDeveloper: true       # the app's developer (only when known active)
+//         to: [ops@example.com]   # fixed addresses; at least one recipient kind
+//         portalUrl: https://developers.example.com/my-apps
+//         subjectFile: /etc/keyrotd/mail/subject.txt   # optional template files
+//         bodyFile: /etc/keyrotd/mail/body.txt
+//         events/policies/developers/apps: as for webhooks
+//         timeout: 30s
 //
 // Contract: parse_config() checks shapes, names, durations, URLs (same rules as
 // the Apigee client: https://, or http:// to a loopback host; no query, no user
@@ -23,6 +38,8 @@
 // ("notify.webhooks[0].url: …; notify.maxAge: …"). It reads no file: signing
 // keys are read by webhook_sink::create at start-up. Unknown fields are errors.
 // A webhook must have at least one signing key (secretFiles or ed25519KeyFile).
+// An email sink's password and templates are read by email_sink::create; an
+// address is checked for shape only (no CR, LF, <, >, one @).
 #pragma once
 
 #include <cstddef>
@@ -59,12 +76,45 @@ struct webhook_config {
     millis timeout = 15 * k_second;
 };
 
+// How an email sink talks to its SMTP server.
+enum class smtp_tls {
+    starttls,  // smtp://: STARTTLS required (CURLUSESSL_ALL)
+    implicit,  // smtps://: TLS from the first byte
+    none,      // smtp:// with tls: none: plain, only to a loopback host
+};
+
+struct email_config {
+    std::string name;
+    std::string url;  // smtp://host[:port] or smtps://host[:port], no path
+    std::string host;
+    bool host_is_loopback = false;
+    smtp_tls tls = smtp_tls::starttls;
+    std::string ca_file;
+    std::string username;
+    std::filesystem::path password_file;
+    std::string from;                    // an address, optionally "Name <addr>"
+    bool to_developer = true;            // the app's developer, when known active
+    std::vector<std::string> to;         // fixed addresses
+    std::string portal_url;              // {{portalUrl}} in the templates
+    std::filesystem::path subject_file;  // empty: the built-in template
+    std::filesystem::path body_file;
+    sink_filter filter;
+    millis timeout = 30 * k_second;
+};
+
 struct config {
     std::vector<millis> expiring_at;  // descending, no duplicates
     millis max_age = 3 * k_day;
     std::size_t outbox_max = 10000;
     std::vector<webhook_config> webhooks;
+    std::vector<email_config> emails;
+    // True when some sink is configured: webhooks or emails.
+    bool has_sinks() const { return !webhooks.empty() || !emails.empty(); }
 };
+
+// "a@b.example" or "Name <a@b.example>": the bare address, or "" when it is
+// not one (no @, CR, LF, NUL, spaces, < or > in it).
+std::string mailbox_address(const std::string& text);
 
 // `section` is the value of `notify` (an object); null gives the defaults.
 result<config> parse_config(const nlohmann::json& section);

@@ -23,7 +23,8 @@
 
 namespace keyrot::notify {
 
-enum class outcome { delivered, retry, disable };
+// refuse: this event is refused for good (never from classify(): a sink says so).
+enum class outcome { delivered, retry, disable, refuse };
 
 // status_or_0: the HTTP status, 0 when no answer came.
 outcome classify(int status_or_0);

@@ -64,7 +64,7 @@ millis dispatcher::oldest_age() const {
 add_result dispatcher::publish(const event& e) {
     std::vector<std::string> names;
     for (const auto& sl : slots_)
-        if (!sl->disabled && matches(sl->s->filter(), e)) names.push_back(sl->s->name());
+        if (!sl->disabled && sl->s->wants(e)) names.push_back(sl->s->name());
     auto r = box_.add(e, names, now());
     if (!r.stored()) {
         report rep;
@@ -122,12 +122,20 @@ net::awaitable<void> dispatcher::attempt(std::size_t i, std::string id) {
     rep.attempts = attempts;
     rep.status = res.status;
     rep.error = res.error;
-    switch (res.status == 0 ? outcome::retry : classify(res.status)) {
+    const outcome verdict =
+        res.verdict ? *res.verdict : (res.status == 0 ? outcome::retry : classify(res.status));
+    switch (verdict) {
         case outcome::delivered:
             sl.failures = 0;
             sl.ready_at = 0;
             rep.what = report::kind::delivered;
             rep.error.clear();
+            rep.durable = box_.finish(id, name);
+            break;
+        case outcome::refuse:
+            sl.failures = 0;
+            sl.ready_at = 0;
+            rep.what = report::kind::refused;
             rep.durable = box_.finish(id, name);
             break;
         case outcome::disable:

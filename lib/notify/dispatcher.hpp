@@ -18,6 +18,9 @@
 // - 410 Gone disables the sink for the life of this dispatcher: its pending
 //   events are dropped and reported, later events are not stored for it. A
 //   restart tries it again (one request, which will disable it again).
+// - A sink may refuse an event for good (outcome::refuse: an SMTP 5xx): the
+//   (event, sink) pair is finished and reported `refused`, never retried; the
+//   sink is not paused (the server answered).
 // - Everything that happens is reported through options.on_report (for logs,
 //   metrics and alerts); the dispatcher itself neither logs nor throws.
 // - stop() makes run() return once in-flight attempts have finished (each is
@@ -42,9 +45,11 @@ namespace keyrot::notify {
 
 // One delivery attempt's result. status 0: no answer (error says why).
 struct attempt_result {
-    int status = 0;
-    std::string error;                  // empty when delivered; never holds a secret
+    int status = 0;     // HTTP status, or for email 250 when sent, else the SMTP reply code
+    std::string error;  // empty when delivered; never holds a secret
     std::optional<millis> retry_after;  // from a Retry-After header
+    // Set by a sink that knows better than classify(status) (email: SMTP codes).
+    std::optional<outcome> verdict;
 };
 
 // A destination. deliver() makes exactly one attempt and does not throw for
@@ -54,6 +59,9 @@ class sink {
     virtual ~sink() = default;
     virtual const std::string& name() const = 0;
     virtual const sink_filter& filter() const = 0;
+    // Whether publish() stores `e` for this sink: its filter, and for email
+    // whether anyone may receive it.
+    virtual bool wants(const event& e) const { return matches(filter(), e); }
     virtual net::awaitable<attempt_result> deliver(std::string id, std::string body) = 0;
 };
 
@@ -63,6 +71,7 @@ struct report {
         retrying,   // failed; next_at says when this event is tried again
         abandoned,  // max_age reached without delivery
         disabled,   // 410 Gone: the sink is off; `dropped` events went with it
+        refused,    // the receiver refused this event for good (SMTP 5xx): not retried
         dropped,    // pending for a sink that is not configured (any more)
         not_stored  // publish() could not store the event (full or I/O): see error
     };

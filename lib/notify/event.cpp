@@ -117,6 +117,8 @@ result<event> make_event(event_fields f) {
     data["id"] = e.id;
     data["organization"] = f.organization;
     if (!f.developer.empty()) data["developer"] = f.developer;
+    if (!f.developer.empty() && !f.developer_status.empty())
+        data["developerStatus"] = f.developer_status;
     if (!f.team.empty()) data["team"] = f.team;
     data["app"] = f.app;
     if (!f.policy.empty()) data["policy"] = f.policy;
