@@ -41,7 +41,7 @@
 #include "notify/config.hpp"
 #include "notify/dispatcher.hpp"
 #include "notify/outbox.hpp"
-#include "notify/webhook_sink.hpp"
+#include "notify/sinks.hpp"
 #include "obs/audit.hpp"
 #include "obs/http_server.hpp"
 #include "obs/log.hpp"
@@ -410,13 +410,10 @@ result<std::unique_ptr<notify_stack>> open_notify(net::any_io_executor ex,
                        {{"pending", static_cast<long long>(rep.loaded)},
                         {"corrupt", static_cast<long long>(rep.corrupt)},
                         {"half_written_removed", static_cast<long long>(rep.leftovers)}});
-    std::vector<std::unique_ptr<notify::sink>> sinks;
-    for (const auto& w : ncfg.webhooks) {
-        auto sk = notify::webhook_sink::create(ex, w);
-        if (!sk) return sk.err();
-        ns->sinks.push_back(w.name);
-        sinks.push_back(std::move(sk.value()));
-    }
+    auto made = notify::make_sinks(ex, ncfg);  // webhooks, then emails
+    if (!made) return made.err();
+    ns->sinks = made->names;
+    std::vector<std::unique_ptr<notify::sink>> sinks = std::move(made->sinks);
     if (m) m->enable_notify(ns->sinks);
     notify::dispatcher_options opt;
     opt.max_age = ncfg.max_age;
@@ -925,7 +922,7 @@ int cmd_once(const policy::config& cfg, const notify::config& ncfg, const cli& c
     obs::audit_log audit(cfg.state_dir);
     // Dry runs publish nothing: no notification is made or delivered.
     std::unique_ptr<notify_stack> ns;
-    if (!c.dry_run && !ncfg.webhooks.empty()) {
+    if (!c.dry_run && ncfg.has_sinks()) {
         auto opened = open_notify(io.get_executor(), cfg, ncfg, nullptr);
         if (!opened) {
             obs::log_event(spdlog::level::critical, "cannot set up notifications",
@@ -1253,7 +1250,7 @@ class daemon_loop {
     // Notifications (docs/notifications.md): outbox, webhook sinks, dispatcher.
     // Dry runs publish and deliver nothing.
     int start_notify() {
-        if (ncfg_.webhooks.empty()) return 0;
+        if (!ncfg_.has_sinks()) return 0;
         if (dry_run_) {
             obs::log_event(spdlog::level::info, "notifications off: dry run", {});
             return 0;

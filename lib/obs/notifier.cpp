@@ -28,6 +28,13 @@ const plan::key_view* find_key(const std::vector<exec::key_record>& keys, const 
     return nullptr;
 }
 
+// keyrotd never plans for an app of a developer listed inactive: its keys are
+// `skipped` (as are team apps and revoked apps). A key in any other state was
+// planned, so its developer was not listed inactive.
+const char* status_of(const exec::key_record& k) {
+    return k.key.state == plan::key_state::skipped ? "" : "active";
+}
+
 // When `k` stops working: its expiry, or its scheduled revocation (complete
 // successor's issuedAt + overlap) when that comes first. k_never: never.
 millis stops_at(const exec::key_record& k, const std::vector<exec::key_record>& app_keys,
@@ -70,6 +77,8 @@ const char* report_outcome(notify::report::kind k) {
             return "dropped";
         case notify::report::kind::not_stored:
             return "not_stored";
+        case notify::report::kind::refused:
+            return "refused";
     }
     return "unknown";
 }
@@ -112,6 +121,7 @@ std::vector<notify::event_fields> expiring_events(
         f.type = notify::event_type::key_expiring;
         f.organization = s.organization;
         f.developer = k.developer;
+        f.developer_status = status_of(k);
         f.app = k.app;
         f.policy = k.policy;
         f.key = k.key.fingerprint;
@@ -154,6 +164,7 @@ std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, m
         f.type = notify::event_type::app_stranded;
         f.organization = s.organization;
         f.developer = latest->developer;
+        f.developer_status = "active";  // no key of the app is skipped
         f.app = latest->app;
         f.policy = latest->policy;
         f.key = latest->key.fingerprint;
@@ -186,6 +197,7 @@ std::vector<notify::event_fields> rederived_events(
         notify::event_fields f;
         f.organization = s.organization;
         f.developer = k.developer;
+        f.developer_status = status_of(k);
         f.app = k.app;
         f.policy = k.policy;
         if (k.key.issued_at >= now - max_age) {
@@ -303,6 +315,14 @@ bool notifier::publish(notify::event_fields f) {
 void notifier::on_action(const exec::action_record& r) {
     try {
         if (r.dry_run) return;
+        // keyrotd writes only to apps of active developers; a report may come
+        // from an app it leaves alone, known by its skipped keys.
+        std::string developer_status = "active";
+        if (r.kind == plan::action_kind::report)
+            if (const auto it = last_keys_.find(app_key(r.organization, r.developer, r.app));
+                it != last_keys_.end())
+                for (const auto& k : it->second)
+                    if (k.key.state == plan::key_state::skipped) developer_status.clear();
         if (r.kind == plan::action_kind::report &&
             (r.action == "skipped" || r.action == "failed")) {
             const auto code = plan::classify_report(r.detail);
@@ -311,6 +331,7 @@ void notifier::on_action(const exec::action_record& r) {
                 st.type = notify::event_type::app_stranded;
                 st.organization = r.organization;
                 st.developer = r.developer;
+                st.developer_status = developer_status;
                 st.app = r.app;
                 st.policy = r.policy;
                 st.key = r.key;
@@ -325,6 +346,7 @@ void notifier::on_action(const exec::action_record& r) {
         notify::event_fields f;
         f.organization = r.organization;
         f.developer = r.developer;
+        f.developer_status = developer_status;
         f.app = r.app;
         f.policy = r.policy;
         f.occurred_at = r.ts;
@@ -457,6 +479,10 @@ void notifier::on_report(const notify::report& r) {
                           "webhook answered 410 Gone: disabled until restart; its pending "
                           "notifications are dropped",
                           fields);
+                break;
+            case notify::report::kind::refused:
+                log_event(spdlog::level::err,
+                          "notification refused by the mail server (5xx): not retried", fields);
                 break;
             case notify::report::kind::dropped:
                 log_event(spdlog::level::warn,

@@ -40,8 +40,9 @@ const field_table& config_table() {
         {"apigee.auth", {"method", "path", "env", "userEnv", "passwordEnv"}},
         {"log", {"level", "format"}},
         {"metrics", {"perKey"}},
-        // notify.webhooks is a list: its items are checked by notify::parse_config.
-        {"notify", {"expiringAt", "maxAge", "outboxMax", "webhooks"}},
+        // notify.webhooks and emails are lists: their items are checked by
+        // notify::parse_config.
+        {"notify", {"expiringAt", "maxAge", "outboxMax", "webhooks", "emails"}},
     };
     return t;
 }
@@ -218,12 +219,7 @@ class reader {
                 const auto& names = known->second;
                 if (std::find(names.begin(), names.end(), name) == names.end()) {
                     std::string msg = "unknown field " + quote(name);
-                    if (path == "notify" && (name == "email" || name == "emails"))
-                        // Issue 11's email sink is not built: say so, loudly.
-                        msg =
-                            "email notifications are not implemented yet (issue 11): remove "
-                            "this section; webhooks work";
-                    else if (auto near = closest(name, names))
+                    if (auto near = closest(name, names))
                         msg += "; did you mean " + quote(*near) + "?";
                     else
                         msg += " (known: " + list(names) + ")";
@@ -1350,15 +1346,26 @@ diagnostic about_field(const config& c, const std::string& field, std::string me
     return d;
 }
 
-// notify.webhooks[*].caFile, secretFiles and ed25519KeyFile relative to the
-// config file's directory, as apigee.caFile.
+// notify.webhooks[*].caFile, secretFiles and ed25519KeyFile, and
+// notify.emails[*].caFile, passwordFile, subjectFile and bodyFile, relative to
+// the config file's directory, as apigee.caFile.
 void resolve_notify_files(const fs::path& dir, config& c) {
     if (c.notify_json.empty()) return;
     auto j = nlohmann::json::parse(c.notify_json);
-    if (!j.is_object() || !j.contains("webhooks") || !j["webhooks"].is_array()) return;
+    if (!j.is_object()) return;
     auto fix = [&](nlohmann::json& v) {
         if (v.is_string() && !v.get<std::string>().empty()) v = resolve(dir, v.get<std::string>());
     };
+    if (j.contains("emails") && j["emails"].is_array())
+        for (auto& m : j["emails"]) {
+            if (!m.is_object()) continue;
+            for (const char* name : {"caFile", "passwordFile", "subjectFile", "bodyFile"})
+                if (m.contains(name)) fix(m[name]);
+        }
+    if (!j.contains("webhooks") || !j["webhooks"].is_array()) {
+        c.notify_json = j.dump();
+        return;
+    }
     for (auto& w : j["webhooks"]) {
         if (!w.is_object()) continue;
         if (w.contains("caFile")) fix(w["caFile"]);
@@ -1399,6 +1406,21 @@ void check_named_files(const config& c, std::vector<diagnostic>& out) {
     // by webhook_sink::create; a missing one is a configuration error here).
     if (!c.notify_json.empty()) {
         const auto j = nlohmann::json::parse(c.notify_json);
+        // notify.emails: CA, password and template files (read by email_sink::create).
+        if (j.is_object() && j.contains("emails") && j["emails"].is_array()) {
+            const auto& mails = j["emails"];
+            for (std::size_t i = 0; i < mails.size(); ++i) {
+                if (!mails[i].is_object()) continue;
+                const std::string w = "notify.emails[" + std::to_string(i) + "].";
+                for (const auto& [name, what] :
+                     {std::pair{"caFile", "cannot read CA file"},
+                      {"passwordFile", "cannot read password file"},
+                      {"subjectFile", "cannot read template file"},
+                      {"bodyFile", "cannot read template file"}})
+                    if (mails[i].contains(name) && mails[i][name].is_string())
+                        check(w + name, mails[i][name].get<std::string>(), what);
+            }
+        }
         if (j.is_object() && j.contains("webhooks") && j["webhooks"].is_array()) {
             const auto& hooks = j["webhooks"];
             for (std::size_t i = 0; i < hooks.size(); ++i) {
