@@ -1,11 +1,15 @@
 #!/usr/bin/python3
-"""Webhooks end to end (issue 11, docs/notifications.md): keyrotd and the Apigee
+"""Webhooks and email end to end (issue 11, docs/notifications.md): keyrotd and the Apigee
 emulator as processes, and a Python standard-library HTTP receiver on loopback
-that verifies every Standard Webhooks v1 signature with its own HMAC code.
+that verifies every Standard Webhooks v1 signature with its own HMAC code;
+for email, an SMTP server (smtp_server.py, python3-aiosmtpd) with STARTTLS and
+AUTH that can refuse recipients with 550 or 451.
 
 usage: notify_test.py [TestCase]
 """
 import base64
+import email
+import email.policy
 import glob
 import hashlib
 import hmac
@@ -22,6 +26,7 @@ import unittest
 
 import harness as h
 from daemon_test import Daemon, free_port, samples, seed, wait_for
+from smtp_server import SmtpServer
 
 
 class Receiver:
@@ -405,6 +410,312 @@ class FailoverTest(NotifyCase):
         self.assert_clean(b)
 
 
+# ---- email (docs/notifications.md, "Email") ---------------------------------
+
+INACTIVE = "gone@former-partner.example.com"
+PORTAL = "https://developers.example.com/my-apps"
+SMTP_PASSWORD = "smtp-" + secrets.token_hex(12)
+
+
+def email_config(url, extra="", sink_extra="", name="mail"):
+    return ("notify:\n  expiringAt: [30d, 7d, 1d]\n%s  emails:\n"
+            "    - name: %s\n      url: %s\n      caFile: smtp-cert.pem\n"
+            "      username: keyrotd\n      passwordFile: smtp-password\n"
+            "      from: \"keyrotd <keyrotd@api.example.com>\"\n"
+            "      portalUrl: %s\n      timeout: 5s\n%s"
+            % (extra, name, url, PORTAL, sink_extra))
+
+
+def mail_of(m):
+    """(parsed message, decoded text body) of a message the server got."""
+    msg = email.message_from_bytes(m["data"], policy=email.policy.default)
+    return msg, msg.get_content()
+
+
+class EmailCase(NotifyCase):
+    """The emulator seeded with an active developer's due app (as NotifyCase)
+    and an inactive developer's due app; an SMTP server with STARTTLS and AUTH."""
+    starttls = True
+
+    def setUp(self):
+        self.dir = h.tmpdir()
+        st = seed(due=1, due_expires="+2d", fresh=1)
+        st["developers"].append({"email": INACTIVE, "firstName": "G", "lastName": "One",
+                                 "userName": "gone", "status": "inactive"})
+        st["apps"].append({"developerEmail": INACTIVE, "name": "legacy",
+                           "credentials": [{"consumerKey": "LEGACYkey%023d" % 0,
+                                            "consumerSecret": "LEGACYsecret%020d" % 0,
+                                            "issuedAt": "-28d", "expiresAt": "+2d",
+                                            "apiProducts": ["payments"]}]})
+        self.emu = h.Emulator(self.dir, st)
+        self.seed_secrets = self.all_secrets()
+        self.secret = "unused-" + secrets.token_hex(8)  # assert_clean checks it too
+        self.rx = None
+        self.daemons = []
+        self.smtp = SmtpServer(self.dir, starttls=self.starttls, user="keyrotd",
+                               password=SMTP_PASSWORD)
+        path = os.path.join(self.dir, "smtp-password")
+        with open(path, "w") as f:
+            f.write(SMTP_PASSWORD + "\n")
+        os.chmod(path, 0o600)
+
+    def tearDown(self):
+        self.smtp.stop()
+        super().tearDown()
+
+    def keyrotd(self, extra_config):
+        return h.Keyrotd(self.dir, self.emu.url, [h.policy(lifetime="90d", overlap="1h")],
+                         extra_config)
+
+    def assert_clean_mail(self, k):
+        """No consumer key or secret, nor the SMTP password, in any mail (raw and
+        decoded), state file, log or output."""
+        self.assert_clean(k)
+        texts = []
+        for m in self.smtp.got():
+            texts.append(m["data"].decode(errors="replace"))
+            texts.append(mail_of(m)[1])
+        for f in glob.glob(os.path.join(k.state_dir, "**"), recursive=True):
+            if os.path.isfile(f) and not f.endswith("/lock"):
+                texts.append(open(f, errors="replace").read())
+        texts += k.outputs + [d.log() for d in self.daemons]
+        secrets_now = set(self.all_secrets()) | set(self.seed_secrets)
+        for t in texts:
+            self.assertNotIn(SMTP_PASSWORD, t)
+            for s in secrets_now:
+                self.assertNotIn(s, t)
+
+
+class EmailTest(EmailCase):
+    """`once`: the rotation's key.rotated and the old key's key.expiring each
+    reach the developer by mail, over STARTTLS with AUTH, with the facts and
+    the portal link and no secret; the inactive developer gets nothing; a
+    second run sends nothing again."""
+
+    def test_developer_mail(self):
+        k = self.keyrotd(email_config(self.smtp.url()))
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.smtp.got()
+        self.assertEqual(len(got), 2, [mail_of(m)[0]["Subject"] for m in got])
+        dev = seed()["developers"][0]["email"]
+        by_type = {}
+        for m in got:
+            self.assertTrue(m["tls"], "sent after STARTTLS")
+            self.assertTrue(m["authenticated"])
+            self.assertEqual(m["rcpt"], [dev])
+            self.assertEqual(m["from"], "keyrotd@api.example.com")
+            msg, text = mail_of(m)
+            self.assertEqual(msg["To"], dev)
+            by_type[msg["X-Keyrotd-Event"]] = (msg, text)
+        self.assertEqual(sorted(by_type), ["key.expiring", "key.rotated"])
+        msg, text = by_type["key.rotated"]
+        new, old = self.new_fp(), self.old_fp()
+        self.assertIn("A new API key for app due-00 is ready", msg["Subject"])
+        self.assertTrue(msg["Message-ID"].startswith("<evt_"), msg["Message-ID"])
+        for want in ("Organization: demo", "App:          due-00", "Developer:    " + dev,
+                     "Policy:       p", "new API key, %s; it replaces the key %s" % (new, old),
+                     "The new key expires: ", "The old key %s will be revoked at " % old,
+                     "developer portal: " + PORTAL):
+            self.assertIn(want, text)
+        # The facts are the event's: expiry in 90 days, revocation in an hour.
+        import re
+        exp = re.search(r"The new key expires: (\S+)\.", text).group(1)
+        rev = re.search(r"will be revoked at (\S+):", text).group(1)
+        self.assertLessEqual(abs(h.now_ms() + 90 * 86400 * 1000 - iso_ms(exp)), 120 * 1000)
+        self.assertLessEqual(abs(h.now_ms() + 3600 * 1000 - iso_ms(rev)), 120 * 1000)
+        msg, text = by_type["key.expiring"]
+        self.assertIn("The key %s stops working at " % old, text)
+        self.assertIn("(warning 1d ahead)", text)
+        # Never to the inactive developer (its app is left alone and its key
+        # expires within 7 days: a webhook would get key.expiring, a mail not).
+        self.assertNotIn(INACTIVE, self.smtp.rcpts_seen)
+        self.assertEqual(glob.glob(os.path.join(k.state_dir, "outbox", "*.json")), [])
+        # Again: nothing new.
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.smtp.got()), 2)
+        self.assert_clean_mail(k)
+
+
+class EmailFilterTest(EmailCase):
+    """Fixed addresses and filters: `to` alone (toDeveloper: false) gets every
+    event, the inactive developer's app's included; a sink filtered to
+    key.rotated of due-* apps gets one; a sink whose apps match nothing gets
+    none; beside the developer a fixed address is a blind copy."""
+
+    def test_fixed_and_filters(self):
+        url = self.smtp.url()
+        sinks = email_config(url, sink_extra="      toDeveloper: false\n"
+                                             "      to: [ops@api.example.com]\n", name="ops")
+        for name, extra in (("rotated", "      events: [key.rotated]\n      apps: [\"due-*\"]\n"
+                                        "      to: [audit@api.example.com]\n"),
+                            ("nobody", "      apps: [\"nomatch-*\"]\n"
+                                       "      to: [nobody@api.example.com]\n")):
+            sinks += ("    - name: %s\n      url: %s\n      caFile: smtp-cert.pem\n"
+                      "      username: keyrotd\n      passwordFile: smtp-password\n"
+                      "      from: keyrotd@api.example.com\n%s" % (name, url, extra))
+        k = self.keyrotd(sinks)
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.smtp.got()
+        dev = seed()["developers"][0]["email"]
+        ops = [mail_of(m)[0] for m in got if m["rcpt"] == ["ops@api.example.com"]]
+        self.assertEqual(sorted(m["X-Keyrotd-Event"] for m in ops),
+                         ["key.expiring", "key.expiring", "key.rotated"])
+        self.assertTrue(all(m["To"] == "ops@api.example.com" for m in ops))
+        legacy = [mail_of(m)[1] for m in got if m["rcpt"] == ["ops@api.example.com"]
+                  and "App:          legacy" in mail_of(m)[1]]
+        self.assertEqual(len(legacy), 1, "the fixed address hears about the inactive one")
+        self.assertIn("Developer:    " + INACTIVE, legacy[0])
+        audit = [m for m in got if "audit@api.example.com" in m["rcpt"]]
+        self.assertEqual(len(audit), 1)
+        # Developer and fixed address in one transaction: To names the developer only.
+        self.assertEqual(audit[0]["rcpt"], [dev, "audit@api.example.com"])
+        msg, _ = mail_of(audit[0])
+        self.assertEqual((msg["To"], msg["X-Keyrotd-Event"]), (dev, "key.rotated"))
+        self.assertNotIn("audit@api.example.com", audit[0]["data"].decode())
+        self.assertNotIn("nobody@api.example.com", self.smtp.rcpts_seen)
+        self.assertNotIn(INACTIVE, self.smtp.rcpts_seen)
+        self.assertEqual(len(got), 4, [m["rcpt"] for m in got])
+        self.assert_clean_mail(k)
+
+
+class EmailRefusedTest(EmailCase):
+    """`run`: the server refuses the developer with 550: each event is tried
+    once, counted `refused`, never retried, and leaves the outbox."""
+
+    def test_refused(self):
+        dev = seed()["developers"][0]["email"]
+        self.smtp.reject[dev.lower()] = "550 5.1.1 no such user"
+        k = self.keyrotd(email_config(self.smtp.url()))
+        d = self.start(k)
+        wait_for("two refusals", lambda: samples(d.metrics(), "keyrotd_notify_deliveries_total")
+                 .get('{outcome="refused",sink="mail"}', 0) >= 2, 30)
+        wait_for("outbox drained", lambda: samples(
+            d.metrics(), "keyrotd_notify_outbox_depth").get("") == 0, 10)
+        time.sleep(6)  # past the first retry step (5 s): nothing is tried again
+        self.assertEqual(self.smtp.rcpts_seen.count(dev), 2, self.smtp.rcpts_seen)
+        self.assertEqual(self.smtp.got(), [])
+        m = samples(d.metrics(), "keyrotd_notify_deliveries_total")
+        self.assertEqual(m.get('{outcome="retrying",sink="mail"}', 0), 0)
+        self.assertEqual(m.get('{outcome="refused",sink="mail"}'), 2)
+        self.assertIn("refused by the mail server", d.log())
+        self.assertIn("SMTP 550", d.log())
+        rc, _ = d.stop()
+        self.assertEqual(rc, 0)
+        self.assert_clean_mail(k)
+
+
+class EmailRetryTest(EmailCase):
+    """`run`: 451 (try later) to the first RCPT: retried along the outbox's
+    schedule (about 5 s later) with the same Message-ID, then delivered."""
+
+    def test_retry(self):
+        self.smtp.rcpt_script = ["451 4.3.0 try again later"]
+        k = self.keyrotd(email_config(self.smtp.url()))
+        d = self.start(k)
+        wait_for("both mails delivered", lambda: len(self.smtp.got()) >= 2, 30)
+        first_try = self.smtp.rcpts_seen
+        self.assertEqual(len(first_try), 3, first_try)  # one refused with 451, then two
+        m = samples(d.metrics(), "keyrotd_notify_deliveries_total")
+        self.assertGreaterEqual(m.get('{outcome="retrying",sink="mail"}', 0), 1)
+        wait_for("delivered counted", lambda: samples(
+            d.metrics(), "keyrotd_notify_deliveries_total").get(
+            '{outcome="delivered",sink="mail"}', 0) == 2, 10)
+        self.assertIn("SMTP 451", d.log())
+        ids = [mail_of(m)[0]["Message-ID"] for m in self.smtp.got()]
+        self.assertEqual(len(set(ids)), 2)
+        refused_at = [t for _, answer, t in self.smtp.rcpt_log if answer.startswith("451")]
+        self.assertEqual(len(refused_at), 1)
+        retry_at = max(m["at"] for m in self.smtp.got())
+        self.assertGreaterEqual(retry_at - refused_at[0], 4.0)  # the 5 s step, -10 %
+        rc, _ = d.stop()
+        self.assertEqual(rc, 0)
+        self.assert_clean_mail(k)
+
+
+class EmailStarttlsTest(EmailCase):
+    """smtp:// requires STARTTLS: to a server that does not offer it nothing is
+    sent (no AUTH, no mail), the event waits in the outbox; tls: none (plain,
+    loopback only) to the same server delivers it."""
+    starttls = False
+
+    def test_starttls_required(self):
+        k = self.keyrotd(email_config(self.smtp.url()).replace(
+            "      caFile: smtp-cert.pem\n      username: keyrotd\n"
+            "      passwordFile: smtp-password\n", "      username: keyrotd\n"
+            "      passwordFile: smtp-password\n"))
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.smtp.got(), [])
+        self.assertEqual(self.smtp.auth_attempts, [], "no password over a plain connection")
+        self.assertEqual(self.smtp.rcpts_seen, [])
+        self.assertIn("STARTTLS", r.stdout + r.stderr)
+        self.assertEqual(len(glob.glob(os.path.join(k.state_dir, "outbox", "*.json"))), 2)
+        # Plain SMTP must be asked for, and only to a loopback host: to a
+        # server without AUTH (which needs TLS) on the same port. The queued
+        # events are due again 5 s after the failed attempt.
+        port = self.smtp.port
+        self.smtp.stop()
+        self.smtp = SmtpServer(self.dir, starttls=False, port=port)
+        time.sleep(6)
+        k = self.keyrotd(email_config(self.smtp.url()).replace(
+            "      caFile: smtp-cert.pem\n      username: keyrotd\n"
+            "      passwordFile: smtp-password\n", "      tls: none\n"))
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.smtp.got()), 2, r.stdout + r.stderr)
+        self.assertFalse(any(m["tls"] for m in self.smtp.got()))
+        self.assertEqual(glob.glob(os.path.join(k.state_dir, "outbox", "*.json")), [])
+        bad = h.Keyrotd(self.dir, self.emu.url, [h.policy()], email_config(
+            "smtp://smtp.example.com:25").replace(
+            "      caFile: smtp-cert.pem\n      username: keyrotd\n"
+            "      passwordFile: smtp-password\n", "      tls: none\n"))
+        r = bad.run("validate")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("plain SMTP is allowed only to a loopback host, not smtp.example.com",
+                      r.stderr)
+        self.assert_clean_mail(k)
+
+
+class EmailTemplateTest(EmailCase):
+    """subjectFile and bodyFile replace the built-in templates; an unknown name
+    in one stops keyrotd at start-up (78), naming the file."""
+
+    def test_template_override(self):
+        with open(os.path.join(self.dir, "subject.txt"), "w") as f:
+            f.write("Key news for {{app}} ({{type}})\n")
+        with open(os.path.join(self.dir, "body.txt"), "w") as f:
+            f.write("Dear {{developer}},\n{{#isRotated}}new={{key}} old={{replaces}} "
+                    "until={{replacesRevokedAt}}\n{{/isRotated}}{{^isRotated}}other\n"
+                    "{{/isRotated}}portal={{portalUrl}}\n")
+        k = self.keyrotd(email_config(self.smtp.url(), sink_extra=(
+            "      subjectFile: subject.txt\n      bodyFile: body.txt\n"
+            "      events: [key.rotated]\n")))
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.smtp.got()
+        self.assertEqual(len(got), 1)
+        msg, text = mail_of(got[0])
+        self.assertEqual(msg["Subject"], "Key news for due-00 (key.rotated)")
+        dev = seed()["developers"][0]["email"]
+        import re
+        self.assertRegex(text, r"^Dear %s,\r?\nnew=%s old=%s until=\S+Z\r?\nportal=%s\r?\n$"
+                         % (re.escape(dev), self.new_fp(), self.old_fp(), re.escape(PORTAL)))
+        with open(os.path.join(self.dir, "body.txt"), "w") as f:
+            f.write("{{consumerSecret}}\n")
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn("body.txt: unknown name {{consumerSecret}}", r.stderr)
+        # A missing template file is found by validate.
+        os.remove(os.path.join(self.dir, "body.txt"))
+        r = k.run("validate")
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"notify\.emails\[0\]\.bodyFile: cannot read template file")
+        self.assert_clean_mail(k)
+
+
 class ConfigTest(unittest.TestCase):
     """Notify errors through `validate` (1) and start-up (78), by file, line and field."""
 
@@ -437,17 +748,35 @@ class ConfigTest(unittest.TestCase):
             r = k.run("once")
             self.assertEqual(r.returncode, 78, r.stderr)
             self.assertNotIn("not a secret", r.stdout + r.stderr)
-            # Email is not built: configuring it is an error (validate 1, start-up 78),
-            # never silently ignored.
+            # Email sinks are checked the same way: `email` is not a field,
+            # a password never in the config text, a missing password file.
             k = h.Keyrotd(dirname, "http://127.0.0.1:9", [h.policy()], notify_config(
-                "http://127.0.0.1:9/x", "  emails:\n    - name: partners\n      to: [a@x.example]\n"))
+                "http://127.0.0.1:9/x", "  email: {to: a@x.example}\n"))
             r = k.run("validate")
             self.assertEqual(r.returncode, 1)
-            self.assertRegex(r.stderr, r"keyrotd\.yaml:\d+:\d+: error: notify\.emails: email "
-                                       r"notifications are not implemented yet")
+            self.assertRegex(r.stderr, r"keyrotd\.yaml:\d+:\d+: error: notify\.email: unknown "
+                                       r"field \"email\"; did you mean \"emails\"")
+            with open(os.path.join(dirname, "pw"), "w") as f:
+                f.write("pw\n")
+            mail = ("  emails:\n    - {name: partners, url: \"smtp://127.0.0.1:25\", "
+                    "from: k@x.example, username: u,\n       %s}\n")
+            k = h.Keyrotd(dirname, "http://127.0.0.1:9", [h.policy()], notify_config(
+                "http://127.0.0.1:9/x", mail % "password: hunter2, passwordFile: pw"))
+            r = k.run("validate")
+            self.assertEqual(r.returncode, 1)
+            self.assertRegex(r.stderr, r"keyrotd\.yaml:\d+:\d+: error: notify\.emails\[0\]\."
+                                       r"password: put the SMTP password in a file")
+            self.assertNotIn("hunter2", r.stderr)
             r = k.run("once")
             self.assertEqual(r.returncode, 78)
-            self.assertIn("notify.emails: email notifications are not implemented yet", r.stderr)
+            self.assertNotIn("hunter2", r.stdout + r.stderr)
+            k = h.Keyrotd(dirname, "http://127.0.0.1:9", [h.policy()], notify_config(
+                "http://127.0.0.1:9/x", mail % "passwordFile: nope"))
+            r = k.run("validate")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("notify.emails[0].passwordFile: cannot read password file", r.stderr)
+            r = k.run("once")
+            self.assertEqual(r.returncode, 78)
             k = h.Keyrotd(dirname, "http://127.0.0.1:9", [h.policy()],
                           notify_config("http://127.0.0.1:9/x"))
             # Per-policy lead times are checked too.
