@@ -52,6 +52,7 @@
 #include "policy/config.hpp"
 #include "sched/kube.hpp"
 #include "sched/leader.hpp"
+#include "sched/schedule.hpp"
 
 #ifndef KEYROTD_VERSION
 #define KEYROTD_VERSION "0.0.0"
@@ -179,6 +180,7 @@ class counting_observer : public exec::observer {
     bool wants_keys() const override { return inner_.wants_keys(); }
     void on_app(const exec::app_decision& d) override { inner_.on_app(d); }
     bool wants_decisions() const override { return inner_.wants_decisions(); }
+    void on_delivery(const exec::delivery_record& d) override { inner_.on_delivery(d); }
     obs::recorder& recorder() { return inner_; }
     int failed() const { return failed_; }
     int created() const { return created_; }
@@ -1040,9 +1042,7 @@ std::string one_line(std::string s, std::size_t max = 240) {
     return s;
 }
 
-inline constexpr millis k_first_backoff = 5 * k_second;
-inline constexpr millis k_min_wait = 1 * k_second;
-inline constexpr millis k_due_slack = 250;  // ms: wake just after the due moment
+using sched::k_due_slack;
 // A wake-up between full passes re-reads just the apps whose action falls due
 // (one GET each) when there are at most this many; more, and a full pass is
 // the cheaper read.
@@ -1183,7 +1183,7 @@ class daemon_loop {
         std::string last;          // how the last pass went, for STATUS=
         // From the last full pass: when the next one is due, the config it ran
         // with, and the apps whose actions fall due before it (re-read alone).
-        millis next_full = k_never;
+        sched::schedule_state schedule;  // backoff, spin guard, the next full pass
         std::shared_ptr<const policy::config> full_cfg;
         std::vector<exec::app_wake> wakes;
     };
@@ -1323,8 +1323,6 @@ class daemon_loop {
 
     net::awaitable<void> org_loop(org_state& o) {
         std::mt19937_64 rng(std::random_device{}());
-        millis backoff = 0;  // after a failed pass: 5 s, 10 s, ... up to interval
-        int immediate = 0;   // consecutive passes that asked to run again at once
         const std::string& org = o.link->organization;
         while (!stopping_ && !o.retired) {
             if (!may_write()) {  // a follower: wait for leadership (on_change wakes us)
@@ -1346,7 +1344,7 @@ class daemon_loop {
             // needs only those apps read again, not the whole organisation.
             const millis started = wall_now();
             std::vector<exec::app_wake> due;
-            if (o.full_cfg == cfg && started < o.next_full) {
+            if (o.full_cfg == cfg && started < o.schedule.next_full) {
                 for (const auto& w : o.wakes)
                     if (w.at <= started + k_due_slack) due.push_back(w);
             }
@@ -1355,7 +1353,7 @@ class daemon_loop {
             if (targeted) {
                 obs::log_event(spdlog::level::info, "re-reading apps with an action due",
                                {{"organization", org}, {"apps", static_cast<int>(due.size())}});
-                opt.wake_horizon = o.next_full + 1;
+                opt.wake_horizon = o.schedule.next_full + 1;
                 sum = co_await o.link->exec->run_apps(policies, due, opt);
                 std::erase_if(o.wakes, [&](const exec::app_wake& w) {
                     return std::any_of(due.begin(), due.end(), [&](const exec::app_wake& d) {
@@ -1363,7 +1361,7 @@ class daemon_loop {
                     });
                 });
                 for (auto& w : sum.wakes) o.wakes.push_back(std::move(w));
-                if (!sum.ok) o.next_full = started;  // the next pass reads everything
+                if (!sum.ok) o.schedule.next_full = started;  // the next pass reads everything
                 obs::log_event(sum.ok ? spdlog::level::info : spdlog::level::err, "apps re-read",
                                {{"organization", org},
                                 {"seconds", sum.seconds},
@@ -1390,46 +1388,21 @@ class daemon_loop {
             if (stopping_ || o.retired) break;
 
             const millis now = wall_now();
-            const millis span = std::max<millis>(cfg->interval / 10, 0);
-            auto jitter = [&](millis base, millis spread) {
-                return base + std::uniform_int_distribution<millis>(-spread, spread)(rng);
-            };
-            millis wait = 0;
-            std::string why;
-            if (cfg_ != cfg) {
-                why = "config reloaded during the pass";
-                wait = 0;
-            } else if (!sum.ok) {
-                // Failed: retry soon, but never at full speed.
-                backoff = backoff == 0 ? k_first_backoff : std::min(backoff * 2, cfg->interval);
-                backoff = std::min(backoff, cfg->interval);
-                wait = jitter(backoff, backoff / 10);
-                why = "retry after a failed pass";
-                immediate = 0;
-            } else {
-                backoff = 0;
-                if (!targeted) o.next_full = now + jitter(cfg->interval, span);
-                wait = o.next_full - now;
-                why = "full pass";
-                // The earliest action due before then, over every app: the
-                // wakes of the last full pass, updated by the targeted ones since.
-                millis next_wake = k_never;
-                for (const auto& w : o.wakes)
-                    if (next_wake == k_never || w.at < next_wake) next_wake = w.at;
-                if (next_wake != k_never && next_wake + k_due_slack - now < wait) {
-                    wait = next_wake + k_due_slack - now;
-                    why = "next action due";
-                }
-                if (next_wake != k_never && next_wake <= now) {
-                    // Due already, yet the pass left it: once is fine; repeated, it
-                    // would spin against Apigee, so back off (1 s, 2 s, 4 s, ...).
-                    wait = std::min(k_min_wait << std::min(immediate, 20), cfg->interval);
-                    ++immediate;
-                } else {
-                    immediate = 0;
-                }
-            }
-            wait = std::max<millis>(wait, 0);
+            sched::pass_result pr;
+            pr.ok = sum.ok;
+            pr.targeted = targeted;
+            pr.config_changed = cfg_ != cfg;
+            pr.now = now;
+            pr.interval = cfg->interval;
+            // The earliest action due over every app: the wakes of the last
+            // full pass, updated by the targeted ones since.
+            for (const auto& w : o.wakes) pr.next_action = earliest(pr.next_action, w.at);
+            const sched::decision next =
+                sched::next_pass(pr, o.schedule, [&rng](millis lo, millis hi) {
+                    return std::uniform_int_distribution<millis>(lo, hi)(rng);
+                });
+            const millis wait = next.wait;
+            const std::string why = next.why;
             o.next_at = now + wait;
             char secs[32];
             std::snprintf(secs, sizeof secs, "%.1fs", sum.seconds);

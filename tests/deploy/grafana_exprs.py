@@ -50,7 +50,11 @@ ADDED = {"leader": set(), "interval_seconds": set(),
          # notifications (docs/notifications.md)
          "notify_outbox_depth": set(), "notify_outbox_oldest_seconds": set(),
          "notify_deliveries_total": {"sink", "outcome"}, "notify_sink_disabled": {"sink"},
-         "notify_dropped_total": {"sink"}, "notify_events_total": {"type", "result"}}
+         "notify_dropped_total": {"sink"}, "notify_events_total": {"type", "result"},
+         # delivery (docs/delivery.md)
+         "key_deliveries_total": {"organization", "policy", "stage", "outcome"},
+         "revocations_held": {"organization", "policy"},
+         "revocation_held_expiry_timestamp_seconds": {"organization", "policy"}}
 HISTOGRAMS = {"pass_duration_seconds", "apigee_request_duration_seconds"}
 # Labels Prometheus adds to every scraped series.
 TARGET_LABELS = {"instance", "job", "namespace", "pod", "service", "endpoint", "container"}

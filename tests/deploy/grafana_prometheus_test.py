@@ -169,6 +169,18 @@ def main(argv):
         with open(os.path.join(work, "whsec"), "w") as f:
             f.write("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n")
 
+        # 2b. The Kubernetes Secret stand-in keyrotd delivers the demo keys to
+        # (the Delivery row; tests/integration/targets_server.py).
+        tlog = open(os.path.join(work, "targets.log"), "w")
+        targets = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "tests", "integration", "targets_server.py"),
+             "--kube-token", "grafana-kube-token"],
+            stdout=subprocess.PIPE, stderr=tlog, text=True)
+        procs.procs.append(("targets", targets, tlog))
+        targets_port = int(targets.stdout.readline().strip())
+        with open(os.path.join(work, "kube-token"), "w") as f:
+            f.write("grafana-kube-token")
+
         # 3. keyrotd run.
         listen = free_port()
         os.makedirs(os.path.join(work, "policies"))
@@ -183,8 +195,13 @@ def main(argv):
             json.dump({"name": "demo-minutes", "organization": "demo", "match": {"apps": ["*"]},
                        "rotation": {"keyLifetime": "30m", "rotateBefore": "10m", "overlap": "4m",
                                     "revoke": True, "deleteRevokedAfter": "30s",
-                                    "method": "import"}}, f)
+                                    "method": "import"},
+                       "deliver": [{"kind": "kubernetesSecret", "namespace": "keyrot",
+                                    "name": "demo-{app}"}]}, f)
         env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
+        env.update({"KEYROTD_KUBE_API_URL": "http://127.0.0.1:%d" % targets_port,
+                    "KEYROTD_KUBE_TOKEN_FILE": os.path.join(work, "kube-token"),
+                    "KEYROTD_KUBE_CA_FILE": ""})
         procs.start("keyrotd", [keyrotd, "run", "-c", os.path.join(work, "keyrotd.yaml")], work,
                     env=env)
         metrics_url = "http://127.0.0.1:%d/metrics" % listen
@@ -222,7 +239,8 @@ def main(argv):
         # increase() is 0, but there must be two samples of the series.
         for what, expr in (("a 429 or 5xx", 'keyrotd_apigee_requests_total{code=~"429|5.."}'),
                            ("a revocation", "keyrotd_revocations_total"),
-                           ("a deletion", "keyrotd_deletions_total")):
+                           ("a deletion", "keyrotd_deletions_total"),
+                           ("a delivery", "keyrotd_key_deliveries_total")):
             wait_for(what, lambda: samples(query(prom, "increase(%s[5m])" % expr)), 60, step=0.5)
         time.sleep(2)
         procs.check_alive()
@@ -250,12 +268,12 @@ def main(argv):
     finally:
         procs.stop()
         if failures:
-            for name in ("keyrotd", "prometheus", "emulator"):
+            for name in ("keyrotd", "prometheus", "emulator", "targets"):
                 path = os.path.join(work, name + ".log")
                 if os.path.exists(path):
                     print("--- %s.log (tail)" % name)
                     print("".join(open(path, errors="replace").readlines()[-15:]))
-        shutil.rmtree(work, ignore_errors=True)
+        if not os.environ.get("KEEP_WORK"): shutil.rmtree(work, ignore_errors=True)
     for f in failures:
         print("FAIL: " + f)
     print("FAILED" if failures else "PASS")
