@@ -1,6 +1,8 @@
 #include "delivery.hpp"
 
 #include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "apigee/connect.hpp"
 #include "sched/leader.hpp"
@@ -17,6 +19,20 @@ error failed(std::string message) {
     e.what = error::kind::config;
     e.message = std::move(message);
     return e;
+}
+
+std::string joined(const std::vector<std::string>& parts) {
+    std::string out;
+    for (const auto& p : parts) out += (out.empty() ? "" : "; ") + p;
+    return out;
+}
+
+// A target's errors name it already ("vault … secret/apigee/fleet: read: HTTP 403"); name it
+// only when one does not, so the audit detail says it once.
+error failed(const deliver::target& t, const std::string& step, const std::string& why) {
+    const std::string name = t.describe();
+    if (why.rfind(name + ":", 0) == 0) return failed(why);
+    return failed(name + ": " + step + why);
 }
 
 }  // namespace
@@ -87,12 +103,20 @@ net::awaitable<result<void>> delivery_gate::deliver(const app& a, const policy::
     deliver::payload pl;
     pl.current = material(current);
     if (previous != nullptr) pl.previous = material(*previous);
+    // Every target is tried, so one that fails does not keep the key from the
+    // others (their services get it at the start of the overlap); any failure
+    // fails the call (the gate holds the revocation).
+    std::vector<std::string> why;
     for (auto& t : targets->targets) {
         auto r = co_await t->put(pl);
-        if (!r) co_return failed(t->describe() + ": " + r.err().message);
+        if (!r) {
+            why.push_back(failed(*t, "", r.err().message).message);
+            continue;
+        }
         auto v = co_await t->verify(r.value());
-        if (!v) co_return failed(t->describe() + ": verify: " + v.err().message);
+        if (!v) why.push_back(failed(*t, "verify: ", v.err().message).message);
     }
+    if (!why.empty()) co_return failed(joined(why));
     co_return result<void>{};
 }
 
@@ -104,12 +128,30 @@ net::awaitable<result<void>> delivery_gate::revoked(const app& a, const policy::
     if (!targets) co_return failed("targets: " + targets.err().message);
     deliver::payload pl;
     pl.current = material(current);
+    // Nobody retries this later (the executor calls it once, after the
+    // revocation): every target is tried, and one that fails gets a second try
+    // (a lost answer or a 5xx is the common case; put and drop_previous are
+    // level-triggered).
+    std::vector<std::string> why;
     for (auto& t : targets->targets) {
-        auto r = co_await t->put(pl);
-        if (!r) co_return failed(t->describe() + ": " + r.err().message);
-        auto d = co_await t->drop_previous(r.value());
-        if (!d) co_return failed(t->describe() + ": drop previous: " + d.err().message);
+        std::string last;
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            auto r = co_await t->put(pl);
+            if (!r) {
+                last = failed(*t, "", r.err().message).message;
+                continue;
+            }
+            auto d = co_await t->drop_previous(r.value());
+            if (!d) {
+                last = failed(*t, "drop previous: ", d.err().message).message;
+                continue;
+            }
+            last.clear();
+            break;
+        }
+        if (!last.empty()) why.push_back(std::move(last));
     }
+    if (!why.empty()) co_return failed(joined(why));
     co_return result<void>{};
 }
 

@@ -5,11 +5,13 @@
 // 78):
 //   a kubernetesSecret target outside a cluster, an unreadable CA file.
 // - deliver(): every target of the app gets the payload (put) and is read back
-//   (verify); the first failure fails the whole call, naming the target. A
-//   target whose name uses an app attribute the app lacks is skipped (and
-//   named in the error if nothing else was delivered).
+//   (verify), each tried even when an earlier one failed; any failure fails the
+//   call, naming each failed target once ("; " between them). A target whose
+//   name uses an app attribute the app lacks is skipped (and named in the
+//   error if nothing else was delivered).
 // - revoked(): every target gets the current key without the previous one,
-//   then drops the previous fields/versions.
+//   then drops the previous fields/versions; a target that fails gets one more
+//   try (the executor does not call it again).
 #pragma once
 
 #include <map>
