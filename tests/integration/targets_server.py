@@ -2,7 +2,13 @@
 """A stand-in for the three delivery targets of lib/deliver, for loopback tests.
 
   targets_server.py [--kube-token T]... [--vault-token T]... [--vault-role R]
-                    [--google-token T]...
+                    [--google-token T]... [--google-issuer URL]
+
+--google-issuer: also accept, for Secret Manager, the access tokens the Apigee
+emulator at URL issued and that have not expired (read from its
+/__emulator/tokens hook), as Google accepts the tokens its own token endpoint
+and metadata server issue: keyrotd's end-to-end tests use the credentials it
+uses for Apigee.
 
 Listens on 127.0.0.1, port 0 (ThreadingHTTPServer), prints the port on the
 first line of stdout. Standard library only. Speaks just enough of each
@@ -48,15 +54,27 @@ Test hooks (no auth), JSON bodies:
                    "status"        answer {"status": S} (403, 429, 500, 503) in the service's
                                    error shape, without carrying the request out
                    "commit-close"  carry the request out, close the connection unanswered
+  POST /__t/clear {}  drops every fault (those above and chaos)
+  POST /__t/chaos {"rate": P, "seed": N, "lost": Q}  every service request (not hooks) fails
+                  with probability P: with probability Q its answer is lost after it was
+                  carried out (as commit-close), otherwise a 503 in the service's error
+                  shape without carrying it out. rate 0 turns it off.
   POST /__t/seed  {"kind": "secret", "namespace", "name", "labels", "data"} |
                   {"kind": "vault", "mount", "path", "custom_metadata", "data"} |
                   {"kind": "sm", "project", "secret", "labels"}     objects made by others
   GET  /__t/state   every object (Secrets with data decoded, Vault entries, SM secrets and
                     versions with payloads decoded)
-  GET  /__t/log     every request: {method, path, status, auth} (never bodies)
+  GET  /__t/log     every request: {t (epoch s), method, path, status, auth, fault, place,
+                    holds} (never bodies): place names the object ("secret ns/name", "vault
+                    mount/path", "sm project/secret"), holds is the fingerprint (first 16 hex
+                    digits of SHA-256) of the consumerKey a reader gets from it right after
+                    the request (Secret data, Vault's latest version, the Secret Manager
+                    version `current` names, else latest), "" when none
 """
 import base64
+import hashlib
 import json
+import random
 import re
 import secrets
 import socket
@@ -64,6 +82,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -76,6 +95,7 @@ SM_COLL = re.compile(r"^/v1/projects/([a-z0-9-]+)/secrets$")
 SM_ADD = re.compile(r"^/v1/projects/([a-z0-9-]+)/secrets/([A-Za-z0-9_-]+):addVersion$")
 SM_VERSION = re.compile(
     r"^/v1/projects/([a-z0-9-]+)/secrets/([A-Za-z0-9_-]+)/versions/([A-Za-z0-9_-]+)(:access|:disable)?$")
+SM_ANY = re.compile(r"^/v1/projects/([a-z0-9-]+)/secrets/([A-Za-z0-9_-]+)")
 SM_VERSIONS = re.compile(r"^/v1/projects/([a-z0-9-]+)/secrets/([A-Za-z0-9_-]+)/versions$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 PROJECT_NUMBER = "123456789012"
@@ -96,12 +116,15 @@ def now_rfc3339():
 
 
 class State:
-    def __init__(self, kube_tokens, vault_tokens, vault_role, google_tokens):
+    def __init__(self, kube_tokens, vault_tokens, vault_role, google_tokens, google_issuer=""):
         self.lock = threading.Lock()
         self.kube_tokens = set(kube_tokens)
         self.vault_tokens = set(vault_tokens)
         self.vault_role = vault_role
         self.google_tokens = set(google_tokens)
+        self.google_issuer = google_issuer
+        self.google_issued = {}  # token -> expiry (epoch ms), from the issuer
+        self.chaos = None  # {"rate", "lost", "rng"}
         self.rv = 1000
         self.secrets = {}  # "ns/name" -> Secret object
         self.vault = {}    # "mount/path" -> {"custom_metadata", "versions": {n: {...}}, "current"}
@@ -180,14 +203,20 @@ class Handler(BaseHTTPRequestHandler):
                     f["count"] -= 1
                     fault = f
                     break
+            if fault is None and st.chaos and st.chaos["rng"].random() < st.chaos["rate"]:
+                lost = st.chaos["rng"].random() < st.chaos["lost"]
+                fault = {"mode": "commit-close"} if lost else {"mode": "status", "status": 503}
             if fault and fault["mode"] == "status":
                 code, body = self.fault_status(path, fault["status"])
             else:
                 if fault and fault["mode"] == "conflict":
                     self.other_writer(path)
                 code, body = self.dispatch(method, path, query, raw, token)
-            st.log.append({"method": method, "path": self.path, "status": code,
-                           "auth": bool(token), "fault": fault["mode"] if fault else None})
+            place, holds = self.holds(path, raw)
+            st.log.append({"t": time.time(), "method": method, "path": self.path,
+                           "status": code, "auth": bool(token),
+                           "fault": fault["mode"] if fault else None,
+                           "place": place, "holds": holds})
         if fault and fault["mode"] == "commit-close":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -195,6 +224,51 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(code, body)
 
     # ------------------------------------------------------------ faults and hooks
+
+    def holds(self, path, raw):
+        """(place, fingerprint of the consumerKey a reader gets from it now)."""
+        st = self.state
+
+        def fp(value):
+            return hashlib.sha256(value.encode()).hexdigest()[:16] if value else ""
+
+        m = K_ITEM.match(path) or K_COLL.match(path)
+        if m:
+            ns = m.group(1)
+            if m.re is K_ITEM:
+                name = m.group(2)
+            else:
+                try:
+                    name = json.loads(raw or b"{}").get("metadata", {}).get("name", "")
+                except (ValueError, AttributeError):
+                    name = ""
+            obj = st.secrets.get("%s/%s" % (ns, name))
+            enc = ((obj or {}).get("data") or {}).get("consumerKey", "")
+            try:
+                return "secret %s/%s" % (ns, name), fp(base64.b64decode(enc).decode())
+            except ValueError:
+                return "secret %s/%s" % (ns, name), ""
+        m = V_KV.match(path)
+        if m:
+            key = "%s/%s" % (m.group(1), m.group(3))
+            e = st.vault.get(key)
+            data = e["versions"][e["current"]]["data"] if e and e["current"] else {}
+            return "vault " + key, fp(str(data.get("consumerKey", "")))
+        m = SM_ANY.match(path)
+        if m:
+            key = "%s/%s" % m.groups()
+            e = st.sm.get(key)
+            v = None
+            if e:
+                v = self.sm_find_version(e, "current") or self.sm_find_version(e, "latest")
+            if v is None:
+                return "sm " + key, ""
+            try:
+                payload = json.loads(base64.b64decode(v["data"]))
+            except ValueError:
+                return "sm " + key, ""
+            return "sm " + key, fp(str(payload.get("consumerKey", "")))
+        return "", ""
 
     def fault_status(self, path, code):
         if path.startswith("/api/"):
@@ -228,6 +302,15 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/__t/fail":
                 body.setdefault("count", 1)
                 st.faults.append(body)
+                return 200, {}
+            if path == "/__t/clear":
+                st.faults = []
+                st.chaos = None
+                return 200, {}
+            if path == "/__t/chaos":
+                rate = float(body.get("rate", 0))
+                st.chaos = {"rate": rate, "lost": float(body.get("lost", 0.5)),
+                            "rng": random.Random(body.get("seed", 0))} if rate > 0 else None
                 return 200, {}
             if path == "/__t/log":
                 return 200, st.log
@@ -277,7 +360,7 @@ class Handler(BaseHTTPRequestHandler):
                 return k_status(401, "Unauthorized", "Unauthorized")
             return self.kube(method, path, raw)
         if path.startswith("/v1/projects/"):
-            if token not in st.google_tokens:
+            if not self.google_ok(token):
                 return g_error(401, "UNAUTHENTICATED", "Request had invalid authentication "
                                                        "credentials.")
             return self.secret_manager(method, path, query, raw)
@@ -289,6 +372,24 @@ class Handler(BaseHTTPRequestHandler):
                 return v_error(403, "permission denied")
             return self.vault_kv(method, path, raw)
         return 404, {}
+
+    def google_ok(self, token):
+        st = self.state
+        if token in st.google_tokens:
+            return True
+        now_ms = time.time() * 1000
+        if st.google_issued.get(token, 0) > now_ms:
+            return True
+        if not token or not st.google_issuer:
+            return False
+        try:
+            with urllib.request.urlopen(st.google_issuer + "/__emulator/tokens", timeout=5) as r:
+                issued = json.loads(r.read()).get("issued", [])
+        except (OSError, ValueError):
+            return False
+        for i in issued:
+            st.google_issued[i.get("token", "")] = i.get("expiresAt", 0)
+        return st.google_issued.get(token, 0) > now_ms
 
     # ------------------------------------------------------------ Kubernetes
 
@@ -559,8 +660,10 @@ def main(argv):
     ap.add_argument("--vault-token", action="append", default=[])
     ap.add_argument("--vault-role", default="keyrotd")
     ap.add_argument("--google-token", action="append", default=[])
+    ap.add_argument("--google-issuer", default="")
     args = ap.parse_args(argv)
-    Handler.state = State(args.kube_token, args.vault_token, args.vault_role, args.google_token)
+    Handler.state = State(args.kube_token, args.vault_token, args.vault_role, args.google_token,
+                          args.google_issuer.rstrip("/"))
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     print(server.server_address[1], flush=True)
