@@ -212,7 +212,10 @@ class Handler(BaseHTTPRequestHandler):
                 if fault and fault["mode"] == "conflict":
                     self.other_writer(path)
                 code, body = self.dispatch(method, path, query, raw, token)
-            place, holds = self.holds(path, raw)
+            try:
+                place, holds = self.holds(path, raw)
+            except Exception:  # noqa: BLE001 -- bookkeeping must never fail a request
+                place, holds = "", ""
             st.log.append({"t": time.time(), "method": method, "path": self.path,
                            "status": code, "auth": bool(token),
                            "fault": fault["mode"] if fault else None,
@@ -266,6 +269,8 @@ class Handler(BaseHTTPRequestHandler):
             try:
                 payload = json.loads(base64.b64decode(v["data"]))
             except ValueError:
+                return "sm " + key, ""
+            if not isinstance(payload, dict):
                 return "sm " + key, ""
             return "sm " + key, fp(str(payload.get("consumerKey", "")))
         return "", ""
