@@ -576,6 +576,7 @@ std::string skipped_line(const std::string& reason, int n) {
 // (`planned`), which learnt those it needed.
 struct forecast_row {
     millis at = 0;
+    int calls = 0;  // Apigee requests of its action (plan::forecast_item::apigee_calls)
     nlohmann::json json;
     std::vector<std::string> text;
 };
@@ -583,7 +584,7 @@ struct forecast_row {
 std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> listed,
                                        const std::vector<exec::planned_app>& planned,
                                        const std::vector<policy::policy>& policies, millis now,
-                                       millis until) {
+                                       millis until, long& apps_listed, long& developers_listed) {
     std::map<std::string, std::string> status;  // lower(developer) \n app -> status
     for (const auto& pa : planned)
         status[lower(pa.snapshot.developer_email) + "\n" + pa.snapshot.name] =
@@ -608,6 +609,12 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
         }
     }
     std::vector<forecast_row> rows;
+    apps_listed = static_cast<long>(order.size());
+    std::set<std::string> developers;
+    for (const auto& id : order)
+        if (const auto& a = apps.at(id); a.app_group.empty())
+            developers.insert(lower(a.developer_email));
+    developers_listed = static_cast<long>(developers.size());
     for (const auto& id : order) {
         app& a = apps.at(id);
         const policy::policy* p = a.app_group.empty() ? plan::match_policy(a, policies) : nullptr;
@@ -620,6 +627,7 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
             const std::string kind = plan::to_string(it.kind);
             forecast_row r;
             r.at = it.at;
+            r.calls = it.apigee_calls;
             r.json = {{"at", format_time(it.at)},
                       {"forecast", true},
                       {"organization", org},
@@ -635,7 +643,8 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
                                             it.kind == plan::forecast_kind::expire
                                         ? format_time(it.expires_at)
                                         : ""},
-                      {"reason", it.reason}};
+                      {"reason", it.reason},
+                      {"apiCalls", it.apigee_calls}};
             if (!a.app_group.empty()) r.json["team"] = a.app_group;
             r.text = {format_time(it.at),           org,  owner,  a.name,
                       p != nullptr ? p->name : "-", kind, it.key, it.reason};
@@ -643,6 +652,52 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
         }
     }
     return rows;
+}
+
+// `plan --within`: the Apigee requests one organisation's forecast needs,
+// against the quota (Apigee: 6,000 a minute per organisation, shared with
+// every other client) and keyrotd's own limit (apigee.requestsPerSecond).
+std::string quota_line(const std::string& org, const std::vector<forecast_row>& rows, long apps,
+                       long developers, bool revoked, const policy::config& cfg, millis window) {
+    long actions = 0;
+    std::map<millis, long> by_day, by_minute;
+    std::set<std::string> wakes;  // (app, moment): `run` re-reads the app then (one GET)
+    for (const auto& r : rows) {
+        if (r.calls == 0) continue;
+        const bool wake = wakes
+                              .insert(r.json.value("developer", "") + "\n" +
+                                      r.json.value("app", "") + "\n" + std::to_string(r.at))
+                              .second;
+        const long n = r.calls + (wake ? 1 : 0);
+        actions += n;
+        by_day[r.at / k_day] += n;
+        by_minute[r.at / k_minute] += n;
+    }
+    auto busiest = [](const std::map<millis, long>& m) {
+        return *std::max_element(m.begin(), m.end(),
+                                 [](const auto& x, const auto& y) { return x.second < y.second; });
+    };
+    const long per_pass = plan::pass_calls(apps, developers, 1000, revoked);
+    const long passes_a_day = cfg.interval > 0 ? k_day / cfg.interval : 0;
+    const long list_reads =
+        cfg.interval > 0 ? static_cast<long>(window / cfg.interval) * per_pass : 0;
+    std::string out = "Apigee requests for " + org + " within " + format_duration(window) + ": " +
+                      std::to_string(actions) + " for these actions";
+    if (actions > 0) {
+        const auto day = busiest(by_day);
+        const auto minute = busiest(by_minute);
+        out += " (busiest day " + format_time(day.first * k_day).substr(0, 10) + ": " +
+               std::to_string(day.second) + "; busiest minute " +
+               format_time(minute.first * k_minute).substr(0, 16) +
+               "Z: " + std::to_string(minute.second) + ")";
+    }
+    out += ", and about " + std::to_string(list_reads) + " list reads for the passes (" +
+           std::to_string(passes_a_day) + " a day, " + std::to_string(per_pass) +
+           " each). Apigee's quota is 6,000 a minute per organization, shared with every other "
+           "client; keyrotd sends at most " +
+           std::to_string(static_cast<long>(cfg.apigee.requests_per_second * 60)) +
+           " a minute (apigee.requestsPerSecond).";
+    return out;
 }
 
 int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
@@ -655,6 +710,7 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
     std::map<std::string, int> skipped;  // skip reason -> apps
     std::vector<std::vector<std::string>> rows;
     std::vector<forecast_row> ahead;  // plan --within
+    std::vector<std::string> quotas;  // plan --within: the Apigee requests it needs, per org
     auto fail = [&](const std::string& why) {
         std::cerr << "keyrotd: " << why << "\n";
         errors.push_back(why);
@@ -690,9 +746,13 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
                 continue;
             }
             const millis now = wall_now();
-            for (auto& r : forecast_org(org, std::move(listed.value().apps), planned.value(),
-                                        link->policies, now, now + *c.within))
-                ahead.push_back(std::move(r));
+            long listed_apps = 0, listed_developers = 0;
+            std::vector<forecast_row> org_rows =
+                forecast_org(org, std::move(listed.value().apps), planned.value(), link->policies,
+                             now, now + *c.within, listed_apps, listed_developers);
+            quotas.push_back(quota_line(org, org_rows, listed_apps, listed_developers,
+                                        lopt.list_revoked, cfg, *c.within));
+            for (auto& r : org_rows) ahead.push_back(std::move(r));
         }
         for (const auto& pa : planned.value()) {
             const auto& a = pa.snapshot;
@@ -806,6 +866,7 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
                           << count_of(static_cast<long>(trows.size()), "item", "items")
                           << " falling due within " << span << "\n";
             }
+            for (const auto& q : quotas) std::cout << q << "\n";
         }
     }
     if (inventory_mode) return k_exit_ok;

@@ -24,7 +24,40 @@ void set_marker(credential& c, const std::string& value) {
     c.attributes.push_back({k_marker_attribute, value});
 }
 
+forecast_kind kind_of(action_kind k) {
+    switch (k) {
+        case action_kind::create_successor:
+            return forecast_kind::rotate;
+        case action_kind::complete_successor:
+            return forecast_kind::complete;
+        case action_kind::revoke_key:
+            return forecast_kind::revoke;
+        case action_kind::delete_key:
+            return forecast_kind::remove;
+        case action_kind::report:
+            break;
+    }
+    return forecast_kind::report;
+}
+
+// Completing a successor (lib/exec/executor.cpp complete()): add the products
+// it lacks, set each status that is not "approved" (the successor's products
+// come out approved or pending by approval type), read them back, set scopes
+// when it lacks them, then the final marker.
+int completion_calls(const successor_spec& spec, bool add_products, bool add_scopes) {
+    int n = 0;
+    if (add_products && !spec.products.empty()) ++n;
+    int statuses = 0;
+    for (const auto& p : spec.products)
+        if (p.status != "approved") ++statuses;
+    n += statuses;
+    if (statuses > 0) ++n;  // the read-back
+    if (add_scopes && !spec.scopes.empty()) ++n;
+    return n + 1;  // the final marker
+}
+
 struct simulation {
+    const policy::policy* policy;
     app sim;
     millis now;
     millis until;
@@ -42,6 +75,9 @@ struct simulation {
     bool apply(const action& act, millis t) {
         forecast_item it;
         it.at = t;
+        if (policy != nullptr)
+            it.apigee_calls = apigee_calls(kind_of(act.kind), act.spec, policy->rotation.method,
+                                           !policy->deliver_json.empty());
         it.reason = act.reason;
         it.key = act.key;
         it.replaces = act.replaces;
@@ -116,6 +152,34 @@ int order(forecast_kind k) { return static_cast<int>(k); }
 
 }  // namespace
 
+int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotation_method method,
+                 bool delivers) {
+    switch (kind) {
+        case forecast_kind::rotate:
+            if (method == policy::rotation_method::generate)
+                // Read the app, generate (products and scopes ride along), mark
+                // the new key pending, complete, re-read the rewritten app.
+                return 3 + completion_calls(spec, false, false) + 1;
+            return 1 + completion_calls(spec, true, true);  // create, complete
+        case forecast_kind::complete:
+            return completion_calls(spec, true, true);
+        case forecast_kind::revoke:
+            return 3 + (delivers ? 1 : 0);
+        case forecast_kind::remove:
+            return 2;
+        case forecast_kind::expire:
+        case forecast_kind::report:
+            return 0;
+    }
+    return 0;
+}
+
+int pass_calls(long apps, long developers, int page_size, bool revoked) {
+    const long size = std::max(page_size, 1);
+    auto pages = [size](long n) { return static_cast<int>(std::max(1L, (n + size - 1) / size)); };
+    return pages(developers) + pages(apps) * (revoked ? 2 : 1);
+}
+
 const char* to_string(forecast_kind k) {
     switch (k) {
         case forecast_kind::rotate:
@@ -136,7 +200,7 @@ const char* to_string(forecast_kind k) {
 
 std::vector<forecast_item> forecast_app(const app& a, const policy::policy* p, millis now,
                                         millis until, int max_steps) {
-    simulation s{a, now, until, {}, {}, {}, {}};
+    simulation s{p, a, now, until, {}, {}, {}, {}};
     std::string skipped;  // why the app is left alone, if it is
     if (p != nullptr) {
         millis t = now;

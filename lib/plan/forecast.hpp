@@ -19,6 +19,11 @@
 // - A report (drift, last valid key, no room for the marker) appears once,
 //   at the first moment it holds after `now`.
 // - Bounded: at most `max_steps` planner runs per app.
+// - Each item says how many Apigee calls its action costs when every call
+//   succeeds the first time (apigee_calls()): an upper bound in that case,
+//   since a product status is counted as a call whether or not Apigee's
+//   approval type already gives it. List reads are per pass, not per item
+//   (pass_calls()).
 #pragma once
 
 #include <string>
@@ -43,7 +48,24 @@ struct forecast_item {
     std::string replaces;         // the key `key` replaces, when known
     millis expires_at = k_never;  // rotate: the successor's expiry
     std::string reason;
+    int apigee_calls = 0;  // requests its action makes when all goes well (0: expire, report)
 };
+
+// The Apigee requests one action makes when every call succeeds at once
+// (docs/performance.md, "Calls per rotation"): for a rotation, the successor's
+// create and completion as lib/exec makes them for `spec` (the old key's
+// products, statuses and scopes) with `method`; for a revocation, the
+// successor's check, the write and its read-back, plus the old key's read
+// when the policy delivers (docs/delivery.md); for a deletion, the delete and
+// its read-back.
+int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotation_method method,
+                 bool delivers);
+
+// The list reads of one full pass over `apps` apps and `developers`
+// developers, with pages of `page_size` (the org app list with approved keys;
+// with `revoked` also the list with revoked keys, which only apps that have
+// some come back in: counted as a second full listing, an upper bound).
+int pass_calls(long apps, long developers, int page_size, bool revoked);
 
 std::vector<forecast_item> forecast_app(const app& a, const policy::policy* p, millis now,
                                         millis until, int max_steps = 200);

@@ -39,6 +39,7 @@
 #include "exec/executor.hpp"
 #include "http/transport.hpp"
 #include "obs/audit.hpp"
+#include "plan/forecast.hpp"
 
 namespace keyrot {
 namespace {
@@ -90,8 +91,11 @@ class emulator_transport final : public http::transport {
     std::vector<std::string> violations;
     std::function<void()> die;  // crash: stops the running "process"
 
+    std::vector<std::string> log;  // "METHOD target" of every call
+
     net::awaitable<result<http::response>> send(http::request req) override {
         ++calls;
+        log.push_back(req.method + " " + req.target);
         emulator::request er;
         er.method = req.method;
         er.target = req.target;
@@ -453,6 +457,94 @@ TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
     }
     std::filesystem::remove_all(dir);
 }
+
+// The forecast's call estimate (plan/forecast.hpp apigee_calls) against the
+// calls a real rotation and revocation make: never fewer, and over by at most
+// the statuses Apigee's approval type already gave (here: admin, manual
+// approval, comes out pending as the old key has it).
+class ForecastCallsTest : public ::testing::TestWithParam<scenario> {};
+
+net::awaitable<void> plan_into(exec::executor& ex, const std::vector<policy::policy>& policies,
+                               std::vector<exec::planned_app>& out) {
+    const exec::run_options opt;
+    auto p = co_await ex.plan(policies, opt);
+    if (p) out = std::move(p.value());
+}
+
+net::awaitable<void> one_pass(exec::executor& ex, const std::vector<policy::policy>& policies) {
+    const exec::run_options opt;
+    const exec::pass_summary sum = co_await ex.run_pass(policies, opt);
+    (void)sum;
+}
+
+TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
+    const auto [method, strict] = GetParam();
+    emulator::emulator emu;
+    if (strict) emu.profile().all(true);
+    emu.load_seed(seed());
+    emulator_transport transport(emu);
+    auto auth = auth::make_none();
+    apigee::api api(transport, *auth, k_org);
+    const auto dir =
+        std::filesystem::temp_directory_path() / ("keyrot-calls-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    const std::vector<policy::policy> policies{make_policy(method)};
+    // The plan before the pass: what the forecast prices. (Named coroutines,
+    // not lambdas: GCC 12 miscompiles coroutine lambdas that capture.)
+    std::vector<exec::planned_app> planned;
+    auto run = [&](bool plan_only) {
+        recording_observer obs(dir);
+        exec::executor ex(api, obs, dir, [&emu] { return emu.now(); });
+        net::io_context io;
+        if (plan_only)
+            net::co_spawn(io, plan_into(ex, policies, planned), net::detached);
+        else
+            net::co_spawn(io, one_pass(ex, policies), net::detached);
+        io.run();
+    };
+    run(true);
+    ASSERT_EQ(planned.size(), 1u);
+    ASSERT_EQ(planned[0].plan.actions.size(), 1u);
+    const plan::action create = planned[0].plan.actions[0];
+    ASSERT_EQ(create.kind, plan::action_kind::create_successor);
+    // Calls to the app and its keys only (not the org and developer lists).
+    auto app_calls = [&] {
+        int n = 0;
+        for (const auto& l : transport.log)
+            if (l.find("/apps/shop") != std::string::npos) ++n;
+        transport.log.clear();
+        return n;
+    };
+    transport.log.clear();
+    run(false);
+    const int created = app_calls();
+    hook(emu, "POST", "/__emulator/clock", {{"advanceMs", 2 * k_hour}});
+    run(false);
+    const int revoked = app_calls();
+    std::filesystem::remove_all(dir);
+
+    const int est_create =
+        plan::apigee_calls(plan::forecast_kind::rotate, create.spec, method, false);
+    const int est_revoke =
+        plan::apigee_calls(plan::forecast_kind::revoke, create.spec, method, false);
+    std::cerr << "rotation: " << created << " calls (estimate " << est_create
+              << "), revocation: " << revoked << " (estimate " << est_revoke << ")\n";
+    EXPECT_GE(est_create, created);
+    EXPECT_LE(est_create - created, 1);
+    EXPECT_EQ(est_revoke, revoked);
+}
+
+INSTANTIATE_TEST_SUITE_P(Scenarios, ForecastCallsTest,
+                         ::testing::Values(scenario{policy::rotation_method::import_key, false},
+                                           scenario{policy::rotation_method::import_key, true},
+                                           scenario{policy::rotation_method::generate, false},
+                                           scenario{policy::rotation_method::generate, true}),
+                         [](const ::testing::TestParamInfo<scenario>& i) {
+                             return std::string(i.param.method == policy::rotation_method::generate
+                                                    ? "Generate"
+                                                    : "Import") +
+                                    (i.param.strict ? "Strict" : "Lenient");
+                         });
 
 INSTANTIATE_TEST_SUITE_P(Scenarios, CrashWindowTest,
                          ::testing::Values(scenario{policy::rotation_method::import_key, false},
