@@ -454,8 +454,8 @@ void executor::tally(const planned_app& pa,
         for (const auto& k : pa.plan.keys) {
             ++c.revoked;
             if (obs_.wants_keys())
-                sum.keys.push_back(
-                    {pa.snapshot.developer_email, pa.snapshot.name, pa.policy->name, k});
+                sum.keys.push_back({pa.snapshot.developer_email, pa.snapshot.name, pa.policy->name,
+                                    k, pa.snapshot.developer_status});
         }
         return;
     }
@@ -511,8 +511,15 @@ void executor::tally(const planned_app& pa,
                 break;
         }
         if (obs_.wants_keys())
-            sum.keys.push_back({pa.snapshot.developer_email, pa.snapshot.name, pa.policy->name, k});
+            sum.keys.push_back({pa.snapshot.developer_email, pa.snapshot.name, pa.policy->name, k,
+                                pa.snapshot.developer_status});
     }
+    if (pa.plan.keys.empty() && !pa.plan.skipped && obs_.wants_keys())
+        sum.keyless_apps.push_back({pa.snapshot.developer_email,
+                                    pa.snapshot.name,
+                                    pa.policy->name,
+                                    {},
+                                    pa.snapshot.developer_status});
 }
 
 net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt,
@@ -1117,6 +1124,7 @@ bool executor::record(const planned_app& pa, std::string action, const std::stri
     r.dry_run = dry_run;
     r.late = late;
     r.detail = std::move(detail);
+    r.developer_status = pa.snapshot.developer_status;
     // Times of the keys named, as this pass knows them (not in the audit line).
     if (const credential* k = key.empty() ? nullptr : find_key(pa.snapshot, key)) {
         r.key_issued_at = k->issued_at;

@@ -34,6 +34,10 @@ struct action_record {
     millis key_issued_at = 0;
     millis key_expires_at = k_never;
     millis replaces_expires_at = k_never;
+    // The developer's status as the pass knew it: "active", "inactive", or ""
+    // when not known (not in the developer list and not read). For observers:
+    // a notification names the developer active only when this says so.
+    std::string developer_status;
 };
 
 struct key_record {
@@ -41,6 +45,8 @@ struct key_record {
     std::string app;
     std::string policy;
     plan::key_view key;
+    // As action_record::developer_status: "" when the pass did not know it.
+    std::string developer_status;
 };
 
 // An app whose plan changes at `at` (an action falls due): the daemon re-reads
@@ -70,6 +76,9 @@ struct pass_summary {
     std::map<std::string, int> skipped_apps;
     // keys of matched apps; empty unless the observer asked for them (per-key metrics)
     std::vector<key_record> keys;
+    // Apps of a policy that list no key at all, not counting those keyrotd
+    // leaves alone (`key` is empty); also only when the observer asked for keys.
+    std::vector<key_record> keyless_apps;
     // counts by policy and state, and apps without a valid key by policy
     struct policy_counts {
         std::string policy;
