@@ -48,9 +48,10 @@ struct event_fields {
     std::string organization;
     std::string developer;  // the app's developer (email); empty for a team app
     std::string team;       // the AppGroup for a team app; empty otherwise
-    // "active" when keyrotd knows the developer is active (it acted on the app,
-    // or planned it: keyrotd plans only apps of developers not listed inactive);
-    // "" otherwise. Email goes to a developer only when "active". Not in the id.
+    // "active" when keyrotd knows the developer is active (the developer list
+    // or a read of the developer said so; keyrotd writes only then); "" when
+    // inactive or not known. Email goes to a developer only when "active". Not
+    // in the id.
     std::string developer_status;
     std::string app;
     std::string policy;    // may be empty (key.expiring for a key no policy rotates)

@@ -1,6 +1,8 @@
 #include "obs/notifier.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -28,12 +30,19 @@ const plan::key_view* find_key(const std::vector<exec::key_record>& keys, const 
     return nullptr;
 }
 
-// keyrotd never plans for an app of a developer listed inactive: its keys are
-// `skipped` (as are team apps and revoked apps). A key in any other state was
-// planned, so its developer was not listed inactive.
-const char* status_of(const exec::key_record& k) {
-    return k.key.state == plan::key_state::skipped ? "" : "active";
+// "active" only when the pass knew the developer to be active (listed so, or
+// read): never for a developer listed inactive, nor one whose status is not
+// known (missing from the developer list), so no mail goes to either.
+const char* known_active(const std::string& status) { return status == "active" ? "active" : ""; }
+
+// A key's developer, for events about the key: none for a key of an app keyrotd
+// leaves alone (`skipped`: a revoked app, say), whatever its developer's status.
+const char* known_active(const exec::key_record& k) {
+    return k.key.state == plan::key_state::skipped ? "" : known_active(k.developer_status);
 }
+
+constexpr const char* k_keyless_reason =
+    "no valid key: Apigee lists no approved key for this app, so no caller can use it";
 
 // When `k` stops working: its expiry, or its scheduled revocation (complete
 // successor's issuedAt + overlap) when that comes first. k_never: never.
@@ -61,6 +70,64 @@ json sent_to_json(const std::map<std::string, std::tuple<std::string, std::strin
     out["version"] = 1;
     out["sent"] = std::move(list);
     return out;
+}
+
+// "2026-11-25T12:00:00.123Z", as the audit log writes `ts`.
+std::optional<millis> parse_audit_ts(const std::string& s) {
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, ms = 0;
+    char z = 0;
+    if (s.size() != 24 ||
+        std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c", &y, &mo, &d, &h, &mi, &sec, &ms,
+                    &z) != 8 ||
+        z != 'Z')
+        return std::nullopt;
+    using namespace std::chrono;
+    const year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)},
+                             day{static_cast<unsigned>(d)}};
+    if (!ymd.ok() || h > 23 || mi > 59 || sec > 60) return std::nullopt;
+    const millis days = sys_days{ymd}.time_since_epoch().count();
+    return ((days * 24 + h) * 60 + mi) * k_minute + sec * 1000 + ms;
+}
+
+// One audit line back into the record the observer saw, as far as the line
+// has it: not the key times (so a replayed key.rotated has no expiresAt or
+// replacesRevokedAt) nor the planned action's kind. A developer was active for
+// every write keyrotd made; for a failure or a report the line does not say.
+std::optional<exec::action_record> from_audit_line(const std::string& line) {
+    const json j = json::parse(line, nullptr, false);
+    if (!j.is_object()) return std::nullopt;  // a torn last line: not durable
+    const auto str = [&j](const char* k) {
+        const auto it = j.find(k);
+        return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    const auto ts = parse_audit_ts(str("ts"));
+    if (!ts) return std::nullopt;
+    exec::action_record r;
+    r.ts = *ts;
+    r.organization = str("organization");
+    r.developer = str("developer");
+    r.app = str("app");
+    r.policy = str("policy");
+    r.action = str("action");
+    r.key = str("key");
+    r.replaces = str("replaces");
+    r.detail = str("detail");
+    const auto dry = j.find("dryRun");
+    r.dry_run = dry == j.end() || !dry->is_boolean() || dry->get<bool>();
+    if (r.action == "completed") {
+        r.kind = plan::action_kind::complete_successor;
+    } else if (r.action == "revoked") {
+        r.kind = plan::action_kind::revoke_key;
+    } else if (r.action == "deleted") {
+        r.kind = plan::action_kind::delete_key;
+    } else if (r.action == "created") {
+        r.kind = plan::action_kind::create_successor;
+    } else {
+        r.kind = plan::action_kind::report;  // skipped; failed: only reports are classified
+    }
+    if (r.kind != plan::action_kind::report && r.kind != plan::action_kind::create_successor)
+        r.developer_status = "active";
+    return r;
 }
 
 const char* report_outcome(notify::report::kind k) {
@@ -121,7 +188,7 @@ std::vector<notify::event_fields> expiring_events(
         f.type = notify::event_type::key_expiring;
         f.organization = s.organization;
         f.developer = k.developer;
-        f.developer_status = status_of(k);
+        f.developer_status = known_active(k);
         f.app = k.app;
         f.policy = k.policy;
         f.key = k.key.fingerprint;
@@ -164,12 +231,28 @@ std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, m
         f.type = notify::event_type::app_stranded;
         f.organization = s.organization;
         f.developer = latest->developer;
-        f.developer_status = "active";  // no key of the app is skipped
+        f.developer_status = known_active(*latest);
         f.app = latest->app;
         f.policy = latest->policy;
         f.key = latest->key.fingerprint;
         f.reason = "no valid key: " + std::to_string(expired) + " expired, " +
                    std::to_string(revoked) + " revoked; calls with this app's keys fail";
+        f.occurred_at = now;
+        out.push_back(std::move(f));
+    }
+    // Apps that list no key at all. An app listed keyless in the approved phase
+    // whose revoked keys the revoked phase brought is handled above.
+    for (const auto& a : s.keyless_apps) {
+        if (a.developer.empty() || by_app.count(app_key(s.organization, a.developer, a.app)))
+            continue;
+        notify::event_fields f;
+        f.type = notify::event_type::app_stranded;
+        f.organization = s.organization;
+        f.developer = a.developer;
+        f.developer_status = known_active(a.developer_status);
+        f.app = a.app;
+        f.policy = a.policy;
+        f.reason = k_keyless_reason;
         f.occurred_at = now;
         out.push_back(std::move(f));
     }
@@ -197,7 +280,7 @@ std::vector<notify::event_fields> rederived_events(
         notify::event_fields f;
         f.organization = s.organization;
         f.developer = k.developer;
-        f.developer_status = status_of(k);
+        f.developer_status = known_active(k);
         f.app = k.app;
         f.policy = k.policy;
         if (k.key.issued_at >= now - max_age) {
@@ -307,6 +390,7 @@ bool notifier::publish(notify::event_fields f) {
     log_event(spdlog::level::debug, "notification queued",
               {{"type", type}, {"id", e.id}, {"app", e.f.app}, {"key", e.f.key}});
     sent_[e.id] = sent_entry{e.f.organization, e.f.key, clock_()};
+    ++published_;
     prune_to_max();
     save();
     return true;
@@ -315,14 +399,9 @@ bool notifier::publish(notify::event_fields f) {
 void notifier::on_action(const exec::action_record& r) {
     try {
         if (r.dry_run) return;
-        // keyrotd writes only to apps of active developers; a report may come
-        // from an app it leaves alone, known by its skipped keys.
-        std::string developer_status = "active";
-        if (r.kind == plan::action_kind::report)
-            if (const auto it = last_keys_.find(app_key(r.organization, r.developer, r.app));
-                it != last_keys_.end())
-                for (const auto& k : it->second)
-                    if (k.key.state == plan::key_state::skipped) developer_status.clear();
+        // keyrotd writes only to apps of developers it knows to be active; a
+        // report may be about an app whose developer's status it does not know.
+        const std::string developer_status = known_active(r.developer_status);
         if (r.kind == plan::action_kind::report &&
             (r.action == "skipped" || r.action == "failed")) {
             const auto code = plan::classify_report(r.detail);
@@ -442,10 +521,57 @@ void notifier::on_pass(const exec::pass_summary& s) {
             return e.organization == s.organization && !e.key.empty() && !seen.count(e.key) &&
                    e.at < now - max_age_ - overlap;
         });
+        // An app that lists a key again is no longer keyless: a later keyless
+        // stranding is a new occurrence (with the same id: no key names it).
+        if (std::any_of(sent_.begin(), sent_.end(), [&](const auto& kv) {
+                return kv.second.key.empty() && kv.second.organization == s.organization;
+            })) {
+            std::set<std::pair<std::string, std::string>> listed;
+            for (const auto& k : s.keys)
+                if (!k.developer.empty()) listed.emplace(k.developer, k.app);
+            for (const auto& [developer, app] : listed)
+                sent_.erase(notify::event_id(s.organization, developer, app, "",
+                                             notify::event_type::app_stranded, std::nullopt));
+        }
         if (sent_.size() != before) save();
     } catch (const std::exception& ex) {
         log_event(spdlog::level::err, "notifications for the pass not made",
                   {{"organization", s.organization}, {"error", ex.what()}});
+    }
+}
+
+std::size_t notifier::replay_audit(const std::filesystem::path& audit_file) {
+    try {
+        std::ifstream in(audit_file, std::ios::binary);
+        if (!in) return 0;
+        // The records a crash can have left without their events are the last
+        // few; a tail of 8 MiB (tens of thousands of records) holds them.
+        in.seekg(0, std::ios::end);
+        const std::streamoff size = in.tellg();
+        const std::streamoff tail = 8 << 20;
+        in.seekg(size > tail ? size - tail : 0);
+        std::string line;
+        if (size > tail) std::getline(in, line);   // a partial first line
+        const millis since = clock_() - max_age_;  // older ones the outbox would abandon
+        const std::size_t before = published_;
+        long long records = 0;
+        while (std::getline(in, line)) {
+            const auto r = from_audit_line(line);
+            if (!r || r->dry_run || r->ts < since) continue;
+            ++records;
+            on_action(*r);  // an id remembered as published is skipped there
+        }
+        const std::size_t again = published_ - before;
+        log_event(again > 0 ? spdlog::level::warn : spdlog::level::info,
+                  "notifications replayed from the audit log",
+                  {{"path", audit_file.string()},
+                   {"records", records},
+                   {"published_again", static_cast<long long>(again)}});
+        return again;
+    } catch (const std::exception& ex) {
+        log_event(spdlog::level::err, "cannot replay the audit log into notifications",
+                  {{"path", audit_file.string()}, {"error", ex.what()}});
+        return 0;
     }
 }
 

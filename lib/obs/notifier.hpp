@@ -32,6 +32,13 @@
 //   revoked or no longer listed among approved keys. Same ids as the
 //   originals; ids already remembered are skipped (at-least-once: receivers
 //   deduplicate).
+// - replay_audit() (start-up, through recorder::set_notifier) maps the audit
+//   records of the last max_age at the tail of the audit log as on_action()
+//   would and publishes those whose ids are not remembered: the events a crash
+//   between an audit record and its outbox write lost. An audit record exists
+//   only for an action that happened, so nothing is sent for one that did not.
+// - developerStatus is "active" only when the pass (or the action's record)
+//   knew the developer active; an unknown or inactive developer's is absent.
 // - An id published (stored or already queued) is remembered in `sent_file`
 //   (rewritten atomically, fsynced) and never published again while
 //   remembered. The memory is bounded (sent_max, oldest dropped first).
@@ -82,7 +89,8 @@ std::vector<notify::event_fields> expiring_events(
 
 // The app.stranded events "no valid key" of a full pass (pure: no I/O): apps
 // with at least one listed key, none of them valid (valid, due or overlap),
-// none skipped (an app keyrotd leaves alone), with a developer.
+// none skipped (an app keyrotd leaves alone), with a developer; and apps that
+// list no key at all (pass_summary::keyless_apps), with an empty `key`.
 std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, millis now);
 
 // The events a failover may have lost, re-derived from a full pass's keys
@@ -102,6 +110,9 @@ class notifier {
              std::size_t sent_max = 100000);
 
     void on_action(const exec::action_record& r);
+    // The events a crash between an audit record and its outbox write lost
+    // (see the contract); returns how many were published again.
+    std::size_t replay_audit(const std::filesystem::path& audit_file);
     void on_pass(const exec::pass_summary& s);
     // notify.maxAge: how far back rederive looks, and how long a published id
     // of a key no longer listed is remembered (plus the longest overlap).
@@ -140,6 +151,7 @@ class notifier {
     std::map<std::string, std::vector<exec::key_record>> last_keys_;
     millis max_age_ = 3 * k_day;
     std::set<std::string> rederived_;  // organisations re-derived since start / leadership
+    std::size_t published_ = 0;        // new ids stored in the outbox, for replay_audit's count
 };
 
 }  // namespace keyrot::obs

@@ -26,6 +26,7 @@ bool recorder::on_action(const exec::action_record& r) {
     }
     // The notification goes to the outbox (fsynced) right after the audit
     // record, before the action is reported done; it never fails the action.
+    // A crash in between: set_notifier's replay of the audit log publishes it.
     if (notifier_ && durable) notifier_->on_action(r);
     try {
         if (r.dry_run) ++dry_run_[r.organization];
@@ -59,6 +60,11 @@ bool recorder::on_action(const exec::action_record& r) {
         // An observer must not turn a done action into an exception.
     }
     return durable;
+}
+
+void recorder::set_notifier(notifier* n) {
+    notifier_ = n;
+    if (notifier_ && audit_) notifier_->replay_audit(audit_->path());
 }
 
 bool recorder::wants_decisions() const { return spdlog::should_log(spdlog::level::debug); }

@@ -41,8 +41,10 @@ class recorder final : public exec::observer {
     // governs nothing, and that says nothing about the policies.
     void warn_idle_policies(bool on) { warn_idle_policies_ = on; }
     // Notifications after the audit record (docs/notifications.md); null: none.
-    // The notifier must outlive the recorder's use.
-    void set_notifier(notifier* n) { notifier_ = n; }
+    // The notifier must outlive the recorder's use. With an audit log, replays
+    // its tail into the notifier first (notifier::replay_audit): a crash
+    // between an audit record and the outbox write loses no event.
+    void set_notifier(notifier* n);
 
   private:
     audit_log* audit_;

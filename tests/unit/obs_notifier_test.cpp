@@ -1,12 +1,19 @@
-// The pure parts of the notifier: app.stranded "no valid key" and the events
-// re-derived after a failover (docs/notifications.md).
+// The notifier (docs/notifications.md): app.stranded "no valid key", the
+// events re-derived after a failover, developerStatus only for a developer
+// known active, and the audit log's tail replayed after a crash between an
+// audit record and its outbox write.
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "obs/audit.hpp"
 #include "obs/notifier.hpp"
+#include "obs/recorder.hpp"
 
 using namespace keyrot;
 
@@ -27,6 +34,7 @@ exec::key_record rec(std::string app, std::string fp, plan::key_state st, millis
     r.key.expires_at = expires;
     r.key.replaces = std::move(replaces);
     r.key.pending = pending;
+    r.developer_status = "active";
     return r;
 }
 
@@ -54,6 +62,50 @@ std::vector<std::string> describe(const std::vector<notify::event_fields>& evs) 
 const char* A = "aaaaaaaaaaaaaaaa";
 const char* B = "bbbbbbbbbbbbbbbb";
 const char* C = "cccccccccccccccc";
+
+struct temp_dir {
+    std::filesystem::path path;
+    temp_dir() {
+        std::string t = (std::filesystem::temp_directory_path() / "obs_notifier_XXXXXX").string();
+        path = ::mkdtemp(t.data());
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
+// A notifier whose outbox is a vector, at a fixed time.
+struct fixture {
+    std::vector<notify::event> published;
+    obs::notifier n;
+    explicit fixture(const std::filesystem::path& sent, millis now = T0)
+        : n(
+              [this](const notify::event& e) {
+                  published.push_back(e);
+                  return notify::add_result{};
+              },
+              policies(k_hour), sent, nullptr, [now] { return now; }) {}
+};
+
+exec::action_record action(std::string what, std::string key, std::string replaces, millis ts) {
+    exec::action_record r;
+    r.ts = ts;
+    r.organization = "acme";
+    r.developer = "dev@partner.example.com";
+    r.app = "x";
+    r.policy = "p";
+    r.action = std::move(what);
+    r.kind = r.action == "revoked"     ? plan::action_kind::revoke_key
+             : r.action == "completed" ? plan::action_kind::complete_successor
+             : r.action == "deleted"   ? plan::action_kind::delete_key
+             : r.action == "created"   ? plan::action_kind::create_successor
+                                       : plan::action_kind::report;
+    r.key = std::move(key);
+    r.replaces = std::move(replaces);
+    r.developer_status = "active";
+    return r;
+}
 
 }  // namespace
 
@@ -137,4 +189,201 @@ TEST(NotifierRederive, NoRevocationWhenThePolicyDoesNotRevoke) {
     const auto got = obs::rederived_events(
         pass({rec("x", B, ks::valid, T0 - 2 * d, T0 + 88 * d, A)}), policies(d, false), 3 * d, T0);
     EXPECT_EQ(describe(got), std::vector<std::string>{"key.rotated:" + std::string(B)});
+}
+
+TEST(NotifierDeveloperStatus, ActiveOnlyWhenKnownActive) {
+    using ks = plan::key_state;
+    std::map<std::string, obs::notify_policy> p = policies(k_hour);
+    p["p"].expiring_at = {30 * d, 7 * d};
+    // One key expiring in 5 days per developer status the pass can know.
+    std::vector<exec::key_record> keys;
+    for (const char* st : {"active", "", "inactive"}) {
+        auto r = rec(std::string("app-") + (*st ? st : "unknown"), A, ks::valid, T0 - 85 * d,
+                     T0 + 5 * d);
+        r.developer_status = st;
+        keys.push_back(r);
+    }
+    keys[2].key.state = ks::skipped;  // the planner leaves an inactive developer's app alone
+    keys.push_back(keys[0]);          // and a revoked app of an active developer
+    keys.back().app = "app-revoked";
+    keys.back().key.state = ks::skipped;
+    const auto got = obs::expiring_events(pass(keys), p, T0);
+    ASSERT_EQ(got.size(), 4u);
+    std::map<std::string, std::string> status;
+    for (const auto& e : got) status[e.app] = e.developer_status;
+    EXPECT_EQ(status, (std::map<std::string, std::string>{{"app-active", "active"},
+                                                          {"app-unknown", ""},
+                                                          {"app-inactive", ""},
+                                                          {"app-revoked", ""}}));
+    const auto body = notify::make_event(got[1]).value().body;
+    EXPECT_EQ(body.find("developerStatus"), std::string::npos) << body;
+}
+
+TEST(NotifierDeveloperStatus, StrandedAndActionsFollowTheRecord) {
+    using ks = plan::key_state;
+    auto k = rec("gone", A, ks::expired, T0 - 100 * d, T0 - 10 * d);
+    k.developer_status = "";
+    const auto st = obs::stranded_events(pass({k}), T0);
+    ASSERT_EQ(st.size(), 1u);
+    EXPECT_EQ(st[0].developer_status, "");
+
+    temp_dir dir;
+    fixture f(dir.path / "notify-sent.json");
+    // A report (drift) about an app whose developer's status the pass did not know.
+    auto drift = action("skipped", A, "", T0 - k_minute);
+    drift.detail = "overlap over, but successor " + std::string(B) +
+                   " no longer has every product this key has approved: not revoked (drift)";
+    drift.developer_status = "";
+    f.n.on_action(drift);
+    auto revoked = action("revoked", C, "", T0 - k_minute);
+    f.n.on_action(revoked);
+    ASSERT_EQ(f.published.size(), 2u);
+    EXPECT_EQ(f.published[0].f.type, notify::event_type::app_stranded);
+    EXPECT_EQ(f.published[0].f.developer_status, "");
+    EXPECT_EQ(f.published[1].f.type, notify::event_type::key_revoked);
+    EXPECT_EQ(f.published[1].f.developer_status, "active");
+}
+
+TEST(NotifierStranded, AppWithoutAnyKey) {
+    using ks = plan::key_state;
+    auto s = pass({rec("revoked-only", B, ks::revoked, T0 - 50 * d, T0 + 40 * d)});
+    exec::key_record none;
+    none.developer = "dev@partner.example.com";
+    none.app = "empty";
+    none.policy = "p";
+    none.developer_status = "active";
+    s.keyless_apps.push_back(none);
+    // Keyless in the approved phase, its revoked key from the revoked phase:
+    // stranded once, named by that key.
+    none.app = "revoked-only";
+    s.keyless_apps.push_back(none);
+    exec::key_record team;  // a team app has no developer to name
+    team.app = "team-app";
+    team.policy = "p";
+    s.keyless_apps.push_back(team);
+    const auto got = obs::stranded_events(s, T0);
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[0].app, "revoked-only");
+    EXPECT_EQ(got[0].key, B);
+    EXPECT_EQ(got[1].app, "empty");
+    EXPECT_EQ(got[1].key, "");
+    EXPECT_EQ(got[1].developer_status, "active");
+    EXPECT_EQ(got[1].reason.rfind("no valid key: ", 0), 0u) << got[1].reason;
+    const auto ev = notify::make_event(got[1]);
+    ASSERT_TRUE(ev);
+    EXPECT_EQ(ev.value().id, notify::event_id("acme", "dev@partner.example.com", "empty", "",
+                                              notify::event_type::app_stranded, std::nullopt));
+    EXPECT_EQ(ev.value().body.find("\"key\""), std::string::npos) << ev.value().body;
+}
+
+TEST(NotifierStranded, KeylessOncePerOccurrence) {
+    using ks = plan::key_state;
+    temp_dir dir;
+    fixture f(dir.path / "notify-sent.json");
+    exec::key_record none;
+    none.developer = "dev@partner.example.com";
+    none.app = "empty";
+    none.policy = "p";
+    auto keyless = pass({});
+    keyless.keyless_apps.push_back(none);
+    f.n.on_pass(keyless);
+    f.n.on_pass(keyless);  // still keyless: the same occurrence
+    ASSERT_EQ(f.published.size(), 1u);
+    EXPECT_EQ(f.published[0].f.type, notify::event_type::app_stranded);
+    // It gets a key, then loses it again: a new occurrence, sent again.
+    f.n.on_pass(pass({rec("empty", A, ks::valid, T0 - d, T0 + 80 * d)}));
+    EXPECT_EQ(f.published.size(), 1u);
+    f.n.on_pass(keyless);
+    ASSERT_EQ(f.published.size(), 2u);
+    EXPECT_EQ(f.published[1].id, f.published[0].id);
+}
+
+// A crash between the audit record and the outbox write, made deterministic:
+// the recorder's first step (audit_log::write) is done without its second
+// (notifier::on_action), then a new process's objects are built on the same
+// stateDir. The lost event is published with the id the original would have
+// had; what was published, dry runs, records with no event and records older
+// than maxAge are not; a torn last line is ignored.
+TEST(NotifierReplay, CrashBetweenAuditRecordAndOutbox) {
+    temp_dir dir;
+    const auto sent = dir.path / "notify-sent.json";
+    {
+        obs::audit_log audit(dir.path);
+        obs::recorder rec(&audit, nullptr);
+        fixture before(sent);
+        rec.set_notifier(&before.n);
+        EXPECT_TRUE(before.published.empty());  // an empty audit log: nothing to replay
+        auto done = action("completed", B, A, T0 - 2 * k_hour);
+        done.key_issued_at = T0 - 3 * k_hour;
+        ASSERT_TRUE(rec.on_action(done));  // audited and published
+        ASSERT_EQ(before.published.size(), 1u);
+
+        auto old = action("revoked", C, "", T0 - 4 * d);  // older than maxAge (3 d)
+        ASSERT_TRUE(audit.write(old));
+        auto dry = action("revoked", A, "", T0 - k_hour);
+        dry.dry_run = true;
+        ASSERT_TRUE(audit.write(dry));
+        ASSERT_TRUE(audit.write(action("created", "", A, T0 - k_hour)));
+        // The crash: audited, never handed to the notifier.
+        ASSERT_TRUE(audit.write(action("revoked", A, "", T0 - k_minute)));
+    }
+    {
+        std::ofstream torn(dir.path / "audit.jsonl", std::ios::app);
+        torn << R"({"ts":"2027-01-15T08:00:00.000Z","organization":"acme","act)";
+    }
+    {
+        obs::audit_log audit(dir.path);
+        obs::recorder rec(&audit, nullptr);
+        fixture after(sent);
+        rec.set_notifier(&after.n);
+        ASSERT_EQ(after.published.size(), 1u);
+        const auto& e = after.published[0];
+        EXPECT_EQ(e.f.type, notify::event_type::key_revoked);
+        EXPECT_EQ(e.f.key, A);
+        EXPECT_EQ(e.f.developer_status, "active");
+        EXPECT_EQ(e.f.occurred_at, T0 - k_minute);
+        // The id on_action gives the same record: receivers deduplicate on it.
+        temp_dir other;
+        fixture live(other.path / "notify-sent.json");
+        live.n.on_action(action("revoked", A, "", T0 - k_minute));
+        ASSERT_EQ(live.published.size(), 1u);
+        EXPECT_EQ(e.id, live.published[0].id);
+    }
+    {
+        // Remembered now: the next start replays nothing.
+        obs::audit_log audit(dir.path);
+        obs::recorder rec(&audit, nullptr);
+        fixture again(sent);
+        rec.set_notifier(&again.n);
+        EXPECT_TRUE(again.published.empty());
+    }
+}
+
+TEST(NotifierReplay, ReportsAndFailures) {
+    temp_dir dir;
+    {
+        obs::audit_log audit(dir.path);
+        auto failed = action("failed", "", A, T0 - k_hour);
+        failed.detail = "create: HTTP 500";
+        ASSERT_TRUE(audit.write(failed));
+        auto no_room = action("failed", B, "", T0 - k_hour);
+        no_room.detail = "key " + std::string(B) +
+                         " has 18 attributes, no room for the keyrotd_replaces marker (limit "
+                         "18): remove one attribute to let it rotate";
+        ASSERT_TRUE(audit.write(no_room));
+        ASSERT_TRUE(audit.write(action("deleted", C, "", T0 - k_hour)));
+    }
+    obs::audit_log audit(dir.path);
+    obs::recorder rec(&audit, nullptr);
+    fixture f(dir.path / "notify-sent.json");
+    rec.set_notifier(&f.n);
+    std::vector<std::string> got;
+    for (const auto& e : f.published)
+        got.push_back(std::string(notify::to_string(e.f.type)) + ":" + e.f.key + ":" +
+                      e.f.developer_status);
+    // A failure's line does not say whether the developer was known active.
+    EXPECT_EQ(got, (std::vector<std::string>{"rotation.failed:" + std::string(A) + ":",
+                                             "app.stranded:" + std::string(B) + ":",
+                                             "rotation.failed:" + std::string(B) + ":",
+                                             "key.deleted:" + std::string(C) + ":active"}));
 }
