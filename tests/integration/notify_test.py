@@ -306,8 +306,11 @@ class KillTest(NotifyCase):
 
 
 class StrandedTest(NotifyCase):
-    """app.stranded: an app with no valid key, a revocation held by drift, a
-    key with no room for the marker; once per occurrence across runs."""
+    """app.stranded: an app with no valid key, an app with no key at all, a
+    revocation held by drift, a key with no room for the marker; once per
+    occurrence across runs. A fresh stateDir (a failover's new leader) reports
+    the strandings and the rotation.failed again with the same ids: they are
+    derived from what Apigee shows at every pass."""
 
     def test_stranded(self):
         dev = seed()["developers"][0]["email"]
@@ -319,6 +322,7 @@ class StrandedTest(NotifyCase):
              "credentials": [{"consumerKey": "STALEkey%024d" % 0, "consumerSecret": "S" * 24,
                               "issuedAt": "-120d", "expiresAt": "-30d",
                               "apiProducts": ["payments"]}]},
+            {"developerEmail": dev, "name": "empty", "credentials": []},
             {"developerEmail": dev, "name": "full",
              "credentials": [{"consumerKey": "FULLkey%025d" % 0, "consumerSecret": "S" * 24,
                               "issuedAt": "-80d", "expiresAt": "+2d",
@@ -346,7 +350,16 @@ class StrandedTest(NotifyCase):
         for g, _ in got:
             self.assertTrue(g["ok"], g["headers"])
         stranded = {e["data"]["app"]: e["data"] for _, e in got if e["type"] == "app.stranded"}
-        self.assertEqual(sorted(stranded), ["drift", "full", "stale"], got)
+        # An app with no key at all is listed only under the first reading of
+        # keyStatus; under the strict one keyrotd cannot see it
+        # (docs/apigee-fidelity.md, f).
+        keyless = [] if h.PROFILE == "strict" else ["empty"]
+        self.assertEqual(sorted(stranded), sorted(["drift", "full", "stale"] + keyless), got)
+        for app in keyless:  # no key to name: the id is (organization, developer, app, type)
+            self.assertNotIn("key", stranded[app])
+            self.assertTrue(stranded[app]["reason"].startswith(
+                "no valid key: Apigee lists no approved key"), stranded[app])
+            self.assertEqual(stranded[app]["developerStatus"], "active")
         self.assertEqual(stranded["stale"]["key"], h.fp("STALEkey%024d" % 0))
         self.assertTrue(stranded["stale"]["reason"].startswith("no valid key: 1 expired"),
                         stranded["stale"])
@@ -365,6 +378,18 @@ class StrandedTest(NotifyCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(len(self.rx.events()), n, self.rx.events()[n:])
         self.assert_clean(k)
+        # A fresh disk: the same strandings and failure, with the same ids.
+        first = sorted((e["type"], g["headers"]["webhook-id"]) for g, e in got
+                       if e["type"] in ("app.stranded", "rotation.failed"))
+        b = h.Keyrotd(self.dir, self.emu.url, [h.policy(lifetime="90d", overlap="1h")],
+                      notify_config(self.rx.url), state_dir="./state-b")
+        r = b.run("once", timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        again = sorted((e["type"], g["headers"]["webhook-id"]) for g, e in self.rx.events()[n:]
+                       if e["type"] in ("app.stranded", "rotation.failed"))
+        self.assertEqual(again, first)
+        self.assertEqual(len(first), 4 + len(keyless), first)  # strandings and one failure
+        self.assert_clean(b)
 
 
 class FailoverTest(NotifyCase):
@@ -436,6 +461,10 @@ class EmailCase(NotifyCase):
     """The emulator seeded with an active developer's due app (as NotifyCase)
     and an inactive developer's due app; an SMTP server with STARTTLS and AUTH."""
     starttls = True
+    emulator_args = ()
+
+    def seed_more(self, st):
+        """A subclass's additions to the seed."""
 
     def setUp(self):
         self.dir = h.tmpdir()
@@ -447,7 +476,8 @@ class EmailCase(NotifyCase):
                                             "consumerSecret": "LEGACYsecret%020d" % 0,
                                             "issuedAt": "-28d", "expiresAt": "+2d",
                                             "apiProducts": ["payments"]}]})
-        self.emu = h.Emulator(self.dir, st)
+        self.seed_more(st)
+        self.emu = h.Emulator(self.dir, st, extra=self.emulator_args)
         self.seed_secrets = self.all_secrets()
         self.secret = "unused-" + secrets.token_hex(8)  # assert_clean checks it too
         self.rx = None
@@ -535,6 +565,42 @@ class EmailTest(EmailCase):
         r = k.run("once", timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(len(self.smtp.got()), 2)
+        self.assert_clean_mail(k)
+
+
+class EmailUnknownStatusTest(EmailCase):
+    """Never to a developer whose status keyrotd does not know: the developer
+    list names emails only (the emulator's developer-list-emails reading), so a
+    developer whose app has nothing to do is never read; its key.expiring goes
+    to the fixed address alone. The due app's developer, read (active) before
+    keyrotd writes to the app, is mailed; the inactive one, read too, is not."""
+    emulator_args = ("--reading", "developer-list-emails")
+    QUIET = "quiet@partner.example.com"
+
+    def seed_more(self, st):
+        st["developers"].append({"email": self.QUIET, "firstName": "Q", "lastName": "Uiet",
+                                 "userName": "quiet"})
+        st["apps"].append({"developerEmail": self.QUIET, "name": "quiet",
+                           "credentials": [{"consumerKey": "QUIETkey%024d" % 0,
+                                            "consumerSecret": "QUIETsecret%021d" % 0,
+                                            "issuedAt": "-70d", "expiresAt": "+20d",
+                                            "apiProducts": ["payments"]}]})
+
+    def test_unknown_status(self):
+        k = self.keyrotd(email_config(self.smtp.url(),
+                                      sink_extra="      to: [ops@api.example.com]\n"))
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.smtp.got()
+        quiet = [m for m in got if "App:          quiet" in mail_of(m)[1]]
+        self.assertEqual(len(quiet), 1, [m["rcpt"] for m in got])
+        self.assertEqual(quiet[0]["rcpt"], ["ops@api.example.com"])
+        self.assertEqual(mail_of(quiet[0])[0]["X-Keyrotd-Event"], "key.expiring")
+        self.assertNotIn(self.QUIET, self.smtp.rcpts_seen)
+        self.assertNotIn(INACTIVE, self.smtp.rcpts_seen)
+        dev = seed()["developers"][0]["email"]
+        mine = sorted(mail_of(m)[0]["X-Keyrotd-Event"] for m in got if dev in m["rcpt"])
+        self.assertEqual(mine, ["key.expiring", "key.rotated"])
         self.assert_clean_mail(k)
 
 
