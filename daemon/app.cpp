@@ -700,6 +700,56 @@ std::string quota_line(const std::string& org, const std::vector<forecast_row>& 
     return out;
 }
 
+// `plan`/`inventory`: where a key is among its app's delivery targets
+// (docs/delivery.md), from delivery_gate::inspect. `json` is null for a policy
+// that does not deliver.
+struct delivery_view {
+    nlohmann::json json;
+    std::string text = "-";
+};
+
+delivery_view view_delivery(const result<std::vector<exec::target_state>>* states,
+                            const std::string& fp, bool working) {
+    delivery_view v;
+    if (states == nullptr) return v;  // the policy does not deliver
+    if (!*states) {
+        v.json = {{"error", states->err().message}};
+        v.text = "? (" + states->err().message + ")";
+        return v;
+    }
+    int targets = 0, current = 0, previous = 0;
+    nlohmann::json errors = nlohmann::json::array(), skipped = nlohmann::json::array(),
+                   holding = nlohmann::json::array();
+    for (const auto& t : states->value()) {
+        if (!t.skipped.empty()) {
+            skipped.push_back(t.skipped);
+            continue;
+        }
+        ++targets;
+        if (!t.error.empty()) {
+            errors.push_back(t.target + ": " + t.error);
+            continue;
+        }
+        const char* as = t.key == fp ? "current" : t.previous == fp ? "previous" : "no";
+        if (t.key == fp) ++current;
+        if (t.previous == fp) ++previous;
+        holding.push_back({{"target", t.target}, {"holds", as}, {"key", t.key}});
+    }
+    v.json = {{"targets", targets}, {"current", current}, {"previous", previous},
+              {"holding", holding}, {"errors", errors},   {"skipped", skipped}};
+    const std::string of = "/" + std::to_string(targets);
+    if (targets == 0)
+        v.text = "no target";
+    else if (current > 0)
+        v.text = "current " + std::to_string(current) + of;
+    else if (previous > 0)
+        v.text = "previous " + std::to_string(previous) + of;
+    else
+        v.text = working ? "not delivered 0" + of : "-";
+    if (!errors.empty()) v.text += ", " + std::to_string(errors.size()) + " unreadable";
+    return v;
+}
+
 int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
     net::io_context io;
     counting_observer rec(nullptr, nullptr);
@@ -722,6 +772,31 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
         if (c.json) std::cout << nlohmann::json{{"error", why}}.dump(2) << "\n";
         return k_exit_config;
     }
+    // Delivery targets, read only: where each successor is (docs/delivery.md).
+    std::unique_ptr<delivery_gate> gate;
+    std::string gate_error;
+    if (std::any_of(cfg.policies.begin(), cfg.policies.end(),
+                    [](const policy::policy& p) { return !p.deliver_json.empty(); })) {
+        auto g = delivery_gate::create(io.get_executor(), cfg, session.value()->auth.get(), {});
+        if (g) {
+            gate = std::move(g.value());
+        } else {
+            gate_error = g.err().message;
+            std::cerr << "keyrotd: delivery state unknown: " << gate_error << "\n";
+        }
+    }
+    // inspect() of one app, or null when its policy does not deliver.
+    auto inspect =
+        [&](const exec::planned_app& pa) -> std::optional<result<std::vector<exec::target_state>>> {
+        if (pa.policy->deliver_json.empty()) return std::nullopt;
+        if (!gate) {
+            error e;
+            e.what = error::kind::config;
+            e.message = gate_error;
+            return result<std::vector<exec::target_state>>(e);
+        }
+        return run_sync(io, gate->inspect(pa.snapshot, *pa.policy));
+    };
     for (const auto& org : organizations(cfg)) {
         auto link = link_org(*session.value(), cfg, org, rec);
         exec::run_options opt;
@@ -757,8 +832,14 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
         for (const auto& pa : planned.value()) {
             const auto& a = pa.snapshot;
             ++apps;
+            const auto states = pa.plan.skipped ? std::nullopt : inspect(pa);
+            const auto* st = states ? &*states : nullptr;
             if (inventory_mode) {
                 for (const auto& k : pa.plan.keys) {
+                    const bool working = k.state == plan::key_state::valid ||
+                                         k.state == plan::key_state::due ||
+                                         k.state == plan::key_state::overlap;
+                    const delivery_view dv = view_delivery(st, k.fingerprint, working);
                     out.push_back({{"organization", org},
                                    {"developer", a.developer_email},
                                    {"app", a.name},
@@ -770,17 +851,29 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
                                    {"replaces", k.replaces},
                                    {"pending", k.pending},
                                    {"successor", k.successor},
-                                   {"appSkipped", pa.plan.skip_reason}});
+                                   {"appSkipped", pa.plan.skip_reason},
+                                   {"delivery", dv.json}});
                     rows.push_back(
                         {org, a.developer_email, a.name, pa.policy->name, k.fingerprint,
                          plan::to_string(k.state), format_time(k.expires_at),
                          k.replaces.empty() ? "-" : k.replaces + (k.pending ? " (pending)" : ""),
-                         pa.plan.skip_reason.empty() ? "-" : pa.plan.skip_reason});
+                         dv.text, pa.plan.skip_reason.empty() ? "-" : pa.plan.skip_reason});
                 }
                 continue;
             }
             for (const auto& act : pa.plan.actions) {
                 if (is_write(act)) ++pending;
+                // An old key's revocation waits for its successor in every target.
+                std::string succ;
+                if (act.kind == plan::action_kind::revoke_key && act.replaces.empty())
+                    for (const auto& v : pa.plan.keys)
+                        if (v.fingerprint == act.key) succ = v.successor;
+                const delivery_view dv =
+                    succ.empty() ? delivery_view{} : view_delivery(st, succ, true);
+                std::string reason = act.reason;
+                if (!dv.json.is_null())
+                    reason += "; successor in targets: " + dv.text +
+                              " (delivered and read back before the revocation; held if not)";
                 out.push_back(
                     {{"organization", org},
                      {"developer", a.developer_email},
@@ -800,8 +893,9 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
                      {"late", act.late},
                      {"failed", act.failed},
                      {"reason", act.reason}});
+                if (!dv.json.is_null()) out.back()["successorDelivery"] = dv.json;
                 rows.push_back({org, a.developer_email, a.name, pa.policy->name,
-                                plan::to_string(act.kind), act.key, act.reason});
+                                plan::to_string(act.kind), act.key, reason});
             }
         }
     }
@@ -834,7 +928,7 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
                                          : "nothing to do\n");
         } else if (inventory_mode) {
             print_table({"ORGANIZATION", "DEVELOPER", "APP", "POLICY", "KEY", "STATE", "EXPIRES",
-                         "REPLACES", "APP SKIPPED"},
+                         "REPLACES", "DELIVERED", "APP SKIPPED"},
                         rows);
             std::cout << "\n"
                       << count_of(static_cast<long>(rows.size()), "key", "keys") << " in "

@@ -155,4 +155,33 @@ net::awaitable<result<void>> delivery_gate::revoked(const app& a, const policy::
     co_return result<void>{};
 }
 
+net::awaitable<result<std::vector<exec::target_state>>> delivery_gate::inspect(
+    const app& a, const policy::policy& p) {
+    auto f = factory(p);
+    if (!f) co_return f.err();
+    auto targets = f.value()->targets_for(a);
+    if (!targets) co_return failed("targets: " + targets.err().message);
+    std::vector<exec::target_state> out;
+    for (auto& t : targets->targets) {
+        exec::target_state st;
+        st.target = t->describe();
+        auto h = co_await t->inspect();
+        if (!h) {
+            st.error = h.err().message;
+            if (st.error.rfind(st.target + ": ", 0) == 0) st.error.erase(0, st.target.size() + 2);
+        } else {
+            st.present = h->present;
+            st.key = h->key;
+            st.previous = h->previous;
+        }
+        out.push_back(std::move(st));
+    }
+    for (const auto& why : targets->skipped) {
+        exec::target_state st;
+        st.skipped = why;
+        out.push_back(std::move(st));
+    }
+    co_return out;
+}
+
 }  // namespace keyrot::daemon

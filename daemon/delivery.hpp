@@ -40,6 +40,8 @@ class delivery_gate final : public exec::delivery {
                                          const exec::delivered_key* previous) override;
     net::awaitable<result<void>> revoked(const app& a, const policy::policy& p,
                                          const exec::delivered_key& current) override;
+    net::awaitable<result<std::vector<exec::target_state>>> inspect(
+        const app& a, const policy::policy& p) override;
 
   private:
     result<deliver::target_factory*> factory(const policy::policy& p);

@@ -86,6 +86,11 @@ std::string current_key_fingerprint(const field_map& f) {
     return it == f.end() ? std::string{} : fingerprint(it->second);
 }
 
+std::string previous_key_fingerprint(const field_map& f) {
+    const auto it = f.find("previousConsumerKey");
+    return it == f.end() || it->second.empty() ? std::string{} : fingerprint(it->second);
+}
+
 std::string base64_encode(std::string_view in) {
     std::string out;
     out.reserve((in.size() + 2) / 3 * 4);

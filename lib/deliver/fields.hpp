@@ -37,6 +37,8 @@ std::string fields_json(const field_map& f);
 
 // Fingerprint of f["consumerKey"] ("" when absent).
 std::string current_key_fingerprint(const field_map& f);
+// Fingerprint of previousConsumerKey, or "" without one.
+std::string previous_key_fingerprint(const field_map& f);
 
 // RFC 4648 with padding. decode: nullopt when not canonical base64.
 std::string base64_encode(std::string_view in);

@@ -279,6 +279,35 @@ net::awaitable<result<void>> kubernetes_secret_target::verify(const receipt& r) 
     co_return result<void>{};
 }
 
+net::awaitable<result<holding>> kubernetes_secret_target::inspect() {
+    auto got = co_await call("GET", item_path(), "");
+    if (!got) co_return got.err();
+    holding h;
+    if (got->status == 404) {
+        cleanse(got->body);
+        co_return h;
+    }
+    if (got->status != 200)
+        co_return make_error(error::kind::http, describe() + ": read: " + describe_reply(*got),
+                             got->status);
+    json obj = parse_wiping(*got);
+    auto view = read_secret(obj);
+    wipe(obj);
+    if (!view) co_return make_error(error::kind::protocol, describe() + ": " + view.err().message);
+    if (!view->owned) {
+        error e = make_error(error::kind::config, describe() + ": exists without the label " +
+                                                      std::string(k_managed_by_label) + "=" +
+                                                      std::string(k_owner));
+        e.code = "NOT_OWNED";
+        co_return e;
+    }
+    h.present = true;
+    h.key = current_key_fingerprint(view->fields);
+    h.previous = previous_key_fingerprint(view->fields);
+    h.version = view->resource_version;
+    co_return h;
+}
+
 net::awaitable<result<void>> kubernetes_secret_target::drop_previous(const receipt& r) {
     for (int attempt = 0; attempt < k_max_conflicts; ++attempt) {
         auto got = co_await call("GET", item_path(), "");

@@ -51,6 +51,7 @@ class kubernetes_secret_target final : public target {
     net::awaitable<result<void>> verify(const receipt& r) override;
     net::awaitable<result<void>> drop_previous(const receipt& r) override;
     std::string describe() const override;
+    net::awaitable<result<holding>> inspect() override;
 
   private:
     net::awaitable<result<http::response>> call(std::string method, std::string target,

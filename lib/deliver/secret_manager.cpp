@@ -94,6 +94,7 @@ std::optional<sm_version_view> sm_read_access(const json& j) {
                 f[name] = secret(it->get<std::string>());
         v.digest = fields_digest(f);
         v.key = current_key_fingerprint(f);
+        v.previous = previous_key_fingerprint(f);
     }
     wipe(fields);
     return v;
@@ -357,6 +358,38 @@ net::awaitable<result<void>> secret_manager_target::verify(const receipt& r) {
                                  (cur == aliases.end() ? std::string("none") : cur->second) +
                                  ", not " + r.version);
     co_return result<void>{};
+}
+
+net::awaitable<result<holding>> secret_manager_target::inspect() {
+    auto got = co_await call("GET", "/v1/" + secret_path(), "");
+    if (!got) co_return got.err();
+    holding h;
+    if (got->status == 404) co_return h;
+    if (got->status != 200)
+        co_return make_error(error::kind::http, describe() + ": read: " + describe_reply(*got),
+                             got->status);
+    const json j = json::parse(got->body, nullptr, false);
+    if (!j.is_object()) co_return make_error(error::kind::protocol, describe() + ": not a Secret");
+    if (!sm_owned(j)) {
+        error e = make_error(error::kind::config,
+                             describe() + ": exists without the label managed-by=keyrotd");
+        e.code = "NOT_OWNED";
+        co_return e;
+    }
+    h.present = true;
+    // What readers of `current` get (`latest` before keyrotd set an alias).
+    const auto aliases = aliases_of(j);
+    const auto cur = aliases.find("current");
+    // (a named argument: GCC 12 frees a temporary passed to a coroutine twice)
+    const std::string version = cur == aliases.end() ? std::string("latest") : cur->second;
+    auto v = co_await access(version);
+    if (!v) co_return v.err();
+    if (const auto& view = *v) {
+        h.key = view->key;
+        h.previous = view->previous;
+        h.version = view->version;
+    }
+    co_return h;
 }
 
 net::awaitable<result<void>> secret_manager_target::drop_previous(const receipt& r) {

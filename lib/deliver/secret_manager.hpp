@@ -45,6 +45,7 @@ struct sm_version_view {
     bool checksum_ok = false;  // the stored dataCrc32c (when present) equals crc32c
     std::string digest;        // fields_digest of the JSON fields
     std::string key;           // fingerprint of its consumerKey
+    std::string previous;      // fingerprint of its previousConsumerKey ("" none)
 };
 
 struct secret_manager_place {
@@ -62,6 +63,7 @@ class secret_manager_target final : public target {
     net::awaitable<result<void>> verify(const receipt& r) override;
     net::awaitable<result<void>> drop_previous(const receipt& r) override;
     std::string describe() const override;
+    net::awaitable<result<holding>> inspect() override;
 
   private:
     net::awaitable<result<http::response>> call(std::string method, std::string target,

@@ -16,6 +16,10 @@
 //   verified).
 // - drop_previous(r), after the revocation: removes the previous* fields (or
 //   disables older versions); refused when the place no longer holds r's key.
+// - inspect() reads what the place holds, writing nothing (`plan`,
+//   `inventory`): the fingerprints of its current and previous key, or
+//   `present == false` when there is no such place yet; a place keyrotd does
+//   not own is an error (code NOT_OWNED), as for put().
 // - Key material lives in memory only (the `secret` type); request and answer
 //   bodies that held it are wiped. Errors, describe() and receipts name the
 //   target and key fingerprints, never a key, secret or token.
@@ -60,6 +64,14 @@ struct receipt {
     bool written = false;  // false: the place already held it (nothing sent)
 };
 
+// What a place holds, read only. No key material: fingerprints.
+struct holding {
+    bool present = false;  // the place exists (and is keyrotd's)
+    std::string key;       // fingerprint of the current consumer key ("": none)
+    std::string previous;  // fingerprint of the previous one ("": none)
+    std::string version;   // resourceVersion | Vault version | Secret Manager version
+};
+
 class target {
   public:
     virtual ~target() = default;
@@ -68,6 +80,7 @@ class target {
     virtual net::awaitable<result<void>> drop_previous(const receipt& r) = 0;
     // "kubernetesSecret team-a/apigee-fleet": kind and place, never a value.
     virtual std::string describe() const = 0;
+    virtual net::awaitable<result<holding>> inspect() = 0;
 };
 
 }  // namespace keyrot::deliver

@@ -348,6 +348,46 @@ net::awaitable<result<void>> vault_target::verify(const receipt& r) {
     co_return result<void>{};
 }
 
+net::awaitable<result<holding>> vault_target::inspect() {
+    holding h;
+    auto meta = co_await call("GET", "/v1/" + place_.mount + "/metadata/" + place_.path, "");
+    if (!meta) co_return meta.err();
+    if (meta->status == 404) co_return h;
+    if (meta->status != 200)
+        co_return make_error(error::kind::http, describe() + ": metadata: " + describe_reply(*meta),
+                             meta->status);
+    if (!vault_owned(json::parse(meta->body, nullptr, false))) {
+        error e = make_error(error::kind::config,
+                             describe() + ": exists without custom_metadata managed-by=keyrotd");
+        e.code = "NOT_OWNED";
+        co_return e;
+    }
+    h.present = true;
+    auto got = co_await call("GET", "/v1/" + place_.mount + "/data/" + place_.path, "");
+    if (!got) co_return got.err();
+    if (got->status == 404) {  // marked, no live version (yet)
+        cleanse(got->body);
+        co_return h;
+    }
+    if (got->status != 200) {
+        cleanse(got->body);
+        co_return make_error(error::kind::http,
+                             describe() + ": read: HTTP " + std::to_string(got->status),
+                             got->status);
+    }
+    json j = parse_wiping(*got);
+    auto parsed = parse_kv_read(j);
+    wipe(j);
+    if (!parsed)
+        co_return make_error(error::kind::protocol, describe() + ": read: " + parsed.err().message);
+    const field_map f = our_fields(parsed->data);
+    wipe(parsed->data);
+    h.key = current_key_fingerprint(f);
+    h.previous = previous_key_fingerprint(f);
+    h.version = std::to_string(parsed->version);
+    co_return h;
+}
+
 net::awaitable<result<void>> vault_target::drop_previous(const receipt& r) {
     const std::string data_path = "/v1/" + place_.mount + "/data/" + place_.path;
     for (int attempt = 0; attempt < k_max_conflicts; ++attempt) {

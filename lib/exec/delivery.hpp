@@ -20,6 +20,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/asio.hpp"
 #include "common/duration.hpp"
@@ -37,6 +38,16 @@ struct delivered_key {
     millis expires_at = k_never;
 };
 
+// What one target of an app holds (inspect()): read only, fingerprints only.
+struct target_state {
+    std::string target;    // "kubernetesSecret team-a/apigee-fleet"
+    bool present = false;  // the place exists and is keyrotd's
+    std::string key;       // fingerprint of the current key it holds ("": none)
+    std::string previous;  // fingerprint of the previous key it holds ("": none)
+    std::string error;     // it could not be read, or is not keyrotd's (then the rest is empty)
+    std::string skipped;   // the app has no such target: why (an attribute it lacks)
+};
+
 class delivery {
   public:
     virtual ~delivery() = default;
@@ -47,6 +58,11 @@ class delivery {
                                                  const delivered_key* previous) = 0;
     virtual net::awaitable<result<void>> revoked(const app& a, const policy::policy& p,
                                                  const delivered_key& current) = 0;
+    // What every target of the app holds now, writing nothing (`plan`,
+    // `inventory`). An error for the whole app: its targets cannot be named
+    // (an attribute value outside the allow-list, a changed deliver section).
+    virtual net::awaitable<result<std::vector<target_state>>> inspect(const app& a,
+                                                                      const policy::policy& p) = 0;
 };
 
 }  // namespace keyrot::exec

@@ -312,7 +312,9 @@ net::awaitable<void> executor::feed(inventory_stream& stream, pipeline& pl,
             // worker reads the status and plans again.
             const bool learn =
                 pa.plan.skip_code == "developer-unknown" && pa.snapshot.developer_status.empty();
-            if (pa.plan.actions.empty() && !recover && !learn) {
+            // And one whose targets may still hold a revoked key (settle_delivery).
+            const bool settle = !unsettled(pa, opt).empty();
+            if (pa.plan.actions.empty() && !recover && !learn && !settle) {
                 tally(pa, counts, sum);
             } else {
                 pl.queue.push_back(std::move(pa));
@@ -582,7 +584,10 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
             }
             ++sum.actions_done;
         }
-        if (!wrote) co_return;
+        if (!wrote) {
+            co_await settle_delivery(pa, opt);
+            co_return;
+        }
         // Every write above was verified and its result kept in the snapshot;
         // only "generate", which rewrites the app itself, makes us read it again.
         if (!pa.reread) continue;
@@ -596,6 +601,62 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
         adopt(pa, std::move(fresh.value()));
     }
     pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), later);
+    co_await settle_delivery(pa, opt);
+}
+
+std::vector<const plan::key_view*> executor::unsettled(const planned_app& pa,
+                                                       const run_options& opt) const {
+    std::vector<const plan::key_view*> out;
+    if (!delivery_ || opt.dry_run || pa.policy->dry_run || pa.plan.skipped || pa.deletions_only)
+        return out;
+    if (!pa.plan.actions.empty() || !delivery_->wants(pa.snapshot, *pa.policy)) return out;
+    // The newest complete key: it replaces a key, has no successor yet, and
+    // the key it replaces no longer works (revoked, or gone from the listing).
+    for (const auto& k : pa.plan.keys) {
+        if (k.replaces.empty() || k.pending || !k.successor.empty()) continue;
+        if (k.state != plan::key_state::valid && k.state != plan::key_state::due) continue;
+        if (dropped_.count(k.fingerprint)) continue;
+        const bool predecessor_works =
+            std::any_of(pa.plan.keys.begin(), pa.plan.keys.end(), [&](const plan::key_view& o) {
+                return o.fingerprint == k.replaces &&
+                       (o.state == plan::key_state::valid || o.state == plan::key_state::due ||
+                        o.state == plan::key_state::overlap);
+            });
+        if (!predecessor_works) out.push_back(&k);
+    }
+    return out;
+}
+
+net::awaitable<void> executor::settle_delivery(planned_app& pa, const run_options& opt) {
+    // (copies: the plan is not replaced meanwhile, but a vector of pointers into it is fragile)
+    std::vector<plan::key_view> keys;
+    for (const plan::key_view* kp : unsettled(pa, opt)) keys.push_back(*kp);
+    for (const auto& k : keys) {
+        const credential* s = find_key(pa.snapshot, k.fingerprint);
+        if (s == nullptr) continue;
+        // Ask the targets first (no Apigee call): most often they are settled.
+        auto states = co_await delivery_->inspect(pa.snapshot, *pa.policy);
+        if (!states) co_return;
+        const bool settled =
+            std::all_of(states->begin(), states->end(), [&](const target_state& t) {
+                return !t.skipped.empty() ||
+                       (t.error.empty() && t.key == k.fingerprint && t.previous.empty());
+            });
+        if (settled) {
+            dropped_.insert(k.fingerprint);
+            continue;
+        }
+        if (opt.may_write && !opt.may_write()) co_return;  // not the leader any more
+        // The listing's keys carry no secret: read it as Apigee has it.
+        auto cur =
+            co_await api_.get_key(pa.snapshot.developer_email, pa.snapshot.name, s->consumer_key);
+        if (!cur) co_return;  // the next pass tries again
+        const delivered_key dk{k.fingerprint, s->consumer_key, cur->consumer_secret,
+                               cur->expires_at};
+        auto d = co_await delivery_->revoked(pa.snapshot, *pa.policy, dk);
+        delivered(pa, k.fingerprint, k.replaces, "drop", static_cast<bool>(d));
+        if (d) dropped_.insert(k.fingerprint);
+    }
 }
 
 net::awaitable<bool> executor::apply(planned_app& pa, const plan::action& act, const run_options&) {
@@ -941,6 +1002,7 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
             delivered_key cur{s->fingerprint, s->consumer_key, s->consumer_secret, s->expires_at};
             auto d = co_await delivery_->revoked(pa.snapshot, *pa.policy, cur);
             delivered(pa, succ_fp, act.key, "drop", static_cast<bool>(d));
+            if (d) dropped_.insert(succ_fp);
             if (!d)
                 fail(pa, succ_fp, act.key, "deliver (drop the revoked key): " + d.err().message);
         }

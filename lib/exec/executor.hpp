@@ -173,6 +173,14 @@ class executor {
                 bool late = false);
     bool fail(const planned_app& pa, const std::string& key, const std::string& replaces,
               std::string detail);
+    // After a pass left an app with nothing to do: when its newest key's
+    // predecessor is revoked or gone but the targets were never told (a crash
+    // after the revocation, a target down then), tell them now; once per
+    // successor per process.
+    net::awaitable<void> settle_delivery(planned_app& pa, const run_options& opt);
+    // The keys settle_delivery would look at (none: the app needs no worker for it).
+    std::vector<const plan::key_view*> unsettled(const planned_app& pa,
+                                                 const run_options& opt) const;
     // Tells the observer how a delivery to the app's targets went.
     void delivered(const planned_app& pa, const std::string& key, const std::string& replaces,
                    const char* stage, bool ok);
@@ -194,6 +202,9 @@ class executor {
     std::map<std::string, std::string> developer_status_;  // lower-case email → status, this pass
     millis wake_horizon_ = 0;                              // run_options::wake_horizon, this pass
     delivery* delivery_ = nullptr;
+    // Successors whose targets were told the key they replaced is gone
+    // (delivery::revoked succeeded) in this process: settle_delivery skips them.
+    std::set<std::string> dropped_;
 };
 
 }  // namespace keyrot::exec

@@ -5,7 +5,7 @@
 # faults across create -> deliver -> revoke. Every case against both emulator
 # profiles (lenient, and strict: docs/apigee-fidelity.md).
 set(_deliv_env "KEYROT_BUILD_DIR=${CMAKE_BINARY_DIR}")
-foreach(_case DeliveryTest VaultTest SecretManagerTest AllKindsTest ChaosTest)
+foreach(_case DeliveryTest VaultTest SecretManagerTest AllKindsTest InventoryTest ChaosTest)
     add_test(NAME delivery_${_case}
              COMMAND ${KEYROT_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/delivery_test.py ${_case})
     set_tests_properties(delivery_${_case} PROPERTIES LABELS integration TIMEOUT 120

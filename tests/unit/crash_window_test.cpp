@@ -365,6 +365,13 @@ class fake_delivery final : public exec::delivery {
         previous.clear();
         co_return result<void>{};
     }
+    net::awaitable<result<std::vector<exec::target_state>>> inspect(
+        const app&, const policy::policy&) override {
+        std::vector<exec::target_state> out(1);
+        out[0].target = "fake";
+        out[0].present = !key.empty();
+        co_return out;
+    }
 };
 
 TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {

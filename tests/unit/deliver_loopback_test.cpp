@@ -584,6 +584,9 @@ TEST_F(DeliverLoopback, SecretManagerRefusesASecretItDoesNotOwn) {
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.err().code, "NOT_OWNED");
     EXPECT_TRUE(server_.statuses("POST", ":addVersion").empty());
+    auto seen = run(t.inspect());  // read only: refused the same way
+    ASSERT_FALSE(seen.ok());
+    EXPECT_EQ(seen.err().code, "NOT_OWNED");
     server_.fail({{"path", "/secrets/apigee-other"}, {"mode", "status"}, {"status", 403}});
     secret_manager_target t2(*client_, google(), {"acme-prod", "apigee-other", {}});
     auto f = run(t2.put(make_payload(1, false)));
@@ -627,18 +630,38 @@ TEST_F(DeliverLoopback, FactoryDeliversToEveryTargetOfAnApp) {
     ASSERT_EQ(ts->targets.size(), 3u);
     ASSERT_EQ(ts->skipped.size(), 1u);
     EXPECT_NE(ts->skipped[0].find("x-{attr:absent}"), std::string::npos);
-    const payload p = make_payload(1, false);
+    // inspect() before anything is there: absent, nothing written.
+    for (auto& t : ts->targets) {
+        auto h = run(t->inspect());
+        ASSERT_TRUE(h.ok()) << t->describe() << ": " << h.err().describe();
+        EXPECT_FALSE(h->present) << t->describe();
+        EXPECT_EQ(h->key, "") << t->describe();
+    }
+    EXPECT_TRUE(server_.statuses("POST", "/secrets").empty());     // Secret, Secret Manager
+    EXPECT_TRUE(server_.statuses("POST", "/v1/secret/").empty());  // Vault (login aside)
+    EXPECT_TRUE(server_.statuses("PUT", "").empty());
+    EXPECT_TRUE(server_.statuses("PATCH", "").empty());
+    const payload p = make_payload(2, true);
     for (auto& t : ts->targets) {
         auto r = run(t->put(p));
         ASSERT_TRUE(r.ok()) << t->describe() << ": " << r.err().describe();
         EXPECT_TRUE(run(t->verify(*r)).ok()) << t->describe();
     }
+    // inspect() after: the current and previous keys' fingerprints, no key.
+    for (auto& t : ts->targets) {
+        auto h = run(t->inspect());
+        ASSERT_TRUE(h.ok()) << t->describe() << ": " << h.err().describe();
+        EXPECT_TRUE(h->present) << t->describe();
+        EXPECT_EQ(h->key, p.fingerprint()) << t->describe();
+        EXPECT_EQ(h->previous, p.previous_fingerprint()) << t->describe();
+        EXPECT_FALSE(h->version.empty()) << t->describe();
+    }
     const auto st = server_.state();
-    EXPECT_EQ(st["secrets"]["team-a/apigee-fleet"]["decoded"]["consumerKey"], key_of(1));
+    EXPECT_EQ(st["secrets"]["team-a/apigee-fleet"]["decoded"]["consumerKey"], key_of(2));
     EXPECT_EQ(st["vault"]["secret/apigee/ana@partner.example.com/fleet"]["versions"]["1"]["data"]
                 ["consumerKey"],
-              key_of(1));
-    EXPECT_EQ(st["sm"]["acme-prod/team-fleet"]["versions"][0]["payload"]["consumerKey"], key_of(1));
+              key_of(2));
+    EXPECT_EQ(st["sm"]["acme-prod/team-fleet"]["versions"][0]["payload"]["consumerKey"], key_of(2));
 
     // An attribute outside its prefix is an error for that app (the gate must hold).
     a.attributes = {{"target", "billing-db"}};
