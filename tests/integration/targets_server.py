@@ -52,7 +52,8 @@ Test hooks (no auth), JSON bodies:
                                    version with the same data; Secret Manager: a new etag), so
                                    the request meets a real 409 / check-and-set mismatch
                    "status"        answer {"status": S} (403, 429, 500, 503) in the service's
-                                   error shape, without carrying the request out
+                                   error shape, without carrying the request out; with
+                                   "retryAfter": N also a Retry-After: N header
                    "commit-close"  carry the request out, close the connection unanswered
   POST /__t/clear {}  drops every fault (those above and chaos)
   POST /__t/chaos {"rate": P, "seed": N, "lost": Q}  every service request (not hooks) fails
@@ -163,9 +164,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
-    def reply(self, code, body):
+    def reply(self, code, body, headers=None):
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         if body is not None:
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -224,7 +227,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        self.reply(code, body)
+        retry_after = fault.get("retryAfter") if fault and fault["mode"] == "status" else None
+        self.reply(code, body, {"Retry-After": str(retry_after)} if retry_after is not None else {})
 
     # ------------------------------------------------------------ faults and hooks
 

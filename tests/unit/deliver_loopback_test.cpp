@@ -595,6 +595,65 @@ TEST_F(DeliverLoopback, SecretManagerRefusesASecretItDoesNotOwn) {
     expect_clean(r.err().message + f.err().message);
 }
 
+// 429 with Retry-After (each service's rate limiting): a GET or PUT waits it
+// out and goes through; a POST fails (the gate holds) and goes through at the
+// next put, never twice.
+TEST_F(DeliverLoopback, TooManyRequestsIsWaitedOut) {
+    http::options o = options(server_.url());  // retries, as keyrotd's clients have
+    o.max_attempts = 3;
+    o.backoff_base = 10;
+    auto c = http::client::create(io_.get_executor(), o);
+    ASSERT_TRUE(c.ok());
+    server_.fail({{"path", "/secrets/apigee-fleet"},
+                  {"mode", "status"},
+                  {"status", 429},
+                  {"retryAfter", 1},
+                  {"count", 1}});
+    kubernetes_secret_target k(*c.value(), token_file_.string(),
+                               {"team-a", "apigee-fleet", {}, {}});
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = run(k.put(make_payload(1, false)));
+    ASSERT_TRUE(r.ok()) << r.err().describe();
+    EXPECT_EQ(server_.statuses("GET", "/secrets/apigee-fleet").front(), 429);
+    EXPECT_EQ(server_.statuses("POST", "/secrets"), std::vector<int>{201});
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(900))
+        << "Retry-After: 1 was not waited out";
+
+    server_.fail({{"path", "/v1/secret/data/apigee/fleet"},
+                  {"method", "POST"},
+                  {"mode", "status"},
+                  {"status", 429},
+                  {"retryAfter", 1},
+                  {"count", 1}});
+    auto auth = vault_auth::from_token_file(vault_token_file_.string());
+    vault_target v(*c.value(), *auth, {"secret", "apigee/fleet"});
+    // A POST is never repeated by the client (its answer might be lost after it
+    // took effect), 429 included: this put fails, naming the 429, and writes
+    // nothing; the gate holds and the next put goes through.
+    auto rv = run(v.put(make_payload(1, false)));
+    ASSERT_FALSE(rv.ok());
+    EXPECT_TRUE(rv.err().is_status(429)) << rv.err().describe();
+    EXPECT_EQ(server_.statuses("POST", "/v1/secret/data/apigee/fleet"), (std::vector<int>{429}));
+    rv = run(v.put(make_payload(1, false)));
+    ASSERT_TRUE(rv.ok()) << rv.err().describe();
+    EXPECT_EQ(server_.statuses("POST", "/v1/secret/data/apigee/fleet"),
+              (std::vector<int>{429, 200}));
+
+    server_.fail({{"path", ":addVersion"},
+                  {"mode", "status"},
+                  {"status", 429},
+                  {"retryAfter", 1},
+                  {"count", 1}});
+    secret_manager_target sm(*c.value(), google(), {"acme-prod", "apigee-fleet", {}});
+    auto rs = run(sm.put(make_payload(1, false)));
+    ASSERT_FALSE(rs.ok());
+    EXPECT_TRUE(rs.err().is_status(429)) << rs.err().describe();
+    rs = run(sm.put(make_payload(1, false)));
+    ASSERT_TRUE(rs.ok()) << rs.err().describe();
+    EXPECT_EQ(server_.statuses("POST", ":addVersion"), (std::vector<int>{429, 200}));
+    EXPECT_EQ(server_.state()["sm"]["acme-prod/apigee-fleet"]["versions"].size(), 1u);
+}
+
 // ---------------------------------------------------------------- the factory
 
 TEST_F(DeliverLoopback, FactoryDeliversToEveryTargetOfAnApp) {
