@@ -76,6 +76,18 @@ void adopt(planned_app& pa, app fresh) {
     pa.snapshot = std::move(fresh);
 }
 
+// The keys of an app keyrotd does not rotate that still work and will stop
+// (approved, in an approved app, with an expiry still ahead): key.expiring's
+// candidates. Keys that never expire are left out, to keep the summary small.
+void add_unmatched(const app& a, millis now, std::vector<unmatched_key>& out) {
+    if (a.status == "revoked") return;  // none of its keys works
+    for (const auto& c : a.credentials) {
+        if (c.status != "approved" || c.expires_at == k_never || c.expires_at <= now) continue;
+        out.push_back({a.app_group.empty() ? a.developer_email : std::string(), a.app_group, a.name,
+                       c.fingerprint, c.issued_at, c.expires_at, a.developer_status});
+    }
+}
+
 }  // namespace
 
 executor::executor(apigee::api& api, observer& obs, std::filesystem::path state_dir,
@@ -113,13 +125,15 @@ net::awaitable<result<inventory>> executor::read_inventory(const run_options& op
 
 std::vector<planned_app> executor::match(std::vector<app>& apps,
                                          const std::vector<policy::policy>& policies,
-                                         const run_options& opt) {
+                                         const run_options& opt,
+                                         std::vector<unmatched_key>* unmatched) {
     std::vector<planned_app> out;
     const millis now = clock_();
     for (auto& a : apps) {
         if (!a.app_group.empty()) {
             // Team (AppGroup) apps: not supported yet. Counted, never matched.
             if (opt.only_app.empty()) ++skipped_["team-app"];
+            if (unmatched) add_unmatched(a, now, *unmatched);
             continue;
         }
         // Developer e-mails compare without case, as Apigee's do; app names exactly.
@@ -131,7 +145,10 @@ std::vector<planned_app> executor::match(std::vector<app>& apps,
                 continue;
         }
         const policy::policy* p = plan::match_policy(a, policies);
-        if (p == nullptr) continue;
+        if (p == nullptr) {
+            if (unmatched) add_unmatched(a, now, *unmatched);
+            continue;
+        }
         planned_app pa;
         pa.plan = plan::plan_app(a, *p, now, opt.plan);
         pa.snapshot = std::move(a);
@@ -293,7 +310,11 @@ net::awaitable<void> executor::feed(inventory_stream& stream, pipeline& pl,
         }
         if (!page.value()) break;
         if (!deletions) sum.apps_seen += static_cast<int>(page.value()->size());
-        std::vector<planned_app> apps = match(*page.value(), policies, opt);
+        // Keys of apps no policy matches, from the approved listing of a pass
+        // over the whole organisation (the revoked phase's keys are slim).
+        std::vector<unmatched_key>* unmatched =
+            !deletions && opt.only_app.empty() && obs_.wants_keys() ? &sum.unmatched_keys : nullptr;
+        std::vector<planned_app> apps = match(*page.value(), policies, opt, unmatched);
         if (deletions) {
             // The revoked phase: apps seen already (or having revoked keys only).
             for (auto& pa : apps) restrict_to_deletions(pa);

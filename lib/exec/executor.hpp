@@ -113,9 +113,12 @@ class executor {
                                           const run_options& opt);
 
   private:
+    // The apps a policy matches, planned. With `unmatched`, also the working
+    // keys of the apps left out (no policy, or a team app), for key.expiring.
     std::vector<planned_app> match(std::vector<app>& apps,
                                    const std::vector<policy::policy>& policies,
-                                   const run_options& opt);
+                                   const run_options& opt,
+                                   std::vector<unmatched_key>* unmatched = nullptr);
     // For an app whose plan needs its developer's status: read it (once a pass
     // per developer) and plan again. False when it could not be read.
     net::awaitable<bool> learn_developer(planned_app& pa, const run_options& opt,

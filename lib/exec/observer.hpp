@@ -49,6 +49,22 @@ struct key_record {
     std::string developer_status;
 };
 
+// A working key (approved, expiring, not yet expired) of an app no policy
+// matches, or of a team (AppGroup) app: keyrotd never rotates it, but an
+// operator wants to hear before it stops working (key.expiring). Only what the
+// notifier needs, and only keys with an expiry, so a large organisation of
+// keys that never expire costs nothing.
+struct unmatched_key {
+    std::string developer;  // the app's developer email; empty for a team app
+    std::string team;       // the AppGroup of a team app; empty otherwise
+    std::string app;
+    std::string fingerprint;
+    millis issued_at = 0;
+    millis expires_at = k_never;
+    // As action_record::developer_status ("" for a team app).
+    std::string developer_status;
+};
+
 // An app whose plan changes at `at` (an action falls due): the daemon re-reads
 // just these apps between full passes (executor::run_apps).
 struct app_wake {
@@ -79,6 +95,9 @@ struct pass_summary {
     // Apps of a policy that list no key at all, not counting those keyrotd
     // leaves alone (`key` is empty); also only when the observer asked for keys.
     std::vector<key_record> keyless_apps;
+    // Working keys of apps no policy matches and of team apps, from a full
+    // pass's approved listing; also only when the observer asked for keys.
+    std::vector<unmatched_key> unmatched_keys;
     // counts by policy and state, and apps without a valid key by policy
     struct policy_counts {
         std::string policy;
