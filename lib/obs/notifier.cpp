@@ -56,6 +56,17 @@ millis stops_at(const exec::key_record& k, const std::vector<exec::key_record>& 
     return end == k_never ? revoke_at : std::min(end, revoke_at);
 }
 
+// The shortest lead time `end` is already within at `now`: one warning per
+// (key, lead), and a lead passed unseen is not sent late. None when `end` is
+// never, past, or beyond every lead.
+std::optional<millis> lead_reached(const std::vector<millis>& leads, millis end, millis now) {
+    if (end == k_never || end <= now) return std::nullopt;
+    std::optional<millis> lead;
+    for (const millis l : leads)
+        if (end - now <= l && (!lead || l < *lead)) lead = l;
+    return lead;
+}
+
 json sent_to_json(const std::map<std::string, std::tuple<std::string, std::string, millis>>& m) {
     json list = json::array();
     for (const auto& [id, v] : m) {
@@ -162,6 +173,8 @@ std::map<std::string, notify_policy> notify_policies(const policy::config& cfg,
         np.revoke = p.rotation.revoke;
         out[p.name] = std::move(np);
     }
+    // Keys no policy rotates: the config's lead times (policy names are never empty).
+    out[""].expiring_at = ncfg.expiring_at;
     return out;
 }
 
@@ -179,10 +192,7 @@ std::vector<notify::event_fields> expiring_events(
         const auto& app_keys = by_app[app_key(s.organization, k.developer, k.app)];
         const millis end = stops_at(k, app_keys, &pit->second);
         if (end == k_never || end <= now) continue;
-        // The shortest lead time already reached: one warning per (key, lead).
-        std::optional<millis> lead;
-        for (const millis l : pit->second.expiring_at)
-            if (end - now <= l && (!lead || l < *lead)) lead = l;
+        const auto lead = lead_reached(pit->second.expiring_at, end, now);
         if (!lead) continue;
         notify::event_fields f;
         f.type = notify::event_type::key_expiring;
@@ -193,6 +203,27 @@ std::vector<notify::event_fields> expiring_events(
         f.policy = k.policy;
         f.key = k.key.fingerprint;
         f.expires_at = end;
+        f.lead_time = *lead;
+        f.occurred_at = now;
+        out.push_back(std::move(f));
+    }
+    // Keys no policy rotates (apps no policy matches, team apps): their expiry,
+    // at the config's lead times; no policy, and a team app names its team.
+    const auto uit = policies.find(k_unmatched_policy);
+    if (uit == policies.end() || uit->second.expiring_at.empty()) return out;
+    for (const auto& k : s.unmatched_keys) {
+        if (k.developer.empty() == k.team.empty()) continue;  // exactly one owner
+        const auto lead = lead_reached(uit->second.expiring_at, k.expires_at, now);
+        if (!lead) continue;
+        notify::event_fields f;
+        f.type = notify::event_type::key_expiring;
+        f.organization = s.organization;
+        f.developer = k.developer;
+        f.team = k.team;
+        f.developer_status = k.team.empty() ? known_active(k.developer_status) : "";
+        f.app = k.app;
+        f.key = k.fingerprint;
+        f.expires_at = k.expires_at;
         f.lead_time = *lead;
         f.occurred_at = now;
         out.push_back(std::move(f));
@@ -511,6 +542,7 @@ void notifier::on_pass(const exec::pass_summary& s) {
             seen.insert(k.key.fingerprint);
             last_keys_[app_key(s.organization, k.developer, k.app)].push_back(k);
         }
+        for (const auto& k : s.unmatched_keys) seen.insert(k.fingerprint);
         // A key no longer listed is forgotten, once re-derivation could no
         // longer bring its events back (maxAge + the longest overlap).
         millis overlap = 0;

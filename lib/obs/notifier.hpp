@@ -12,9 +12,11 @@
 // - on_pass() (a full pass with its keys) publishes key.expiring for each key
 //   whose end (expiry, or scheduled revocation when that comes first) is within
 //   a lead time: one event per (key, lead), for the shortest lead not yet
-//   passed. It then forgets what it remembered about keys of that
-//   organisation the pass no longer saw, once published longer ago than
-//   max_age + the longest overlap (so re-derivation does not send them again).
+//   passed; also for the working keys of apps no policy matches and of team
+//   apps (their expiry, the config's lead times, no policy). It then forgets
+//   what it remembered about keys of that organisation the pass no longer
+//   saw, once published longer ago than max_age + the longest overlap (so
+//   re-derivation does not send them again).
 // - app.stranded: on_action() publishes one for a report whose reason is a
 //   revocation held by drift, or a key with no room for the lineage marker
 //   (plan::classify_report; the latter also makes its rotation.failed);
@@ -76,14 +78,20 @@ struct notify_policy {
     bool revoke = true;
 };
 
+// The entry of notify_policies() for keys no policy rotates (apps no policy
+// matches, team apps): the config's notify.expiringAt. Policy names are never empty.
+inline constexpr const char* k_unmatched_policy = "";
+
 // Per policy name: its lead times (notify.expiringAt of the policy, else the
-// config's), overlap and revoke.
+// config's), overlap and revoke; and k_unmatched_policy with the config's lead times.
 std::map<std::string, notify_policy> notify_policies(const policy::config& cfg,
                                                      const notify::config& ncfg);
 
 // The key.expiring events a full pass calls for at `now` (pure: no I/O).
-// Keys of apps without a developer (team apps) are left out: an event needs
-// its owner.
+// Keys of matched apps by their policy's lead times (keys of matched apps
+// without a developer are left out: an event needs its owner); keys no policy
+// rotates (pass_summary::unmatched_keys) by k_unmatched_policy's, their expiry
+// alone, with no policy and, for a team app, the team as owner.
 std::vector<notify::event_fields> expiring_events(
     const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies, millis now);
 

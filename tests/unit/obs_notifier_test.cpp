@@ -1,6 +1,6 @@
-// The notifier (docs/notifications.md): app.stranded "no valid key", the
-// events re-derived after a failover, developerStatus only for a developer
-// known active, and the audit log's tail replayed after a crash between an
+// The notifier (docs/notifications.md): app.stranded "no valid key",
+// key.expiring for keys no policy rotates, the events re-derived after a failover, developerStatus
+// only for a developer known active, and the audit log's tail replayed after a crash between an
 // audit record and its outbox write.
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "notify/config.hpp"
 #include "obs/audit.hpp"
 #include "obs/notifier.hpp"
 #include "obs/recorder.hpp"
@@ -386,4 +387,159 @@ TEST(NotifierReplay, ReportsAndFailures) {
                                              "app.stranded:" + std::string(B) + ":",
                                              "rotation.failed:" + std::string(B) + ":",
                                              "key.deleted:" + std::string(C) + ":active"}));
+}
+
+namespace {
+
+exec::unmatched_key unmatched(std::string app, std::string fp, millis expires,
+                              std::string team = "") {
+    exec::unmatched_key k;
+    if (team.empty()) {
+        k.developer = "dev@partner.example.com";
+        k.developer_status = "active";
+    }
+    k.team = std::move(team);
+    k.app = std::move(app);
+    k.fingerprint = std::move(fp);
+    k.issued_at = T0 - 60 * d;
+    k.expires_at = expires;
+    return k;
+}
+
+// The lead times notify_policies() gives keys no policy rotates.
+std::map<std::string, obs::notify_policy> with_unmatched(std::vector<millis> leads) {
+    auto p = policies(k_hour);
+    p[obs::k_unmatched_policy].expiring_at = std::move(leads);
+    return p;
+}
+
+}  // namespace
+
+TEST(NotifierUnmatched, ExpiringAtTheConfigLeadTimes) {
+    auto s = pass({});
+    s.unmatched_keys = {
+        unmatched("solo", A, T0 + 5 * d),                 // 7d
+        unmatched("shared", B, T0 + 20 * d, "ops-team"),  // 30d, a team app
+        unmatched("later", C, T0 + 60 * d),               // beyond every lead: none
+    };
+    auto unknown = unmatched("unknown", "dddddddddddddddd", T0 + 12 * k_hour);  // 1d
+    unknown.developer_status = "";
+    s.unmatched_keys.push_back(unknown);
+    const auto got = obs::expiring_events(s, with_unmatched({30 * d, 7 * d, d}), T0);
+    ASSERT_EQ(got.size(), 3u);
+    std::map<std::string, notify::event_fields> by_app;
+    for (const auto& e : got) by_app[e.app] = e;
+
+    const auto& solo = by_app.at("solo");
+    EXPECT_EQ(solo.type, notify::event_type::key_expiring);
+    EXPECT_EQ(solo.lead_time, 7 * d);
+    EXPECT_EQ(solo.expires_at, T0 + 5 * d);
+    EXPECT_EQ(solo.policy, "");
+    EXPECT_EQ(solo.developer, "dev@partner.example.com");
+    EXPECT_EQ(solo.developer_status, "active");
+    // The same id scheme as a policy's key.expiring: a key a policy later
+    // governs is not warned twice at the same lead time.
+    const auto ev = notify::make_event(solo);
+    ASSERT_TRUE(ev);
+    EXPECT_EQ(ev.value().id, notify::event_id("acme", "dev@partner.example.com", "solo", A,
+                                              notify::event_type::key_expiring, 7 * d));
+    EXPECT_EQ(ev.value().body.find("\"policy\""), std::string::npos) << ev.value().body;
+
+    const auto& team = by_app.at("shared");
+    EXPECT_EQ(team.lead_time, 30 * d);
+    EXPECT_EQ(team.team, "ops-team");
+    EXPECT_EQ(team.developer, "");
+    EXPECT_EQ(team.developer_status, "");  // no developer to mail
+    const auto tev = notify::make_event(team);
+    ASSERT_TRUE(tev);
+    EXPECT_EQ(tev.value().id, notify::event_id("acme", "team:ops-team", "shared", B,
+                                               notify::event_type::key_expiring, 30 * d));
+    EXPECT_NE(tev.value().body.find("\"team\":\"ops-team\""), std::string::npos)
+        << tev.value().body;
+
+    EXPECT_EQ(by_app.at("unknown").lead_time, d);
+    EXPECT_EQ(by_app.at("unknown").developer_status, "");  // not known active: no mail
+
+    // No lead times in the config (a policy's own do not apply): none.
+    EXPECT_TRUE(obs::expiring_events(s, policies(k_hour), T0).empty());
+    EXPECT_TRUE(obs::expiring_events(s, with_unmatched({}), T0).empty());
+}
+
+TEST(NotifierUnmatched, NotifyPoliciesGiveTheConfigLeadTimes) {
+    policy::config cfg;
+    policy::policy p;
+    p.name = "p";
+    p.notify_expiring_at = std::vector<millis>{14 * d};
+    cfg.policies.push_back(p);
+    notify::config ncfg;
+    ncfg.expiring_at = {30 * d, d};
+    const auto got = obs::notify_policies(cfg, ncfg);
+    EXPECT_EQ(got.at("p").expiring_at, std::vector<millis>{14 * d});
+    EXPECT_EQ(got.at(obs::k_unmatched_policy).expiring_at, (std::vector<millis>{30 * d, d}));
+}
+
+TEST(NotifierUnmatched, OncePerLeadWhileTheKeyIsListed) {
+    temp_dir dir;
+    std::vector<notify::event> published;
+    millis now = T0;
+    obs::notifier n(
+        [&published](const notify::event& e) {
+            published.push_back(e);
+            return notify::add_result{};
+        },
+        with_unmatched({30 * d, 7 * d}), dir.path / "notify-sent.json", nullptr,
+        [&now] { return now; });
+    auto s = pass({});
+    s.unmatched_keys = {unmatched("solo", A, T0 + 20 * d),
+                        unmatched("shared", B, T0 + 20 * d, "ops-team")};
+    n.on_pass(s);
+    ASSERT_EQ(published.size(), 2u);
+    n.on_pass(s);
+    EXPECT_EQ(published.size(), 2u);
+    // Ten days on, past maxAge + overlap: still listed, so still remembered.
+    now = T0 + 10 * d;
+    n.on_pass(s);
+    n.on_pass(s);
+    EXPECT_EQ(published.size(), 2u);
+    // Within 7 days: the next lead, once each.
+    now = T0 + 14 * d;
+    n.on_pass(s);
+    n.on_pass(s);
+    ASSERT_EQ(published.size(), 4u);
+    EXPECT_EQ(published[2].f.lead_time, 7 * d);
+    EXPECT_EQ(published[3].f.lead_time, 7 * d);
+    // A pass that failed to read the inventory neither warns nor forgets.
+    auto failed = s;
+    failed.error = "inventory: HTTP 503";
+    now = T0 + 19 * d;
+    n.on_pass(failed);
+    EXPECT_EQ(published.size(), 4u);
+}
+
+TEST(NotifierUnmatched, SinkFiltersOnPoliciesAndDevelopers) {
+    auto s = pass({});
+    s.unmatched_keys = {unmatched("solo", A, T0 + 5 * d),
+                        unmatched("shared", B, T0 + 5 * d, "ops-team")};
+    const auto got = obs::expiring_events(s, with_unmatched({7 * d}), T0);
+    ASSERT_EQ(got.size(), 2u);
+    const auto solo = notify::make_event(got[0]).value();
+    const auto team = notify::make_event(got[1]).value();
+    ASSERT_EQ(team.f.team, "ops-team");
+    notify::sink_filter all;
+    EXPECT_TRUE(notify::matches(all, solo));
+    EXPECT_TRUE(notify::matches(all, team));
+    // A sink that lists policies wants those policies' keys: no policy, no event.
+    notify::sink_filter by_policy;
+    by_policy.policies = {"p"};
+    EXPECT_FALSE(notify::matches(by_policy, solo));
+    EXPECT_FALSE(notify::matches(by_policy, team));
+    // Developer globs match a developer, never a team.
+    notify::sink_filter by_developer;
+    by_developer.developers = {"*@partner.example.com"};
+    EXPECT_TRUE(notify::matches(by_developer, solo));
+    EXPECT_FALSE(notify::matches(by_developer, team));
+    notify::sink_filter by_app;
+    by_app.apps = {"sha*"};
+    EXPECT_FALSE(notify::matches(by_app, solo));
+    EXPECT_TRUE(notify::matches(by_app, team));
 }
