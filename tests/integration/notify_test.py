@@ -16,6 +16,7 @@ import hmac
 import http.server
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -435,6 +436,116 @@ class FailoverTest(NotifyCase):
         self.assert_clean(b)
 
 
+def unmatched_seed():
+    """One app the policy matches (fresh-00, 60 days: no warning) and keys no
+    policy rotates: apps the policy's match leaves out, and a team (AppGroup)
+    app, which keyrotd never rotates."""
+    dev = seed()["developers"][0]["email"]
+    st = seed(due=0, fresh=1)
+
+    def app(name, key, expires, team=None):
+        a = {"name": name,
+             "credentials": [{"consumerKey": key, "consumerSecret": "S" * 24,
+                              "issuedAt": "-80d", "apiProducts": ["payments"]}]}
+        if expires:
+            a["credentials"][0]["expiresAt"] = expires
+        if team:
+            a["appGroup"] = team
+        else:
+            a["developerEmail"] = dev
+        return a
+
+    st["apps"] += [
+        app("manual-week", "MANUALkey%023d" % 0, "+5d"),   # within 7d
+        app("manual-soon", "MANUALkey%023d" % 1, "+12h"),  # within 1d
+        app("manual-later", "MANUALkey%023d" % 2, "+60d"),  # beyond every lead time
+        app("manual-gone", "MANUALkey%023d" % 3, "-2d"),   # expired already
+        app("manual-never", "MANUALkey%023d" % 4, None),   # never expires
+        app("shared-svc", "TEAMkey%025d" % 0, "+20d", team="ops"),  # within 30d
+    ]
+    return st
+
+
+class UnmatchedExpiringTest(NotifyCase):
+    """key.expiring for keys no policy rotates (apps the policies do not match,
+    team apps), at the config's notify.expiringAt: exactly one per key and lead
+    time, no policy, the team named for a team app; nothing again on a second
+    run; a fresh stateDir sends the same ids; a webhook that filters on
+    policies gets none."""
+
+    def keyrotd_at(self, state_dir, extra=""):
+        p = h.policy(lifetime="90d", overlap="1h", match={"apps": ["fresh-*"]})
+        return h.Keyrotd(self.dir, self.emu.url, [p], notify_config(self.rx.url, extra),
+                         state_dir=state_dir)
+
+    def test_unmatched_and_team_keys(self):
+        self.emu.stop()
+        os.remove(os.path.join(self.dir, "emulator.port"))
+        self.emu = h.Emulator(self.dir, unmatched_seed())
+        self.seed_secrets = self.all_secrets()
+        self.rx = Receiver(self.secret)
+        only_p = Receiver(self.secret)
+        try:
+            extra = ("    - name: only-p\n      url: %s\n      secretFiles: [whsec]\n"
+                     "      timeout: 3s\n      policies: [p]\n" % only_p.url)
+            k = self.keyrotd_at("./state", extra)
+            r = k.run("once", timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            got = self.rx.events()
+            for g, e in got:
+                self.assertTrue(g["ok"], g["headers"])
+                self.assertEqual(g["headers"]["webhook-id"], e["data"]["id"])
+            expiring = [(g, e["data"]) for g, e in got if e["type"] == "key.expiring"]
+            self.assertEqual(len(got), len(expiring), got)  # nothing else happens here
+            pairs = sorted((d["app"], d["leadTime"]) for _, d in expiring)
+            self.assertEqual(pairs, [("manual-soon", "1d"), ("manual-week", "7d"),
+                                     ("shared-svc", "30d")], expiring)
+            by_app = {d["app"]: d for _, d in expiring}
+            dev = seed()["developers"][0]["email"]
+            now = h.now_ms()
+            for app, key, days in (("manual-week", "MANUALkey%023d" % 0, 5),
+                                   ("manual-soon", "MANUALkey%023d" % 1, 0.5),
+                                   ("shared-svc", "TEAMkey%025d" % 0, 20)):
+                d = by_app[app]
+                self.assertEqual(d["key"], h.fp(key))
+                self.assertNotIn("policy", d)  # no policy rotates it
+                self.assertEqual(d["organization"], "demo")
+                self.assertLessEqual(abs(now + days * 86400 * 1000 - iso_ms(d["expiresAt"])),
+                                     120 * 1000, d)
+            for app in ("manual-week", "manual-soon"):
+                self.assertEqual(by_app[app]["developer"], dev)
+                # Known only from the developer list (no read for a key no
+                # policy rotates); the strict profile's list names emails only.
+                self.assertEqual(by_app[app].get("developerStatus"),
+                                 None if h.PROFILE == "strict" else "active")
+                self.assertNotIn("team", by_app[app])
+            team = by_app["shared-svc"]
+            self.assertEqual(team["team"], "ops")
+            self.assertNotIn("developer", team)
+            self.assertNotIn("developerStatus", team)
+            # A filter on policies names policies' keys: these have none.
+            self.assertEqual(only_p.events(), [])
+            first = sorted((d["app"], g["headers"]["webhook-id"]) for g, d in expiring)
+
+            # Again: the same lead times, nothing sent twice.
+            n = len(got)
+            r = k.run("once", timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(self.rx.events()[n:], [])
+            self.assert_clean(k)
+
+            # A fresh disk (a failover's new leader): the same warnings, same ids.
+            b = self.keyrotd_at("./state-b")
+            r = b.run("once", timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            again = sorted((e["data"]["app"], g["headers"]["webhook-id"])
+                           for g, e in self.rx.events()[n:])
+            self.assertEqual(again, first)
+            self.assert_clean(b)
+        finally:
+            only_p.stop()
+
+
 # ---- email (docs/notifications.md, "Email") ---------------------------------
 
 INACTIVE = "gone@former-partner.example.com"
@@ -601,6 +712,66 @@ class EmailUnknownStatusTest(EmailCase):
         dev = seed()["developers"][0]["email"]
         mine = sorted(mail_of(m)[0]["X-Keyrotd-Event"] for m in got if dev in m["rcpt"])
         self.assertEqual(mine, ["key.expiring", "key.rotated"])
+        self.assert_clean_mail(k)
+
+
+class EmailUnmatchedTest(EmailCase):
+    """key.expiring for keys no policy rotates, by mail: the active developer of
+    an app no policy matches gets it (with the fixed address as a blind copy);
+    a team app's and an inactive developer's go to the fixed address alone."""
+
+    def seed_more(self, st):
+        dev = seed()["developers"][0]["email"]
+        for owner, name, key, expires in ((dev, "manual-week", "MANUALkey%023d" % 0, "+5d"),
+                                          (INACTIVE, "legacy-manual", "MANUALkey%023d" % 1,
+                                           "+5d"),
+                                          (None, "shared-svc", "TEAMkey%025d" % 0, "+20d")):
+            a = {"name": name,
+                 "credentials": [{"consumerKey": key, "consumerSecret": "S" * 24,
+                                  "issuedAt": "-80d", "expiresAt": expires,
+                                  "apiProducts": ["payments"]}]}
+            if owner:
+                a["developerEmail"] = owner
+            else:
+                a["appGroup"] = "ops"
+            st["apps"].append(a)
+
+    def keyrotd(self, extra_config):
+        p = h.policy(lifetime="90d", overlap="1h", match={"apps": ["due-*", "fresh-*", "legacy"]})
+        return h.Keyrotd(self.dir, self.emu.url, [p], extra_config)
+
+    def test_unmatched_mail(self):
+        k = self.keyrotd(email_config(self.smtp.url(),
+                                      sink_extra="      to: [ops@api.example.com]\n"))
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.smtp.got()
+        by_app = {}
+        for m in got:
+            msg, text = mail_of(m)
+            app = re.search(r"^  App: +(\S+)", text, re.M).group(1)
+            if app in ("manual-week", "legacy-manual", "shared-svc"):
+                self.assertNotIn(app, by_app, "one mail per event")
+                by_app[app] = (m["rcpt"], msg, text)
+        self.assertEqual(sorted(by_app), ["legacy-manual", "manual-week", "shared-svc"],
+                         [mail_of(m)[0]["Subject"] for m in got])
+        for app, (rcpt, msg, text) in by_app.items():
+            self.assertEqual(msg["X-Keyrotd-Event"], "key.expiring", app)
+            self.assertNotIn("Policy:", text)
+        dev = seed()["developers"][0]["email"]
+        # The developer list of the strict profile names emails only: then the
+        # developer is not known active and is not mailed.
+        want = ["ops@api.example.com"] if h.PROFILE == "strict" else [dev, "ops@api.example.com"]
+        self.assertEqual(sorted(by_app["manual-week"][0]), sorted(want))
+        self.assertEqual(by_app["legacy-manual"][0], ["ops@api.example.com"])
+        self.assertEqual(by_app["shared-svc"][0], ["ops@api.example.com"])
+        self.assertIn("Team:         ops", by_app["shared-svc"][2])
+        self.assertNotIn(INACTIVE, self.smtp.rcpts_seen)
+        # Again: nothing new.
+        n = len(got)
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.smtp.got()), n)
         self.assert_clean_mail(k)
 
 
