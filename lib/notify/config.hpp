@@ -2,7 +2,8 @@
 // (the YAML loader converts and calls parse_config).
 //
 //   notify:
-//     expiringAt: [30d, 7d, 1d]   # lead times of key.expiring; default none
+//     expiringAt: [30d, 7d, 1d]   # lead times of key.expiring (also of keys no policy
+//                                 # rotates: apps no policy matches, team apps); default none
 //     maxAge: 3d                  # give up on an event this long after it was recorded
 //     outboxMax: 10000            # undelivered events kept; more are refused, loudly
 //     webhooks:
@@ -103,7 +104,9 @@ struct email_config {
 };
 
 struct config {
-    std::vector<millis> expiring_at;  // descending, no duplicates
+    // descending, no duplicates; a policy's own replace them for its keys, keys no
+    // policy rotates always use these
+    std::vector<millis> expiring_at;
     millis max_age = 3 * k_day;
     std::size_t outbox_max = 10000;
     std::vector<webhook_config> webhooks;
