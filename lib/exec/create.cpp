@@ -1,0 +1,288 @@
+// The executor's successor-making part: a key imported or generated, then
+// completed (products, statuses, scopes, final marker), and the generate
+// journal's recovery (docs/rotation.md).
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "apigee/api.hpp"
+#include "common/fingerprint.hpp"
+#include "common/text.hpp"
+#include "exec/executor.hpp"
+#include "exec/executor_detail.hpp"
+#include "exec/inventory.hpp"
+#include "exec/keygen.hpp"
+
+namespace keyrot::exec {
+
+using namespace detail;
+
+net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action& act) {
+    const std::string& dev = pa.snapshot.developer_email;
+    const std::string& name = pa.snapshot.name;
+    apigee::new_key nk;
+    nk.consumer_key = random_token(48);
+    nk.consumer_secret = random_token(48);
+    const millis now = clock_();
+    nk.expires_in_seconds =
+        act.expires_at == k_never ? k_never : std::max<millis>(1, (act.expires_at - now) / 1000);
+    // Attributes and the pending marker in the create; no scopes: a key without
+    // products may refuse them (docs/apigee-fidelity.md). complete() sets them.
+    nk.attributes = with_marker(act.spec.attributes, k_pending_prefix + act.key);
+    const std::string fp = fingerprint(nk.consumer_key);
+
+    const intent in = make_intent(pa, "created", fp, act.key, created_detail(act), act.late);
+    const bool began = co_await begin(pa, in);
+    if (!began) co_return false;
+    auto created = co_await api_.create_key(dev, name, nk);
+    if (!created) {
+        // A key that was never created is named nowhere (no fingerprint of it
+        // in the log or the audit record): the record names the old key only.
+        if (!maybe_applied(created.err()) && !created.err().is_status(409)) {
+            co_await intents_.remove(in);
+            co_return fail(pa, "", act.key, "create key: " + created.err().describe());
+        }
+        // It may exist after all: read it back instead of creating another.
+        auto back = co_await api_.get_key(dev, name, nk.consumer_key);
+        if (!back) {
+            // Absent, or not known: either way the record names no new key. If
+            // it was created after all, its intent and pending marker make the
+            // next pass find it, audit it and complete it.
+            const bool absent = back.err().is_status(404);
+            if (absent) co_await intents_.remove(in);
+            co_return fail(pa, "", act.key,
+                           "create key: " + created.err().describe() +
+                               (absent ? "; not created (the read-back finds no such key)"
+                                       : "; read-back failed too: " + back.err().describe()) +
+                               ", the next pass starts over");
+        }
+        created = std::move(back);
+    }
+    credential s = std::move(created.value());
+    s.fingerprint = fp;
+    s.consumer_key = nk.consumer_key;
+    const std::string* mark = find_attribute(s.attributes, k_marker_attribute);
+    if (mark == nullptr || *mark != k_pending_prefix + act.key || s.status != "approved")
+        co_return fail(pa, fp, act.key, "created key does not read back as a pending successor");
+    const bool finished = co_await finish(pa, in);
+    if (!finished) co_return false;
+    co_return co_await complete(pa, std::move(s), act.spec, act.key);
+}
+
+net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::action& act) {
+    const std::string& dev = pa.snapshot.developer_email;
+    const std::string& name = pa.snapshot.name;
+    const credential* old = find_key(pa.snapshot, act.key);
+    if (old == nullptr) co_return fail(pa, "", act.key, "old key vanished");
+    std::vector<std::string> products;
+    for (const auto& p : old->products) products.push_back(p.name);
+
+    // Read the app right before: the body must repeat everything it holds.
+    auto before = co_await api_.get_app(dev, name);
+    if (!before)
+        co_return fail(pa, "", act.key, "read app before generate: " + before.err().describe());
+    journal_entry je{pa.snapshot.organization, dev, name, act.key, {}, clock_()};
+    for (const auto& c : before->credentials) je.known.push_back(c.fingerprint);
+    const bool journaled = co_await journal_.write(je);
+    if (!journaled)
+        co_return fail(pa, "", act.key,
+                       "cannot write the generate journal (" + store_.describe() + ")");
+
+    app body = before.value();
+    body.api_products = products;
+    body.scopes = act.spec.scopes;
+    const millis now = clock_();
+    body.key_expires_in = act.expires_at == k_never ? k_never : act.expires_at - now;
+    pa.reread = true;  // the app itself is rewritten: re-read it before planning again
+    auto after = co_await api_.generate_key(dev, body);
+    if (!after) {
+        if (!maybe_applied(after.err())) {
+            co_await journal_.remove(pa.snapshot.organization, dev, name);
+            co_return fail(pa, "", act.key, "generate key: " + after.err().describe());
+        }
+        after = co_await api_.get_app(dev, name);
+        if (!after)
+            co_return fail(pa, "", act.key, "read app after generate: " + after.err().describe());
+    }
+    // The new key is the one the journal did not know.
+    const credential* fresh = nullptr;
+    for (const auto& c : after->credentials) {
+        if (std::find(je.known.begin(), je.known.end(), c.fingerprint) == je.known.end() &&
+            find_attribute(c.attributes, k_marker_attribute) == nullptr)
+            fresh = &c;
+    }
+    bool ok = true;
+    if (sorted(after->attributes) != sorted(before->attributes) ||
+        after->callback_url != before->callback_url) {
+        // Trap 1: generate replaced the app's attributes or callback URL. Put them back.
+        auto restored = co_await api_.update_app(dev, before.value());
+        ok = false;
+        fail(pa, fresh ? fresh->fingerprint : "", act.key,
+             std::string("generate changed the app's attributes or callback URL; ") +
+                 (restored ? "restored them" : "restoring FAILED: " + restored.err().describe()));
+    }
+    if (fresh == nullptr) {
+        co_await journal_.remove(pa.snapshot.organization, dev, name);
+        co_return fail(pa, "", act.key, "generate: no new key found; the next pass starts over");
+    }
+    credential s = *fresh;
+    const intent in =
+        make_intent(pa, "created", s.fingerprint, act.key, created_detail(act), act.late);
+    const bool began = co_await begin(pa, in);
+    if (!began) co_return false;
+    auto marked =
+        co_await api_.update_key(dev, name, s.consumer_key, {},
+                                 with_marker(std::vector<attribute>{}, k_pending_prefix + act.key));
+    if (!marked)
+        co_return fail(pa, s.fingerprint, act.key, "mark new key: " + marked.err().describe());
+    co_await journal_.remove(pa.snapshot.organization, dev, name);
+    s.attributes = marked->attributes;
+    s.products = marked->products;
+    const bool finished = co_await finish(pa, in);
+    if (!finished) co_return false;
+    const bool completed = co_await complete(pa, std::move(s), act.spec, act.key);
+    co_return ok&& completed;
+}
+
+net::awaitable<bool> executor::recover_journal(planned_app& pa) {
+    const auto& a = pa.snapshot;
+    auto je = journal_.read(a.organization, a.developer_email, a.name);
+    if (!je) co_return true;
+    pa.current = plan::action_kind::create_successor;
+    // A key that appeared after the entry is the successor: without a marker
+    // (the crash prevented it) it gets one; with ours (the marking took effect
+    // but its answer was lost) it only needs its audit record.
+    for (const auto& c : a.credentials) {
+        if (std::find(je->known.begin(), je->known.end(), c.fingerprint) != je->known.end())
+            continue;
+        if (c.issued_at + 5 * k_minute < je->ts) continue;
+        const std::string* mark = find_attribute(c.attributes, k_marker_attribute);
+        if (mark != nullptr && *mark != k_pending_prefix + je->replaces && *mark != je->replaces)
+            continue;  // someone else's successor
+        if (mark == nullptr) {
+            auto marked = co_await api_.update_key(
+                a.developer_email, a.name, c.consumer_key, {},
+                with_marker(c.attributes, k_pending_prefix + je->replaces));
+            if (!marked) {
+                // Keep the entry and leave the app alone this pass: going on would
+                // make a second successor while this one is still unmarked.
+                co_return fail(pa, c.fingerprint, je->replaces,
+                               "journal recovery: " + marked.err().describe());
+            }
+        }
+        // A crash may have left the record already (via an intent, this pass or
+        // an earlier one): never twice.
+        if (!journal_checked_audit_) {
+            for (auto& e : recently_audited()) audited_.insert(e);
+            journal_checked_audit_ = true;
+        }
+        if (!audited_.count({"created", c.fingerprint}))
+            record(pa, "created", c.fingerprint, je->replaces,
+                   "recovered from the generate journal");
+        break;
+    }
+    co_await journal_.remove(a.organization, a.developer_email, a.name);
+    auto fresh = co_await api_.get_app(a.developer_email, a.name);
+    if (!fresh)
+        co_return fail(pa, "", je->replaces,
+                       "re-read after journal recovery: " + fresh.err().describe());
+    adopt(pa, std::move(fresh.value()));
+    pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), {});
+    co_return true;
+}
+
+net::awaitable<bool> executor::complete(planned_app& pa, credential s,
+                                        const plan::successor_spec& spec,
+                                        const std::string& replaces) {
+    const std::string& dev = pa.snapshot.developer_email;
+    const std::string& name = pa.snapshot.name;
+    const std::string fp = s.fingerprint;
+    const secret key = s.consumer_key;
+
+    // 1. Products the old key has, added (Apigee sets approved or pending).
+    std::vector<std::string> missing;
+    for (const auto& p : spec.products)
+        if (product_status(s, p.name).empty()) missing.push_back(p.name);
+    if (!missing.empty()) {
+        // The complete attribute list rides along: an update may replace the
+        // attributes with those sent, or wipe them when none are sent.
+        auto r = co_await api_.update_key(dev, name, key, missing, s.attributes);
+        if (!r) co_return fail(pa, fp, replaces, "add products: " + r.err().describe());
+        s.products = r->products;
+        if (!keeps_marker(*r))
+            co_return fail(pa, fp, replaces,
+                           "the lineage marker does not read back after adding products");
+        for (const auto& m : missing)
+            if (product_status(s, m).empty())
+                co_return fail(pa, fp, replaces, "product " + m + " missing after adding it");
+    }
+    // 2. Each product's status mirrored, never wider (trap 3): a pending the API
+    //    cannot set becomes revoked.
+    bool changed = false;
+    for (const auto& p : spec.products) {
+        const std::string actual = product_status(s, p.name);
+        bool approve = false, revoke = false;
+        if (p.status == "approved" && actual != "approved") approve = true;
+        if (p.status == "revoked" && actual != "revoked") revoke = true;
+        if (p.status == "pending" && actual == "approved") revoke = true;
+        if (p.status != "approved" && p.status != "revoked" && p.status != "pending" &&
+            actual == "approved")
+            revoke = true;  // an unknown status is never widened
+        if (!approve && !revoke) continue;
+        auto r = co_await api_.set_key_product_status(dev, name, key, p.name, approve);
+        if (!r)
+            co_return fail(pa, fp, replaces, "set status of " + p.name + ": " + r.err().describe());
+        changed = true;
+    }
+    if (changed) {
+        auto back = co_await api_.get_key(dev, name, key);
+        if (!back)
+            co_return fail(pa, fp, replaces,
+                           "read back product statuses: " + back.err().describe());
+        s.products = back->products;
+        for (const auto& p : spec.products) {
+            const std::string actual = product_status(s, p.name);
+            const bool good = p.status == "approved" ? actual == "approved"
+                                                     : actual == "revoked" || actual == "pending";
+            if (!good)
+                co_return fail(
+                    pa, fp, replaces,
+                    "product " + p.name + " reads back " + actual + ", wanted " + p.status);
+        }
+    }
+    // 3. Scopes.
+    if (sorted(s.scopes) != sorted(spec.scopes)) {
+        auto r = co_await api_.replace_key_scopes(dev, name, key, spec.scopes, s.attributes);
+        if (!r) co_return fail(pa, fp, replaces, "set scopes: " + r.err().describe());
+        if (sorted(r->scopes) != sorted(spec.scopes))
+            co_return fail(pa, fp, replaces, "scopes do not read back as set");
+        if (!keeps_marker(*r))
+            co_return fail(pa, fp, replaces,
+                           "the lineage marker does not read back after setting scopes");
+    }
+    // 4. Last, the final marker with the old key's attributes: now it is complete.
+    const intent in =
+        make_intent(pa, "completed", fp, replaces,
+                    "products, statuses, scopes and attributes copied; marker final", false);
+    const bool began = co_await begin(pa, in);
+    if (!began) co_return false;
+    auto r = co_await api_.update_key(dev, name, key, {}, spec.attributes);
+    if (!r && maybe_applied(r.err())) r = co_await api_.get_key(dev, name, key);  // took effect?
+    if (!r) co_return fail(pa, fp, replaces, "write final marker: " + r.err().describe());
+    if (sorted(r->attributes) != sorted(spec.attributes))
+        co_return fail(pa, fp, replaces, "attributes do not read back as written");
+    keep(pa, std::move(r.value()), key);
+    const bool finished = co_await finish(pa, in);
+    if (finished && delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
+        // At the start of the overlap; the revocation gate retries a failure.
+        auto d = co_await deliver(pa, fp, replaces);
+        delivered(pa, fp, replaces, "overlap", static_cast<bool>(d));
+        if (!d) fail(pa, fp, replaces, "deliver: " + d.err().message);
+    }
+    co_return finished;
+}
+
+}  // namespace keyrot::exec

@@ -1,0 +1,90 @@
+// Helpers the executor's parts share (executor.cpp: passes; create.cpp:
+// import, generate, complete; retire.cpp: revoke, deliver, delete;
+// audit_trail.cpp: intents and records). Internal to lib/exec.
+#pragma once
+
+#include <algorithm>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "common/model.hpp"
+#include "common/result.hpp"
+#include "exec/executor.hpp"
+
+namespace keyrot::exec::detail {
+
+inline const credential* find_key(const app& a, const std::string& fp) {
+    for (const auto& c : a.credentials)
+        if (c.fingerprint == fp) return &c;
+    return nullptr;
+}
+
+inline std::string product_status(const credential& c, const std::string& product) {
+    for (const auto& p : c.products)
+        if (p.name == product) return p.status;
+    return "";
+}
+
+template <typename T>
+inline std::vector<T> sorted(std::vector<T> v) {
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+        if constexpr (std::is_same_v<T, attribute>)
+            return std::tie(a.name, a.value) < std::tie(b.name, b.value);
+        else
+            return a < b;
+    });
+    return v;
+}
+
+// Whether a failed write may have taken effect, so that reading back is the
+// only way to know (docs/apigee-api.md, trap 4).
+inline bool maybe_applied(const error& e) {
+    return e.what == error::kind::network || (e.what == error::kind::http && e.status >= 500);
+}
+
+inline std::vector<attribute> with_marker(std::vector<attribute> attrs, const std::string& value) {
+    for (auto& a : attrs) {
+        if (a.name == k_marker_attribute) {
+            a.value = value;
+            return attrs;
+        }
+    }
+    attrs.push_back({k_marker_attribute, value});
+    return attrs;
+}
+
+// A `created` record: why, and when the new key expires.
+inline std::string created_detail(const plan::action& act) {
+    return act.reason + "; the new key expires " +
+           (act.expires_at == k_never ? std::string("never") : format_time(act.expires_at));
+}
+
+// Whether a key as Apigee answered a write still carries keyrotd's lineage marker.
+inline bool keeps_marker(const credential& c) {
+    return find_attribute(c.attributes, k_marker_attribute) != nullptr;
+}
+
+// A re-read app replaces the snapshot; what only the org list and the developer
+// list tell (organisation, developer email and status) is kept.
+inline void adopt(planned_app& pa, app fresh) {
+    fresh.organization = pa.snapshot.organization;
+    fresh.developer_email = pa.snapshot.developer_email;
+    fresh.developer_status = pa.snapshot.developer_status;
+    pa.snapshot = std::move(fresh);
+}
+
+// The keys of an app keyrotd does not rotate that still work and will stop
+// (approved, in an approved app, with an expiry still ahead): key.expiring's
+// candidates. Keys that never expire are left out, to keep the summary small.
+inline void add_unmatched(const app& a, millis now, std::vector<unmatched_key>& out) {
+    if (a.status == "revoked") return;  // none of its keys works
+    for (const auto& c : a.credentials) {
+        if (c.status != "approved" || c.expires_at == k_never || c.expires_at <= now) continue;
+        out.push_back({a.app_group.empty() ? a.developer_email : std::string(), a.app_group, a.name,
+                       c.fingerprint, c.issued_at, c.expires_at, a.developer_status});
+    }
+}
+
+}  // namespace keyrot::exec::detail

@@ -1,0 +1,199 @@
+// The executor's retiring part: revocation (behind the delivery gate),
+// deletion, and delivery to the targets (docs/delivery.md).
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "apigee/api.hpp"
+#include "common/fingerprint.hpp"
+#include "common/text.hpp"
+#include "exec/executor.hpp"
+#include "exec/executor_detail.hpp"
+#include "exec/inventory.hpp"
+#include "exec/keygen.hpp"
+
+namespace keyrot::exec {
+
+using namespace detail;
+
+std::vector<const plan::key_view*> executor::unsettled(const planned_app& pa,
+                                                       const run_options& opt) const {
+    std::vector<const plan::key_view*> out;
+    if (!delivery_ || opt.dry_run || pa.policy->dry_run || pa.plan.skipped || pa.deletions_only)
+        return out;
+    if (!pa.plan.actions.empty() || !delivery_->wants(pa.snapshot, *pa.policy)) return out;
+    // The newest complete key: it replaces a key, has no successor yet, and
+    // the key it replaces no longer works (revoked, or gone from the listing).
+    for (const auto& k : pa.plan.keys) {
+        if (k.replaces.empty() || k.pending || !k.successor.empty()) continue;
+        if (k.state != plan::key_state::valid && k.state != plan::key_state::due) continue;
+        if (dropped_.count(k.fingerprint)) continue;
+        const bool predecessor_works =
+            std::any_of(pa.plan.keys.begin(), pa.plan.keys.end(), [&](const plan::key_view& o) {
+                return o.fingerprint == k.replaces &&
+                       (o.state == plan::key_state::valid || o.state == plan::key_state::due ||
+                        o.state == plan::key_state::overlap);
+            });
+        if (!predecessor_works) out.push_back(&k);
+    }
+    return out;
+}
+
+net::awaitable<void> executor::settle_delivery(planned_app& pa, const run_options& opt) {
+    // (copies: the plan is not replaced meanwhile, but a vector of pointers into it is fragile)
+    std::vector<plan::key_view> keys;
+    for (const plan::key_view* kp : unsettled(pa, opt)) keys.push_back(*kp);
+    for (const auto& k : keys) {
+        const credential* s = find_key(pa.snapshot, k.fingerprint);
+        if (s == nullptr) continue;
+        // Ask the targets first (no Apigee call): most often they are settled.
+        auto states = co_await delivery_->inspect(pa.snapshot, *pa.policy);
+        if (!states) co_return;
+        const bool settled =
+            std::all_of(states->begin(), states->end(), [&](const target_state& t) {
+                return !t.skipped.empty() ||
+                       (t.error.empty() && t.key == k.fingerprint && t.previous.empty());
+            });
+        if (settled) {
+            dropped_.insert(k.fingerprint);
+            continue;
+        }
+        if (opt.may_write && !opt.may_write()) co_return;  // not the leader any more
+        // The listing's keys carry no secret: read it as Apigee has it.
+        auto cur =
+            co_await api_.get_key(pa.snapshot.developer_email, pa.snapshot.name, s->consumer_key);
+        if (!cur) co_return;  // the next pass tries again
+        const delivered_key dk{k.fingerprint, s->consumer_key, cur->consumer_secret,
+                               cur->expires_at};
+        auto d = co_await delivery_->revoked(pa.snapshot, *pa.policy, dk);
+        delivered(pa, k.fingerprint, k.replaces, "drop", static_cast<bool>(d));
+        if (d) dropped_.insert(k.fingerprint);
+    }
+}
+
+net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) {
+    const std::string& dev = pa.snapshot.developer_email;
+    const std::string& name = pa.snapshot.name;
+    const credential* k = find_key(pa.snapshot, act.key);
+    if (k == nullptr) co_return fail(pa, act.key, act.replaces, "key to revoke vanished");
+    const secret key = k->consumer_key;
+    std::string detail = act.reason;
+    if (act.replaces.empty()) {
+        // An old key: its successor must be valid at this moment, not just at inventory time.
+        std::string succ_fp;
+        for (const auto& v : pa.plan.keys)
+            if (v.fingerprint == act.key) succ_fp = v.successor;
+        const credential* s = find_key(pa.snapshot, succ_fp);
+        if (s == nullptr) co_return fail(pa, act.key, "", "no successor to check before revoking");
+        auto now_s = co_await api_.get_key(dev, name, s->consumer_key);
+        if (!now_s) co_return fail(pa, act.key, "", "check successor: " + now_s.err().describe());
+        if (!plan::key_valid(now_s.value(), clock_()))
+            co_return fail(pa, act.key, "",
+                           "successor " + succ_fp + " is not valid now; not revoked");
+        // The gate: every target holds the successor, verified, before the old key goes.
+        if (delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
+            auto d = co_await deliver(pa, succ_fp, act.key, &now_s.value());
+            delivered(pa, succ_fp, act.key, "gate", static_cast<bool>(d));
+            if (!d) {
+                ++pa.revocations_held;
+                pa.held_expiry = earliest(pa.held_expiry, k->expires_at);
+            }
+            if (!d)
+                co_return fail(pa, act.key, "",
+                               "revocation held: successor " + succ_fp +
+                                   " is not delivered: " + d.err().message);
+            detail += "; successor " + succ_fp + " delivered and verified";
+        }
+    }
+    const intent in = make_intent(pa, "revoked", act.key, act.replaces, detail, false);
+    const bool began = co_await begin(pa, in);
+    if (!began) co_return false;
+    auto r = co_await api_.set_key_status(dev, name, key, false);
+    if (!r && !maybe_applied(r.err()))
+        co_return fail(pa, act.key, act.replaces, "revoke: " + r.err().describe());
+    auto back = co_await api_.get_key(dev, name, key);  // 204: read back
+    if (!back || back->status != "revoked")
+        co_return fail(
+            pa, act.key, act.replaces,
+            r ? "revoked key does not read back as revoked" : "revoke: " + r.err().describe());
+    keep(pa, std::move(back.value()), key);
+    const bool finished = co_await finish(pa, in);
+    if (finished && act.replaces.empty() && delivery_ &&
+        delivery_->wants(pa.snapshot, *pa.policy)) {
+        std::string succ_fp;
+        for (const auto& v : pa.plan.keys)
+            if (v.fingerprint == act.key) succ_fp = v.successor;
+        if (const credential* s = find_key(pa.snapshot, succ_fp)) {
+            delivered_key cur{s->fingerprint, s->consumer_key, s->consumer_secret, s->expires_at};
+            auto d = co_await delivery_->revoked(pa.snapshot, *pa.policy, cur);
+            delivered(pa, succ_fp, act.key, "drop", static_cast<bool>(d));
+            if (d) dropped_.insert(succ_fp);
+            if (!d)
+                fail(pa, succ_fp, act.key, "deliver (drop the revoked key): " + d.err().message);
+        }
+    }
+    co_return finished;
+}
+
+net::awaitable<result<void>> executor::deliver(planned_app& pa, const std::string& fp,
+                                               const std::string& replaces,
+                                               const credential* fresh) {
+    const std::string& dev = pa.snapshot.developer_email;
+    const std::string& name = pa.snapshot.name;
+    error e;
+    e.what = error::kind::internal;
+    const credential* s = find_key(pa.snapshot, fp);
+    if (s == nullptr) {
+        e.message = "successor " + fp + " not found";
+        co_return e;
+    }
+    // The secret is not kept between calls: read both keys as Apigee has them.
+    result<credential> cur = fresh ? result<credential>(*fresh) : error{};
+    if (!fresh) cur = co_await api_.get_key(dev, name, s->consumer_key);
+    if (!cur) {
+        e.message = "read successor: " + cur.err().describe();
+        co_return e;
+    }
+    delivered_key current{fp, s->consumer_key, cur->consumer_secret, cur->expires_at};
+    std::optional<delivered_key> previous;
+    if (const credential* o = replaces.empty() ? nullptr : find_key(pa.snapshot, replaces);
+        o != nullptr && o->status == "approved") {
+        auto old = co_await api_.get_key(dev, name, o->consumer_key);
+        if (!old) {
+            e.message = "read the key it replaces: " + old.err().describe();
+            co_return e;
+        }
+        previous = delivered_key{replaces, o->consumer_key, old->consumer_secret, old->expires_at};
+    }
+    auto d = co_await delivery_->deliver(pa.snapshot, *pa.policy, current,
+                                         previous ? &*previous : nullptr);
+    co_return d;
+}
+
+net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) {
+    const std::string& dev = pa.snapshot.developer_email;
+    const std::string& name = pa.snapshot.name;
+    const credential* k = find_key(pa.snapshot, act.key);
+    if (k == nullptr) co_return true;  // already gone
+    const secret key = k->consumer_key;
+    const intent in = make_intent(pa, "deleted", act.key, "", act.reason, false);
+    const bool began = co_await begin(pa, in);
+    if (!began) co_return false;
+    auto r = co_await api_.delete_key(dev, name, key);
+    if (!r && !r.err().is_status(404)) {
+        if (!maybe_applied(r.err()))
+            co_return fail(pa, act.key, "", "delete: " + r.err().describe());
+    }
+    auto back = co_await api_.get_key(dev, name, key);
+    if (back || !back.err().is_status(404))
+        co_return fail(pa, act.key, "", "deleted key still reads back");
+    std::erase_if(pa.snapshot.credentials,
+                  [&](const credential& c) { return c.fingerprint == act.key; });
+    const bool finished = co_await finish(pa, in);
+    co_return finished;
+}
+
+}  // namespace keyrot::exec
