@@ -41,6 +41,7 @@ build_apigee_json() {
 build_config() {
     # (the loader checks a policy's deliver section with lib/deliver's parser)
     local srcs=("$root/tests/fuzz/config_fuzz.cpp" "$root"/lib/policy/config.cpp
+                "$root"/lib/policy/policy_reader.cpp "$root"/lib/policy/loading.cpp
                 "$root"/lib/policy/glob.cpp "$root"/lib/common/*.cpp
                 "$root"/lib/deliver/config.cpp "$root"/lib/deliver/naming.cpp
                 "$root"/lib/http/rules.cpp)
