@@ -38,6 +38,7 @@
 #include "auth/token_source.hpp"
 #include "common/asio.hpp"
 #include "common/duration.hpp"
+#include "common/text.hpp"
 #include "delivery.hpp"
 #include "exec/executor.hpp"
 #include "http/client.hpp"
@@ -117,10 +118,7 @@ inline const std::map<std::string, std::set<std::string>>& command_options() {
     return t;
 }
 
-inline std::string lower(std::string s) {
-    for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    return s;
-}
+inline std::string lower(std::string s) { return ascii_lower(std::move(s)); }
 
 // "1 policy", "2 policies".
 inline std::string count_of(long n, std::string_view one, std::string_view many) {

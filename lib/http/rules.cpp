@@ -8,16 +8,13 @@
 #include <cmath>
 
 #include "common/fingerprint.hpp"
+#include "common/text.hpp"
 
 namespace keyrot::http {
 
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
+std::string lower(std::string_view s) { return ascii_lower(std::string(s)); }
 
 error config_error(std::string msg) {
     error e;

@@ -6,6 +6,8 @@
 #include <set>
 #include <string_view>
 
+#include "common/text.hpp"
+
 namespace keyrot::plan {
 namespace {
 
@@ -553,10 +555,7 @@ app_plan plan_app(const app& a, const policy::policy& p, millis now, const optio
 
 namespace {
 
-std::string lower(std::string s) {
-    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
+std::string lower(std::string s) { return ascii_lower(std::move(s)); }
 
 // Developer emails match case-insensitively (Apigee treats them so).
 bool any_glob(const std::vector<std::string>& globs, const std::string& text, bool icase) {

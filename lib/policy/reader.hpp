@@ -103,12 +103,7 @@ inline std::string join(std::string_view parent, std::string_view name) {
     return std::string(parent) + "." + std::string(name);
 }
 
-inline std::string lower(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
-}
+inline std::string lower(std::string_view s) { return ascii_lower(std::string(s)); }
 
 inline std::size_t edit_distance(std::string_view a, std::string_view b) {
     std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
