@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -238,12 +239,11 @@ INSTANTIATE_TEST_SUITE_P(Schedule, ScheduleTable, ::testing::ValuesIn(k_rows),
 // Jitter spreads full passes over ±10 % and never beyond.
 TEST(Schedule, JitterStaysWithinTenPercent) {
     millis lo = k_never, hi = 0;
-    millis seed = 1;
+    std::mt19937_64 rng(42);  // fixed: the test is deterministic
     for (int i = 0; i < 1000; ++i) {
         schedule_state s;
-        const decision d = next_pass(ok_full(), s, [&seed](millis a, millis b) {
-            seed = (seed * 6364136223846793005LL + 1442695040888963407LL) & 0x7fffffffffffLL;
-            return a + seed % (b - a + 1);
+        const decision d = next_pass(ok_full(), s, [&rng](millis a, millis b) {
+            return std::uniform_int_distribution<millis>(a, b)(rng);
         });
         lo = lo == k_never ? d.wait : std::min(lo, d.wait);
         hi = std::max(hi, d.wait);
