@@ -33,4 +33,8 @@ std::string format_duration(millis span);
 // "2026-11-25T12:00:00Z"; k_never prints "never".
 std::string format_time(millis ts);
 
+// "2026-11-25T12:00:00.123Z" (RFC 3339, UTC, milliseconds); instants before
+// 1970 too (floor division). For audit records, logs and events.
+std::string format_time_ms(millis ts);
+
 }  // namespace keyrot

@@ -63,17 +63,6 @@ bool is_fingerprint_or_empty(std::string_view s) {
     return true;
 }
 
-std::string rfc3339_ms(millis ts) {
-    const std::time_t secs = static_cast<std::time_t>(ts >= 0 ? ts / 1000 : (ts - 999) / 1000);
-    const int ms = static_cast<int>(ts - static_cast<millis>(secs) * 1000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-    return buf;
-}
-
 std::string event_id(std::string_view organization, std::string_view owner, std::string_view app,
                      std::string_view key, event_type type, std::optional<millis> lead_time) {
     // Length-prefixed fields: no choice of names can make two tuples collide.

@@ -83,7 +83,7 @@ std::string event_id(std::string_view organization, std::string_view owner, std:
                      std::string_view key, event_type type, std::optional<millis> lead_time);
 
 // "2026-11-25T13:11:55.782Z".
-std::string rfc3339_ms(millis ts);
+inline std::string rfc3339_ms(millis ts) { return format_time_ms(ts); }
 
 // True for "" or 16 lowercase hex digits.
 bool is_fingerprint_or_empty(std::string_view s);

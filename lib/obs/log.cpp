@@ -142,22 +142,6 @@ field::field(std::string_view k, double seconds) : key(k) {
     }
 }
 
-std::string rfc3339_ms(millis ts) {
-    // Floor division so that times before 1970 still print sensibly.
-    millis secs = ts / 1000, ms = ts % 1000;
-    if (ms < 0) {
-        ms += 1000;
-        --secs;
-    }
-    std::time_t t = static_cast<std::time_t>(secs);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[48];
-    std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
-    return buf;
-}
-
 const char* severity_name(spdlog::level::level_enum level) {
     switch (level) {
         case spdlog::level::trace:
