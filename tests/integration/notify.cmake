@@ -4,8 +4,9 @@
 # events re-derived after a failover. Email (Email*): a real SMTP server on
 # loopback (smtp_server.py, Debian's python3-aiosmtpd) with STARTTLS and AUTH.
 set(_notify_env "KEYROT_BUILD_DIR=${CMAKE_BINARY_DIR}")
-foreach(_case OnceTest RetryTest GoneTest KillTest StrandedTest FailoverTest
-              ConfigTest EmailTest EmailFilterTest EmailRefusedTest EmailRetryTest
+foreach(_case OnceTest Ed25519Test RetryTest GoneTest KillTest StrandedTest FailoverTest
+              UnmatchedExpiringTest ConfigTest EmailTest EmailUnknownStatusTest
+              EmailUnmatchedTest EmailFilterTest EmailRefusedTest EmailRetryTest
               EmailStarttlsTest EmailTemplateTest)
     add_test(NAME notify_${_case}
              COMMAND ${KEYROT_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/notify_test.py ${_case})

@@ -220,6 +220,78 @@ class OnceTest(NotifyCase):
         self.assert_clean(k)
 
 
+class Ed25519Test(NotifyCase):
+    """v1a end to end: a webhook that shares no secret with keyrotd gets only
+    Ed25519 signatures, and a receiver verifies them with the public key alone
+    (Debian's python3-cryptography, not keyrotd's code); one with both gets
+    v1 and v1a, each verifying."""
+
+    def test_v1a(self):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.exceptions import InvalidSignature
+        private = Ed25519PrivateKey.generate()
+        public = private.public_key()
+        path = os.path.join(self.dir, "ed.pem")
+        with open(path, "wb") as f:
+            f.write(private.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+        os.chmod(path, 0o600)
+        self.rx = Receiver(self.secret)  # its v1 check fails without the shared secret
+        both = Receiver(self.secret)
+        extra = ("    - name: both\n      url: %s\n      secretFiles: [whsec]\n"
+                 "      ed25519KeyFile: ed.pem\n" % both.url)
+        config = ("notify:\n  expiringAt: [30d, 7d, 1d]\n  webhooks:\n"
+                  "    - name: hub\n      url: %s\n      ed25519KeyFile: ed.pem\n%s"
+                  % (self.rx.url, extra))
+        k = h.Keyrotd(self.dir, self.emu.url, [h.policy(lifetime="90d", overlap="1h")], config)
+        try:
+            r = k.run("once", timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+            def v1a_ok(g):
+                hd = g["headers"]
+                signed = ("%s.%s." % (hd["webhook-id"], hd["webhook-timestamp"])).encode() + \
+                    g["body"]
+                good = 0
+                for sig in hd["webhook-signature"].split():
+                    version, _, value = sig.partition(",")
+                    if version != "v1a":
+                        continue
+                    try:
+                        public.verify(base64.b64decode(value), signed)
+                        good += 1
+                    except InvalidSignature:
+                        return False
+                    # A signature must not verify another body.
+                    try:
+                        public.verify(base64.b64decode(value), signed + b" ")
+                        return False
+                    except InvalidSignature:
+                        pass
+                return good == 1
+
+            got = self.rx.events()
+            self.assertGreaterEqual(len(got), 2, got)
+            for g, e in got:
+                versions = [s.partition(",")[0] for s in g["headers"]["webhook-signature"].split()]
+                self.assertEqual(versions, ["v1a"], g["headers"])
+                self.assertFalse(g["ok"])  # no shared secret: no v1 to check
+                self.assertTrue(v1a_ok(g), g["headers"])
+            got_both = both.events()
+            self.assertEqual(sorted(e["data"]["id"] for _, e in got_both),
+                             sorted(e["data"]["id"] for _, e in got))
+            for g, _ in got_both:
+                versions = [s.partition(",")[0] for s in g["headers"]["webhook-signature"].split()]
+                self.assertEqual(versions, ["v1", "v1a"], g["headers"])
+                self.assertTrue(g["ok"])  # v1, with Python's hmac
+                self.assertTrue(v1a_ok(g), g["headers"])
+            self.assert_clean(k)
+        finally:
+            both.stop()
+
+
 class RetryTest(NotifyCase):
     """`keyrotd run`: the receiver answers 500, then 200: the same event (same
     webhook-id, signed anew) arrives on the retry about 5 s later."""
