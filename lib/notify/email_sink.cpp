@@ -271,6 +271,14 @@ net::awaitable<attempt_result> email_sink::deliver(std::string id, std::string b
     job.recipients = env->recipients;
     job.message = compose_message(env->message, clock_());
     job.timeout = config_.timeout;
+    // One transaction for everyone, unless the server refuses it: then the
+    // fixed addresses alone, so that a developer address the server refuses
+    // (a bounce) does not cost them their copy.
+    std::vector<std::string> fixed;
+    for (const auto& a : env->recipients)
+        if (std::find(config_.to.begin(), config_.to.end(), a) != config_.to.end())
+            fixed.push_back(a);
+    smtp_job again = job;
     smtp_result r = co_await async_send(*worker_, std::move(job), net::use_awaitable);
 
     out.verdict = classify_smtp(r.sent, r.reply, r.transaction);
@@ -278,6 +286,21 @@ net::awaitable<attempt_result> email_sink::deliver(std::string id, std::string b
     if (!r.sent) {
         out.error = "email " + config_.name + ": " + r.error;
         if (r.reply > 0) out.error += " (SMTP " + std::to_string(r.reply) + ")";
+    }
+    if (out.verdict == outcome::refuse && !fixed.empty() &&
+        fixed.size() < again.recipients.size()) {
+        again.recipients = fixed;
+        smtp_result f = co_await async_send(*worker_, std::move(again), net::use_awaitable);
+        const outcome second = classify_smtp(f.sent, f.reply, f.transaction);
+        if (second == outcome::delivered) {
+            out.error += "; sent to the fixed addresses alone";  // still counted refused
+        } else if (second == outcome::retry) {
+            // They must get it: the whole event is tried again later.
+            out.verdict = outcome::retry;
+            out.error += "; the fixed addresses alone failed too: " + f.error;
+        } else {
+            out.error += "; the fixed addresses alone were refused too";
+        }
     }
     co_return out;
 }

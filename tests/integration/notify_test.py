@@ -915,6 +915,35 @@ class EmailRefusedTest(EmailCase):
         self.assertEqual(rc, 0)
         self.assert_clean_mail(k)
 
+    def test_refused_developer_leaves_the_fixed_addresses_their_copy(self):
+        """The developer refused (550), a fixed address configured: the fixed
+        address still gets each mail, in a transaction of its own; the
+        refusal is counted, nothing is retried."""
+        dev = seed()["developers"][0]["email"]
+        self.smtp.reject[dev.lower()] = "550 5.1.1 no such user"
+        k = self.keyrotd(email_config(self.smtp.url(),
+                                      sink_extra="      to: [ops@api.example.com]\n"))
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        mails = [m for m in self.smtp.got() if m["rcpt"] == ["ops@api.example.com"]]
+        types = sorted(mail_of(m)[0]["X-Keyrotd-Event"] for m in mails)
+        self.assertIn("key.rotated", types, types)
+        # Every mail that went to the developer went to ops too, and nothing
+        # reached the developer.
+        self.assertEqual([m for m in self.smtp.got() if dev in m["rcpt"]], [])
+        refused = self.smtp.rcpts_seen.count(dev)
+        self.assertGreater(refused, 0, self.smtp.rcpt_log)
+        # (ops also gets the inactive developer's events, which never go to a developer)
+        self.assertGreaterEqual(len(mails), refused, self.smtp.rcpt_log)
+        rotated = [mail_of(m)[1] for m in mails if mail_of(m)[0]["X-Keyrotd-Event"] == "key.rotated"]
+        self.assertTrue(any("due-00" in b for b in rotated), rotated)
+        # Once more: nothing is sent again (each event was done).
+        before = len(self.smtp.got())
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.smtp.got()), before)
+        self.assert_clean_mail(k)
+
 
 class EmailRetryTest(EmailCase):
     """`run`: 451 (try later) to the first RCPT: retried along the outbox's
