@@ -1057,6 +1057,28 @@ class EmailTemplateTest(EmailCase):
 class ConfigTest(unittest.TestCase):
     """Notify errors through `validate` (1) and start-up (78), by file, line and field."""
 
+    def test_receiver_checks_the_specification_vector(self):
+        """The receiver's v1 check (what every webhook test relies on) against the
+        Standard Webhooks specification's published example."""
+        rx = Receiver("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        try:
+            headers = {"webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                       "webhook-timestamp": "1614265330",
+                       "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}
+            body = b'{"test": 2432232314}'
+            real_time = time.time
+            time.time = lambda: 1614265330
+            try:
+                self.assertTrue(rx.verify(headers, body))
+                self.assertFalse(rx.verify(headers, body + b" "))
+                self.assertFalse(rx.verify(dict(headers, **{"webhook-timestamp": "1614265331"}),
+                                           body))
+            finally:
+                time.time = real_time
+            self.assertFalse(rx.verify(headers, body))  # five years late: replay refused
+        finally:
+            rx.stop()
+
     def test_config_errors(self):
         dirname = h.tmpdir()
         try:
