@@ -328,10 +328,8 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
             const auto* st = states ? &*states : nullptr;
             if (inventory_mode) {
                 for (const auto& k : pa.plan.keys) {
-                    const bool working = k.state == plan::key_state::valid ||
-                                         k.state == plan::key_state::due ||
-                                         k.state == plan::key_state::overlap;
-                    const delivery_view dv = view_delivery(st, k.fingerprint, working);
+                    const delivery_view dv =
+                        view_delivery(st, k.fingerprint, plan::key_works(k.state));
                     out.push_back({{"organization", org},
                                    {"developer", a.developer_email},
                                    {"app", a.name},

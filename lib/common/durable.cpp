@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <fstream>
 #include <system_error>
 
 namespace keyrot {
@@ -54,6 +55,20 @@ bool write_durable(const std::filesystem::path& path, std::string_view text, std
     }
     const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
     if (!fsync_dir(dir)) return fail("fsync " + dir.string());
+    return true;
+}
+
+bool for_each_tail_line(const std::filesystem::path& path, std::size_t max_bytes,
+                        const std::function<void(const std::string&)>& fn) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return false;
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    const auto tail = static_cast<std::streamoff>(max_bytes);
+    in.seekg(size > tail ? size - tail : 0);
+    std::string line;
+    if (size > tail) std::getline(in, line);  // the line the cut falls into
+    while (std::getline(in, line)) fn(line);
     return true;
 }
 

@@ -11,7 +11,9 @@
 //   temporary file is removed.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -21,5 +23,11 @@ bool write_all(int fd, std::string_view data);
 bool fsync_dir(const std::filesystem::path& dir);
 bool write_durable(const std::filesystem::path& path, std::string_view text,
                    std::string* why = nullptr);
+
+// Each whole line of the last `max_bytes` of a line-oriented file (the audit
+// log): a line the cut falls into is skipped. False when the file cannot be
+// opened (absent, unreadable).
+bool for_each_tail_line(const std::filesystem::path& path, std::size_t max_bytes,
+                        const std::function<void(const std::string&)>& fn);
 
 }  // namespace keyrot

@@ -36,11 +36,6 @@ std::string code_label(int code) {
 
 double seconds_of(millis ts) { return static_cast<double>(ts) / 1000.0; }
 
-bool key_is_live(plan::key_state s) {
-    return s == plan::key_state::valid || s == plan::key_state::due ||
-           s == plan::key_state::overlap;
-}
-
 template <typename R>
 const char* classify_failed(const R& r) {
     if constexpr (requires { r.kind; }) {
@@ -312,7 +307,7 @@ void metrics::on_pass(const exec::pass_summary& s) {
     if (!per_key_) return;
     std::map<key_labels, prometheus::Gauge*> expiry;
     for (const auto& k : s.keys) {
-        if (!key_is_live(k.key.state) || k.key.expires_at < 0) continue;
+        if (!plan::key_works(k.key.state) || k.key.expires_at < 0) continue;
         key_labels id{k.developer, k.app, k.key.fingerprint};
         auto& g = key_expiry_.Add({{"organization", org},
                                    {"developer", k.developer},

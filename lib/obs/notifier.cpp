@@ -574,25 +574,18 @@ void notifier::on_pass(const exec::pass_summary& s) {
 
 std::size_t notifier::replay_audit(const std::filesystem::path& audit_file) {
     try {
-        std::ifstream in(audit_file, std::ios::binary);
-        if (!in) return 0;
         // The records a crash can have left without their events are the last
         // few; a tail of 8 MiB (tens of thousands of records) holds them.
-        in.seekg(0, std::ios::end);
-        const std::streamoff size = in.tellg();
-        const std::streamoff tail = 8 << 20;
-        in.seekg(size > tail ? size - tail : 0);
-        std::string line;
-        if (size > tail) std::getline(in, line);   // a partial first line
         const millis since = clock_() - max_age_;  // older ones the outbox would abandon
         const std::size_t before = published_;
         long long records = 0;
-        while (std::getline(in, line)) {
+        const bool opened = for_each_tail_line(audit_file, 8 << 20, [&](const std::string& line) {
             const auto r = from_audit_line(line);
-            if (!r || r->dry_run || r->ts < since) continue;
+            if (!r || r->dry_run || r->ts < since) return;
             ++records;
             on_action(*r);  // an id remembered as published is skipped there
-        }
+        });
+        if (!opened) return 0;
         const std::size_t again = published_ - before;
         log_event(again > 0 ? spdlog::level::warn : spdlog::level::info,
                   "notifications replayed from the audit log",

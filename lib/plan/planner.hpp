@@ -46,6 +46,12 @@ struct action {
     std::string reason;           // for people: logs, audit `detail`, `plan`
 };
 
+// A key that still works: valid, due or in its overlap (not expired,
+// revoked or left alone).
+constexpr bool key_works(key_state s) {
+    return s == key_state::valid || s == key_state::due || s == key_state::overlap;
+}
+
 struct key_view {
     std::string fingerprint;
     key_state state = key_state::valid;
