@@ -8,6 +8,7 @@
 #include <set>
 
 #include "apigee/api.hpp"
+#include "common/durable.hpp"
 #include "common/fingerprint.hpp"
 #include "common/text.hpp"
 #include "exec/executor.hpp"
@@ -21,10 +22,12 @@ using namespace detail;
 
 // A key as Apigee answered it after a verified write replaces our copy (or
 // joins the snapshot), so the next plan needs no re-read of the app.
-void executor::keep(planned_app& pa, credential c, const secret& key) {
+void executor::keep(planned_app& pa, credential c, const secret& key) const {
     c.consumer_key = key;
     c.fingerprint = fingerprint(key);
-    c.consumer_secret.clear();  // not needed for planning
+    // Not needed for planning; delivery puts it into the targets (as Apigee
+    // answered it, saving a GET key per delivery).
+    if (!delivery_ || !delivery_->wants(pa.snapshot, *pa.policy)) c.consumer_secret.clear();
     for (auto& k : pa.snapshot.credentials) {
         if (k.fingerprint == c.fingerprint) {
             k = std::move(c);
@@ -106,19 +109,11 @@ net::awaitable<void> executor::recover_intents(planned_app& pa) {
 // have produced. Intents are short-lived, so the tail is enough.
 std::set<std::pair<std::string, std::string>> executor::recently_audited() const {
     std::set<std::pair<std::string, std::string>> out;
-    std::ifstream in(state_dir_ / "audit.jsonl", std::ios::binary);
-    if (!in) return out;
-    in.seekg(0, std::ios::end);
-    const std::streamoff size = in.tellg();
-    const std::streamoff tail = 8 << 20;
-    in.seekg(size > tail ? size - tail : 0);
-    std::string line;
-    if (size > tail) std::getline(in, line);  // a partial first line
-    while (std::getline(in, line)) {
+    for_each_tail_line(state_dir_ / "audit.jsonl", 8 << 20, [&out](const std::string& line) {
         const auto j = nlohmann::json::parse(line, nullptr, false);
-        if (!j.is_object() || j.value("dryRun", false)) continue;
+        if (!j.is_object() || j.value("dryRun", false)) return;
         out.emplace(j.value("action", ""), j.value("key", ""));
-    }
+    });
     return out;
 }
 

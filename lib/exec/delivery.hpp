@@ -15,8 +15,8 @@
 //   by the gate, it does not undo the completion.
 // - revoked() tells the targets the previous key is gone (drop it); its
 //   failure is reported, nothing is held.
-// - Secrets live in memory only (the secret type); the executor reads them
-//   from Apigee (GET key) right before delivering.
+// - Secrets live in memory only (the secret type); the executor takes them
+//   from the pass's listing or a write's answer (GET key when one lacks it).
 #pragma once
 
 #include <string>

@@ -165,7 +165,7 @@ class executor {
                                          const credential* fresh = nullptr);
     net::awaitable<bool> recover_journal(planned_app& pa);
     net::awaitable<void> recover_intents(planned_app& pa);
-    static void keep(planned_app& pa, credential c, const secret& key);
+    void keep(planned_app& pa, credential c, const secret& key) const;
     intent make_intent(const planned_app& pa, std::string action, const std::string& key,
                        const std::string& replaces, std::string detail, bool late) const;
     net::awaitable<bool> begin(const planned_app& pa, const intent& i);

@@ -33,9 +33,7 @@ std::vector<const plan::key_view*> executor::unsettled(const planned_app& pa,
         if (dropped_.count(k.fingerprint)) continue;
         const bool predecessor_works =
             std::any_of(pa.plan.keys.begin(), pa.plan.keys.end(), [&](const plan::key_view& o) {
-                return o.fingerprint == k.replaces &&
-                       (o.state == plan::key_state::valid || o.state == plan::key_state::due ||
-                        o.state == plan::key_state::overlap);
+                return o.fingerprint == k.replaces && plan::key_works(o.state);
             });
         if (!predecessor_works) out.push_back(&k);
     }
@@ -62,9 +60,11 @@ net::awaitable<void> executor::settle_delivery(planned_app& pa, const run_option
             continue;
         }
         if (opt.may_write && !opt.may_write()) co_return;  // not the leader any more
-        // The listing's keys carry no secret: read it as Apigee has it.
-        auto cur =
-            co_await api_.get_key(pa.snapshot.developer_email, pa.snapshot.name, s->consumer_key);
+        // The listing's secret, or (kept without one) as Apigee has it now.
+        result<credential> cur = *s;
+        if (cur->consumer_secret.empty())
+            cur = co_await api_.get_key(pa.snapshot.developer_email, pa.snapshot.name,
+                                        s->consumer_key);
         if (!cur) co_return;  // the next pass tries again
         const delivered_key dk{k.fingerprint, s->consumer_key, cur->consumer_secret,
                                cur->expires_at};
@@ -81,6 +81,7 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
     if (k == nullptr) co_return fail(pa, act.key, act.replaces, "key to revoke vanished");
     const secret key = k->consumer_key;
     std::string detail = act.reason;
+    std::optional<credential> successor;  // as Apigee answered the check below
     if (act.replaces.empty()) {
         // An old key: its successor must be valid at this moment, not just at inventory time.
         std::string succ_fp;
@@ -93,6 +94,7 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
         if (!plan::key_valid(now_s.value(), clock_()))
             co_return fail(pa, act.key, "",
                            "successor " + succ_fp + " is not valid now; not revoked");
+        successor = now_s.value();
         // The gate: every target holds the successor, verified, before the old key goes.
         if (delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
             auto d = co_await deliver(pa, succ_fp, act.key, &now_s.value());
@@ -126,8 +128,9 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
         std::string succ_fp;
         for (const auto& v : pa.plan.keys)
             if (v.fingerprint == act.key) succ_fp = v.successor;
-        if (const credential* s = find_key(pa.snapshot, succ_fp)) {
-            delivered_key cur{s->fingerprint, s->consumer_key, s->consumer_secret, s->expires_at};
+        if (const credential* s = find_key(pa.snapshot, succ_fp); s != nullptr && successor) {
+            delivered_key cur{s->fingerprint, s->consumer_key, successor->consumer_secret,
+                              successor->expires_at};
             auto d = co_await delivery_->revoked(pa.snapshot, *pa.policy, cur);
             delivered(pa, succ_fp, act.key, "drop", static_cast<bool>(d));
             if (d) dropped_.insert(succ_fp);
@@ -150,9 +153,10 @@ net::awaitable<result<void>> executor::deliver(planned_app& pa, const std::strin
         e.message = "successor " + fp + " not found";
         co_return e;
     }
-    // The secret is not kept between calls: read both keys as Apigee has them.
-    result<credential> cur = fresh ? result<credential>(*fresh) : error{};
-    if (!fresh) cur = co_await api_.get_key(dev, name, s->consumer_key);
+    // Secrets as Apigee has them: from this pass's listing or a write's answer
+    // (kept for apps that deliver: keep()); a GET key only when missing.
+    result<credential> cur = fresh ? result<credential>(*fresh) : result<credential>(*s);
+    if (cur->consumer_secret.empty()) cur = co_await api_.get_key(dev, name, s->consumer_key);
     if (!cur) {
         e.message = "read successor: " + cur.err().describe();
         co_return e;
@@ -161,7 +165,8 @@ net::awaitable<result<void>> executor::deliver(planned_app& pa, const std::strin
     std::optional<delivered_key> previous;
     if (const credential* o = replaces.empty() ? nullptr : find_key(pa.snapshot, replaces);
         o != nullptr && o->status == "approved") {
-        auto old = co_await api_.get_key(dev, name, o->consumer_key);
+        result<credential> old = *o;
+        if (old->consumer_secret.empty()) old = co_await api_.get_key(dev, name, o->consumer_key);
         if (!old) {
             e.message = "read the key it replaces: " + old.err().describe();
             co_return e;

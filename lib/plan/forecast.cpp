@@ -76,8 +76,7 @@ struct simulation {
         forecast_item it;
         it.at = t;
         if (policy != nullptr)
-            it.apigee_calls = apigee_calls(kind_of(act.kind), act.spec, policy->rotation.method,
-                                           !policy->deliver_json.empty());
+            it.apigee_calls = apigee_calls(kind_of(act.kind), act.spec, policy->rotation.method);
         it.reason = act.reason;
         it.key = act.key;
         it.replaces = act.replaces;
@@ -152,8 +151,7 @@ int order(forecast_kind k) { return static_cast<int>(k); }
 
 }  // namespace
 
-int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotation_method method,
-                 bool delivers) {
+int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotation_method method) {
     switch (kind) {
         case forecast_kind::rotate:
             if (method == policy::rotation_method::generate)
@@ -164,7 +162,7 @@ int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotatio
         case forecast_kind::complete:
             return completion_calls(spec, true, true);
         case forecast_kind::revoke:
-            return 3 + (delivers ? 1 : 0);
+            return 3;
         case forecast_kind::remove:
             return 2;
         case forecast_kind::expire:

@@ -55,11 +55,10 @@ struct forecast_item {
 // (docs/performance.md, "Calls per rotation"): for a rotation, the successor's
 // create and completion as lib/exec makes them for `spec` (the old key's
 // products, statuses and scopes) with `method`; for a revocation, the
-// successor's check, the write and its read-back, plus the old key's read
-// when the policy delivers (docs/delivery.md); for a deletion, the delete and
-// its read-back.
-int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotation_method method,
-                 bool delivers);
+// successor's check, the write and its read-back (delivery adds none: the
+// secrets come from the pass's listing, docs/delivery.md); for a deletion,
+// the delete and its read-back.
+int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotation_method method);
 
 // The list reads of one full pass over `apps` apps and `developers`
 // developers, with pages of `page_size` (the org app list with approved keys;

@@ -530,10 +530,8 @@ TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
     const int revoked = app_calls();
     std::filesystem::remove_all(dir);
 
-    const int est_create =
-        plan::apigee_calls(plan::forecast_kind::rotate, create.spec, method, false);
-    const int est_revoke =
-        plan::apigee_calls(plan::forecast_kind::revoke, create.spec, method, false);
+    const int est_create = plan::apigee_calls(plan::forecast_kind::rotate, create.spec, method);
+    const int est_revoke = plan::apigee_calls(plan::forecast_kind::revoke, create.spec, method);
     std::cerr << "rotation: " << created << " calls (estimate " << est_create
               << "), revocation: " << revoked << " (estimate " << est_revoke << ")\n";
     EXPECT_GE(est_create, created);
