@@ -539,29 +539,22 @@ TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
     EXPECT_EQ(est_revoke, revoked);
 }
 
-INSTANTIATE_TEST_SUITE_P(Scenarios, ForecastCallsTest,
-                         ::testing::Values(scenario{policy::rotation_method::import_key, false},
-                                           scenario{policy::rotation_method::import_key, true},
-                                           scenario{policy::rotation_method::generate, false},
-                                           scenario{policy::rotation_method::generate, true}),
-                         [](const ::testing::TestParamInfo<scenario>& i) {
-                             return std::string(i.param.method == policy::rotation_method::generate
-                                                    ? "Generate"
-                                                    : "Import") +
-                                    (i.param.strict ? "Strict" : "Lenient");
-                         });
+// Both methods against both emulator profiles (docs/apigee-fidelity.md).
+const scenario k_scenarios[] = {{policy::rotation_method::import_key, false},
+                                {policy::rotation_method::import_key, true},
+                                {policy::rotation_method::generate, false},
+                                {policy::rotation_method::generate, true}};
 
-INSTANTIATE_TEST_SUITE_P(Scenarios, CrashWindowTest,
-                         ::testing::Values(scenario{policy::rotation_method::import_key, false},
-                                           scenario{policy::rotation_method::import_key, true},
-                                           scenario{policy::rotation_method::generate, false},
-                                           scenario{policy::rotation_method::generate, true}),
-                         [](const ::testing::TestParamInfo<scenario>& i) {
-                             return std::string(i.param.method == policy::rotation_method::generate
-                                                    ? "Generate"
-                                                    : "Import") +
-                                    (i.param.strict ? "Strict" : "Lenient");
-                         });
+std::string scenario_name(const ::testing::TestParamInfo<scenario>& i) {
+    return std::string(i.param.method == policy::rotation_method::generate ? "Generate"
+                                                                           : "Import") +
+           (i.param.strict ? "Strict" : "Lenient");
+}
+
+INSTANTIATE_TEST_SUITE_P(Scenarios, ForecastCallsTest, ::testing::ValuesIn(k_scenarios),
+                         scenario_name);
+INSTANTIATE_TEST_SUITE_P(Scenarios, CrashWindowTest, ::testing::ValuesIn(k_scenarios),
+                         scenario_name);
 
 }  // namespace
 }  // namespace keyrot
