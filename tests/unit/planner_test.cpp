@@ -18,7 +18,7 @@ struct row {
     std::function<app()> make;
     std::function<void(policy::policy&)> tweak = [](policy::policy&) {};
     std::vector<std::string> expect;  // "kind:fp", report that counts as failed: "report!:fp"
-    millis wake = k_never;            // expected next_wake; -2 = don't care
+    millis wake = k_never;            // expected next_wake
     plan::options opt = {};
     millis now = T0;
 };
@@ -46,9 +46,7 @@ TEST_P(PlannerRules, Plans) {
         EXPECT_FALSE(act.reason.empty()) << "every action says why";
     }
     EXPECT_EQ(kinds, r.expect);
-    if (r.wake != -2) {
-        EXPECT_EQ(got.next_wake, r.wake);
-    }
+    EXPECT_EQ(got.next_wake, r.wake);
 }
 
 const millis d = k_day;
@@ -114,7 +112,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {"revoke:a1"},
-            -2},
+            T0 + 69 * d},
         row{"revocation_no_later_than_old_expiry",
             [] {
                 return make_app({key("a1", T0 - 87 * d, T0 + 3 * d),
@@ -130,7 +128,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {},
-            -2},
+            T0 + 74 * d},
         row{"revoke_false_keeps_old_key",
             [] {
                 return make_app({key("a1", T0 - 88 * d, T0 + 2 * d),
@@ -138,7 +136,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             [](policy::policy& p) { p.rotation.revoke = false; },
             {},
-            -2},
+            T0 + 69 * d},
         row{"no_revocation_on_drift",
             [] {
                 credential s = successor("b2", "a1", false, T0 - 8 * d, T0 + 82 * d);
@@ -147,7 +145,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {"report:a1"},
-            -2},
+            T0 + 68 * d},
         row{"person_revoked_key_gets_no_successor",
             [] {
                 return make_app({key("a1", T0 - 80 * d, T0 + 10 * d, "revoked"),
@@ -226,7 +224,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {"revoke:b2"},
-            -2},
+            T0 - 900 + 7 * d},
         row{"never_touch_unmarked_keys",
             [] {
                 return make_app({key("a1", T0 - 10 * d, T0 + 80 * d),
@@ -286,7 +284,7 @@ INSTANTIATE_TEST_SUITE_P(
                 p.rotation.window = policy::time_window{{1, 2, 3, 4, 5}, 9 * 60, 17 * 60, "UTC", 0};
             },
             {},
-            -2},
+            T0 + k_hour},
         row{"pending_successor_of_revoked_key_not_completed",
             [] {
                 return make_app({key("a1", T0 - 80 * d, T0 + 10 * d, "revoked"),
@@ -294,7 +292,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {"report!:b2"},
-            -2},
+            k_never},
         row{"forced_rotation",
             [] { return make_app({key("a1", T0 - 1 * d, T0 + 89 * d)}); },
             {},
@@ -308,7 +306,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {"revoke:a1"},
-            -2,
+            T0 + 76 * d,
             plan::options{false, true}},
         row{"implausible_duplicate_key_not_touched",
             [] {
@@ -396,12 +394,19 @@ TEST(Planner, ReportsAreClassifiedForObservers) {
 }
 
 TEST(Planner, NeverRevokesLastValidKey) {
-    // The successor is expired (clock skew, a person's tinkering): the old key is the
-    // only valid one and must not be revoked, whatever the overlap says.
-    credential s = successor("b2", "a1", false, T0 - 10 * k_day, T0 - 1);
-    app a = make_app({key("a1", T0 - 88 * k_day, T0 + 2 * k_day), s});
-    auto got = plan::plan_app(a, make_policy(), T0, plan::options{false, true});
-    for (const auto& act : got.actions) EXPECT_NE(act.kind, plan::action_kind::revoke_key);
+    // Two complete keys whose markers name each other (a person copied key
+    // attributes by hand): each is the other's successor and both overlaps are
+    // over, so the overlap rule would revoke both. The guard keeps the one that
+    // would be left, and says so.
+    app a = make_app({successor("a1", "b2", false, T0 - 20 * k_day, T0 + 70 * k_day),
+                      successor("b2", "a1", false, T0 - 10 * k_day, T0 + 80 * k_day)});
+    auto got = plan::plan_app(a, make_policy(), T0);
+    std::vector<std::string> kinds;
+    for (const auto& act : got.actions) kinds.push_back(describe(act));
+    EXPECT_EQ(kinds, (std::vector<std::string>{"revoke:a1", "report:b2"}));
+    ASSERT_EQ(got.actions.size(), 2u);
+    EXPECT_NE(got.actions[1].reason.find("last valid key"), std::string::npos)
+        << got.actions[1].reason;
 }
 
 TEST(Planner, KeyStatesForMetrics) {

@@ -169,14 +169,47 @@ TEST(LeaseMath, ExpiryCountsFromTheObservationOnly) {
     EXPECT_EQ(lease_expiry(release_record(rec, k_t0), seen), seen + std::chrono::seconds(1));
 }
 
-TEST(LeaseMath, RenewDeadlineEndsWritingBeforeExpiry) {
-    // The invariant the design rests on: a holder stops writing at (send time of
-    // its last write) + renew_deadline; another counts the lease from when it saw
-    // that write, which is after it was sent.
+lease_config valid_config() {
     lease_config cfg;
+    cfg.api_url = "https://10.96.0.1:443";
+    cfg.namespace_ = "keyrotd";
+    cfg.identity = "pod-a";
+    return cfg;
+}
+
+TEST(LeaseMath, RenewDeadlineEndsWritingBeforeExpiry) {
+    // The invariant the design rests on, for every timing validate() accepts: a
+    // holder stops writing at (send time of its last write) + renew_deadline;
+    // another counts the lease (the record this holder wrote, its duration in
+    // whole seconds) from when it saw that write, which is no earlier than it
+    // was sent. Breaking validate()'s rule or rounding the duration down fails here.
     const steady_time sent = steady_time{} + std::chrono::hours(1);
-    const auto rec = next_record(std::nullopt, "pod-a", k_t0, lease_seconds(cfg.lease_duration));
-    EXPECT_LT(sent + std::chrono::milliseconds(cfg.renew_deadline), lease_expiry(rec, sent));
+    const millis grid[] = {100,  500,   999,   1000,  1001,  1500,  2000,  2400, 2401,
+                           9999, 10000, 10001, 10500, 14999, 15000, 15001, 60000};
+    int accepted = 0, refused = 0;
+    for (millis lease : grid)
+        for (millis renew : grid)
+            for (millis retry : grid) {
+                lease_config cfg = valid_config();
+                cfg.lease_duration = lease;
+                cfg.renew_deadline = renew;
+                cfg.retry_period = retry;
+                if (!validate(cfg)) {
+                    ++refused;
+                    continue;
+                }
+                ++accepted;
+                const auto rec =
+                    next_record(std::nullopt, "pod-a", k_t0, lease_seconds(cfg.lease_duration));
+                for (millis after : {millis{0}, millis{1}, 5 * k_second}) {
+                    const steady_time seen = sent + std::chrono::milliseconds(after);
+                    EXPECT_LT(sent + std::chrono::milliseconds(cfg.renew_deadline),
+                              lease_expiry(rec, seen))
+                        << "lease " << lease << " renew " << renew << " retry " << retry;
+                }
+            }
+    EXPECT_GT(accepted, 0);
+    EXPECT_GT(refused, 0);
 }
 
 TEST(LeaseMath, RetryJitterAsClientGo) {
@@ -187,14 +220,6 @@ TEST(LeaseMath, RetryJitterAsClientGo) {
     EXPECT_EQ(retry_wait(2000, 1.0), 4400);
     EXPECT_EQ(retry_wait(2000, -1.0), 2000);  // clamped
     EXPECT_EQ(retry_wait(2000, 7.0), 4400);
-}
-
-lease_config valid_config() {
-    lease_config cfg;
-    cfg.api_url = "https://10.96.0.1:443";
-    cfg.namespace_ = "keyrotd";
-    cfg.identity = "pod-a";
-    return cfg;
 }
 
 TEST(LeaseConfig, ValidateAsClientGo) {
