@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common/fingerprint.hpp"
+#include "common/host_port.hpp"
 #include "common/text.hpp"
 
 namespace keyrot::http {
@@ -87,31 +88,14 @@ result<url> parse_url(std::string_view text, std::string_view plain_http_host) {
         return config_error("URL must not carry user info; use apigee.auth");
     if (path.find_first_of("?#") != std::string_view::npos)
         return config_error("URL must not carry a query or fragment");
-    std::string_view port_text;
-    if (auth.starts_with("[")) {
-        auto close = auth.find(']');
-        if (close == std::string_view::npos) return config_error("URL has an unclosed '['");
-        u.host = std::string(auth.substr(1, close - 1));
-        auto after = auth.substr(close + 1);
-        if (!after.empty()) {
-            if (after[0] != ':') return config_error("URL has garbage after ']'");
-            port_text = after.substr(1);
-        }
-    } else {
-        auto colon = auth.rfind(':');
-        if (colon != std::string_view::npos) {
-            port_text = auth.substr(colon + 1);
-            auth = auth.substr(0, colon);
-        }
-        u.host = lower(auth);
-    }
+    const auto hp = split_host_port(auth);
+    if (!hp) return config_error("URL has a bad host or port (an IPv6 address goes in brackets)");
+    u.host = hp->bracketed ? hp->host : lower(hp->host);
     if (u.host.empty()) return config_error("URL has no host");
-    if (!port_text.empty()) {
-        unsigned p = 0;
-        auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), p);
-        if (ec != std::errc{} || ptr != port_text.data() + port_text.size() || p == 0 || p > 65535)
-            return config_error("URL has a bad port");
-        u.port = static_cast<std::uint16_t>(p);
+    if (!hp->port.empty()) {
+        const auto p = parse_port(hp->port);
+        if (!p) return config_error("URL has a bad port");
+        u.port = *p;
     } else {
         u.port = u.tls ? 443 : 80;
     }
@@ -214,15 +198,11 @@ bool no_proxy_matches(std::string_view no_proxy, std::string_view host_in, std::
             if (cidr_matches(entry, host)) return true;
             continue;
         }
-        // Optional ":port" (not for bare IPv6 literals, which have several colons).
-        auto colon = entry.rfind(':');
-        if (colon != std::string::npos && entry.find(':') == colon) {
-            std::string p = entry.substr(colon + 1);
-            entry = entry.substr(0, colon);
-            if (p != std::to_string(port)) continue;
+        // Optional ":port"; a bare IPv6 literal (several colons) has none.
+        if (const auto hp = split_host_port(entry)) {
+            if (!hp->port.empty() && hp->port != std::to_string(port)) continue;
+            entry = hp->host;
         }
-        if (entry.starts_with("[") && entry.ends_with("]"))
-            entry = entry.substr(1, entry.size() - 2);
         while (entry.starts_with(".") || entry.starts_with("*."))
             entry.erase(0, entry[0] == '*' ? 2 : 1);
         if (entry.empty()) continue;

@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "common/asio.hpp"
+#include "common/host_port.hpp"
 #include "obs/log.hpp"
 
 namespace keyrot::obs {
@@ -27,29 +28,22 @@ std::pair<std::string, unsigned short> parse_listen(std::string_view listen) {
     auto bad = [&](const char* why) {
         return std::invalid_argument("listen \"" + std::string(listen) + "\": " + why);
     };
-    const auto colon = listen.rfind(':');
-    if (colon == std::string_view::npos) throw bad("expected host:port");
-    std::string_view host = listen.substr(0, colon);
-    std::string_view port = listen.substr(colon + 1);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-        host = host.substr(1, host.size() - 2);
-    } else if (host.find(':') != std::string_view::npos) {
-        throw bad("an IPv6 address must be in brackets, as [::1]:9464");
+    const auto hp = split_host_port(listen);
+    if (!hp) {
+        if (!listen.starts_with('[') && listen.find(':') != listen.rfind(':'))
+            throw bad("an IPv6 address must be in brackets, as [::1]:9464");
+        throw bad("expected host:port");
     }
-    if (port.empty() || port.size() > 5) throw bad("bad port");
-    unsigned value = 0;
-    for (char c : port) {
-        if (!std::isdigit(static_cast<unsigned char>(c))) throw bad("bad port");
-        value = value * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (value > 65535) throw bad("port out of range");
-    std::string h(host);
+    if (hp->port.empty()) throw bad("expected host:port");
+    const auto value = parse_port(hp->port, true);
+    if (!value) throw bad("bad port (0 to 65535)");
+    std::string h = hp->host;
     if (h.empty()) h = "0.0.0.0";
     if (h == "localhost") h = "127.0.0.1";
     error_code ec;
     net::ip::make_address(h, ec);
     if (ec) throw bad("host must be an IP address");
-    return {h, static_cast<unsigned short>(value)};
+    return {h, *value};
 }
 
 struct http_server::impl {

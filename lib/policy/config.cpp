@@ -18,6 +18,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "common/host_port.hpp"
 #include "common/text.hpp"
 #include "deliver/config.hpp"
 #include "policy/reader.hpp"
@@ -57,45 +58,10 @@ bool hostname(std::string_view s) {
            std::string_view::npos;
 }
 
-bool port(std::string_view s, bool allow_zero) {
-    if (s.empty() || s.size() > 5 || s.find_first_not_of("0123456789") != std::string_view::npos)
-        return false;
-    const int v = std::stoi(std::string(s));
-    return v <= 65535 && (allow_zero || v > 0);
-}
-
-struct host_port {
-    std::string host;  // without brackets
-    std::string port;  // may be empty
-    bool bracketed = false;
-};
-
-// "host", "host:port", "[v6]", "[v6]:port". nullopt when malformed.
-std::optional<host_port> split_host_port(std::string_view s) {
-    host_port hp;
-    if (!s.empty() && s[0] == '[') {
-        const auto close = s.find(']');
-        if (close == std::string_view::npos) return std::nullopt;
-        hp.host = std::string(s.substr(1, close - 1));
-        hp.bracketed = true;
-        const std::string_view rest = s.substr(close + 1);
-        if (!rest.empty()) {
-            if (rest[0] != ':') return std::nullopt;
-            hp.port = std::string(rest.substr(1));
-            if (hp.port.empty()) return std::nullopt;
-        }
-        if (!ipv6(hp.host)) return std::nullopt;
-        return hp;
-    }
-    const auto colon = s.rfind(':');
-    if (colon != std::string_view::npos) {
-        if (s.find(':') != colon) return std::nullopt;  // bare IPv6 needs brackets
-        hp.host = std::string(s.substr(0, colon));
-        hp.port = std::string(s.substr(colon + 1));
-        if (hp.port.empty()) return std::nullopt;
-    } else {
-        hp.host = std::string(s);
-    }
+// "host", "host:port", "[v6]", "[v6]:port", the bracketed part an IPv6 address.
+std::optional<host_port> split_authority(std::string_view s) {
+    auto hp = split_host_port(s);
+    if (hp && hp->bracketed && !ipv6(hp->host)) return std::nullopt;
     return hp;
 }
 
@@ -122,9 +88,9 @@ std::optional<std::string> url_error(std::string_view url) {
     const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
     if (authority.find('@') != std::string_view::npos)
         return "must not carry credentials (user@host); use apigee.auth";
-    const auto hp = split_host_port(authority);
+    const auto hp = split_authority(authority);
     if (!hp || hp->host.empty() || (!hp->bracketed && !hostname(hp->host)) ||
-        (!hp->port.empty() && !port(hp->port, false)))
+        (!hp->port.empty() && !parse_port(hp->port)))
         return "bad host or port in " + quote(url);
     if (!https && !loopback(*hp))
         return "plain http:// is allowed only to a loopback host (127.0.0.0/8, ::1, localhost), "
@@ -134,8 +100,8 @@ std::optional<std::string> url_error(std::string_view url) {
 }
 
 std::optional<std::string> listen_error(std::string_view s) {
-    const auto hp = split_host_port(s);
-    if (!hp || hp->port.empty() || !port(hp->port, true) ||
+    const auto hp = split_authority(s);
+    if (!hp || hp->port.empty() || !parse_port(hp->port, true) ||
         (!hp->bracketed && !hp->host.empty() && !ipv4(hp->host) && !hostname(hp->host)) ||
         (!hp->bracketed && hp->host.empty()))
         return "bad listen address " + quote(s) +

@@ -5,6 +5,7 @@
 
 #include "common/duration.hpp"
 #include "common/fingerprint.hpp"
+#include "common/host_port.hpp"
 #include "common/secret.hpp"
 
 using namespace keyrot;
@@ -57,4 +58,39 @@ TEST(Secret, NeverPrints) {
     secret moved(std::move(s));
     EXPECT_TRUE(s.empty());  // NOLINT(bugprone-use-after-move): moved-from is wiped
     EXPECT_EQ(moved.reveal(), "hunter2-consumer-key");
+}
+
+TEST(HostPort, SplitsEveryForm) {
+    using keyrot::split_host_port;
+    auto hp = split_host_port("example.com:8443");
+    ASSERT_TRUE(hp);
+    EXPECT_EQ(hp->host, "example.com");
+    EXPECT_EQ(hp->port, "8443");
+    EXPECT_FALSE(hp->bracketed);
+    hp = split_host_port("example.com");
+    ASSERT_TRUE(hp);
+    EXPECT_EQ(hp->port, "");
+    hp = split_host_port("[::1]:9464");
+    ASSERT_TRUE(hp);
+    EXPECT_EQ(hp->host, "::1");
+    EXPECT_EQ(hp->port, "9464");
+    EXPECT_TRUE(hp->bracketed);
+    hp = split_host_port("[fe80::1]");
+    ASSERT_TRUE(hp);
+    EXPECT_EQ(hp->host, "fe80::1");
+    EXPECT_EQ(hp->port, "");
+    hp = split_host_port(":9464");
+    ASSERT_TRUE(hp);
+    EXPECT_EQ(hp->host, "");
+    for (const char* bad : {"::1", "::1:9464", "[::1", "[::1]x", "[::1]:", "host:"})
+        EXPECT_FALSE(split_host_port(bad)) << bad;
+}
+
+TEST(HostPort, PortsAreDecimalAndInRange) {
+    using keyrot::parse_port;
+    EXPECT_EQ(parse_port("1"), 1);
+    EXPECT_EQ(parse_port("65535"), 65535);
+    EXPECT_EQ(parse_port("0", true), 0);
+    for (const char* bad : {"0", "65536", "", "+80", "-1", " 80", "8o", "123456", "00000080"})
+        EXPECT_FALSE(parse_port(bad)) << bad;
 }
