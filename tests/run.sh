@@ -21,7 +21,8 @@ done
 packages=(
     build-essential cmake ninja-build pkg-config git ca-certificates
     libboost-dev libssl-dev openssl nlohmann-json3-dev libspdlog-dev libfmt-dev
-    prometheus-cpp-dev libyaml-cpp-dev libcurl4-openssl-dev libgtest-dev libgmock-dev
+    prometheus-cpp-dev libyaml-cpp-dev libcurl4-openssl-dev libhowardhinnant-date-dev tzdata
+    libgtest-dev libgmock-dev
     libbenchmark-dev python3 python3-yaml python3-jsonschema python3-aiosmtpd python3-cryptography
     prometheus curl
     clang libclang-rt-14-dev

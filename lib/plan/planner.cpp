@@ -1,5 +1,7 @@
 #include "plan/planner.hpp"
 
+#include <date/tz.h>
+
 #include <algorithm>
 #include <cctype>
 #include <map>
@@ -522,8 +524,31 @@ bool key_valid(const credential& c, millis now) {
     return c.status == "approved" && !expired(c, now);
 }
 
+namespace {
+
+// The window's offset from UTC at `now` (a named zone's changes with daylight
+// saving time).
+millis utc_offset(const policy::time_window& w, millis now) {
+    if (w.zone == nullptr) return w.utc_offset_minutes * k_minute;
+    const auto at = date::sys_time<std::chrono::milliseconds>{std::chrono::milliseconds{now}};
+    return std::chrono::duration_cast<std::chrono::milliseconds>(w.zone->get_info(at).offset)
+        .count();
+}
+
+// The instant of a local time: a time skipped by a change to daylight saving
+// time is the instant of the change; a time that happens twice, the first.
+millis to_utc(const policy::time_window& w, millis local) {
+    if (w.zone == nullptr) return local - w.utc_offset_minutes * k_minute;
+    const auto t = date::local_time<std::chrono::milliseconds>{std::chrono::milliseconds{local}};
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               w.zone->to_sys(t, date::choose::earliest).time_since_epoch())
+        .count();
+}
+
+}  // namespace
+
 bool in_window(const policy::time_window& w, millis now) {
-    const millis local = now + w.utc_offset_minutes * k_minute;
+    const millis local = now + utc_offset(w, now);
     const int day = weekday(local);
     if (!w.days.empty() && std::find(w.days.begin(), w.days.end(), day) == w.days.end())
         return false;
@@ -534,17 +559,15 @@ bool in_window(const policy::time_window& w, millis now) {
 }
 
 millis next_window_open(const policy::time_window& w, millis now) {
-    const millis offset = w.utc_offset_minutes * k_minute;
-    const millis local = now + offset;
-    millis midnight = local - ((local % k_day) + k_day) % k_day;
-    for (int d = 0; d <= 7; ++d) {
+    const millis local = now + utc_offset(w, now);
+    const millis midnight = local - ((local % k_day) + k_day) % k_day;
+    for (int d = 0; d <= 8; ++d) {
         const millis day_start = midnight + d * k_day;
-        const millis open = day_start + w.start_minute * k_minute;
-        if (open <= local) continue;
         const int wd = weekday(day_start);
         if (!w.days.empty() && std::find(w.days.begin(), w.days.end(), wd) == w.days.end())
             continue;
-        return open - offset;
+        const millis open = to_utc(w, day_start + w.start_minute * k_minute);
+        if (open > now) return open;
     }
     return k_never;
 }

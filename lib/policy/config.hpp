@@ -15,6 +15,10 @@
 
 #include "common/duration.hpp"
 
+namespace date {
+class time_zone;
+}
+
 namespace keyrot::policy {
 
 enum class rotation_method { import_key, generate };
@@ -25,8 +29,11 @@ struct time_window {
     std::vector<int> days;  // 0 = Sunday … 6 = Saturday; empty = every day
     int start_minute = 0;   // minutes after local midnight
     int end_minute = 24 * 60;
-    std::string timezone = "UTC";  // "UTC" or a fixed offset "+02:00" / "-05:30"
-    int utc_offset_minutes = 0;    // parsed from timezone
+    // "UTC", a fixed offset "+02:00" / "-05:30", or a name from the system's
+    // time zone database ("Europe/Berlin"), which follows daylight saving time.
+    std::string timezone = "UTC";
+    int utc_offset_minutes = 0;             // a fixed offset, parsed from timezone
+    const date::time_zone* zone = nullptr;  // a named zone; the fixed offset when null
 };
 
 struct match_rules {

@@ -1,5 +1,6 @@
 // One policy from its YAML node (docs/rotation.md, "Policies"), every field
 // checked against the tables in reader.hpp.
+#include <date/tz.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
@@ -24,6 +25,22 @@
 #include "policy/reader.hpp"
 
 namespace keyrot::policy::detail {
+
+namespace {
+
+// A zone of the system's time zone database (/usr/share/zoneinfo, Debian
+// package tzdata), loaded on first use; null with the reason when not found.
+const date::time_zone* find_zone(const std::string& name, std::string& why) {
+    try {
+        return date::locate_zone(name);
+    } catch (const std::exception& e) {
+        why = e.what();
+        if (why.size() > 160) why = why.substr(0, 160) + "...";
+        return nullptr;
+    }
+}
+
+}  // namespace
 
 std::optional<time_window> read_window(reader& r, const field_ref& f) {
     const std::string path = "rotation.window";
@@ -83,10 +100,16 @@ std::optional<time_window> read_window(reader& r, const field_ref& f) {
                 w.utc_offset_minutes = *off;
             } else if (s->find('/') != std::string::npos ||
                        (s->size() >= 3 && std::isalpha(static_cast<unsigned char>((*s)[0])))) {
-                r.error(tz->at(), path + ".timezone",
-                        "named time zones (" + quote(*s) +
-                            ") are not supported yet: use \"UTC\" or a fixed offset like "
-                            "\"+02:00\" or \"-05:30\"");
+                std::string why;
+                if (const date::time_zone* z = find_zone(*s, why)) {
+                    w.timezone = *s;
+                    w.zone = z;
+                } else {
+                    r.error(tz->at(), path + ".timezone",
+                            "unknown time zone " + quote(*s) + " (" + why +
+                                "): use a name from the IANA time zone database such as "
+                                "\"Europe/Berlin\", \"UTC\" or a fixed offset like \"+02:00\"");
+                }
             } else {
                 r.error(tz->at(), path + ".timezone",
                         "bad time zone " + quote(*s) +

@@ -1,6 +1,7 @@
 // One row per rule of the rotation model (docs/rotation.md).
 #include "plan/planner.hpp"
 
+#include <date/tz.h>
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -625,6 +626,40 @@ TEST(Forecast, SkippedAppKeysStillExpire) {
     ASSERT_EQ(got.size(), 1u);
     EXPECT_EQ(got[0].kind, plan::forecast_kind::expire);
     EXPECT_NE(got[0].reason.find("developer is inactive"), std::string::npos) << got[0].reason;
+}
+
+TEST(Window, NamedZoneFollowsDaylightSavingTime) {
+    // Europe/Berlin: CET (+01:00) until Sunday 2027-03-28 01:00 UTC, CEST (+02:00) after.
+    policy::time_window w{{1, 2, 3, 4, 5}, 9 * 60, 17 * 60, "Europe/Berlin", 0};
+    w.zone = date::locate_zone("Europe/Berlin");
+    const millis fri_winter = 1806019200000;  // Friday 2027-03-26 00:00 UTC
+    const millis mon_summer = fri_winter + 3 * k_day;
+    // Winter: 09:00 local is 08:00 UTC.
+    EXPECT_FALSE(plan::in_window(w, fri_winter + 8 * k_hour - k_minute));
+    EXPECT_TRUE(plan::in_window(w, fri_winter + 8 * k_hour));
+    EXPECT_FALSE(plan::in_window(w, fri_winter + 16 * k_hour));  // 17:00 local
+    // After the change 09:00 local is 07:00 UTC: from Friday evening the window
+    // next opens on Monday at 07:00 UTC, not 08:00.
+    EXPECT_EQ(plan::next_window_open(w, fri_winter + 18 * k_hour), mon_summer + 7 * k_hour);
+    EXPECT_TRUE(plan::in_window(w, mon_summer + 7 * k_hour));
+    EXPECT_FALSE(plan::in_window(w, mon_summer + 15 * k_hour));  // 17:00 local
+    // A fixed offset does not follow the change.
+    policy::time_window fixed{{1, 2, 3, 4, 5}, 9 * 60, 17 * 60, "+01:00", 60};
+    EXPECT_EQ(plan::next_window_open(fixed, fri_winter + 18 * k_hour), mon_summer + 8 * k_hour);
+}
+
+TEST(Window, NamedZoneTimeSkippedOrRepeated) {
+    policy::time_window w{{}, 2 * 60 + 30, 3 * 60 + 30, "Europe/Berlin", 0};
+    w.zone = date::locate_zone("Europe/Berlin");
+    // Sunday 2027-03-28: 02:30 local does not exist (02:00 -> 03:00 at 01:00
+    // UTC); the window opens at the change, 03:00 local.
+    const millis sun_spring = 1806192000000;  // 2027-03-28 00:00 UTC
+    EXPECT_EQ(plan::next_window_open(w, sun_spring), sun_spring + 1 * k_hour);
+    EXPECT_TRUE(plan::in_window(w, sun_spring + 1 * k_hour));  // 03:00 CEST
+    // Sunday 2027-10-31: 02:30 local happens twice (03:00 CEST -> 02:00 CET at
+    // 01:00 UTC); the window opens at the first, 00:30 UTC.
+    const millis sun_autumn = 1824940800000;  // 2027-10-31 00:00 UTC
+    EXPECT_EQ(plan::next_window_open(w, sun_autumn), sun_autumn + 30 * k_minute);
 }
 
 }  // namespace

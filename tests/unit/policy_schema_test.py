@@ -61,7 +61,7 @@ def main():
         ("policy", {"name": "x", "organization": "o", "rotation": {"overlap": "90 days"}}),
         ("policy", {"name": "x", "organization": "o", "rotation": {"method": "create"}}),
         ("policy", {"name": "x", "organization": "o",
-                    "rotation": {"window": {"timezone": "Europe/Berlin"}}}),
+                    "rotation": {"window": {"timezone": "Europe//Berlin"}}}),
         ("config", {"polices": "x"}),
         ("config", {"apigee": {"auth": {"method": "token-file"}}}),
         ("config", {"apigee": {"maxConcurrency": 0}}),
