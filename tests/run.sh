@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what is missing (Debian 12), builds, runs every test with ctest, then
-# builds and runs the unit tests under AddressSanitizer + UBSan.
+# Installs what is missing (Debian 12), checks the formatting, builds, runs
+# every test with ctest, clang-tidy on the pure core (tests/tidy.sh), then the
+# unit tests and keyrotd under AddressSanitizer + UBSan. The sanitizer build
+# runs at low priority while the release tests run (they mostly wait on sockets).
 #   tests/run.sh            everything
 #   tests/run.sh --no-asan  skip the sanitizer build (quicker while developing)
 #   tests/run.sh --deps-only  install the Debian packages and stop
@@ -25,7 +27,7 @@ packages=(
     libgtest-dev libgmock-dev
     libbenchmark-dev python3 python3-yaml python3-jsonschema python3-aiosmtpd python3-cryptography
     prometheus curl
-    clang libclang-rt-14-dev
+    clang libclang-rt-14-dev clang-format clang-tidy
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -41,22 +43,43 @@ fi
 ((deps_only)) && exit 0
 
 start=$(date +%s)
-echo "== configure + build (release)"
+stage() { echo "== $* (at $(( $(date +%s) - start ))s)"; }
+
+stage "format: clang-format --dry-run --Werror on every C++ file"
+git ls-files -z -- '*.cpp' '*.hpp' | xargs -0 clang-format --dry-run --Werror
+
+stage "configure + build (release)"
 cmake --preset release >/dev/null
 cmake --build --preset release
 
-echo "== ctest (release: unit + integration)"
+asan_pid=""
+if ((asan)); then
+    stage "configure + build (asan) in the background, at low priority"
+    cmake --preset asan >/dev/null
+    nice -n 10 cmake --build --preset asan --target unit-tests keyrotd \
+        > build/asan-build.log 2>&1 &
+    asan_pid=$!
+fi
+
+stage "ctest (release: unit + integration)"
 ctest --preset release -j2 --timeout 600
 
+stage "clang-tidy (pure core; tests/tidy.sh --all for lib/ and daemon/)"
+tests/tidy.sh build/release
+
 if ((asan)); then
-    echo "== configure + build (asan: unit tests under ASan + UBSan)"
-    cmake --preset asan >/dev/null
-    cmake --build --preset asan --target unit-tests keyrotd
+    stage "waiting for the asan build"
+    if ! wait "$asan_pid"; then
+        tail -n 60 build/asan-build.log
+        echo "asan build failed (build/asan-build.log)" >&2
+        exit 1
+    fi
+    stage "unit tests under ASan + UBSan"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         KEYROT_SIM_SEEDS=1 ctest --preset asan -j2 --timeout 600
     # keyrotd itself under ASan+UBSan (leaks included) against the release
     # emulator: the rotation suite, the daemon and hostile-input suites.
-    echo "== keyrotd under ASan + UBSan: rotation, daemon and hostile suites"
+    stage "keyrotd under ASan + UBSan: rotation, daemon and hostile suites"
     export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     export KEYROTD="$PWD/build/asan/daemon/keyrotd" KEYROT_BUILD_DIR="$PWD/build/release"
     # (the strict profile: it takes more paths; the release run has both)

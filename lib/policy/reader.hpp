@@ -93,7 +93,8 @@ inline std::string first_bad_utf8(const nlohmann::json& j, const std::string& pa
 inline std::vector<std::string> flatten(const field_table& t) {
     std::vector<std::string> out;
     for (const auto& [parent, names] : t)
-        for (const auto& n : names) out.push_back(parent.empty() ? n : parent + "." + n);
+        for (const auto& n : names)
+            out.push_back(parent.empty() ? n : std::string(parent).append(".").append(n));
     std::sort(out.begin(), out.end());
     return out;
 }

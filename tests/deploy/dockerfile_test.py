@@ -24,7 +24,7 @@ BASE = {"libc6", "libstdc++6", "libgcc-s1", "gcc-12-base"}
 # Packages in run.sh that are tools for tests, not for building keyrotd.
 TEST_ONLY = {"openssl", "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "python3", "python3-yaml",
              "python3-jsonschema", "python3-aiosmtpd", "python3-cryptography", "prometheus", "curl",
-             "clang", "tzdata",
+             "clang", "tzdata", "clang-format", "clang-tidy",
              "libclang-rt-14-dev"}
 
 failures = []
