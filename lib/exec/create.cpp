@@ -202,11 +202,46 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
     const std::string fp = s.fingerprint;
     const secret key = s.consumer_key;
 
+    // An earlier completion already wrote the final marker (the planner asks
+    // again only to approve products left pending): it was audited then.
+    const bool final_already = sorted(s.attributes) == sorted(spec.attributes);
     // 1. Products the old key has, added (Apigee sets approved or pending).
     std::vector<std::string> missing;
     for (const auto& p : spec.products)
         if (product_status(s, p.name).empty()) missing.push_back(p.name);
-    if (!missing.empty()) {
+    // With every product approved on the old key and no scopes, nothing can
+    // come out wider than it: products and the final marker go in one update.
+    // A manual-approval product comes out pending and is approved in step 2; a
+    // crash before that leaves a complete successor with a pending product,
+    // which the planner finishes before any revocation.
+    const bool one_update =
+        !final_already && !missing.empty() && spec.scopes.empty() && s.scopes.empty() &&
+        std::all_of(spec.products.begin(), spec.products.end(),
+                    [](const product_grant& p) { return p.status == "approved"; });
+    bool marked_final = false;
+    if (one_update) {
+        const intent in = make_intent(pa, "completed", fp, replaces,
+                                      "products, attributes and final marker in one update", false);
+        const bool began = co_await begin(pa, in);
+        if (!began) co_return false;
+        auto r = co_await api_.update_key(dev, name, key, missing, spec.attributes);
+        if (!r && maybe_applied(r.err()))
+            r = co_await api_.get_key(dev, name, key);  // took effect?
+        if (!r)
+            co_return fail(pa, fp, replaces,
+                           "add products with the final marker: " + r.err().describe());
+        if (sorted(r->attributes) != sorted(spec.attributes))
+            co_return fail(pa, fp, replaces, "attributes do not read back as written");
+        s.products = r->products;
+        s.attributes = r->attributes;
+        for (const auto& m : missing)
+            if (product_status(s, m).empty())
+                co_return fail(pa, fp, replaces, "product " + m + " missing after adding it");
+        keep(pa, s, key);  // the record names its times
+        const bool finished = co_await finish(pa, in);
+        if (!finished) co_return false;
+        marked_final = true;
+    } else if (!missing.empty()) {
         // The complete attribute list rides along: an update may replace the
         // attributes with those sent, or wipe them when none are sent.
         auto r = co_await api_.update_key(dev, name, key, missing, s.attributes);
@@ -264,25 +299,31 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
                            "the lineage marker does not read back after setting scopes");
     }
     // 4. Last, the final marker with the old key's attributes: now it is complete.
-    const intent in =
-        make_intent(pa, "completed", fp, replaces,
-                    "products, statuses, scopes and attributes copied; marker final", false);
-    const bool began = co_await begin(pa, in);
-    if (!began) co_return false;
-    auto r = co_await api_.update_key(dev, name, key, {}, spec.attributes);
-    if (!r && maybe_applied(r.err())) r = co_await api_.get_key(dev, name, key);  // took effect?
-    if (!r) co_return fail(pa, fp, replaces, "write final marker: " + r.err().describe());
-    if (sorted(r->attributes) != sorted(spec.attributes))
-        co_return fail(pa, fp, replaces, "attributes do not read back as written");
-    keep(pa, std::move(r.value()), key);
-    const bool finished = co_await finish(pa, in);
-    if (finished && delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
+    if (marked_final || final_already) {
+        keep(pa, std::move(s), key);
+    } else {
+        const intent in =
+            make_intent(pa, "completed", fp, replaces,
+                        "products, statuses, scopes and attributes copied; marker final", false);
+        const bool began = co_await begin(pa, in);
+        if (!began) co_return false;
+        auto r = co_await api_.update_key(dev, name, key, {}, spec.attributes);
+        if (!r && maybe_applied(r.err()))
+            r = co_await api_.get_key(dev, name, key);  // took effect?
+        if (!r) co_return fail(pa, fp, replaces, "write final marker: " + r.err().describe());
+        if (sorted(r->attributes) != sorted(spec.attributes))
+            co_return fail(pa, fp, replaces, "attributes do not read back as written");
+        keep(pa, std::move(r.value()), key);
+        const bool finished = co_await finish(pa, in);
+        if (!finished) co_return false;
+    }
+    if (!final_already && delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
         // At the start of the overlap; the revocation gate retries a failure.
         auto d = co_await deliver(pa, fp, replaces);
         delivered(pa, fp, replaces, "overlap", static_cast<bool>(d));
         if (!d) fail(pa, fp, replaces, "deliver: " + d.err().message);
     }
-    co_return finished;
+    co_return true;
 }
 
 }  // namespace keyrot::exec

@@ -45,13 +45,24 @@ forecast_kind kind_of(action_kind k) {
 // come out approved or pending by approval type), read them back, set scopes
 // when it lacks them, then the final marker.
 int completion_calls(const successor_spec& spec, bool add_products, bool add_scopes) {
+    const int products = static_cast<int>(spec.products.size());
+    const bool all_approved =
+        std::all_of(spec.products.begin(), spec.products.end(),
+                    [](const product_grant& p) { return p.status == "approved"; });
+    // A key whose products are all approved: each may be on a manual-approval
+    // product, come out pending and need approving, then one read-back (the
+    // estimate assumes so; with auto-approval products those calls are not made).
+    const int approvals = all_approved && products > 0 ? products + 1 : 0;
+    if (add_products && products > 0 && spec.scopes.empty() && all_approved)
+        return 1 + approvals;  // products and the final marker in one update
     int n = 0;
-    if (add_products && !spec.products.empty()) ++n;
+    if (add_products && products > 0) ++n;
     int statuses = 0;
     for (const auto& p : spec.products)
         if (p.status != "approved") ++statuses;
     n += statuses;
     if (statuses > 0) ++n;  // the read-back
+    n += approvals;
     if (add_scopes && !spec.scopes.empty()) ++n;
     return n + 1;  // the final marker
 }

@@ -111,6 +111,7 @@ class planner {
         for (auto& [fp, info] : keys_) {
             const credential& k = *info.cred;
             if (k.status != "approved" || info.mark.pending) continue;
+            if (finish_approvals(info)) continue;
             if (expired(k, now_)) {
                 late_rotation(info);
             } else if (info.successors.empty()) {
@@ -255,6 +256,36 @@ class planner {
         a.key = k.fingerprint;
         a.replaces = std::move(replaces);
         a.reason = std::move(why);
+        add(std::move(a));
+        return true;
+    }
+
+    // A complete successor with a product still pending that this key has
+    // approved: a completion that wrote the products and the final marker in
+    // one update (docs/rotation.md) stopped before approving a manual-approval
+    // product. Finish it (statuses mirrored again, never wider); revocation
+    // waits until it has every product this key has approved.
+    bool finish_approvals(const key_info& info) {
+        const credential& k = *info.cred;
+        if (info.live == nullptr || read_marker(*info.live).pending ||
+            revoking_.count(info.live->fingerprint))
+            return false;
+        const credential& s = *info.live;
+        std::string list;
+        for (const auto& p : k.products) {
+            if (p.status != "approved") continue;
+            for (const auto& q : s.products)
+                if (q.name == p.name && q.status == "pending")
+                    list += (list.empty() ? "" : ",") + p.name;
+        }
+        if (list.empty()) return false;
+        action a;
+        a.kind = action_kind::complete_successor;
+        a.key = s.fingerprint;
+        a.replaces = k.fingerprint;
+        a.spec = spec_from(k);
+        a.reason = "successor " + s.fingerprint + " is complete but " + list +
+                   " still pending there: approving as on " + k.fingerprint;
         add(std::move(a));
         return true;
     }

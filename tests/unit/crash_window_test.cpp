@@ -50,8 +50,11 @@ constexpr const char* k_org = "acme";
 constexpr const char* k_dev = "dev@partner.example.com";
 constexpr const char* k_old_key = "crashWindowOldKey_0001";
 
-json seed() {
-    return json::parse(R"({
+// `simple`: the old key has only approved products (one of them on a
+// manual-approval product) and no scopes, the shape a completion writes in one
+// update; otherwise pending products and scopes, the shape that takes each step.
+json seed(bool simple) {
+    json s = json::parse(R"({
       "organizations": [{
         "name": "acme",
         "developers": [{"email": "dev@partner.example.com", "firstName": "P", "lastName": "N",
@@ -75,6 +78,13 @@ json seed() {
         }]
       }]
     })");
+    if (simple) {
+        json& c = s["organizations"][0]["apps"][0]["credentials"][0];
+        c["scopes"] = json::array();
+        c["apiProducts"] = json::parse(R"([{"apiproduct": "payments", "status": "approved"},
+                                           {"apiproduct": "admin", "status": "approved"}])");
+    }
+    return s;
 }
 
 // The emulator behind the transport seam, failing call `fail_at` (1-based,
@@ -208,11 +218,11 @@ json hook(emulator::emulator& emu, const std::string& method, const std::string&
 // The scenario: two passes now, the clock past the overlap, two more passes.
 // The failure (if any) lands wherever call `fail_at` falls; the later passes
 // are clean and must converge.
-outcome run_scenario(policy::rotation_method method, bool strict, int fail_at,
+outcome run_scenario(policy::rotation_method method, bool strict, bool simple, int fail_at,
                      emulator_transport::mode how) {
     emulator::emulator emu;
     if (strict) emu.profile().all(true);
-    emu.load_seed(seed());
+    emu.load_seed(seed(simple));
     emulator_transport transport(emu);
     transport.fail_at = fail_at;
     transport.how = how;
@@ -293,13 +303,14 @@ json normalise(const json& app) {
 struct scenario {
     policy::rotation_method method;
     bool strict;
+    bool simple;
 };
 
 class CrashWindowTest : public ::testing::TestWithParam<scenario> {};
 
 TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
-    const auto [method, strict] = GetParam();
-    const outcome clean = run_scenario(method, strict, 0, emulator_transport::mode::before);
+    const auto [method, strict, simple] = GetParam();
+    const outcome clean = run_scenario(method, strict, simple, 0, emulator_transport::mode::before);
     const json want = normalise(clean.app);
     // The clean run itself: one complete successor, the old key revoked.
     ASSERT_EQ(want["keys"].size(), 2u) << clean.app.dump();
@@ -311,6 +322,12 @@ TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
     ASSERT_EQ(want["attributes"]["Notes"], "keep me");
     ASSERT_EQ(want["callbackUrl"], "https://shop.example.com/cb");
     ASSERT_GE(clean.calls, 6);
+    if (simple) {
+        // Every product approved, the manual-approval one too; no scopes.
+        ASSERT_EQ(want["keys"][1]["products"],
+                  json::parse(R"({"payments": "approved", "admin": "approved"})"));
+        ASSERT_EQ(want["keys"][1]["scopes"], json::array());
+    }
 
     int runs = 0;
     for (int n = 1; n <= clean.calls; ++n) {
@@ -320,7 +337,7 @@ TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
                          (how == emulator_transport::mode::after   ? " took effect, answer lost"
                           : how == emulator_transport::mode::crash ? " took effect, then a crash"
                                                                    : " failed before sending"));
-            const outcome got = run_scenario(method, strict, n, how);
+            const outcome got = run_scenario(method, strict, simple, n, how);
             ++runs;
             EXPECT_EQ(normalise(got.app), want) << got.app.dump();
             EXPECT_EQ(got.violations, std::vector<std::string>{});
@@ -376,7 +393,7 @@ class fake_delivery final : public exec::delivery {
 
 TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
     emulator::emulator emu;
-    emu.load_seed(seed());
+    emu.load_seed(seed(false));
     emulator_transport transport(emu);
     auto auth = auth::make_none();
     apigee::api api(transport, *auth, k_org);
@@ -485,10 +502,10 @@ net::awaitable<void> one_pass(exec::executor& ex, const std::vector<policy::poli
 }
 
 TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
-    const auto [method, strict] = GetParam();
+    const auto [method, strict, simple] = GetParam();
     emulator::emulator emu;
     if (strict) emu.profile().all(true);
-    emu.load_seed(seed());
+    emu.load_seed(seed(simple));
     emulator_transport transport(emu);
     auto auth = auth::make_none();
     apigee::api api(transport, *auth, k_org);
@@ -540,15 +557,20 @@ TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
 }
 
 // Both methods against both emulator profiles (docs/apigee-fidelity.md).
-const scenario k_scenarios[] = {{policy::rotation_method::import_key, false},
-                                {policy::rotation_method::import_key, true},
-                                {policy::rotation_method::generate, false},
-                                {policy::rotation_method::generate, true}};
+// Both key shapes each.
+const scenario k_scenarios[] = {{policy::rotation_method::import_key, false, false},
+                                {policy::rotation_method::import_key, true, false},
+                                {policy::rotation_method::generate, false, false},
+                                {policy::rotation_method::generate, true, false},
+                                {policy::rotation_method::import_key, false, true},
+                                {policy::rotation_method::import_key, true, true},
+                                {policy::rotation_method::generate, false, true},
+                                {policy::rotation_method::generate, true, true}};
 
 std::string scenario_name(const ::testing::TestParamInfo<scenario>& i) {
     return std::string(i.param.method == policy::rotation_method::generate ? "Generate"
                                                                            : "Import") +
-           (i.param.strict ? "Strict" : "Lenient");
+           (i.param.strict ? "Strict" : "Lenient") + (i.param.simple ? "Simple" : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Scenarios, ForecastCallsTest, ::testing::ValuesIn(k_scenarios),

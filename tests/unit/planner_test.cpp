@@ -114,6 +114,26 @@ INSTANTIATE_TEST_SUITE_P(
             {},
             {"revoke:a1"},
             T0 + 69 * d},
+        row{"complete_successor_with_product_left_pending_is_finished_first",
+            [] {
+                credential s = successor("b2", "a1", false, T0 - 8 * d, T0 + 82 * d);
+                s.products = {{"payments", "pending"}};
+                return make_app({key("a1", T0 - 88 * d, T0 + 2 * d), s});
+            },
+            {},
+            {"complete:b2"},
+            T0 + 68 * d},
+        row{"pending_product_the_old_key_has_pending_too_is_left",
+            [] {
+                credential k = key("a1", T0 - 88 * d, T0 + 2 * d);
+                k.products.push_back({"beta", "pending"});
+                credential s = successor("b2", "a1", false, T0 - 8 * d, T0 + 82 * d);
+                s.products = {{"payments", "approved"}, {"beta", "pending"}};
+                return make_app({k, s});
+            },
+            {},
+            {"revoke:a1"},
+            T0 + 68 * d},
         row{"revocation_no_later_than_old_expiry",
             [] {
                 return make_app({key("a1", T0 - 87 * d, T0 + 3 * d),
