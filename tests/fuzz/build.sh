@@ -49,7 +49,9 @@ build_config() {
         echo "up to date: $out/config_fuzz"
         return
     fi
-    "$CXX" "${flags[@]}" -o "$out/config_fuzz.tmp" "${srcs[@]}" -lyaml-cpp -lcrypto
+    # (named time zones: Howard Hinnant's date, as its CMake package defines it)
+    "$CXX" "${flags[@]}" -DUSE_OS_TZDB=1 -DONLY_C_LOCALE=1 -DHAS_STRING_VIEW=1 \
+        -o "$out/config_fuzz.tmp" "${srcs[@]}" -lyaml-cpp -ldate-tz -lcrypto
     mv "$out/config_fuzz.tmp" "$out/config_fuzz"
     echo "built $out/config_fuzz"
 }
