@@ -443,16 +443,20 @@ TEST(HttpClient, RateLimitHoldsAcrossConcurrentRequests) {
     for (auto& r : out) ASSERT_TRUE(r);
     auto log = srv.requests();
     ASSERT_EQ(log.size(), 25u);
-    // No window of ~1 s (less 50 ms of arrival jitter) holds more than 10.
+    // No window of ~1 s holds more than 10. Arrival times carry scheduling
+    // jitter (tests/run.sh builds the sanitizer tree meanwhile): a request held
+    // back by a busy CPU arrives next to the following one, so the window is
+    // 0.8 s (200 ms of slack). Without the limiter all 25 arrive within
+    // milliseconds; its exact schedule is http_rules_test's (no sockets).
     std::size_t j = 0;
     int worst = 0;
     for (std::size_t i = 0; i < log.size(); ++i) {
-        while (log[i].arrived - log[j].arrived >= 0.95) ++j;
+        while (log[i].arrived - log[j].arrived >= 0.8) ++j;
         worst = std::max(worst, static_cast<int>(i - j + 1));
     }
     EXPECT_LE(worst, 10);
-    EXPECT_GE(took, 2.3);
-    EXPECT_LT(took, 4.0);
+    EXPECT_GE(took, 2.3);   // load only delays: the lower bound holds under any
+    EXPECT_LT(took, 10.0);  // only pathological over-throttling
 }
 
 TEST(HttpClient, ConcurrencyIsBounded) {
