@@ -32,6 +32,25 @@ developer_app& find_app(organization& org, const std::string& email, const std::
     return it->second;
 }
 
+app_group& find_group(organization& org, const std::string& name) {
+    auto it = org.app_groups.find(name);
+    if (it == org.app_groups.end()) fail(404, "AppGroup " + name + " not found");
+    return it->second;
+}
+
+app_key owner_key(const std::vector<std::string>& seg) {
+    if (seg[2] == "appgroups") return team_app_key(seg[3], seg[5]);
+    return {lower(seg[3]), seg[5]};
+}
+
+developer_app& find_owner_app(organization& org, const std::vector<std::string>& seg) {
+    if (seg[2] != "appgroups") return find_app(org, seg[3], seg[5]);
+    find_group(org, seg[3]);
+    auto it = org.apps.find(team_app_key(seg[3], seg[5]));
+    if (it == org.apps.end()) fail(404, "app " + seg[5] + " not found in AppGroup " + seg[3]);
+    return it->second;
+}
+
 credential& find_key(developer_app& app, const std::string& consumer_key) {
     for (auto& c : app.credentials)
         if (c.consumer_key == consumer_key) return c;
@@ -136,7 +155,7 @@ response serve_api(state& st, const request& req, const std::vector<std::string>
     std::optional<app_key> written;
     int usable_before = 0;
     if (is_write && seg.size() >= 6 && seg[4] == "apps") {
-        written = app_key{lower(seg[3]), seg[5]};
+        written = owner_key(seg);
         usable_before = st.usable_keys(org, *written);
     }
     std::string record_route = m.templ;

@@ -2,7 +2,7 @@
 // faults, the org, the body, then the handler the route table names, then the
 // bookkeeping the hooks report (requests, availability, lost markers, write
 // spans). Handlers are grouped by resource (api_org.cpp, api_developers.cpp,
-// api_apps.cpp, api_keys.cpp, api_products.cpp); they throw api_error
+// api_apps.cpp, api_keys.cpp, api_products.cpp, api_appgroups.cpp); they throw api_error
 // (util.hpp) for an error reply, and a call that throws skips the bookkeeping
 // and the latency: its error is answered at once.
 #pragma once
@@ -41,6 +41,10 @@ response serve_api(state& st, const request& req, const std::vector<std::string>
 // Lookups that answer 404 (or 400 for an unknown product) when missing.
 developer& find_dev(organization& org, const std::string& email);
 developer_app& find_app(organization& org, const std::string& email, const std::string& name);
+app_group& find_group(organization& org, const std::string& name);
+// The app of a path …/developers/D/apps/A/… or …/appgroups/G/apps/A/…, and its key.
+developer_app& find_owner_app(organization& org, const std::vector<std::string>& seg);
+app_key owner_key(const std::vector<std::string>& seg);
 credential& find_key(developer_app& app, const std::string& consumer_key);
 // The status a product starts with on a key: pending for manual approval.
 std::string product_status(const organization& org, const std::string& name);
@@ -76,6 +80,11 @@ response key_put(state& st, call& ctx);
 response key_delete(state& st, call& ctx);
 response key_product_post(state& st, call& ctx);
 response key_product_delete(state& st, call& ctx);
+response groups_list(state& st, call& ctx);
+response group_get(state& st, call& ctx);
+response group_apps_list(state& st, call& ctx);
+response group_app_get(state& st, call& ctx);
+response group_key_post(state& st, call& ctx);
 response products_list(state& st, call& ctx);
 response product_create(state& st, call& ctx);
 response product_get(state& st, call& ctx);

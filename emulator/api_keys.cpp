@@ -1,5 +1,7 @@
 // Keys of a developer app: create (custom key), read, update, approve or
-// revoke, replace scopes, delete, and the products on a key.
+// revoke, replace scopes, delete, and the products on a key. Create, read,
+// delete and the products on a key serve team apps too (the update is
+// group_key_post, api_appgroups.cpp).
 #include <algorithm>
 
 #include "api.hpp"
@@ -12,8 +14,8 @@ response key_create(state& st, call& ctx) {
     const auto& seg = ctx.seg;
     const json& body = ctx.body;
     const millis t = ctx.t;
-    auto& a = find_app(org, seg[3], seg[5]);
-    app_key k{lower(seg[3]), seg[5]};
+    auto& a = find_owner_app(org, seg);
+    const app_key k = owner_key(seg);
     credential c;
     c.consumer_key = string_field(body, "consumerKey");
     if (c.consumer_key.empty()) fail(400, "consumerKey is required");
@@ -48,7 +50,7 @@ response key_create(state& st, call& ctx) {
 response key_get(state&, call& ctx) {
     organization& org = ctx.org;
     const auto& seg = ctx.seg;
-    auto& a = find_app(org, seg[3], seg[5]);
+    auto& a = find_owner_app(org, seg);
     return json_response(credential_json(find_key(a, seg[7])));
 }
 
@@ -104,7 +106,7 @@ response key_put(state& st, call& ctx) {
 response key_delete(state&, call& ctx) {
     organization& org = ctx.org;
     const auto& seg = ctx.seg;
-    auto& a = find_app(org, seg[3], seg[5]);
+    auto& a = find_owner_app(org, seg);
     auto& c = find_key(a, seg[7]);
     json out = credential_json(c);
     org.key_index.erase(c.consumer_key);
@@ -126,7 +128,7 @@ std::vector<key_product>::iterator find_key_product(credential& c, const std::st
 
 response key_product_post(state&, call& ctx) {
     const auto& seg = ctx.seg;
-    auto& a = find_app(ctx.org, seg[3], seg[5]);
+    auto& a = find_owner_app(ctx.org, seg);
     auto& c = find_key(a, seg[7]);
     auto it = find_key_product(c, seg[9]);
     if (!ctx.action) fail(400, "action=approve|revoke is required");
@@ -136,7 +138,7 @@ response key_product_post(state&, call& ctx) {
 
 response key_product_delete(state&, call& ctx) {
     const auto& seg = ctx.seg;
-    auto& a = find_app(ctx.org, seg[3], seg[5]);
+    auto& a = find_owner_app(ctx.org, seg);
     auto& c = find_key(a, seg[7]);
     c.products.erase(find_key_product(c, seg[9]));
     return json_response(credential_json(c));

@@ -11,10 +11,6 @@ namespace keyrot::emulator {
 
 namespace {
 
-// Team (AppGroup) apps share the app map; their key's first part is this byte
-// and the group name (no developer email holds a control character).
-const std::string k_team_prefix = "\x01";
-
 // Relative seed times: "+5m", "-30d" (from the load time), "now", or ms.
 millis seed_time(const json& j, millis base, millis dflt) {
     if (j.is_null()) return dflt;
@@ -98,6 +94,24 @@ organization& load_org(state& st, const json& o, millis base) {
             org->developers[k] = std::move(dev);
         }
     }
+    // Teams (AppGroups). A team app whose AppGroup is not listed gets an
+    // active one of that name.
+    if (auto it = o.find("appGroups"); it != o.end()) {
+        for (const auto& g : *it) {
+            app_group ag;
+            ag.name = seed_str(g, "name");
+            if (ag.name.empty()) throw std::runtime_error("seed: appGroup needs a name");
+            ag.app_group_id = seed_str(g, "appGroupId", uuid(st.id_rng));
+            ag.display_name = seed_str(g, "displayName", ag.name);
+            ag.status = seed_str(g, "status", "active");
+            if (ag.status != "active" && ag.status != "inactive")
+                throw std::runtime_error("seed: appGroup status must be active or inactive");
+            ag.attributes = seed_attrs(g);
+            ag.created_at = seed_time(g.value("createdAt", json()), base, base);
+            ag.last_modified_at = seed_time(g.value("lastModifiedAt", json()), base, ag.created_at);
+            org->app_groups[ag.name] = std::move(ag);
+        }
+    }
     if (auto it = o.find("apps"); it != o.end()) {
         for (const auto& a : *it) {
             developer_app app;
@@ -109,6 +123,13 @@ organization& load_org(state& st, const json& o, millis base) {
             if (app.app_group.empty() && !org->developers.count(email))
                 throw std::runtime_error("seed: app's developerEmail is not a seeded developer: " +
                                          email);
+            if (!app.app_group.empty() && !org->app_groups.count(app.app_group)) {
+                app_group ag;
+                ag.name = ag.display_name = app.app_group;
+                ag.app_group_id = uuid(st.id_rng);
+                ag.created_at = ag.last_modified_at = base;
+                org->app_groups[ag.name] = std::move(ag);
+            }
             app.name = seed_str(a, "name");
             if (app.name.empty()) throw std::runtime_error("seed: app needs a name");
             app.app_id = seed_str(a, "appId", uuid(st.id_rng));
@@ -239,6 +260,16 @@ json dump_state(const state& st) {
         }
         o["apiProducts"] = std::move(prods);
         o["developers"] = std::move(devs);
+        json groups = json::array();
+        for (const auto& [_, g] : org->app_groups)
+            groups.push_back({{"name", g.name},
+                              {"appGroupId", g.app_group_id},
+                              {"displayName", g.display_name},
+                              {"status", g.status},
+                              {"attributes", attrs_json(g.attributes)},
+                              {"createdAt", std::to_string(g.created_at)},
+                              {"lastModifiedAt", std::to_string(g.last_modified_at)}});
+        o["appGroups"] = std::move(groups);
         o["apps"] = std::move(apps);
         orgs.push_back(std::move(o));
     }

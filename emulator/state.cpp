@@ -48,9 +48,14 @@ millis state::now() const {
 
 int state::usable_keys(const organization& org, const app_key& k) const {
     auto ai = org.apps.find(k);
-    auto di = org.developers.find(k.first);
-    if (ai == org.apps.end() || di == org.developers.end()) return 0;
-    if (di->second.status != "active" || ai->second.status != "approved") return 0;
+    if (ai == org.apps.end() || ai->second.status != "approved") return 0;
+    if (!ai->second.app_group.empty()) {
+        auto gi = org.app_groups.find(ai->second.app_group);
+        if (gi == org.app_groups.end() || gi->second.status != "active") return 0;
+    } else {
+        auto di = org.developers.find(k.first);
+        if (di == org.developers.end() || di->second.status != "active") return 0;
+    }
     const millis t = now();
     int n = 0;
     for (const auto& c : ai->second.credentials) {
@@ -68,8 +73,10 @@ void state::record_availability(const std::string& org, const app_key& k, int be
     auto oi = orgs.find(org);
     if (oi == orgs.end() || !oi->second->apps.count(k)) return;
     int after = usable_keys(*oi->second, k);
-    availability_record r{
-        now(), org, oi->second->developers.at(k.first).email, k.second, before, after, route, key};
+    const developer_app& a = oi->second->apps.at(k);
+    const std::string owner =
+        a.app_group.empty() ? oi->second->developers.at(k.first).email : a.app_group;
+    availability_record r{now(), org, owner, k.second, before, after, route, key};
     if (before >= 1 && after == 0) ever_lost_last.push_back(r);
     availability.push_back(std::move(r));
     if (availability.size() > k_max_availability) {

@@ -67,6 +67,17 @@ struct developer {
     millis last_modified_at = 0;
 };
 
+// A team (Apigee X AppGroup): owns team apps in place of a developer.
+struct app_group {
+    std::string name;
+    std::string app_group_id;
+    std::string display_name;
+    std::string status = "active";  // active | inactive
+    std::vector<attribute> attributes;
+    millis created_at = 0;
+    millis last_modified_at = 0;
+};
+
 struct api_product {
     std::string name;
     std::string display_name;
@@ -78,11 +89,18 @@ struct api_product {
 
 // Apps are kept in one ordered map keyed by (lower-case developer email, app
 // name): the org-wide list pages through it and a developer's apps are a range.
+// A team app's first part is k_team_prefix and the AppGroup's name (no e-mail
+// address holds a control character).
 using app_key = std::pair<std::string, std::string>;
+inline const std::string k_team_prefix = "\x01";
+inline app_key team_app_key(const std::string& group, const std::string& app) {
+    return {k_team_prefix + group, app};
+}
 
 struct organization {
     std::string name;
     std::map<std::string, developer> developers;  // by lower-case email
+    std::map<std::string, app_group> app_groups;  // by name
     std::map<std::string, api_product> products;
     std::map<app_key, developer_app> apps;
     std::unordered_map<std::string, app_key> key_index;  // consumer key -> app

@@ -73,7 +73,11 @@ json app_json(const organization& org, const app_key& k, const developer_app& a,
     put_str(j, "callbackUrl", a.callback_url);
     put_list(j, "scopes", a.scopes);
     put_str(j, "appFamily", a.app_family);
-    if (a.key_expires_in != -1) j["keyExpiresIn"] = std::to_string(a.key_expires_in);
+    // In milliseconds on a developer app, in seconds on a team app (the
+    // AppGroupApp message).
+    if (a.key_expires_in != -1)
+        j["keyExpiresIn"] =
+            std::to_string(a.app_group.empty() ? a.key_expires_in : a.key_expires_in / 1000);
     if (creds) {
         json cs = json::array();
         for (const auto& c : a.credentials)
@@ -81,6 +85,18 @@ json app_json(const organization& org, const app_key& k, const developer_app& a,
                 cs.push_back(credential_json(c));
         if (!cs.empty()) j["credentials"] = std::move(cs);
     }
+    return j;
+}
+
+json app_group_json(const organization& org, const app_group& g) {
+    json j = {{"name", g.name},
+              {"appGroupId", g.app_group_id},
+              {"displayName", g.display_name},
+              {"organization", org.name},
+              {"status", g.status},
+              {"createdAt", std::to_string(g.created_at)},
+              {"lastModifiedAt", std::to_string(g.last_modified_at)}};
+    put_attrs(j, g.attributes);
     return j;
 }
 

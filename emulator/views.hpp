@@ -23,5 +23,7 @@ json developer_json(const organization& org, const developer& d);
 json app_json(const organization& org, const app_key& k, const developer_app& a, bool creds,
               const std::string* key_status, bool with_email);
 json product_json(const api_product& p);
+// An AppGroup as GET /appgroups/G answers it.
+json app_group_json(const organization& org, const app_group& g);
 
 }  // namespace keyrot::emulator

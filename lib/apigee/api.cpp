@@ -144,13 +144,21 @@ namespace {
 std::string org_path(const std::string& org) {
     return "/v1/organizations/" + encode_component(org);
 }
-std::string app_path(const std::string& org, const std::string& dev, const std::string& app) {
-    return org_path(org) + "/developers/" + encode_component(dev) + "/apps/" +
-           encode_component(app);
+std::string app_path(const std::string& org, const app_owner& owner, const std::string& app) {
+    return org_path(org) +
+           (owner.is_team() ? "/appgroups/" + encode_component(owner.team)
+                            : "/developers/" + encode_component(owner.developer)) +
+           "/apps/" + encode_component(app);
 }
-std::string key_path(const std::string& org, const std::string& dev, const std::string& app,
+std::string key_path(const std::string& org, const app_owner& owner, const std::string& app,
                      const secret& key) {
-    return app_path(org, dev, app) + "/keys/" + encode_component(key.reveal());
+    return app_path(org, owner, app) + "/keys/" + encode_component(key.reveal());
+}
+error no_generate_for_teams() {
+    error e;
+    e.what = error::kind::config;
+    e.message = "team (AppGroup) apps have no generate-key call: use method import";
+    return e;
 }
 }  // namespace
 
@@ -198,6 +206,39 @@ net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::li
     co_return all;
 }
 
+net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::list_app_groups() {
+    std::vector<std::pair<std::string, std::string>> all;
+    std::string token;
+    for (int page = 0; page < 100000; ++page) {
+        std::string target = org_path(org_) + "/appgroups?pageSize=1000";
+        if (!token.empty()) target += "&pageToken=" + encode_component(token);
+        call_spec spec("GET", std::move(target));
+        auto r = co_await call(http_, auth_, spec);
+        if (!r) co_return r.err();
+        auto groups = parse_app_groups(r->body);
+        if (!groups) co_return in_context(groups.err(), spec);
+        for (auto& g : groups->first) all.push_back(std::move(g));
+        if (groups->second.empty()) co_return all;
+        if (groups->second == token) {
+            error e;
+            e.what = error::kind::protocol;
+            e.message = what_of(spec) + ": the page token repeats";
+            co_return e;
+        }
+        token = groups->second;
+    }
+    co_return all;
+}
+
+net::awaitable<result<std::string>> api::get_app_group_status(std::string team) {
+    call_spec spec("GET", org_path(org_) + "/appgroups/" + encode_component(team));
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    auto st = parse_developer_status(r->body);
+    if (!st) co_return in_context(st.err(), spec);
+    co_return st;
+}
+
 net::awaitable<result<std::string>> api::get_developer_status(std::string developer) {
     call_spec spec("GET", org_path(org_) + "/developers/" + encode_component(developer));
     auto r = co_await call(http_, auth_, spec);
@@ -207,69 +248,81 @@ net::awaitable<result<std::string>> api::get_developer_status(std::string develo
     co_return st;
 }
 
-net::awaitable<result<app>> api::get_app(std::string developer, std::string app_name) {
-    call_spec spec("GET", app_path(org_, developer, app_name));
+net::awaitable<result<app>> api::get_app(app_owner owner, std::string app_name) {
+    call_spec spec("GET", app_path(org_, owner, app_name));
     co_return co_await call_app(http_, auth_, std::move(spec), org_);
 }
 
-net::awaitable<result<app>> api::generate_key(std::string developer, const app& body) {
-    auto spec = json_call("POST", app_path(org_, developer, body.name), generate_key_body(body));
+net::awaitable<result<app>> api::generate_key(app_owner owner, const app& body) {
+    if (owner.is_team()) co_return no_generate_for_teams();
+    auto spec = json_call("POST", app_path(org_, owner, body.name), generate_key_body(body));
     co_return co_await call_app(http_, auth_, std::move(spec), org_);
 }
 
-net::awaitable<result<app>> api::update_app(std::string developer, const app& body) {
-    auto spec = json_call("PUT", app_path(org_, developer, body.name), update_app_body(body));
+net::awaitable<result<app>> api::update_app(app_owner owner, const app& body) {
+    if (owner.is_team()) co_return no_generate_for_teams();
+    auto spec = json_call("PUT", app_path(org_, owner, body.name), update_app_body(body));
     co_return co_await call_app(http_, auth_, std::move(spec), org_);
 }
 
-net::awaitable<result<credential>> api::create_key(std::string developer, std::string app_name,
+net::awaitable<result<credential>> api::create_key(app_owner owner, std::string app_name,
                                                    const new_key& key) {
-    auto spec =
-        json_call("POST", app_path(org_, developer, app_name) + "/keys", create_key_body(key));
+    auto spec = json_call("POST", app_path(org_, owner, app_name) + "/keys", create_key_body(key));
     spec.scrub = {key.consumer_key.reveal(), key.consumer_secret.reveal()};
     co_return co_await call_key(http_, auth_, std::move(spec));
 }
 
-net::awaitable<result<credential>> api::get_key(std::string developer, std::string app_name,
-                                                secret key) {
-    call_spec spec("GET", key_path(org_, developer, app_name, key));
+net::awaitable<result<credential>> api::get_key(app_owner owner, std::string app_name, secret key) {
+    call_spec spec("GET", key_path(org_, owner, app_name, key));
     spec.scrub = {key.reveal()};
     co_return co_await call_key(http_, auth_, std::move(spec));
 }
 
-net::awaitable<result<credential>> api::update_key(std::string developer, std::string app_name,
+net::awaitable<result<credential>> api::update_key(app_owner owner, std::string app_name,
                                                    secret key,
                                                    std::vector<std::string> add_products,
                                                    std::vector<attribute> attributes) {
-    auto spec = json_call("POST", key_path(org_, developer, app_name, key),
-                          update_key_body(add_products, attributes));
+    auto spec = json_call("POST", key_path(org_, owner, app_name, key),
+                          owner.is_team() ? team_update_key_body(add_products, attributes, nullptr)
+                                          : update_key_body(add_products, attributes));
     spec.scrub = {key.reveal()};
     co_return co_await call_key(http_, auth_, std::move(spec));
 }
 
-net::awaitable<result<credential>> api::replace_key_scopes(std::string developer,
-                                                           std::string app_name, secret key,
+net::awaitable<result<credential>> api::replace_key_scopes(app_owner owner, std::string app_name,
+                                                           secret key,
                                                            std::vector<std::string> scopes,
                                                            std::vector<attribute> attributes) {
-    auto spec =
-        json_call("PUT", key_path(org_, developer, app_name, key), scopes_body(scopes, attributes));
+    // A team key has no replace: the update sets the scopes it is given.
+    auto spec = owner.is_team() ? json_call("POST", key_path(org_, owner, app_name, key),
+                                            team_update_key_body({}, attributes, &scopes))
+                                : json_call("PUT", key_path(org_, owner, app_name, key),
+                                            scopes_body(scopes, attributes));
     spec.scrub = {key.reveal()};
     co_return co_await call_key(http_, auth_, std::move(spec));
 }
 
-net::awaitable<result<void>> api::set_key_status(std::string developer, std::string app_name,
-                                                 secret key, bool approve) {
-    call_spec spec("POST", key_path(org_, developer, app_name, key) +
+net::awaitable<result<void>> api::set_key_status(app_owner owner, std::string app_name, secret key,
+                                                 bool approve) {
+    if (owner.is_team()) {
+        // {"action": ...} alone in the body (not ?action=); sent once, as any
+        // POST without ?action= (the caller reads the key back).
+        auto spec =
+            json_call("POST", key_path(org_, owner, app_name, key), team_key_action_body(approve));
+        spec.scrub = {key.reveal()};
+        co_return co_await call_only(http_, auth_, std::move(spec));
+    }
+    call_spec spec("POST", key_path(org_, owner, app_name, key) +
                                (approve ? "?action=approve" : "?action=revoke"));
     spec.content_type = "application/octet-stream";
     spec.scrub = {key.reveal()};
     co_return co_await call_only(http_, auth_, std::move(spec));
 }
 
-net::awaitable<result<void>> api::set_key_product_status(std::string developer,
-                                                         std::string app_name, secret key,
-                                                         std::string product, bool approve) {
-    call_spec spec("POST", key_path(org_, developer, app_name, key) + "/apiproducts/" +
+net::awaitable<result<void>> api::set_key_product_status(app_owner owner, std::string app_name,
+                                                         secret key, std::string product,
+                                                         bool approve) {
+    call_spec spec("POST", key_path(org_, owner, app_name, key) + "/apiproducts/" +
                                encode_component(product) +
                                (approve ? "?action=approve" : "?action=revoke"));
     spec.content_type = "application/octet-stream";
@@ -277,9 +330,8 @@ net::awaitable<result<void>> api::set_key_product_status(std::string developer,
     co_return co_await call_only(http_, auth_, std::move(spec));
 }
 
-net::awaitable<result<void>> api::delete_key(std::string developer, std::string app_name,
-                                             secret key) {
-    call_spec spec("DELETE", key_path(org_, developer, app_name, key));
+net::awaitable<result<void>> api::delete_key(app_owner owner, std::string app_name, secret key) {
+    call_spec spec("DELETE", key_path(org_, owner, app_name, key));
     spec.scrub = {key.reveal()};
     co_return co_await call_only(http_, auth_, std::move(spec));
 }

@@ -53,44 +53,51 @@ class api {
     // status "active" | "inactive" | "" (expand "is not valid" with count/startKey:
     // entries may carry the email only).
     net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> list_developers();
+    // GET /appgroups?pageSize=1000[&pageToken=T] → (name, status) pairs, status
+    // "active" | "inactive" | "".
+    net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> list_app_groups();
+    // GET /appgroups/G → its status ("" when the answer has none).
+    net::awaitable<result<std::string>> get_app_group_status(std::string team);
     // GET /developers/D → its status ("" when the answer has none).
     net::awaitable<result<std::string>> get_developer_status(std::string developer);
 
-    net::awaitable<result<app>> get_app(std::string developer, std::string app_name);
+    net::awaitable<result<app>> get_app(app_owner owner, std::string app_name);
 
+    // The calls below take the app's owner: /developers/D/apps/A/… or
+    // /appgroups/G/apps/A/… (a team app: its key update and approve/revoke
+    // have their own bodies, and it has no generate-key call or app update:
+    // generate_key and update_app answer a config error for it).
     // POST /developers/D/apps/A (no action): "generate key pair". `body` carries
     // every field the app must keep (attributes, callbackUrl, apiProducts, scopes,
     // appFamily, keyExpiresIn).
-    net::awaitable<result<app>> generate_key(std::string developer, const app& body);
+    net::awaitable<result<app>> generate_key(app_owner owner, const app& body);
 
     // PUT /developers/D/apps/A: restore attributes and callback URL.
-    net::awaitable<result<app>> update_app(std::string developer, const app& body);
+    net::awaitable<result<app>> update_app(app_owner owner, const app& body);
 
-    net::awaitable<result<credential>> create_key(std::string developer, std::string app_name,
+    net::awaitable<result<credential>> create_key(app_owner owner, std::string app_name,
                                                   const new_key& key);
-    net::awaitable<result<credential>> get_key(std::string developer, std::string app_name,
-                                               secret key);
+    net::awaitable<result<credential>> get_key(app_owner owner, std::string app_name, secret key);
     // POST …/keys/K {apiProducts, attributes}: adds products. `attributes` is the
     // key's complete list (marker included): the call replaces them.
-    net::awaitable<result<credential>> update_key(std::string developer, std::string app_name,
-                                                  secret key, std::vector<std::string> add_products,
+    net::awaitable<result<credential>> update_key(app_owner owner, std::string app_name, secret key,
+                                                  std::vector<std::string> add_products,
                                                   std::vector<attribute> attributes);
     // PUT …/keys/K {scopes, attributes}: replaces the scopes; the complete
     // attribute list rides along in case the replace takes the whole key.
-    net::awaitable<result<credential>> replace_key_scopes(std::string developer,
-                                                          std::string app_name, secret key,
+    net::awaitable<result<credential>> replace_key_scopes(app_owner owner, std::string app_name,
+                                                          secret key,
                                                           std::vector<std::string> scopes,
                                                           std::vector<attribute> attributes);
     // POST …/keys/K?action=approve|revoke (204)
-    net::awaitable<result<void>> set_key_status(std::string developer, std::string app_name,
-                                                secret key, bool approve);
+    net::awaitable<result<void>> set_key_status(app_owner owner, std::string app_name, secret key,
+                                                bool approve);
     // POST …/keys/K/apiproducts/P?action=approve|revoke (204)
-    net::awaitable<result<void>> set_key_product_status(std::string developer, std::string app_name,
+    net::awaitable<result<void>> set_key_product_status(app_owner owner, std::string app_name,
                                                         secret key, std::string product,
                                                         bool approve);
     // DELETE …/keys/K
-    net::awaitable<result<void>> delete_key(std::string developer, std::string app_name,
-                                            secret key);
+    net::awaitable<result<void>> delete_key(app_owner owner, std::string app_name, secret key);
 
   private:
     http::transport& http_;

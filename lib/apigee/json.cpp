@@ -158,6 +158,12 @@ app app_from(const json& j, const std::string& org, const std::string& ctx) {
         }
     }
     a.key_expires_in = get_int64(j, "keyExpiresIn", ctx, k_never);
+    // In seconds on a team app (AppGroupApp), in milliseconds on a developer app.
+    if (!a.app_group.empty() && a.key_expires_in != k_never) {
+        if (a.key_expires_in > std::numeric_limits<millis>::max() / 1000)
+            fail(where_of(ctx, "keyExpiresIn"), "out of range");
+        a.key_expires_in *= 1000;
+    }
     a.created_at = get_int64(j, "createdAt", ctx, 0);
     a.last_modified_at = get_int64(j, "lastModifiedAt", ctx, 0);
     if (const json* cs = field(j, "credentials")) {
@@ -308,6 +314,45 @@ std::string scopes_body(const std::vector<std::string>& scopes,
     j["scopes"] = scopes;
     j["attributes"] = attributes_json(attributes);
     return dump(j);
+}
+
+std::string team_update_key_body(const std::vector<std::string>& add_products,
+                                 const std::vector<attribute>& attributes,
+                                 const std::vector<std::string>* scopes) {
+    json key;
+    key["attributes"] = attributes_json(attributes);
+    if (scopes != nullptr) key["scopes"] = *scopes;
+    json j;
+    j["apiProducts"] = add_products;
+    j["appGroupAppKey"] = std::move(key);
+    return dump(j);
+}
+
+std::string team_key_action_body(bool approve) {
+    json j;
+    j["action"] = approve ? "approve" : "revoke";
+    return dump(j);
+}
+
+result<std::pair<std::vector<std::pair<std::string, std::string>>, std::string>> parse_app_groups(
+    std::string_view body) {
+    return with_document(body, "appGroups", [&](const json& d) {
+        require_object(d, "");
+        std::pair<std::vector<std::pair<std::string, std::string>>, std::string> out;
+        if (const json* gs = field(d, "appGroups")) {
+            if (!gs->is_array()) fail("appGroups", "expected an array");
+            std::size_t i = 0;
+            for (const auto& g : *gs) {
+                const std::string where = "appGroups[" + std::to_string(i++) + "]";
+                require_object(g, where);
+                std::string name = get_string(g, "name", where);
+                if (name.empty()) fail(where + ".name", "missing");
+                out.first.emplace_back(std::move(name), get_string(g, "status", where));
+            }
+        }
+        out.second = get_string(d, "nextPageToken", "");
+        return out;
+    });
 }
 
 result<std::string> parse_developer_status(std::string_view body) {

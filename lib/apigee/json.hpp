@@ -56,6 +56,19 @@ std::string update_key_body(const std::vector<std::string>& add_products,
 // replace key body: scopes, and the attributes as they are, for the same reason.
 std::string scopes_body(const std::vector<std::string>& scopes,
                         const std::vector<attribute>& attributes);
+// A team key's update (updateAppGroupAppKey): {"apiProducts": [names],
+// "appGroupAppKey": {"attributes": [...], "scopes": [...]}}, the complete
+// attribute list always and the scopes when given; nothing else (Google's
+// front end refuses fields the message does not define).
+std::string team_update_key_body(const std::vector<std::string>& add_products,
+                                 const std::vector<attribute>& attributes,
+                                 const std::vector<std::string>* scopes);
+// A team key's approve/revoke: {"action": "approve"|"revoke"}, alone.
+std::string team_key_action_body(bool approve);
+// {"appGroups": [{name, status, ...}], "nextPageToken"} → (name, status) pairs
+// and the token ("" at the end); status "" when absent.
+result<std::pair<std::vector<std::pair<std::string, std::string>>, std::string>> parse_app_groups(
+    std::string_view body);
 // A developer's `status`; "" when the answer has none.
 result<std::string> parse_developer_status(std::string_view body);
 

@@ -82,7 +82,8 @@ net::awaitable<void> executor::recover_intents(planned_app& pa) {
         credential fetched;
         if (k == nullptr && !i.key.empty()) {
             // Only a fingerprint is kept: the key itself is found among the app's.
-            auto fresh = co_await api_.get_app(pa.snapshot.developer_email, pa.snapshot.name);
+            const apigee::app_owner owner = apigee::app_owner::of(pa.snapshot);
+            auto fresh = co_await api_.get_app(owner, pa.snapshot.name);
             if (!fresh) continue;  // keep the intent; the next pass tries again
             for (auto& c : fresh->credentials)
                 if (c.fingerprint == i.key) fetched = std::move(c), k = &fetched;

@@ -21,7 +21,7 @@ namespace keyrot::exec {
 using namespace detail;
 
 net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action& act) {
-    const std::string& dev = pa.snapshot.developer_email;
+    const apigee::app_owner dev = apigee::app_owner::of(pa.snapshot);
     const std::string& name = pa.snapshot.name;
     apigee::new_key nk;
     nk.consumer_key = random_token(48);
@@ -73,7 +73,7 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
 }
 
 net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::action& act) {
-    const std::string& dev = pa.snapshot.developer_email;
+    const apigee::app_owner dev = apigee::app_owner::of(pa.snapshot);
     const std::string& name = pa.snapshot.name;
     const credential* old = find_key(pa.snapshot, act.key);
     if (old == nullptr) co_return fail(pa, "", act.key, "old key vanished");
@@ -84,7 +84,7 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
     auto before = co_await api_.get_app(dev, name);
     if (!before)
         co_return fail(pa, "", act.key, "read app before generate: " + before.err().describe());
-    journal_entry je{pa.snapshot.organization, dev, name, act.key, {}, clock_()};
+    journal_entry je{pa.snapshot.organization, dev.developer, name, act.key, {}, clock_()};
     for (const auto& c : before->credentials) je.known.push_back(c.fingerprint);
     const bool journaled = co_await journal_.write(je);
     if (!journaled)
@@ -100,7 +100,7 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
     auto after = co_await api_.generate_key(dev, body);
     if (!after) {
         if (!maybe_applied(after.err())) {
-            co_await journal_.remove(pa.snapshot.organization, dev, name);
+            co_await journal_.remove(pa.snapshot.organization, dev.developer, name);
             co_return fail(pa, "", act.key, "generate key: " + after.err().describe());
         }
         after = co_await api_.get_app(dev, name);
@@ -125,7 +125,7 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
                  (restored ? "restored them" : "restoring FAILED: " + restored.err().describe()));
     }
     if (fresh == nullptr) {
-        co_await journal_.remove(pa.snapshot.organization, dev, name);
+        co_await journal_.remove(pa.snapshot.organization, dev.developer, name);
         co_return fail(pa, "", act.key, "generate: no new key found; the next pass starts over");
     }
     credential s = *fresh;
@@ -138,7 +138,7 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
                                  with_marker(std::vector<attribute>{}, k_pending_prefix + act.key));
     if (!marked)
         co_return fail(pa, s.fingerprint, act.key, "mark new key: " + marked.err().describe());
-    co_await journal_.remove(pa.snapshot.organization, dev, name);
+    co_await journal_.remove(pa.snapshot.organization, dev.developer, name);
     s.attributes = marked->attributes;
     s.products = marked->products;
     const bool finished = co_await finish(pa, in);
@@ -163,8 +163,9 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
         if (mark != nullptr && *mark != k_pending_prefix + je->replaces && *mark != je->replaces)
             continue;  // someone else's successor
         if (mark == nullptr) {
+            const apigee::app_owner owner = apigee::app_owner::of(a);
             auto marked = co_await api_.update_key(
-                a.developer_email, a.name, c.consumer_key, {},
+                owner, a.name, c.consumer_key, {},
                 with_marker(c.attributes, k_pending_prefix + je->replaces));
             if (!marked) {
                 // Keep the entry and leave the app alone this pass: going on would
@@ -185,7 +186,8 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
         break;
     }
     co_await journal_.remove(a.organization, a.developer_email, a.name);
-    auto fresh = co_await api_.get_app(a.developer_email, a.name);
+    const apigee::app_owner owner = apigee::app_owner::of(a);
+    auto fresh = co_await api_.get_app(owner, a.name);
     if (!fresh)
         co_return fail(pa, "", je->replaces,
                        "re-read after journal recovery: " + fresh.err().describe());
@@ -197,7 +199,7 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
 net::awaitable<bool> executor::complete(planned_app& pa, credential s,
                                         const plan::successor_spec& spec,
                                         const std::string& replaces) {
-    const std::string& dev = pa.snapshot.developer_email;
+    const apigee::app_owner dev = apigee::app_owner::of(pa.snapshot);
     const std::string& name = pa.snapshot.name;
     const std::string fp = s.fingerprint;
     const secret key = s.consumer_key;

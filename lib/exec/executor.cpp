@@ -370,7 +370,8 @@ net::awaitable<pass_summary> executor::run_apps(const std::vector<policy::policy
     }
     for (const auto& w : apps) {
         if (opt.may_write && !opt.may_write()) break;  // not the leader any more
-        auto got = co_await api_.get_app(w.developer, w.app);
+        const apigee::app_owner owner = apigee::app_owner::developer_app(w.developer);
+        auto got = co_await api_.get_app(owner, w.app);
         if (!got) {
             if (got.err().is_status(404)) continue;  // gone: nothing to do
             sum.error = "read app " + w.developer + "/" + w.app + ": " + got.err().describe();
@@ -541,7 +542,8 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
         // only "generate", which rewrites the app itself, makes us read it again.
         if (!pa.reread) continue;
         pa.reread = false;
-        auto fresh = co_await api_.get_app(pa.snapshot.developer_email, pa.snapshot.name);
+        const apigee::app_owner owner = apigee::app_owner::of(pa.snapshot);
+        auto fresh = co_await api_.get_app(owner, pa.snapshot.name);
         if (!fresh) {
             fail(pa, "", "", "re-reading the app after writing: " + fresh.err().describe());
             ++sum.actions_failed;

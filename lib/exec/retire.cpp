@@ -62,9 +62,9 @@ net::awaitable<void> executor::settle_delivery(planned_app& pa, const run_option
         if (opt.may_write && !opt.may_write()) co_return;  // not the leader any more
         // The listing's secret, or (kept without one) as Apigee has it now.
         result<credential> cur = *s;
+        const apigee::app_owner owner = apigee::app_owner::of(pa.snapshot);
         if (cur->consumer_secret.empty())
-            cur = co_await api_.get_key(pa.snapshot.developer_email, pa.snapshot.name,
-                                        s->consumer_key);
+            cur = co_await api_.get_key(owner, pa.snapshot.name, s->consumer_key);
         if (!cur) co_return;  // the next pass tries again
         const delivered_key dk{k.fingerprint, s->consumer_key, cur->consumer_secret,
                                cur->expires_at};
@@ -75,7 +75,7 @@ net::awaitable<void> executor::settle_delivery(planned_app& pa, const run_option
 }
 
 net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) {
-    const std::string& dev = pa.snapshot.developer_email;
+    const apigee::app_owner dev = apigee::app_owner::of(pa.snapshot);
     const std::string& name = pa.snapshot.name;
     const credential* k = find_key(pa.snapshot, act.key);
     if (k == nullptr) co_return fail(pa, act.key, act.replaces, "key to revoke vanished");
@@ -144,7 +144,7 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
 net::awaitable<result<void>> executor::deliver(planned_app& pa, const std::string& fp,
                                                const std::string& replaces,
                                                const credential* fresh) {
-    const std::string& dev = pa.snapshot.developer_email;
+    const apigee::app_owner dev = apigee::app_owner::of(pa.snapshot);
     const std::string& name = pa.snapshot.name;
     error e;
     e.what = error::kind::internal;
@@ -179,7 +179,7 @@ net::awaitable<result<void>> executor::deliver(planned_app& pa, const std::strin
 }
 
 net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) {
-    const std::string& dev = pa.snapshot.developer_email;
+    const apigee::app_owner dev = apigee::app_owner::of(pa.snapshot);
     const std::string& name = pa.snapshot.name;
     const credential* k = find_key(pa.snapshot, act.key);
     if (k == nullptr) co_return true;  // already gone

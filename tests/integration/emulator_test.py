@@ -539,6 +539,86 @@ def test_multi_org(e):
     e.ok("GET", "/v1/organizations/acme")
 
 
+def test_teams():
+    """Team (AppGroup) apps: the AppGroup list and reads, and their keys (docs/apigee-api.md)."""
+    seed = {"organization": "acme",
+            "apiProducts": [{"name": "payments"}, {"name": "admin", "approvalType": "manual"}],
+            "developers": [{"email": "dev1@example.com"}],
+            "appGroups": [{"name": "partners", "status": "active",
+                           "attributes": [{"name": "tier", "value": "gold"}]},
+                          {"name": "retired", "status": "inactive"}],
+            "apps": [{"appGroup": "partners", "name": "portal", "keyExpiresIn": "90d",
+                      "credentials": [{"consumerKey": "teamOldKey_1", "status": "approved",
+                                       "apiProducts": [{"apiproduct": "payments", "status": "approved"}]}]},
+                     {"appGroup": "implicit", "name": "other"},
+                     {"developerEmail": "dev1@example.com", "name": "shop"}]}
+    path = os.path.join(TMP, "teams-seed.json")
+    with open(path, "w") as f:
+        json.dump(seed, f)
+    for strict in (False, True):
+        e = Emu(*(["--strict"] if strict else []), seed=path)
+        try:
+            groups = e.ok("GET", ORG + "/appgroups")["appGroups"]
+            assert [(g["name"], g["status"]) for g in groups] == [
+                ("implicit", "active"), ("partners", "active"), ("retired", "inactive")], groups
+            assert {"name": "tier", "value": "gold"} in groups[1]["attributes"]
+            page = e.ok("GET", ORG + "/appgroups?pageSize=2")
+            assert len(page["appGroups"]) == 2 and page["nextPageToken"], page
+            rest = e.ok("GET", ORG + "/appgroups?pageSize=2&pageToken=" + page["nextPageToken"])
+            assert [g["name"] for g in rest["appGroups"]] == ["retired"] and "nextPageToken" not in rest
+            assert e.ok("GET", ORG + "/appgroups/partners")["status"] == "active"
+            s, js, _ = e.call("GET", ORG + "/appgroups/nobody")
+            assert_error(s, js, 404, "NOT_FOUND")
+            apps = e.ok("GET", ORG + "/appgroups/partners/apps")["appGroupApps"]
+            assert [a["name"] for a in apps] == ["portal"], apps
+            assert apps[0]["appGroup"] == "partners" and "developerEmail" not in apps[0]
+            assert apps[0]["keyExpiresIn"] == str(90 * 86400), apps[0]  # seconds on a team app
+            listed = {a["name"]: a for a in e.ok("GET", ORG + "/apps?expand=true")["app"]}
+            assert listed["portal"]["appGroup"] == "partners" and "developerEmail" not in listed["portal"]
+            base = ORG + "/appgroups/partners/apps/portal"
+            k = e.ok("POST", base + "/keys", {"consumerKey": "teamNewKey_1", "consumerSecret": "s_1",
+                                              "expiresInSeconds": "600",
+                                              "attributes": [{"name": "m", "value": "pending:x"}]})
+            assert k["status"] == "approved" and "apiProducts" not in k
+            kp = base + "/keys/teamNewKey_1"
+            assert e.ok("GET", kp)["attributes"] == [{"name": "m", "value": "pending:x"}]
+            u = e.ok("POST", kp, {"apiProducts": ["payments", "admin"],
+                                  "appGroupAppKey": {"attributes": [{"name": "m", "value": "x"}],
+                                                     "scopes": ["read"]}})
+            assert u["apiProducts"] == [{"apiproduct": "payments", "status": "approved"},
+                                        {"apiproduct": "admin", "status": "pending"}], u
+            assert u["attributes"] == [{"name": "m", "value": "x"}] and u["scopes"] == ["read"]
+            # No attributes sent: kept (lenient) or wiped (strict), as for developer keys.
+            u = e.ok("POST", kp, {"apiProducts": ["payments"]})
+            assert u.get("attributes", []) == ([] if strict else [{"name": "m", "value": "x"}]), u
+            # Fields the message does not define, ?action=, action with anything else: 400.
+            for body in ({"attributes": []}, {"appGroupAppKey": {"colour": "red"}},
+                         {"action": "revoke", "apiProducts": []}, {"action": "explode"}):
+                s, js, _ = e.call("POST", kp, body)
+                assert_error(s, js, 400, "INVALID_ARGUMENT")
+            s, js, _ = e.call("POST", kp + "?action=revoke", headers={"Content-Type": "application/octet-stream"})
+            assert_error(s, js, 400, "INVALID_ARGUMENT")
+            assert e.ok("POST", kp, {"action": "revoke"})["status"] == "revoked"
+            assert e.ok("GET", kp)["status"] == "revoked"
+            assert e.ok("POST", kp, {"action": "approve"})["status"] == "approved"
+            s, _, _ = e.call("POST", kp + "/apiproducts/admin?action=approve",
+                             headers={"Content-Type": "application/octet-stream"})
+            assert s == 204
+            assert {p["apiproduct"]: p["status"] for p in e.ok("GET", kp)["apiProducts"]}["admin"] == "approved"
+            # The same key under another AppGroup or a developer: 404.
+            for other in (ORG + "/appgroups/retired/apps/portal/keys/teamNewKey_1",
+                          app_path("dev1@example.com", "portal") + "/keys/teamNewKey_1"):
+                s, js, _ = e.call("GET", other)
+                assert_error(s, js, 404, "NOT_FOUND")
+            assert e.ok("DELETE", kp)["consumerKey"] == "teamNewKey_1"
+            s, js, _ = e.call("GET", kp)
+            assert_error(s, js, 404, "NOT_FOUND")
+            state = e.ok("GET", "/__emulator/state")["organizations"][0]
+            assert [g["name"] for g in state["appGroups"]] == ["implicit", "partners", "retired"]
+        finally:
+            e.stop()
+
+
 def test_profiles():
     """The lenient and the strict reading of each ambiguity (docs/apigee-fidelity.md)."""
     for strict in (False, True):
@@ -670,7 +750,7 @@ def main():
     for t in (test_reads_and_int64, test_generate_trap, test_create_calls, test_custom_keys, test_limits,
               test_paging_and_filters, test_update_and_app_status, test_bad_input, test_faults,
               test_hooks, test_availability_and_clock, test_multi_org, test_token, test_bad_start,
-              test_profiles):
+              test_profiles, test_teams):
         try:
             if t.__code__.co_argcount:
                 e = Emu()

@@ -181,6 +181,65 @@ TEST(ApigeeApi, KeyCallsUseEncodedKeysAndActions) {
     EXPECT_EQ(log[5].method, "DELETE");
 }
 
+TEST(ApigeeApi, TeamKeyCallsUseTheirPathsAndBodies) {
+    test_server srv([](const test_request& r) {
+        if (r.target.find("action=") != std::string::npos) {
+            test_reply rep;
+            rep.status = 204;
+            return rep;
+        }
+        if (r.target.find("/appgroups?") != std::string::npos)
+            return r.target.find("pageToken=") == std::string::npos
+                       ? json_reply({{"appGroups", {{{"name", "a-team"}, {"status", "active"}}}},
+                                     {"nextPageToken", "t2"}})
+                       : json_reply(
+                             {{"appGroups", {{{"name", "b-team"}, {"status", "inactive"}}}}});
+        if (r.target.ends_with("/appgroups/a-team")) return json_reply({{"status", "inactive"}});
+        return json_reply({{"consumerKey", k_key}, {"status", "approved"}});
+    });
+    fixture f(srv);
+    secret key(k_key);
+    const apigee::app_owner team = apigee::app_owner::of_team("a team");
+    std::string base =
+        std::string("/v1/organizations/acme/appgroups/a%20team/apps/a/keys/") + k_key;
+    ASSERT_TRUE(f.run(f.api->get_key(team, "a", key)));
+    ASSERT_TRUE(
+        f.run(f.api->update_key(team, "a", key, {"p"}, std::vector<attribute>{{"x", "y"}})));
+    ASSERT_TRUE(f.run(
+        f.api->replace_key_scopes(team, "a", key, {"s"}, std::vector<attribute>{{"x", "y"}})));
+    ASSERT_TRUE(f.run(f.api->set_key_status(team, "a", key, false)));
+    ASSERT_TRUE(f.run(f.api->set_key_product_status(team, "a", key, "p", true)));
+    ASSERT_TRUE(f.run(f.api->delete_key(team, "a", key)));
+    // No generate-key call and no app update for a team app: refused before sending.
+    app body;
+    body.name = "a";
+    EXPECT_FALSE(f.run(f.api->generate_key(team, body)));
+    EXPECT_FALSE(f.run(f.api->update_app(team, body)));
+    auto groups = f.run(f.api->list_app_groups());
+    ASSERT_TRUE(groups);
+    EXPECT_EQ(groups.value(), (std::vector<std::pair<std::string, std::string>>{
+                                  {"a-team", "active"}, {"b-team", "inactive"}}));
+    auto st = f.run(f.api->get_app_group_status("a-team"));
+    ASSERT_TRUE(st);
+    EXPECT_EQ(st.value(), "inactive");
+    auto log = srv.requests();
+    ASSERT_EQ(log.size(), 9u);
+    EXPECT_EQ(log[0].method + " " + log[0].target, "GET " + base);
+    EXPECT_EQ(log[1].method + " " + log[1].target, "POST " + base);
+    EXPECT_EQ(json::parse(log[1].body), json::parse(R"({"apiProducts": ["p"],
+                              "appGroupAppKey": {"attributes": [{"name": "x", "value": "y"}]}})"));
+    EXPECT_EQ(log[2].method + " " + log[2].target, "POST " + base);
+    EXPECT_EQ(json::parse(log[2].body), json::parse(R"({"apiProducts": [], "appGroupAppKey": {
+                              "attributes": [{"name": "x", "value": "y"}], "scopes": ["s"]}})"));
+    EXPECT_EQ(log[3].method + " " + log[3].target, "POST " + base);
+    EXPECT_EQ(json::parse(log[3].body), json::parse(R"({"action": "revoke"})"));
+    EXPECT_EQ(log[4].target, base + "/apiproducts/p?action=approve");
+    EXPECT_EQ(log[5].method + " " + log[5].target, "DELETE " + base);
+    EXPECT_EQ(log[6].target, "/v1/organizations/acme/appgroups?pageSize=1000");
+    EXPECT_EQ(log[7].target, "/v1/organizations/acme/appgroups?pageSize=1000&pageToken=t2");
+    EXPECT_EQ(log[8].target, "/v1/organizations/acme/appgroups/a-team");
+}
+
 TEST(ApigeeApi, ListsPagesAndDevelopers) {
     test_server srv([](const test_request& r) {
         if (r.target.starts_with("/v1/organizations/acme/apps?")) {

@@ -262,3 +262,40 @@ TEST(ApigeeJson, KeyBodies) {
     a.api_products = {"p"};
     EXPECT_FALSE(json::parse(update_app_body(a)).contains("apiProducts"));
 }
+
+TEST(ApigeeJson, TeamApps) {
+    // keyExpiresIn is in seconds on a team app, in milliseconds on a developer app.
+    auto team =
+        parse_app(R"({"name": "portal", "appGroup": "partners", "keyExpiresIn": "7776000"})", "o");
+    ASSERT_TRUE(team);
+    EXPECT_EQ(team->app_group, "partners");
+    EXPECT_EQ(team->key_expires_in, 7776000LL * 1000);
+    auto dev =
+        parse_app(R"({"name": "shop", "developerEmail": "d@x", "keyExpiresIn": "7776000"})", "o");
+    ASSERT_TRUE(dev);
+    EXPECT_EQ(dev->key_expires_in, 7776000);
+    EXPECT_FALSE(
+        parse_app(R"({"name": "p", "appGroup": "g", "keyExpiresIn": "9223372036854776"})", "o"))
+        << "seconds that overflow in milliseconds";
+    auto never = parse_app(R"({"name": "p", "appGroup": "g", "keyExpiresIn": "-1"})", "o");
+    ASSERT_TRUE(never);
+    EXPECT_EQ(never->key_expires_in, k_never);
+
+    auto groups = parse_app_groups(
+        R"({"appGroups": [{"name": "a", "status": "active"}, {"name": "b"}], "nextPageToken": "t"})");
+    ASSERT_TRUE(groups);
+    EXPECT_EQ(groups->first,
+              (std::vector<std::pair<std::string, std::string>>{{"a", "active"}, {"b", ""}}));
+    EXPECT_EQ(groups->second, "t");
+    EXPECT_FALSE(parse_app_groups(R"({"appGroups": [{"status": "active"}]})")) << "no name";
+    EXPECT_FALSE(parse_app_groups(R"({"appGroups": {}})"));
+    auto empty = parse_app_groups("{}");
+    ASSERT_TRUE(empty);
+    EXPECT_TRUE(empty->first.empty());
+
+    EXPECT_EQ(json::parse(team_key_action_body(true)), json::parse(R"({"action": "approve"})"));
+    const std::vector<std::string> scopes{"read"};
+    EXPECT_EQ(json::parse(team_update_key_body({"p"}, {{"m", "v"}}, &scopes)),
+              json::parse(R"({"apiProducts": ["p"], "appGroupAppKey": {
+                              "attributes": [{"name": "m", "value": "v"}], "scopes": ["read"]}})"));
+}
