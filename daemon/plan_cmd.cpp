@@ -154,10 +154,11 @@ std::string quota_line(const std::string& org, const std::vector<forecast_row>& 
     std::set<std::string> wakes;  // (app, moment): `run` re-reads the app then (one GET)
     for (const auto& r : rows) {
         if (r.calls == 0) continue;
-        const bool wake = wakes
-                              .insert(r.json.value("developer", "") + "\n" +
-                                      r.json.value("app", "") + "\n" + std::to_string(r.at))
-                              .second;
+        const bool wake =
+            wakes
+                .insert(r.json.value("developer", "") + "\n" + r.json.value("team", "") + "\n" +
+                        r.json.value("app", "") + "\n" + std::to_string(r.at))
+                .second;
         const long n = r.calls + (wake ? 1 : 0);
         actions += n;
         by_day[r.at / k_day] += n;
@@ -332,6 +333,7 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
                         view_delivery(st, k.fingerprint, plan::key_works(k.state));
                     out.push_back({{"organization", org},
                                    {"developer", a.developer_email},
+                                   {"team", a.app_group},
                                    {"app", a.name},
                                    {"policy", pa.policy->name},
                                    {"key", k.fingerprint},
@@ -344,8 +346,9 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
                                    {"appSkipped", pa.plan.skip_reason},
                                    {"delivery", dv.json}});
                     rows.push_back(
-                        {org, a.developer_email, a.name, pa.policy->name, k.fingerprint,
-                         plan::to_string(k.state), format_time(k.expires_at),
+                        {org, a.app_group.empty() ? a.developer_email : "team:" + a.app_group,
+                         a.name, pa.policy->name, k.fingerprint, plan::to_string(k.state),
+                         format_time(k.expires_at),
                          k.replaces.empty() ? "-" : k.replaces + (k.pending ? " (pending)" : ""),
                          dv.text, pa.plan.skip_reason.empty() ? "-" : pa.plan.skip_reason});
                 }
@@ -367,6 +370,7 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
                 out.push_back(
                     {{"organization", org},
                      {"developer", a.developer_email},
+                     {"team", a.app_group},
                      {"app", a.name},
                      {"policy", pa.policy->name},
                      {"action", plan::to_string(act.kind)},
@@ -384,8 +388,9 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
                      {"failed", act.failed},
                      {"reason", act.reason}});
                 if (!dv.json.is_null()) out.back()["successorDelivery"] = dv.json;
-                rows.push_back({org, a.developer_email, a.name, pa.policy->name,
-                                plan::to_string(act.kind), act.key, reason});
+                rows.push_back(
+                    {org, a.app_group.empty() ? a.developer_email : "team:" + a.app_group, a.name,
+                     pa.policy->name, plan::to_string(act.kind), act.key, reason});
             }
         }
     }

@@ -399,7 +399,7 @@ class daemon_loop {
                 sum = co_await o.link->exec->run_apps(policies, due, opt);
                 std::erase_if(o.wakes, [&](const exec::app_wake& w) {
                     return std::any_of(due.begin(), due.end(), [&](const exec::app_wake& d) {
-                        return d.developer == w.developer && d.app == w.app;
+                        return d.developer == w.developer && d.team == w.team && d.app == w.app;
                     });
                 });
                 for (auto& w : sum.wakes) o.wakes.push_back(std::move(w));

@@ -558,11 +558,13 @@ inline void log_pass_start(const std::string& org, const std::vector<policy::pol
     obs::log_event(spdlog::level::info, "pass starting", f);
 }
 
-// "3 team (AppGroup) apps not rotated: not supported yet" (pass_summary::skipped_apps).
+// "1 app not rotated: developer inactive" (pass_summary::skipped_apps).
 inline std::string skipped_line(const std::string& reason, int n) {
-    if (reason == "team-app")
-        return count_of(n, "team (AppGroup) app", "team (AppGroup) apps") +
-               " not rotated: not supported yet";
+    if (reason == "team-inactive")
+        return count_of(n, "team app", "team apps") + " not rotated: team (AppGroup) inactive";
+    if (reason == "team-unknown")
+        return count_of(n, "team app", "team apps") +
+               " not rotated: team's status unknown (never written to)";
     if (reason == "developer-inactive")
         return count_of(n, "app", "apps") + " not rotated: developer inactive";
     if (reason == "developer-unknown")

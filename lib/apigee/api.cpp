@@ -239,6 +239,15 @@ net::awaitable<result<std::string>> api::get_app_group_status(std::string team) 
     co_return st;
 }
 
+net::awaitable<result<std::string>> api::get_owner_status(app_owner owner) {
+    if (owner.is_team()) {
+        auto st = co_await get_app_group_status(owner.team);
+        co_return st;
+    }
+    auto st = co_await get_developer_status(owner.developer);
+    co_return st;
+}
+
 net::awaitable<result<std::string>> api::get_developer_status(std::string developer) {
     call_spec spec("GET", org_path(org_) + "/developers/" + encode_component(developer));
     auto r = co_await call(http_, auth_, spec);

@@ -58,6 +58,8 @@ class api {
     net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> list_app_groups();
     // GET /appgroups/G → its status ("" when the answer has none).
     net::awaitable<result<std::string>> get_app_group_status(std::string team);
+    // The status of an app's owner: the developer's or the AppGroup's.
+    net::awaitable<result<std::string>> get_owner_status(app_owner owner);
     // GET /developers/D → its status ("" when the answer has none).
     net::awaitable<result<std::string>> get_developer_status(std::string developer);
 

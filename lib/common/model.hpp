@@ -43,6 +43,7 @@ struct app {
     std::string developer_id;
     // "active" | "inactive" | "" (not known yet: the org app list does not say,
     // and the developer list may not either). Only "active" is ever written to.
+    // For a team app: its AppGroup's status.
     std::string developer_status = "active";
     std::string app_group;  // a team (AppGroup) app: no developer_email
     std::string name;
@@ -58,6 +59,12 @@ struct app {
     millis last_modified_at = 0;
     std::vector<credential> credentials;
 };
+
+// Who owns an app, as one string that tells developers and teams apart (no
+// e-mail address starts with a control character): keys of in-memory maps.
+inline std::string owner_id(const app& a) {
+    return a.app_group.empty() ? a.developer_email : "\x01" + a.app_group;
+}
 
 // Finds an attribute's value; nullptr when absent.
 inline const std::string* find_attribute(const std::vector<attribute>& attrs,

@@ -42,6 +42,7 @@ intent executor::make_intent(const planned_app& pa, std::string action, const st
     intent i;
     i.organization = pa.snapshot.organization;
     i.developer = pa.snapshot.developer_email;
+    i.team = pa.snapshot.app_group;
     i.app = pa.snapshot.name;
     i.policy = pa.policy ? pa.policy->name : "";
     i.action = std::move(action);
@@ -73,7 +74,7 @@ net::awaitable<bool> executor::finish(const planned_app& pa, const intent& i) {
 // A key the listing does not show (revoked keys are listed only when needed)
 // is read by itself: absent from a listing is not the same as deleted.
 net::awaitable<void> executor::recover_intents(planned_app& pa) {
-    auto it = pending_intents_.find(pa.snapshot.developer_email + "\n" + pa.snapshot.name);
+    auto it = pending_intents_.find(owner_id(pa.snapshot) + "\n" + pa.snapshot.name);
     if (it == pending_intents_.end()) co_return;
     std::vector<intent> todo = std::move(it->second);
     pending_intents_.erase(it);
@@ -124,6 +125,7 @@ bool executor::record(const planned_app& pa, std::string action, const std::stri
     r.ts = clock_();
     r.organization = pa.snapshot.organization;
     r.developer = pa.snapshot.developer_email;
+    r.team = pa.snapshot.app_group;
     r.app = pa.snapshot.name;
     r.policy = pa.policy ? pa.policy->name : "";
     r.action = std::move(action);

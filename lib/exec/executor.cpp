@@ -36,6 +36,16 @@ bool executor::lists_revoked(const std::vector<policy::policy>& policies,
                        [](const policy::policy& p) { return p.rotation.delete_revoked_after > 0; });
 }
 
+namespace {
+
+// Some policy matches team (AppGroup) apps: the pass learns the AppGroups' status.
+bool wants_teams(const std::vector<policy::policy>& policies) {
+    return std::any_of(policies.begin(), policies.end(),
+                       [](const policy::policy& p) { return !p.match.app_groups.empty(); });
+}
+
+}  // namespace
+
 net::awaitable<result<inventory>> executor::read_inventory(const run_options& opt) {
     inventory inv;
     inventory_stream stream(api_, opt.page_size, opt.list_revoked);
@@ -58,17 +68,16 @@ std::vector<planned_app> executor::match(std::vector<app>& apps,
     std::vector<planned_app> out;
     const millis now = clock_();
     for (auto& a : apps) {
-        if (!a.app_group.empty()) {
-            // Team (AppGroup) apps: not supported yet. Counted, never matched.
-            if (opt.only_app.empty()) ++skipped_["team-app"];
-            if (unmatched) add_unmatched(a, now, *unmatched);
-            continue;
-        }
-        // Developer e-mails compare without case, as Apigee's do; app names exactly.
+        // Developer e-mails compare without case, as Apigee's do; app names and
+        // AppGroup names (a team app: TEAM/APP) exactly.
         if (!opt.only_app.empty()) {
             const auto slash = opt.only_app.find('/');  // neither part holds one
-            if (slash == std::string::npos ||
-                ascii_lower(opt.only_app.substr(0, slash)) != ascii_lower(a.developer_email) ||
+            const std::string owner =
+                slash == std::string::npos ? "" : opt.only_app.substr(0, slash);
+            const bool same_owner = a.app_group.empty()
+                                        ? ascii_lower(owner) == ascii_lower(a.developer_email)
+                                        : owner == a.app_group;
+            if (slash == std::string::npos || !same_owner ||
                 opt.only_app.substr(slash + 1) != a.name)
                 continue;
         }
@@ -92,7 +101,7 @@ net::awaitable<result<std::vector<planned_app>>> executor::plan(
     developer_status_.clear();
     run_options o = opt;
     o.list_revoked = lists_revoked(policies, opt);
-    inventory_stream stream(api_, o.page_size, o.list_revoked);
+    inventory_stream stream(api_, o.page_size, o.list_revoked, wants_teams(policies));
     auto opened = co_await stream.open();
     if (!opened) co_return opened.err();
     developer_status_ = stream.developer_statuses();
@@ -123,7 +132,7 @@ net::awaitable<result<std::vector<planned_app>>> executor::plan(
     std::map<std::string, std::size_t> first;
     std::vector<planned_app> merged;
     for (auto& pa : out) {
-        const std::string id = pa.snapshot.developer_email + "\n" + pa.snapshot.name;
+        const std::string id = owner_id(pa.snapshot) + "\n" + pa.snapshot.name;
         auto it = first.find(id);
         if (!pa.deletions_only || it == first.end()) {
             first.emplace(id, merged.size());
@@ -140,14 +149,20 @@ net::awaitable<result<std::vector<planned_app>>> executor::plan(
 net::awaitable<bool> executor::learn_developer(planned_app& pa, const run_options& opt,
                                                bool always) {
     if (!pa.snapshot.developer_status.empty()) co_return true;
-    if (!always && pa.plan.skip_code != "developer-unknown") co_return true;
-    const std::string who = ascii_lower(pa.snapshot.developer_email);
+    if (!always && pa.plan.skip_code != "developer-unknown" && pa.plan.skip_code != "team-unknown")
+        co_return true;
+    const bool team = !pa.snapshot.app_group.empty();
+    const std::string who = team ? owner_id(pa.snapshot) : ascii_lower(pa.snapshot.developer_email);
     auto known = developer_status_.find(who);
     if (known == developer_status_.end()) {
-        auto st = co_await api_.get_developer_status(pa.snapshot.developer_email);
+        const apigee::app_owner owner = apigee::app_owner::of(pa.snapshot);
+        auto st = co_await api_.get_owner_status(owner);
         if (!st) {
             pa.current = plan::action_kind::report;
-            fail(pa, "", "", "cannot read the developer's status: " + st.err().describe());
+            fail(pa, "", "",
+                 std::string(team ? "cannot read the team's (AppGroup's) status: "
+                                  : "cannot read the developer's status: ") +
+                     st.err().describe());
             co_return false;
         }
         known = developer_status_.emplace(who, st.value()).first;
@@ -179,7 +194,8 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     // A reader streams pages of apps into a bounded queue; workers take the
     // apps that have something to do. Reading the next page overlaps with the
     // writes of the last, and no page boundary makes the workers wait.
-    inventory_stream stream(api_, opt.page_size, lists_revoked(policies, opt));
+    inventory_stream stream(api_, opt.page_size, lists_revoked(policies, opt),
+                            wants_teams(policies));
     auto opened = co_await stream.open();
     if (!opened) {
         sum.error = "inventory: " + opened.err().describe();
@@ -255,12 +271,13 @@ net::awaitable<void> executor::feed(inventory_stream& stream, pipeline& pl,
             // an intent or a generate journal entry for it.
             const auto& a = pa.snapshot;
             const bool recover =
-                !opt.dry_run && (pending_intents_.count(a.developer_email + "\n" + a.name) ||
+                !opt.dry_run && (pending_intents_.count(owner_id(a) + "\n" + a.name) ||
                                  journal_.exists(a.organization, a.developer_email, a.name));
             // An app with work whose developer's status is not known yet: a
             // worker reads the status and plans again.
             const bool learn =
-                pa.plan.skip_code == "developer-unknown" && pa.snapshot.developer_status.empty();
+                (pa.plan.skip_code == "developer-unknown" || pa.plan.skip_code == "team-unknown") &&
+                pa.snapshot.developer_status.empty();
             // And one whose targets may still hold a revoked key (settle_delivery).
             const bool settle = !unsettled(pa, opt).empty();
             if (pa.plan.actions.empty() && !recover && !learn && !settle) {
@@ -347,7 +364,8 @@ net::awaitable<result<void>> executor::begin_pass(const run_options& opt) {
             co_return e;
         }
         for (auto& i : intents_.load(api_.organization()))
-            pending_intents_[i.developer + "\n" + i.app].push_back(std::move(i));
+            pending_intents_[(i.team.empty() ? i.developer : "\x01" + i.team) + "\n" + i.app]
+                .push_back(std::move(i));
         if (!pending_intents_.empty()) audited_ = recently_audited();
     }
     co_return result<void>{};
@@ -370,17 +388,22 @@ net::awaitable<pass_summary> executor::run_apps(const std::vector<policy::policy
     }
     for (const auto& w : apps) {
         if (opt.may_write && !opt.may_write()) break;  // not the leader any more
-        const apigee::app_owner owner = apigee::app_owner::developer_app(w.developer);
+        const apigee::app_owner owner = w.team.empty()
+                                            ? apigee::app_owner::developer_app(w.developer)
+                                            : apigee::app_owner::of_team(w.team);
         auto got = co_await api_.get_app(owner, w.app);
         if (!got) {
             if (got.err().is_status(404)) continue;  // gone: nothing to do
-            sum.error = "read app " + w.developer + "/" + w.app + ": " + got.err().describe();
+            sum.error = "read app " + (w.team.empty() ? w.developer : w.team) + "/" + w.app + ": " +
+                        got.err().describe();
             break;  // the next full pass reads everything again
         }
         app a = std::move(got.value());
         a.organization = api_.organization();
-        a.developer_email = w.developer;  // the app's own answer may not carry it
-        a.developer_status.clear();       // learnt when the plan has work
+        // The app's own answer may not carry its owner.
+        a.developer_email = w.developer;
+        a.app_group = w.team;
+        a.developer_status.clear();  // learnt when the plan has work
         ++sum.apps_seen;
         std::vector<app> one;
         one.push_back(std::move(a));
@@ -407,7 +430,7 @@ void executor::tally(const planned_app& pa,
             ++c.revoked;
             if (obs_.wants_keys())
                 sum.keys.push_back({pa.snapshot.developer_email, pa.snapshot.name, pa.policy->name,
-                                    k, pa.snapshot.developer_status});
+                                    k, pa.snapshot.developer_status, pa.snapshot.app_group});
         }
         return;
     }
@@ -439,7 +462,8 @@ void executor::tally(const planned_app& pa,
         sum.next_wake = sum.next_wake == k_never ? pa.plan.next_wake
                                                  : std::min(sum.next_wake, pa.plan.next_wake);
         if (pa.plan.next_wake < wake_horizon_)
-            sum.wakes.push_back({pa.snapshot.developer_email, pa.snapshot.name, pa.plan.next_wake});
+            sum.wakes.push_back({pa.snapshot.developer_email, pa.snapshot.name, pa.plan.next_wake,
+                                 pa.snapshot.app_group});
     }
     for (const auto& k : pa.plan.keys) {
         switch (k.state) {
@@ -464,14 +488,15 @@ void executor::tally(const planned_app& pa,
         }
         if (obs_.wants_keys())
             sum.keys.push_back({pa.snapshot.developer_email, pa.snapshot.name, pa.policy->name, k,
-                                pa.snapshot.developer_status});
+                                pa.snapshot.developer_status, pa.snapshot.app_group});
     }
     if (pa.plan.keys.empty() && !pa.plan.skipped && obs_.wants_keys())
         sum.keyless_apps.push_back({pa.snapshot.developer_email,
                                     pa.snapshot.name,
                                     pa.policy->name,
                                     {},
-                                    pa.snapshot.developer_status});
+                                    pa.snapshot.developer_status,
+                                    pa.snapshot.app_group});
 }
 
 net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt,

@@ -8,7 +8,7 @@
 namespace keyrot::exec {
 namespace {
 
-std::string app_key(const app& a) { return a.developer_email + "\n" + a.name; }
+std::string app_key(const app& a) { return owner_id(a) + "\n" + a.name; }
 
 // What the planner needs of a key to plan deletions: lineage and times, and
 // the key itself for the delete. Other attributes, scopes, products and the
@@ -41,16 +41,21 @@ net::awaitable<result<void>> inventory_stream::open() {
     // Only statuses the list states; the rest are learnt per developer when needed.
     for (auto& [email, status] : devs.value())
         if (!status.empty()) developer_status_[ascii_lower(email)] = status;
+    if (with_teams_) {
+        auto groups = co_await api_.list_app_groups();
+        ++requests_;
+        if (!groups) co_return groups.err();
+        for (auto& [name, status] : groups.value())
+            if (!status.empty()) developer_status_["\x01" + name] = status;
+    }
     co_return ok_t{};
 }
 
 void inventory_stream::complete(app& a) {
     a.organization = api_.organization();
-    if (!a.app_group.empty()) {
-        a.developer_status.clear();  // a team app has no developer
-        return;
-    }
-    auto st = developer_status_.find(ascii_lower(a.developer_email));
+    // A team app's owner is its AppGroup (its status listed when with_teams).
+    auto st =
+        developer_status_.find(a.app_group.empty() ? ascii_lower(a.developer_email) : owner_id(a));
     // Not in the list, or listed without a status: "" (not known). The planner
     // never writes to such an app; the executor learns the status first.
     a.developer_status = st == developer_status_.end() ? "" : st->second;
@@ -77,7 +82,7 @@ net::awaitable<result<std::optional<std::vector<app>>>> inventory_stream::next()
         std::vector<app> apps = std::move(*page.value());
         for (auto& a : apps) {
             complete(a);
-            if (!with_revoked_ || !a.app_group.empty()) continue;
+            if (!with_revoked_) continue;
             // The lineage of an app that has a successor: its revoked keys,
             // listed later, may be deletable.
             const bool successor =
@@ -102,7 +107,6 @@ net::awaitable<result<std::optional<std::vector<app>>>> inventory_stream::next()
     if (token_.empty()) revoked_done_ = true;
     std::vector<app> apps;
     for (auto& a : *page.value()) {
-        if (!a.app_group.empty()) continue;  // team apps: not supported yet
         std::vector<credential> keys;
         for (const auto& c : a.credentials)
             if (c.status == "revoked") keys.push_back(slim(c));

@@ -31,10 +31,12 @@ namespace keyrot::exec {
 
 class inventory_stream {
   public:
-    inventory_stream(apigee::api& api, int page_size, bool with_revoked)
-        : api_(api), page_size_(page_size), with_revoked_(with_revoked) {}
+    // `with_teams`: some policy matches team (AppGroup) apps: open() lists the
+    // AppGroups for their status too.
+    inventory_stream(apigee::api& api, int page_size, bool with_revoked, bool with_teams = false)
+        : api_(api), page_size_(page_size), with_revoked_(with_revoked), with_teams_(with_teams) {}
 
-    // Developers. Must succeed before next() is called.
+    // Developers (and AppGroups). Must succeed before next() is called.
     net::awaitable<result<void>> open();
     // The next page of apps, or an empty optional at the end.
     net::awaitable<result<std::optional<std::vector<app>>>> next();
@@ -44,7 +46,8 @@ class inventory_stream {
     bool revoked_phase() const { return approved_done_; }
 
     int list_requests() const { return requests_; }
-    // Developer statuses the developer list gave (lower-case email → status).
+    // Owner statuses the lists gave: lower-case email → status, and for an
+    // AppGroup its owner_id() ("\x01" + name) → status.
     const std::map<std::string, std::string>& developer_statuses() const {
         return developer_status_;
     }
@@ -59,9 +62,10 @@ class inventory_stream {
     apigee::api& api_;
     int page_size_;
     bool with_revoked_;
+    bool with_teams_;
     int requests_ = 0;
     std::map<std::string, std::string> developer_status_;
-    std::map<std::string, std::vector<credential>> lineage_;  // developer\napp -> slim keys
+    std::map<std::string, std::vector<credential>> lineage_;  // owner_id\napp -> slim keys
     std::string token_;
     std::set<std::string> seen_tokens_;
     std::int64_t seen_ = 0, total_ = -1;

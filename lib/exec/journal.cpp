@@ -83,6 +83,7 @@ std::string to_text(const journal_entry& e) {
 std::string to_text(const intent& i) {
     const nlohmann::json j = {{"organization", i.organization},
                               {"developer", i.developer},
+                              {"team", i.team},
                               {"app", i.app},
                               {"policy", i.policy},
                               {"action", i.action},
@@ -131,8 +132,10 @@ net::awaitable<void> journal::remove(const std::string& org, const std::string& 
 // ---- intents ----
 
 std::string intent_log::name(const intent& i) {
-    return "intent-" + fingerprint(i.organization + "\n" + i.developer + "\n" + i.app + "\n" +
-                                   i.action + "\n" + i.key);
+    // (A team app's AppGroup joins the digest; a developer app's names are as before.)
+    return "intent-" +
+           fingerprint(i.organization + "\n" + i.developer + "\n" + i.app + "\n" + i.action + "\n" +
+                       i.key + (i.team.empty() ? "" : "\n\x01" + i.team));
 }
 
 net::awaitable<bool> intent_log::write(const intent& i) {
@@ -152,6 +155,7 @@ std::vector<intent> intent_log::load(const std::string& organization) const {
         i.organization = j.value("organization", "");
         if (i.organization != organization) continue;
         i.developer = j.value("developer", "");
+        i.team = j.value("team", "");
         i.app = j.value("app", "");
         i.policy = j.value("policy", "");
         i.action = j.value("action", "");

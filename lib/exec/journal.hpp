@@ -57,6 +57,7 @@ namespace keyrot::exec {
 // every action is in the audit log exactly once.
 struct intent {
     std::string organization, developer, app, policy;
+    std::string team;    // a team app: its AppGroup (developer is then "")
     std::string action;  // created | completed | revoked | deleted
     std::string key, replaces, detail;
     bool late = false;

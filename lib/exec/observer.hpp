@@ -16,7 +16,8 @@ namespace keyrot::exec {
 struct action_record {
     millis ts = 0;
     std::string organization;
-    std::string developer;
+    std::string developer;  // "" for a team app
+    std::string team;       // a team app's AppGroup; "" for a developer app
     std::string app;
     std::string policy;
     std::string action;  // created | completed | revoked | deleted | failed | skipped
@@ -41,12 +42,13 @@ struct action_record {
 };
 
 struct key_record {
-    std::string developer;
+    std::string developer;  // "" for a team app
     std::string app;
     std::string policy;
     plan::key_view key;
     // As action_record::developer_status: "" when the pass did not know it.
     std::string developer_status;
+    std::string team;  // a team app's AppGroup
 };
 
 // A working key (approved, expiring, not yet expired) of an app no policy
@@ -68,9 +70,10 @@ struct unmatched_key {
 // An app whose plan changes at `at` (an action falls due): the daemon re-reads
 // just these apps between full passes (executor::run_apps).
 struct app_wake {
-    std::string developer;
+    std::string developer;  // "" for a team app
     std::string app;
     millis at = k_never;
+    std::string team;  // a team app's AppGroup
 };
 
 struct pass_summary {
@@ -85,7 +88,7 @@ struct pass_summary {
     int actions_failed = 0;
     std::string error;  // why the pass failed, if it did
     // Apps of the organisation keyrotd leaves alone, by reason, whether or not a
-    // policy matches them: "team-app" (AppGroup apps: not supported yet),
+    // policy matches them: "team-inactive", "team-unknown" (a team app's AppGroup),
     // "developer-inactive", "developer-unknown" (status could not be learnt:
     // never written to), "app-revoked". Keys of these apps are in state
     // `skipped`, never `due`.

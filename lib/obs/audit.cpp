@@ -54,6 +54,7 @@ std::string audit_line(const exec::action_record& r, std::string* why) {
     j["ts"] = rfc3339_ms(r.ts);
     j["organization"] = r.organization;
     j["developer"] = r.developer;
+    if (!r.team.empty()) j["team"] = r.team;  // a team (AppGroup) app
     j["app"] = r.app;
     j["policy"] = r.policy;
     j["action"] = r.action;

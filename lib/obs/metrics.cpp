@@ -289,8 +289,9 @@ void metrics::on_pass(const exec::pass_summary& s) {
 
     // Skipped apps by reason: the known reasons always have a series (0 when
     // none), so an alert on them never sees "no data"; others appear as seen.
-    std::set<std::string> reasons = {"team-app", "developer-inactive", "developer-unknown",
-                                     "app-revoked"};
+    // ("team-app" is no longer used: team apps are rotated; it stays 0.)
+    std::set<std::string> reasons = {"team-app",    "developer-inactive", "developer-unknown",
+                                     "app-revoked", "team-inactive",      "team-unknown"};
     for (const auto& [reason, n] : s.skipped_apps) reasons.insert(reason);
     for (const auto& reason : reasons) {
         auto it = s.skipped_apps.find(reason);
@@ -308,11 +309,13 @@ void metrics::on_pass(const exec::pass_summary& s) {
     std::map<key_labels, prometheus::Gauge*> expiry;
     for (const auto& k : s.keys) {
         if (!plan::key_works(k.key.state) || k.key.expires_at < 0) continue;
-        key_labels id{k.developer, k.app, k.key.fingerprint};
-        auto& g = key_expiry_.Add({{"organization", org},
-                                   {"developer", k.developer},
-                                   {"app", k.app},
-                                   {"key", k.key.fingerprint}});
+        key_labels id{k.team.empty() ? k.developer : "\x01" + k.team, k.app, k.key.fingerprint};
+        prometheus::Labels labels{{"organization", org},
+                                  {"developer", k.developer},
+                                  {"app", k.app},
+                                  {"key", k.key.fingerprint}};
+        if (!k.team.empty()) labels["team"] = k.team;  // a team (AppGroup) app
+        auto& g = key_expiry_.Add(labels);
         g.Set(seconds_of(k.key.expires_at));
         expiry.emplace(std::move(id), &g);
     }

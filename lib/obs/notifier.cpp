@@ -117,6 +117,7 @@ std::optional<exec::action_record> from_audit_line(const std::string& line) {
     r.ts = *ts;
     r.organization = str("organization");
     r.developer = str("developer");
+    r.team = str("team");
     r.app = str("app");
     r.policy = str("policy");
     r.action = str("action");
@@ -456,6 +457,7 @@ void notifier::on_action(const exec::action_record& r) {
         notify::event_fields f;
         f.organization = r.organization;
         f.developer = r.developer;
+        f.team = r.team;
         f.developer_status = developer_status;
         f.app = r.app;
         f.policy = r.policy;

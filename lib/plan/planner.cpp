@@ -95,14 +95,16 @@ class planner {
             add(std::move(a));
             return std::move(plan_);
         }
-        if (!app_.app_group.empty())
-            return skip("team-app", "team (AppGroup) app: not supported yet");
         if (app_.status != "approved") return skip("app-revoked", "app is revoked");
+        // A team app's owner is its AppGroup: developer_status holds the team's.
+        const bool team = !app_.app_group.empty();
         if (app_.developer_status == "inactive")
-            return skip("developer-inactive", "developer is inactive");
+            return team ? skip("team-inactive", "team (AppGroup) is inactive")
+                        : skip("developer-inactive", "developer is inactive");
         if (app_.developer_status != "active" && !app_.developer_status.empty())
-            return skip("developer-unknown",
-                        "developer status \"" + app_.developer_status + "\" is not active");
+            return skip(team ? "team-unknown" : "developer-unknown",
+                        std::string(team ? "team" : "developer") + " status \"" +
+                            app_.developer_status + "\" is not active");
 
         resolve_duplicates();
         for (auto& [fp, info] : keys_) {
@@ -127,7 +129,10 @@ class planner {
                         [](const action& a) { return a.kind != action_kind::report; })) {
             plan_.actions.clear();
             plan_.next_wake = k_never;
-            return skip("developer-unknown", "developer status is not known: not written to");
+            return app_.app_group.empty()
+                       ? skip("developer-unknown", "developer status is not known: not written to")
+                       : skip("team-unknown",
+                              "team (AppGroup) status is not known: not written to");
         }
         return std::move(plan_);
     }
@@ -630,7 +635,14 @@ bool holds_product(const app& a, const std::vector<std::string>& globs) {
 bool matches(const app& a, const policy::policy& p) {
     const auto& m = p.match;
     if (p.organization != a.organization) return false;
-    if (!m.developers.empty() && !any_glob(m.developers, a.developer_email, true)) return false;
+    if (!a.app_group.empty()) {
+        // AppGroup names compare exactly, as Apigee's do.
+        if (m.app_groups.empty() || !any_glob(m.app_groups, a.app_group, false)) return false;
+        if (any_glob(m.exclude.app_groups, a.app_group, false)) return false;
+    } else {
+        if (m.developers.empty() && !m.app_groups.empty()) return false;  // teams only
+        if (!m.developers.empty() && !any_glob(m.developers, a.developer_email, true)) return false;
+    }
     if (!m.apps.empty() && !any_glob(m.apps, a.name, false)) return false;
     if (!m.api_products.empty() && !holds_product(a, m.api_products)) return false;
     for (const auto& [name, value] : m.attributes) {

@@ -66,7 +66,8 @@ struct app_plan {
     // An app keyrotd leaves alone: no actions at all, its keys in state `skipped`.
     bool skipped = false;
     std::string skip_reason;  // for people
-    // For counting: team-app | app-revoked | developer-inactive | developer-unknown.
+    // For counting: app-revoked | developer-inactive | developer-unknown |
+    // team-inactive | team-unknown.
     // developer-unknown: the app has work but its developer's status is not
     // known (app.developer_status ""): learn it, then plan again.
     std::string skip_code;

@@ -36,13 +36,18 @@ struct time_window {
     const date::time_zone* zone = nullptr;  // a named zone; the fixed offset when null
 };
 
+// Developer apps match when `developers` does (empty: all), except that a
+// policy with `appGroups` and no `developers` matches team apps only. Team
+// (AppGroup) apps match only a policy whose `appGroups` matches their team.
 struct match_rules {
     std::vector<std::string> developers;    // globs on developer email; empty = all
+    std::vector<std::string> app_groups;    // globs on AppGroup name; empty = no team app
     std::vector<std::string> apps;          // globs on app name; empty = all
     std::vector<std::string> api_products;  // any key holding one of these; empty = all
     std::vector<std::pair<std::string, std::string>> attributes;  // app attributes that must equal
     struct {
         std::vector<std::string> developers;
+        std::vector<std::string> app_groups;
         std::vector<std::string> apps;
         std::vector<std::string> api_products;
     } exclude;

@@ -198,6 +198,8 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
         if (auto mm = r.map(f->value, f->at(), "match", policy_table())) {
             if (const auto* g = get(*mm, "developers"))
                 p.match.developers = r.globs(*g, "match.developers");
+            if (const auto* g = get(*mm, "appGroups"))
+                p.match.app_groups = r.globs(*g, "match.appGroups");
             if (const auto* g = get(*mm, "apps")) p.match.apps = r.globs(*g, "match.apps");
             if (const auto* g = get(*mm, "apiProducts"))
                 p.match.api_products = r.globs(*g, "match.apiProducts");
@@ -224,6 +226,8 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
                 if (auto ex = r.map(g->value, g->at(), "match.exclude", policy_table())) {
                     if (const auto* h = get(*ex, "developers"))
                         p.match.exclude.developers = r.globs(*h, "match.exclude.developers");
+                    if (const auto* h = get(*ex, "appGroups"))
+                        p.match.exclude.app_groups = r.globs(*h, "match.exclude.appGroups");
                     if (const auto* h = get(*ex, "apps"))
                         p.match.exclude.apps = r.globs(*h, "match.exclude.apps");
                     if (const auto* h = get(*ex, "apiProducts"))
@@ -278,6 +282,12 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
                 if (auto s = r.string(*g, "rotation.method")) {
                     if (*s == "import")
                         rot.method = rotation_method::import_key;
+                    else if (*s == "generate" && !p.match.app_groups.empty())
+                        r.error(
+                            g->at(), "rotation.method",
+                            "generate cannot rotate team (AppGroup) apps, which match.appGroups "
+                            "selects: Apigee has no generate-key call for them; use import, or "
+                            "a separate policy for the teams");
                     else if (*s == "generate")
                         rot.method = rotation_method::generate;
                     else

@@ -2,7 +2,7 @@
 set(_rot_env "KEYROT_BUILD_DIR=${CMAKE_BINARY_DIR}")
 # Every case against both emulator profiles: lenient, and strict (the
 # pessimistic reading of each ambiguity in Apigee's reference: docs/apigee-fidelity.md).
-foreach(_case RotationTest GenerateRotationTest WakeTest ConfigTest PagingTest FaultTest)
+foreach(_case RotationTest GenerateRotationTest TeamRotationTest WakeTest ConfigTest PagingTest FaultTest)
     add_test(NAME rotation_${_case}
              COMMAND ${KEYROT_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/rotation_test.py ${_case})
     set_tests_properties(rotation_${_case} PROPERTIES LABELS integration TIMEOUT 600

@@ -336,6 +336,91 @@ class RotationTest(unittest.TestCase):
             self.assertNotIn(s, text)
 
 
+class TeamRotationTest(unittest.TestCase):
+    """Team (AppGroup) apps rotate (method import) when a policy's match.appGroups
+    names their team: created, completed and, after the overlap, the old key
+    revoked, through the AppGroup paths and bodies; the records name the team;
+    an inactive team's app and developer apps the policy does not match are
+    left alone; a generate policy for teams is refused."""
+
+    def setUp(self):
+        self.dir = h.tmpdir()
+        s = seed(team_apps=2)
+        for a in s["apps"]:
+            if a["name"] == "team-svc-1":
+                a["appGroup"] = "team-gone"
+        s["appGroups"] = [{"name": "team-blue", "status": "active"},
+                          {"name": "team-gone", "status": "inactive"}]
+        self.emu = h.Emulator(self.dir, s)
+        self.k = h.Keyrotd(self.dir, self.emu.url, [h.policy(match={"appGroups": ["team-*"]})])
+
+    def tearDown(self):
+        self.emu.stop()
+        h.rmtree(self.dir)
+
+    def team_app(self, name):
+        apps = [a for a in self.emu.state()["apps"] if a["name"] == name]
+        self.assertEqual(len(apps), 1, name)
+        return apps[0]
+
+    def test_team_app_rotates_and_records_name_the_team(self):
+        before = self.team_app("team-svc")
+        self.assertEqual(before["appGroup"], "team-blue")
+        old = before["credentials"][0]
+        old_fp = h.fp(old["consumerKey"])
+        gone_before = self.team_app("team-svc-1")
+        shop_before = self.emu.app(DEV, "shop")
+        r = self.k.run("plan", "--json")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        plan = json.loads(r.stdout)
+        self.assertEqual([(p["team"], p["app"], p["action"]) for p in plan],
+                         [("team-blue", "team-svc", "create")])
+        r = self.k.run("once")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        after = self.team_app("team-svc")
+        self.assertEqual(after["attributes"], before["attributes"])
+        succ = successors_of(after, old_fp)
+        self.assertEqual(len(succ), 1)
+        s = succ[0]
+        self.assertIn({"name": "keyrotd_replaces", "value": old_fp}, s["attributes"])
+        for a in old["attributes"]:
+            self.assertIn(a, s["attributes"])
+        self.assertEqual(sorted(s["scopes"]), sorted(old["scopes"]))
+        self.assertEqual(products(s), {"payments": "approved", "admin": "pending",
+                                       "reports": "revoked"})
+        self.assertGreater(int(s["expiresAt"]), int(old["expiresAt"]))
+        self.assertEqual(self.team_app("team-svc-1"), gone_before, "inactive team: left alone")
+        self.assertEqual(self.emu.app(DEV, "shop"), shop_before, "appGroups alone: teams only")
+        time.sleep(3.5)  # the overlap
+        r = self.k.run("once")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        states = {c["consumerKey"]: c["status"] for c in self.team_app("team-svc")["credentials"]}
+        self.assertEqual(states[old["consumerKey"]], "revoked")
+        self.assertEqual(states[s["consumerKey"]], "approved")
+        audit = [a for a in self.k.audit() if a["app"] == "team-svc"]
+        self.assertEqual([a["action"] for a in audit], ["created", "completed", "revoked"], audit)
+        for a in audit:
+            self.assertEqual((a["team"], a["developer"]), ("team-blue", ""), a)
+        self.assertNotIn("team-svc-1", [a["app"] for a in self.k.audit()])
+        r = self.k.run("inventory", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = [k for k in json.loads(r.stdout) if k["app"] == "team-svc-1"]
+        self.assertTrue(rows and all(k["state"] == "skipped" for k in rows), rows)
+        self.assertIn("team (AppGroup) is inactive", rows[0]["appSkipped"])
+        self.assertEqual(rows[0]["team"], "team-gone")
+
+    def test_generate_for_teams_is_refused(self):
+        d = h.tmpdir()
+        try:
+            k = h.Keyrotd(d, self.emu.url,
+                          [h.policy(method="generate", match={"appGroups": ["team-*"]})])
+            r = k.run("validate")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("generate cannot rotate team (AppGroup) apps", r.stdout + r.stderr)
+        finally:
+            h.rmtree(d)
+
+
 class GenerateRotationTest(RotationTest):
     method = "generate"
 

@@ -191,11 +191,22 @@ INSTANTIATE_TEST_SUITE_P(
             {},
             {},
             T0 + 66 * d},
-        row{"team_app_skipped",
+        row{"team_app_rotated_like_a_developer_app",
             [] {
                 app a = make_app({key("a1", T0 - 80 * d, T0 + 10 * d)});
                 a.developer_email.clear();
                 a.app_group = "team-a";
+                return a;
+            },
+            {},
+            {"create:a1"},
+            k_never},
+        row{"inactive_team_skipped",
+            [] {
+                app a = make_app({key("a1", T0 - 80 * d, T0 + 10 * d)});
+                a.developer_email.clear();
+                a.app_group = "team-a";
+                a.developer_status = "inactive";
                 return a;
             },
             {},
@@ -466,7 +477,14 @@ TEST(Planner, KeysOfAppsLeftAloneAreSkippedNeverDue) {
     // A due key of an app keyrotd will not touch must not raise "expiring without
     // a successor": its state is `skipped`, with the reason and a code to count.
     const std::vector<std::pair<std::string, std::function<void(app&)>>> cases = {
-        {"team-app", [](app& a) { a.app_group = "team-a", a.developer_email.clear(); }},
+        {"team-inactive",
+         [](app& a) {
+             a.app_group = "team-a", a.developer_email.clear(), a.developer_status = "inactive";
+         }},
+        {"team-unknown",
+         [](app& a) {
+             a.app_group = "team-a", a.developer_email.clear(), a.developer_status.clear();
+         }},
         {"app-revoked", [](app& a) { a.status = "revoked"; }},
         {"developer-inactive", [](app& a) { a.developer_status = "inactive"; }},
         {"developer-unknown", [](app& a) { a.developer_status.clear(); }},
@@ -680,6 +698,32 @@ TEST(Window, NamedZoneTimeSkippedOrRepeated) {
     // 01:00 UTC); the window opens at the first, 00:30 UTC.
     const millis sun_autumn = 1824940800000;  // 2027-10-31 00:00 UTC
     EXPECT_EQ(plan::next_window_open(w, sun_autumn), sun_autumn + 30 * k_minute);
+}
+
+TEST(Planner, TeamAppsMatchOnlyPoliciesThatNameTheirGroup) {
+    app dev = make_app({key("a1", T0 - 80 * k_day, T0 + 10 * k_day)});
+    app team = dev;
+    team.developer_email.clear();
+    team.app_group = "partners-eu";
+    policy::policy all = make_policy();  // no match rules: every developer app
+    all.name = "all";
+    policy::policy teams = make_policy();
+    teams.name = "teams";
+    teams.match.app_groups = {"partners-*"};
+    policy::policy both = make_policy();
+    both.name = "both";
+    both.match.developers = {"*"};
+    both.match.app_groups = {"*"};
+    both.match.exclude.app_groups = {"*-eu"};
+    auto name = [](const policy::policy* p) { return p ? p->name : std::string("none"); };
+    EXPECT_EQ(name(plan::match_policy(dev, {all})), "all");
+    EXPECT_EQ(name(plan::match_policy(team, {all})), "none") << "team apps need appGroups";
+    EXPECT_EQ(name(plan::match_policy(team, {teams})), "teams");
+    EXPECT_EQ(name(plan::match_policy(dev, {teams})), "none") << "appGroups alone: teams only";
+    EXPECT_EQ(name(plan::match_policy(dev, {both})), "both");
+    EXPECT_EQ(name(plan::match_policy(team, {both})), "none") << "excluded group";
+    team.app_group = "PARTNERS-x";
+    EXPECT_EQ(name(plan::match_policy(team, {teams})), "none") << "AppGroup names are exact";
 }
 
 }  // namespace

@@ -469,6 +469,20 @@ TEST_F(Loader, UnknownRotationMethod) {
     EXPECT_DIAG(ds, "rotation.method", 3, 20, "unknown method \"Import\": use import or generate");
 }
 
+TEST_F(Loader, TeamAppGroups) {
+    const auto r =
+        load_policies(write("t.yaml",
+                            "name: p\norganization: o\nmatch:\n  appGroups: [partners-*]\n"
+                            "  exclude: {appGroups: [partners-test]}\n"));
+    ASSERT_TRUE(r.diagnostics.empty()) << dump(r.diagnostics);
+    EXPECT_EQ(r.policies[0].match.app_groups, std::vector<std::string>{"partners-*"});
+    EXPECT_EQ(r.policies[0].match.exclude.app_groups, std::vector<std::string>{"partners-test"});
+    // No generate-key call for team apps: such a policy is refused, with the reason.
+    const auto ds = policy_diags(
+        "name: p\norganization: o\nmatch: {appGroups: ['*']}\nrotation: {method: generate}\n");
+    EXPECT_DIAG(ds, "rotation.method", 4, 20, "generate cannot rotate team (AppGroup) apps");
+}
+
 TEST_F(Loader, BadWindow) {
     const auto ds = policy_diags(
         "name: p\norganization: o\nrotation:\n  window:\n    days: [mon, funday]\n"
