@@ -50,10 +50,13 @@ constexpr const char* k_org = "acme";
 constexpr const char* k_dev = "dev@partner.example.com";
 constexpr const char* k_old_key = "crashWindowOldKey_0001";
 
-// `simple`: the old key has only approved products (one of them on a
-// manual-approval product) and no scopes, the shape a completion writes in one
-// update; otherwise pending products and scopes, the shape that takes each step.
-json seed(bool simple) {
+// The app's shape. k_full: pending products and scopes, the shape that takes
+// each step; k_simple: only approved products (one of them on a manual-approval
+// product) and no scopes, the shape a completion writes in one update; k_team:
+// k_full in a team (AppGroup) app, whose keys take other paths and bodies.
+enum shape { k_full, k_simple, k_team };
+
+json seed(int shape) {
     json s = json::parse(R"({
       "organizations": [{
         "name": "acme",
@@ -78,7 +81,12 @@ json seed(bool simple) {
         }]
       }]
     })");
-    if (simple) {
+    if (shape == k_team) {
+        json& a = s["organizations"][0]["apps"][0];
+        a.erase("developerEmail");
+        a["appGroup"] = "partners";
+    }
+    if (shape == k_simple) {
         json& c = s["organizations"][0]["apps"][0]["credentials"][0];
         c["scopes"] = json::array();
         c["apiProducts"] = json::parse(R"([{"apiproduct": "payments", "status": "approved"},
@@ -115,6 +123,11 @@ class emulator_transport final : public http::transport {
         er.body = req.body;
         if (er.method == "POST" && er.target.find("?action=revoke") != std::string::npos &&
             er.target.find("/apiproducts/") == std::string::npos)
+            check_revocation(er.target);
+        // A team key's revocation: {"action": "revoke"} in the body.
+        if (er.method == "POST" && er.target.find("/appgroups/") != std::string::npos &&
+            er.target.find("/apiproducts/") == std::string::npos &&
+            json::parse(er.body, nullptr, false).value("action", "") == "revoke")
             check_revocation(er.target);
         if (calls == fail_at && how == mode::before) co_return injected(false);
         emulator::response r = emu_.handle(er);
@@ -191,8 +204,9 @@ struct outcome {
     int calls = 0;
 };
 
-policy::policy make_policy(policy::rotation_method method) {
+policy::policy make_policy(policy::rotation_method method, bool team = false) {
     policy::policy p;
+    if (team) p.match.app_groups = {"*"};
     p.name = "partners";
     p.organization = k_org;
     p.rotation.key_lifetime = 90 * k_day;
@@ -218,11 +232,11 @@ json hook(emulator::emulator& emu, const std::string& method, const std::string&
 // The scenario: two passes now, the clock past the overlap, two more passes.
 // The failure (if any) lands wherever call `fail_at` falls; the later passes
 // are clean and must converge.
-outcome run_scenario(policy::rotation_method method, bool strict, bool simple, int fail_at,
+outcome run_scenario(policy::rotation_method method, bool strict, int shape, int fail_at,
                      emulator_transport::mode how) {
     emulator::emulator emu;
     if (strict) emu.profile().all(true);
-    emu.load_seed(seed(simple));
+    emu.load_seed(seed(shape));
     emulator_transport transport(emu);
     transport.fail_at = fail_at;
     transport.how = how;
@@ -234,7 +248,7 @@ outcome run_scenario(policy::rotation_method method, bool strict, bool simple, i
                       "-" + std::to_string(static_cast<int>(how)));
     std::filesystem::remove_all(dir);
     outcome out;
-    const std::vector<policy::policy> policies{make_policy(method)};
+    const std::vector<policy::policy> policies{make_policy(method, shape == k_team)};
     // One pass = one process: its own observer, executor and io_context.
     auto pass = [&] {
         recording_observer obs(dir);
@@ -303,14 +317,14 @@ json normalise(const json& app) {
 struct scenario {
     policy::rotation_method method;
     bool strict;
-    bool simple;
+    int shape;
 };
 
 class CrashWindowTest : public ::testing::TestWithParam<scenario> {};
 
 TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
-    const auto [method, strict, simple] = GetParam();
-    const outcome clean = run_scenario(method, strict, simple, 0, emulator_transport::mode::before);
+    const auto [method, strict, shape] = GetParam();
+    const outcome clean = run_scenario(method, strict, shape, 0, emulator_transport::mode::before);
     const json want = normalise(clean.app);
     // The clean run itself: one complete successor, the old key revoked.
     ASSERT_EQ(want["keys"].size(), 2u) << clean.app.dump();
@@ -322,7 +336,7 @@ TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
     ASSERT_EQ(want["attributes"]["Notes"], "keep me");
     ASSERT_EQ(want["callbackUrl"], "https://shop.example.com/cb");
     ASSERT_GE(clean.calls, 6);
-    if (simple) {
+    if (shape == k_simple) {
         // Every product approved, the manual-approval one too; no scopes.
         ASSERT_EQ(want["keys"][1]["products"],
                   json::parse(R"({"payments": "approved", "admin": "approved"})"));
@@ -337,7 +351,7 @@ TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
                          (how == emulator_transport::mode::after   ? " took effect, answer lost"
                           : how == emulator_transport::mode::crash ? " took effect, then a crash"
                                                                    : " failed before sending"));
-            const outcome got = run_scenario(method, strict, simple, n, how);
+            const outcome got = run_scenario(method, strict, shape, n, how);
             ++runs;
             EXPECT_EQ(normalise(got.app), want) << got.app.dump();
             EXPECT_EQ(got.violations, std::vector<std::string>{});
@@ -393,7 +407,7 @@ class fake_delivery final : public exec::delivery {
 
 TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
     emulator::emulator emu;
-    emu.load_seed(seed(false));
+    emu.load_seed(seed(k_full));
     emulator_transport transport(emu);
     auto auth = auth::make_none();
     apigee::api api(transport, *auth, k_org);
@@ -502,17 +516,17 @@ net::awaitable<void> one_pass(exec::executor& ex, const std::vector<policy::poli
 }
 
 TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
-    const auto [method, strict, simple] = GetParam();
+    const auto [method, strict, shape] = GetParam();
     emulator::emulator emu;
     if (strict) emu.profile().all(true);
-    emu.load_seed(seed(simple));
+    emu.load_seed(seed(shape));
     emulator_transport transport(emu);
     auto auth = auth::make_none();
     apigee::api api(transport, *auth, k_org);
     const auto dir =
         std::filesystem::temp_directory_path() / ("keyrot-calls-" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
-    const std::vector<policy::policy> policies{make_policy(method)};
+    const std::vector<policy::policy> policies{make_policy(method, shape == k_team)};
     // The plan before the pass: what the forecast prices. (Named coroutines,
     // not lambdas: GCC 12 miscompiles coroutine lambdas that capture.)
     std::vector<exec::planned_app> planned;
@@ -556,21 +570,26 @@ TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
     EXPECT_EQ(est_revoke, revoked);
 }
 
-// Both methods against both emulator profiles (docs/apigee-fidelity.md).
-// Both key shapes each.
-const scenario k_scenarios[] = {{policy::rotation_method::import_key, false, false},
-                                {policy::rotation_method::import_key, true, false},
-                                {policy::rotation_method::generate, false, false},
-                                {policy::rotation_method::generate, true, false},
-                                {policy::rotation_method::import_key, false, true},
-                                {policy::rotation_method::import_key, true, true},
-                                {policy::rotation_method::generate, false, true},
-                                {policy::rotation_method::generate, true, true}};
+// Both methods against both emulator profiles (docs/apigee-fidelity.md), both
+// key shapes each, and a team app (import only: no generate-key call for teams).
+const scenario k_scenarios[] = {{policy::rotation_method::import_key, false, k_full},
+                                {policy::rotation_method::import_key, true, k_full},
+                                {policy::rotation_method::generate, false, k_full},
+                                {policy::rotation_method::generate, true, k_full},
+                                {policy::rotation_method::import_key, false, k_simple},
+                                {policy::rotation_method::import_key, true, k_simple},
+                                {policy::rotation_method::generate, false, k_simple},
+                                {policy::rotation_method::generate, true, k_simple},
+                                {policy::rotation_method::import_key, false, k_team},
+                                {policy::rotation_method::import_key, true, k_team}};
 
 std::string scenario_name(const ::testing::TestParamInfo<scenario>& i) {
     return std::string(i.param.method == policy::rotation_method::generate ? "Generate"
                                                                            : "Import") +
-           (i.param.strict ? "Strict" : "Lenient") + (i.param.simple ? "Simple" : "");
+           (i.param.strict ? "Strict" : "Lenient") +
+           (i.param.shape == k_simple ? "Simple"
+            : i.param.shape == k_team ? "Team"
+                                      : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Scenarios, ForecastCallsTest, ::testing::ValuesIn(k_scenarios),
