@@ -160,6 +160,11 @@ response serve_api(state& st, const request& req, const std::vector<std::string>
     }
     std::string record_route = m.templ;
     if (action) record_route = req.method + " " + m.templ.substr(m.templ.find(' ') + 1);
+    // A team key's approve/revoke names its action in the body, not the query:
+    // the histories name it as the developer key's (…/keys/{key}?action).
+    if (!action && seg.size() == 8 && seg[2] == "appgroups" && seg[6] == "keys" &&
+        body.contains("action"))
+        record_route += "?action";
     // Which key a write names (its fingerprint): tests tell keys apart in the history.
     std::string record_key;
     if (written && m.templ.find("{key}") != std::string::npos && seg.size() > 7)

@@ -64,6 +64,7 @@ response get_availability(state& st, const request&) {
         return json{{"ts", std::to_string(r.ts)},
                     {"org", r.org},
                     {"developer", r.developer},
+                    {"team", r.team},
                     {"app", r.app},
                     {"usableBefore", r.usable_before},
                     {"usableKeys", r.usable_keys},

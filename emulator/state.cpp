@@ -74,9 +74,9 @@ void state::record_availability(const std::string& org, const app_key& k, int be
     if (oi == orgs.end() || !oi->second->apps.count(k)) return;
     int after = usable_keys(*oi->second, k);
     const developer_app& a = oi->second->apps.at(k);
-    const std::string owner =
-        a.app_group.empty() ? oi->second->developers.at(k.first).email : a.app_group;
-    availability_record r{now(), org, owner, k.second, before, after, route, key};
+    const std::string developer =
+        a.app_group.empty() ? oi->second->developers.at(k.first).email : "";
+    availability_record r{now(), org, developer, k.second, before, after, route, key, a.app_group};
     if (before >= 1 && after == 0) ever_lost_last.push_back(r);
     availability.push_back(std::move(r));
     if (availability.size() > k_max_availability) {

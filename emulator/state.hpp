@@ -130,7 +130,8 @@ struct availability_record {
     int usable_before;
     int usable_keys;
     std::string request;
-    std::string key;  // fingerprint of the key the request names (path, or a created key's body)
+    std::string key;   // fingerprint of the key the request names (path, or a created key's body)
+    std::string team;  // a team app's AppGroup (developer is then "")
 };
 
 // One write to /v1, from its arrival to its answer (the latency included), and

@@ -51,6 +51,11 @@ POLICIES = [
     {"name": "imports", "organization": ORG, "match": {"apps": ["imp-*"]},
      "rotation": {"keyLifetime": "1h", "rotateBefore": "50m", "overlap": "4s",
                   "method": "import"}},
+    # Team (AppGroup) apps among the imp-* ones: only a policy with appGroups
+    # matches them, and it must import.
+    {"name": "teams", "organization": ORG, "match": {"appGroups": ["team-*"]},
+     "rotation": {"keyLifetime": "1h", "rotateBefore": "50m", "overlap": "4s",
+                  "method": "import"}},
     {"name": "generates", "organization": ORG, "match": {"apps": ["gen-*"]},
      "rotation": {"keyLifetime": "1h", "rotateBefore": "50m", "overlap": "4s",
                   "method": "generate"}},
@@ -101,11 +106,17 @@ def make_seed(n_apps, rng, prefixes=("imp", "gen", "keep")):
                           "consumerSecret": "S" + pysecrets.token_hex(20), "status": "approved",
                           "issuedAt": "-1d", "expiresAt": "+20h",
                           "apiProducts": [{"apiproduct": "payments", "status": "approved"}]})
-        apps.append({"developerEmail": dev, "name": name, "status": "approved",
-                     "attributes": attrs, "callbackUrl": "https://%s.example.com/cb?x=%d" % (name, i),
-                     "scopes": ["read", "write"], "appFamily": "default", "credentials": creds})
+        app = {"developerEmail": dev, "name": name, "status": "approved",
+               "attributes": attrs, "callbackUrl": "https://%s.example.com/cb?x=%d" % (name, i),
+               "scopes": ["read", "write"], "appFamily": "default", "credentials": creds}
+        # Some imp-* apps belong to a team (not gold: the teams policy rotates them).
+        team = kind == "imp" and i % 7 == 2 and not gold and dev != inactive
+        if team:
+            del app["developerEmail"]
+            app["appGroup"] = "team-%d" % (i % 3)
+        apps.append(app)
         if is_due and dev != inactive:
-            due[(dev, name)] = h.fp(key)
+            due[(None if team else dev, name)] = h.fp(key)
     seed = {"organization": ORG,
             "developers": [{"email": d, "firstName": "D", "lastName": str(j), "userName": "d%d" % j,
                             "status": "active"} for j, d in enumerate(devs)]
@@ -132,6 +143,7 @@ def successors(app, old_fp):
 
 
 def app_map(state):
+    # (a team app's developerEmail is null: its name is unique all the same)
     return {(a["developerEmail"], a["name"]): a for a in state["apps"]}
 
 
@@ -164,8 +176,8 @@ class Checks:
         no key of an app that was not due touched."""
         by = app_map(st)
         for a in seed["apps"]:
-            now = by[(a["developerEmail"], a["name"])]
-            key = (a["developerEmail"], a["name"])
+            now = by[(a.get("developerEmail"), a["name"])]
+            key = (a.get("developerEmail"), a["name"])
             with self.subTest(app=a["name"]):
                 self.assertEqual(now["attributes"], a["attributes"], key)
                 self.assertEqual(now["callbackUrl"], a["callbackUrl"], key)
@@ -179,7 +191,7 @@ class Checks:
         by = app_map(st)
         problems = []
         for a in seed["apps"]:
-            key = (a["developerEmail"], a["name"])
+            key = (a.get("developerEmail"), a["name"])
             now = by[key]
             old_seed = a["credentials"][0]
             old_fp = h.fp(old_seed["consumerKey"])
@@ -241,7 +253,7 @@ class Checks:
         by = app_map(st)
         problems = []
         for a in seed["apps"]:
-            key = (a["developerEmail"], a["name"])
+            key = (a.get("developerEmail"), a["name"])
             known = {h.fp(c["consumerKey"]) for c in a["credentials"]}
             unmarked = [h.fp(c["consumerKey"]) for c in by[key].get("credentials", [])
                         if attr(c, MARKER) is None and h.fp(c["consumerKey"]) not in known]
@@ -376,7 +388,7 @@ class ChaosTest(unittest.TestCase, Checks):
         the moment of revocation."""
         by_app = collections.defaultdict(list)
         for r in self.records:
-            by_app[(r["developer"], r["app"])].append(r)
+            by_app[(r["developer"] or None, r["app"])].append(r)
         final = app_map(self.state)
         problems = []
         for key, old_fp in self.due.items():
