@@ -23,6 +23,12 @@ std::string app_key(const std::string& org, const std::string& developer, const 
     return org + "\n" + developer + "\n" + app;
 }
 
+// The app's owner as app_key takes it: the developer, or "team:" + a team
+// app's AppGroup.
+std::string owner_of(const std::string& developer, const std::string& team) {
+    return team.empty() ? developer : "team:" + team;
+}
+
 const plan::key_view* find_key(const std::vector<exec::key_record>& keys, const std::string& fp) {
     if (fp.empty()) return nullptr;
     for (const auto& k : keys)
@@ -182,15 +188,17 @@ std::map<std::string, notify_policy> notify_policies(const policy::config& cfg,
 std::vector<notify::event_fields> expiring_events(
     const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies, millis now) {
     std::map<std::string, std::vector<exec::key_record>> by_app;
-    for (const auto& k : s.keys) by_app[app_key(s.organization, k.developer, k.app)].push_back(k);
+    for (const auto& k : s.keys)
+        by_app[app_key(s.organization, owner_of(k.developer, k.team), k.app)].push_back(k);
     std::vector<notify::event_fields> out;
     for (const auto& k : s.keys) {
-        if (k.developer.empty()) continue;  // a team app: no owner to name
+        if (k.developer.empty() == k.team.empty()) continue;  // exactly one owner
         if (k.key.state == plan::key_state::revoked || k.key.state == plan::key_state::expired)
             continue;
         const auto pit = policies.find(k.policy);
         if (pit == policies.end() || pit->second.expiring_at.empty()) continue;
-        const auto& app_keys = by_app[app_key(s.organization, k.developer, k.app)];
+        const auto& app_keys =
+            by_app[app_key(s.organization, owner_of(k.developer, k.team), k.app)];
         const millis end = stops_at(k, app_keys, &pit->second);
         if (end == k_never || end <= now) continue;
         const auto lead = lead_reached(pit->second.expiring_at, end, now);
@@ -199,7 +207,8 @@ std::vector<notify::event_fields> expiring_events(
         f.type = notify::event_type::key_expiring;
         f.organization = s.organization;
         f.developer = k.developer;
-        f.developer_status = known_active(k);
+        f.team = k.team;
+        f.developer_status = k.team.empty() ? known_active(k) : "";
         f.app = k.app;
         f.policy = k.policy;
         f.key = k.key.fingerprint;
@@ -236,8 +245,9 @@ std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, m
     std::map<std::string, std::vector<const exec::key_record*>> by_app;
     std::vector<std::string> order;
     for (const auto& k : s.keys) {
-        auto& v = by_app[app_key(s.organization, k.developer, k.app)];
-        if (v.empty()) order.push_back(app_key(s.organization, k.developer, k.app));
+        auto& v = by_app[app_key(s.organization, owner_of(k.developer, k.team), k.app)];
+        if (v.empty())
+            order.push_back(app_key(s.organization, owner_of(k.developer, k.team), k.app));
         v.push_back(&k);
     }
     std::vector<notify::event_fields> out;
@@ -295,11 +305,14 @@ std::vector<notify::event_fields> rederived_events(
     const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies,
     millis max_age, millis now) {
     std::map<std::string, std::vector<exec::key_record>> by_app;
-    for (const auto& k : s.keys) by_app[app_key(s.organization, k.developer, k.app)].push_back(k);
+    for (const auto& k : s.keys)
+        by_app[app_key(s.organization, owner_of(k.developer, k.team), k.app)].push_back(k);
     std::vector<notify::event_fields> out;
     for (const auto& k : s.keys) {
-        if (k.developer.empty() || k.key.replaces.empty() || k.key.pending) continue;
-        const auto& app_keys = by_app[app_key(s.organization, k.developer, k.app)];
+        if (k.developer.empty() == k.team.empty() || k.key.replaces.empty() || k.key.pending)
+            continue;
+        const auto& app_keys =
+            by_app[app_key(s.organization, owner_of(k.developer, k.team), k.app)];
         const plan::key_view* old = find_key(app_keys, k.key.replaces);
         const auto pit = policies.find(k.policy);
         const notify_policy* p = pit == policies.end() ? nullptr : &pit->second;
@@ -312,7 +325,8 @@ std::vector<notify::event_fields> rederived_events(
         notify::event_fields f;
         f.organization = s.organization;
         f.developer = k.developer;
-        f.developer_status = known_active(k);
+        f.team = k.team;
+        f.developer_status = k.team.empty() ? known_active(k) : "";
         f.app = k.app;
         f.policy = k.policy;
         if (k.key.issued_at >= now - max_age) {
@@ -433,7 +447,9 @@ void notifier::on_action(const exec::action_record& r) {
         if (r.dry_run) return;
         // keyrotd writes only to apps of developers it knows to be active; a
         // report may be about an app whose developer's status it does not know.
-        const std::string developer_status = known_active(r.developer_status);
+        // (A team app has no developer: its AppGroup's status is not a developer's.)
+        const std::string developer_status =
+            r.team.empty() ? known_active(r.developer_status) : std::string();
         if (r.kind == plan::action_kind::report &&
             (r.action == "skipped" || r.action == "failed")) {
             const auto code = plan::classify_report(r.detail);
@@ -477,7 +493,8 @@ void notifier::on_action(const exec::action_record& r) {
                     if (r.replaces_expires_at != k_never) at = std::min(at, r.replaces_expires_at);
                     f.revokes_at = at;
                 }
-            } else if (const auto it = last_keys_.find(app_key(r.organization, r.developer, r.app));
+            } else if (const auto it = last_keys_.find(
+                           app_key(r.organization, owner_of(r.developer, r.team), r.app));
                        it != last_keys_.end()) {
                 const plan::key_view* nk = find_key(it->second, r.key);
                 const plan::key_view* ok = find_key(it->second, r.replaces);
@@ -542,7 +559,7 @@ void notifier::on_pass(const exec::pass_summary& s) {
         }
         for (const auto& k : s.keys) {
             seen.insert(k.key.fingerprint);
-            last_keys_[app_key(s.organization, k.developer, k.app)].push_back(k);
+            last_keys_[app_key(s.organization, owner_of(k.developer, k.team), k.app)].push_back(k);
         }
         for (const auto& k : s.unmatched_keys) seen.insert(k.fingerprint);
         // A key no longer listed is forgotten, once re-derivation could no

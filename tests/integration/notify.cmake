@@ -5,7 +5,7 @@
 # loopback (smtp_server.py, Debian's python3-aiosmtpd) with STARTTLS and AUTH.
 set(_notify_env "KEYROT_BUILD_DIR=${CMAKE_BINARY_DIR}")
 foreach(_case OnceTest Ed25519Test RetryTest GoneTest KillTest StrandedTest FailoverTest
-              UnmatchedExpiringTest ConfigTest EmailTest EmailUnknownStatusTest
+              UnmatchedExpiringTest TeamRotatedTest ConfigTest EmailTest EmailUnknownStatusTest
               EmailUnmatchedTest EmailFilterTest EmailRefusedTest EmailRetryTest
               EmailStarttlsTest EmailTemplateTest)
     add_test(NAME notify_${_case}

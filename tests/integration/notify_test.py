@@ -538,6 +538,34 @@ def unmatched_seed():
     return st
 
 
+class TeamRotatedTest(NotifyCase):
+    """A team (AppGroup) app rotated by a policy with match.appGroups: its
+    key.rotated names the team, no developer and no developer status."""
+
+    def test_team_key_rotated(self):
+        self.emu.stop()
+        os.remove(os.path.join(self.dir, "emulator.port"))
+        st = seed(due=1, due_expires="+2d", fresh=0)
+        for a in st["apps"]:
+            del a["developerEmail"]
+            a["appGroup"] = "ops"
+        self.emu = h.Emulator(self.dir, st)
+        self.seed_secrets = self.all_secrets()
+        self.rx = Receiver(self.secret)
+        p = h.policy(lifetime="90d", overlap="1h", match={"appGroups": ["ops"]})
+        k = h.Keyrotd(self.dir, self.emu.url, [p], notify_config(self.rx.url))
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rotated = [e["data"] for _, e in self.rx.events() if e["type"] == "key.rotated"]
+        self.assertEqual(len(rotated), 1, self.rx.events())
+        d = rotated[0]
+        self.assertEqual((d["team"], d["app"], d["policy"]), ("ops", "due-00", "p"))
+        self.assertEqual(d["replaces"], self.old_fp())
+        self.assertNotIn("developer", d)
+        self.assertNotIn("developerStatus", d)
+        self.assertIn("expiresAt", d)
+
+
 class UnmatchedExpiringTest(NotifyCase):
     """key.expiring for keys no policy rotates (apps the policies do not match,
     team apps), at the config's notify.expiringAt: exactly one per key and lead
