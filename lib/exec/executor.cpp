@@ -68,15 +68,16 @@ std::vector<planned_app> executor::match(std::vector<app>& apps,
     std::vector<planned_app> out;
     const millis now = clock_();
     for (auto& a : apps) {
-        // Developer e-mails compare without case, as Apigee's do; app names and
-        // AppGroup names (a team app: TEAM/APP) exactly.
+        // Developer e-mails compare without case, as Apigee's do, and so do
+        // AppGroup names here (a team app: TEAM/APP; `rotate` lower-cases the
+        // owner it is given); app names exactly.
         if (!opt.only_app.empty()) {
             const auto slash = opt.only_app.find('/');  // neither part holds one
             const std::string owner =
                 slash == std::string::npos ? "" : opt.only_app.substr(0, slash);
-            const bool same_owner = a.app_group.empty()
-                                        ? ascii_lower(owner) == ascii_lower(a.developer_email)
-                                        : owner == a.app_group;
+            const bool same_owner =
+                ascii_lower(owner) ==
+                ascii_lower(a.app_group.empty() ? a.developer_email : a.app_group);
             if (slash == std::string::npos || !same_owner ||
                 opt.only_app.substr(slash + 1) != a.name)
                 continue;

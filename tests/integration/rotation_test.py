@@ -409,6 +409,13 @@ class TeamRotationTest(unittest.TestCase):
         self.assertIn("team (AppGroup) is inactive", rows[0]["appSkipped"])
         self.assertEqual(rows[0]["team"], "team-gone")
 
+    def test_rotate_one_team_app(self):
+        old = self.team_app("team-svc")["credentials"][0]
+        r = self.k.run("rotate", "--app", "demo/Team-Blue/team-svc")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(len(successors_of(self.team_app("team-svc"), h.fp(old["consumerKey"]))), 1)
+        self.assertEqual([a["app"] for a in self.k.audit()], ["team-svc", "team-svc"])
+
     def test_generate_for_teams_is_refused(self):
         d = h.tmpdir()
         try:
