@@ -19,6 +19,7 @@ struct call_spec {
     std::string body;  // may hold a consumer key/secret: wiped when the call ends
     std::string content_type;
     std::vector<std::string> scrub;  // strings that must not reach a message (keys, secrets)
+    bool idempotent = false;         // safe to repeat though not a GET/PUT/DELETE/?action= POST
 
     call_spec(std::string m, std::string t) : method(std::move(m)), target(std::move(t)) {}
     call_spec(call_spec&&) = default;
@@ -88,6 +89,7 @@ net::awaitable<result<http::response>> call(http::transport& client, auth::token
         req.target = spec.target;
         req.body = spec.body;
         req.content_type = spec.content_type;
+        req.idempotent = spec.idempotent;
         req.authorization = std::move(header.value());
         auto r = co_await client.send(std::move(req));
         if (!r) co_return r.err();
@@ -314,10 +316,12 @@ net::awaitable<result<credential>> api::replace_key_scopes(app_owner owner, std:
 net::awaitable<result<void>> api::set_key_status(app_owner owner, std::string app_name, secret key,
                                                  bool approve) {
     if (owner.is_team()) {
-        // {"action": ...} alone in the body (not ?action=); sent once, as any
-        // POST without ?action= (the caller reads the key back).
+        // {"action": ...} alone in the body (not ?action=): setting a status
+        // twice leaves it as once, so the client may repeat it like the
+        // ?action= POST of a developer key.
         auto spec =
             json_call("POST", key_path(org_, owner, app_name, key), team_key_action_body(approve));
+        spec.idempotent = true;
         spec.scrub = {key.reveal()};
         co_return co_await call_only(http_, auth_, std::move(spec));
     }

@@ -4,8 +4,9 @@
 // only requests that are safe to repeat). Paths are URL-encoded here; consumer
 // keys travel only inside paths and bodies, never into error messages.
 //
-// Retries (http/client.hpp): GET, PUT, DELETE and the ?action= POSTs are
-// repeated on 429/5xx/resets/timeouts. generate_key, create_key and update_key
+// Retries (http/client.hpp): GET, PUT, DELETE, the ?action= POSTs and a team
+// key's approve/revoke POST (its action in the body) are repeated on
+// 429/5xx/resets/timeouts. generate_key, create_key and update_key
 // (POSTs without action) are sent once: on a network error (timed_out or not)
 // the write may have happened, so re-read before deciding. A repeated DELETE
 // may answer 404 when an earlier attempt already deleted the key.

@@ -444,7 +444,7 @@ net::awaitable<result<response>> client::impl::send(request in) {
         }
     } wipe_guard{req};
 
-    const bool may_retry = safe_to_retry(in.method, in.target);
+    const bool may_retry = in.idempotent || safe_to_retry(in.method, in.target);
     const bool writes = verb != bhttp::verb::get && verb != bhttp::verb::head;
     auto budget = [&]() -> std::optional<millis> {
         if (!writes || !opts.write_budget) return std::nullopt;

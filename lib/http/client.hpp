@@ -12,7 +12,8 @@
 // - Retries only what is safe to repeat (rules.hpp: safe_to_retry) on 429
 //   (Retry-After honoured, capped), 500/502/503/504, resets and timeouts, with
 //   exponential backoff + full jitter, bounded by max_attempts and max_retry_time.
-//   A POST without ?action= is sent exactly once.
+//   A POST without ?action= is sent exactly once, unless the caller marks the
+//   request idempotent (a team key's approve/revoke, whose action is in the body).
 // - send() returns the response for any HTTP status (the caller maps statuses);
 //   an error only when no usable response came: network (timed_out set for
 //   timeouts), protocol (oversized / unparsable), config. Error messages name

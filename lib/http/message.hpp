@@ -18,6 +18,10 @@ struct request {
     std::string content_type;
     std::vector<std::pair<std::string, std::string>> headers;
     secret authorization;  // full Authorization header value; empty: none sent
+    // The caller knows this request is safe to repeat although its method and
+    // target do not say so (a POST whose body, not its query, says
+    // approve/revoke): the client retries it as it retries a PUT.
+    bool idempotent = false;
 };
 
 struct response {

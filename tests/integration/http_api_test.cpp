@@ -240,6 +240,31 @@ TEST(ApigeeApi, TeamKeyCallsUseTheirPathsAndBodies) {
     EXPECT_EQ(log[8].target, "/v1/organizations/acme/appgroups/a-team");
 }
 
+// A team key's approve/revoke carries its action in the body, not in
+// ?action=: it is repeated after a 503 like a developer key's, while the team
+// key update (a POST that adds products) is still sent once.
+TEST(ApigeeApi, TeamKeyActionIsRetriedAndTeamKeyUpdateIsNot) {
+    auto calls = std::make_shared<std::atomic<int>>(0);
+    test_server srv([calls](const test_request&) {
+        if (calls->fetch_add(1) == 0) return json_reply({{"error", {{"code", 503}}}}, 503);
+        test_reply rep;
+        rep.status = 204;
+        return rep;
+    });
+    fixture f(srv);
+    secret key(k_key);
+    const apigee::app_owner team = apigee::app_owner::of_team("a-team");
+    auto r = f.run(f.api->set_key_status(team, "a", key, false));
+    ASSERT_TRUE(r) << r.err().describe() << " after " << srv.requests().size() << " requests";
+    ASSERT_EQ(srv.requests().size(), 2u);
+    EXPECT_EQ(json::parse(srv.requests()[1].body), json::parse(R"({"action": "revoke"})"));
+
+    calls->store(0);
+    EXPECT_FALSE(
+        f.run(f.api->update_key(team, "a", key, {"p"}, std::vector<attribute>{{"x", "y"}})));
+    EXPECT_EQ(srv.requests().size(), 3u);  // one more: not repeated
+}
+
 TEST(ApigeeApi, ListsPagesAndDevelopers) {
     test_server srv([](const test_request& r) {
         if (r.target.starts_with("/v1/organizations/acme/apps?")) {
