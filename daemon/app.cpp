@@ -35,6 +35,7 @@
 #include "apigee/api.hpp"
 #include "apigee/connect.hpp"
 #include "auth/token_source.hpp"
+#include "command_line.hpp"
 #include "commands.hpp"
 #include "common/asio.hpp"
 #include "common/duration.hpp"
@@ -65,73 +66,6 @@
 
 namespace keyrot::daemon {
 namespace {
-
-int parse(int argc, char** argv, cli& c) {
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        // --name=value, for the options that take a value
-        std::optional<std::string> inline_value;
-        if (a.starts_with("--")) {
-            if (const auto eq = a.find('='); eq != std::string::npos) {
-                inline_value = a.substr(eq + 1);
-                a = a.substr(0, eq);
-            }
-        }
-        auto value = [&](std::string& into) {
-            if (inline_value) {
-                into = *inline_value;
-            } else if (i + 1 < argc) {
-                into = argv[++i];
-            } else {
-                std::cerr << "keyrotd: " << a << " needs a value\n";
-                return false;
-            }
-            return true;
-        };
-        const bool takes_value = a == "-c" || a == "--config" || a == "--app" || a == "--within";
-        if (inline_value && !takes_value) {
-            std::cerr << "keyrotd: " << a << " takes no value\n" << usage_text;
-            return k_exit_usage;
-        }
-        if (a == "--version") {
-            c.command = "version";
-        } else if (a == "-h" || a == "--help" || a == "help") {
-            c.command = "help";
-        } else if (a == "-c" || a == "--config") {
-            if (!value(c.config)) return k_exit_usage;
-            c.given.insert("--config");
-        } else if (a == "--json") {
-            c.json = true;
-            c.given.insert(a);
-        } else if (a == "--dry-run") {
-            c.dry_run = true;
-            c.given.insert(a);
-        } else if (a == "--revoke-now") {
-            c.revoke_now = true;
-            c.given.insert(a);
-        } else if (a == "--app") {
-            if (!value(c.app)) return k_exit_usage;
-            c.given.insert(a);
-        } else if (a == "--within") {
-            std::string text;
-            if (!value(text)) return k_exit_usage;
-            c.within = parse_duration(text);
-            if (!c.within || *c.within <= 0) {
-                std::cerr << "keyrotd: --within needs a positive duration such as 7d, 12h or "
-                             "P30D, not '"
-                          << text << "'\n";
-                return k_exit_usage;
-            }
-            c.given.insert(a);
-        } else if (c.command.empty() && !a.empty() && a[0] != '-') {
-            c.command = a;
-        } else {
-            std::cerr << "keyrotd: unknown argument '" << a << "'\n" << usage_text;
-            return k_exit_usage;
-        }
-    }
-    return 0;
-}
 
 // Key material passes through this process's memory; a core dump would put it
 // on disk, and a same-user ptrace could read it. Not dumpable also makes
@@ -198,7 +132,7 @@ int lock_state_dir(const std::string& dir) {
 int main_cli(int argc, char** argv) {
     protect_memory();  // before anything reads a credential
     cli c;
-    if (int rc = parse(argc, argv, c)) return rc;
+    if (int rc = parse_command_line(argc, argv, c)) return rc;
     if (c.command == "version") {
         std::cout << "keyrotd " << KEYROTD_VERSION << "\n";
         return k_exit_ok;
@@ -206,22 +140,6 @@ int main_cli(int argc, char** argv) {
     if (c.command == "help") {
         std::cout << usage_text;
         return k_exit_ok;
-    }
-    const auto& table = command_options();
-    const auto known = table.find(c.command);
-    if (known == table.end()) {
-        std::cerr << (c.command.empty() ? "keyrotd: no command\n"
-                                        : "keyrotd: unknown command '" + c.command + "'\n")
-                  << usage_text;
-        return k_exit_usage;
-    }
-    for (const auto& o : c.given) {
-        if (known->second.count(o)) continue;
-        std::string takes;
-        for (const auto& t : known->second) takes += " " + t;
-        std::cerr << "keyrotd: " << c.command << " does not take " << o << " (it takes" << takes
-                  << "; see keyrotd --help)\n";
-        return k_exit_usage;
     }
     if (c.command == "rotate") {
         const auto first = c.app.find('/');

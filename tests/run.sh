@@ -23,7 +23,7 @@ done
 packages=(
     build-essential cmake ninja-build pkg-config git ca-certificates
     libboost-dev libssl-dev openssl nlohmann-json3-dev libspdlog-dev libfmt-dev
-    prometheus-cpp-dev libyaml-cpp-dev libcurl4-openssl-dev libhowardhinnant-date-dev tzdata
+    prometheus-cpp-dev libyaml-cpp-dev libcurl4-openssl-dev libhowardhinnant-date-dev tzdata libcli11-dev
     libgtest-dev libgmock-dev
     libbenchmark-dev python3 python3-yaml python3-jsonschema python3-aiosmtpd python3-cryptography
     prometheus curl
