@@ -15,6 +15,7 @@
 #include "exec/executor_detail.hpp"
 #include "exec/inventory.hpp"
 #include "exec/keygen.hpp"
+#include "plan/steps.hpp"
 
 namespace keyrot::exec {
 
@@ -191,7 +192,7 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
     if (!fresh)
         co_return fail(pa, "", je->replaces,
                        "re-read after journal recovery: " + fresh.err().describe());
-    adopt(pa, std::move(fresh.value()));
+    adopt(pa, std::move(fresh.value()), clock_());
     pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), {});
     co_return true;
 }
@@ -207,118 +208,87 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
     // An earlier completion already wrote the final marker (the planner asks
     // again only to approve products left pending): it was audited then.
     const bool final_already = sorted(s.attributes) == sorted(spec.attributes);
-    // 1. Products the old key has, added (Apigee sets approved or pending).
-    std::vector<std::string> missing;
-    for (const auto& p : spec.products)
-        if (product_status(s, p.name).empty()) missing.push_back(p.name);
-    // With every product approved on the old key and no scopes, nothing can
-    // come out wider than it: products and the final marker go in one update.
-    // A manual-approval product comes out pending and is approved in step 2; a
-    // crash before that leaves a complete successor with a pending product,
-    // which the planner finishes before any revocation.
-    const bool one_update =
-        !final_already && !missing.empty() && spec.scopes.empty() && s.scopes.empty() &&
-        std::all_of(spec.products.begin(), spec.products.end(),
-                    [](const product_grant& p) { return p.status == "approved"; });
-    bool marked_final = false;
-    if (one_update) {
-        const intent in = make_intent(pa, "completed", fp, replaces,
-                                      "products, attributes and final marker in one update", false);
-        const bool began = co_await begin(pa, in);
-        if (!began) co_return false;
-        auto r = co_await api_.update_key(dev, name, key, missing, spec.attributes);
-        if (!r && maybe_applied(r.err()))
-            r = co_await api_.get_key(dev, name, key);  // took effect?
-        if (!r)
-            co_return fail(pa, fp, replaces,
-                           "add products with the final marker: " + r.err().describe());
-        if (sorted(r->attributes) != sorted(spec.attributes))
-            co_return fail(pa, fp, replaces, "attributes do not read back as written");
-        s.products = r->products;
-        s.attributes = r->attributes;
-        for (const auto& m : missing)
-            if (product_status(s, m).empty())
-                co_return fail(pa, fp, replaces, "product " + m + " missing after adding it");
-        keep(pa, s, key);  // the record names its times
-        const bool finished = co_await finish(pa, in);
-        if (!finished) co_return false;
-        marked_final = true;
-    } else if (!missing.empty()) {
-        // The complete attribute list rides along: an update may replace the
-        // attributes with those sent, or wipe them when none are sent.
-        auto r = co_await api_.update_key(dev, name, key, missing, s.attributes);
-        if (!r) co_return fail(pa, fp, replaces, "add products: " + r.err().describe());
-        s.products = r->products;
-        if (!keeps_marker(*r))
-            co_return fail(pa, fp, replaces,
-                           "the lineage marker does not read back after adding products");
-        for (const auto& m : missing)
-            if (product_status(s, m).empty())
-                co_return fail(pa, fp, replaces, "product " + m + " missing after adding it");
-    }
-    // 2. Each product's status mirrored, never wider (trap 3): a pending the API
-    //    cannot set becomes revoked.
-    bool changed = false;
-    for (const auto& p : spec.products) {
-        const std::string actual = product_status(s, p.name);
-        bool approve = false, revoke = false;
-        if (p.status == "approved" && actual != "approved") approve = true;
-        if (p.status == "revoked" && actual != "revoked") revoke = true;
-        if (p.status == "pending" && actual == "approved") revoke = true;
-        if (p.status != "approved" && p.status != "revoked" && p.status != "pending" &&
-            actual == "approved")
-            revoke = true;  // an unknown status is never widened
-        if (!approve && !revoke) continue;
-        auto r = co_await api_.set_key_product_status(dev, name, key, p.name, approve);
-        if (!r)
-            co_return fail(pa, fp, replaces, "set status of " + p.name + ": " + r.err().describe());
-        changed = true;
-    }
-    if (changed) {
-        auto back = co_await api_.get_key(dev, name, key);
-        if (!back)
-            co_return fail(pa, fp, replaces,
-                           "read back product statuses: " + back.err().describe());
-        s.products = back->products;
-        for (const auto& p : spec.products) {
-            const std::string actual = product_status(s, p.name);
-            const bool good = p.status == "approved" ? actual == "approved"
-                                                     : actual == "revoked" || actual == "pending";
-            if (!good)
-                co_return fail(
-                    pa, fp, replaces,
-                    "product " + p.name + " reads back " + actual + ", wanted " + p.status);
+    // The planner's steps (plan/steps.hpp), each answer checked against what
+    // the step must leave. Bounded, in case Apigee and we disagree.
+    plan::status_phase statuses = plan::status_phase::open;
+    const std::size_t max_steps = 2 * spec.products.size() + 6;
+    for (std::size_t n = 0;; ++n) {
+        const std::optional<plan::step> st = plan::next_completion_step(s, spec, statuses);
+        if (!st) break;
+        if (n == max_steps)
+            co_return fail(
+                pa, fp, replaces,
+                std::string("completion does not converge at: ") + plan::to_string(st->kind));
+        std::optional<intent> in;
+        if (st->completes) {
+            in = make_intent(pa, "completed", fp, replaces,
+                             st->kind == plan::step_kind::add_products_final
+                                 ? "products, attributes and final marker in one update"
+                                 : "products, statuses, scopes and attributes copied; marker final",
+                             false);
+            const bool began = co_await begin(pa, *in);
+            if (!began) co_return false;
+        }
+        std::optional<credential> answer;  // the key as a write answered or a read showed it
+        switch (st->kind) {
+            case plan::step_kind::add_products_final:
+            case plan::step_kind::add_products:
+            case plan::step_kind::final_marker: {
+                // The complete attribute list rides along: an update may replace
+                // the attributes with those sent, or wipe them when none are sent.
+                auto r = co_await api_.update_key(dev, name, key, st->products, st->attributes);
+                if (!r && st->completes && maybe_applied(r.err()))
+                    r = co_await api_.get_key(dev, name, key);  // took effect?
+                if (!r)
+                    co_return fail(
+                        pa, fp, replaces,
+                        std::string(plan::to_string(st->kind)) + ": " + r.err().describe());
+                answer = std::move(r.value());
+                break;
+            }
+            case plan::step_kind::set_product_status: {
+                const std::string& product = st->products.front();
+                auto r = co_await api_.set_key_product_status(dev, name, key, product, st->approve);
+                if (!r)
+                    co_return fail(pa, fp, replaces,
+                                   "set status of " + product + ": " + r.err().describe());
+                // 204 without the key: verify_statuses reads it back.
+                s = plan::expected_after(std::move(s), *st, "");
+                statuses = plan::status_phase::unverified;
+                continue;
+            }
+            case plan::step_kind::verify_statuses: {
+                auto back = co_await api_.get_key(dev, name, key);
+                if (!back)
+                    co_return fail(pa, fp, replaces,
+                                   "read back product statuses: " + back.err().describe());
+                answer = std::move(back.value());
+                statuses = plan::status_phase::verified;
+                break;
+            }
+            case plan::step_kind::set_scopes: {
+                auto r =
+                    co_await api_.replace_key_scopes(dev, name, key, st->scopes, st->attributes);
+                if (!r) co_return fail(pa, fp, replaces, "set scopes: " + r.err().describe());
+                answer = std::move(r.value());
+                break;
+            }
+        }
+        if (const auto wrong = plan::check_after(*st, *answer, spec))
+            co_return fail(pa, fp, replaces, *wrong);
+        // What the step decides, as Apigee answered it.
+        s.products = answer->products;
+        if (st->kind != plan::step_kind::verify_statuses) {
+            s.attributes = answer->attributes;
+            s.scopes = answer->scopes;
+        }
+        if (in) {
+            keep(pa, s, key);  // the record names its times
+            const bool finished = co_await finish(pa, *in);
+            if (!finished) co_return false;
         }
     }
-    // 3. Scopes.
-    if (sorted(s.scopes) != sorted(spec.scopes)) {
-        auto r = co_await api_.replace_key_scopes(dev, name, key, spec.scopes, s.attributes);
-        if (!r) co_return fail(pa, fp, replaces, "set scopes: " + r.err().describe());
-        if (sorted(r->scopes) != sorted(spec.scopes))
-            co_return fail(pa, fp, replaces, "scopes do not read back as set");
-        if (!keeps_marker(*r))
-            co_return fail(pa, fp, replaces,
-                           "the lineage marker does not read back after setting scopes");
-    }
-    // 4. Last, the final marker with the old key's attributes: now it is complete.
-    if (marked_final || final_already) {
-        keep(pa, std::move(s), key);
-    } else {
-        const intent in =
-            make_intent(pa, "completed", fp, replaces,
-                        "products, statuses, scopes and attributes copied; marker final", false);
-        const bool began = co_await begin(pa, in);
-        if (!began) co_return false;
-        auto r = co_await api_.update_key(dev, name, key, {}, spec.attributes);
-        if (!r && maybe_applied(r.err()))
-            r = co_await api_.get_key(dev, name, key);  // took effect?
-        if (!r) co_return fail(pa, fp, replaces, "write final marker: " + r.err().describe());
-        if (sorted(r->attributes) != sorted(spec.attributes))
-            co_return fail(pa, fp, replaces, "attributes do not read back as written");
-        keep(pa, std::move(r.value()), key);
-        const bool finished = co_await finish(pa, in);
-        if (!finished) co_return false;
-    }
+    keep(pa, s, key);
     if (!final_already && delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
         // At the start of the overlap; the revocation gate retries a failure.
         auto d = co_await deliver(pa, fp, replaces);

@@ -90,6 +90,7 @@ std::vector<planned_app> executor::match(std::vector<app>& apps,
         planned_app pa;
         pa.plan = plan::plan_app(a, *p, now, opt.plan);
         pa.snapshot = std::move(a);
+        pa.read_at = now;
         pa.policy = p;
         out.push_back(std::move(pa));
     }
@@ -575,7 +576,7 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
             ++sum.actions_failed;
             co_return;
         }
-        adopt(pa, std::move(fresh.value()));
+        adopt(pa, std::move(fresh.value()), clock_());
     }
     pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), later);
     co_await settle_delivery(pa, opt);

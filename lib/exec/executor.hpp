@@ -61,6 +61,10 @@ struct planned_app {
     plan::app_plan plan;
     plan::action_kind current = plan::action_kind::report;  // the action being applied
     bool reread = false;  // a write changed the app itself ("generate"): read it again
+    // When `snapshot` was read from Apigee (the listing, or a re-read): a
+    // revocation trusts the snapshot's successor without reading it again
+    // while this is at most k_fresh_snapshot old.
+    millis read_at = 0;
     // From the listing's revoked phase: only deletions are applied, and only
     // its revoked keys are counted (the rest was planned from the approved phase).
     bool deletions_only = false;

@@ -67,13 +67,21 @@ inline bool keeps_marker(const credential& c) {
 }
 
 // A re-read app replaces the snapshot; what only the org list and the developer
-// list tell (organisation, developer email and status) is kept.
-inline void adopt(planned_app& pa, app fresh) {
+// list tell (organisation, developer email and status) is kept. `read_at`:
+// when it was read (planned_app::read_at).
+inline void adopt(planned_app& pa, app fresh, millis read_at) {
     fresh.organization = pa.snapshot.organization;
     fresh.developer_email = pa.snapshot.developer_email;
     fresh.developer_status = pa.snapshot.developer_status;
     pa.snapshot = std::move(fresh);
+    pa.read_at = read_at;
 }
+
+// How long a snapshot is trusted to show a successor as Apigee has it: a
+// revocation within this of the listing (or a re-read) checks the successor
+// in the snapshot instead of reading it again. A person who revokes the
+// successor inside this window is seen by the next pass, which plans a new one.
+inline constexpr millis k_fresh_snapshot = 60'000;
 
 // The keys of an app keyrotd does not rotate that still work and will stop
 // (approved, in an approved app, with an expiry still ahead): key.expiring's

@@ -173,9 +173,9 @@ int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotatio
         case forecast_kind::complete:
             return completion_calls(spec, true, true);
         case forecast_kind::revoke:
-            return 3;
+            return 1;  // the write (the successor as listed; no read back after 204)
         case forecast_kind::remove:
-            return 2;
+            return 1;
         case forecast_kind::expire:
         case forecast_kind::report:
             return 0;

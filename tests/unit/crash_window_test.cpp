@@ -53,8 +53,10 @@ constexpr const char* k_old_key = "crashWindowOldKey_0001";
 // The app's shape. k_full: pending products and scopes, the shape that takes
 // each step; k_simple: only approved products (one of them on a manual-approval
 // product) and no scopes, the shape a completion writes in one update; k_team:
-// k_full in a team (AppGroup) app, whose keys take other paths and bodies.
-enum shape { k_full, k_simple, k_team };
+// k_full in a team (AppGroup) app, whose keys take other paths and bodies;
+// k_auto: k_simple on auto-approval products only, the cheapest rotation
+// (docs/performance.md: 3 calls with the revocation).
+enum shape { k_full, k_simple, k_team, k_auto };
 
 json seed(int shape) {
     json s = json::parse(R"({
@@ -91,6 +93,12 @@ json seed(int shape) {
         c["scopes"] = json::array();
         c["apiProducts"] = json::parse(R"([{"apiproduct": "payments", "status": "approved"},
                                            {"apiproduct": "admin", "status": "approved"}])");
+    }
+    if (shape == k_auto) {
+        json& c = s["organizations"][0]["apps"][0]["credentials"][0];
+        c["scopes"] = json::array();
+        c["apiProducts"] = json::parse(R"([{"apiproduct": "payments", "status": "approved"},
+                                           {"apiproduct": "reports", "status": "approved"}])");
     }
     return s;
 }
@@ -342,6 +350,10 @@ TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
                   json::parse(R"({"payments": "approved", "admin": "approved"})"));
         ASSERT_EQ(want["keys"][1]["scopes"], json::array());
     }
+    if (shape == k_auto) {
+        ASSERT_EQ(want["keys"][1]["products"],
+                  json::parse(R"({"payments": "approved", "reports": "approved"})"));
+    }
 
     int runs = 0;
     for (int n = 1; n <= clean.calls; ++n) {
@@ -566,8 +578,14 @@ TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
     std::cerr << "rotation: " << created << " calls (estimate " << est_create
               << "), revocation: " << revoked << " (estimate " << est_revoke << ")\n";
     EXPECT_GE(est_create, created);
-    EXPECT_LE(est_create - created, 1);
+    // The forecast cannot tell auto from manual approval (the pass does not read
+    // products): it prices each product of an all-approved key as coming out
+    // pending, approved and read back (plan/forecast.cpp), 3 calls too many here.
+    EXPECT_LE(est_create - created, shape == k_auto ? 3 : 1);
     EXPECT_EQ(est_revoke, revoked);
+    if (shape == k_auto && method == policy::rotation_method::import_key) {
+        EXPECT_LE(created + revoked, 3) << "create, products with the final marker, revoke";
+    }
 }
 
 // Both methods against both emulator profiles (docs/apigee-fidelity.md), both
@@ -581,7 +599,9 @@ const scenario k_scenarios[] = {{policy::rotation_method::import_key, false, k_f
                                 {policy::rotation_method::generate, false, k_simple},
                                 {policy::rotation_method::generate, true, k_simple},
                                 {policy::rotation_method::import_key, false, k_team},
-                                {policy::rotation_method::import_key, true, k_team}};
+                                {policy::rotation_method::import_key, true, k_team},
+                                {policy::rotation_method::import_key, false, k_auto},
+                                {policy::rotation_method::import_key, true, k_auto}};
 
 std::string scenario_name(const ::testing::TestParamInfo<scenario>& i) {
     return std::string(i.param.method == policy::rotation_method::generate ? "Generate"
@@ -589,6 +609,7 @@ std::string scenario_name(const ::testing::TestParamInfo<scenario>& i) {
            (i.param.strict ? "Strict" : "Lenient") +
            (i.param.shape == k_simple ? "Simple"
             : i.param.shape == k_team ? "Team"
+            : i.param.shape == k_auto ? "Auto"
                                       : "");
 }
 

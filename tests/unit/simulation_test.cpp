@@ -14,6 +14,7 @@
 #include <set>
 
 #include "plan/planner.hpp"
+#include "plan/steps.hpp"
 #include "plan_fixtures.hpp"
 
 using namespace keyrot;
@@ -80,8 +81,7 @@ class simulation {
                     credential c = new_key(now, act.expires_at);
                     c.attributes = act.spec.attributes;
                     c.attributes.back().value = "pending:" + act.key;
-                    c.scopes = act.spec.scopes;
-                    if (!chance(0.1)) finish(c, act.spec);  // else: crash, pending remains
+                    complete(c, act.spec, 0.03);  // a crash part-way leaves it for the next pass
                     s.a.credentials.push_back(std::move(c));
                     ++creates_;
                     ++s.creates;
@@ -91,7 +91,7 @@ class simulation {
             case plan::action_kind::complete_successor: {
                 credential* c = find(act.key);
                 ASSERT_NE(c, nullptr);
-                finish(*c, act.spec);
+                complete(*c, act.spec, 0.03);
                 break;
             }
             case plan::action_kind::revoke_key: {
@@ -114,12 +114,26 @@ class simulation {
         }
     }
 
-    static void finish(credential& c, const plan::successor_spec& spec) {
-        c.products.clear();
-        for (const auto& p : spec.products)
-            c.products.push_back({p.name, p.status == "pending" ? "revoked" : p.status});
-        c.attributes = spec.attributes;  // final marker last
-        c.scopes = spec.scopes;
+    // Completes `c` by the planner's steps (plan/steps.hpp), as the executor
+    // does; this Apigee answers each step as asked, an added product coming
+    // out approved (auto-approval) or pending (manual). Each step may crash
+    // with probability `crash`, leaving the key as it is for the next pass.
+    void complete(credential& c, const plan::successor_spec& spec, double crash) {
+        plan::status_phase statuses = plan::status_phase::open;
+        for (int n = 0; n < 64; ++n) {
+            const auto st = plan::next_completion_step(c, spec, statuses);
+            if (!st) return;
+            if (chance(crash)) return;
+            ++steps_;
+            c = plan::expected_after(std::move(c), *st, chance(0.3) ? "pending" : "approved");
+            if (st->kind == plan::step_kind::set_product_status)
+                statuses = plan::status_phase::unverified;
+            if (st->kind == plan::step_kind::verify_statuses)
+                statuses = plan::status_phase::verified;
+            const auto wrong = plan::check_after(*st, c, spec);
+            EXPECT_FALSE(wrong) << plan::to_string(st->kind) << ": " << wrong.value_or("");
+        }
+        ADD_FAILURE() << "completion did not converge in 64 steps";
     }
 
     void check_revocation_allowed(const sim_app& s, const credential& old, millis now) {
@@ -174,6 +188,14 @@ class simulation {
                     for (const auto& q : c.products) has |= q.name == p.name;
                     EXPECT_TRUE(has) << "lost product " << p.name;
                 }
+                // Never wider: approved on the successor only where approved on the old key.
+                for (const auto& q : c.products) {
+                    if (q.status != "approved") continue;
+                    bool was = false;
+                    for (const auto& p : old.products)
+                        was |= p.name == q.name && p.status == "approved";
+                    EXPECT_TRUE(was) << "successor widened " << q.name;
+                }
             }
         }
     }
@@ -204,6 +226,7 @@ class simulation {
     }
 
     int creates_ = 0;
+    int steps_ = 0;      // completion steps taken
     int recreated_ = 0;  // new successors for keys whose successor a person revoked
 
   private:
@@ -235,9 +258,14 @@ TEST(Simulation, ThreeYearsOfRotationKeepInvariants) {
             s.a.name = "app" + std::to_string(i);
             credential k = sim.new_key(start - sim.rand_span(0, life / 2), 0);
             k.expires_at = k.issued_at + life;
-            k.products = {{"payments", "approved"}, {"admin", "revoked"}, {"beta", "pending"}};
             k.attributes = {{"tier", "gold"}};
-            k.scopes = {"read"};
+            if (sim.chance(0.3)) {
+                // All approved, no scopes: products and final marker in one update.
+                k.products = {{"payments", "approved"}, {"orders", "approved"}};
+            } else {
+                k.products = {{"payments", "approved"}, {"admin", "revoked"}, {"beta", "pending"}};
+                k.scopes = {"read"};
+            }
             s.a.credentials.push_back(std::move(k));
             apps.push_back(std::move(s));
         }
@@ -265,6 +293,8 @@ TEST(Simulation, ThreeYearsOfRotationKeepInvariants) {
                 << s.a.name << " (lifetime " << life / k_day << " days) was rotated too rarely";
         }
         EXPECT_GT(sim.recreated_, 0) << "a revoked successor was replaced at least once";
+        // Completions went through the planner's steps, and some crashed part-way.
+        EXPECT_GT(sim.steps_, sim.creates_) << "successors are completed by plan/steps.hpp";
     }
 }
 

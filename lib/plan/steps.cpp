@@ -1,0 +1,184 @@
+#include "plan/steps.hpp"
+
+#include <algorithm>
+#include <tuple>
+
+namespace keyrot::plan {
+namespace {
+
+std::string status_of(const credential& c, const std::string& product) {
+    for (const auto& p : c.products)
+        if (p.name == product) return p.status;
+    return "";
+}
+
+std::vector<attribute> sorted(std::vector<attribute> v) {
+    std::sort(v.begin(), v.end(), [](const attribute& a, const attribute& b) {
+        return std::tie(a.name, a.value) < std::tie(b.name, b.value);
+    });
+    return v;
+}
+
+std::vector<std::string> sorted(std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+}
+
+bool keeps_marker(const credential& c) {
+    return find_attribute(c.attributes, k_marker_attribute) != nullptr;
+}
+
+void set_status(credential& c, const std::string& product, const std::string& status) {
+    for (auto& p : c.products)
+        if (p.name == product) p.status = status;
+}
+
+}  // namespace
+
+const char* to_string(step_kind k) {
+    switch (k) {
+        case step_kind::add_products_final:
+            return "add products with the final marker";
+        case step_kind::add_products:
+            return "add products";
+        case step_kind::set_product_status:
+            return "set a product's status";
+        case step_kind::verify_statuses:
+            return "read back product statuses";
+        case step_kind::set_scopes:
+            return "set scopes";
+        case step_kind::final_marker:
+            return "write final marker";
+    }
+    return "?";
+}
+
+std::string mirror(const std::string& want, const std::string& actual) {
+    if (want == "approved") return actual == "approved" ? "" : "approve";
+    if (want == "revoked") return actual == "revoked" ? "" : "revoke";
+    // pending (the API cannot set it) and anything unknown: never approved.
+    return actual == "approved" ? "revoke" : "";
+}
+
+std::optional<step> next_completion_step(const credential& s, const successor_spec& spec,
+                                         status_phase statuses) {
+    const bool final_now = sorted(s.attributes) == sorted(spec.attributes);
+    // 1. Products the successor lacks.
+    std::vector<std::string> missing;
+    for (const auto& p : spec.products)
+        if (status_of(s, p.name).empty()) missing.push_back(p.name);
+    if (!missing.empty()) {
+        step st;
+        st.products = std::move(missing);
+        const bool all_approved =
+            std::all_of(spec.products.begin(), spec.products.end(),
+                        [](const product_grant& p) { return p.status == "approved"; });
+        if (!final_now && spec.scopes.empty() && s.scopes.empty() && all_approved) {
+            st.kind = step_kind::add_products_final;
+            st.attributes = spec.attributes;
+            st.completes = true;
+        } else {
+            st.kind = step_kind::add_products;
+            st.attributes = s.attributes;
+        }
+        return st;
+    }
+    // 2. Statuses, one product at a time, then one read back.
+    for (const auto& p : spec.products) {
+        if (statuses == status_phase::verified) break;
+        const std::string m = mirror(p.status, status_of(s, p.name));
+        if (m.empty()) continue;
+        step st;
+        st.kind = step_kind::set_product_status;
+        st.products = {p.name};
+        st.approve = m == "approve";
+        return st;
+    }
+    if (statuses == status_phase::unverified) {
+        step st;
+        st.kind = step_kind::verify_statuses;
+        return st;
+    }
+    // 3. Scopes.
+    if (sorted(s.scopes) != sorted(spec.scopes)) {
+        step st;
+        st.kind = step_kind::set_scopes;
+        st.scopes = spec.scopes;
+        st.attributes = s.attributes;
+        return st;
+    }
+    // 4. The final marker.
+    if (!final_now) {
+        step st;
+        st.kind = step_kind::final_marker;
+        st.attributes = spec.attributes;
+        st.completes = true;
+        return st;
+    }
+    return std::nullopt;
+}
+
+credential expected_after(credential s, const step& st, const std::string& added_status) {
+    switch (st.kind) {
+        case step_kind::add_products_final:
+        case step_kind::add_products:
+            for (const auto& p : st.products)
+                if (status_of(s, p).empty()) s.products.push_back({p, added_status});
+            s.attributes = st.attributes;
+            break;
+        case step_kind::set_product_status:
+            for (const auto& p : st.products) set_status(s, p, st.approve ? "approved" : "revoked");
+            break;
+        case step_kind::verify_statuses:
+            break;
+        case step_kind::set_scopes:
+            s.scopes = st.scopes;
+            s.attributes = st.attributes;
+            break;
+        case step_kind::final_marker:
+            s.attributes = st.attributes;
+            break;
+    }
+    return s;
+}
+
+std::optional<std::string> check_after(const step& st, const credential& answer,
+                                       const successor_spec& spec) {
+    switch (st.kind) {
+        case step_kind::add_products_final:
+        case step_kind::add_products:
+            if (st.kind == step_kind::add_products_final &&
+                sorted(answer.attributes) != sorted(spec.attributes))
+                return "attributes do not read back as written";
+            if (st.kind == step_kind::add_products && !keeps_marker(answer))
+                return "the lineage marker does not read back after adding products";
+            for (const auto& p : st.products)
+                if (status_of(answer, p).empty())
+                    return "product " + p + " missing after adding it";
+            return std::nullopt;
+        case step_kind::set_product_status:
+            return std::nullopt;  // 204, no key: verify_statuses reads it
+        case step_kind::verify_statuses:
+            for (const auto& p : spec.products) {
+                const std::string actual = status_of(answer, p.name);
+                const bool good = p.status == "approved"
+                                      ? actual == "approved"
+                                      : actual == "revoked" || actual == "pending";
+                if (!good)
+                    return "product " + p.name + " reads back " + actual + ", wanted " + p.status;
+            }
+            return std::nullopt;
+        case step_kind::set_scopes:
+            if (sorted(answer.scopes) != sorted(st.scopes)) return "scopes do not read back as set";
+            if (!keeps_marker(answer))
+                return "the lineage marker does not read back after setting scopes";
+            return std::nullopt;
+        case step_kind::final_marker:
+            if (sorted(answer.attributes) != sorted(spec.attributes))
+                return "attributes do not read back as written";
+            return std::nullopt;
+    }
+    return "unknown step";
+}
+
+}  // namespace keyrot::plan

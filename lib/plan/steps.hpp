@@ -1,0 +1,74 @@
+// How a successor is completed, one write at a time: given the successor as
+// Apigee last showed it and what it must hold (successor_spec), the next step.
+// Pure: lib/exec runs the steps and checks each answer with check_after();
+// tests/unit/simulation_test.cpp runs the same steps against its model of
+// Apigee. The rules (docs/rotation.md, "How a successor is built"):
+//
+// 1. Products the successor lacks are added, with the key's complete
+//    attribute list riding along (an update may replace the attributes with
+//    those sent). When every product is approved on the old key and there are
+//    no scopes, nothing can come out wider than the old key: the final marker
+//    goes in the same update.
+// 2. Each product's status mirrors the old key's, never wider (trap 3): a
+//    `pending` the API cannot set becomes `revoked`, an unknown status is
+//    never approved. One product per step; then one read back of them all.
+// 3. Scopes, replaced (the attribute list rides along).
+// 4. Last, the final marker with the old key's attributes: now it is complete.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/model.hpp"
+#include "plan/planner.hpp"
+
+namespace keyrot::plan {
+
+enum class step_kind {
+    add_products_final,  // update key: add `products`; attributes := `attributes` (final)
+    add_products,        // update key: add `products`; attributes := the key's own (kept)
+    set_product_status,  // `products[0]` approved (`approve`) or revoked
+    verify_statuses,     // read the key back: every product as the spec wants it
+    set_scopes,          // replace the scopes with `scopes`; attributes ride along
+    final_marker,        // update key: attributes := `attributes` (the final marker)
+};
+const char* to_string(step_kind k);
+
+struct step {
+    step_kind kind = step_kind::final_marker;
+    std::vector<std::string> products;
+    bool approve = false;
+    std::vector<std::string> scopes;
+    std::vector<attribute> attributes;  // the complete list sent
+    // This step makes the successor complete (the `completed` audit record
+    // brackets it): add_products_final and final_marker.
+    bool completes = false;
+};
+
+// What product status `want` (the old key's) makes of `actual` (the
+// successor's): "approve", "revoke" or "" (leave it). Never wider.
+std::string mirror(const std::string& want, const std::string& actual);
+
+// Where the statuses stand: `open` (mirror them), `unverified` (a status
+// was set since the key was last read: the status calls answer 204 without
+// the key, so read it back before going on), `verified` (read back and
+// checked: never set again, even where Apigee kept `pending` for a revoke).
+enum class status_phase { open, unverified, verified };
+
+// The next step for successor `s` towards `spec`; nullopt when it is complete.
+std::optional<step> next_completion_step(const credential& s, const successor_spec& spec,
+                                         status_phase statuses);
+
+// What `s` should look like once `st` took effect, for the parts `st` decides
+// (statuses it sets, scopes, attributes; an added product's status is
+// Apigee's to choose: `added_status`).
+credential expected_after(credential s, const step& st, const std::string& added_status);
+
+// Whether `answer` (Apigee's answer to `st`, or the key read back after it)
+// shows the step took effect; the reason when it does not. For
+// verify_statuses, `answer` is the key read back.
+std::optional<std::string> check_after(const step& st, const credential& answer,
+                                       const successor_spec& spec);
+
+}  // namespace keyrot::plan
