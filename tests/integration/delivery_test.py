@@ -813,6 +813,32 @@ class InventoryTest(DeliveryBase):
         self.check_no_secrets()
 
 
+    def test_team_app_targets_in_inventory(self):
+        """A team app's targets are named by its team; a {team} target is listed
+        as skipped, with why, for the developer's app of the same name."""
+        deliver = [dict(kube_target(), name="apigee-{team}-{app}"),
+                   dict(vault_target(self.t), path="apigee/{developer}/{app}")]
+        self.keyrotd(deliver, match={"developers": ["*"], "appGroups": ["team-*"]})
+        rows = {x["key"]: x for x in self.rows("inventory")}
+        team, dev = rows[h.fp(TEAM_OLD)], rows[h.fp(OLD)]
+        self.assertEqual((team["team"], team["developer"]), (TEAM, ""))
+        self.assertEqual(sorted(x["target"] for x in team["delivery"]["holding"]),
+                         ["kubernetesSecret keyrot/apigee-team-blue-fleet",
+                          "vault %s secret/apigee/team-blue/fleet" % self.t.url])
+        self.assertEqual(team["delivery"]["skipped"], [])
+        self.assertEqual([x["target"] for x in dev["delivery"]["holding"]],
+                         ["vault %s secret/apigee/%s/fleet" % (self.t.url, DEV)])
+        self.assertEqual(dev["delivery"]["skipped"],
+                         ['deliver[0] (kubernetesSecret): "apigee-{team}-{app}" uses {team}, '
+                          "and app fleet is a developer's app, not a team's"])
+        self.once()  # the developer's app has a target (Vault): the skipped one is no failure
+        new, _ = self.successor("team-blue/fleet", TEAM_OLD)
+        rows = {x["key"]: x for x in self.rows("inventory")}
+        d = rows[h.fp(new)]["delivery"]
+        self.assertEqual((d["targets"], d["current"], d["previous"]), (2, 2, 0), d)
+        self.check_no_secrets()
+
+
 class ChaosTest(DeliveryBase):
     google = True
 
