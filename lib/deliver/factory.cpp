@@ -72,8 +72,7 @@ result<app_targets> target_factory::targets_for(const app& a) {
                 return make_error(error::kind::config, where + " for app " + a.organization + "/" +
                                                            a.name + ": " + n.err().message);
             if (!*n)
-                out.skipped.push_back(where + ": \"" + tmpl + "\" uses an attribute app " + a.name +
-                                      " does not have");
+                out.skipped.push_back(where + ": \"" + tmpl + "\" " + why_not_applied(tmpl, a));
             return n;
         };
         if (const auto* k = std::get_if<kubernetes_secret_config>(&t)) {

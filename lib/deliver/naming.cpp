@@ -59,7 +59,7 @@ result<std::vector<piece>> split(std::string_view tmpl) {
 constexpr std::string_view k_attr = "attr:";
 
 result<void> check_placeholder(const std::string& p, const std::vector<attribute_rule>& rules) {
-    if (p == "org" || p == "developer" || p == "app") return ok_t{};
+    if (p == "org" || p == "developer" || p == "team" || p == "app") return ok_t{};
     if (p.rfind(k_attr, 0) == 0) {
         const std::string name = p.substr(k_attr.size());
         if (name.empty()) return config_error("{attr:} names no attribute");
@@ -70,7 +70,7 @@ result<void> check_placeholder(const std::string& p, const std::vector<attribute
         return ok_t{};
     }
     return config_error("unknown placeholder {" + p +
-                        "} (known: {org} {developer} {app} {attr:NAME})");
+                        "} (known: {org} {developer} {team} {app} {attr:NAME})");
 }
 
 std::string attribute_value(const app& a, std::string_view name) {
@@ -90,6 +90,20 @@ std::string illegal_attribute_value(std::string_view v) {
 }
 
 }  // namespace
+
+std::string why_not_applied(std::string_view tmpl, const app& a) {
+    auto pieces = split(tmpl);
+    if (!pieces) return {};
+    for (const auto& p : *pieces) {
+        if (!p.placeholder) continue;
+        if (p.text == "team" && a.app_group.empty())
+            return "uses {team}, and app " + a.name + " is a developer's app, not a team's";
+        if (p.text.rfind(k_attr, 0) == 0 &&
+            attribute_value(a, p.text.substr(k_attr.size())).empty())
+            return "uses {" + p.text + "}, and app " + a.name + " does not have that attribute";
+    }
+    return {};
+}
 
 bool is_dns_label(std::string_view s) {
     if (s.empty() || s.size() > 63) return false;
@@ -174,6 +188,9 @@ result<std::optional<std::string>> render_name(std::string_view tmpl, const app&
             out += a.organization;
         } else if (p.text == "developer") {
             out += a.app_group.empty() ? a.developer_email : a.app_group;
+        } else if (p.text == "team") {
+            if (a.app_group.empty()) return std::optional<std::string>{};  // a developer's app
+            out += a.app_group;
         } else if (p.text == "app") {
             out += a.name;
         } else {

@@ -3,6 +3,9 @@
 // A template is literal text with placeholders:
 //   {org}        the organisation
 //   {developer}  the developer's e-mail, or the team (AppGroup) for a team app
+//                (AppGroup names cannot hold '@', so the two never meet)
+//   {team}       the team (AppGroup) of a team app; a developer's app has none:
+//                the target does not apply to it (as an absent attribute)
 //   {app}        the app's name
 //   {attr:NAME}  the value of the app attribute NAME
 // "{{" and "}}" are literal braces. Values are substituted unchanged (never
@@ -43,12 +46,17 @@ enum class name_kind {
 result<void> check_template(std::string_view tmpl, const std::vector<attribute_rule>& rules);
 
 // Run time. nullopt: the template uses an attribute the app does not have (or
-// has empty): the target does not apply to this app. Error (kind config): the
+// has empty), or {team} and the app is a developer's: the target does not
+// apply to this app (why_not_applied says why). Error (kind config): the
 // value breaks its rule or the name is illegal for `kind`; the message names
 // the template, the attribute and the rendered name (none of them secret).
 result<std::optional<std::string>> render_name(std::string_view tmpl, const app& a,
                                                const std::vector<attribute_rule>& rules,
                                                name_kind kind);
+
+// Why render_name gave nullopt for `a` ("uses {team}, and app X is a
+// developer's app, not a team's"); "" when it did not.
+std::string why_not_applied(std::string_view tmpl, const app& a);
 
 // The checks render_name applies to a finished name ("" when legal, else why).
 std::string illegal_name(std::string_view name, name_kind kind);

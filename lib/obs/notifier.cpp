@@ -265,7 +265,9 @@ std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, m
                  k->key.fingerprint < latest->key.fingerprint))
                 latest = k;
         }
-        if (usable || latest == nullptr || latest->developer.empty()) continue;
+        // Exactly one owner: a developer, or a team (AppGroup) app's team.
+        if (usable || latest == nullptr || latest->developer.empty() == latest->team.empty())
+            continue;
         int expired = 0, revoked = 0;
         for (const exec::key_record* k : keys)
             (k->key.state == plan::key_state::revoked ? revoked : expired) += 1;
@@ -273,7 +275,9 @@ std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, m
         f.type = notify::event_type::app_stranded;
         f.organization = s.organization;
         f.developer = latest->developer;
-        f.developer_status = known_active(*latest);
+        f.team = latest->team;
+        // A team has no developer: no developerStatus, so no mail to a developer.
+        f.developer_status = latest->team.empty() ? known_active(*latest) : "";
         f.app = latest->app;
         f.policy = latest->policy;
         f.key = latest->key.fingerprint;
@@ -285,13 +289,15 @@ std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, m
     // Apps that list no key at all. An app listed keyless in the approved phase
     // whose revoked keys the revoked phase brought is handled above.
     for (const auto& a : s.keyless_apps) {
-        if (a.developer.empty() || by_app.count(app_key(s.organization, a.developer, a.app)))
+        if (a.developer.empty() == a.team.empty() ||
+            by_app.count(app_key(s.organization, owner_of(a.developer, a.team), a.app)))
             continue;
         notify::event_fields f;
         f.type = notify::event_type::app_stranded;
         f.organization = s.organization;
         f.developer = a.developer;
-        f.developer_status = known_active(a.developer_status);
+        f.team = a.team;
+        f.developer_status = a.team.empty() ? known_active(a.developer_status) : "";
         f.app = a.app;
         f.policy = a.policy;
         f.reason = k_keyless_reason;
@@ -458,6 +464,7 @@ void notifier::on_action(const exec::action_record& r) {
                 st.type = notify::event_type::app_stranded;
                 st.organization = r.organization;
                 st.developer = r.developer;
+                st.team = r.team;
                 st.developer_status = developer_status;
                 st.app = r.app;
                 st.policy = r.policy;
@@ -540,8 +547,9 @@ void notifier::on_pass(const exec::pass_summary& s) {
             auto again = rederived_events(s, policies_, max_age_, now);
             std::size_t sent = 0;
             for (auto& f : again) {
-                const bool known = sent_.count(notify::event_id(f.organization, f.developer, f.app,
-                                                                f.key, f.type, f.lead_time)) > 0;
+                const bool known =
+                    sent_.count(notify::event_id(f.organization, owner_of(f.developer, f.team),
+                                                 f.app, f.key, f.type, f.lead_time)) > 0;
                 if (!known && publish(std::move(f))) ++sent;
             }
             log_event(spdlog::level::info, "notifications re-derived from Apigee",
@@ -579,9 +587,10 @@ void notifier::on_pass(const exec::pass_summary& s) {
             })) {
             std::set<std::pair<std::string, std::string>> listed;
             for (const auto& k : s.keys)
-                if (!k.developer.empty()) listed.emplace(k.developer, k.app);
-            for (const auto& [developer, app] : listed)
-                sent_.erase(notify::event_id(s.organization, developer, app, "",
+                if (k.developer.empty() != k.team.empty())
+                    listed.emplace(owner_of(k.developer, k.team), k.app);
+            for (const auto& [owner, app] : listed)
+                sent_.erase(notify::event_id(s.organization, owner, app, "",
                                              notify::event_type::app_stranded, std::nullopt));
         }
         if (sent_.size() != before) save();

@@ -24,6 +24,8 @@
 //   whose listed keys are all expired or revoked after the pass. `key` is the
 //   key concerned (for "no valid key": the app's latest key), so the id is
 //   once per occurrence: a new stranding, with a newer key, is a new event.
+//   A team (AppGroup) app's names its team, with no developer and no
+//   developerStatus (as its key.rotated), so it never goes to a developer.
 // - Failover (docs/notifications.md, "After a failover"): the first full
 //   pass of each organisation after start-up, and after rederive() (this
 //   process became leader), re-derives from the keys Apigee lists the events
@@ -97,7 +99,8 @@ std::vector<notify::event_fields> expiring_events(
 
 // The app.stranded events "no valid key" of a full pass (pure: no I/O): apps
 // with at least one listed key, none of them valid (valid, due or overlap),
-// none skipped (an app keyrotd leaves alone), with a developer; and apps that
+// none skipped (an app keyrotd leaves alone), with exactly one owner (a
+// developer, or a team app's team: then no developerStatus); and apps that
 // list no key at all (pass_summary::keyless_apps), with an empty `key`.
 std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, millis now);
 

@@ -12,6 +12,13 @@ target holds the new one, verified.
   AllKindsTest      the three on one policy
   InventoryTest     `inventory` and `plan` show where each key is among the
                     targets (read only)
+  Team (AppGroup) apps (match.appGroups, method import) in each: DeliveryTest
+                    (a Secret named by {team}; a {team} target does not apply to a
+                    developer's app, whose revocation is then held), VaultTest (one
+                    policy for both kinds, {developer} naming the team of a team app,
+                    and a refusal holding a team app's revocation), AllKindsTest
+                    (the three, one refusing), InventoryTest, ChaosTest (team apps
+                    among the imports).
   ChaosTest         keyrotd SIGKILLed at random moments across create -> deliver ->
                     revoke while the targets lose answers and answer 503 (and the
                     emulator too), both methods, then a clean pass: every target
@@ -56,7 +63,27 @@ ENV_VARS = ("KEYROTD_KUBE_API_URL", "KEYROTD_KUBE_TOKEN_FILE", "KEYROTD_KUBE_CA_
             "CREDENTIALS_DIRECTORY")
 
 
-def seed(apps=("fleet",)):
+TEAM = "team-blue"
+TEAM_OLD = "DELIVERteamKy%019d" % 1
+TEAM_OLD_SECRET = "DELIVERteamSecret_01"
+
+
+def owner_app(ref):
+    """(team or None, app name) of an app reference: "fleet" is DEV's app,
+    "team-blue/fleet" the app fleet of team (AppGroup) team-blue."""
+    if "/" in ref:
+        team, name = ref.split("/", 1)
+        return team, name
+    return None, ref
+
+
+def team_policy(name="teams", **extra):
+    """A policy for team apps alone (match.appGroups; method import)."""
+    return h.policy(name=name, overlap="2s", lifetime="90d", method="import",
+                    match={"appGroups": ["team-*"]}, **extra)
+
+
+def seed(apps=("fleet",), team_apps=()):
     out = []
     for i, name in enumerate(apps):
         key = OLD if i == 0 else "DELIVERoldKey%019d" % (i + 1)
@@ -67,8 +94,18 @@ def seed(apps=("fleet",)):
                                      "issuedAt": "-80d", "expiresAt": "+2d",
                                      "apiProducts": [{"apiproduct": "payments",
                                                       "status": "approved"}]}]})
+    for i, name in enumerate(team_apps):  # apps of team TEAM, keys due as above
+        out.append({"appGroup": TEAM, "name": name,
+                    "credentials": [{"consumerKey": TEAM_OLD if i == 0
+                                     else "DELIVERteamKy%019d" % (i + 1),
+                                     "consumerSecret": TEAM_OLD_SECRET if i == 0
+                                     else "DELIVERteamSecret_%02d" % (i + 1),
+                                     "issuedAt": "-80d", "expiresAt": "+2d",
+                                     "apiProducts": [{"apiproduct": "payments",
+                                                      "status": "approved"}]}]})
     return {"organization": "demo",
             "developers": [{"email": DEV, "firstName": "P", "lastName": "N", "userName": "p"}],
+            "appGroups": [{"name": TEAM, "status": "active"}],
             "apiProducts": [{"name": "payments", "approvalType": "auto"}],
             "apps": out}
 
@@ -188,15 +225,28 @@ def sm_target():
             "labels": {"team": "a"}}
 
 
-def places(deliver, app):
+def render(tmpl, ref):
+    """A name template for app reference `ref` (see owner_app); None when the
+    target does not apply ({team} for a developer's app)."""
+    team, app = owner_app(ref)
+    if "{team}" in tmpl and team is None:
+        return None
+    return (tmpl.replace("{app}", app).replace("{team}", team or "")
+            .replace("{developer}", team or DEV))
+
+
+def places(deliver, ref):
     out = []
     for t in deliver:
         if t["kind"] == "kubernetesSecret":
-            out.append("secret %s/%s" % (t["namespace"], t["name"].replace("{app}", app)))
+            kind, where, tmpl = "secret", t["namespace"], t["name"]
         elif t["kind"] == "vault":
-            out.append("vault %s/%s" % (t["mount"], t["path"].replace("{app}", app)))
+            kind, where, tmpl = "vault", t["mount"], t["path"]
         else:
-            out.append("sm %s/%s" % (t["project"], t["secret"].replace("{app}", app)))
+            kind, where, tmpl = "sm", t["project"], t["secret"]
+        name = render(tmpl, ref)
+        if name is not None:
+            out.append("%s %s/%s" % (kind, where, name))
     return out
 
 
@@ -226,18 +276,30 @@ class DeliveryBase(unittest.TestCase):
         h.rmtree(self.d)
 
     def seed(self):
-        return seed()
+        # A test about team apps gets the team app fleet of team-blue beside DEV's fleet.
+        return seed(team_apps=("fleet",)) if "team" in self._testMethodName else seed()
 
-    def keyrotd(self, deliver, overlap="2s", method="import", policies=None):
-        p = h.policy(overlap=overlap, lifetime="90d", method=method)
+    def keyrotd(self, deliver, overlap="2s", method="import", policies=None, match=None):
+        extra = {"match": match} if match else {}
+        p = h.policy(overlap=overlap, lifetime="90d", method=method, **extra)
         p["deliver"] = deliver  # at the policy's top level, beside rotation
         self.deliver = deliver
         auth = "{method: google}" if self.google else "{method: none}"
         self.k = h.Keyrotd(self.d, self.emu.url, policies or [p], auth=auth)
         return self.k
 
+    def app_state(self, ref):
+        """The emulator's app `ref` (see owner_app)."""
+        team, name = owner_app(ref)
+        if team is None:
+            return self.emu.app(DEV, name)
+        got = [a for a in self.emu.state()["apps"]
+               if a.get("appGroup") == team and a["name"] == name]
+        self.assertEqual(len(got), 1, ref)
+        return got[0]
+
     def keys(self, app="fleet"):
-        return {c["consumerKey"]: c for c in self.emu.app(DEV, app)["credentials"]}
+        return {c["consumerKey"]: c for c in self.app_state(app)["credentials"]}
 
     def successor(self, app="fleet", old=OLD):
         """The approved, complete successor of `old` (its key and the credential)."""
@@ -271,12 +333,16 @@ class DeliveryBase(unittest.TestCase):
         log = self.t.requests()
         problems = []
         for app, old in apps_old.items():
-            state = {c["consumerKey"]: c for c in self.emu.app(DEV, app)["credentials"]}
+            team, name = owner_app(app)
+            state = self.keys(app)
             succ = [k for k, c in state.items()
                     if attr(c, MARKER) == h.fp(old) and c["status"] == "approved"]
-            revokes = [r for r in recs if r["app"] == app and r.get("key") == h.fp(old)
+            revokes = [r for r in recs if r["app"] == name and (r.get("team") or None) == team
+                       and r.get("key") == h.fp(old)
                        and r["request"].endswith("/keys/{key}?action")]
             if not revokes:
+                if state[old]["status"] == "revoked":
+                    problems.append("%s: revoked, but the emulator recorded no revocation" % app)
                 continue
             if len(succ) != 1:
                 problems.append("%s: revoked with %d approved successors" % (app, len(succ)))
@@ -382,6 +448,58 @@ class DeliveryTest(DeliveryBase):
         self.assertEqual(self.t.secret("apigee-fleet")["data"], {"other": "value"})
 
 
+    def test_team_app_delivered_before_revocation(self):
+        """A team app's key goes to a Secret named by its team ({team}), before
+        the old key is revoked; DEV's app of the same name (the policy matches
+        teams only) is left alone."""
+        deliver = [dict(kube_target(), name="apigee-{team}-{app}")]
+        self.keyrotd(deliver, match={"appGroups": ["team-*"]})
+        self.once()
+        new, cred = self.successor("team-blue/fleet", TEAM_OLD)
+        s = self.t.secret("apigee-team-blue-fleet")
+        self.assertIsNotNone(s, "the Secret was not created")
+        self.check_fields(s["data"], new, cred, previous=(TEAM_OLD, TEAM_OLD_SECRET))
+        self.assertEqual(s["labels"].get("app.kubernetes.io/managed-by"), "keyrotd")
+        self.assertEqual(list(self.keys("fleet")), [OLD], "a developer's app was rotated")
+        self.assertEqual(sorted(self.t.state()["secrets"]), ["keyrot/apigee-team-blue-fleet"])
+        time.sleep(2.5)  # the overlap
+        self.once()
+        self.assertEqual(self.keys("team-blue/fleet")[TEAM_OLD]["status"], "revoked")
+        self.check_fields(self.t.secret("apigee-team-blue-fleet")["data"], new, cred)
+        revoked = [a for a in self.k.audit() if a["action"] == "revoked"]
+        self.assertEqual(len(revoked), 1)
+        self.assertEqual((revoked[0].get("team"), revoked[0].get("developer", "")), (TEAM, ""),
+                         revoked[0])
+        self.assertIn("delivered and verified", revoked[0]["detail"])
+        self.assertEqual(self.keys("fleet")[OLD]["status"], "approved")
+        self.check_gate({"team-blue/fleet": TEAM_OLD}, self.deliver)
+        self.check_no_secrets()
+
+    def test_team_target_does_not_apply_to_a_developers_app(self):
+        """A target named by {team} does not apply to a developer's app: in a
+        policy for both, the developer's app has nowhere to deliver to, so its
+        revocation is held (naming why) while the team app's goes ahead."""
+        deliver = [dict(kube_target(), name="apigee-{team}-{app}")]
+        self.keyrotd(deliver, match={"developers": ["*"], "appGroups": ["team-*"]})
+        self.once(rc=1)  # the developer app's delivery failed: no target
+        new, cred = self.successor("team-blue/fleet", TEAM_OLD)
+        self.successor("fleet", OLD)
+        self.check_fields(self.t.secret("apigee-team-blue-fleet")["data"], new, cred,
+                          previous=(TEAM_OLD, TEAM_OLD_SECRET))
+        time.sleep(2.5)  # the overlap
+        self.once(rc=1)
+        self.assertEqual(self.keys("team-blue/fleet")[TEAM_OLD]["status"], "revoked")
+        self.assertEqual(self.keys("fleet")[OLD]["status"], "approved", "revoked without delivery")
+        held = self.held_detail()
+        self.assertEqual(len(held), 1, self.k.audit())
+        self.assertEqual((held[0].get("developer"), held[0]["app"]), (DEV, "fleet"), held[0])
+        self.assertIn('no target: deliver[0] (kubernetesSecret): "apigee-{team}-{app}" uses '
+                      "{team}, and app fleet is a developer's app, not a team's",
+                      held[0]["detail"])
+        self.check_gate({"team-blue/fleet": TEAM_OLD, "fleet": OLD}, self.deliver)
+        self.check_no_secrets()
+
+
 class VaultTest(DeliveryBase):
     def run_vault(self, login):
         self.keyrotd([vault_target(self.t, login=login)])
@@ -443,6 +561,60 @@ class VaultTest(DeliveryBase):
         self.check_gate({"fleet": OLD}, self.deliver)
         e = self.t.vault("apigee/fleet")
         self.check_fields(e["versions"][e["current"]], new, self.keys()[new])
+        self.check_no_secrets()
+
+
+    def test_team_and_developer_apps_named_apart(self):
+        """One policy for developer and team apps: {developer} is the developer's
+        e-mail, or the team of a team app, so DEV's fleet and team-blue's fleet
+        get places of their own; both old keys are revoked only after that."""
+        deliver = [dict(vault_target(self.t), path="apigee/{developer}/{app}")]
+        self.keyrotd(deliver, match={"developers": ["*"], "appGroups": ["team-*"]})
+        self.once()
+        dev_new, dev_cred = self.successor("fleet", OLD)
+        team_new, team_cred = self.successor("team-blue/fleet", TEAM_OLD)
+        for path, new, cred, prev in (
+                ("apigee/%s/fleet" % DEV, dev_new, dev_cred, (OLD, OLD_SECRET)),
+                ("apigee/team-blue/fleet", team_new, team_cred, (TEAM_OLD, TEAM_OLD_SECRET))):
+            e = self.t.vault(path)
+            self.assertIsNotNone(e, path)
+            self.check_fields(e["versions"][e["current"]], new, cred, previous=prev)
+        self.assertEqual(sorted(self.t.state()["vault"]),
+                         sorted(["secret/apigee/%s/fleet" % DEV, "secret/apigee/team-blue/fleet"]))
+        time.sleep(2.5)  # the overlap
+        self.once()
+        self.assertEqual(self.keys("fleet")[OLD]["status"], "revoked")
+        self.assertEqual(self.keys("team-blue/fleet")[TEAM_OLD]["status"], "revoked")
+        for path, new, cred in (("apigee/%s/fleet" % DEV, dev_new, dev_cred),
+                                ("apigee/team-blue/fleet", team_new, team_cred)):
+            e = self.t.vault(path)
+            self.check_fields(e["versions"][e["current"]], new, cred)
+        self.check_gate({"fleet": OLD, "team-blue/fleet": TEAM_OLD}, self.deliver)
+        self.check_no_secrets()
+
+    def test_team_app_refusal_holds_the_revocation(self):
+        deliver = [dict(vault_target(self.t), path="apigee/{team}/{app}")]
+        self.keyrotd(deliver, match={"appGroups": ["team-*"]})
+        self.t.fail("/v1/secret/", 403)
+        self.once(rc=1)  # completed; its delivery failed (retried by the gate)
+        new, _ = self.successor("team-blue/fleet", TEAM_OLD)
+        time.sleep(2.5)
+        self.once(rc=1)
+        self.assertEqual(self.keys("team-blue/fleet")[TEAM_OLD]["status"], "approved",
+                         "revoked without delivery")
+        held = self.held_detail()
+        self.assertEqual(len(held), 1, self.k.audit())
+        self.assertEqual((held[0].get("team"), held[0].get("developer", "")), (TEAM, ""), held[0])
+        self.assertIn("is not delivered: vault %s secret/apigee/team-blue/fleet: " % self.t.url,
+                      held[0]["detail"])
+        self.assertIn("HTTP 403", held[0]["detail"])
+        self.assertIsNone(self.t.vault("apigee/team-blue/fleet"))
+        self.t.clear()
+        self.once()
+        self.assertEqual(self.keys("team-blue/fleet")[TEAM_OLD]["status"], "revoked")
+        self.check_gate({"team-blue/fleet": TEAM_OLD}, self.deliver)
+        e = self.t.vault("apigee/team-blue/fleet")
+        self.check_fields(e["versions"][e["current"]], new, self.keys("team-blue/fleet")[new])
         self.check_no_secrets()
 
 
@@ -546,10 +718,48 @@ class AllKindsTest(DeliveryBase):
         self.check_no_secrets()
 
 
+    def test_team_app_one_refusing_target_holds_the_revocation(self):
+        """A team app, the three kinds named by its team: Vault refusing holds
+        the revocation; once it accepts, every target holds the successor and
+        the old key is revoked."""
+        deliver = [dict(kube_target(), name="apigee-{team}-{app}"),
+                   dict(vault_target(self.t, login=True), path="apigee/{team}/{app}"),
+                   dict(sm_target(), secret="apigee-{team}-{app}")]
+        self.keyrotd(deliver, match={"appGroups": ["team-*"]})
+        self.t.fail("/v1/secret/data/", 403)
+        self.once(rc=1)
+        ref = "team-blue/fleet"
+        new, cred = self.successor(ref, TEAM_OLD)
+        self.assertEqual(places(deliver, ref),
+                         ["secret keyrot/apigee-team-blue-fleet",
+                          "vault secret/apigee/team-blue/fleet", "sm acme-prod/apigee-team-blue-fleet"])
+        for place in places(deliver, ref):
+            if not place.startswith("vault "):
+                self.check_fields(self.t.held(place), new, cred,
+                                  previous=(TEAM_OLD, TEAM_OLD_SECRET))
+        time.sleep(2.5)
+        self.once(rc=1)
+        self.assertEqual(self.keys(ref)[TEAM_OLD]["status"], "approved", "revoked without delivery")
+        held = self.held_detail()
+        self.assertEqual(len(held), 1, self.k.audit())
+        self.assertIn("is not delivered: vault %s secret/apigee/team-blue/fleet: " % self.t.url,
+                      held[0]["detail"])
+        self.assertEqual(self.t.held("vault secret/apigee/team-blue/fleet"), {})
+        self.t.clear()
+        self.once()
+        self.assertEqual(self.keys(ref)[TEAM_OLD]["status"], "revoked")
+        for place in places(deliver, ref):
+            self.check_fields(self.t.held(place), new, cred)
+        self.assertEqual(list(self.keys("fleet")), [OLD], "a developer's app was rotated")
+        self.check_gate({ref: TEAM_OLD}, deliver)
+        self.check_no_secrets()
+
+
 CHAOS_SEED = int(os.environ.get("DELIVERY_CHAOS_SEED",
                                 str(random.SystemRandom().randrange(1 << 30))))
 CHAOS_RUNS = int(os.environ.get("DELIVERY_CHAOS_RUNS", "20"))
 CHAOS_APPS = ["imp-a", "imp-b", "imp-c", "gen-a", "gen-b", "gen-c"]
+CHAOS_TEAM_APPS = ["imp-t1", "imp-t2"]  # team-blue's, rotated by the import policy
 
 
 class InventoryTest(DeliveryBase):
@@ -603,11 +813,37 @@ class InventoryTest(DeliveryBase):
         self.check_no_secrets()
 
 
+    def test_team_app_targets_in_inventory(self):
+        """A team app's targets are named by its team; a {team} target is listed
+        as skipped, with why, for the developer's app of the same name."""
+        deliver = [dict(kube_target(), name="apigee-{team}-{app}"),
+                   dict(vault_target(self.t), path="apigee/{developer}/{app}")]
+        self.keyrotd(deliver, match={"developers": ["*"], "appGroups": ["team-*"]})
+        rows = {x["key"]: x for x in self.rows("inventory")}
+        team, dev = rows[h.fp(TEAM_OLD)], rows[h.fp(OLD)]
+        self.assertEqual((team["team"], team["developer"]), (TEAM, ""))
+        self.assertEqual(sorted(x["target"] for x in team["delivery"]["holding"]),
+                         ["kubernetesSecret keyrot/apigee-team-blue-fleet",
+                          "vault %s secret/apigee/team-blue/fleet" % self.t.url])
+        self.assertEqual(team["delivery"]["skipped"], [])
+        self.assertEqual([x["target"] for x in dev["delivery"]["holding"]],
+                         ["vault %s secret/apigee/%s/fleet" % (self.t.url, DEV)])
+        self.assertEqual(dev["delivery"]["skipped"],
+                         ['deliver[0] (kubernetesSecret): "apigee-{team}-{app}" uses {team}, '
+                          "and app fleet is a developer's app, not a team's"])
+        self.once()  # the developer's app has a target (Vault): the skipped one is no failure
+        new, _ = self.successor("team-blue/fleet", TEAM_OLD)
+        rows = {x["key"]: x for x in self.rows("inventory")}
+        d = rows[h.fp(new)]["delivery"]
+        self.assertEqual((d["targets"], d["current"], d["previous"]), (2, 2, 0), d)
+        self.check_no_secrets()
+
+
 class ChaosTest(DeliveryBase):
     google = True
 
     def seed(self):
-        return seed(CHAOS_APPS)
+        return seed(CHAOS_APPS, team_apps=CHAOS_TEAM_APPS)
 
     def test_sigkill_and_faults_across_create_deliver_revoke(self):
         rng = random.Random(CHAOS_SEED)
@@ -615,12 +851,17 @@ class ChaosTest(DeliveryBase):
         deliver = [kube_target(), vault_target(self.t, login=True), sm_target()]
         pols = []
         for name, method in (("imports", "import"), ("generates", "generate")):
-            p = h.policy(name=name, overlap="1s", lifetime="90d", method=method,
-                         match={"apps": [name[:3] + "-*"]})
+            match = {"apps": [name[:3] + "-*"]}
+            if method == "import":  # developer and team apps (teams rotate by import only)
+                match.update(developers=["*"], appGroups=["team-*"])
+            p = h.policy(name=name, overlap="1s", lifetime="90d", method=method, match=match)
             p["deliver"] = deliver
             pols.append(p)
         self.keyrotd(deliver, policies=pols)
-        old = {a["name"]: a["credentials"][0]["consumerKey"] for a in self.seed()["apps"]}
+        old = {(a["appGroup"] + "/" if "appGroup" in a else "") + a["name"]:
+               a["credentials"][0]["consumerKey"] for a in self.seed()["apps"]}
+        apps = sorted(old)
+        self.assertEqual(len(apps), len(CHAOS_APPS) + len(CHAOS_TEAM_APPS))
         self.t.call("POST", "/__t/chaos", {"rate": 0.1, "lost": 0.5, "seed": CHAOS_SEED})
         self.emu.hook("faults", {"p503": 0.05, "pDropAfterWrite": 0.05, "retryAfterSeconds": 0,
                                  "seed": CHAOS_SEED})
@@ -652,17 +893,17 @@ class ChaosTest(DeliveryBase):
         for _ in range(4):
             r = self.once(rc=None)
             if r.returncode == 0 and all(self.keys(a)[old[a]]["status"] == "revoked"
-                                         for a in CHAOS_APPS):
+                                         for a in apps):
                 break
             time.sleep(1.2)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        early = {r["app"] for r in self.emu.hook("availability")["records"]
+        early = {(r.get("team") or "", r["app"]) for r in self.emu.hook("availability")["records"]
                  if r["request"].endswith("/keys/{key}?action") and int(r["ts"]) < clean_at}
         print("%d runs (%d SIGKILLed) and the clean pass in %.1f s; %d of %d old keys revoked "
               "before the clean pass" % (CHAOS_RUNS, kills, time.time() - t0, len(early),
-                                         len(CHAOS_APPS)), file=sys.stderr)
+                                         len(apps)), file=sys.stderr)
         problems, stale = [], []
-        for app in CHAOS_APPS:
+        for app in apps:
             keys = self.keys(app)
             ofp = h.fp(old[app])
             succ = [k for k, c in keys.items() if attr(c, MARKER) in (ofp, "pending:" + ofp)]

@@ -540,7 +540,9 @@ def unmatched_seed():
 
 class TeamRotatedTest(NotifyCase):
     """A team (AppGroup) app rotated by a policy with match.appGroups: its
-    key.rotated names the team, no developer and no developer status."""
+    key.rotated names the team, no developer and no developer status; its
+    app.stranded (every kind) too, once per occurrence, apart from a developer's
+    app of the same name, and with the same ids from a fresh stateDir."""
 
     def test_team_key_rotated(self):
         self.emu.stop()
@@ -564,6 +566,136 @@ class TeamRotatedTest(NotifyCase):
         self.assertNotIn("developer", d)
         self.assertNotIn("developerStatus", d)
         self.assertIn("expiresAt", d)
+
+
+    def test_team_app_stranded(self):
+        dev = seed()["developers"][0]["email"]
+        st = seed(due=0, fresh=0)
+        st["apiProducts"].append({"name": "admin"})
+        st["appGroups"] = [{"name": "ops", "status": "active"}]
+        old = "TDRIFTkey%023d" % 0
+
+        def team_app(name, creds):
+            return {"appGroup": "ops", "name": name, "credentials": creds}
+
+        stale = [{"consumerKey": "TSTALEkey%023d" % 0, "consumerSecret": "S" * 24,
+                  "issuedAt": "-120d", "expiresAt": "-30d", "apiProducts": ["payments"]}]
+        st["apps"] += [
+            team_app("stale", stale),
+            team_app("empty", []),
+            team_app("full", [{"consumerKey": "TFULLkey%024d" % 0, "consumerSecret": "S" * 24,
+                               "issuedAt": "-80d", "expiresAt": "+2d",
+                               "attributes": [{"name": "a%d" % i, "value": "v"}
+                                              for i in range(18)],
+                               "apiProducts": ["payments"]}]),
+            team_app("drift", [{"consumerKey": old, "consumerSecret": "S" * 24,
+                                "issuedAt": "-80d", "expiresAt": "+20d",
+                                "apiProducts": ["payments", "admin"]},
+                               {"consumerKey": "TDRIFTnew%023d" % 0, "consumerSecret": "T" * 24,
+                                "issuedAt": "-2h", "expiresAt": "+88d",
+                                "attributes": [{"name": "keyrotd_replaces", "value": h.fp(old)}],
+                                "apiProducts": ["payments"]}]),
+            # The developer's own stale app: the same name, another owner, its own event.
+            {"developerEmail": dev, "name": "stale",
+             "credentials": [dict(stale[0], consumerKey="DSTALEkey%023d" % 0)]},
+        ]
+        self.emu.stop()
+        os.remove(os.path.join(self.dir, "emulator.port"))
+        self.emu = h.Emulator(self.dir, st)
+        self.seed_secrets = self.all_secrets()
+        self.rx = Receiver(self.secret)
+        p = h.policy(lifetime="90d", overlap="1h",
+                     match={"developers": ["*"], "appGroups": ["ops"]})
+        k = h.Keyrotd(self.dir, self.emu.url, [p], notify_config(self.rx.url))
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)  # the key without room failed
+        got = self.rx.events()
+        for g, _ in got:
+            self.assertTrue(g["ok"], g["headers"])
+        stranded = [e["data"] for _, e in got if e["type"] == "app.stranded"]
+        teams = {d["app"]: d for d in stranded if "team" in d}
+        devs = [d for d in stranded if "team" not in d]
+        # A team app with no key at all is listed only under the first reading of
+        # keyStatus, as a developer's (docs/apigee-fidelity.md, f).
+        keyless = [] if h.PROFILE == "strict" else ["empty"]
+        self.assertEqual(sorted(teams), sorted(["drift", "full", "stale"] + keyless), got)
+        for d in teams.values():
+            self.assertEqual((d["organization"], d["team"], d["policy"]), ("demo", "ops", "p"))
+            self.assertNotIn("developer", d)
+            self.assertNotIn("developerStatus", d)
+        for app in keyless:
+            self.assertNotIn("key", teams[app])
+            self.assertTrue(teams[app]["reason"].startswith(
+                "no valid key: Apigee lists no approved key"), teams[app])
+        self.assertEqual(teams["stale"]["key"], h.fp("TSTALEkey%023d" % 0))
+        self.assertTrue(teams["stale"]["reason"].startswith("no valid key: 1 expired"),
+                        teams["stale"])
+        self.assertEqual(teams["full"]["key"], h.fp("TFULLkey%024d" % 0))
+        self.assertTrue(teams["full"]["reason"].startswith(
+            "no room for the keyrotd_replaces marker: "), teams["full"])
+        self.assertEqual(teams["drift"]["key"], h.fp(old))
+        self.assertTrue(teams["drift"]["reason"].startswith("drift held a revocation: "),
+                        teams["drift"])
+        self.assertEqual([(d["developer"], d["app"], d["key"]) for d in devs],
+                         [(dev, "stale", h.fp("DSTALEkey%023d" % 0))])
+        failed = [e["data"] for _, e in got if e["type"] == "rotation.failed"]
+        self.assertEqual([(d.get("team"), d["app"]) for d in failed], [("ops", "full")], failed)
+        ids = {}
+        for g, e in got:
+            if e["type"] == "app.stranded":
+                ids[(e["data"].get("team") or e["data"]["developer"], e["data"]["app"])] = \
+                    g["headers"]["webhook-id"]
+        self.assertNotEqual(ids[("ops", "stale")], ids[(dev, "stale")])
+        # Again: the same occurrences, nothing sent twice.
+        n = len(got)
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(len(self.rx.events()), n, self.rx.events()[n:])
+        self.assert_clean(k)
+        # A fresh disk: the same strandings and failure, with the same ids.
+        first = sorted((e["type"], g["headers"]["webhook-id"]) for g, e in got
+                       if e["type"] in ("app.stranded", "rotation.failed"))
+        b = h.Keyrotd(self.dir, self.emu.url, [p], notify_config(self.rx.url),
+                      state_dir="./state-b")
+        r = b.run("once", timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        again = sorted((e["type"], g["headers"]["webhook-id"]) for g, e in self.rx.events()[n:]
+                       if e["type"] in ("app.stranded", "rotation.failed"))
+        self.assertEqual(again, first)
+        self.assertEqual(len(first), 5 + len(keyless), first)  # 4 strandings and one failure
+        self.assert_clean(b)
+
+    def test_team_stranded_webhook_filters(self):
+        """A webhook filtered on developers never gets a team's app.stranded;
+        one filtered on apps does."""
+        st = seed(due=0, fresh=2)  # developer apps the policy does not match
+        st["apps"].append({"appGroup": "ops", "name": "stale",
+                           "credentials": [{"consumerKey": "TSTALEkey%023d" % 0,
+                                            "consumerSecret": "S" * 24, "issuedAt": "-120d",
+                                            "expiresAt": "-30d", "apiProducts": ["payments"]}]})
+        self.emu.stop()
+        os.remove(os.path.join(self.dir, "emulator.port"))
+        self.emu = h.Emulator(self.dir, st)
+        self.seed_secrets = self.all_secrets()
+        self.rx = Receiver(self.secret)
+        by_dev, by_app = Receiver(self.secret), Receiver(self.secret)
+        self.addCleanup(by_dev.stop)
+        self.addCleanup(by_app.stop)
+        extra = ("    - name: by-developer\n      url: %s\n      secretFiles: [whsec]\n"
+                 "      developers: [\"*\"]\n"
+                 "    - name: by-app\n      url: %s\n      secretFiles: [whsec]\n"
+                 "      apps: [\"stale\"]\n" % (by_dev.url, by_app.url))
+        p = h.policy(lifetime="90d", overlap="1h", match={"appGroups": ["ops"]})
+        k = h.Keyrotd(self.dir, self.emu.url, [p], notify_config(self.rx.url, extra))
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for rx, want in ((self.rx, 1), (by_app, 1), (by_dev, 0)):
+            st_events = [e["data"] for _, e in rx.events() if e["type"] == "app.stranded"]
+            self.assertEqual(len(st_events), want, rx.events())
+            for d in st_events:
+                self.assertEqual((d["team"], d["app"]), ("ops", "stale"))
+        self.assertEqual(by_dev.events(), [])
+        self.assert_clean(k)
 
 
 class UnmatchedExpiringTest(NotifyCase):
@@ -835,6 +967,12 @@ class EmailUnmatchedTest(EmailCase):
             else:
                 a["appGroup"] = "ops"
             st["apps"].append(a)
+        # A team app with no valid key (for test_team_stranded_mail; no policy
+        # of test_unmatched_mail matches it, and an expired key gets no warning).
+        st["apps"].append({"appGroup": "ops", "name": "team-stale",
+                           "credentials": [{"consumerKey": "TSTALEkey%023d" % 0,
+                                            "consumerSecret": "S" * 24, "issuedAt": "-120d",
+                                            "expiresAt": "-30d", "apiProducts": ["payments"]}]})
 
     def keyrotd(self, extra_config):
         p = h.policy(lifetime="90d", overlap="1h", match={"apps": ["due-*", "fresh-*", "legacy"]})
@@ -869,6 +1007,32 @@ class EmailUnmatchedTest(EmailCase):
         self.assertNotIn(INACTIVE, self.smtp.rcpts_seen)
         # Again: nothing new.
         n = len(got)
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.smtp.got()), n)
+        self.assert_clean_mail(k)
+
+
+    def test_team_stranded_mail(self):
+        """A team app's app.stranded goes to the fixed address alone (a team has
+        no developer to mail), naming the team."""
+        p = h.policy(lifetime="90d", overlap="1h",
+                     match={"appGroups": ["ops"], "apps": ["team-stale"]})
+        k = h.Keyrotd(self.dir, self.emu.url, [p],
+                      email_config(self.smtp.url(), sink_extra="      to: [ops@api.example.com]\n"))
+        r = k.run("once", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = [(m["rcpt"],) + mail_of(m) for m in self.smtp.got()]
+        stranded = [g for g in got if g[1]["X-Keyrotd-Event"] == "app.stranded"]
+        self.assertEqual(len(stranded), 1, [g[1]["Subject"] for g in got])
+        rcpt, msg, text = stranded[0]
+        self.assertEqual(rcpt, ["ops@api.example.com"])
+        self.assertIn("Team:         ops", text)
+        self.assertIn("App:          team-stale", text)
+        self.assertNotIn("Developer:", text)
+        self.assertIn("no valid key", text)
+        # Again: nothing new.
+        n = len(self.smtp.got())
         r = k.run("once", timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(len(self.smtp.got()), n)

@@ -141,6 +141,38 @@ TEST(DeliverNaming, TeamAppsUseTheTeamAsDeveloper) {
     EXPECT_EQ(**r, "apigee-fleet-team-fleet-telemetry");
 }
 
+// {team} names a team app's team; a developer's app has no team, so a target
+// named by {team} does not apply to it (skipped, and why_not_applied says so).
+TEST(DeliverNaming, TeamPlaceholder) {
+    app team = demo_app();
+    team.developer_email.clear();
+    team.app_group = "fleet-team";
+    auto r = render_name("apigee-{team}-{app}", team, {}, name_kind::kubernetes_name);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE(r->has_value());
+    EXPECT_EQ(**r, "apigee-fleet-team-fleet-telemetry");
+    EXPECT_EQ(why_not_applied("apigee-{team}-{app}", team), "");
+    r = render_name("apigee/{team}/{app}", team, {}, name_kind::vault_path);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(**r, "apigee/fleet-team/fleet-telemetry");
+    // A team name that is not a legal name for the kind is refused, never mangled.
+    team.app_group = "Fleet Team";
+    r = render_name("apigee-{team}", team, {}, name_kind::kubernetes_name);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.err().message.find("not a Kubernetes object name"), std::string::npos);
+
+    const app dev = demo_app();
+    r = render_name("apigee-{team}-{app}", dev, {}, name_kind::kubernetes_name);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r->has_value());
+    EXPECT_EQ(why_not_applied("apigee-{team}-{app}", dev),
+              "uses {team}, and app fleet-telemetry is a developer's app, not a team's");
+    EXPECT_EQ(why_not_applied("{{team}}-{app}", dev), "");  // a literal, not the placeholder
+    EXPECT_EQ(why_not_applied("x-{attr:missing}", dev),
+              "uses {attr:missing}, and app fleet-telemetry does not have that attribute");
+    EXPECT_TRUE(check_template("apigee-{team}", {}).ok());
+}
+
 TEST(DeliverNaming, LongNamesAreRefused) {
     EXPECT_EQ(illegal_name(std::string(253, 'a'), name_kind::kubernetes_name), "");
     EXPECT_NE(illegal_name(std::string(254, 'a'), name_kind::kubernetes_name), "");
@@ -332,7 +364,7 @@ INSTANTIATE_TEST_SUITE_P(
                     "deliver[0].name: must be a string"},
         config_case{
             R"({"deliver": [{"kind": "kubernetesSecret", "namespace": "a", "name": "x-{ap}"}]})",
-            "deliver[0].name: unknown placeholder {ap} (known: {org} {developer} {app} "
+            "deliver[0].name: unknown placeholder {ap} (known: {org} {developer} {team} {app} "
             "{attr:NAME})"},
         config_case{R"({"deliver": [{"kind": "kubernetesSecret", "namespace": "a", "name": "x",
                        "annotation": {}}]})",

@@ -258,10 +258,10 @@ TEST(NotifierStranded, AppWithoutAnyKey) {
     // stranded once, named by that key.
     none.app = "revoked-only";
     s.keyless_apps.push_back(none);
-    exec::key_record team;  // a team app has no developer to name
-    team.app = "team-app";
-    team.policy = "p";
-    s.keyless_apps.push_back(team);
+    exec::key_record nobody;  // neither a developer nor a team: nobody to name
+    nobody.app = "orphan";
+    nobody.policy = "p";
+    s.keyless_apps.push_back(nobody);
     const auto got = obs::stranded_events(s, T0);
     ASSERT_EQ(got.size(), 2u);
     EXPECT_EQ(got[0].app, "revoked-only");
@@ -275,6 +275,103 @@ TEST(NotifierStranded, AppWithoutAnyKey) {
     EXPECT_EQ(ev.value().id, notify::event_id("acme", "dev@partner.example.com", "empty", "",
                                               notify::event_type::app_stranded, std::nullopt));
     EXPECT_EQ(ev.value().body.find("\"key\""), std::string::npos) << ev.value().body;
+}
+
+// A team (AppGroup) app is stranded like a developer's, naming its team: no
+// developer and no developerStatus (the AppGroup's status is not a
+// developer's), so the event reaches webhooks and fixed addresses only.
+TEST(NotifierStranded, TeamAppsNameTheTeam) {
+    using ks = plan::key_state;
+    auto team_key = [](std::string app, std::string fp, ks st, millis issued, millis expires) {
+        auto k = rec(std::move(app), std::move(fp), st, issued, expires);
+        k.developer = "";
+        k.team = "ops";
+        k.developer_status = "active";  // the AppGroup's status, as the executor passes it
+        return k;
+    };
+    // "shared" of team ops is stranded; "shared" of the developer is fine: apps
+    // are told apart by owner.
+    auto s = pass({team_key("shared", A, ks::expired, T0 - 100 * d, T0 - 10 * d),
+                   team_key("shared", B, ks::revoked, T0 - 50 * d, T0 + 40 * d),
+                   rec("shared", C, ks::valid, T0 - 1 * d, T0 + 80 * d),
+                   team_key("alone", "dddddddddddddddd", ks::skipped, T0 - d, T0 + 80 * d)});
+    exec::key_record none;  // a team app Apigee lists with no key at all
+    none.team = "ops";
+    none.app = "empty";
+    none.policy = "p";
+    none.developer_status = "active";
+    s.keyless_apps.push_back(none);
+    none.app = "shared";  // keyless in the approved phase, revoked keys listed: named above
+    s.keyless_apps.push_back(none);
+    const auto got = obs::stranded_events(s, T0);
+    ASSERT_EQ(got.size(), 2u) << ::testing::PrintToString(describe(got));
+    EXPECT_EQ(got[0].app, "shared");
+    EXPECT_EQ(got[0].key, B);
+    EXPECT_EQ(got[1].app, "empty");
+    EXPECT_EQ(got[1].key, "");
+    for (const auto& f : got) {
+        EXPECT_EQ(f.team, "ops");
+        EXPECT_EQ(f.developer, "");
+        EXPECT_EQ(f.developer_status, "");
+        EXPECT_EQ(f.reason.rfind("no valid key: ", 0), 0u) << f.reason;
+    }
+    const auto ev = notify::make_event(got[0]);
+    ASSERT_TRUE(ev);
+    EXPECT_EQ(ev.value().id, notify::event_id("acme", "team:ops", "shared", B,
+                                              notify::event_type::app_stranded, std::nullopt));
+    EXPECT_NE(ev.value().body.find("\"team\":\"ops\""), std::string::npos) << ev.value().body;
+    EXPECT_EQ(ev.value().body.find("developer"), std::string::npos) << ev.value().body;
+    const auto kl = notify::make_event(got[1]);
+    ASSERT_TRUE(kl);
+    EXPECT_EQ(kl.value().id, notify::event_id("acme", "team:ops", "empty", "",
+                                              notify::event_type::app_stranded, std::nullopt));
+}
+
+// A report (drift, no room for the marker) about a team app: app.stranded names the team.
+TEST(NotifierStranded, TeamReportsNameTheTeam) {
+    temp_dir dir;
+    fixture f(dir.path / "notify-sent.json");
+    auto drift = action("skipped", A, "", T0 - k_minute);
+    drift.developer = "";
+    drift.team = "ops";
+    drift.detail = "overlap over, but successor " + std::string(B) +
+                   " no longer has every product this key has approved: not revoked (drift)";
+    f.n.on_action(drift);
+    ASSERT_EQ(f.published.size(), 1u);
+    const auto& e = f.published[0];
+    EXPECT_EQ(e.f.type, notify::event_type::app_stranded);
+    EXPECT_EQ(e.f.team, "ops");
+    EXPECT_EQ(e.f.developer, "");
+    EXPECT_EQ(e.f.developer_status, "");
+    EXPECT_EQ(e.f.reason.rfind("drift held a revocation: ", 0), 0u) << e.f.reason;
+    EXPECT_EQ(e.id, notify::event_id("acme", "team:ops", "x", A, notify::event_type::app_stranded,
+                                     std::nullopt));
+}
+
+// A team app that gets a key and loses it again is stranded again (its keyless
+// id forgotten once a pass lists a key of it), as a developer's.
+TEST(NotifierStranded, TeamKeylessOncePerOccurrence) {
+    using ks = plan::key_state;
+    temp_dir dir;
+    fixture f(dir.path / "notify-sent.json");
+    exec::key_record none;
+    none.team = "ops";
+    none.app = "empty";
+    none.policy = "p";
+    auto keyless = pass({});
+    keyless.keyless_apps.push_back(none);
+    f.n.on_pass(keyless);
+    f.n.on_pass(keyless);
+    ASSERT_EQ(f.published.size(), 1u);
+    EXPECT_EQ(f.published[0].f.team, "ops");
+    auto k = rec("empty", A, ks::valid, T0 - d, T0 + 80 * d);
+    k.developer = "";
+    k.team = "ops";
+    f.n.on_pass(pass({k}));
+    EXPECT_EQ(f.published.size(), 1u);
+    f.n.on_pass(keyless);
+    ASSERT_EQ(f.published.size(), 2u);
+    EXPECT_EQ(f.published[1].id, f.published[0].id);
 }
 
 TEST(NotifierStranded, KeylessOncePerOccurrence) {
