@@ -13,3 +13,10 @@ foreach(_case OnceTest Ed25519Test RetryTest GoneTest KillTest StrandedTest Fail
     set_tests_properties(notify_${_case} PROPERTIES LABELS integration TIMEOUT 120
                          ENVIRONMENT "${_notify_env}")
 endforeach()
+# The notifications that follow a rotation, against the strict profile too.
+foreach(_case StrandedTest TeamRotatedTest)
+    add_test(NAME notify_${_case}_strict
+             COMMAND ${KEYROT_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/notify_test.py ${_case})
+    set_tests_properties(notify_${_case}_strict PROPERTIES LABELS integration TIMEOUT 120
+                         ENVIRONMENT "${_notify_env};KEYROT_EMULATOR_PROFILE=strict")
+endforeach()
