@@ -87,9 +87,8 @@ response dev_post(state& st, call& ctx) {
 response dev_apps_list(state&, call& ctx) {
     organization& org = ctx.org;
     const auto& seg = ctx.seg;
-    find_dev(org, seg[3]);
+    auto lo = lower(find_dev(org, seg[3]).email);
     const bool expand = ctx.q_bool("expand");
-    auto lo = lower(seg[3]);
     json list = json::array();
     for (auto it = org.apps.lower_bound({lo, ""}); it != org.apps.end() && it->first.first == lo;
          ++it) {

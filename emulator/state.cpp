@@ -6,9 +6,14 @@
 namespace keyrot::emulator {
 
 const std::vector<std::string>& readings::names() {
-    static const std::vector<std::string> n = {"create-scopes",         "update-wipes-attributes",
-                                               "developer-list-emails", "page-100",
-                                               "put-generates",         "keystatus-whole-apps"};
+    static const std::vector<std::string> n = {
+        "create-scopes", "update-wipes-attributes", "developer-list-emails", "page-100",
+        "put-generates", "keystatus-whole-apps",    "create-expiry",         "refresh-single-use"};
+    return n;
+}
+
+const std::vector<std::string>& readings::edge_names() {
+    static const std::vector<std::string> n = {"create-expiry", "refresh-single-use"};
     return n;
 }
 
@@ -19,6 +24,8 @@ bool* readings::flag(const std::string& name) {
            : name == "page-100"                ? &page_100
            : name == "put-generates"           ? &put_generates
            : name == "keystatus-whole-apps"    ? &keystatus_whole_apps
+           : name == "create-expiry"           ? &create_expiry
+           : name == "refresh-single-use"      ? &refresh_single_use
                                                : nullptr;
 }
 
