@@ -36,7 +36,8 @@ response dev_app_create(state& st, call& ctx) {
     org.key_index[a.credentials.back().consumer_key] = k;
     org.app_id_index[a.app_id] = k;
     auto [it, _] = org.apps.emplace(k, std::move(a));
-    return json_response(app_json(org, k, it->second, true, nullptr, false));
+    // Edge answers a create with 201 Created.
+    return json_response(app_json(org, k, it->second, true, nullptr, false), st.edge ? 201 : 200);
 }
 
 response app_get(state& st, call& ctx) {
@@ -60,6 +61,10 @@ response app_post(state& st, call& ctx) {
         a.last_modified_at = t;
         return no_content();
     }
+    // company-post-action-only: Edge's reference documents POST on a company
+    // app as approve/revoke only (?action= required), no "generate key".
+    if (st.edge && st.profile.company_post_action_only && seg[2] == "companies")
+        fail(400, "POST on a company app takes ?action=approve|revoke");
     // Generate a key pair. The trap: attributes and callbackUrl are
     // replaced by the body's, and what the body leaves out is deleted.
     std::vector<std::string> products;

@@ -45,7 +45,7 @@ response dev_create(state& st, call& ctx) {
     d.developer_id = uuid(st.id_rng);
     d.created_at = d.last_modified_at = t;
     auto& stored = org.developers[lower(d.email)] = std::move(d);
-    return json_response(developer_json(org, stored));
+    return json_response(developer_json(org, stored), st.edge ? 201 : 200);  // Edge: 201
 }
 
 response dev_get(state&, call& ctx) {

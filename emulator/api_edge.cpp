@@ -56,13 +56,27 @@ response edge_devs_list(state& st, call& ctx) {
     return json_response(out);
 }
 
-// GET /developers/D/apps?expand: {"app": [...]} expanded, else an array of names.
-response edge_dev_apps_list(state&, call& ctx) {
-    organization& org = ctx.org;
-    const auto lo = lower(find_dev(org, ctx.seg[3]).email);
-    const bool expand = ctx.q_bool("expand");
+namespace {
+
+// The apps of one owner (`first`: the app map's owner part), as
+// GET /developers/D/apps and /companies/C/apps answer: count (at most 100 on
+// Public Cloud), startKey (an app name, included), expand → {"app": [...]},
+// else an array of names (strict: names whenever count or startKey is given).
+response owner_apps(const state& st, const call& ctx, const std::string& first) {
+    const organization& org = ctx.org;
+    const std::int64_t cap = st.private_cloud ? 10000 : 100;
+    std::int64_t count = cap;
+    if (auto c = ctx.q("count")) {
+        auto v = parse_int(*c);
+        if (!v || *v < 0) fail(400, "count must be a non-negative integer");
+        if (*v > 0) count = std::min(*v, cap);
+    }
+    auto it = org.apps.lower_bound({first, ""});
+    if (auto sk = ctx.q("startKey"); sk && !sk->empty()) it = org.apps.lower_bound({first, *sk});
+    const bool expand = expanded(st, ctx);
     json list = json::array();
-    for (auto it = org.apps.lower_bound({lo, ""}); it != org.apps.end() && it->first.first == lo;
+    for (; it != org.apps.end() && it->first.first == first &&
+           static_cast<std::int64_t>(list.size()) < count;
          ++it) {
         if (expand)
             list.push_back(app_json(org, it->first, it->second, true, nullptr, false));
@@ -75,13 +89,32 @@ response edge_dev_apps_list(state&, call& ctx) {
     return json_response(out);
 }
 
+}  // namespace
+
+// GET /developers/D/apps?expand&count&startKey.
+response edge_dev_apps_list(state& st, call& ctx) {
+    return owner_apps(st, ctx, lower(find_dev(ctx.org, ctx.seg[3]).email));
+}
+
+// GET /companies/C/apps?expand&count&startKey ("count: required if you specify startKey").
+response company_apps_list(state& st, call& ctx) {
+    const std::string first = k_team_prefix + find_group(ctx.org, ctx.seg[3]).name;
+    if (ctx.q("startKey") && !ctx.q("count")) fail(400, "count is required with startKey");
+    return owner_apps(st, ctx, first);
+}
+
 // GET /companies?expand&count&startKey: {"company": [...]} expanded, else an
 // array of names; startKey (a name) is included.
 response companies_list(state& st, call& ctx) {
     organization& org = ctx.org;
     const std::int64_t count = count_of(ctx);
     auto it = org.app_groups.begin();
-    if (auto sk = ctx.q("startKey"); sk && !sk->empty()) it = org.app_groups.lower_bound(*sk);
+    if (auto sk = ctx.q("startKey"); sk && !sk->empty()) {
+        // company-startkey-exclusive: the reference's example leaves the
+        // startKey company out (the developer and app lists include theirs).
+        it = st.profile.company_startkey_exclusive ? org.app_groups.upper_bound(*sk)
+                                                   : org.app_groups.lower_bound(*sk);
+    }
     const bool expand = expanded(st, ctx);
     json list = json::array();
     for (; it != org.app_groups.end() && static_cast<std::int64_t>(list.size()) < count; ++it) {
@@ -100,25 +133,6 @@ response company_get(state&, call& ctx) {
     return json_response(company_json(ctx.org, find_group(ctx.org, ctx.seg[3])));
 }
 
-// GET /companies/C/apps?expand: {"app": [...]} expanded, else an array of names.
-response company_apps_list(state&, call& ctx) {
-    organization& org = ctx.org;
-    const std::string first = k_team_prefix + find_group(org, ctx.seg[3]).name;
-    const bool expand = ctx.q_bool("expand");
-    json list = json::array();
-    for (auto it = org.apps.lower_bound({first, ""});
-         it != org.apps.end() && it->first.first == first; ++it) {
-        if (expand)
-            list.push_back(app_json(org, it->first, it->second, true, nullptr, false));
-        else
-            list.push_back(it->second.name);
-    }
-    if (!expand) return json_response(list);
-    json out = json::object();
-    out["app"] = std::move(list);
-    return json_response(out);
-}
-
 // GET /apps?expand&rows&startKey&status&apptype: the org's apps ordered by
 // appId, from startKey (an appId, included) on, at most `rows` (default and
 // maximum 1000; 10000 with --private-cloud). Expanded: {"app": [full apps
@@ -127,6 +141,7 @@ response edge_apps_list(state& st, call& ctx) {
     organization& org = ctx.org;
     const std::int64_t cap = st.private_cloud ? 10000 : 1000;
     std::int64_t rows = cap;
+    if (ctx.q("startKey") && !ctx.q("rows")) fail(400, "rows is required with startKey");
     if (auto r = ctx.q("rows")) {
         auto v = parse_int(*r);
         if (!v || *v < 0) fail(400, "rows must be a non-negative integer");
@@ -193,7 +208,7 @@ response edge_key_create(state& st, call& ctx) {
     org.key_index[c.consumer_key] = k;
     a.credentials.push_back(std::move(c));
     a.last_modified_at = ctx.t;
-    return json_response(credential_json(a.credentials.back()));
+    return json_response(credential_json(a.credentials.back()), 201);  // Edge: 201 Created
 }
 
 // POST …/keys/K/attributes {"attribute": [...]}: replaces the key's attributes.

@@ -51,6 +51,8 @@ struct readings {
     // Edge flavor only (listed by GET /__emulator/readings in that flavor):
     bool create_expiry = false;       // keys/create naming an expiry: 400 (lenient: ignored)
     bool refresh_single_use = false;  // a refresh token works once (lenient: until it expires)
+    bool company_post_action_only = false;    // POST on a company app needs ?action= (no generate)
+    bool company_startkey_exclusive = false;  // the company list's startKey is not included
     // Sets one reading by its name; false for an unknown name.
     bool set(const std::string& name, bool on = true);
     bool get(const std::string& name) const;

@@ -218,12 +218,17 @@ def test_companies(e):
     full = e.ok("GET", ORG + "/companies?expand=true")["company"]
     assert [c["name"] for c in full] == ["acme-team", "beta-team", "zeta-team"], full
     assert full[2]["status"] == "inactive" and full[0]["displayName"] == "Acme Team", full
-    assert e.ok("GET", ORG + "/companies?count=2&startKey=beta-team") == ["beta-team", "zeta-team"]
+    # The reference's example leaves a company startKey out: strict reading.
+    want = ["zeta-team"] if STRICT else ["beta-team", "zeta-team"]
+    assert e.ok("GET", ORG + "/companies?count=2&startKey=beta-team") == want
     c = e.ok("GET", ORG + "/companies/acme-team")
     assert c["name"] == "acme-team" and c["apps"] == ["portal"] and isinstance(c["createdAt"], int)
     assert e.ok("GET", ORG + "/companies/acme-team/apps") == ["portal"]
     apps = e.ok("GET", ORG + "/companies/acme-team/apps?expand=true")["app"]
     assert apps[0]["companyName"] == "acme-team" and "developerId" not in apps[0], apps
+    s, js, _ = e.call("GET", ORG + "/companies/acme-team/apps?startKey=portal")
+    edge_error(s, js, 400)  # count is required with startKey
+    assert e.ok("GET", ORG + "/companies/acme-team/apps?count=5&startKey=portal") == ["portal"]
     s, js, _ = e.call("GET", ORG + "/companies/nope")
     edge_error(s, js, 404, "developer.service.CompanyDoesNotExist")
     s, js, _ = e.call("GET", app_path("acme-team", "nope", "companies"))
@@ -262,6 +267,30 @@ def test_org_app_paging(e):
     assert e.ok("GET", ORG + "/apps?apptype=company") == ["app-beta", "app-portal"]
     s, js, _ = e.call("GET", ORG + "/apps?rows=abc")
     edge_error(s, js, 400)
+    s, js, _ = e.call("GET", ORG + "/apps?startKey=app-blog")  # rows is required with startKey
+    edge_error(s, js, 400)
+    # A developer's apps: at most 100 a call, startKey (a name) included.
+    bulk = ORG + "/developers/bulk@example.com/apps"
+    assert e.ok("GET", bulk) == ["bulk-%04d" % i for i in range(100)]
+    assert e.ok("GET", bulk + "?count=3&startKey=bulk-0100") == ["bulk-0100", "bulk-0101",
+                                                                 "bulk-0102"]
+    assert len(e.ok("GET", bulk + "?count=500")) == 100
+    names, start = [], None
+    for _ in range(20):
+        page = e.ok("GET", bulk + "?count=100" + ("&startKey=" + start if start else ""))
+        if start:
+            assert page[0] == start
+            page = page[1:]
+        names += page
+        if len(page) < 99:
+            break
+        start = names[-1]
+    assert names == ["bulk-%04d" % i for i in range(N_BULK)], len(names)
+    paged = e.ok("GET", bulk + "?expand=true&count=2&startKey=bulk-0007")
+    if STRICT:  # expand is "not applicable" with count or startKey
+        assert paged == ["bulk-0007", "bulk-0008"], paged
+    else:
+        assert [a["name"] for a in paged["app"]] == ["bulk-0007", "bulk-0008"], paged
 
 
 def test_private_cloud():
@@ -281,6 +310,15 @@ def test_generate_and_put(e):
         before = e.ok("GET", path)
         body = {"name": app, "attributes": [{"name": "kept", "value": "1"}],
                 "apiProducts": ["gold", "admin"], "keyExpiresIn": 86400000}
+        if STRICT and owner == "companies":
+            # company-post-action-only: the reference's POST on a company app
+            # is approve/revoke only.
+            s, js, _ = e.call("POST", path, body)
+            edge_error(s, js, 400)
+            assert e.ok("GET", path) == before
+            e.ok("POST", path + "?action=revoke", status=204)
+            e.ok("POST", path + "?action=approve", status=204)
+            continue
         out = e.ok("POST", path, body)
         assert out["attributes"] == [{"name": "kept", "value": "1"}], out  # replaced
         new = [c for c in out["credentials"]
@@ -317,7 +355,7 @@ def test_keys(e):
         tag = owner[:3]
         path = app_path(name, app, owner)
         new = e.ok("POST", path + "/keys/create",
-                   {"consumerKey": "imp_" + tag, "consumerSecret": "impSecret_" + tag})
+                   {"consumerKey": "imp_" + tag, "consumerSecret": "impSecret_" + tag}, status=201)
         assert new["consumerKey"] == "imp_" + tag and new["expiresAt"] == -1, new
         assert new["apiProducts"] == [] and new["status"] == "approved", new
         assert isinstance(new["issuedAt"], int)
@@ -328,7 +366,7 @@ def test_keys(e):
             edge_error(s, js, 400)
             assert e.call("GET", key_path(name, app, "exp_" + tag, owner))[0] == 404
         else:
-            assert s == 200 and js["expiresAt"] == -1, (s, js)
+            assert s == 201 and js["expiresAt"] == -1, (s, js)
         s, js, _ = e.call("POST", path + "/keys/create", {"consumerKey": "imp_" + tag,
                                                           "consumerSecret": "x"})
         edge_error(s, js, 409)
@@ -405,6 +443,15 @@ def test_errors_and_faults(e):
     s, js, h = e.call("GET", ORG + "/apps")
     edge_error(s, js, 503)
     e.ok("POST", "/__emulator/faults", {"p503": 0})
+    # Creates answer 201 on Edge.
+    dev = e.ok("POST", ORG + "/developers", {"email": "new@example.com", "firstName": "N",
+                                             "lastName": "N", "userName": "n"}, status=201)
+    assert isinstance(dev["createdAt"], int) and dev["developerId"], dev
+    app = e.ok("POST", ORG + "/developers/new@example.com/apps",
+               {"name": "fresh", "apiProducts": ["gold"], "keyExpiresIn": 3600000}, status=201)
+    assert abs(app["credentials"][0]["expiresAt"] - (now_ms() + 3600000)) < 60000, app
+    s, js, _ = e.call("POST", ORG + "/developers/new@example.com/apps", {"name": "fresh"})
+    edge_error(s, js, 409)
     # A developer's status.
     e.ok("POST", ORG + "/developers/dev3@example.com?action=inactive", status=204)
     assert e.ok("GET", ORG + "/developers/dev3@example.com")["status"] == "inactive"
@@ -414,7 +461,9 @@ def test_errors_and_faults(e):
     e.ok("POST", "/__emulator/seed", st)
     assert e.ok("GET", ORG + "/companies/acme-team/apps") == ["portal"]
     readings = e.ok("GET", "/__emulator/readings")
-    assert readings["create-expiry"] == STRICT and readings["refresh-single-use"] == STRICT
+    for r in ("create-expiry", "refresh-single-use", "company-post-action-only",
+              "company-startkey-exclusive"):
+        assert readings[r] == STRICT, readings
 
 
 def test_x_flavor_unchanged():
