@@ -2,6 +2,7 @@
 // See docs/emulator.md for the CLI, the seed format and the /__emulator/ hooks.
 #include <malloc.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -49,82 +50,62 @@ int main(int argc, char** argv) {
     std::string edge_user, edge_password, mfa_seed;
     std::vector<std::string> passcodes;
     long refresh_ttl = 86400, login_limit = 30;
+    // CLI11 (libcli11-dev) parses; the usage text above stays the help.
+    CLI::App cli("apigee-emulator", "apigee-emulator");
+    cli.set_help_flag();
+    bool help = false;
+    long port = opts.port;
+    std::string flavor_name = "x";
+    std::vector<std::string> reading_names;
+    bool strict = false;
+    cli.add_flag("-h,--help", help);
+    cli.add_option("--port", port)->check(CLI::Range(0L, 65535L));
+    cli.add_option("--port-file", opts.port_file);
+    cli.add_option("--bind", opts.bind);
+    cli.add_option("--seed", seed_file);
+    cli.add_option("--token", token);
+    cli.add_option("--cert", opts.cert_file);
+    cli.add_option("--key", opts.key_file);
+    cli.add_option("--latency-ms", latency)->check(CLI::NonNegativeNumber);
+    cli.add_option("--service-account", service_accounts);
+    auto* ttl = cli.add_option("--token-ttl", token_ttl)->check(CLI::Range(1L, 86400L));
+    cli.add_option("--basic", basic)
+        ->check(
+            [](const std::string& v) {
+                return v.find(':') == std::string::npos ? std::string("--basic needs USER:PASSWORD")
+                                                        : std::string();
+            },
+            "USER:PASSWORD");
+    cli.add_flag("--strict", strict);
+    cli.add_option("--reading", reading_names);
+    cli.add_option("--list-latency-per-app-us", list_latency_us)->check(CLI::NonNegativeNumber);
+    cli.add_option("--flavor", flavor_name)->check(CLI::IsMember({"x", "edge"}));
+    cli.add_flag("--private-cloud", private_cloud);
+    cli.add_option("--edge-user", edge_user);
+    cli.add_option("--edge-password", edge_password);
+    cli.add_option("--mfa-seed", mfa_seed);
+    cli.add_option("--passcode", passcodes)
+        ->check(
+            [](const std::string& v) { return v.empty() ? std::string("empty --passcode") : ""; },
+            "PC");
+    cli.add_option("--refresh-ttl", refresh_ttl)->check(CLI::Range(1L, 30L * 86400));
+    cli.add_option("--login-limit", login_limit)->check(CLI::Range(0L, 1000000L));
     try {
-        for (int i = 1; i < argc; ++i) {
-            std::string a = argv[i];
-            auto value = [&]() -> std::string {
-                if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
-                return argv[++i];
-            };
-            if (a == "--port") {
-                long p = std::stol(value());
-                if (p < 0 || p > 65535) throw std::invalid_argument("--port out of range");
-                opts.port = static_cast<std::uint16_t>(p);
-            } else if (a == "--port-file") {
-                opts.port_file = value();
-            } else if (a == "--bind") {
-                opts.bind = value();
-            } else if (a == "--seed") {
-                seed_file = value();
-            } else if (a == "--token") {
-                token = value();
-            } else if (a == "--cert") {
-                opts.cert_file = value();
-            } else if (a == "--key") {
-                opts.key_file = value();
-            } else if (a == "--latency-ms") {
-                latency = std::stol(value());
-                if (latency < 0) throw std::invalid_argument("--latency-ms must be >= 0");
-            } else if (a == "--service-account") {
-                service_accounts.push_back(value());
-            } else if (a == "--token-ttl") {
-                token_ttl = std::stol(value());
-                ttl_given = true;
-                if (token_ttl < 1 || token_ttl > 86400)
-                    throw std::invalid_argument("--token-ttl must be 1..86400 seconds");
-            } else if (a == "--basic") {
-                basic = value();
-                if (basic.find(':') == std::string::npos)
-                    throw std::invalid_argument("--basic needs USER:PASSWORD");
-            } else if (a == "--strict") {
-                profile.all(true);
-            } else if (a == "--reading") {
-                const std::string r = value();
-                if (!profile.set(r)) throw std::invalid_argument("unknown reading " + r);
-            } else if (a == "--list-latency-per-app-us") {
-                list_latency_us = std::stol(value());
-                if (list_latency_us < 0)
-                    throw std::invalid_argument("--list-latency-per-app-us must be >= 0");
-            } else if (a == "--flavor") {
-                const std::string f = value();
-                if (f != "x" && f != "edge") throw std::invalid_argument("--flavor is x or edge");
-                fl = f == "edge" ? flavor::edge : flavor::x;
-            } else if (a == "--private-cloud") {
-                private_cloud = true;
-            } else if (a == "--edge-user") {
-                edge_user = value();
-            } else if (a == "--edge-password") {
-                edge_password = value();
-            } else if (a == "--mfa-seed") {
-                mfa_seed = value();
-            } else if (a == "--passcode") {
-                passcodes.push_back(value());
-                if (passcodes.back().empty()) throw std::invalid_argument("empty --passcode");
-            } else if (a == "--refresh-ttl") {
-                refresh_ttl = std::stol(value());
-                if (refresh_ttl < 1 || refresh_ttl > 30 * 86400)
-                    throw std::invalid_argument("--refresh-ttl must be 1..2592000 seconds");
-            } else if (a == "--login-limit") {
-                login_limit = std::stol(value());
-                if (login_limit < 0 || login_limit > 1000000)
-                    throw std::invalid_argument("--login-limit must be 0..1000000");
-            } else if (a == "--help" || a == "-h") {
-                std::cout << k_usage;
-                return 0;
-            } else {
-                throw std::invalid_argument("unknown argument " + a);
-            }
+        try {
+            cli.parse(argc, argv);
+        } catch (const CLI::ParseError& e) {
+            throw std::invalid_argument(e.what());
         }
+        if (help) {
+            std::cout << k_usage;
+            return 0;
+        }
+        opts.port = static_cast<std::uint16_t>(port);
+        ttl_given = ttl->count() > 0;
+        if (strict) profile.all(true);
+        for (const auto& r : reading_names)
+            if (!profile.set(r)) throw std::invalid_argument("unknown reading " + r);
+        fl = flavor_name == "edge" ? flavor::edge : flavor::x;
         if (opts.cert_file.empty() != opts.key_file.empty())
             throw std::invalid_argument("--cert and --key go together");
         if (edge_user.empty() != edge_password.empty())

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <map>
 
+#include "common/text.hpp"
+
 namespace keyrot::emulator {
 
 bool& edge_json() {
@@ -113,10 +115,7 @@ std::optional<std::string> url_decode(std::string_view in, bool plus_is_space) {
     return out;
 }
 
-std::string lower(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
+std::string lower(std::string s) { return keyrot::ascii_lower(std::move(s)); }
 
 std::string to_hex(std::string_view s) {
     static const char* d = "0123456789abcdef";

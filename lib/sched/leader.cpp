@@ -16,6 +16,7 @@
 #include <stdexcept>
 
 #include "common/secret.hpp"
+#include "common/text.hpp"
 #include "sched/kube.hpp"
 
 namespace keyrot::sched {
@@ -150,9 +151,7 @@ std::string describe_reply(const http::response& r) { return describe_kube_reply
 // ---------------------------------------------------------------- config
 
 std::optional<lease_config> lease_config_from_env() {
-    std::string mode = getenv_str("KEYROTD_LEADER_ELECTION");
-    std::transform(mode.begin(), mode.end(), mode.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const std::string mode = ascii_lower(getenv_str("KEYROTD_LEADER_ELECTION"));
     if (mode == "off" || mode == "false" || mode == "0" || mode == "no") return std::nullopt;
 
     lease_config cfg;
