@@ -308,11 +308,11 @@ response oauth::metadata_token(const request& req, std::int64_t now_ms) {
 }
 
 json oauth::dump() const {
-    json issued = json::array();
+    json tokens = json::array();
     for (const auto& i : history_)
-        issued.push_back(
+        tokens.push_back(
             {{"token", i.token}, {"source", i.source}, {"expiresAt", i.expires_at_ms}});
-    return json{{"issued", std::move(issued)},
+    return json{{"issued", std::move(tokens)},
                 {"tokenRequests", token_requests_},
                 {"tokenErrors", token_errors_},
                 {"metadataRequests", metadata_requests_},

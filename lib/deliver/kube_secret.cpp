@@ -152,7 +152,7 @@ std::string kubernetes_secret_target::item_path() const {
 }
 
 net::awaitable<result<http::response>> kubernetes_secret_target::call(std::string method,
-                                                                      std::string target,
+                                                                      std::string path,
                                                                       std::string body) {
     std::string raw;
     if (std::ifstream in(token_file_, std::ios::binary); in)
@@ -165,7 +165,7 @@ net::awaitable<result<http::response>> kubernetes_secret_target::call(std::strin
     }
     http::request req;
     req.method = std::move(method);
-    req.target = std::move(target);
+    req.target = std::move(path);
     req.body = std::move(body);
     if (!req.body.empty()) req.content_type = "application/json";
     req.headers.emplace_back("Accept", "application/json");

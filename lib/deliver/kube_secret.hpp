@@ -54,7 +54,7 @@ class kubernetes_secret_target final : public target {
     net::awaitable<result<holding>> inspect() override;
 
   private:
-    net::awaitable<result<http::response>> call(std::string method, std::string target,
+    net::awaitable<result<http::response>> call(std::string method, std::string path,
                                                 std::string body);
     std::string item_path() const;
     http::client& client_;

@@ -166,7 +166,7 @@ std::string secret_manager_target::secret_path() const {
 }
 
 net::awaitable<result<http::response>> secret_manager_target::call(std::string method,
-                                                                   std::string target,
+                                                                   std::string path,
                                                                    std::string body) {
     for (int round = 0; round < 2; ++round) {
         auto h = co_await auth_.header();
@@ -176,7 +176,7 @@ net::awaitable<result<http::response>> secret_manager_target::call(std::string m
         }
         http::request req;
         req.method = method;
-        req.target = target;
+        req.target = path;
         req.body = round == 0 ? body : std::move(body);
         if (!req.body.empty() || method == "POST" || method == "PATCH")
             req.content_type = "application/json";
@@ -409,9 +409,9 @@ net::awaitable<result<void>> secret_manager_target::drop_previous(const receipt&
     std::vector<std::string> older;
     std::string page;
     for (int n = 0; n < k_max_pages; ++n) {
-        std::string target = "/v1/" + secret_path() + "/versions?filter=state:ENABLED&pageSize=100";
-        if (!page.empty()) target += "&pageToken=" + page;
-        auto l = co_await call("GET", target, "");
+        std::string path = "/v1/" + secret_path() + "/versions?filter=state:ENABLED&pageSize=100";
+        if (!page.empty()) path += "&pageToken=" + page;
+        auto l = co_await call("GET", path, "");
         if (!l) co_return l.err();
         if (l->status != 200)
             co_return make_error(error::kind::http,

@@ -66,7 +66,7 @@ class secret_manager_target final : public target {
     net::awaitable<result<holding>> inspect() override;
 
   private:
-    net::awaitable<result<http::response>> call(std::string method, std::string target,
+    net::awaitable<result<http::response>> call(std::string method, std::string path,
                                                 std::string body);
     net::awaitable<result<nlohmann::json>> get_or_create_secret();
     // A version's payload (nullopt: not found, disabled or unreadable), data wiped.

@@ -196,7 +196,7 @@ std::string vault_target::describe() const {
     return "vault " + client_.opts().base_url + " " + place_.mount + "/" + place_.path;
 }
 
-net::awaitable<result<http::response>> vault_target::call(std::string method, std::string target,
+net::awaitable<result<http::response>> vault_target::call(std::string method, std::string path,
                                                           std::string body) {
     for (int round = 0; round < 2; ++round) {
         auto h = co_await auth_.header();
@@ -206,7 +206,7 @@ net::awaitable<result<http::response>> vault_target::call(std::string method, st
         }
         http::request req;
         req.method = method;
-        req.target = target;
+        req.target = path;
         req.body = round == 0 ? body : std::move(body);
         if (!req.body.empty()) req.content_type = "application/json";
         req.authorization = std::move(*h);

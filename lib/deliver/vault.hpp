@@ -71,7 +71,7 @@ class vault_target final : public target {
     net::awaitable<result<holding>> inspect() override;
 
   private:
-    net::awaitable<result<http::response>> call(std::string method, std::string target,
+    net::awaitable<result<http::response>> call(std::string method, std::string path,
                                                 std::string body);
     net::awaitable<result<void>> ensure_owned(bool& exists);
     http::client& client_;

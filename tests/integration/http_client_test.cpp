@@ -330,9 +330,9 @@ TEST(HttpClient, Retries503ThenGivesTheLastAnswer) {
     EXPECT_EQ(seen, (std::vector<int>{503, 503, 200}));
 
     test_server down([](const test_request&) {
-        test_reply r;
-        r.status = 503;
-        return r;
+        test_reply rep;
+        rep.status = 503;
+        return rep;
     });
     auto o2 = opts_for(down.url());
     o2.max_attempts = 3;

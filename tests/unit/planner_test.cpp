@@ -366,7 +366,7 @@ INSTANTIATE_TEST_SUITE_P(
             {},
             {"create:b2"},
             k_never}),
-    [](const ::testing::TestParamInfo<row>& info) { return info.param.name; });
+    [](const ::testing::TestParamInfo<row>& param_info) { return param_info.param.name; });
 
 TEST(Planner, SuccessorOutlivesOldKey) {
     // Due by maxAge with far-away expiry: the successor still ends after the old key.
@@ -654,7 +654,7 @@ INSTANTIATE_TEST_SUITE_P(
                      {},
                      30 * fd,
                      {"report:a1@6", "expire:a1@20"}}),
-    [](const ::testing::TestParamInfo<forecast_row>& info) { return info.param.name; });
+    [](const ::testing::TestParamInfo<forecast_row>& param_info) { return param_info.param.name; });
 
 TEST(Forecast, SkippedAppKeysStillExpire) {
     app a = make_app({key("a1", T0 - 80 * k_day, T0 + 10 * k_day)});

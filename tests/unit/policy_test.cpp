@@ -867,8 +867,8 @@ TEST_P(BadConfig, ReportsTheExpectedDiagnostic) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Corpus, BadConfig, ::testing::ValuesIn(corpus()),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                             std::string n = info.param;
+                         [](const ::testing::TestParamInfo<std::string>& param_info) {
+                             std::string n = param_info.param;
                              for (auto& c : n)
                                  if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
                              return n;
