@@ -410,25 +410,27 @@ net::awaitable<result<app_page>> api::edge_list_apps_page(std::string start_key,
         if (!key_status.empty())
             std::erase_if(a.credentials,
                           [&](const credential& c) { return c.status != key_status; });
-    // Developer apps name their developer by id: the developer list maps it.
-    bool relisted = false;
+    // Developer apps name their developer by id: the developer list maps it;
+    // an id it does not hold (a newer developer, or a list of e-mails only) is
+    // read once: GET /developers/{developerId}.
     for (auto& a : page->apps) {
         if (!a.app_group.empty() || !a.developer_email.empty()) continue;
-        auto it = email_by_developer_id_.find(a.developer_id);
-        if (it == email_by_developer_id_.end() && !relisted) {
-            // A developer newer than the list: read it once more.
-            relisted = true;
-            auto devs = co_await edge_list_developers();
-            if (!devs) co_return devs.err();
-            it = email_by_developer_id_.find(a.developer_id);
-        }
-        if (it == email_by_developer_id_.end()) {
+        if (a.developer_id.empty()) {
             error e;
             e.what = error::kind::protocol;
             e.message = what_of(spec) + ": app " + a.name + " (appId " + a.app_id +
-                        ") names developerId " + a.developer_id +
-                        ", which the developer list does not hold";
+                        ") names neither a developerId nor a companyName";
             co_return e;
+        }
+        auto it = email_by_developer_id_.find(a.developer_id);
+        if (it == email_by_developer_id_.end()) {
+            call_spec one("GET",
+                          org_path(org_) + "/developers/" + encode_component(a.developer_id));
+            auto r1 = co_await call(http_, auth_, one);
+            if (!r1) co_return r1.err();
+            auto dev = parse_edge_developer(r1->body);
+            if (!dev) co_return in_context(dev.err(), one);
+            it = email_by_developer_id_.emplace(a.developer_id, dev->email).first;
         }
         a.developer_email = it->second;
     }

@@ -70,8 +70,8 @@ class api {
     // startKey (the last appId of the page before), next_page_token the next one
     // ("" at the end); the repeated startKey app is dropped; keys filtered to
     // `key_status` here (Edge has no keyStatus). Developer apps get their
-    // developerEmail from the developer list (list_developers, re-read once
-    // when an app names a developerId it does not hold).
+    // developerEmail from the developer list (list_developers), or, for a
+    // developerId it does not hold, from GET /developers/{developerId} (once each).
     //
     // GET /developers?expand=true (paged with count/startKey) → (email, status) pairs,
     // status "active" | "inactive" | "" (expand "is not valid" with count/startKey:

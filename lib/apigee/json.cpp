@@ -392,8 +392,16 @@ result<app_page> parse_edge_app_page(std::string_view body, const std::string& o
 
 result<std::vector<edge_developer>> parse_edge_developers(std::string_view body) {
     return with_document(body, "developer list", [&](const json& d) {
-        require_object(d, "");
         std::vector<edge_developer> out;
+        // expand "is not valid" with count/startKey: maybe e-mails only.
+        if (d.is_array()) {
+            for (const auto& e : d) {
+                if (!e.is_string()) fail("developer", "expected e-mails or developers");
+                out.push_back({e.get<std::string>(), "", ""});
+            }
+            return out;
+        }
+        require_object(d, "");
         if (const json* devs = field(d, "developer")) {
             if (!devs->is_array()) fail("developer", "expected an array");
             std::size_t i = 0;
@@ -408,11 +416,29 @@ result<std::vector<edge_developer>> parse_edge_developers(std::string_view body)
     });
 }
 
+result<edge_developer> parse_edge_developer(std::string_view body) {
+    return with_document(body, "developer", [&](const json& d) {
+        require_object(d, "");
+        edge_developer out{get_string(d, "email", ""), get_string(d, "developerId", ""),
+                           get_string(d, "status", "")};
+        if (out.email.empty()) fail("email", "missing");
+        return out;
+    });
+}
+
 result<std::vector<std::pair<std::string, std::string>>> parse_edge_companies(
     std::string_view body) {
     return with_document(body, "company list", [&](const json& d) {
-        require_object(d, "");
         std::vector<std::pair<std::string, std::string>> out;
+        if (d.is_array()) {  // names only (as the developer list)
+            for (const auto& e : d) {
+                if (!e.is_string() || e.get_ref<const std::string&>().empty())
+                    fail("company", "expected names or companies");
+                out.emplace_back(e.get<std::string>(), "");
+            }
+            return out;
+        }
+        require_object(d, "");
         if (const json* cs = field(d, "company")) {
             if (!cs->is_array()) fail("company", "expected an array");
             std::size_t i = 0;

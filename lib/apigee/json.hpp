@@ -88,9 +88,13 @@ struct edge_developer {
     std::string id;      // developerId
     std::string status;  // "" when absent
 };
-// {"developer": [{email, developerId, status}]}
+// {"developer": [{email, developerId, status}]}, or a JSON array of e-mails
+// (what Edge may answer with count/startKey: expand "is not valid" with them).
 result<std::vector<edge_developer>> parse_edge_developers(std::string_view body);
-// {"company": [{name, status}]} → (name, status); a company without a name is an error.
+// GET /developers/{email or developerId}: the developer; no email is an error.
+result<edge_developer> parse_edge_developer(std::string_view body);
+// {"company": [{name, status}]} → (name, status); a company without a name is
+// an error. A JSON array of names gives statuses "" (not known).
 result<std::vector<std::pair<std::string, std::string>>> parse_edge_companies(
     std::string_view body);
 
