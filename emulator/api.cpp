@@ -21,40 +21,69 @@ bool call::q_bool(const char* name) const {
 
 developer& find_dev(organization& org, const std::string& email) {
     auto it = org.developers.find(lower(email));
-    if (it == org.developers.end()) fail(404, "developer " + email + " not found");
+    if (it == org.developers.end() && edge_json()) {
+        // Edge: a developer is named by email or by developerId.
+        for (auto i = org.developers.begin(); i != org.developers.end(); ++i)
+            if (i->second.developer_id == email) return i->second;
+    }
+    if (it == org.developers.end())
+        fail(404, "developer " + email + " not found", "developer.service.DeveloperDoesNotExist");
     return it->second;
 }
 
 developer_app& find_app(organization& org, const std::string& email, const std::string& name) {
-    find_dev(org, email);
-    auto it = org.apps.find({lower(email), name});
-    if (it == org.apps.end()) fail(404, "app " + name + " not found for developer " + email);
+    const developer& d = find_dev(org, email);
+    auto it = org.apps.find({lower(d.email), name});
+    if (it == org.apps.end())
+        fail(404, "app " + name + " not found for developer " + email,
+             "keymanagement.service.app_does_not_exist");
     return it->second;
 }
 
 app_group& find_group(organization& org, const std::string& name) {
     auto it = org.app_groups.find(name);
-    if (it == org.app_groups.end()) fail(404, "AppGroup " + name + " not found");
+    if (it == org.app_groups.end()) {
+        if (edge_json())
+            fail(404, "company " + name + " not found", "developer.service.CompanyDoesNotExist");
+        fail(404, "AppGroup " + name + " not found");
+    }
     return it->second;
 }
 
-app_key owner_key(const std::vector<std::string>& seg) {
-    if (seg[2] == "appgroups") return team_app_key(seg[3], seg[5]);
-    return {lower(seg[3]), seg[5]};
+namespace {
+
+bool team_path(const std::vector<std::string>& seg) {
+    return seg[2] == "appgroups" || seg[2] == "companies";
+}
+
+}  // namespace
+
+app_key owner_key(const organization& org, const std::vector<std::string>& seg) {
+    if (team_path(seg)) return team_app_key(seg[3], seg[5]);
+    auto lo = lower(seg[3]);
+    if (edge_json() && !org.developers.count(lo)) {
+        for (const auto& [k, d] : org.developers)
+            if (d.developer_id == seg[3]) return {k, seg[5]};
+    }
+    return {lo, seg[5]};
 }
 
 developer_app& find_owner_app(organization& org, const std::vector<std::string>& seg) {
-    if (seg[2] != "appgroups") return find_app(org, seg[3], seg[5]);
+    if (!team_path(seg)) return find_app(org, seg[3], seg[5]);
     find_group(org, seg[3]);
     auto it = org.apps.find(team_app_key(seg[3], seg[5]));
-    if (it == org.apps.end()) fail(404, "app " + seg[5] + " not found in AppGroup " + seg[3]);
+    if (it == org.apps.end())
+        fail(404,
+             "app " + seg[5] + " not found in " + (edge_json() ? "company " : "AppGroup ") + seg[3],
+             "keymanagement.service.app_does_not_exist");
     return it->second;
 }
 
 credential& find_key(developer_app& app, const std::string& consumer_key) {
     for (auto& c : app.credentials)
         if (c.consumer_key == consumer_key) return c;
-    fail(404, "consumer key not found in app " + app.name);
+    fail(404, "consumer key not found in app " + app.name,
+         "keymanagement.service.InvalidClientIdForGivenApp");
 }
 
 std::string product_status(const organization& org, const std::string& name) {
@@ -120,7 +149,7 @@ response serve_api(state& st, const request& req, const std::vector<std::string>
                    const std::multimap<std::string, std::string>& qs) {
     std::optional<std::string> action;
     if (auto it = qs.find("action"); it != qs.end()) action = it->second;
-    auto m = match_route(req.method, seg, action.has_value());
+    auto m = match_route(req.method, seg, action.has_value(), st.edge);
     ++st.counters[m.templ];
 
     if (st.auth.required() && !st.auth.accepts(req.authorization, wall_ms()))
@@ -137,7 +166,9 @@ response serve_api(state& st, const request& req, const std::vector<std::string>
     }
 
     auto oi = st.orgs.find(seg[1]);
-    if (oi == st.orgs.end()) fail(404, "organization " + seg[1] + " not found");
+    if (oi == st.orgs.end())
+        fail(404, "organization " + seg[1] + " not found",
+             "organizations.OrganizationDoesNotExist");
     organization& org = *oi->second;
     const millis t = st.now();
 
@@ -155,7 +186,7 @@ response serve_api(state& st, const request& req, const std::vector<std::string>
     std::optional<app_key> written;
     int usable_before = 0;
     if (is_write && seg.size() >= 6 && seg[4] == "apps") {
-        written = owner_key(seg);
+        written = owner_key(org, seg);
         usable_before = st.usable_keys(org, *written);
     }
     std::string record_route = m.templ;

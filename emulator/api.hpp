@@ -42,9 +42,10 @@ response serve_api(state& st, const request& req, const std::vector<std::string>
 developer& find_dev(organization& org, const std::string& email);
 developer_app& find_app(organization& org, const std::string& email, const std::string& name);
 app_group& find_group(organization& org, const std::string& name);
-// The app of a path …/developers/D/apps/A/… or …/appgroups/G/apps/A/…, and its key.
+// The app of a path …/developers/D/apps/A/…, …/appgroups/G/apps/A/… or (Edge)
+// …/companies/C/apps/A/…, and its key. (Edge: D may be the developerId.)
 developer_app& find_owner_app(organization& org, const std::vector<std::string>& seg);
-app_key owner_key(const std::vector<std::string>& seg);
+app_key owner_key(const organization& org, const std::vector<std::string>& seg);
 credential& find_key(developer_app& app, const std::string& consumer_key);
 // The status a product starts with on a key: pending for manual approval.
 std::string product_status(const organization& org, const std::string& name);
@@ -86,6 +87,15 @@ response group_apps_list(state& st, call& ctx);
 response group_app_get(state& st, call& ctx);
 response group_key_post(state& st, call& ctx);
 response products_list(state& st, call& ctx);
+// Edge flavor (api_edge.cpp).
+response edge_apps_list(state& st, call& ctx);
+response edge_devs_list(state& st, call& ctx);
+response edge_dev_apps_list(state& st, call& ctx);
+response companies_list(state& st, call& ctx);
+response company_get(state& st, call& ctx);
+response company_apps_list(state& st, call& ctx);
+response edge_key_create(state& st, call& ctx);
+response key_attributes_post(state& st, call& ctx);
 response product_create(state& st, call& ctx);
 response product_get(state& st, call& ctx);
 

@@ -85,8 +85,8 @@ response group_apps_list(state& st, call& ctx) {
 
 response group_app_get(state& st, call& ctx) {
     auto& a = find_owner_app(ctx.org, ctx.seg);
-    return hostile_response(st.fault,
-                            app_json(ctx.org, owner_key(ctx.seg), a, true, nullptr, false), false);
+    return hostile_response(
+        st.fault, app_json(ctx.org, owner_key(ctx.org, ctx.seg), a, true, nullptr, false), false);
 }
 
 // POST /appgroups/G/apps/A/keys/K: either {"action": "approve"|"revoke"} alone,

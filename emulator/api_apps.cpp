@@ -11,13 +11,13 @@ response dev_app_create(state& st, call& ctx) {
     const auto& seg = ctx.seg;
     const json& body = ctx.body;
     const millis t = ctx.t;
-    find_dev(org, seg[3]);
+    const std::string owner = lower(find_dev(org, seg[3]).email);
     developer_app a;
     a.name = string_field(body, "name");
     if (a.name.empty()) fail(400, "app name is required");
     if (a.name.find('/') != std::string::npos || a.name.size() > 1024)
         fail(400, "invalid app name");
-    app_key k{lower(seg[3]), a.name};
+    app_key k{owner, a.name};
     if (org.apps.count(k)) fail(409, "app " + a.name + " already exists");
     std::vector<std::string> products;
     if (const json* p = field(body, "apiProducts")) products = product_names(org, *p);
@@ -36,15 +36,16 @@ response dev_app_create(state& st, call& ctx) {
     org.key_index[a.credentials.back().consumer_key] = k;
     org.app_id_index[a.app_id] = k;
     auto [it, _] = org.apps.emplace(k, std::move(a));
-    return json_response(app_json(org, k, it->second, true, nullptr, false));
+    // Edge answers a create with 201 Created.
+    return json_response(app_json(org, k, it->second, true, nullptr, false), st.edge ? 201 : 200);
 }
 
 response app_get(state& st, call& ctx) {
     organization& org = ctx.org;
     const auto& seg = ctx.seg;
-    auto& a = find_app(org, seg[3], seg[5]);
-    return hostile_response(st.fault,
-                            app_json(org, {lower(seg[3]), seg[5]}, a, true, nullptr, false), false);
+    auto& a = find_owner_app(org, seg);
+    return hostile_response(st.fault, app_json(org, owner_key(org, seg), a, true, nullptr, false),
+                            false);
 }
 
 response app_post(state& st, call& ctx) {
@@ -53,13 +54,17 @@ response app_post(state& st, call& ctx) {
     const json& body = ctx.body;
     const auto& action = ctx.action;
     const millis t = ctx.t;
-    auto& a = find_app(org, seg[3], seg[5]);
-    app_key k{lower(seg[3]), seg[5]};
+    auto& a = find_owner_app(org, seg);
+    const app_key k = owner_key(org, seg);
     if (action) {
         a.status = parse_action(action);
         a.last_modified_at = t;
         return no_content();
     }
+    // company-post-action-only: Edge's reference documents POST on a company
+    // app as approve/revoke only (?action= required), no "generate key".
+    if (st.edge && st.profile.company_post_action_only && seg[2] == "companies")
+        fail(400, "POST on a company app takes ?action=approve|revoke");
     // Generate a key pair. The trap: attributes and callbackUrl are
     // replaced by the body's, and what the body leaves out is deleted.
     std::vector<std::string> products;
@@ -101,8 +106,8 @@ response app_put(state& st, call& ctx) {
     const millis t = ctx.t;
     // Update developer app: attributes, callbackUrl, appFamily and
     // keyExpiresIn are replaced; name, scopes, status and credentials are not.
-    auto& a = find_app(org, seg[3], seg[5]);
-    app_key k{lower(seg[3]), seg[5]};
+    auto& a = find_owner_app(org, seg);
+    const app_key k = owner_key(org, seg);
     std::vector<attribute> attrs;
     if (auto at = body_attributes(body)) attrs = std::move(*at);
     std::string callback = string_field(body, "callbackUrl");
@@ -129,8 +134,8 @@ response app_put(state& st, call& ctx) {
 response app_delete(state&, call& ctx) {
     organization& org = ctx.org;
     const auto& seg = ctx.seg;
-    auto& a = find_app(org, seg[3], seg[5]);
-    app_key k{lower(seg[3]), seg[5]};
+    auto& a = find_owner_app(org, seg);
+    const app_key k = owner_key(org, seg);
     json out = app_json(org, k, a, true, nullptr, false);
     for (const auto& c : a.credentials) org.key_index.erase(c.consumer_key);
     org.app_id_index.erase(a.app_id);

@@ -45,7 +45,7 @@ response dev_create(state& st, call& ctx) {
     d.developer_id = uuid(st.id_rng);
     d.created_at = d.last_modified_at = t;
     auto& stored = org.developers[lower(d.email)] = std::move(d);
-    return json_response(developer_json(org, stored));
+    return json_response(developer_json(org, stored), st.edge ? 201 : 200);  // Edge: 201
 }
 
 response dev_get(state&, call& ctx) {
@@ -87,9 +87,8 @@ response dev_post(state& st, call& ctx) {
 response dev_apps_list(state&, call& ctx) {
     organization& org = ctx.org;
     const auto& seg = ctx.seg;
-    find_dev(org, seg[3]);
+    auto lo = lower(find_dev(org, seg[3]).email);
     const bool expand = ctx.q_bool("expand");
-    auto lo = lower(seg[3]);
     json list = json::array();
     for (auto it = org.apps.lower_bound({lo, ""}); it != org.apps.end() && it->first.first == lo;
          ++it) {

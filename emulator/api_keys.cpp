@@ -15,7 +15,7 @@ response key_create(state& st, call& ctx) {
     const json& body = ctx.body;
     const millis t = ctx.t;
     auto& a = find_owner_app(org, seg);
-    const app_key k = owner_key(seg);
+    const app_key k = owner_key(org, seg);
     credential c;
     c.consumer_key = string_field(body, "consumerKey");
     if (c.consumer_key.empty()) fail(400, "consumerKey is required");
@@ -59,7 +59,7 @@ response key_post(state& st, call& ctx) {
     const auto& seg = ctx.seg;
     const json& body = ctx.body;
     const auto& action = ctx.action;
-    auto& a = find_app(org, seg[3], seg[5]);
+    auto& a = find_owner_app(org, seg);
     auto& c = find_key(a, seg[7]);
     if (action) {
         c.status = parse_action(action);
@@ -90,7 +90,7 @@ response key_put(state& st, call& ctx) {
     organization& org = ctx.org;
     const auto& seg = ctx.seg;
     const json& body = ctx.body;
-    auto& a = find_app(org, seg[3], seg[5]);
+    auto& a = find_owner_app(org, seg);
     auto& c = find_key(a, seg[7]);
     std::vector<std::string> scopes;
     if (const json* s = field(body, "scopes")) scopes = parse_string_list(*s, "scopes");

@@ -12,7 +12,7 @@ response products_list(state&, call& ctx) {
     return json_response({{"apiProduct", std::move(list)}});
 }
 
-response product_create(state&, call& ctx) {
+response product_create(state& st, call& ctx) {
     organization& org = ctx.org;
     const json& body = ctx.body;
     api_product p;
@@ -27,7 +27,7 @@ response product_create(state&, call& ctx) {
     if (auto at = body_attributes(body)) p.attributes = std::move(*at);
     p.created_at = p.last_modified_at = ctx.t;
     const auto& stored = org.products[p.name] = std::move(p);
-    return json_response(product_json(stored));
+    return json_response(product_json(stored), st.edge ? 201 : 200);  // Edge: 201
 }
 
 response product_get(state&, call& ctx) {

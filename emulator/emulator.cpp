@@ -78,8 +78,24 @@ void emulator::set_list_latency_per_app_us(std::int64_t us) {
     state_->list_latency_per_app_us = us;
 }
 millis emulator::now() const { return state_->now(); }
+void emulator::set_flavor(flavor f) {
+    state_->edge = f == flavor::edge;
+    state_->auth.set_edge(state_->edge);
+}
+void emulator::set_private_cloud(bool on) { state_->private_cloud = on; }
+
+namespace {
+
+// Sets edge_json() for the call being answered.
+struct edge_scope {
+    explicit edge_scope(bool on) { edge_json() = on; }
+    ~edge_scope() { edge_json() = false; }
+};
+
+}  // namespace
 
 response emulator::handle(const request& req) {
+    edge_scope edge(state_->edge);
     try {
         std::string path = req.target, query;
         if (auto q = path.find('?'); q != std::string::npos) {
@@ -90,6 +106,14 @@ response emulator::handle(const request& req) {
         // Google's OAuth token endpoint and the GCE metadata server share the
         // port; their tokens expire on the real clock (oauth.hpp).
         if (path == "/token") return state_->auth.token_endpoint(req, wall_ms());
+        // The Edge login server (login.apigee.com) shares the port too.
+        if (state_->edge && path == "/oauth/token") {
+            auto qs = parse_query(query);
+            auto mfa = qs.find("mfa_token");
+            return state_->auth.edge_token_endpoint(req,
+                                                    mfa == qs.end() ? std::string() : mfa->second,
+                                                    wall_ms(), state_->profile.refresh_single_use);
+        }
         if (path == "/computeMetadata/v1/instance/service-accounts/default/token")
             return state_->auth.metadata_token(req, wall_ms());
 
@@ -97,10 +121,11 @@ response emulator::handle(const request& req) {
         auto qs = parse_query(query);
         if (seg.empty() || seg[0] != "v1") fail(404, "unknown path");
         seg.erase(seg.begin());
+        if (state_->edge && !seg.empty() && seg[0] == "o") seg[0] = "organizations";
         count_rate(*state_);
         return serve_api(*state_, req, seg, qs);
     } catch (const api_error& e) {
-        return error_response(e.code, e.status, e.message);
+        return error_response(e.code, e.status, e.message, e.edge_code);
     } catch (const nlohmann::json::exception&) {
         return error_response(400, "INVALID_ARGUMENT", "invalid request body");
     } catch (const std::exception&) {

@@ -48,10 +48,17 @@ struct readings {
     bool page_100 = false;                 // apps.list pageSize coerced to at most 100
     bool put_generates = false;            // PUT on an app naming apiProducts generates a key
     bool keystatus_whole_apps = false;     // keyStatus selects apps having such a key (all keys)
+    // Edge flavor only (listed by GET /__emulator/readings in that flavor):
+    bool create_expiry = false;       // keys/create naming an expiry: 400 (lenient: ignored)
+    bool refresh_single_use = false;  // a refresh token works once (lenient: until it expires)
+    bool company_post_action_only = false;    // POST on a company app needs ?action= (no generate)
+    bool company_startkey_exclusive = false;  // the company list's startKey is not included
     // Sets one reading by its name; false for an unknown name.
     bool set(const std::string& name, bool on = true);
     bool get(const std::string& name) const;
     static const std::vector<std::string>& names();
+    // The readings of the Edge flavor only (a subset of names()).
+    static const std::vector<std::string>& edge_names();
     void all(bool on);
 
   private:
@@ -60,6 +67,10 @@ struct readings {
 
 class oauth;
 struct state;
+
+// Which management API the emulator serves: Apigee X / hybrid (apigee.googleapis.com)
+// or Apigee Edge (api.enterprise.apigee.com and its login server).
+enum class flavor { x, edge };
 
 class emulator {
   public:
@@ -76,6 +87,10 @@ class emulator {
     // Extra latency of an org app list page, per app it returns (real pages of
     // apps with credentials cost far more than one app's GET).
     void set_list_latency_per_app_us(std::int64_t us);
+    // Edge flavor: the /v1 API as Edge serves it, and POST /oauth/token.
+    void set_flavor(flavor f);
+    // Edge flavor: org app list pages of up to 10,000 rows (Private Cloud) instead of 1,000.
+    void set_private_cloud(bool on);
 
     response handle(const request& req);
 

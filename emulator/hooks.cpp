@@ -33,6 +33,19 @@ response post_seed(state& st, const request& req) {
 
 response get_tokens(state& st, const request&) { return json_response(st.auth.dump()); }
 
+// Edge: {"passcodes": ["PC", ...]} adds one-time SAML passcodes.
+response post_passcodes(state& st, const request& req) {
+    json j = hook_body(req);
+    const json* list = field(j, "passcodes");
+    if (list == nullptr || !list->is_array()) fail(400, "passcodes must be a list of strings");
+    for (const auto& p : *list) {
+        if (!p.is_string() || p.get_ref<const std::string&>().empty())
+            fail(400, "passcodes must be a list of non-empty strings");
+        st.auth.add_passcode(p.get<std::string>());
+    }
+    return get_tokens(st, req);
+}
+
 response get_requests(state& st, const request&) {
     json c = json::object();
     std::uint64_t total = 0;
@@ -86,9 +99,15 @@ response delete_availability(state& st, const request&) {
     return no_content();
 }
 
+bool is_edge_reading(const std::string& n) {
+    const auto& e = readings::edge_names();
+    return std::find(e.begin(), e.end(), n) != e.end();
+}
+
 response get_readings(state& st, const request&) {
     json out = json::object();
-    for (const auto& n : readings::names()) out[n] = st.profile.get(n);
+    for (const auto& n : readings::names())
+        if (st.edge || !is_edge_reading(n)) out[n] = st.profile.get(n);
     return json_response(out);
 }
 
@@ -98,7 +117,7 @@ response post_readings(state& st, const request& req) {
         if (!v.is_boolean()) fail(400, name + " must be true or false");
         if (name == "strict") {
             st.profile.all(v.get<bool>());
-        } else if (!st.profile.set(name, v.get<bool>())) {
+        } else if ((!st.edge && is_edge_reading(name)) || !st.profile.set(name, v.get<bool>())) {
             fail(400, "unknown reading " + name);
         }
     }
@@ -167,6 +186,7 @@ const hook k_hooks[] = {
     {"GET", "/__emulator/faults", get_faults},
     {"POST", "/__emulator/faults", post_faults},
     {"GET", "/__emulator/tokens", get_tokens},
+    {"POST", "/__emulator/passcodes", post_passcodes},
     {"GET", "/__emulator/requests", get_requests},
     {"GET", "/__emulator/rate", get_rate},
     {"POST", "/__emulator/reset-counters", post_reset_counters},

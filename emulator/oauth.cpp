@@ -2,6 +2,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 
 #include <algorithm>
@@ -159,12 +160,18 @@ void oauth::set_basic(std::string user_colon_password) {
 }
 
 bool oauth::required() const {
-    return !static_token_.empty() || !basic_.empty() || !accounts_.empty();
+    return !static_token_.empty() || !basic_.empty() || !accounts_.empty() ||
+           (edge_ && (!edge_user_.empty() || !passcodes_.empty()));
 }
 
 bool oauth::accepts(const std::string& authorization, std::int64_t now_ms) {
     bool ok = false;
     if (!basic_.empty() && authorization == basic_) ok = true;
+    // Edge: the user's Basic pair, unless the account has MFA (Apigee refuses
+    // Basic authorization on an account with MFA since October 2020).
+    if (!ok && edge_ && !edge_user_.empty() && mfa_key_.empty() &&
+        authorization == "Basic " + base64(edge_user_ + ":" + edge_password_))
+        ok = true;
     if (!ok && authorization.rfind("Bearer ", 0) == 0) {
         std::string tok = authorization.substr(7);
         if (!static_token_.empty() && tok == static_token_) {
@@ -180,7 +187,7 @@ bool oauth::accepts(const std::string& authorization, std::int64_t now_ms) {
 
 std::string oauth::issue(const std::string& source, std::int64_t now_ms) {
     static const char* hex = "0123456789abcdef";
-    std::string tok = "ya29.emu-";
+    std::string tok = edge_ ? "edge-emu-" : "ya29.emu-";
     for (int i = 0; i < 40; ++i) tok += hex[rng_() & 15];
     std::int64_t exp = now_ms + ttl_s_ * 1000;
     // Drop expired tokens so the table stays small.
@@ -313,7 +320,161 @@ json oauth::dump() const {
                 {"acceptedIssued", accepted_issued_},
                 {"rejected", rejected_},
                 {"tokenTtlSeconds", ttl_s_},
-                {"metadataDown", metadata_down}};
+                {"metadataDown", metadata_down},
+                {"edgeTokenRequests", edge_requests_},
+                {"edgeTokenErrors", edge_errors_},
+                {"refreshTokensLive", refresh_live_.size()},
+                {"passcodesLeft", passcodes_.size()}};
+}
+
+// ---------------------------------------------------------------- Edge login
+
+void oauth::set_edge_user(std::string user, std::string password) {
+    edge_user_ = std::move(user);
+    edge_password_ = std::move(password);
+}
+
+void oauth::set_mfa_seed(const std::string& base32) {
+    // RFC 4648 base32, case-insensitive; '=' padding, spaces and dashes ignored.
+    std::string out;
+    std::uint32_t buf = 0;
+    int bits = 0;
+    for (char c : base32) {
+        if (c == '=' || c == ' ' || c == '-') continue;
+        int v;
+        if (c >= 'A' && c <= 'Z')
+            v = c - 'A';
+        else if (c >= 'a' && c <= 'z')
+            v = c - 'a';
+        else if (c >= '2' && c <= '7')
+            v = c - '2' + 26;
+        else
+            throw std::invalid_argument("the MFA seed is not base32");
+        buf = (buf << 5) | static_cast<std::uint32_t>(v);
+        bits += 5;
+        if (bits >= 8) {
+            out += static_cast<char>((buf >> (bits - 8)) & 0xff);
+            bits -= 8;
+        }
+    }
+    if (!base32.empty() && out.empty()) throw std::invalid_argument("the MFA seed is too short");
+    mfa_key_ = std::move(out);
+}
+
+void oauth::add_passcode(std::string passcode) { passcodes_.push_back(std::move(passcode)); }
+
+std::string oauth::totp(std::int64_t step) const {
+    unsigned char msg[8];
+    for (int i = 7; i >= 0; --i) {
+        msg[i] = static_cast<unsigned char>(step & 0xff);
+        step >>= 8;
+    }
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha1(), mfa_key_.data(), static_cast<int>(mfa_key_.size()), msg, sizeof msg, mac,
+         &len);
+    const int off = mac[len - 1] & 0x0f;
+    const std::uint32_t bin = (static_cast<std::uint32_t>(mac[off] & 0x7f) << 24) |
+                              (static_cast<std::uint32_t>(mac[off + 1]) << 16) |
+                              (static_cast<std::uint32_t>(mac[off + 2]) << 8) |
+                              static_cast<std::uint32_t>(mac[off + 3]);
+    std::string code = std::to_string(bin % 1000000);
+    return std::string(6 - code.size(), '0') + code;
+}
+
+std::string oauth::new_refresh(const std::string& source, std::int64_t now_ms) {
+    static const char* hex = "0123456789abcdef";
+    std::string tok = "edge-refresh-";
+    for (int i = 0; i < 40; ++i) tok += hex[rng_() & 15];
+    for (auto it = refresh_live_.begin(); it != refresh_live_.end();)
+        it = it->second <= now_ms ? refresh_live_.erase(it) : std::next(it);
+    refresh_live_[tok] = now_ms + refresh_ttl_s_ * 1000;
+    (void)source;
+    return tok;
+}
+
+response oauth::edge_grant(const std::string& source, std::int64_t now_ms,
+                           const std::string& refresh) {
+    response r;
+    json j = json::object();
+    j["access_token"] = issue(source, now_ms);
+    j["token_type"] = "bearer";
+    j["refresh_token"] = refresh;
+    j["expires_in"] = ttl_s_;
+    j["scope"] = "scim.emails.read scim.me openid password.write approvals.me scim.ids.read";
+    static const char* hex = "0123456789abcdef";
+    std::string jti;
+    for (int i = 0; i < 32; ++i) jti += hex[rng_() & 15];
+    j["jti"] = jti;
+    r.body = j.dump();
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
+}
+
+response oauth::edge_token_endpoint(const request& req, const std::string& mfa_token,
+                                    std::int64_t now_ms, bool refresh_single_use) {
+    if (req.method != "POST") {
+        auto r = oauth_error("method_not_allowed", "the token endpoint takes POST", 405);
+        r.headers.emplace_back("Allow", "POST");
+        return r;
+    }
+    ++edge_requests_;
+    auto refuse = [&](int status, const std::string& error, const std::string& description) {
+        ++edge_errors_;
+        return oauth_error(error, description, status);
+    };
+    // The client is the Edge CLI client edgecli:edgeclisecret.
+    if (req.authorization != "Basic " + base64("edgecli:edgeclisecret"))
+        return refuse(401, "unauthorized", "Bad client credentials");
+    if (req.content_type.rfind("application/x-www-form-urlencoded", 0) != 0)
+        return refuse(400, "invalid_request",
+                      "Content-Type must be application/x-www-form-urlencoded");
+    auto form = parse_form(req.body);
+    const std::string grant = form.count("grant_type") ? form["grant_type"] : "";
+    if (grant == "refresh_token") {
+        auto it = refresh_live_.find(form["refresh_token"]);
+        if (it == refresh_live_.end() || it->second <= now_ms)
+            return refuse(401, "invalid_token", "Invalid refresh token (expired or unknown)");
+        std::string refresh = it->first;
+        if (refresh_single_use) {
+            refresh_live_.erase(it);
+            refresh = new_refresh("refresh", now_ms);
+        }
+        return edge_grant("edge:refresh", now_ms, refresh);
+    }
+    if (grant != "password")
+        return refuse(400, "unsupported_grant_type", "Unsupported grant type: " + grant);
+    // Password and passcode grants: at most login_limit_ an hour (Apigee: 30).
+    while (!logins_.empty() && logins_.front() <= now_ms - 3600 * 1000)
+        logins_.erase(logins_.begin());
+    if (login_limit_ > 0 && static_cast<int>(logins_.size()) >= login_limit_) {
+        auto r = refuse(429, "too_many_requests", "Too many token requests; use refresh tokens");
+        r.headers.emplace_back("Retry-After", "60");
+        return r;
+    }
+    std::string source;
+    if (form.count("passcode")) {
+        auto it = std::find(passcodes_.begin(), passcodes_.end(), form["passcode"]);
+        if (form["passcode"].empty() || it == passcodes_.end())
+            return refuse(401, "unauthorized", "Invalid passcode");
+        passcodes_.erase(it);  // single use
+        source = "edge:passcode";
+    } else {
+        if (edge_user_.empty() || form["username"] != edge_user_ ||
+            form["password"] != edge_password_)
+            return refuse(401, "unauthorized", "Bad credentials");
+        if (!mfa_key_.empty()) {
+            if (mfa_token.empty())
+                return refuse(401, "unauthorized",
+                              "Error requesting access token: an MFA code is required");
+            const std::int64_t step = now_ms / 1000 / 30;
+            if (mfa_token != totp(step) && mfa_token != totp(step - 1))
+                return refuse(401, "unauthorized", "Invalid MFA code");
+        }
+        source = "edge:password";
+    }
+    logins_.push_back(now_ms);
+    return edge_grant(source, now_ms, new_refresh(source, now_ms));
 }
 
 }  // namespace keyrot::emulator

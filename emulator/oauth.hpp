@@ -45,6 +45,25 @@ class oauth {
     bool accepts(const std::string& authorization, std::int64_t now_ms);
 
     response token_endpoint(const request& req, std::int64_t now_ms);
+
+    // --- Edge flavor: the Edge login server's POST /oauth/token
+    // (docs/emulator.md, "Edge login"). Tokens are opaque; they expire after
+    // the token TTL (access) and the refresh TTL, on the real clock.
+    void set_edge(bool on) { edge_ = on; }
+    // The Edge user: password grant, and Basic USER:PASSWORD unless MFA is on.
+    void set_edge_user(std::string user, std::string password);
+    // The base32 TOTP seed the user enrolled with ("" = no MFA). Throws
+    // std::invalid_argument on bad base32.
+    void set_mfa_seed(const std::string& base32);
+    void add_passcode(std::string passcode);  // one-time SAML passcodes
+    void set_refresh_ttl(std::int64_t seconds) { refresh_ttl_s_ = seconds; }
+    // Password and passcode grants allowed per hour (Apigee: 30); 0 = no limit.
+    void set_login_limit(int per_hour) { login_limit_ = per_hour; }
+    // `mfa_token`: the query parameter; `refresh_single_use`: the reading.
+    response edge_token_endpoint(const request& req, const std::string& mfa_token,
+                                 std::int64_t now_ms, bool refresh_single_use);
+    // The TOTP code (6 digits) of the seed for a 30 s step (tests and logs never see it).
+    std::string totp(std::int64_t step) const;
     response metadata_token(const request& req, std::int64_t now_ms);
 
     // GET /__emulator/tokens
@@ -53,6 +72,18 @@ class oauth {
 
   private:
     std::string issue(const std::string& source, std::int64_t now_ms);
+    std::string new_refresh(const std::string& source, std::int64_t now_ms);
+    response edge_grant(const std::string& source, std::int64_t now_ms, const std::string& refresh);
+
+    bool edge_ = false;
+    std::string edge_user_, edge_password_;
+    std::string mfa_key_;  // the decoded seed; "" = no MFA
+    std::vector<std::string> passcodes_;
+    std::int64_t refresh_ttl_s_ = 86400;
+    int login_limit_ = 30;
+    std::vector<std::int64_t> logins_;                  // times (ms) of password/passcode grants
+    std::map<std::string, std::int64_t> refresh_live_;  // refresh token -> expiry (ms)
+    std::uint64_t edge_requests_ = 0, edge_errors_ = 0;
 
     struct issued {
         std::string token;

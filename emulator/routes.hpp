@@ -19,8 +19,9 @@ struct route_match {
 };
 
 // `seg`: decoded path segments after "v1"; `has_action`: ?action= is present
-// (its routes are counted apart: "POST …/keys/{key}?action").
+// (its routes are counted apart: "POST …/keys/{key}?action"); `edge`: the
+// Edge flavor's table (its own paths: companies, keys/create only, …).
 route_match match_route(const std::string& method, const std::vector<std::string>& seg,
-                        bool has_action);
+                        bool has_action, bool edge = false);
 
 }  // namespace keyrot::emulator

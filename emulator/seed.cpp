@@ -94,9 +94,11 @@ organization& load_org(state& st, const json& o, millis base) {
             org->developers[k] = std::move(dev);
         }
     }
-    // Teams (AppGroups). A team app whose AppGroup is not listed gets an
-    // active one of that name.
-    if (auto it = o.find("appGroups"); it != o.end()) {
+    // Teams (AppGroups; Edge: companies, the same record). A team app whose
+    // AppGroup is not listed gets an active one of that name.
+    for (const char* list : {"appGroups", "companies"}) {
+        auto it = o.find(list);
+        if (it == o.end()) continue;
         for (const auto& g : *it) {
             app_group ag;
             ag.name = seed_str(g, "name");
@@ -117,7 +119,7 @@ organization& load_org(state& st, const json& o, millis base) {
             developer_app app;
             // A team (AppGroup) app has `appGroup` and no developer. Its key in
             // the app map starts with a byte no email holds.
-            app.app_group = seed_str(a, "appGroup");
+            app.app_group = seed_str(a, "appGroup", seed_str(a, "companyName"));
             auto email = app.app_group.empty() ? lower(seed_str(a, "developerEmail"))
                                                : k_team_prefix + app.app_group;
             if (app.app_group.empty() && !org->developers.count(email))

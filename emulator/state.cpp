@@ -6,20 +6,38 @@
 namespace keyrot::emulator {
 
 const std::vector<std::string>& readings::names() {
-    static const std::vector<std::string> n = {"create-scopes",         "update-wipes-attributes",
-                                               "developer-list-emails", "page-100",
-                                               "put-generates",         "keystatus-whole-apps"};
+    static const std::vector<std::string> n = {"create-scopes",
+                                               "update-wipes-attributes",
+                                               "developer-list-emails",
+                                               "page-100",
+                                               "put-generates",
+                                               "keystatus-whole-apps",
+                                               "create-expiry",
+                                               "refresh-single-use",
+                                               "company-post-action-only",
+                                               "company-startkey-exclusive"};
+    return n;
+}
+
+const std::vector<std::string>& readings::edge_names() {
+    static const std::vector<std::string> n = {"create-expiry", "refresh-single-use",
+                                               "company-post-action-only",
+                                               "company-startkey-exclusive"};
     return n;
 }
 
 bool* readings::flag(const std::string& name) {
-    return name == "create-scopes"             ? &create_scopes
-           : name == "update-wipes-attributes" ? &update_wipes_attributes
-           : name == "developer-list-emails"   ? &developer_list_emails
-           : name == "page-100"                ? &page_100
-           : name == "put-generates"           ? &put_generates
-           : name == "keystatus-whole-apps"    ? &keystatus_whole_apps
-                                               : nullptr;
+    return name == "create-scopes"                ? &create_scopes
+           : name == "update-wipes-attributes"    ? &update_wipes_attributes
+           : name == "developer-list-emails"      ? &developer_list_emails
+           : name == "page-100"                   ? &page_100
+           : name == "put-generates"              ? &put_generates
+           : name == "keystatus-whole-apps"       ? &keystatus_whole_apps
+           : name == "create-expiry"              ? &create_expiry
+           : name == "refresh-single-use"         ? &refresh_single_use
+           : name == "company-post-action-only"   ? &company_post_action_only
+           : name == "company-startkey-exclusive" ? &company_startkey_exclusive
+                                                  : nullptr;
 }
 
 bool readings::set(const std::string& name, bool on) {

@@ -165,6 +165,8 @@ struct state {
 
     oauth auth;
     readings profile;
+    bool edge = false;           // the Edge flavor (--flavor edge)
+    bool private_cloud = false;  // Edge: org app list pages of up to 10,000 rows
     std::int64_t list_latency_per_app_us = 0;
     std::vector<marker_loss> markers_lost;
     std::deque<write_span> writes;

@@ -7,19 +7,66 @@
 
 namespace keyrot::emulator {
 
-[[noreturn]] void fail(int code, std::string message) {
+bool& edge_json() {
+    thread_local bool edge = false;
+    return edge;
+}
+
+[[noreturn]] void fail(int code, std::string message, const char* edge_code) {
     static const std::map<int, std::string> names = {
         {400, "INVALID_ARGUMENT"}, {401, "UNAUTHENTICATED"},    {403, "PERMISSION_DENIED"},
         {404, "NOT_FOUND"},        {405, "METHOD_NOT_ALLOWED"}, {409, "ALREADY_EXISTS"},
         {413, "INVALID_ARGUMENT"}, {429, "RESOURCE_EXHAUSTED"}, {500, "INTERNAL"},
         {503, "UNAVAILABLE"}};
     auto it = names.find(code);
-    throw api_error{code, it == names.end() ? "UNKNOWN" : it->second, std::move(message)};
+    throw api_error{code, it == names.end() ? "UNKNOWN" : it->second, std::move(message),
+                    edge_code ? edge_code : ""};
 }
 
-response error_response(int code, const std::string& status, const std::string& message) {
+namespace {
+
+// The Edge error code of a status when the call names none (indicative:
+// clients decide by the HTTP status).
+std::string edge_code_of(int code) {
+    switch (code) {
+        case 400:
+            return "keymanagement.service.invalid_request";
+        case 401:
+            return "security.Unauthorized";
+        case 403:
+            return "security.Forbidden";
+        case 404:
+            return "messaging.adaptors.http.flow.ResourceNotFound";
+        case 405:
+            return "messaging.adaptors.http.flow.MethodNotAllowed";
+        case 409:
+            return "keymanagement.service.already_exists";
+        case 413:
+            return "messaging.adaptors.http.flow.RequestTooLarge";
+        case 429:
+            return "messaging.adaptors.http.flow.TooManyRequests";
+        case 503:
+            return "messaging.adaptors.http.flow.ServiceUnavailable";
+        default:
+            return "messaging.runtime.InternalError";
+    }
+}
+
+}  // namespace
+
+response error_response(int code, const std::string& status, const std::string& message,
+                        const std::string& edge_code) {
     response r;
     r.status = code;
+    if (edge_json()) {
+        // Edge: {"code": "…", "message": "…", "contexts": []}.
+        json j = json::object();
+        j["code"] = edge_code.empty() ? edge_code_of(code) : edge_code;
+        j["message"] = message;
+        j["contexts"] = json::array();
+        r.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
+        return r;
+    }
     // Paths may decode to invalid UTF-8: replace it rather than throw.
     r.body = json{{"error", {{"code", code}, {"message", message}, {"status", status}}}}.dump(
         -1, ' ', false, json::error_handler_t::replace);

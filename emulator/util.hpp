@@ -29,11 +29,20 @@ struct api_error {
     int code;
     std::string status;
     std::string message;
+    std::string edge_code;  // the Edge flavor's error "code" ("" = by HTTP status)
 };
 
-[[noreturn]] void fail(int code, std::string message);
+// `edge_code`: the error code the Edge flavor answers with (e.g.
+// "developer.service.DeveloperDoesNotExist"); null = one chosen by status.
+[[noreturn]] void fail(int code, std::string message, const char* edge_code = nullptr);
 
-response error_response(int code, const std::string& status, const std::string& message);
+// Whether the call being answered is the Edge flavor's: Edge JSON (numbers for
+// times, empty lists shown) and Edge error bodies {code, message, contexts}.
+// Set by emulator::handle() for the call it runs (one thread per emulator).
+bool& edge_json();
+
+response error_response(int code, const std::string& status, const std::string& message,
+                        const std::string& edge_code = {});
 response json_response(const json& j, int status = 200);
 response no_content();
 

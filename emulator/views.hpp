@@ -11,6 +11,8 @@
 namespace keyrot::emulator {
 
 json attrs_json(const std::vector<attribute>& attrs);
+// A time (ms): a JSON string (Google's int64 mapping) or, in the Edge flavor, a number.
+json time_json(millis v);
 // Google's JSON mapping leaves out empty repeated fields and empty strings.
 void put_list(json& j, const char* name, const std::vector<std::string>& v);
 void put_str(json& j, const char* name, const std::string& v);
@@ -25,5 +27,7 @@ json app_json(const organization& org, const app_key& k, const developer_app& a,
 json product_json(const api_product& p);
 // An AppGroup as GET /appgroups/G answers it.
 json app_group_json(const organization& org, const app_group& g);
+// An Edge company (the same record as an AppGroup) as GET /companies/C answers it.
+json company_json(const organization& org, const app_group& g);
 
 }  // namespace keyrot::emulator

@@ -8,3 +8,9 @@ foreach(mode http https gcloud)
     set_tests_properties(emulator_${mode} PROPERTIES LABELS integration TIMEOUT 180
                                                      SKIP_RETURN_CODE 77)
 endforeach()
+# The Edge flavor (--flavor edge), under both profiles.
+set(_emu_edge_py ${CMAKE_CURRENT_LIST_DIR}/emulator_edge_test.py)
+foreach(profile lenient strict)
+    add_test(NAME emulator_edge_${profile} COMMAND ${KEYROT_PYTHON} ${_emu_edge_py} ${_emu_bin} ${profile})
+    set_tests_properties(emulator_edge_${profile} PROPERTIES LABELS integration TIMEOUT 180)
+endforeach()
