@@ -171,10 +171,12 @@ error config_refusal(std::string message) {
     e.message = std::move(message);
     return e;
 }
-error no_generate_for_teams() {
+error no_generate_for_teams(bool edge) {
     error e;
     e.what = error::kind::config;
-    e.message = "team (AppGroup) apps have no generate-key call: use method import";
+    e.message = edge ? "Edge company apps have no generate-key call (a POST on a company app only "
+                       "approves or revokes it)"
+                     : "team (AppGroup) apps have no generate-key call: use method import";
     return e;
 }
 }  // namespace
@@ -292,14 +294,14 @@ net::awaitable<result<app>> api::get_app(app_owner owner, std::string app_name) 
 }
 
 net::awaitable<result<app>> api::generate_key(app_owner owner, const app& body) {
-    if (owner.is_team() && !edge()) co_return no_generate_for_teams();
+    if (owner.is_team()) co_return no_generate_for_teams(edge());
     auto spec = json_call("POST", app_path(org_, owner, body.name, edge()),
                           edge() ? edge_generate_key_body(body) : generate_key_body(body));
     co_return co_await call_app(http_, auth_, std::move(spec), org_, edge());
 }
 
 net::awaitable<result<app>> api::update_app(app_owner owner, const app& body) {
-    if (owner.is_team() && !edge()) co_return no_generate_for_teams();
+    if (owner.is_team() && !edge()) co_return no_generate_for_teams(false);
     auto spec = json_call("PUT", app_path(org_, owner, body.name, edge()), update_app_body(body));
     co_return co_await call_app(http_, auth_, std::move(spec), org_, edge());
 }

@@ -93,7 +93,8 @@ class api {
     // The calls below take the app's owner: /developers/D/apps/A/… or
     // /appgroups/G/apps/A/… (a team app: its key update and approve/revoke
     // have their own bodies, and it has no generate-key call or app update:
-    // generate_key and update_app answer a config error for it).
+    // generate_key and update_app answer a config error for it; on Edge a
+    // company app has no generate-key call either, but an app update).
     // POST /developers/D/apps/A (no action): "generate key pair". `body` carries
     // every field the app must keep (attributes, callbackUrl, apiProducts, scopes,
     // appFamily, keyExpiresIn).

@@ -706,6 +706,14 @@ std::vector<diagnostic> flavor_refusals(const std::string& flavor,
                    "generate cannot rotate team (AppGroup) apps, which match.appGroups "
                    "selects: Apigee has no generate-key call for them; use import, or "
                    "a separate policy for the teams");
+        if (edge && rot.method == rotation_method::generate && !p.match.app_groups.empty())
+            refuse("rotation.method",
+                   "policy " + quote(p.name) +
+                       " matches company apps (match.appGroups), which keyrotd cannot rotate on "
+                       "Apigee Edge: Edge's reference has no generate-key call for company apps "
+                       "(a POST on a company app only approves or revokes it), and keys/create "
+                       "takes no expiry; remove match.appGroups (company apps are then left "
+                       "alone)");
         if (edge && rot.method == rotation_method::import_key) {
             if (rot.key_lifetime)
                 refuse(p.positions.count("rotation.method") ? "rotation.method"

@@ -210,10 +210,9 @@ const std::vector<std::string>& policy_fields();
 
 // What the Apigee flavor cannot do with these policies, one error each, naming
 // the policy's file and the field (load_config calls it with the config's
-// flavor, load_policies with "x"): on every flavor, team apps with method
-// generate only where the flavor has a generate-key call for them (Edge
-// companies: yes; X AppGroups: no); on Edge, no method import (keys/create
-// takes no expiry and no attributes).
+// flavor, load_policies with "x"): team apps with method generate (neither X's
+// AppGroups nor Edge's companies have a generate-key call); on Edge, no method
+// import (keys/create takes no expiry and no attributes), so no team apps at all.
 std::vector<diagnostic> flavor_refusals(const std::string& flavor,
                                         const std::vector<policy>& policies);
 

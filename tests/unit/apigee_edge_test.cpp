@@ -327,7 +327,11 @@ TEST(EdgeApi, PathsAndBodiesOfTheKeyCalls) {
     app body = keyrot::testing::run_sync(a.get_app(team, "b2b")).value();
     body.name = "b2b";
     body.key_expires_in = 3600000;
-    ASSERT_TRUE(keyrot::testing::run_sync(a.generate_key(team, body)));  // companies can
+    // Edge's reference has no generate-key call for company apps: refused unsent.
+    auto no_gen = keyrot::testing::run_sync(a.generate_key(team, body));
+    ASSERT_FALSE(no_gen);
+    EXPECT_EQ(no_gen.err().what, error::kind::config);
+    ASSERT_TRUE(keyrot::testing::run_sync(a.generate_key(dev, body)));
     ASSERT_TRUE(keyrot::testing::run_sync(a.update_app(team, body)));
     ASSERT_TRUE(keyrot::testing::run_sync(
         a.update_key(dev, "shop", secret("k"), {"p"}, {{"keyrotd_replaces", "f"}})));
@@ -349,7 +353,7 @@ TEST(EdgeApi, PathsAndBodiesOfTheKeyCalls) {
     const std::string base = "/v1/organizations/acme";
     EXPECT_EQ(t.seen[0].target, base + "/companies/Partner/apps/b2b");
     EXPECT_EQ(t.seen[1].method, "POST");
-    EXPECT_EQ(t.seen[1].target, base + "/companies/Partner/apps/b2b");
+    EXPECT_EQ(t.seen[1].target, base + "/developers/one%40x.com/apps/b2b");
     EXPECT_TRUE(json::parse(t.seen[1].body)["keyExpiresIn"].is_number());
     EXPECT_EQ(t.seen[2].method, "PUT");
     EXPECT_EQ(t.seen[3].target, base + "/developers/one%40x.com/apps/shop/keys/k");

@@ -1070,11 +1070,17 @@ TEST_F(Loader, EdgeRefusesImport) {
     r = load_config(write("c.yaml", cfg));
     EXPECT_FALSE(r.ok());
     EXPECT_DIAG(r.diagnostics, "rotation.method", 3, 20, "keys/create takes no attributes");
-    // generate works, for companies (match.appGroups) too.
+    // generate works for developer apps; company apps (match.appGroups) have no
+    // generate-key call on Edge either.
+    write("pol.yaml", "name: p\norganization: o\nrotation: {method: generate}\n");
+    r = load_config(write("c.yaml", cfg));
+    EXPECT_TRUE(r.ok()) << dump(r.diagnostics);
     write("pol.yaml",
           "name: p\norganization: o\nmatch: {appGroups: ['*']}\nrotation: {method: generate}\n");
     r = load_config(write("c.yaml", cfg));
-    EXPECT_TRUE(r.ok()) << dump(r.diagnostics);
+    EXPECT_FALSE(r.ok());
+    EXPECT_DIAG(r.diagnostics, "rotation.method", 4, 20,
+                "Edge's reference has no generate-key call for company apps");
     // ...which X still refuses (AppGroups have no generate-key call).
     r = load_config(write("c.yaml", "policies: pol.yaml\n"));
     EXPECT_FALSE(r.ok());
