@@ -166,6 +166,10 @@ class EdgeRotation:
         r = self.k.run("once")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(self.emu.writes(), 0)
+        # 9 apps, 3 rows, pages overlapping by one: 4 pages and the one that
+        # brings nothing new (a page short of rows does not end the list).
+        self.assertEqual(self.emu.reads().get("GET /v1/organizations/{org}/apps"), 5,
+                         self.emu.reads())
         if self.oauth:
             tokens = self.emu.hook("tokens")
             self.assertGreaterEqual(tokens.get("edgeTokenRequests", 0), 1, tokens)
