@@ -63,10 +63,16 @@ error http_error(const http::response& r, const call_spec& spec) {
     e.what = error::kind::http;
     e.status = r.status;
     google_error g;
+    edge_error eg;
     std::string detail;
     if (parse_google_error(r.body, g)) {
         e.code = g.status;
         detail = sanitise(g.message, spec.scrub);
+    } else if (parse_edge_error(r.body, eg)) {
+        // Apigee Edge's {code, message, contexts}: the same kinds as X's (by
+        // HTTP status), Edge's code kept in the message.
+        e.code = status_name(r.status);
+        detail = sanitise(eg.code + (eg.message.empty() ? "" : ": " + eg.message), spec.scrub);
     } else if (!r.body.empty()) {
         detail = "(not a Google error body) " + sanitise(r.body, spec.scrub);
     }
@@ -113,10 +119,10 @@ call_spec json_call(std::string method, std::string target, std::string body) {
 
 // One call, its answer parsed: an app, a key, or nothing (204).
 net::awaitable<result<app>> call_app(http::transport& client, auth::token_source& auth,
-                                     call_spec spec, const std::string& org) {
+                                     call_spec spec, const std::string& org, bool edge) {
     auto r = co_await call(client, auth, spec);
     if (!r) co_return r.err();
-    auto a = parse_app(r->body, org);
+    auto a = edge ? parse_edge_app(r->body, org) : parse_app(r->body, org);
     if (!a) co_return in_context(a.err(), spec);
     co_return a;
 }
@@ -139,33 +145,50 @@ net::awaitable<result<void>> call_only(http::transport& client, auth::token_sour
 
 }  // namespace
 
-api::api(http::transport& http, auth::token_source& auth, std::string organization)
-    : http_(http), auth_(auth), org_(std::move(organization)) {}
+api::api(http::transport& http, auth::token_source& auth, std::string organization,
+         api_options options)
+    : http_(http), auth_(auth), org_(std::move(organization)), opts_(options) {}
 
 namespace {
 std::string org_path(const std::string& org) {
     return "/v1/organizations/" + encode_component(org);
 }
-std::string app_path(const std::string& org, const app_owner& owner, const std::string& app) {
-    return org_path(org) +
-           (owner.is_team() ? "/appgroups/" + encode_component(owner.team)
-                            : "/developers/" + encode_component(owner.developer)) +
+// A team is an AppGroup on X, a company on Edge.
+std::string team_path(const std::string& org, const std::string& team, bool edge) {
+    return org_path(org) + (edge ? "/companies/" : "/appgroups/") + encode_component(team);
+}
+std::string app_path(const std::string& org, const app_owner& owner, const std::string& app,
+                     bool edge) {
+    return (owner.is_team() ? team_path(org, owner.team, edge)
+                            : org_path(org) + "/developers/" + encode_component(owner.developer)) +
            "/apps/" + encode_component(app);
 }
 std::string key_path(const std::string& org, const app_owner& owner, const std::string& app,
-                     const secret& key) {
-    return app_path(org, owner, app) + "/keys/" + encode_component(key.reveal());
+                     const secret& key, bool edge) {
+    return app_path(org, owner, app, edge) + "/keys/" + encode_component(key.reveal());
 }
-error no_generate_for_teams() {
+error config_refusal(std::string message) {
     error e;
     e.what = error::kind::config;
-    e.message = "team (AppGroup) apps have no generate-key call: use method import";
+    e.message = std::move(message);
+    return e;
+}
+error no_generate_for_teams(bool edge) {
+    error e;
+    e.what = error::kind::config;
+    e.message = edge ? "Edge company apps have no generate-key call (a POST on a company app only "
+                       "approves or revokes it)"
+                     : "team (AppGroup) apps have no generate-key call: use method import";
     return e;
 }
 }  // namespace
 
 net::awaitable<result<app_page>> api::list_apps_page(std::string page_token, int page_size,
                                                      std::string key_status) {
+    if (edge()) {
+        auto page = co_await edge_list_apps_page(std::move(page_token), std::move(key_status));
+        co_return page;
+    }
     std::string target =
         org_path(org_) + "/apps?expand=true&includeCred=true&pageSize=" + std::to_string(page_size);
     if (!page_token.empty()) target += "&pageToken=" + encode_component(page_token);
@@ -179,6 +202,10 @@ net::awaitable<result<app_page>> api::list_apps_page(std::string page_token, int
 }
 
 net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::list_developers() {
+    if (edge()) {
+        auto devs = co_await edge_list_developers();
+        co_return devs;
+    }
     constexpr int count = 1000;
     std::vector<std::pair<std::string, std::string>> all;
     std::set<std::string> seen;
@@ -209,6 +236,10 @@ net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::li
 }
 
 net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::list_app_groups() {
+    if (edge()) {
+        auto companies = co_await edge_list_companies();
+        co_return companies;
+    }
     std::vector<std::pair<std::string, std::string>> all;
     std::string token;
     for (int page = 0; page < 100000; ++page) {
@@ -233,7 +264,7 @@ net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::li
 }
 
 net::awaitable<result<std::string>> api::get_app_group_status(std::string team) {
-    call_spec spec("GET", org_path(org_) + "/appgroups/" + encode_component(team));
+    call_spec spec("GET", team_path(org_, team, edge()));
     auto r = co_await call(http_, auth_, spec);
     if (!r) co_return r.err();
     auto st = parse_developer_status(r->body);
@@ -260,31 +291,39 @@ net::awaitable<result<std::string>> api::get_developer_status(std::string develo
 }
 
 net::awaitable<result<app>> api::get_app(app_owner owner, std::string app_name) {
-    call_spec spec("GET", app_path(org_, owner, app_name));
-    co_return co_await call_app(http_, auth_, std::move(spec), org_);
+    call_spec spec("GET", app_path(org_, owner, app_name, edge()));
+    co_return co_await call_app(http_, auth_, std::move(spec), org_, edge());
 }
 
 net::awaitable<result<app>> api::generate_key(app_owner owner, const app& body) {
-    if (owner.is_team()) co_return no_generate_for_teams();
-    auto spec = json_call("POST", app_path(org_, owner, body.name), generate_key_body(body));
-    co_return co_await call_app(http_, auth_, std::move(spec), org_);
+    if (owner.is_team()) co_return no_generate_for_teams(edge());
+    auto spec = json_call("POST", app_path(org_, owner, body.name, edge()),
+                          edge() ? edge_generate_key_body(body) : generate_key_body(body));
+    co_return co_await call_app(http_, auth_, std::move(spec), org_, edge());
 }
 
 net::awaitable<result<app>> api::update_app(app_owner owner, const app& body) {
-    if (owner.is_team()) co_return no_generate_for_teams();
-    auto spec = json_call("PUT", app_path(org_, owner, body.name), update_app_body(body));
-    co_return co_await call_app(http_, auth_, std::move(spec), org_);
+    if (owner.is_team() && !edge()) co_return no_generate_for_teams(false);
+    auto spec = json_call("PUT", app_path(org_, owner, body.name, edge()), update_app_body(body));
+    co_return co_await call_app(http_, auth_, std::move(spec), org_, edge());
 }
 
 net::awaitable<result<credential>> api::create_key(app_owner owner, std::string app_name,
                                                    const new_key& key) {
-    auto spec = json_call("POST", app_path(org_, owner, app_name) + "/keys", create_key_body(key));
+    if (edge() && key.expires_in_seconds != k_never)
+        co_return config_refusal(
+            "Apigee Edge cannot set an expiry on an imported key (keys/create takes consumerKey "
+            "and consumerSecret only): use method generate");
+    auto spec = edge() ? json_call("POST", app_path(org_, owner, app_name, edge()) + "/keys/create",
+                                   edge_create_key_body(key))
+                       : json_call("POST", app_path(org_, owner, app_name, edge()) + "/keys",
+                                   create_key_body(key));
     spec.scrub = {key.consumer_key.reveal(), key.consumer_secret.reveal()};
     co_return co_await call_key(http_, auth_, std::move(spec));
 }
 
 net::awaitable<result<credential>> api::get_key(app_owner owner, std::string app_name, secret key) {
-    call_spec spec("GET", key_path(org_, owner, app_name, key));
+    call_spec spec("GET", key_path(org_, owner, app_name, key, edge()));
     spec.scrub = {key.reveal()};
     co_return co_await call_key(http_, auth_, std::move(spec));
 }
@@ -293,9 +332,11 @@ net::awaitable<result<credential>> api::update_key(app_owner owner, std::string 
                                                    secret key,
                                                    std::vector<std::string> add_products,
                                                    std::vector<attribute> attributes) {
-    auto spec = json_call("POST", key_path(org_, owner, app_name, key),
-                          owner.is_team() ? team_update_key_body(add_products, attributes, nullptr)
-                                          : update_key_body(add_products, attributes));
+    auto spec =
+        json_call("POST", key_path(org_, owner, app_name, key, edge()),
+                  edge()            ? edge_update_key_body(add_products, attributes, nullptr)
+                  : owner.is_team() ? team_update_key_body(add_products, attributes, nullptr)
+                                    : update_key_body(add_products, attributes));
     spec.scrub = {key.reveal()};
     co_return co_await call_key(http_, auth_, std::move(spec));
 }
@@ -304,28 +345,31 @@ net::awaitable<result<credential>> api::replace_key_scopes(app_owner owner, std:
                                                            secret key,
                                                            std::vector<std::string> scopes,
                                                            std::vector<attribute> attributes) {
-    // A team key has no replace: the update sets the scopes it is given.
-    auto spec = owner.is_team() ? json_call("POST", key_path(org_, owner, app_name, key),
-                                            team_update_key_body({}, attributes, &scopes))
-                                : json_call("PUT", key_path(org_, owner, app_name, key),
-                                            scopes_body(scopes, attributes));
+    // A team key has no replace: the update sets the scopes it is given. Nor
+    // has an Edge key: its update (POST) replaces the scopes it is given.
+    auto spec = edge()            ? json_call("POST", key_path(org_, owner, app_name, key, edge()),
+                                              edge_update_key_body({}, attributes, &scopes))
+                : owner.is_team() ? json_call("POST", key_path(org_, owner, app_name, key, edge()),
+                                              team_update_key_body({}, attributes, &scopes))
+                                  : json_call("PUT", key_path(org_, owner, app_name, key, edge()),
+                                              scopes_body(scopes, attributes));
     spec.scrub = {key.reveal()};
     co_return co_await call_key(http_, auth_, std::move(spec));
 }
 
 net::awaitable<result<void>> api::set_key_status(app_owner owner, std::string app_name, secret key,
                                                  bool approve) {
-    if (owner.is_team()) {
+    if (owner.is_team() && !edge()) {
         // {"action": ...} alone in the body (not ?action=): setting a status
         // twice leaves it as once, so the client may repeat it like the
         // ?action= POST of a developer key.
-        auto spec =
-            json_call("POST", key_path(org_, owner, app_name, key), team_key_action_body(approve));
+        auto spec = json_call("POST", key_path(org_, owner, app_name, key, edge()),
+                              team_key_action_body(approve));
         spec.idempotent = true;
         spec.scrub = {key.reveal()};
         co_return co_await call_only(http_, auth_, std::move(spec));
     }
-    call_spec spec("POST", key_path(org_, owner, app_name, key) +
+    call_spec spec("POST", key_path(org_, owner, app_name, key, edge()) +
                                (approve ? "?action=approve" : "?action=revoke"));
     spec.content_type = "application/octet-stream";
     spec.scrub = {key.reveal()};
@@ -335,7 +379,7 @@ net::awaitable<result<void>> api::set_key_status(app_owner owner, std::string ap
 net::awaitable<result<void>> api::set_key_product_status(app_owner owner, std::string app_name,
                                                          secret key, std::string product,
                                                          bool approve) {
-    call_spec spec("POST", key_path(org_, owner, app_name, key) + "/apiproducts/" +
+    call_spec spec("POST", key_path(org_, owner, app_name, key, edge()) + "/apiproducts/" +
                                encode_component(product) +
                                (approve ? "?action=approve" : "?action=revoke"));
     spec.content_type = "application/octet-stream";
@@ -344,9 +388,119 @@ net::awaitable<result<void>> api::set_key_product_status(app_owner owner, std::s
 }
 
 net::awaitable<result<void>> api::delete_key(app_owner owner, std::string app_name, secret key) {
-    call_spec spec("DELETE", key_path(org_, owner, app_name, key));
+    call_spec spec("DELETE", key_path(org_, owner, app_name, key, edge()));
     spec.scrub = {key.reveal()};
     co_return co_await call_only(http_, auth_, std::move(spec));
+}
+
+// ---------------------------------------------------------------------------
+// Apigee Edge's listings
+
+net::awaitable<result<app_page>> api::edge_list_apps_page(std::string start_key,
+                                                          std::string key_status) {
+    std::string target =
+        org_path(org_) + "/apps?expand=true&rows=" + std::to_string(opts_.edge_rows);
+    if (!start_key.empty()) target += "&startKey=" + encode_component(start_key);
+    call_spec spec("GET", std::move(target));
+    auto r = co_await call(http_, auth_, spec);
+    if (!r) co_return r.err();
+    auto page = parse_edge_app_page(r->body, org_);
+    if (!page) co_return in_context(page.err(), spec);
+    std::vector<std::string> ids;
+    for (const auto& a : page->apps) ids.push_back(a.app_id);
+    const edge_page_step step = edge_next_page(start_key, ids);
+    if (step.skip > 0) page->apps.erase(page->apps.begin());
+    page->next_page_token = step.next_start_key;
+    // Edge has no keyStatus: the keys of the status asked for, as X's list gives them.
+    for (auto& a : page->apps)
+        if (!key_status.empty())
+            std::erase_if(a.credentials,
+                          [&](const credential& c) { return c.status != key_status; });
+    // Developer apps name their developer by id: the developer list maps it;
+    // an id it does not hold (a newer developer, or a list of e-mails only) is
+    // read once: GET /developers/{developerId}.
+    for (auto& a : page->apps) {
+        if (!a.app_group.empty() || !a.developer_email.empty()) continue;
+        if (a.developer_id.empty()) {
+            error e;
+            e.what = error::kind::protocol;
+            e.message = what_of(spec) + ": app " + a.name + " (appId " + a.app_id +
+                        ") names neither a developerId nor a companyName";
+            co_return e;
+        }
+        auto it = email_by_developer_id_.find(a.developer_id);
+        if (it == email_by_developer_id_.end()) {
+            call_spec one("GET",
+                          org_path(org_) + "/developers/" + encode_component(a.developer_id));
+            auto r1 = co_await call(http_, auth_, one);
+            if (!r1) co_return r1.err();
+            auto dev = parse_edge_developer(r1->body);
+            if (!dev) co_return in_context(dev.err(), one);
+            it = email_by_developer_id_.emplace(a.developer_id, dev->email).first;
+        }
+        a.developer_email = it->second;
+    }
+    co_return page;
+}
+
+net::awaitable<result<std::vector<std::pair<std::string, std::string>>>>
+api::edge_list_developers() {
+    constexpr int count = 1000;
+    std::vector<std::pair<std::string, std::string>> all;
+    std::set<std::string> seen;
+    std::string start_key;
+    // Pages overlap by one (startKey is inclusive); stop when a page brings nothing new.
+    for (int page = 0; page < 100000; ++page) {
+        std::string target =
+            org_path(org_) + "/developers?expand=true&count=" + std::to_string(count);
+        if (!start_key.empty()) target += "&startKey=" + encode_component(start_key);
+        call_spec spec("GET", std::move(target));
+        auto r = co_await call(http_, auth_, spec);
+        if (!r) co_return r.err();
+        auto devs = parse_edge_developers(r->body);
+        if (!devs) co_return in_context(devs.err(), spec);
+        std::size_t added = 0;
+        const std::string last = devs->empty() ? std::string() : devs->back().email;
+        for (auto& d : devs.value()) {
+            if (!d.id.empty() && !d.email.empty()) email_by_developer_id_[d.id] = d.email;
+            if (seen.insert(d.email).second) {
+                all.emplace_back(std::move(d.email), std::move(d.status));
+                ++added;
+            }
+        }
+        if (devs->size() < static_cast<std::size_t>(count) || added == 0) break;
+        start_key = last;
+    }
+    co_return all;
+}
+
+net::awaitable<result<std::vector<std::pair<std::string, std::string>>>>
+api::edge_list_companies() {
+    constexpr int count = 1000;
+    std::vector<std::pair<std::string, std::string>> all;
+    std::set<std::string> seen;
+    std::string start_key;
+    for (int page = 0; page < 100000; ++page) {
+        std::string target =
+            org_path(org_) + "/companies?expand=true&count=" + std::to_string(count);
+        if (!start_key.empty()) target += "&startKey=" + encode_component(start_key);
+        call_spec spec("GET", std::move(target));
+        auto r = co_await call(http_, auth_, spec);
+        if (!r) co_return r.err();
+        auto companies = parse_edge_companies(r->body);
+        if (!companies) co_return in_context(companies.err(), spec);
+        std::size_t added = 0;
+        const std::string last = companies->empty() ? std::string() : companies->back().first;
+        for (auto& c : companies.value()) {
+            if (seen.insert(c.first).second) {
+                all.push_back(std::move(c));
+                ++added;
+            }
+        }
+        if (companies->size() < static_cast<std::size_t>(count) || added == 0) break;
+        start_key = last;
+    }
+    co_return all;
 }
 
 }  // namespace keyrot::apigee

@@ -15,6 +15,7 @@
 // sanitised server message), network, protocol (unexpected JSON), auth, config.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>  // before Asio: see common/asio.hpp
@@ -34,13 +35,29 @@ class token_source;
 
 namespace keyrot::apigee {
 
+// Which management API: Apigee X / hybrid, or Apigee Edge (Public or Private
+// Cloud). The calls are the same operations; Edge's differ in paths (companies
+// for teams, keys/create), bodies (numbers, no expiry on keys/create), error
+// bodies ({code, message, contexts}) and the org app list's paging (startKey
+// and rows). The executor does not see the difference (docs/apigee-api.md).
+enum class flavor { x, edge };
+
+struct api_options {
+    enum flavor flavor = flavor::x;
+    // Edge: `rows` of the org app list (1000 Public Cloud, 10000 Private Cloud);
+    // list_apps_page's page_size is X's pageSize and not used on Edge.
+    int edge_rows = 1000;
+};
+
 class api {
   public:
     // `base_url` e.g. "https://apigee.googleapis.com" (the client is already bound to it);
     // paths are /v1/organizations/{org}/...
-    api(http::transport& http, auth::token_source& auth, std::string organization);
+    api(http::transport& http, auth::token_source& auth, std::string organization,
+        api_options options = {});
 
     const std::string& organization() const { return org_; }
+    bool edge() const { return opts_.flavor == flavor::edge; }
 
     // GET /apps?expand=true&includeCred=true&pageSize=N[&pageToken=T]&keyStatus=S
     // `key_status` "approved" (Apigee's default) or "revoked": a pass lists both so
@@ -50,14 +67,22 @@ class api {
     net::awaitable<result<app_page>> list_apps_page(std::string page_token, int page_size,
                                                     std::string key_status);
 
+    // Edge: GET /apps?expand=true&rows=R[&startKey=APPID]: `page_token` is the
+    // startKey (the last appId of the page before), next_page_token the next one
+    // ("" at the end); the repeated startKey app is dropped; keys filtered to
+    // `key_status` here (Edge has no keyStatus). Developer apps get their
+    // developerEmail from the developer list (list_developers), or, for a
+    // developerId it does not hold, from GET /developers/{developerId} (once each).
+    //
     // GET /developers?expand=true (paged with count/startKey) → (email, status) pairs,
     // status "active" | "inactive" | "" (expand "is not valid" with count/startKey:
     // entries may carry the email only).
     net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> list_developers();
     // GET /appgroups?pageSize=1000[&pageToken=T] → (name, status) pairs, status
-    // "active" | "inactive" | "".
+    // "active" | "inactive" | "". Edge: the companies, GET
+    // /companies?expand=true&count=1000[&startKey=NAME].
     net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> list_app_groups();
-    // GET /appgroups/G → its status ("" when the answer has none).
+    // GET /appgroups/G (Edge: /companies/C) → its status ("" when the answer has none).
     net::awaitable<result<std::string>> get_app_group_status(std::string team);
     // The status of an app's owner: the developer's or the AppGroup's.
     net::awaitable<result<std::string>> get_owner_status(app_owner owner);
@@ -69,7 +94,8 @@ class api {
     // The calls below take the app's owner: /developers/D/apps/A/… or
     // /appgroups/G/apps/A/… (a team app: its key update and approve/revoke
     // have their own bodies, and it has no generate-key call or app update:
-    // generate_key and update_app answer a config error for it).
+    // generate_key and update_app answer a config error for it; on Edge a
+    // company app has no generate-key call either, but an app update).
     // POST /developers/D/apps/A (no action): "generate key pair". `body` carries
     // every field the app must keep (attributes, callbackUrl, apiProducts, scopes,
     // appFamily, keyExpiresIn).
@@ -103,9 +129,16 @@ class api {
     net::awaitable<result<void>> delete_key(app_owner owner, std::string app_name, secret key);
 
   private:
+    net::awaitable<result<app_page>> edge_list_apps_page(std::string start_key,
+                                                         std::string key_status);
+    net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> edge_list_companies();
+    net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> edge_list_developers();
+
     http::transport& http_;
     auth::token_source& auth_;
     std::string org_;
+    api_options opts_;
+    std::map<std::string, std::string> email_by_developer_id_;  // Edge
 };
 
 }  // namespace keyrot::apigee

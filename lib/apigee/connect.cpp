@@ -31,6 +31,13 @@ http::options client_options(const policy::apigee_config& cfg) {
     return o;
 }
 
+api_options api_options_of(const policy::apigee_config& cfg) {
+    api_options o;
+    o.flavor = cfg.edge() ? flavor::edge : flavor::x;
+    o.edge_rows = cfg.app_list_rows;
+    return o;
+}
+
 result<std::unique_ptr<session>> open_session(net::any_io_executor ex,
                                               const policy::apigee_config& cfg,
                                               http::observer_fn observer, http::tracer_fn tracer) {
@@ -44,6 +51,7 @@ result<std::unique_ptr<session>> open_session(net::any_io_executor ex,
     auto s = std::make_unique<session>();
     s->http = std::move(client.value());
     s->auth = std::move(source.value());
+    s->options = api_options_of(cfg);
     return s;
 }
 

@@ -28,12 +28,16 @@ namespace keyrot::apigee {
 struct session {
     std::unique_ptr<http::client> http;
     std::unique_ptr<auth::token_source> auth;
+    api_options options;  // the flavor (apigee.flavor) and Edge's rows
     ~session();
 
     std::unique_ptr<api> for_organization(std::string organization) const {
-        return std::make_unique<api>(*http, *auth, std::move(organization));
+        return std::make_unique<api>(*http, *auth, std::move(organization), options);
     }
 };
+
+// apigee_config → api_options (flavor, apigee.edge.appListRows).
+api_options api_options_of(const policy::apigee_config& cfg);
 
 // apigee_config → http::options (url, caFile, timeout, maxConcurrency, requestsPerSecond).
 http::options client_options(const policy::apigee_config& cfg);

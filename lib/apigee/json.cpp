@@ -131,7 +131,7 @@ credential credential_from(const json& j, const std::string& ctx) {
     return c;
 }
 
-app app_from(const json& j, const std::string& org, const std::string& ctx) {
+app app_from(const json& j, const std::string& org, const std::string& ctx, bool edge = false) {
     require_object(j, ctx);
     app a;
     a.organization = org;
@@ -139,7 +139,8 @@ app app_from(const json& j, const std::string& org, const std::string& ctx) {
     a.app_id = get_string(j, "appId", ctx);
     a.developer_id = get_string(j, "developerId", ctx);
     a.developer_email = get_string(j, "developerEmail", ctx);
-    a.app_group = get_string(j, "appGroup", ctx);
+    // Edge: a company app is the team app (apigee.flavor: edge).
+    a.app_group = get_string(j, edge ? "companyName" : "appGroup", ctx);
     if (auto s = get_string(j, "status", ctx); !s.empty()) a.status = s;
     a.callback_url = get_string(j, "callbackUrl", ctx);
     a.app_family = get_string(j, "appFamily", ctx);
@@ -159,7 +160,7 @@ app app_from(const json& j, const std::string& org, const std::string& ctx) {
     }
     a.key_expires_in = get_int64(j, "keyExpiresIn", ctx, k_never);
     // In seconds on a team app (AppGroupApp), in milliseconds on a developer app.
-    if (!a.app_group.empty() && a.key_expires_in != k_never) {
+    if (!edge && !a.app_group.empty() && a.key_expires_in != k_never) {
         if (a.key_expires_in > std::numeric_limits<millis>::max() / 1000)
             fail(where_of(ctx, "keyExpiresIn"), "out of range");
         a.key_expires_in *= 1000;
@@ -360,6 +361,174 @@ result<std::string> parse_developer_status(std::string_view body) {
         require_object(d, "");
         return get_string(d, "status", "");
     });
+}
+
+// ---------------------------------------------------------------------------
+// Apigee Edge
+
+result<app> parse_edge_app(std::string_view body, const std::string& organization) {
+    return with_document(body, "app",
+                         [&](const json& d) { return app_from(d, organization, "", true); });
+}
+
+result<app_page> parse_edge_app_page(std::string_view body, const std::string& organization) {
+    return with_document(body, "app list", [&](const json& d) {
+        require_object(d, "");
+        app_page page;
+        if (const json* apps = field(d, "app")) {
+            if (!apps->is_array()) fail("app", "expected an array");
+            std::size_t i = 0;
+            for (const auto& e : *apps) {
+                const std::string where = "app[" + std::to_string(i++) + "]";
+                app a = app_from(e, organization, where, true);
+                // Paging goes by appId: an app without one cannot be paged past.
+                if (a.app_id.empty()) fail(where + ".appId", "missing");
+                page.apps.push_back(std::move(a));
+            }
+        }
+        return page;
+    });
+}
+
+result<std::vector<edge_developer>> parse_edge_developers(std::string_view body) {
+    return with_document(body, "developer list", [&](const json& d) {
+        std::vector<edge_developer> out;
+        // expand "is not valid" with count/startKey: maybe e-mails only.
+        if (d.is_array()) {
+            for (const auto& e : d) {
+                if (!e.is_string()) fail("developer", "expected e-mails or developers");
+                out.push_back({e.get<std::string>(), "", ""});
+            }
+            return out;
+        }
+        require_object(d, "");
+        if (const json* devs = field(d, "developer")) {
+            if (!devs->is_array()) fail("developer", "expected an array");
+            std::size_t i = 0;
+            for (const auto& e : *devs) {
+                std::string where = "developer[" + std::to_string(i++) + "]";
+                require_object(e, where);
+                out.push_back({get_string(e, "email", where), get_string(e, "developerId", where),
+                               get_string(e, "status", where)});
+            }
+        }
+        return out;
+    });
+}
+
+result<edge_developer> parse_edge_developer(std::string_view body) {
+    return with_document(body, "developer", [&](const json& d) {
+        require_object(d, "");
+        edge_developer out{get_string(d, "email", ""), get_string(d, "developerId", ""),
+                           get_string(d, "status", "")};
+        if (out.email.empty()) fail("email", "missing");
+        return out;
+    });
+}
+
+result<std::vector<std::pair<std::string, std::string>>> parse_edge_companies(
+    std::string_view body) {
+    return with_document(body, "company list", [&](const json& d) {
+        std::vector<std::pair<std::string, std::string>> out;
+        if (d.is_array()) {  // names only (as the developer list)
+            for (const auto& e : d) {
+                if (!e.is_string() || e.get_ref<const std::string&>().empty())
+                    fail("company", "expected names or companies");
+                out.emplace_back(e.get<std::string>(), "");
+            }
+            return out;
+        }
+        require_object(d, "");
+        if (const json* cs = field(d, "company")) {
+            if (!cs->is_array()) fail("company", "expected an array");
+            std::size_t i = 0;
+            for (const auto& c : *cs) {
+                const std::string where = "company[" + std::to_string(i++) + "]";
+                require_object(c, where);
+                std::string name = get_string(c, "name", where);
+                if (name.empty()) fail(where + ".name", "missing");
+                out.emplace_back(std::move(name), get_string(c, "status", where));
+            }
+        }
+        return out;
+    });
+}
+
+bool parse_edge_error(std::string_view body, edge_error& out) {
+    if (body.size() > k_max_json_bytes) return false;
+    json doc = json::parse(body.begin(), body.end(), nullptr, false);
+    if (doc.is_discarded() || !doc.is_object()) return false;
+    auto c = doc.find("code");
+    if (c == doc.end() || !c->is_string()) return false;
+    out.code = c->get<std::string>();
+    if (auto m = doc.find("message"); m != doc.end() && m->is_string())
+        out.message = m->get<std::string>();
+    return true;
+}
+
+std::string status_name(int http_status) {
+    switch (http_status) {
+        case 400:
+            return "INVALID_ARGUMENT";
+        case 401:
+            return "UNAUTHENTICATED";
+        case 403:
+            return "PERMISSION_DENIED";
+        case 404:
+            return "NOT_FOUND";
+        case 409:
+            return "ALREADY_EXISTS";
+        case 429:
+            return "RESOURCE_EXHAUSTED";
+        case 500:
+            return "INTERNAL";
+        case 501:
+            return "UNIMPLEMENTED";
+        case 503:
+            return "UNAVAILABLE";
+        case 504:
+            return "DEADLINE_EXCEEDED";
+        default:
+            return "";
+    }
+}
+
+std::string edge_generate_key_body(const app& a) {
+    json j = {{"name", a.name}};
+    j["attributes"] = attributes_json(a.attributes);
+    j["callbackUrl"] = a.callback_url;
+    j["apiProducts"] = a.api_products;
+    j["scopes"] = a.scopes;
+    if (!a.app_family.empty()) j["appFamily"] = a.app_family;
+    if (a.key_expires_in != k_never) j["keyExpiresIn"] = a.key_expires_in;
+    return dump(j);
+}
+
+std::string edge_create_key_body(const new_key& k) {
+    json j;
+    j["consumerKey"] = k.consumer_key.reveal();
+    j["consumerSecret"] = k.consumer_secret.reveal();
+    std::string out = dump(j);
+    cleanse(j["consumerKey"].get_ref<std::string&>());
+    cleanse(j["consumerSecret"].get_ref<std::string&>());
+    return out;
+}
+
+std::string edge_update_key_body(const std::vector<std::string>& add_products,
+                                 const std::vector<attribute>& attributes,
+                                 const std::vector<std::string>* scopes) {
+    json j;
+    j["apiProducts"] = add_products;
+    j["attributes"] = attributes_json(attributes);
+    if (scopes != nullptr) j["scopes"] = *scopes;
+    return dump(j);
+}
+
+edge_page_step edge_next_page(const std::string& start_key, const std::vector<std::string>& ids) {
+    edge_page_step step;
+    if (!start_key.empty() && !ids.empty() && ids.front() == start_key) step.skip = 1;
+    if (ids.size() > step.skip) step.next_start_key = ids.back();
+    return step;
 }
 
 }  // namespace keyrot::apigee

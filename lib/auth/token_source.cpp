@@ -219,6 +219,7 @@ result<std::unique_ptr<token_source>> make_token_source(const policy::auth_confi
             return config_error("auth method basic needs `userEnv` and `passwordEnv`");
         return make_basic(cfg.user_env, cfg.password_env);
     }
+    if (cfg.method == "edge-oauth") return make_edge_oauth(cfg, for_google);
     if (cfg.method == "google") {
         auto found =
             find_google_credentials(cfg.path, [](const char* n) { return std::getenv(n); });

@@ -7,6 +7,7 @@
 // value without re-reading its source.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -22,7 +23,8 @@ struct auth_config;
 }
 namespace keyrot::http {
 class client;
-}
+class transport;
+}  // namespace keyrot::http
 
 namespace keyrot::auth {
 
@@ -88,6 +90,24 @@ result<std::unique_ptr<token_source>> make_google(const std::string& key_file,
 // be an IP literal or resolve to a loopback or link-local address.
 result<std::unique_ptr<token_source>> make_google_metadata(const std::string& host_port,
                                                            http::client* for_google);
+
+// edge-oauth (flavor edge): Apigee Edge's login server at cfg.token_url
+// (default policy::k_edge_login_url), on a client of its own made like
+// `for_login` (same CA file and timeouts). Password grant (user or $userEnv,
+// the password read from passwordFile at each grant), with
+// `?mfa_token=<TOTP of mfaSeedFile>` when a seed is configured; or a SAML
+// zone's passcode (passcodeFile, never sent twice). Tokens cached until
+// shortly before expires_in; renewed with the refresh token, and by a fresh
+// grant when the refresh is refused (401/400). invalidate() (a 401 on a
+// management call) makes the next call renew.
+result<std::unique_ptr<token_source>> make_edge_oauth(const policy::auth_config& cfg,
+                                                      http::client* for_login);
+// The same over any transport to the login server (`target`: the token path),
+// with a clock in Unix seconds (the system's when empty): for tests.
+std::unique_ptr<token_source> make_edge_oauth_over(std::unique_ptr<http::transport> login,
+                                                   net::any_io_executor ex, std::string target,
+                                                   const policy::auth_config& cfg,
+                                                   std::function<std::int64_t()> clock = {});
 
 // RFC 4648 base64 (with padding), for Basic.
 std::string base64(std::string_view in);

@@ -85,7 +85,7 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
     auto before = co_await api_.get_app(dev, name);
     if (!before)
         co_return fail(pa, "", act.key, "read app before generate: " + before.err().describe());
-    journal_entry je{pa.snapshot.organization, dev.developer, name, act.key, {}, clock_()};
+    journal_entry je{pa.snapshot.organization, owner_id(pa.snapshot), name, act.key, {}, clock_()};
     for (const auto& c : before->credentials) je.known.push_back(c.fingerprint);
     const bool journaled = co_await journal_.write(je);
     if (!journaled)
@@ -101,7 +101,7 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
     auto after = co_await api_.generate_key(dev, body);
     if (!after) {
         if (!maybe_applied(after.err())) {
-            co_await journal_.remove(pa.snapshot.organization, dev.developer, name);
+            co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
             co_return fail(pa, "", act.key, "generate key: " + after.err().describe());
         }
         after = co_await api_.get_app(dev, name);
@@ -126,7 +126,7 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
                  (restored ? "restored them" : "restoring FAILED: " + restored.err().describe()));
     }
     if (fresh == nullptr) {
-        co_await journal_.remove(pa.snapshot.organization, dev.developer, name);
+        co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
         co_return fail(pa, "", act.key, "generate: no new key found; the next pass starts over");
     }
     credential s = *fresh;
@@ -139,7 +139,7 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
                                  with_marker(std::vector<attribute>{}, k_pending_prefix + act.key));
     if (!marked)
         co_return fail(pa, s.fingerprint, act.key, "mark new key: " + marked.err().describe());
-    co_await journal_.remove(pa.snapshot.organization, dev.developer, name);
+    co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
     s.attributes = marked->attributes;
     s.products = marked->products;
     const bool finished = co_await finish(pa, in);
@@ -150,7 +150,7 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
 
 net::awaitable<bool> executor::recover_journal(planned_app& pa) {
     const auto& a = pa.snapshot;
-    auto je = journal_.read(a.organization, a.developer_email, a.name);
+    auto je = journal_.read(a.organization, owner_id(a), a.name);
     if (!je) co_return true;
     pa.current = plan::action_kind::create_successor;
     // A key that appeared after the entry is the successor: without a marker
@@ -186,7 +186,7 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
                    "recovered from the generate journal");
         break;
     }
-    co_await journal_.remove(a.organization, a.developer_email, a.name);
+    co_await journal_.remove(a.organization, owner_id(a), a.name);
     const apigee::app_owner owner = apigee::app_owner::of(a);
     auto fresh = co_await api_.get_app(owner, a.name);
     if (!fresh)

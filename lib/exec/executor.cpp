@@ -274,7 +274,7 @@ net::awaitable<void> executor::feed(inventory_stream& stream, pipeline& pl,
             const auto& a = pa.snapshot;
             const bool recover =
                 !opt.dry_run && (pending_intents_.count(owner_id(a) + "\n" + a.name) ||
-                                 journal_.exists(a.organization, a.developer_email, a.name));
+                                 journal_.exists(a.organization, owner_id(a), a.name));
             // An app with work whose developer's status is not known yet: a
             // worker reads the status and plans again.
             const bool learn =

@@ -133,6 +133,11 @@ void read_auth(reader& r, const field_ref& f, auth_config& a,
     str("env", a.env);
     str("userEnv", a.user_env);
     str("passwordEnv", a.password_env);
+    str("tokenUrl", a.token_url);
+    str("user", a.user);
+    str("passwordFile", a.password_file);
+    str("mfaSeedFile", a.mfa_seed_file);
+    str("passcodeFile", a.passcode_file);
     const auto* mf = get(*m, "method");
     const pos at = mf ? mf->at() : f.at();
 
@@ -141,16 +146,41 @@ void read_auth(reader& r, const field_ref& f, auth_config& a,
         const std::string* value;
     };
     std::vector<need> needed;
+    // Fields a method takes without needing them.
+    std::vector<std::string_view> optional;
     if (a.method == "token-file")
         needed = {{"path", &a.path}};
     else if (a.method == "token-env")
         needed = {{"env", &a.env}};
     else if (a.method == "basic")
         needed = {{"userEnv", &a.user_env}, {"passwordEnv", &a.password_env}};
-    else if (a.method != "google" && a.method != "none") {
+    else if (a.method == "google")
+        // An optional key file (else GOOGLE_APPLICATION_CREDENTIALS,
+        // $CREDENTIALS_DIRECTORY/sa-key.json, then the metadata server).
+        optional = {"path"};
+    else if (a.method == "edge-oauth") {
+        // A SAML zone's passcode, or user and password (and an MFA seed).
+        optional = {"tokenUrl", "passcodeFile"};
+        if (a.passcode_file.empty()) {
+            needed = {{"passwordFile", &a.password_file}};
+            optional.insert(optional.end(), {"user", "userEnv", "mfaSeedFile"});
+            if (a.user.empty() == a.user_env.empty())
+                r.error(at, "apigee.auth.user",
+                        a.user.empty() ? "auth method edge-oauth needs the user name: user "
+                                         "(or userEnv, a variable holding it), or passcodeFile "
+                                         "for a SAML zone"
+                                       : "give user or userEnv, not both");
+        }
+        if (!a.token_url.empty()) {
+            if (auto why = url_error(a.token_url)) {
+                const auto* g = get(*m, "tokenUrl");
+                r.error(g ? g->at() : at, "apigee.auth.tokenUrl", *why);
+            }
+        }
+    } else if (a.method != "none") {
         r.error(at, "apigee.auth.method",
                 "unknown auth method " + quote(a.method) +
-                    ": use google, token-file, token-env, basic or none");
+                    ": use google, token-file, token-env, basic, edge-oauth or none");
         return;
     }
     for (const auto& n : needed)
@@ -158,18 +188,69 @@ void read_auth(reader& r, const field_ref& f, auth_config& a,
             r.error(at, std::string("apigee.auth.") + n.field,
                     "auth method " + a.method + " needs " + n.field);
     // A sub-field the method does not use is most likely a mistake (wrong method).
-    for (const char* name : {"path", "env", "userEnv", "passwordEnv"}) {
+    for (const char* name : {"path", "env", "userEnv", "passwordEnv", "tokenUrl", "user",
+                             "passwordFile", "mfaSeedFile", "passcodeFile"}) {
         const auto* g = get(*m, name);
         if (!g) continue;
-        // google takes an optional key file (else GOOGLE_APPLICATION_CREDENTIALS,
-        // $CREDENTIALS_DIRECTORY/sa-key.json, then the metadata server).
-        const bool optional = a.method == "google" && std::string_view(name) == "path";
-        const bool used = optional || std::any_of(needed.begin(), needed.end(), [&](const need& n) {
+        const bool used = std::find(optional.begin(), optional.end(), name) != optional.end() ||
+                          std::any_of(needed.begin(), needed.end(), [&](const need& n) {
                               return std::string_view(n.field) == name;
                           });
         if (!used)
             r.error(pos_of(g->key.Mark()), std::string("apigee.auth.") + name,
-                    std::string("not used by auth method ") + a.method);
+                    std::string("not used by auth method ") + a.method +
+                        (a.method == "edge-oauth" && !a.passcode_file.empty()
+                             ? " with passcodeFile (a SAML zone's passcode replaces the user, "
+                               "password and MFA code)"
+                             : ""));
+    }
+}
+
+// apigee.edge: {cloud, appListRows}, only with flavor edge; fills the
+// defaults (Public Cloud when the url is Public Cloud's).
+void read_edge(reader& r, const field_ref* f, apigee_config& a, bool url_given) {
+    const auto host_of = [](const std::string& url) {
+        const auto b = url.find("://");
+        const std::string rest = b == std::string::npos ? url : url.substr(b + 3);
+        return lower(rest.substr(0, rest.find_first_of(":/?#")));
+    };
+    const bool public_url = !url_given || host_of(a.url) == host_of(std::string(k_edge_public_url));
+    a.edge_private_cloud = a.edge() && !public_url;
+    std::optional<long long> rows;
+    pos rows_at;
+    if (f) {
+        if (!a.edge()) {
+            r.error(f->at(), "apigee.edge",
+                    "only with apigee.flavor: edge (this config's flavor is " + a.flavor + ")");
+            return;
+        }
+        auto em = r.map(f->value, f->at(), "apigee.edge", config_table());
+        if (!em) return;
+        if (const auto* g = get(*em, "cloud")) {
+            if (auto s = r.string(*g, "apigee.edge.cloud")) {
+                if (*s == "public" || *s == "private")
+                    a.edge_private_cloud = *s == "private";
+                else
+                    r.error(g->at(), "apigee.edge.cloud",
+                            "unknown cloud " + quote(*s) + ": use public or private");
+            }
+        }
+        if (const auto* g = get(*em, "appListRows")) {
+            rows = r.integer(*g, "apigee.edge.appListRows");
+            rows_at = g->at();
+        }
+    }
+    if (!a.edge()) return;
+    const int cap = a.edge_private_cloud ? 10000 : 1000;
+    a.app_list_rows = cap;
+    if (rows) {
+        if (*rows < 2 || *rows > cap)
+            r.error(rows_at, "apigee.edge.appListRows",
+                    "must be between 2 and " + std::to_string(cap) + " on Edge " +
+                        (a.edge_private_cloud ? "Private" : "Public") +
+                        " Cloud (the org app list's `rows` limit), got " + std::to_string(*rows));
+        else
+            a.app_list_rows = static_cast<int>(*rows);
     }
 }
 
@@ -224,12 +305,28 @@ void read_config(reader& r, const YAML::Node& root, config& c, pos& policies_at,
     if (const auto* f = get(*m, "apigee")) {
         if (auto am = r.map(f->value, f->at(), "apigee", config_table())) {
             auto& a = c.apigee;
+            if (const auto* g = get(*am, "flavor")) {
+                c.positions["apigee.flavor"] = {g->at().line, g->at().column};
+                if (auto s = r.string(*g, "apigee.flavor")) {
+                    if (*s == "x" || *s == "edge")
+                        a.flavor = *s;
+                    else
+                        r.error(g->at(), "apigee.flavor",
+                                "unknown flavor " + quote(*s) +
+                                    ": use x (Apigee X and hybrid) or edge (Apigee Edge, Public "
+                                    "or Private Cloud)");
+                }
+            }
+            bool url_given = false;
             if (const auto* g = get(*am, "url")) {
                 if (auto s = r.string(*g, "apigee.url")) {
                     a.url = *s;
+                    url_given = true;
                     if (auto why = url_error(*s)) r.error(g->at(), "apigee.url", *why);
                 }
             }
+            if (a.edge() && !url_given) a.url = std::string(k_edge_public_url);
+            read_edge(r, get(*am, "edge"), a, url_given);
             if (const auto* g = get(*am, "auth")) read_auth(r, *g, a.auth, c.positions);
             if (const auto* g = get(*am, "caFile")) {
                 const pos p = g->at();
@@ -450,10 +547,37 @@ void check_named_files(const config& c, std::vector<diagnostic>& out) {
             }
         }
     }
+    if (c.apigee.auth.method == "edge-oauth") {
+        check("apigee.auth.passwordFile", c.apigee.auth.password_file, "cannot read password file");
+        check("apigee.auth.mfaSeedFile", c.apigee.auth.mfa_seed_file, "cannot read MFA seed file");
+        check("apigee.auth.passcodeFile", c.apigee.auth.passcode_file, "cannot read passcode file");
+    }
     if (c.apigee.auth.method == "token-file")
         check("apigee.auth.path", c.apigee.auth.path, "cannot read token file");
     else if (c.apigee.auth.method == "google")
         check("apigee.auth.path", c.apigee.auth.path, "cannot read service-account key file");
+}
+
+// Auth methods the flavor cannot use.
+void flavor_auth_refusals(const config& c, std::vector<diagnostic>& out) {
+    const auto& a = c.apigee;
+    if (!a.edge() && a.auth.method == "edge-oauth")
+        out.push_back(about_field(c, "apigee.auth.method",
+                                  "edge-oauth logs in to Apigee Edge's login server: only with "
+                                  "apigee.flavor: edge (Apigee X and hybrid take Google tokens: "
+                                  "use google)"));
+    if (a.edge() && a.auth.method == "google")
+        out.push_back(about_field(
+            c, c.positions.count("apigee.auth.method") ? "apigee.auth.method" : "apigee.flavor",
+            "Apigee Edge does not take Google OAuth tokens: use basic or edge-oauth (or "
+            "token-file / token-env with an Edge access token); google is the default method, "
+            "so flavor edge needs apigee.auth"));
+    if (a.edge() && a.auth.method == "edge-oauth" && a.auth.token_url.empty() &&
+        a.edge_private_cloud)
+        out.push_back(about_field(c, "apigee.auth.tokenUrl",
+                                  "edge-oauth on Edge Private Cloud needs tokenUrl: your SSO "
+                                  "server's /oauth/token (login.apigee.com serves Public Cloud "
+                                  "only)"));
 }
 
 }  // namespace detail
@@ -472,6 +596,7 @@ std::vector<diagnostic> missing_credentials(const config& c) {
                                           (v == nullptr ? "not set" : "empty")));
     };
     if (c.apigee.auth.method == "token-env") need("apigee.auth.env", c.apigee.auth.env);
+    if (c.apigee.auth.method == "edge-oauth") need("apigee.auth.userEnv", c.apigee.auth.user_env);
     if (c.apigee.auth.method == "basic") {
         need("apigee.auth.userEnv", c.apigee.auth.user_env);
         need("apigee.auth.passwordEnv", c.apigee.auth.password_env);
@@ -537,6 +662,10 @@ load_result load_config(const std::filesystem::path& file) {
     c.state_dir = resolve(dir, c.state_dir);
     if (!c.apigee.ca_file.empty()) c.apigee.ca_file = resolve(dir, c.apigee.ca_file);
     if (!c.apigee.auth.path.empty()) c.apigee.auth.path = resolve(dir, c.apigee.auth.path);
+    for (auto* f :
+         {&c.apigee.auth.password_file, &c.apigee.auth.mfa_seed_file, &c.apigee.auth.passcode_file})
+        if (!f->empty()) *f = resolve(dir, *f);
+    flavor_auth_refusals(c, res.diagnostics);
     resolve_notify_files(dir, c);
     check_named_files(c, res.diagnostics);
 
@@ -545,12 +674,65 @@ load_result load_config(const std::filesystem::path& file) {
                                  c.source);
     res.diagnostics.insert(res.diagnostics.end(), pr.diagnostics.begin(), pr.diagnostics.end());
     c.policies = std::move(pr.policies);
+    const auto refused = flavor_refusals(c.apigee.flavor, c.policies);
+    res.diagnostics.insert(res.diagnostics.end(), refused.begin(), refused.end());
     if (!has_errors(res.diagnostics)) res.cfg = std::move(c);
     return res;
 }
 
 policies_result load_policies(const std::filesystem::path& path) {
-    return load_policies_impl(path, "", std::nullopt, "");
+    auto pr = load_policies_impl(path, "", std::nullopt, "");
+    const auto refused = flavor_refusals("x", pr.policies);
+    pr.diagnostics.insert(pr.diagnostics.end(), refused.begin(), refused.end());
+    return pr;
+}
+
+std::vector<diagnostic> flavor_refusals(const std::string& flavor,
+                                        const std::vector<policy>& policies) {
+    std::vector<diagnostic> out;
+    const bool edge = flavor == "edge";
+    for (const auto& p : policies) {
+        auto refuse = [&](const std::string& field, std::string message) {
+            diagnostic d{diagnostic::severity::error, p.source, 0, 0, field, std::move(message)};
+            if (auto it = p.positions.find(field); it != p.positions.end()) {
+                d.line = it->second.first;
+                d.column = it->second.second;
+            }
+            out.push_back(std::move(d));
+        };
+        const auto& rot = p.rotation;
+        if (!edge && rot.method == rotation_method::generate && !p.match.app_groups.empty())
+            refuse("rotation.method",
+                   "generate cannot rotate team (AppGroup) apps, which match.appGroups "
+                   "selects: Apigee has no generate-key call for them; use import, or "
+                   "a separate policy for the teams");
+        if (edge && rot.method == rotation_method::generate && !p.match.app_groups.empty())
+            refuse("rotation.method",
+                   "policy " + quote(p.name) +
+                       " matches company apps (match.appGroups), which keyrotd cannot rotate on "
+                       "Apigee Edge: Edge's reference has no generate-key call for company apps "
+                       "(a POST on a company app only approves or revokes it), and keys/create "
+                       "takes no expiry; remove match.appGroups (company apps are then left "
+                       "alone)");
+        if (edge && rot.method == rotation_method::import_key) {
+            if (rot.key_lifetime)
+                refuse(p.positions.count("rotation.method") ? "rotation.method"
+                                                            : "rotation.keyLifetime",
+                       "policy " + quote(p.name) +
+                           ": method import with a keyLifetime cannot work on Apigee Edge: "
+                           "Edge cannot set an expiry on an imported key (keys/create takes "
+                           "consumerKey and consumerSecret only); use method: generate "
+                           "(import is the default method)");
+            else
+                refuse("rotation.method",
+                       "policy " + quote(p.name) +
+                           ": method import cannot work on Apigee Edge even for keys that never "
+                           "expire: keys/create takes no attributes, so the new key cannot carry "
+                           "keyrotd's lineage marker from the moment it exists (a crash would "
+                           "strand an unmarked key); use method: generate");
+        }
+    }
+    return out;
 }
 
 }  // namespace keyrot::policy

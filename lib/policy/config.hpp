@@ -78,23 +78,53 @@ struct policy {
     // deliver::parse_config, already checked by the loader; empty: none.
     std::string deliver_json;
     std::string source;  // file it came from, for messages
+    // Where some fields were written (line, column; 1-based), for checks made
+    // after reading (the flavor's refusals): "rotation.method", "rotation.keyLifetime".
+    std::map<std::string, std::pair<int, int>> positions;
 };
 
+// The Edge login server of Public Cloud (auth method edge-oauth's default).
+inline constexpr std::string_view k_edge_login_url = "https://login.apigee.com/oauth/token";
+// Apigee Edge Public Cloud's management server (flavor edge's default url).
+inline constexpr std::string_view k_edge_public_url = "https://api.enterprise.apigee.com";
+
 struct auth_config {
-    std::string method = "google";  // google | token-file | token-env | basic | none
-    std::string path;               // token-file
-    std::string env;                // token-env
-    std::string user_env;           // basic
-    std::string password_env;       // basic
+    // google | token-file | token-env | basic | none | edge-oauth (flavor edge)
+    std::string method = "google";
+    std::string path;          // token-file; google (optional key file)
+    std::string env;           // token-env
+    std::string user_env;      // basic; edge-oauth (or `user`)
+    std::string password_env;  // basic
+    // edge-oauth: the Edge login server's token URL (default k_edge_login_url on
+    // Public Cloud, required on Private Cloud), the user name (`user`, or the
+    // variable `userEnv`) and the password file, optionally an MFA seed file
+    // (base32, for TOTP codes); or a SAML zone's one-time passcode file in
+    // place of user and password. Secrets only ever from files.
+    std::string token_url;
+    std::string user;
+    std::string password_file;
+    std::string mfa_seed_file;
+    std::string passcode_file;
 };
 
 struct apigee_config {
-    std::string url = "https://apigee.googleapis.com";
+    // x (Apigee X and hybrid: apigee.googleapis.com or a hybrid management
+    // plane) | edge (Apigee Edge, Public Cloud or Private Cloud; docs/flavors.md).
+    std::string flavor = "x";
+    std::string url = "https://apigee.googleapis.com";  // flavor edge: k_edge_public_url
     auth_config auth;
     std::string ca_file;
     millis timeout = 30 * k_second;
     int max_concurrency = 8;
     double requests_per_second = 20;
+    // flavor edge (`apigee.edge`): Private Cloud (a management server of one's
+    // own) or Public Cloud; the default is Public Cloud when `url` is Public
+    // Cloud's, else Private Cloud. `app_list_rows`: `rows` of the org app list
+    // (1000 on Public Cloud, 10000 on Private Cloud by default and at most).
+    bool edge_private_cloud = false;
+    int app_list_rows = 1000;
+
+    bool edge() const { return flavor == "edge"; }
 };
 
 struct config {
@@ -177,5 +207,13 @@ std::optional<std::string> glob_error(std::string_view pattern);
 // listed as the map itself. Used to keep policies/*.schema.json in step.
 const std::vector<std::string>& config_fields();
 const std::vector<std::string>& policy_fields();
+
+// What the Apigee flavor cannot do with these policies, one error each, naming
+// the policy's file and the field (load_config calls it with the config's
+// flavor, load_policies with "x"): team apps with method generate (neither X's
+// AppGroups nor Edge's companies have a generate-key call); on Edge, no method
+// import (keys/create takes no expiry and no attributes), so no team apps at all.
+std::vector<diagnostic> flavor_refusals(const std::string& flavor,
+                                        const std::vector<policy>& policies);
 
 }  // namespace keyrot::policy

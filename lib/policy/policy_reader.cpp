@@ -254,6 +254,7 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
             };
             lifetime_explicit = dur("keyLifetime", true, [&](std::optional<millis> d, pos p0) {
                 at.key_lifetime = p0;
+                p.positions["rotation.keyLifetime"] = {p0.line, p0.column};
                 rot.key_lifetime = d;
                 if (d && *d == 0) {
                     r.error(p0, "rotation.keyLifetime",
@@ -280,14 +281,11 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
                 if (auto b = r.boolean(*g, "rotation.revoke")) rot.revoke = *b;
             if (const auto* g = get(*rm, "method")) {
                 if (auto s = r.string(*g, "rotation.method")) {
+                    // What the flavor cannot do (team apps with generate on X,
+                    // import on Edge): flavor_refusals(), which knows the flavor.
+                    p.positions["rotation.method"] = {g->at().line, g->at().column};
                     if (*s == "import")
                         rot.method = rotation_method::import_key;
-                    else if (*s == "generate" && !p.match.app_groups.empty())
-                        r.error(
-                            g->at(), "rotation.method",
-                            "generate cannot rotate team (AppGroup) apps, which match.appGroups "
-                            "selects: Apigee has no generate-key call for them; use import, or "
-                            "a separate policy for the teams");
                     else if (*s == "generate")
                         rot.method = rotation_method::generate;
                     else

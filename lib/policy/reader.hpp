@@ -40,8 +40,13 @@ using field_table = std::map<std::string, std::vector<std::string>, std::less<>>
 inline const field_table& config_table() {
     static const field_table t = {
         {"", {"apigee", "listen", "interval", "stateDir", "policies", "log", "metrics", "notify"}},
-        {"apigee", {"url", "auth", "caFile", "timeout", "maxConcurrency", "requestsPerSecond"}},
-        {"apigee.auth", {"method", "path", "env", "userEnv", "passwordEnv"}},
+        {"apigee",
+         {"flavor", "url", "edge", "auth", "caFile", "timeout", "maxConcurrency",
+          "requestsPerSecond"}},
+        {"apigee.edge", {"cloud", "appListRows"}},
+        {"apigee.auth",
+         {"method", "path", "env", "userEnv", "passwordEnv", "tokenUrl", "user", "passwordFile",
+          "mfaSeedFile", "passcodeFile"}},
         {"log", {"level", "format"}},
         {"metrics", {"perKey"}},
         // notify.webhooks and emails are lists: their items are checked by

@@ -647,7 +647,8 @@ TEST_F(Loader, ApigeeUrl) {
 TEST_F(Loader, AuthMethods) {
     auto ds = config_diags("apigee:\n  auth:\n    method: oauth2\n");
     EXPECT_DIAG(ds, "apigee.auth.method", 3, 13,
-                "unknown auth method \"oauth2\": use google, token-file, token-env, basic or none");
+                "unknown auth method \"oauth2\": use google, token-file, token-env, basic, "
+                "edge-oauth or none");
     ds = config_diags("apigee:\n  auth:\n    method: token-file\n");
     EXPECT_DIAG(ds, "apigee.auth.path", 3, 13, "auth method token-file needs path");
     ds = config_diags("apigee:\n  auth:\n    method: token-env\n    env: ''\n");
@@ -941,4 +942,148 @@ TEST(Examples, RepoPolicyDirectoryLoadsWithoutItsSchemasAndConfig) {
         EXPECT_EQ(p.source.find("schema"), std::string::npos) << p.source;
         EXPECT_EQ(p.source.find("keyrotd.example"), std::string::npos) << p.source;
     }
+}
+
+// ---------------------------------------------------------------------------
+// Apigee Edge (apigee.flavor: edge): defaults, settings and the refusals.
+
+TEST_F(Loader, EdgeFlavorDefaults) {
+    write("pol.yaml", "name: p\norganization: o\nrotation: {method: generate}\n");
+    auto r = load_config(write("c.yaml",
+                               "apigee:\n  flavor: edge\n  auth: {method: basic, userEnv: U, "
+                               "passwordEnv: P}\npolicies: pol.yaml\n"));
+    ASSERT_TRUE(r.ok()) << dump(r.diagnostics);
+    EXPECT_TRUE(r.cfg->apigee.edge());
+    EXPECT_EQ(r.cfg->apigee.url, "https://api.enterprise.apigee.com");
+    EXPECT_FALSE(r.cfg->apigee.edge_private_cloud);
+    EXPECT_EQ(r.cfg->apigee.app_list_rows, 1000);
+
+    // A management server of one's own: Private Cloud, 10000 rows.
+    r = load_config(write("c.yaml",
+                          "apigee:\n  flavor: edge\n  url: https://ms.example:8443\n  auth: "
+                          "{method: basic, userEnv: U, passwordEnv: P}\npolicies: pol.yaml\n"));
+    ASSERT_TRUE(r.ok()) << dump(r.diagnostics);
+    EXPECT_TRUE(r.cfg->apigee.edge_private_cloud);
+    EXPECT_EQ(r.cfg->apigee.app_list_rows, 10000);
+
+    // Said explicitly, and a smaller page.
+    r = load_config(write("c.yaml",
+                          "apigee:\n  flavor: edge\n  url: http://127.0.0.1:8080\n  edge: {cloud: "
+                          "public, appListRows: 250}\n  auth: {method: basic, userEnv: U, "
+                          "passwordEnv: P}\npolicies: pol.yaml\n"));
+    ASSERT_TRUE(r.ok()) << dump(r.diagnostics);
+    EXPECT_FALSE(r.cfg->apigee.edge_private_cloud);
+    EXPECT_EQ(r.cfg->apigee.app_list_rows, 250);
+
+    // flavor x stays as it was.
+    r = load_config(write("c.yaml", "apigee: {flavor: x}\npolicies: pol.yaml\n"));
+    ASSERT_TRUE(r.ok()) << dump(r.diagnostics);
+    EXPECT_FALSE(r.cfg->apigee.edge());
+    EXPECT_EQ(r.cfg->apigee.url, "https://apigee.googleapis.com");
+}
+
+TEST_F(Loader, EdgeSettingsRefused) {
+    const std::string basic = "  auth: {method: basic, userEnv: U, passwordEnv: P}\n";
+    auto ds = config_diags("apigee: {flavor: opdk}\n");
+    EXPECT_DIAG(ds, "apigee.flavor", 1, 18, "unknown flavor \"opdk\"");
+    ds = config_diags("apigee:\n  edge: {cloud: private}\n");
+    EXPECT_DIAG(ds, "apigee.edge", 2, 9, "only with apigee.flavor: edge");
+    ds = config_diags("apigee:\n  flavor: edge\n  edge: {appListRows: 5000}\n" + basic);
+    EXPECT_DIAG(ds, "apigee.edge.appListRows", 3, 23, "between 2 and 1000 on Edge Public Cloud");
+    ds = config_diags("apigee:\n  flavor: edge\n  edge: {cloud: private, appListRows: 10001}\n" +
+                      basic);
+    EXPECT_DIAG(ds, "apigee.edge.appListRows", 3, 39, "between 2 and 10000 on Edge Private Cloud");
+    ds = config_diags("apigee:\n  flavor: edge\n  edge: {appListRows: 1}\n" + basic);
+    EXPECT_DIAG(ds, "apigee.edge.appListRows", 3, 23, "between 2 and 1000");
+    ds = config_diags("apigee:\n  flavor: edge\n  edge: {cloud: hybrid}\n" + basic);
+    EXPECT_DIAG(ds, "apigee.edge.cloud", 3, 17, "use public or private");
+    // Google tokens on Edge, the default auth method included.
+    ds = config_diags("apigee:\n  flavor: edge\n");
+    EXPECT_DIAG(ds, "apigee.flavor", 2, 11, "Apigee Edge does not take Google OAuth tokens");
+    ds = config_diags("apigee:\n  flavor: edge\n  auth: {method: google}\n");
+    EXPECT_DIAG(ds, "apigee.auth.method", 3, 18, "Apigee Edge does not take Google OAuth tokens");
+    // Edge's login server on X.
+    write("pw", "secret\n");
+    ds = config_diags("apigee:\n  auth: {method: edge-oauth, user: u, passwordFile: pw}\n");
+    EXPECT_DIAG(ds, "apigee.auth.method", 2, 18, "only with apigee.flavor: edge");
+}
+
+TEST_F(Loader, EdgeOAuth) {
+    write("pw", "secret\n");
+    write("seed", "GEZDGNBVGY3TQOJQ\n");
+    write("pc", "123456\n");
+    write("pol.yaml", "name: p\norganization: o\nrotation: {method: generate}\n");
+    auto r = load_config(write("c.yaml",
+                               "apigee:\n  flavor: edge\n  auth:\n    method: edge-oauth\n    "
+                               "user: ops@example.com\n    passwordFile: pw\n    mfaSeedFile: "
+                               "seed\npolicies: pol.yaml\n"));
+    ASSERT_TRUE(r.ok()) << dump(r.diagnostics);
+    EXPECT_EQ(r.cfg->apigee.auth.password_file, (dir_ / "pw").string());
+    EXPECT_EQ(r.cfg->apigee.auth.mfa_seed_file, (dir_ / "seed").string());
+    // A SAML zone's passcode.
+    r = load_config(write("c.yaml",
+                          "apigee:\n  flavor: edge\n  auth:\n    method: edge-oauth\n    tokenUrl: "
+                          "https://zone.login.apigee.com/oauth/token\n    passcodeFile: pc\n"
+                          "policies: pol.yaml\n"));
+    ASSERT_TRUE(r.ok()) << dump(r.diagnostics);
+
+    const std::string head = "apigee:\n  flavor: edge\n  auth:\n    method: edge-oauth\n";
+    auto ds = config_diags(head + "    passwordFile: pw\n");
+    EXPECT_DIAG(ds, "apigee.auth.user", 4, 13, "needs the user name");
+    ds = config_diags(head + "    user: u\n    userEnv: U\n    passwordFile: pw\n");
+    EXPECT_DIAG(ds, "apigee.auth.user", 4, 13, "not both");
+    ds = config_diags(head + "    user: u\n");
+    EXPECT_DIAG(ds, "apigee.auth.passwordFile", 4, 13, "needs passwordFile");
+    ds = config_diags(head + "    user: u\n    passwordFile: missing\n");
+    EXPECT_DIAG(ds, "apigee.auth.passwordFile", 6, 19, "cannot read password file");
+    ds = config_diags(head + "    user: u\n    passwordFile: pw\n    mfaSeedFile: nope\n");
+    EXPECT_DIAG(ds, "apigee.auth.mfaSeedFile", 7, 18, "cannot read MFA seed file");
+    ds = config_diags(head + "    passcodeFile: pc\n    mfaSeedFile: seed\n");
+    EXPECT_DIAG(ds, "apigee.auth.mfaSeedFile", 6, 5, "a SAML zone's passcode replaces");
+    ds = config_diags(head +
+                      "    user: u\n    passwordFile: pw\n    tokenUrl: http://sso.example/\n");
+    EXPECT_DIAG(ds, "apigee.auth.tokenUrl", 7, 15, "plain http:// is allowed only to a loopback");
+    ds = config_diags(head + "    user: u\n    passwordFile: pw\n    passwordEnv: P\n");
+    EXPECT_DIAG(ds, "apigee.auth.passwordEnv", 7, 5, "not used by auth method edge-oauth");
+    // Private Cloud has no default login server.
+    ds = config_diags(
+        "apigee:\n  flavor: edge\n  url: https://ms.example\n  auth:\n    method: "
+        "edge-oauth\n    user: u\n    passwordFile: pw\n");
+    EXPECT_DIAG(ds, "apigee.auth.tokenUrl", 0, 0, "Private Cloud needs tokenUrl");
+}
+
+TEST_F(Loader, EdgeRefusesImport) {
+    const std::string cfg =
+        "apigee:\n  flavor: edge\n  auth: {method: basic, userEnv: U, passwordEnv: P}\n"
+        "policies: pol.yaml\n";
+    // import is the default method.
+    write("pol.yaml", "name: p\norganization: o\nrotation: {keyLifetime: 90d}\n");
+    auto r = load_config(write("c.yaml", cfg));
+    EXPECT_FALSE(r.ok());
+    EXPECT_DIAG(r.diagnostics, "rotation.keyLifetime", 3, 25,
+                "Edge cannot set an expiry on an imported key");
+    write("pol.yaml", "name: p\norganization: o\nrotation:\n  method: import\n");
+    r = load_config(write("c.yaml", cfg));
+    EXPECT_DIAG(r.diagnostics, "rotation.method", 4, 11,
+                "Edge cannot set an expiry on an imported key");
+    write("pol.yaml", "name: p\norganization: o\nrotation: {method: import, keyLifetime: never}\n");
+    r = load_config(write("c.yaml", cfg));
+    EXPECT_FALSE(r.ok());
+    EXPECT_DIAG(r.diagnostics, "rotation.method", 3, 20, "keys/create takes no attributes");
+    // generate works for developer apps; company apps (match.appGroups) have no
+    // generate-key call on Edge either.
+    write("pol.yaml", "name: p\norganization: o\nrotation: {method: generate}\n");
+    r = load_config(write("c.yaml", cfg));
+    EXPECT_TRUE(r.ok()) << dump(r.diagnostics);
+    write("pol.yaml",
+          "name: p\norganization: o\nmatch: {appGroups: ['*']}\nrotation: {method: generate}\n");
+    r = load_config(write("c.yaml", cfg));
+    EXPECT_FALSE(r.ok());
+    EXPECT_DIAG(r.diagnostics, "rotation.method", 4, 20,
+                "Edge's reference has no generate-key call for company apps");
+    // ...which X still refuses (AppGroups have no generate-key call).
+    r = load_config(write("c.yaml", "policies: pol.yaml\n"));
+    EXPECT_FALSE(r.ok());
+    EXPECT_DIAG(r.diagnostics, "rotation.method", 4, 20,
+                "generate cannot rotate team (AppGroup) apps");
 }

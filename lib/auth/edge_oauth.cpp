@@ -1,0 +1,305 @@
+// edge-oauth: access tokens from Apigee Edge's login server (the one behind
+// get_token and acurl): OAuth 2.0 password grant with the client edgecli, an
+// MFA code (TOTP) in the query when a seed is configured, or a SAML zone's
+// one-time passcode; refreshed with the refresh token, and a fresh grant when
+// the refresh is refused (docs/configuration.md, "Apigee Edge").
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "auth/token_source.hpp"
+#include "auth/totp.hpp"
+#include "http/client.hpp"
+#include "http/rules.hpp"
+#include "http/transport.hpp"
+#include "policy/config.hpp"
+
+namespace keyrot::auth {
+
+namespace {
+
+using json = nlohmann::json;
+
+error auth_error(std::string msg) {
+    error e;
+    e.what = error::kind::auth;
+    e.message = std::move(msg);
+    return e;
+}
+
+std::string clip(std::string s) {
+    for (auto& c : s)
+        if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+    if (s.size() > 200) s.resize(200);
+    return s;
+}
+
+// The file's content without surrounding white space; nullopt when unreadable.
+std::optional<std::string> read_secret_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::nullopt;
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::size_t b = 0, e = text.size();
+    auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+    while (b < e && space(text[b])) ++b;
+    while (e > b && space(text[e - 1])) --e;
+    std::string out = text.substr(b, e - b);
+    cleanse(text);
+    return out;
+}
+
+class edge_source final : public token_source {
+  public:
+    edge_source(std::unique_ptr<http::transport> login, net::any_io_executor ex, std::string target,
+                const policy::auth_config& cfg, std::function<std::int64_t()> clock)
+        : login_(std::move(login)),
+          ex_(std::move(ex)),
+          target_(std::move(target)),
+          cfg_(cfg),
+          clock_(std::move(clock)) {
+        if (!clock_)
+            clock_ = [] {
+                return std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+            };
+    }
+
+    net::awaitable<result<secret>> authorization_header() override {
+        // One token request at a time; the others wait for its answer.
+        while (minting_) {
+            net::steady_timer t(ex_, std::chrono::steady_clock::time_point::max());
+            waiters_.push_back(&t);
+            boost::system::error_code ec;
+            co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+        }
+        if (!header_.empty() && clock_() < refresh_at_) co_return header_;
+        minting_ = true;
+        auto r = co_await renew();
+        minting_ = false;
+        for (auto* w : waiters_) w->cancel();
+        waiters_.clear();
+        co_return r;
+    }
+
+    // After a 401 on a management call: the next call renews (refresh first).
+    void invalidate() override {
+        header_.clear();
+        refresh_at_ = 0;
+    }
+
+    std::string describe() const override {
+        return "edge-oauth " + who() + " at " + target_ +
+               (cfg_.mfa_seed_file.empty() ? "" : " with MFA");
+    }
+
+  private:
+    std::string who() const {
+        if (!cfg_.passcode_file.empty()) return "(SAML passcode " + cfg_.passcode_file + ")";
+        return cfg_.user.empty() ? "$" + cfg_.user_env : cfg_.user;
+    }
+
+    net::awaitable<result<secret>> renew() {
+        if (!refresh_token_.empty()) {
+            std::string body = "grant_type=refresh_token&refresh_token=" +
+                               http::encode_component(refresh_token_.reveal());
+            std::string target = target_;
+            auto r = co_await token_request(std::move(target), std::move(body), "refresh");
+            if (r) co_return r;
+            // Refused (expired, unknown): a full grant. A network failure is
+            // not a refusal: keep the refresh token, report it.
+            if (r.err().status == 0) co_return r;
+            refresh_token_.clear();
+        }
+        auto g = co_await grant();
+        co_return g;
+    }
+
+    net::awaitable<result<secret>> grant() {
+        std::string body;
+        std::string target = target_;
+        if (!cfg_.passcode_file.empty()) {
+            auto pc = read_secret_file(cfg_.passcode_file);
+            if (!pc || pc->empty())
+                co_return auth_error("cannot read a passcode from " + cfg_.passcode_file);
+            // A passcode is single use: never send one twice.
+            if (!used_passcode_.empty() && used_passcode_.reveal() == *pc) {
+                cleanse(*pc);
+                co_return auth_error(
+                    "the passcode in " + cfg_.passcode_file +
+                    " was used already and the session ended: put a fresh one there (from "
+                    "your SAML zone's /passcode page)");
+            }
+            body =
+                "grant_type=password&response_type=token&passcode=" + http::encode_component(*pc);
+            used_passcode_ = secret(*pc);
+            cleanse(*pc);
+        } else {
+            std::string user = cfg_.user;
+            if (user.empty()) {
+                const char* v = std::getenv(cfg_.user_env.c_str());
+                if (v == nullptr || *v == '\0')
+                    co_return auth_error("environment variable " + cfg_.user_env +
+                                         " (edge-oauth user) is unset or empty");
+                user = v;
+            }
+            auto pw = read_secret_file(cfg_.password_file);
+            if (!pw || pw->empty())
+                co_return auth_error("cannot read a password from " + cfg_.password_file);
+            body = "grant_type=password&username=" + http::encode_component(user) +
+                   "&password=" + http::encode_component(*pw);
+            cleanse(*pw);
+            if (!cfg_.mfa_seed_file.empty()) {
+                auto text = read_secret_file(cfg_.mfa_seed_file);
+                if (!text) {
+                    cleanse(body);
+                    co_return auth_error("cannot read the MFA seed from " + cfg_.mfa_seed_file);
+                }
+                auto seed = base32_decode(*text);
+                cleanse(*text);
+                if (!seed) {
+                    cleanse(body);
+                    co_return auth_error("the MFA seed in " + cfg_.mfa_seed_file +
+                                         " is not base32 (A-Z, 2-7)");
+                }
+                std::string code = totp(*seed, clock_());
+                cleanse(*seed);
+                target += (target.find('?') == std::string::npos ? "?" : "&");
+                target += "mfa_token=" + code;
+                cleanse(code);
+            }
+        }
+        auto r = co_await token_request(std::move(target), std::move(body), "password grant");
+        co_return r;
+    }
+
+    // Sends one token request; on 200 caches the access and refresh tokens.
+    // An HTTP refusal is an error with `status` set; anything else has 0.
+    net::awaitable<result<secret>> token_request(std::string target, std::string body,
+                                                 const char* what) {
+        http::request req;
+        req.method = "POST";
+        req.target = std::move(target);
+        req.body = std::move(body);
+        req.content_type = "application/x-www-form-urlencoded";
+        req.headers.emplace_back("Accept", "application/json");
+        // The login server's public client (edgecli:edgeclisecret), as get_token's.
+        req.authorization = secret("Basic ZWRnZWNsaTplZGdlY2xpc2VjcmV0");
+        const std::int64_t now = clock_();
+        auto r = co_await login_->send(std::move(req));
+        if (!r)
+            co_return auth_error("Edge login server " + std::string(what) + ": " +
+                                 r.err().describe());
+        if (r->status != 200) {
+            json doc = json::parse(r->body, nullptr, false);
+            cleanse(r->body);
+            std::string why;
+            if (doc.is_object()) {
+                if (auto e = doc.find("error"); e != doc.end() && e->is_string())
+                    why = e->get<std::string>();
+                if (auto d = doc.find("error_description"); d != doc.end() && d->is_string())
+                    why += (why.empty() ? "" : ": ") + d->get<std::string>();
+            }
+            auto e = auth_error("Edge login server refused the " + std::string(what) + " for " +
+                                who() + ": HTTP " + std::to_string(r->status) +
+                                (why.empty() ? "" : " " + clip(why)));
+            e.status = r->status;
+            co_return e;
+        }
+        json doc = json::parse(r->body, nullptr, false);
+        cleanse(r->body);
+        auto str = [&](const char* k) -> std::string* {
+            if (!doc.is_object()) return nullptr;
+            auto it = doc.find(k);
+            return it != doc.end() && it->is_string() ? &it->get_ref<std::string&>() : nullptr;
+        };
+        std::string* access = str("access_token");
+        if (access == nullptr || access->empty())
+            co_return auth_error("Edge login server: the answer has no access_token");
+        if (std::string* type = str("token_type");
+            type != nullptr && !type->empty() && *type != "bearer" && *type != "Bearer") {
+            cleanse(*access);
+            co_return auth_error("Edge login server: token_type is not bearer");
+        }
+        const bool safe = std::all_of(access->begin(), access->end(), [](char c) {
+            return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
+        });
+        if (!safe) {
+            cleanse(*access);
+            co_return auth_error(
+                "Edge login server: access_token holds characters a header "
+                "cannot");
+        }
+        header_ = secret("Bearer " + *access);
+        cleanse(*access);
+        if (std::string* refresh = str("refresh_token"); refresh != nullptr && !refresh->empty()) {
+            refresh_token_ = secret(*refresh);
+            cleanse(*refresh);
+        }
+        std::int64_t expires_in = 1799;  // Edge's tokens live 30 minutes
+        if (auto e = doc.find("expires_in"); e != doc.end() && e->is_number_integer())
+            expires_in = std::max<std::int64_t>(1, e->get<std::int64_t>());
+        const auto margin = std::min<std::int64_t>(300, std::max<std::int64_t>(1, expires_in / 10));
+        refresh_at_ = now + expires_in - margin;
+        co_return header_;
+    }
+
+    std::unique_ptr<http::transport> login_;
+    net::any_io_executor ex_;
+    std::string target_;
+    policy::auth_config cfg_;
+    std::function<std::int64_t()> clock_;
+    secret header_;
+    secret refresh_token_;
+    secret used_passcode_;
+    std::int64_t refresh_at_ = 0;
+    bool minting_ = false;
+    std::vector<net::steady_timer*> waiters_;
+};
+
+}  // namespace
+
+std::unique_ptr<token_source> make_edge_oauth_over(std::unique_ptr<http::transport> login,
+                                                   net::any_io_executor ex, std::string target,
+                                                   const policy::auth_config& cfg,
+                                                   std::function<std::int64_t()> clock) {
+    return std::make_unique<edge_source>(std::move(login), std::move(ex), std::move(target), cfg,
+                                         std::move(clock));
+}
+
+result<std::unique_ptr<token_source>> make_edge_oauth(const policy::auth_config& cfg,
+                                                      http::client* for_login) {
+    auto cfg_error = [](std::string m) {
+        error e;
+        e.what = error::kind::config;
+        e.message = std::move(m);
+        return e;
+    };
+    if (!for_login) return cfg_error("auth method edge-oauth needs an HTTP client");
+    if (cfg.passcode_file.empty() &&
+        (cfg.password_file.empty() || (cfg.user.empty() && cfg.user_env.empty())))
+        return cfg_error(
+            "auth method edge-oauth needs user (or userEnv) and passwordFile, or "
+            "passcodeFile");
+    const std::string url =
+        cfg.token_url.empty() ? std::string(policy::k_edge_login_url) : cfg.token_url;
+    // tokenUrl = scheme://authority/path: a client of its own for that origin.
+    const auto scheme_end = url.find("://");
+    const auto path_start =
+        scheme_end == std::string::npos ? std::string::npos : url.find('/', scheme_end + 3);
+    http::options o = for_login->opts();
+    o.base_url = url.substr(0, path_start);
+    o.requests_per_second = 0;
+    o.observer = {};
+    o.max_concurrency = 2;
+    auto client = http::client::create(for_login->executor(), std::move(o));
+    if (!client) return cfg_error("apigee.auth.tokenUrl: " + client.err().message);
+    const auto ex = client.value()->executor();
+    std::unique_ptr<http::transport> t = std::move(client.value());
+    return make_edge_oauth_over(
+        std::move(t), ex, path_start == std::string::npos ? "/" : url.substr(path_start), cfg, {});
+}
+
+}  // namespace keyrot::auth

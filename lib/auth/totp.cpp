@@ -1,0 +1,64 @@
+#include "auth/totp.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <array>
+
+#include "common/secret.hpp"
+
+namespace keyrot::auth {
+
+std::optional<std::string> base32_decode(std::string_view text) {
+    std::string out;
+    std::uint32_t buffer = 0;
+    int bits = 0;
+    for (char ch : text) {
+        if (ch == ' ' || ch == '-' || ch == '=' || ch == '\n' || ch == '\r' || ch == '\t') continue;
+        int v = -1;
+        if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
+        if (ch >= 'a' && ch <= 'z') v = ch - 'a';
+        if (ch >= '2' && ch <= '7') v = ch - '2' + 26;
+        if (v < 0) {
+            cleanse(out);
+            return std::nullopt;
+        }
+        buffer = (buffer << 5) | static_cast<std::uint32_t>(v);
+        bits += 5;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push_back(static_cast<char>((buffer >> bits) & 0xff));
+        }
+    }
+    buffer = 0;
+    if (out.empty()) return std::nullopt;
+    return out;
+}
+
+std::string totp(std::string_view key, std::int64_t unix_seconds, int digits, int step) {
+    const std::uint64_t counter = static_cast<std::uint64_t>(unix_seconds < 0 ? 0 : unix_seconds) /
+                                  static_cast<std::uint64_t>(step);
+    std::array<unsigned char, 8> msg{};
+    for (int i = 7; i >= 0; --i)
+        msg[static_cast<std::size_t>(i)] =
+            static_cast<unsigned char>((counter >> (8 * (7 - i))) & 0xff);
+    std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+    unsigned int len = 0;
+    HMAC(EVP_sha1(), key.data(), static_cast<int>(key.size()), msg.data(), msg.size(), mac.data(),
+         &len);
+    // RFC 4226 dynamic truncation.
+    const unsigned offset = mac[len - 1] & 0x0f;
+    const std::uint32_t bin = (static_cast<std::uint32_t>(mac[offset] & 0x7f) << 24) |
+                              (static_cast<std::uint32_t>(mac[offset + 1]) << 16) |
+                              (static_cast<std::uint32_t>(mac[offset + 2]) << 8) |
+                              static_cast<std::uint32_t>(mac[offset + 3]);
+    std::uint32_t mod = 1;
+    for (int i = 0; i < digits; ++i) mod *= 10;
+    std::string code = std::to_string(bin % mod);
+    if (static_cast<int>(code.size()) < digits)
+        code.insert(0, static_cast<std::size_t>(digits) - code.size(), '0');
+    OPENSSL_cleanse(mac.data(), mac.size());
+    return code;
+}
+
+}  // namespace keyrot::auth
