@@ -38,6 +38,8 @@ void define_options(CLI::App& sub, command_flags& f) {
 int parse_command_line(int argc, char** argv, cli& c) {
     CLI::App app("keyrotd", "keyrotd");
     app.set_help_flag();  // usage_text, not CLI11's generated help
+    // An option given twice: the last one counts, as before CLI11.
+    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     bool help = false;
     bool version = false;
     app.add_flag("-h,--help", help)->disable_flag_override();

@@ -53,6 +53,8 @@ int main(int argc, char** argv) {
     // CLI11 (libcli11-dev) parses; the usage text above stays the help.
     CLI::App cli("apigee-emulator", "apigee-emulator");
     cli.set_help_flag();
+    // An option given twice: the last one counts (the harness adds --port to its own).
+    cli.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     bool help = false;
     long port = opts.port;
     std::string flavor_name = "x";
@@ -67,7 +69,8 @@ int main(int argc, char** argv) {
     cli.add_option("--cert", opts.cert_file);
     cli.add_option("--key", opts.key_file);
     cli.add_option("--latency-ms", latency)->check(CLI::NonNegativeNumber);
-    cli.add_option("--service-account", service_accounts);
+    cli.add_option("--service-account", service_accounts)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     auto* ttl = cli.add_option("--token-ttl", token_ttl)->check(CLI::Range(1L, 86400L));
     cli.add_option("--basic", basic)
         ->check(
@@ -77,7 +80,8 @@ int main(int argc, char** argv) {
             },
             "USER:PASSWORD");
     cli.add_flag("--strict", strict);
-    cli.add_option("--reading", reading_names);
+    cli.add_option("--reading", reading_names)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     cli.add_option("--list-latency-per-app-us", list_latency_us)->check(CLI::NonNegativeNumber);
     cli.add_option("--flavor", flavor_name)->check(CLI::IsMember({"x", "edge"}));
     cli.add_flag("--private-cloud", private_cloud);
@@ -87,7 +91,8 @@ int main(int argc, char** argv) {
     cli.add_option("--passcode", passcodes)
         ->check(
             [](const std::string& v) { return v.empty() ? std::string("empty --passcode") : ""; },
-            "PC");
+            "PC")
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     cli.add_option("--refresh-ttl", refresh_ttl)->check(CLI::Range(1L, 30L * 86400));
     cli.add_option("--login-limit", login_limit)->check(CLI::Range(0L, 1000000L));
     try {

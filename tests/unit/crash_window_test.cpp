@@ -56,7 +56,7 @@ constexpr const char* k_old_key = "crashWindowOldKey_0001";
 // k_full in a team (AppGroup) app, whose keys take other paths and bodies;
 // k_auto: k_simple on auto-approval products only, the cheapest rotation
 // (docs/performance.md: 3 calls with the revocation).
-enum shape { k_full, k_simple, k_team, k_auto };
+enum shape { k_full, k_simple, k_team, k_auto, k_edge };  // k_edge: k_full on Apigee Edge
 
 json seed(int shape) {
     json s = json::parse(R"({
@@ -244,12 +244,15 @@ outcome run_scenario(policy::rotation_method method, bool strict, int shape, int
                      emulator_transport::mode how) {
     emulator::emulator emu;
     if (strict) emu.profile().all(true);
+    if (shape == k_edge) emu.set_flavor(emulator::flavor::edge);
     emu.load_seed(seed(shape));
     emulator_transport transport(emu);
     transport.fail_at = fail_at;
     transport.how = how;
     auto auth = auth::make_none();
-    apigee::api api(transport, *auth, k_org);
+    apigee::api_options flavor;
+    if (shape == k_edge) flavor.flavor = apigee::flavor::edge;
+    apigee::api api(transport, *auth, k_org, flavor);
 
     const auto dir = std::filesystem::temp_directory_path() /
                      ("keyrot-crash-" + std::to_string(::getpid()) + "-" + std::to_string(fail_at) +
@@ -281,6 +284,13 @@ outcome run_scenario(policy::rotation_method method, bool strict, int shape, int
             if (a.value("name", "") == "shop") out.app = a;
     if (out.app.is_null()) ADD_FAILURE() << "no app shop in " << state.dump().substr(0, 2000);
     out.violations = transport.violations;
+    if (shape == k_edge) {
+        // Edge's org app list (rows, inclusive startKey), not X's pageToken listing.
+        const bool edge_listing = std::any_of(
+            transport.log.begin(), transport.log.end(),
+            [](const std::string& l) { return l.find("/apps?expand=true&rows=") != l.npos; });
+        EXPECT_TRUE(edge_listing) << "the Edge scenario did not list apps the Edge way";
+    }
     out.markers_lost = hook(emu, "GET", "/__emulator/invariants")["markersLost"];
     out.calls = transport.calls;
     return out;
@@ -531,10 +541,13 @@ TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
     const auto [method, strict, shape] = GetParam();
     emulator::emulator emu;
     if (strict) emu.profile().all(true);
+    if (shape == k_edge) emu.set_flavor(emulator::flavor::edge);
     emu.load_seed(seed(shape));
     emulator_transport transport(emu);
     auto auth = auth::make_none();
-    apigee::api api(transport, *auth, k_org);
+    apigee::api_options flavor;
+    if (shape == k_edge) flavor.flavor = apigee::flavor::edge;
+    apigee::api api(transport, *auth, k_org, flavor);
     const auto dir =
         std::filesystem::temp_directory_path() / ("keyrot-calls-" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
@@ -601,7 +614,9 @@ const scenario k_scenarios[] = {{policy::rotation_method::import_key, false, k_f
                                 {policy::rotation_method::import_key, false, k_team},
                                 {policy::rotation_method::import_key, true, k_team},
                                 {policy::rotation_method::import_key, false, k_auto},
-                                {policy::rotation_method::import_key, true, k_auto}};
+                                {policy::rotation_method::import_key, true, k_auto},
+                                {policy::rotation_method::generate, false, k_edge},
+                                {policy::rotation_method::generate, true, k_edge}};
 
 std::string scenario_name(const ::testing::TestParamInfo<scenario>& i) {
     return std::string(i.param.method == policy::rotation_method::generate ? "Generate"
@@ -610,6 +625,7 @@ std::string scenario_name(const ::testing::TestParamInfo<scenario>& i) {
            (i.param.shape == k_simple ? "Simple"
             : i.param.shape == k_team ? "Team"
             : i.param.shape == k_auto ? "Auto"
+            : i.param.shape == k_edge ? "Edge"
                                       : "");
 }
 
