@@ -172,9 +172,8 @@ int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotatio
             return 1 + completion_calls(spec, true, true);  // create, complete
         case forecast_kind::complete:
             return completion_calls(spec, true, true);
-        case forecast_kind::revoke:
-            return 1;  // the write (the successor as listed; no read back after 204)
-        case forecast_kind::remove:
+        case forecast_kind::revoke:  // the write (the successor as listed; no read back after 204)
+        case forecast_kind::remove:  // the DELETE (a lost answer alone is read back)
             return 1;
         case forecast_kind::expire:
         case forecast_kind::report:
