@@ -143,6 +143,40 @@ net::awaitable<result<void>> call_only(http::transport& client, auth::token_sour
     co_return ok_t{};
 }
 
+// A name list paged by inclusive startKey and count (X's developers, Edge's
+// companies): pages overlap by one; the list ends at a short page or one that
+// brings nothing new. (name, status) pairs, each name once.
+using named_list = std::vector<std::pair<std::string, std::string>>;
+net::awaitable<result<named_list>> list_by_start_key(
+    http::transport& client, auth::token_source& auth, std::string base,
+    result<named_list> (*parse)(std::string_view)) {
+    constexpr int count = 1000;
+    named_list all;
+    std::set<std::string> seen;
+    std::string start_key;
+    for (int page = 0; page < 100000; ++page) {
+        std::string target = base + "?expand=true&count=" + std::to_string(count);
+        if (!start_key.empty()) target += "&startKey=" + encode_component(start_key);
+        call_spec spec("GET", std::move(target));
+        auto r = co_await call(client, auth, spec);
+        if (!r) co_return r.err();
+        auto names = parse(r->body);
+        if (!names) co_return in_context(names.err(), spec);
+        std::size_t added = 0;
+        // The next page starts at this page's last name (read before the moves below).
+        const std::string last = names->empty() ? std::string() : names->back().first;
+        for (auto& n : names.value()) {
+            if (seen.insert(n.first).second) {
+                all.push_back(std::move(n));
+                ++added;
+            }
+        }
+        if (names->size() < static_cast<std::size_t>(count) || added == 0) break;
+        start_key = last;
+    }
+    co_return all;
+}
+
 }  // namespace
 
 api::api(http::transport& http, auth::token_source& auth, std::string organization,
@@ -206,33 +240,9 @@ net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::li
         auto devs = co_await edge_list_developers();
         co_return devs;
     }
-    constexpr int count = 1000;
-    std::vector<std::pair<std::string, std::string>> all;
-    std::set<std::string> seen;
-    std::string start_key;
-    // Pages overlap by one (startKey is inclusive); stop when a page brings nothing new.
-    for (int page = 0; page < 100000; ++page) {
-        std::string target =
-            org_path(org_) + "/developers?expand=true&count=" + std::to_string(count);
-        if (!start_key.empty()) target += "&startKey=" + encode_component(start_key);
-        call_spec spec("GET", std::move(target));
-        auto r = co_await call(http_, auth_, spec);
-        if (!r) co_return r.err();
-        auto devs = parse_developers(r->body);
-        if (!devs) co_return in_context(devs.err(), spec);
-        std::size_t added = 0;
-        // The next page starts at this page's last email (read before the moves below).
-        const std::string last = devs->empty() ? std::string() : devs->back().first;
-        for (auto& d : devs.value()) {
-            if (seen.insert(d.first).second) {
-                all.push_back(std::move(d));
-                ++added;
-            }
-        }
-        if (devs->size() < static_cast<std::size_t>(count) || added == 0) break;
-        start_key = last;
-    }
-    co_return all;
+    const std::string base = org_path(org_) + "/developers";
+    auto devs = co_await list_by_start_key(http_, auth_, base, &parse_developers);
+    co_return devs;
 }
 
 net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::list_app_groups() {
@@ -476,31 +486,9 @@ api::edge_list_developers() {
 
 net::awaitable<result<std::vector<std::pair<std::string, std::string>>>>
 api::edge_list_companies() {
-    constexpr int count = 1000;
-    std::vector<std::pair<std::string, std::string>> all;
-    std::set<std::string> seen;
-    std::string start_key;
-    for (int page = 0; page < 100000; ++page) {
-        std::string target =
-            org_path(org_) + "/companies?expand=true&count=" + std::to_string(count);
-        if (!start_key.empty()) target += "&startKey=" + encode_component(start_key);
-        call_spec spec("GET", std::move(target));
-        auto r = co_await call(http_, auth_, spec);
-        if (!r) co_return r.err();
-        auto companies = parse_edge_companies(r->body);
-        if (!companies) co_return in_context(companies.err(), spec);
-        std::size_t added = 0;
-        const std::string last = companies->empty() ? std::string() : companies->back().first;
-        for (auto& c : companies.value()) {
-            if (seen.insert(c.first).second) {
-                all.push_back(std::move(c));
-                ++added;
-            }
-        }
-        if (companies->size() < static_cast<std::size_t>(count) || added == 0) break;
-        start_key = last;
-    }
-    co_return all;
+    const std::string base = org_path(org_) + "/companies";
+    auto companies = co_await list_by_start_key(http_, auth_, base, &parse_edge_companies);
+    co_return companies;
 }
 
 }  // namespace keyrot::apigee
