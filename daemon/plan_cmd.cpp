@@ -74,10 +74,11 @@ struct forecast_row {
 std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> listed,
                                        const std::vector<exec::planned_app>& planned,
                                        const std::vector<policy::policy>& policies, millis now,
-                                       millis until, long& apps_listed, long& developers_listed) {
-    std::map<std::string, std::string> status;  // lower(developer) \n app -> status
+                                       millis until, bool edge, long& apps_listed,
+                                       long& developers_listed) {
+    std::map<std::string, std::string> status;  // lower(owner) \n app -> the owner's status
     for (const auto& pa : planned)
-        status[lower(pa.snapshot.developer_email) + "\n" + pa.snapshot.name] =
+        status[lower(owner_id(pa.snapshot)) + "\n" + pa.snapshot.name] =
             pa.snapshot.developer_status;
     std::map<std::string, app> apps;  // owner \n app -> the app with every key
     std::vector<std::string> order;
@@ -107,13 +108,13 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
     developers_listed = static_cast<long>(developers.size());
     for (const auto& id : order) {
         app& a = apps.at(id);
-        const policy::policy* p = a.app_group.empty() ? plan::match_policy(a, policies) : nullptr;
+        const policy::policy* p = plan::match_policy(a, policies);
         if (p != nullptr && a.developer_status.empty()) {
-            auto known = status.find(lower(a.developer_email) + "\n" + a.name);
+            auto known = status.find(lower(owner_id(a)) + "\n" + a.name);
             if (known != status.end()) a.developer_status = known->second;
         }
         const std::string owner = a.app_group.empty() ? a.developer_email : "team:" + a.app_group;
-        for (const auto& it : plan::forecast_app(a, p, now, until)) {
+        for (const auto& it : plan::forecast_app(a, p, now, until, edge)) {
             const std::string kind = plan::to_string(it.kind);
             forecast_row r;
             r.at = it.at;
@@ -294,8 +295,10 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
         auto link = link_org(*session.value(), cfg, org, rec);
         exec::run_options opt;
         opt.concurrency = cfg.apigee.max_concurrency;
-        opt.list_revoked = inventory_mode;          // every key, revoked ones too
-        opt.learn_all_developers = inventory_mode;  // every key's state, also when no work
+        opt.list_revoked = inventory_mode;  // every key, revoked ones too
+        // Every key's state (inventory), and every app's future (a forecast),
+        // also of apps with no work now: their owners' statuses are needed.
+        opt.learn_all_developers = inventory_mode || c.within.has_value();
         auto planned = run_sync(io, link->exec->plan(link->policies, opt));
         if (!planned) {
             fail("organization " + org + ": " + planned.err().describe() +
@@ -315,9 +318,9 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
             }
             const millis now = wall_now();
             long listed_apps = 0, listed_developers = 0;
-            std::vector<forecast_row> org_rows =
-                forecast_org(org, std::move(listed.value().apps), planned.value(), link->policies,
-                             now, now + *c.within, listed_apps, listed_developers);
+            std::vector<forecast_row> org_rows = forecast_org(
+                org, std::move(listed.value().apps), planned.value(), link->policies, now,
+                now + *c.within, cfg.apigee.edge(), listed_apps, listed_developers);
             quotas.push_back(quota_line(org, org_rows, listed_apps, listed_developers,
                                         lopt.list_revoked, cfg, *c.within));
             for (auto& r : org_rows) ahead.push_back(std::move(r));

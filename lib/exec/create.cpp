@@ -1,6 +1,6 @@
 // The executor's successor-making part: a key imported or generated, then
-// completed (products, statuses, scopes, final marker), and the generate
-// journal's recovery (docs/rotation.md).
+// completed (products, statuses, scopes, final marker), and the journal's
+// recovery for keys made without a marker (docs/rotation.md).
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -22,6 +22,10 @@ namespace keyrot::exec {
 using namespace detail;
 
 net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action& act) {
+    if (api_.edge()) {
+        const bool done = co_await create_import_journaled(pa, act);
+        co_return done;
+    }
     const apigee::app_owner dev = apigee::app_owner::of(pa.snapshot);
     const std::string& name = pa.snapshot.name;
     apigee::new_key nk;
@@ -129,13 +133,78 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
         co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
         co_return fail(pa, "", act.key, "generate: no new key found; the next pass starts over");
     }
-    credential s = *fresh;
+    credential made = *fresh;
+    const bool completed = co_await mark_and_complete(pa, std::move(made), act);
+    co_return ok&& completed;
+}
+
+// Apigee Edge's keys/create takes consumerKey and consumerSecret only: no
+// expiry (the planner asks for none: validate refuses a keyLifetime) and no
+// attributes, so the pending marker comes in a second call. The journal
+// names the new key's fingerprint before it exists: a crash between the two
+// calls leaves a key the next pass recognises and marks (recover_journal).
+net::awaitable<bool> executor::create_import_journaled(planned_app& pa, const plan::action& act) {
+    const apigee::app_owner owner = apigee::app_owner::of(pa.snapshot);
+    const std::string& name = pa.snapshot.name;
+    if (act.expires_at != k_never)
+        co_return fail(pa, "", act.key,
+                       "import on Apigee Edge cannot set an expiry (keyLifetime must be never)");
+    apigee::new_key nk;
+    nk.consumer_key = random_token(48);
+    nk.consumer_secret = random_token(48);
+    nk.expires_in_seconds = k_never;
+    const std::string fp = fingerprint(nk.consumer_key);
+    journal_entry je{
+        pa.snapshot.organization, owner_id(pa.snapshot), name, act.key, {}, clock_(), fp};
+    for (const auto& c : pa.snapshot.credentials) je.known.push_back(c.fingerprint);
+    const bool journaled = co_await journal_.write(je);
+    if (!journaled)
+        co_return fail(pa, "", act.key,
+                       "cannot write the import journal (" + store_.describe() + ")");
+    auto created = co_await api_.create_key(owner, name, nk);
+    if (!created) {
+        if (!maybe_applied(created.err()) && !created.err().is_status(409)) {
+            co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
+            co_return fail(pa, "", act.key, "create key: " + created.err().describe());
+        }
+        // It may exist after all: read it back instead of creating another.
+        auto back = co_await api_.get_key(owner, name, nk.consumer_key);
+        if (!back) {
+            // Absent: start over. Not known: the journal stays, and the next
+            // pass marks the key if it exists.
+            const bool absent = back.err().is_status(404);
+            if (absent)
+                co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
+            co_return fail(pa, "", act.key,
+                           "create key: " + created.err().describe() +
+                               (absent ? "; not created (the read-back finds no such key)"
+                                       : "; read-back failed too: " + back.err().describe()) +
+                               ", the next pass starts over");
+        }
+        created = std::move(back);
+    }
+    credential s = std::move(created.value());
+    s.fingerprint = fp;
+    s.consumer_key = nk.consumer_key;
+    if (s.status != "approved" || !s.products.empty())
+        co_return fail(pa, fp, act.key,
+                       "created key does not read back as a new approved key without products");
+    const bool done = co_await mark_and_complete(pa, std::move(s), act);
+    co_return done;
+}
+
+// A new key without a marker, made under a journal entry: audited as created,
+// marked as the pending successor of act.key, the entry dropped, completed.
+net::awaitable<bool> executor::mark_and_complete(planned_app& pa, credential s,
+                                                 const plan::action& act) {
+    const apigee::app_owner owner = apigee::app_owner::of(pa.snapshot);
+    const std::string& name = pa.snapshot.name;
     const intent in =
         make_intent(pa, "created", s.fingerprint, act.key, created_detail(act), act.late);
     const bool began = co_await begin(pa, in);
     if (!began) co_return false;
     auto marked =
-        co_await api_.update_key(dev, name, s.consumer_key, {},
+        co_await api_.update_key(owner, name, s.consumer_key, {},
                                  with_marker(std::vector<attribute>{}, k_pending_prefix + act.key));
     if (!marked)
         co_return fail(pa, s.fingerprint, act.key, "mark new key: " + marked.err().describe());
@@ -144,8 +213,8 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
     s.products = marked->products;
     const bool finished = co_await finish(pa, in);
     if (!finished) co_return false;
-    const bool completed = co_await complete(pa, std::move(s), act.spec, act.key);
-    co_return ok&& completed;
+    const bool done = co_await complete(pa, std::move(s), act.spec, act.key);
+    co_return done;
 }
 
 net::awaitable<bool> executor::recover_journal(planned_app& pa) {
@@ -160,6 +229,7 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
         if (std::find(je->known.begin(), je->known.end(), c.fingerprint) != je->known.end())
             continue;
         if (c.issued_at + 5 * k_minute < je->ts) continue;
+        if (!je->expect.empty() && c.fingerprint != je->expect) continue;  // an import: that key
         const std::string* mark = find_attribute(c.attributes, k_marker_attribute);
         if (mark != nullptr && *mark != k_pending_prefix + je->replaces && *mark != je->replaces)
             continue;  // someone else's successor
@@ -183,7 +253,8 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
         }
         if (!audited_.count({"created", c.fingerprint}))
             record(pa, "created", c.fingerprint, je->replaces,
-                   "recovered from the generate journal");
+                   je->expect.empty() ? "recovered from the generate journal"
+                                      : "recovered from the import journal");
         break;
     }
     co_await journal_.remove(a.organization, owner_id(a), a.name);

@@ -158,6 +158,8 @@ class executor {
     net::awaitable<bool> apply(planned_app& pa, const plan::action& act, const run_options& opt);
     net::awaitable<bool> create_import(planned_app& pa, const plan::action& act);
     net::awaitable<bool> create_generate(planned_app& pa, const plan::action& act);
+    net::awaitable<bool> create_import_journaled(planned_app& pa, const plan::action& act);
+    net::awaitable<bool> mark_and_complete(planned_app& pa, credential s, const plan::action& act);
     net::awaitable<bool> complete(planned_app& pa, credential successor,
                                   const plan::successor_spec& spec, const std::string& replaces);
     net::awaitable<bool> revoke(planned_app& pa, const plan::action& act);

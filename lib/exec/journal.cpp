@@ -74,9 +74,13 @@ std::string journal::name(const std::string& org, const std::string& developer,
 namespace {
 // (Out of the coroutines: GCC 12 cannot compile brace-initialised JSON inside one.)
 std::string to_text(const journal_entry& e) {
-    const nlohmann::json j = {
-        {"organization", e.organization}, {"developer", e.developer}, {"app", e.app},
-        {"replaces", e.replaces},         {"known", e.known},         {"ts", e.ts}};
+    const nlohmann::json j = {{"organization", e.organization},
+                              {"developer", e.developer},
+                              {"app", e.app},
+                              {"replaces", e.replaces},
+                              {"known", e.known},
+                              {"ts", e.ts},
+                              {"expect", e.expect}};
     return j.dump();
 }
 
@@ -113,6 +117,7 @@ std::optional<journal_entry> journal::read(const std::string& org, const std::st
     e.app = j.value("app", "");
     e.replaces = j.value("replaces", "");
     e.ts = j.value("ts", millis{0});
+    e.expect = j.value("expect", "");
     if (j.contains("known") && j["known"].is_array())
         for (const auto& k : j["known"])
             if (k.is_string()) e.known.push_back(k.get<std::string>());

@@ -1,8 +1,11 @@
-// The write-ahead journal that closes the crash window of `method: generate`:
-// Apigee makes the key, so between the call and writing the marker a crash
-// would leave an unmarked key nobody recognises. Before the call we record the
-// app's key fingerprints; after a restart a key not in that set, without a
-// marker, issued after the entry was written, is the successor.
+// The write-ahead journal that closes the crash window of a key created
+// without keyrotd's marker: `method: generate` (Apigee makes the key) and
+// `method: import` on Apigee Edge (keys/create takes no attributes). Between
+// the call and writing the marker a crash would leave an unmarked key nobody
+// recognises. Before the call we record the app's key fingerprints (and, for
+// an import, the new key's own); after a restart a key not in that set,
+// without a marker, issued after the entry was written (the expected one,
+// when named), is the successor.
 #pragma once
 
 #include <optional>
@@ -22,6 +25,7 @@ struct journal_entry {
     std::string replaces;            // fingerprint of the old key
     std::vector<std::string> known;  // fingerprints before the call
     millis ts = 0;
+    std::string expect;  // an import: the new key's fingerprint ("" for generate)
 };
 
 // Entries named "generate-<fingerprint of org, developer, app>" in a state_store.

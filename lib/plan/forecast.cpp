@@ -72,6 +72,7 @@ struct simulation {
     app sim;
     millis now;
     millis until;
+    bool edge;
     std::map<std::string, millis> revoked_at;  // fingerprint -> when revoked (or deleted)
     std::set<std::pair<std::string, std::string>> reported;  // (key, reason)
     // Simulated successor -> (the real key it descends from, generation).
@@ -87,7 +88,8 @@ struct simulation {
         forecast_item it;
         it.at = t;
         if (policy != nullptr)
-            it.apigee_calls = apigee_calls(kind_of(act.kind), act.spec, policy->rotation.method);
+            it.apigee_calls =
+                apigee_calls(kind_of(act.kind), act.spec, policy->rotation.method, edge);
         it.reason = act.reason;
         it.key = act.key;
         it.replaces = act.replaces;
@@ -162,13 +164,16 @@ int order(forecast_kind k) { return static_cast<int>(k); }
 
 }  // namespace
 
-int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotation_method method) {
+int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotation_method method,
+                 bool edge) {
     switch (kind) {
         case forecast_kind::rotate:
             if (method == policy::rotation_method::generate)
                 // Read the app, generate (products and scopes ride along), mark
                 // the new key pending, complete, re-read the rewritten app.
                 return 3 + completion_calls(spec, false, false) + 1;
+            if (edge)  // create, mark (keys/create takes no attributes), complete
+                return 2 + completion_calls(spec, true, true);
             return 1 + completion_calls(spec, true, true);  // create, complete
         case forecast_kind::complete:
             return completion_calls(spec, true, true);
@@ -207,8 +212,8 @@ const char* to_string(forecast_kind k) {
 }
 
 std::vector<forecast_item> forecast_app(const app& a, const policy::policy* p, millis now,
-                                        millis until, int max_steps) {
-    simulation s{p, a, now, until, {}, {}, {}, {}};
+                                        millis until, bool edge, int max_steps) {
+    simulation s{p, a, now, until, edge, {}, {}, {}, {}};
     std::string skipped;  // why the app is left alone, if it is
     if (p != nullptr) {
         millis t = now;

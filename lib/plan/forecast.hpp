@@ -58,7 +58,10 @@ struct forecast_item {
 // successor's check, the write and its read-back (delivery adds none: the
 // secrets come from the pass's listing, docs/delivery.md); for a deletion,
 // the delete and its read-back.
-int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotation_method method);
+// `edge`: Apigee Edge, whose keys/create takes no attributes (an import
+// marks its key in a second call).
+int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotation_method method,
+                 bool edge);
 
 // The list reads of one full pass over `apps` apps and `developers`
 // developers, with pages of `page_size` (the org app list with approved keys;
@@ -67,6 +70,6 @@ int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotatio
 int pass_calls(long apps, long developers, int page_size, bool revoked);
 
 std::vector<forecast_item> forecast_app(const app& a, const policy::policy* p, millis now,
-                                        millis until, int max_steps = 200);
+                                        millis until, bool edge, int max_steps = 200);
 
 }  // namespace keyrot::plan

@@ -709,28 +709,19 @@ std::vector<diagnostic> flavor_refusals(const std::string& flavor,
         if (edge && rot.method == rotation_method::generate && !p.match.app_groups.empty())
             refuse("rotation.method",
                    "policy " + quote(p.name) +
-                       " matches company apps (match.appGroups), which keyrotd cannot rotate on "
-                       "Apigee Edge: Edge's reference has no generate-key call for company apps "
-                       "(a POST on a company app only approves or revokes it), and keys/create "
-                       "takes no expiry; remove match.appGroups (company apps are then left "
-                       "alone)");
-        if (edge && rot.method == rotation_method::import_key) {
-            if (rot.key_lifetime)
-                refuse(p.positions.count("rotation.method") ? "rotation.method"
-                                                            : "rotation.keyLifetime",
-                       "policy " + quote(p.name) +
-                           ": method import with a keyLifetime cannot work on Apigee Edge: "
-                           "Edge cannot set an expiry on an imported key (keys/create takes "
-                           "consumerKey and consumerSecret only); use method: generate "
-                           "(import is the default method)");
-            else
-                refuse("rotation.method",
-                       "policy " + quote(p.name) +
-                           ": method import cannot work on Apigee Edge even for keys that never "
-                           "expire: keys/create takes no attributes, so the new key cannot carry "
-                           "keyrotd's lineage marker from the moment it exists (a crash would "
-                           "strand an unmarked key); use method: generate");
-        }
+                       " matches company apps (match.appGroups) with method generate: Edge's "
+                       "reference has no generate-key call for company apps (a POST on a "
+                       "company app only approves or revokes it); rotate them with method: "
+                       "import, keyLifetime: never and a maxAge, or a separate policy for "
+                       "the companies");
+        if (edge && rot.method == rotation_method::import_key && rot.key_lifetime)
+            refuse(
+                p.positions.count("rotation.method") ? "rotation.method" : "rotation.keyLifetime",
+                "policy " + quote(p.name) +
+                    ": method import with a keyLifetime cannot work on Apigee Edge: Edge "
+                    "cannot set an expiry on an imported key (keys/create takes consumerKey "
+                    "and consumerSecret only); use method: generate (import is the default "
+                    "method), or keyLifetime: never with a maxAge");
     }
     return out;
 }

@@ -211,8 +211,8 @@ const std::vector<std::string>& policy_fields();
 // What the Apigee flavor cannot do with these policies, one error each, naming
 // the policy's file and the field (load_config calls it with the config's
 // flavor, load_policies with "x"): team apps with method generate (neither X's
-// AppGroups nor Edge's companies have a generate-key call); on Edge, no method
-// import (keys/create takes no expiry and no attributes), so no team apps at all.
+// AppGroups nor Edge's companies have a generate-key call); on Edge, method
+// import only with keyLifetime: never (keys/create takes no expiry).
 std::vector<diagnostic> flavor_refusals(const std::string& flavor,
                                         const std::vector<policy>& policies);
 

@@ -15,8 +15,12 @@ Each case leaves its outputs (stdout/stderr, audit logs) and the secrets the
 emulator issued in $KEYROT_ARTIFACTS/<case>/ (default
 $KEYROT_BUILD_DIR/test-artifacts) for secrets_test.py.
 
+With KEYROT_FLAVOR=edge both run against the emulator's Apigee Edge flavor
+(docs/flavors.md): the org app list pages by startKey (50 rows), team apps are
+company apps, and imports make keys that never expire (rotated by maxAge).
+
 Environment: KEYROT_BUILD_DIR (required), CHAOS_SEED (default: random, printed),
-CHAOS_KILLS (default 12), CHAOS_APPS (default 500)."""
+CHAOS_KILLS (default 12), CHAOS_APPS (default 500), KEYROT_FLAVOR (x or edge)."""
 import collections
 import json
 import os
@@ -33,6 +37,7 @@ import harness as h  # noqa: E402
 
 ORG = "demo"
 MARKER = "keyrotd_replaces"
+EDGE = os.environ.get("KEYROT_FLAVOR", "x") == "edge"
 ARTIFACTS = os.environ.get("KEYROT_ARTIFACTS", os.path.join(h.BUILD, "test-artifacts"))
 SEED = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(1 << 30))))
 KILLS = int(os.environ.get("CHAOS_KILLS", "12"))
@@ -65,6 +70,14 @@ POLICIES = [
      "rotation": {"keyLifetime": "2h", "rotateBefore": "100m", "overlap": "6s",
                   "method": "import"}},
 ]
+if EDGE:
+    # Edge cannot set an expiry on an imported key: imports make keys that
+    # never expire, rotated by age (seeded due keys are 30 days old, keys not
+    # due one day old). Generate keeps its lifetime.
+    for _p in POLICIES:
+        if _p["rotation"]["method"] == "import":
+            _p["rotation"]["keyLifetime"] = "never"
+            _p["rotation"]["maxAge"] = "20d"
 
 
 def make_seed(n_apps, rng, prefixes=("imp", "gen", "keep")):
@@ -96,7 +109,8 @@ def make_seed(n_apps, rng, prefixes=("imp", "gen", "keep")):
         is_due = kind != "keep" and i % 10 != 3
         expires = ("+70m" if gold else "+30m") if is_due else "+5h"
         creds = [{"consumerKey": key, "consumerSecret": "S" + pysecrets.token_hex(20),
-                  "status": "approved", "issuedAt": "-30d", "expiresAt": expires,
+                  "status": "approved", "issuedAt": "-30d" if is_due else "-1d",
+                  "expiresAt": expires,
                   "attributes": [{"name": "env", "value": "prod"},
                                  {"name": "owner", "value": "team-%d" % (i % 3)}],
                   "scopes": ["read", "write"] if i % 2 else ["read"],
@@ -148,6 +162,8 @@ def app_map(state):
 
 
 def save_artifacts(case, k_list, emu_state, token):
+    if EDGE:
+        case += "-edge"
     if h.PROFILE:
         case += "-" + h.PROFILE
     """Outputs and audit logs for secrets_test.py; the secrets themselves go to
@@ -234,7 +250,7 @@ class Checks:
                 problems.append("%s: old key's products changed: %s" % (key, products(old_now)))
             if expect_revoked and old_now["status"] != "revoked":
                 problems.append("%s: old key still %s after the overlap" % (key, old_now["status"]))
-            if int(s["expiresAt"]) <= int(old_seed_expiry(old_now)):
+            if expiry(s["expiresAt"]) <= expiry(old_seed_expiry(old_now)):
                 problems.append("%s: successor expires before the old key" % (key,))
             for c in succ:
                 if c is not s and c["status"] != "revoked":
@@ -288,20 +304,35 @@ def old_seed_expiry(cred):
     return cred["expiresAt"]
 
 
+def expiry(value):
+    """expiresAt as a number; -1 (never: an Edge import) as infinity."""
+    v = int(value)
+    return float("inf") if v == -1 else v
+
+
+def emulator_args(token):
+    return ("--token", token) + (("--flavor", "edge") if EDGE else ())
+
+
+def auth_config():
+    edge = "\n  flavor: edge\n  edge: {appListRows: 50}" if EDGE else ""
+    return "{method: token-env, env: %s}%s" % (TOKEN_ENV, edge)
+
+
 class ChaosTest(unittest.TestCase, Checks):
     """One chaos run (setUpClass), then one test per promise."""
 
     @classmethod
     def setUpClass(cls):
         cls.rng = random.Random(SEED)
-        print("chaos: CHAOS_SEED=%d apps=%d kills=%d" % (SEED, APPS, KILLS), file=sys.stderr)
+        print("chaos: CHAOS_SEED=%d apps=%d kills=%d flavor=%s"
+              % (SEED, APPS, KILLS, "edge" if EDGE else "x"), file=sys.stderr)
         cls.dir = h.tmpdir()
         cls.token = pysecrets.token_urlsafe(30)
         os.environ[TOKEN_ENV] = cls.token
         cls.seed, cls.due = make_seed(APPS, cls.rng)
-        cls.emu = h.Emulator(cls.dir, cls.seed, extra=("--token", cls.token))
-        cls.k = h.Keyrotd(cls.dir, cls.emu.url, POLICIES, interval="5s",
-                          auth="{method: token-env, env: %s}" % TOKEN_ENV)
+        cls.emu = h.Emulator(cls.dir, cls.seed, extra=emulator_args(cls.token))
+        cls.k = h.Keyrotd(cls.dir, cls.emu.url, POLICIES, interval="5s", auth=auth_config())
         cls.emu.hook("faults", {"p503": 0.2, "p429": 0.1, "retryAfterSeconds": 0,
                                 "pDropAfterWrite": 0.05, "latencyMs": 50, "seed": SEED})
         t0 = time.time()
@@ -357,8 +388,8 @@ class ChaosTest(unittest.TestCase, Checks):
         self.check_markers_kept(self.markers_lost)
 
     def test_0_killed_and_converged(self):
-        self.assertGreaterEqual(sum(1 for _, alive, _ in self.kill_log if alive), 10,
-                                "keyrotd run was alive when killed at least 10 times")
+        self.assertGreaterEqual(sum(1 for _, alive, _ in self.kill_log if alive), KILLS - 2,
+                                "keyrotd run was alive when killed at least %d times" % (KILLS - 2))
         self.assertIsNotNone(self.converged_after, "converged under faults within 150 s")
         self.assertEqual(self.run_rc, 0, "SIGTERM: clean stop")
         self.assertEqual(self.final_once.returncode, 0,
@@ -366,6 +397,12 @@ class ChaosTest(unittest.TestCase, Checks):
         self.assertEqual(self.final_plan.returncode, 0, self.final_plan.stdout)
         log = "\n".join(self.k.outputs)
         self.assertTrue("503" in log or "429" in log or "failed" in log, "the faults were felt")
+        routes = self.requests["byRoute"]
+        if EDGE:  # the Edge calls were the ones made
+            self.assertTrue(any(r.endswith("/keys/create") for r in routes), routes)
+            self.assertTrue(any("/companies/" in r for r in routes), routes)
+        else:
+            self.assertFalse(any(r.endswith("/keys/create") for r in routes), routes)
 
     def test_1_never_zero_usable_keys(self):
         av_zero = [r for r in self.records if r["usableKeys"] == 0 and r["usableBefore"] > 0]
@@ -413,7 +450,7 @@ class ChaosTest(unittest.TestCase, Checks):
                                 % (key, sfp))
             if first["usableKeys"] < 1:
                 problems.append("%s: no usable key after the revocation" % (key,))
-            if not int(s[0]["issuedAt"]) <= int(first["ts"]) < int(s[0]["expiresAt"]):
+            if not int(s[0]["issuedAt"]) <= int(first["ts"]) < expiry(s[0]["expiresAt"]):
                 problems.append("%s: successor not valid at the revocation" % (key,))
         self.assertEqual(problems, [], "\n".join(problems[:40]))
 
@@ -453,14 +490,13 @@ class RaceTest(unittest.TestCase, Checks):
         token = pysecrets.token_urlsafe(30)
         os.environ[TOKEN_ENV] = token
         seed, due = make_seed(n_apps, rng)
-        emu = h.Emulator(d, seed, extra=("--token", token))
+        emu = h.Emulator(d, seed, extra=emulator_args(token))
         ks = []
         try:
             for i in range(3):
                 kd = os.path.join(d, "k%d" % i)
                 os.makedirs(kd)
-                ks.append(h.Keyrotd(kd, emu.url, POLICIES, auth="{method: token-env, env: %s}"
-                                    % TOKEN_ENV))
+                ks.append(h.Keyrotd(kd, emu.url, POLICIES, auth=auth_config()))
             emu.hook("faults", {"latencyMs": latency, "seed": SEED})
             rounds = [2, 3, 2, 3]
             for n in rounds:

@@ -24,9 +24,24 @@ set_tests_properties(chaos_sigkill_strict chaos_race_strict
                                 ENVIRONMENT "${_chaos_env};KEYROT_EMULATOR_PROFILE=strict"
                                 RESOURCE_LOCK chaos)
 
+# Both against the emulator's Apigee Edge flavor (KEYROT_FLAVOR=edge:
+# startKey paging, company apps, imports that never expire), smaller.
+add_test(NAME chaos_sigkill_edge COMMAND ${KEYROT_PYTHON} ${_chaos_py} ChaosTest)
+add_test(NAME chaos_race_edge COMMAND ${KEYROT_PYTHON} ${_chaos_py} RaceTest)
+add_test(NAME chaos_sigkill_edge_strict COMMAND ${KEYROT_PYTHON} ${_chaos_py} ChaosTest)
+add_test(NAME chaos_race_edge_strict COMMAND ${KEYROT_PYTHON} ${_chaos_py} RaceTest)
+set(_chaos_edge_env "${_chaos_env};KEYROT_FLAVOR=edge;CHAOS_APPS=200;CHAOS_KILLS=8")
+set_tests_properties(chaos_sigkill_edge chaos_race_edge
+                     PROPERTIES LABELS integration TIMEOUT 400 ENVIRONMENT "${_chaos_edge_env}"
+                                RESOURCE_LOCK chaos)
+set_tests_properties(chaos_sigkill_edge_strict chaos_race_edge_strict
+                     PROPERTIES LABELS integration TIMEOUT 400
+                                ENVIRONMENT "${_chaos_edge_env};KEYROT_EMULATOR_PROFILE=strict"
+                                RESOURCE_LOCK chaos)
+
 # Secrets audit over the outputs the cases above left in test-artifacts/.
 add_test(NAME chaos_secrets_audit
          COMMAND ${KEYROT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/chaos/secrets_test.py)
 set_tests_properties(chaos_secrets_audit PROPERTIES LABELS integration TIMEOUT 300
-                     ENVIRONMENT "${_chaos_env}" DEPENDS "chaos_sigkill;chaos_race;chaos_sigkill_strict;chaos_race_strict"
+                     ENVIRONMENT "${_chaos_env}" DEPENDS "chaos_sigkill;chaos_race;chaos_sigkill_strict;chaos_race_strict;chaos_sigkill_edge;chaos_race_edge;chaos_sigkill_edge_strict;chaos_race_edge_strict"
                      RESOURCE_LOCK chaos)

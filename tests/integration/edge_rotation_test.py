@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """keyrotd against the emulator's Apigee Edge flavor (apigee.flavor: edge), over
 real HTTP: developer apps rotate with method generate (company apps, which
-have no generate-key call on Edge, are left alone and a policy for them is
-refused), through
+have no generate-key call on Edge, are left alone by it and a generate policy
+for them is refused); developer and company apps rotate by age with method
+import and keys that never expire (keys/create takes no expiry), and their
+revoked keys are deleted (deleteRevokedAfter, Edge's listing); through
 Basic auth and through the Edge login server's OAuth password grant with an
 MFA code (TOTP); the org app list pages by inclusive startKey (small rows, so
 several pages); Edge Public Cloud and Private Cloud. validate refuses what
@@ -70,6 +72,14 @@ def policy(method="generate", companies=False):
     return {"name": "edge", "organization": "demo", "match": match,
             "rotation": {"keyLifetime": "30d", "rotateBefore": "7d", "overlap": "3s",
                          "method": method}}
+
+
+def import_policy():
+    """Keys that never expire, rotated by age: developer and company apps."""
+    return {"name": "edge-import", "organization": "demo",
+            "match": {"developers": ["*"], "appGroups": ["partner-*"]},
+            "rotation": {"method": "import", "keyLifetime": "never", "maxAge": "20d",
+                         "rotateBefore": "7d", "overlap": "3s", "deleteRevokedAfter": "1s"}}
 
 
 def successors_of(app, old_fp):
@@ -175,7 +185,66 @@ class EdgeRotation:
             self.assertGreaterEqual(tokens.get("edgeTokenRequests", 0), 1, tokens)
             self.assertEqual(tokens.get("edgeTokenErrors", 0), 0, tokens)
 
-    def test_validate_refuses_import_on_edge(self):
+    def test_import_rotates_developer_and_company_apps_by_age(self):
+        self.k.set_policies([import_policy()])
+        before = {n: self.app(n) for n in ("shop", "b2b", "b2b-idle", "fresh")}
+        r = self.k.run("plan", "--json")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        plan = json.loads(r.stdout)
+        self.assertEqual(sorted((p.get("team") or p.get("developer"), p["app"], p["action"])
+                                for p in plan),
+                         [(DEV, "shop", "create"), ("partner-blue", "b2b", "create")], plan)
+        r = self.k.run("once")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for name in ("shop", "b2b"):
+            after, old = self.app(name), before[name]["credentials"][0]
+            succ = successors_of(after, h.fp(old["consumerKey"]))
+            self.assertEqual(len(succ), 1, after)
+            s = succ[0]
+            self.assertIn({"name": "keyrotd_replaces", "value": h.fp(old["consumerKey"])},
+                          s["attributes"])
+            self.assertIn({"name": "env", "value": "prod"}, s["attributes"])
+            self.assertEqual({p["apiproduct"]: p["status"] for p in s["apiProducts"]},
+                             {"payments": "approved", "admin": "pending"})
+            self.assertEqual(int(s["expiresAt"]), -1, "an imported key never expires on Edge")
+            # An import does not touch the app itself.
+            self.assertEqual(after["attributes"], before[name]["attributes"])
+            self.assertEqual(after["callbackUrl"], before[name]["callbackUrl"])
+        self.assertEqual(self.app("b2b-idle"), before["b2b-idle"], "inactive company: left alone")
+        self.assertEqual(self.app("fresh"), before["fresh"])
+        # The forecast names the company app's next rotation, by age.
+        r = self.k.run("plan", "--within", "30d", "--json")
+        self.assertIn(r.returncode, (0, 2), r.stdout + r.stderr)
+        ahead = [p for p in json.loads(r.stdout) if p.get("forecast")]
+        self.assertIn(("partner-blue", "b2b", "create"),
+                      [(p.get("team"), p["app"], p["action"]) for p in ahead], ahead)
+        time.sleep(3.5)  # the overlap
+        r = self.k.run("once")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for name in ("shop", "b2b"):
+            old_key = before[name]["credentials"][0]["consumerKey"]
+            states = {c["consumerKey"]: c["status"] for c in self.app(name)["credentials"]}
+            self.assertEqual(states[old_key], "revoked")
+            self.assertEqual(sorted(states.values()), ["approved", "revoked"])
+        time.sleep(1.5)  # deleteRevokedAfter: Edge's listing brings the revoked keys
+        r = self.k.run("once")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for name in ("shop", "b2b"):
+            keys = [c["consumerKey"] for c in self.app(name)["credentials"]]
+            self.assertEqual(len(keys), 1, keys)
+            self.assertNotIn(before[name]["credentials"][0]["consumerKey"], keys)
+        audit = self.k.audit()
+        got = sorted((a.get("team", "") or a["developer"], a["app"], a["action"]) for a in audit)
+        want = sorted((who, app, act) for who, app in ((DEV, "shop"), ("partner-blue", "b2b"))
+                      for act in ("created", "completed", "revoked", "deleted"))
+        self.assertEqual(got, want, audit)
+        # Nothing left to do.
+        self.emu.reset_counters()
+        r = self.k.run("once")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(self.emu.writes(), 0)
+
+    def test_validate_refuses_what_edge_cannot_do(self):
         self.k.set_policies([policy("import")])
         r = self.k.run("validate")
         self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -186,6 +255,9 @@ class EdgeRotation:
         r = self.k.run("validate")
         self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("no generate-key call for company apps", r.stderr)
+        self.k.set_policies([import_policy()])
+        r = self.k.run("validate")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.k.set_policies([policy()])
         r = self.k.run("validate")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

@@ -56,7 +56,11 @@ constexpr const char* k_old_key = "crashWindowOldKey_0001";
 // k_full in a team (AppGroup) app, whose keys take other paths and bodies;
 // k_auto: k_simple on auto-approval products only, the cheapest rotation
 // (docs/performance.md: 3 calls with the revocation).
-enum shape { k_full, k_simple, k_team, k_auto, k_edge };  // k_edge: k_full on Apigee Edge
+// k_edge: k_full on Apigee Edge; k_edge_team: k_team on Edge (a company app).
+// On Edge an import's key never expires (keys/create takes no expiry).
+enum shape { k_full, k_simple, k_team, k_auto, k_edge, k_edge_team };
+
+bool on_edge(int shape) { return shape == k_edge || shape == k_edge_team; }
 
 json seed(int shape) {
     json s = json::parse(R"({
@@ -83,7 +87,7 @@ json seed(int shape) {
         }]
       }]
     })");
-    if (shape == k_team) {
+    if (shape == k_team || shape == k_edge_team) {
         json& a = s["organizations"][0]["apps"][0];
         a.erase("developerEmail");
         a["appGroup"] = "partners";
@@ -212,12 +216,14 @@ struct outcome {
     int calls = 0;
 };
 
-policy::policy make_policy(policy::rotation_method method, bool team = false) {
+policy::policy make_policy(policy::rotation_method method, int shape = k_full) {
     policy::policy p;
-    if (team) p.match.app_groups = {"*"};
+    if (shape == k_team || shape == k_edge_team) p.match.app_groups = {"*"};
     p.name = "partners";
     p.organization = k_org;
     p.rotation.key_lifetime = 90 * k_day;
+    if (on_edge(shape) && method == policy::rotation_method::import_key)
+        p.rotation.key_lifetime = std::nullopt;  // validate refuses any other on Edge
     p.rotation.rotate_before = 14 * k_day;
     p.rotation.overlap = k_hour;
     p.rotation.method = method;
@@ -244,14 +250,14 @@ outcome run_scenario(policy::rotation_method method, bool strict, int shape, int
                      emulator_transport::mode how) {
     emulator::emulator emu;
     if (strict) emu.profile().all(true);
-    if (shape == k_edge) emu.set_flavor(emulator::flavor::edge);
+    if (on_edge(shape)) emu.set_flavor(emulator::flavor::edge);
     emu.load_seed(seed(shape));
     emulator_transport transport(emu);
     transport.fail_at = fail_at;
     transport.how = how;
     auto auth = auth::make_none();
     apigee::api_options flavor;
-    if (shape == k_edge) flavor.flavor = apigee::flavor::edge;
+    if (on_edge(shape)) flavor.flavor = apigee::flavor::edge;
     apigee::api api(transport, *auth, k_org, flavor);
 
     const auto dir = std::filesystem::temp_directory_path() /
@@ -259,7 +265,7 @@ outcome run_scenario(policy::rotation_method method, bool strict, int shape, int
                       "-" + std::to_string(static_cast<int>(how)));
     std::filesystem::remove_all(dir);
     outcome out;
-    const std::vector<policy::policy> policies{make_policy(method, shape == k_team)};
+    const std::vector<policy::policy> policies{make_policy(method, shape)};
     // One pass = one process: its own observer, executor and io_context.
     auto pass = [&] {
         recording_observer obs(dir);
@@ -284,7 +290,7 @@ outcome run_scenario(policy::rotation_method method, bool strict, int shape, int
             if (a.value("name", "") == "shop") out.app = a;
     if (out.app.is_null()) ADD_FAILURE() << "no app shop in " << state.dump().substr(0, 2000);
     out.violations = transport.violations;
-    if (shape == k_edge) {
+    if (on_edge(shape)) {
         // Edge's org app list (rows, inclusive startKey), not X's pageToken listing.
         const bool edge_listing = std::any_of(
             transport.log.begin(), transport.log.end(),
@@ -541,17 +547,17 @@ TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
     const auto [method, strict, shape] = GetParam();
     emulator::emulator emu;
     if (strict) emu.profile().all(true);
-    if (shape == k_edge) emu.set_flavor(emulator::flavor::edge);
+    if (on_edge(shape)) emu.set_flavor(emulator::flavor::edge);
     emu.load_seed(seed(shape));
     emulator_transport transport(emu);
     auto auth = auth::make_none();
     apigee::api_options flavor;
-    if (shape == k_edge) flavor.flavor = apigee::flavor::edge;
+    if (on_edge(shape)) flavor.flavor = apigee::flavor::edge;
     apigee::api api(transport, *auth, k_org, flavor);
     const auto dir =
         std::filesystem::temp_directory_path() / ("keyrot-calls-" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
-    const std::vector<policy::policy> policies{make_policy(method, shape == k_team)};
+    const std::vector<policy::policy> policies{make_policy(method, shape)};
     // The plan before the pass: what the forecast prices. (Named coroutines,
     // not lambdas: GCC 12 miscompiles coroutine lambdas that capture.)
     std::vector<exec::planned_app> planned;
@@ -586,8 +592,10 @@ TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
     const int revoked = app_calls();
     std::filesystem::remove_all(dir);
 
-    const int est_create = plan::apigee_calls(plan::forecast_kind::rotate, create.spec, method);
-    const int est_revoke = plan::apigee_calls(plan::forecast_kind::revoke, create.spec, method);
+    const int est_create =
+        plan::apigee_calls(plan::forecast_kind::rotate, create.spec, method, on_edge(shape));
+    const int est_revoke =
+        plan::apigee_calls(plan::forecast_kind::revoke, create.spec, method, on_edge(shape));
     std::cerr << "rotation: " << created << " calls (estimate " << est_create
               << "), revocation: " << revoked << " (estimate " << est_revoke << ")\n";
     EXPECT_GE(est_create, created);
@@ -602,7 +610,8 @@ TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
 }
 
 // Both methods against both emulator profiles (docs/apigee-fidelity.md), both
-// key shapes each, and a team app (import only: no generate-key call for teams).
+// key shapes each, and a team app (import only: no generate-key call for teams);
+// on Apigee Edge both methods for a developer app and import for a company app.
 const scenario k_scenarios[] = {{policy::rotation_method::import_key, false, k_full},
                                 {policy::rotation_method::import_key, true, k_full},
                                 {policy::rotation_method::generate, false, k_full},
@@ -616,17 +625,22 @@ const scenario k_scenarios[] = {{policy::rotation_method::import_key, false, k_f
                                 {policy::rotation_method::import_key, false, k_auto},
                                 {policy::rotation_method::import_key, true, k_auto},
                                 {policy::rotation_method::generate, false, k_edge},
-                                {policy::rotation_method::generate, true, k_edge}};
+                                {policy::rotation_method::generate, true, k_edge},
+                                {policy::rotation_method::import_key, false, k_edge},
+                                {policy::rotation_method::import_key, true, k_edge},
+                                {policy::rotation_method::import_key, false, k_edge_team},
+                                {policy::rotation_method::import_key, true, k_edge_team}};
 
 std::string scenario_name(const ::testing::TestParamInfo<scenario>& i) {
     return std::string(i.param.method == policy::rotation_method::generate ? "Generate"
                                                                            : "Import") +
            (i.param.strict ? "Strict" : "Lenient") +
-           (i.param.shape == k_simple ? "Simple"
-            : i.param.shape == k_team ? "Team"
-            : i.param.shape == k_auto ? "Auto"
-            : i.param.shape == k_edge ? "Edge"
-                                      : "");
+           (i.param.shape == k_simple      ? "Simple"
+            : i.param.shape == k_team      ? "Team"
+            : i.param.shape == k_auto      ? "Auto"
+            : i.param.shape == k_edge      ? "Edge"
+            : i.param.shape == k_edge_team ? "EdgeCompany"
+                                           : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Scenarios, ForecastCallsTest, ::testing::ValuesIn(k_scenarios),

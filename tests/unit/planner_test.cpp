@@ -548,7 +548,8 @@ TEST_P(ForecastRules, Forecasts) {
     const forecast_row& r = GetParam();
     policy::policy p = make_policy();
     if (r.tweak) r.tweak(p);
-    const auto got = plan::forecast_app(r.make(), r.no_policy ? nullptr : &p, T0, T0 + r.within);
+    const auto got =
+        plan::forecast_app(r.make(), r.no_policy ? nullptr : &p, T0, T0 + r.within, false);
     std::vector<std::string> items;
     for (const auto& it : got) {
         EXPECT_FALSE(it.reason.empty()) << "every item says why";
@@ -660,7 +661,7 @@ TEST(Forecast, SkippedAppKeysStillExpire) {
     app a = make_app({key("a1", T0 - 80 * k_day, T0 + 10 * k_day)});
     a.developer_status = "inactive";
     policy::policy p = make_policy();
-    const auto got = plan::forecast_app(a, &p, T0, T0 + 30 * k_day);
+    const auto got = plan::forecast_app(a, &p, T0, T0 + 30 * k_day, false);
     ASSERT_EQ(got.size(), 1u);
     EXPECT_EQ(got[0].kind, plan::forecast_kind::expire);
     EXPECT_NE(got[0].reason.find("developer is inactive"), std::string::npos) << got[0].reason;
