@@ -132,29 +132,4 @@ std::string format_duration(millis span) {
     return out;
 }
 
-std::string format_time_ms(millis ts) {
-    millis secs = ts / 1000, ms = ts % 1000;
-    if (ms < 0) {
-        ms += 1000;
-        --secs;
-    }
-    std::time_t t = static_cast<std::time_t>(secs);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[48];
-    std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
-    return buf;
-}
-
-std::string format_time(millis ts) {
-    if (ts < 0) return "never";
-    std::time_t t = static_cast<std::time_t>(ts / 1000);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
-
 }  // namespace keyrot

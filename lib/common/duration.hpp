@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/time.hpp"  // format_time and parse_time, for the many that use both
+
 namespace keyrot {
 
 using millis = std::int64_t;  // milliseconds since the epoch, or a span
@@ -29,12 +31,5 @@ std::optional<millis> parse_duration(std::string_view text);
 
 // "90d", "12h", "1d2h", "0s": for messages and `plan` output.
 std::string format_duration(millis span);
-
-// "2026-11-25T12:00:00Z"; k_never prints "never".
-std::string format_time(millis ts);
-
-// "2026-11-25T12:00:00.123Z" (RFC 3339, UTC, milliseconds); instants before
-// 1970 too (floor division). For audit records, logs and events.
-std::string format_time_ms(millis ts);
 
 }  // namespace keyrot

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/durable.hpp"
+#include "common/time.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
 
@@ -89,23 +90,6 @@ json sent_to_json(const std::map<std::string, std::tuple<std::string, std::strin
     return out;
 }
 
-// "2026-11-25T12:00:00.123Z", as the audit log writes `ts`.
-std::optional<millis> parse_audit_ts(const std::string& s) {
-    int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, ms = 0;
-    char z = 0;
-    if (s.size() != 24 ||
-        std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c", &y, &mo, &d, &h, &mi, &sec, &ms,
-                    &z) != 8 ||
-        z != 'Z')
-        return std::nullopt;
-    using namespace std::chrono;
-    const year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)},
-                             day{static_cast<unsigned>(d)}};
-    if (!ymd.ok() || h > 23 || mi > 59 || sec > 60) return std::nullopt;
-    const millis days = sys_days{ymd}.time_since_epoch().count();
-    return ((days * 24 + h) * 60 + mi) * k_minute + sec * 1000 + ms;
-}
-
 // One audit line back into the record the observer saw, as far as the line
 // has it: not the key times (so a replayed key.rotated has no expiresAt or
 // replacesRevokedAt) nor the planned action's kind. A developer was active for
@@ -117,7 +101,7 @@ std::optional<exec::action_record> from_audit_line(const std::string& line) {
         const auto it = j.find(k);
         return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
     };
-    const auto ts = parse_audit_ts(str("ts"));
+    const auto ts = parse_time(str("ts"));  // as the audit log writes it (format_time_ms)
     if (!ts) return std::nullopt;
     exec::action_record r;
     r.ts = *ts;

@@ -17,6 +17,7 @@
 
 #include "common/secret.hpp"
 #include "common/text.hpp"
+#include "common/time.hpp"
 #include "sched/kube.hpp"
 
 namespace keyrot::sched {
@@ -29,46 +30,6 @@ constexpr auto k_warn_every = std::chrono::minutes(1);
 constexpr int k_release_tries = 3;
 
 steady_time steady_now() { return std::chrono::steady_clock::now(); }
-
-// Howard Hinnant's days_from_civil: proleptic Gregorian date -> days since 1970-01-01.
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-    y -= m <= 2;
-    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const auto yoe = static_cast<unsigned>(y - era * 400);
-    const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
-void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) {
-    z += 719468;
-    const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    const auto doe = static_cast<unsigned>(z - era * 146097);
-    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    y = static_cast<std::int64_t>(yoe) + era * 400;
-    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    const unsigned mp = (5 * doy + 2) / 153;
-    d = doy - (153 * mp + 2) / 5 + 1;
-    m = mp < 10 ? mp + 3 : mp - 9;
-    y += m <= 2;
-}
-
-// Reads exactly n digits at s[i..]; false when they are not there.
-bool digits(std::string_view s, std::size_t& i, std::size_t n, int& out) {
-    if (i + n > s.size()) return false;
-    out = 0;
-    for (std::size_t k = 0; k < n; ++k, ++i) {
-        if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
-        out = out * 10 + (s[i] - '0');
-    }
-    return true;
-}
-
-bool expect(std::string_view s, std::size_t& i, char c) {
-    if (i >= s.size() || s[i] != c) return false;
-    ++i;
-    return true;
-}
 
 std::string getenv_str(const char* name) {
     const char* v = std::getenv(name);
@@ -124,7 +85,7 @@ bool dns_name(const std::string& s) {
 
 void put_time(json& spec, const char* field, const std::optional<millis>& t) {
     if (t)
-        spec[field] = format_micro_time(*t);
+        spec[field] = format_time_us(*t);
     else
         spec.erase(field);
 }
@@ -243,71 +204,6 @@ http::options lease_http_options(const lease_config& cfg) {
 
 // ---------------------------------------------------------------- pure parts
 
-std::string format_micro_time(millis ts) {
-    std::int64_t days = ts / k_day;
-    millis rest = ts % k_day;
-    if (rest < 0) {
-        rest += k_day;
-        --days;
-    }
-    std::int64_t y = 0;
-    unsigned m = 0, d = 0;
-    civil_from_days(days, y, m, d);
-    const auto secs = rest / 1000;
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lld000Z",
-                  static_cast<long long>(y), m, d, static_cast<long long>(secs / 3600),
-                  static_cast<long long>(secs / 60 % 60), static_cast<long long>(secs % 60),
-                  static_cast<long long>(rest % 1000));
-    return buf;
-}
-
-std::optional<millis> parse_micro_time(std::string_view s) {
-    std::size_t i = 0;
-    int y = 0, mo = 0, d = 0, h = 0, mi = 0, se = 0;
-    if (!digits(s, i, 4, y) || !expect(s, i, '-') || !digits(s, i, 2, mo) || !expect(s, i, '-') ||
-        !digits(s, i, 2, d))
-        return std::nullopt;
-    if (i >= s.size() || (s[i] != 'T' && s[i] != 't')) return std::nullopt;
-    ++i;
-    if (!digits(s, i, 2, h) || !expect(s, i, ':') || !digits(s, i, 2, mi) || !expect(s, i, ':') ||
-        !digits(s, i, 2, se))
-        return std::nullopt;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return std::nullopt;
-    static constexpr int k_mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (d > k_mdays[mo - 1] || (mo == 2 && d == 29 && !leap)) return std::nullopt;
-    millis frac = 0;
-    if (i < s.size() && s[i] == '.') {
-        ++i;
-        std::size_t n = 0;
-        while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
-            if (n < 3) frac = frac * 10 + (s[i] - '0');
-            ++n;
-            ++i;
-        }
-        if (n == 0 || n > 9) return std::nullopt;
-        for (std::size_t k = n; k < 3; ++k) frac *= 10;
-    }
-    millis offset = 0;
-    if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) {
-        ++i;
-    } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
-        const int sign = s[i] == '-' ? -1 : 1;
-        ++i;
-        int oh = 0, om = 0;
-        if (!digits(s, i, 2, oh) || !expect(s, i, ':') || !digits(s, i, 2, om) || oh > 23 ||
-            om > 59)
-            return std::nullopt;
-        offset = sign * (oh * k_hour + om * k_minute);
-    } else {
-        return std::nullopt;
-    }
-    if (i != s.size()) return std::nullopt;
-    const auto days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
-    return days * k_day + h * k_hour + mi * k_minute + se * k_second + frac - offset;
-}
-
 result<lease_object> parse_lease(std::string_view text) {
     auto j = json::parse(text, nullptr, false);
     if (!j.is_object()) return protocol_error("lease: not a JSON object");
@@ -345,7 +241,7 @@ result<lease_object> parse_lease(std::string_view text) {
                                  std::pair{"renewTime", &out.spec.renew_time}}) {
             if (const json* v = field(name)) {
                 std::optional<millis> t;
-                if (v->is_string()) t = parse_micro_time(v->get<std::string>());
+                if (v->is_string()) t = parse_time(v->get<std::string>());
                 if (!t) return protocol_error(std::string("lease: ") + name + " is not a time");
                 *dst = t;
             }

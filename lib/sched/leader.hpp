@@ -124,13 +124,8 @@ struct lease_object {
     std::string raw;
 };
 
-// RFC 3339 with microseconds, as Kubernetes' MicroTime: "2026-11-25T12:00:00.000000Z",
-// always exactly 6 fractional digits: the API server decodes acquireTime/renewTime
-// with Go's layout "2006-01-02T15:04:05.000000Z07:00" and answers anything else 400.
-std::string format_micro_time(millis ts);
-// RFC 3339: fraction of 0 to 9 digits (truncated to milliseconds), "Z" or
-// "+hh:mm"/"-hh:mm". nullopt when garbled.
-std::optional<millis> parse_micro_time(std::string_view text);
+// Lease times (acquireTime, renewTime) are Kubernetes MicroTime: written with
+// format_time_us, read with parse_time (common/time.hpp).
 
 // A Lease object (JSON) to its fields; error kind protocol when it is not one.
 result<lease_object> parse_lease(std::string_view json);

@@ -62,7 +62,7 @@ class SecretsAudit(unittest.TestCase):
         self.assertGreater(n_scrapes, 0, "scraped /metrics")
         self.assertTrue(has_metrics, "the scrape holds keyrotd metrics")
         cases = sorted(os.listdir(c.ARTIFACTS)) if os.path.isdir(c.ARTIFACTS) else []
-        self.assertTrue({"chaos", "race-120"} & set(cases),
+        self.assertTrue(any(case.startswith(("chaos", "race-")) for case in cases),
                         "no chaos or race artifacts in %s: run chaos_sigkill/chaos_race first"
                         % c.ARTIFACTS)
         secrets, files = set(), []

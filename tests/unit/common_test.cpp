@@ -7,6 +7,7 @@
 #include "common/fingerprint.hpp"
 #include "common/host_port.hpp"
 #include "common/secret.hpp"
+#include "common/time.hpp"
 
 using namespace keyrot;
 
@@ -41,6 +42,48 @@ TEST(Duration, Formats) {
     EXPECT_EQ(format_duration(90 * k_second), "1m30s");
     EXPECT_EQ(format_time(0), "1970-01-01T00:00:00Z");
     EXPECT_EQ(format_time(k_never), "never");
+}
+
+// Instants as RFC 3339 (common/time.hpp, through the date library): Kubernetes'
+// MicroTime, the audit log's milliseconds and whole seconds, and back.
+constexpr millis k_t0_2026 = 1795608000000;  // 2026-11-25T12:00:00Z
+
+TEST(Rfc3339, FormatsMillisecondsAndSeconds) {
+    EXPECT_EQ(format_time_ms(k_t0_2026 + 7), "2026-11-25T12:00:00.007Z");
+    EXPECT_EQ(format_time_ms(-1), "1969-12-31T23:59:59.999Z");
+    EXPECT_EQ(format_time(k_t0_2026 + 999), "2026-11-25T12:00:00Z");
+    for (millis t : {k_t0_2026, k_t0_2026 + 1, millis{0}, millis{-1}, millis{-86'400'001}})
+        EXPECT_EQ(parse_time(format_time_ms(t)), t) << t;
+    EXPECT_EQ(parse_time("2026-11-25t12:00:00z"), k_t0_2026);
+}
+
+TEST(Rfc3339, FormatsWithMicroseconds) {
+    EXPECT_EQ(format_time_us(k_t0_2026), "2026-11-25T12:00:00.000000Z");
+    EXPECT_EQ(format_time_us(k_t0_2026 + 1234), "2026-11-25T12:00:01.234000Z");
+    EXPECT_EQ(format_time_us(0), "1970-01-01T00:00:00.000000Z");
+    EXPECT_EQ(format_time_us(951782400000), "2000-02-29T00:00:00.000000Z");
+    EXPECT_EQ(format_time_us(-1), "1969-12-31T23:59:59.999000Z");
+}
+
+TEST(Rfc3339, ParsesRfc3339) {
+    EXPECT_EQ(parse_time("2026-11-25T12:00:00.000000Z"), k_t0_2026);
+    EXPECT_EQ(parse_time("2026-11-25T12:00:00Z"), k_t0_2026);
+    EXPECT_EQ(parse_time("2026-11-25T12:00:01.5Z"), k_t0_2026 + 1500);
+    EXPECT_EQ(parse_time("2026-11-25T12:00:01.123456789Z"), k_t0_2026 + 1123);
+    EXPECT_EQ(parse_time("2026-11-25T13:30:00+01:30"), k_t0_2026);
+    EXPECT_EQ(parse_time("2026-11-25T10:00:00-02:00"), k_t0_2026);
+    EXPECT_EQ(parse_time("2000-02-29T00:00:00Z"), 951782400000);
+    for (millis t : {k_t0_2026, k_t0_2026 + 1, k_t0_2026 + 999, millis{0}, millis{4102444800123}})
+        EXPECT_EQ(parse_time(format_time_us(t)), t) << t;
+}
+
+TEST(Rfc3339, RejectsGarbage) {
+    for (const char* s :
+         {"", "2026-11-25", "2026-11-25T12:00:00", "2026-11-25 12:00:00Z", "2026-13-01T00:00:00Z",
+          "2026-02-30T00:00:00Z", "2025-02-29T00:00:00Z", "2026-11-25T24:00:00Z",
+          "2026-11-25T12:00:00.Z", "2026-11-25T12:00:00.1234567890Z", "2026-11-25T12:00:00+0100",
+          "2026-11-25T12:00:00Zjunk", "26-11-25T12:00:00Z", "2026-11-25T12:0a:00Z"})
+        EXPECT_FALSE(parse_time(s).has_value()) << s;
 }
 
 TEST(Fingerprint, IsFirst16HexOfSha256) {
