@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "auth/bearer.hpp"
 #include "auth/token_source.hpp"
 #include "auth/totp.hpp"
 #include "http/client.hpp"
@@ -22,19 +23,8 @@ namespace {
 
 using json = nlohmann::json;
 
-error auth_error(std::string msg) {
-    error e;
-    e.what = error::kind::auth;
-    e.message = std::move(msg);
-    return e;
-}
-
-std::string clip(std::string s) {
-    for (auto& c : s)
-        if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-    if (s.size() > 200) s.resize(200);
-    return s;
-}
+using detail::auth_error;
+using detail::clip;
 
 // The file's content without surrounding white space; nullopt when unreadable.
 std::optional<std::string> read_secret_file(const std::string& path) {
@@ -69,26 +59,16 @@ class edge_source final : public token_source {
 
     net::awaitable<result<secret>> authorization_header() override {
         // One token request at a time; the others wait for its answer.
-        while (minting_) {
-            net::steady_timer t(ex_, std::chrono::steady_clock::time_point::max());
-            waiters_.push_back(&t);
-            boost::system::error_code ec;
-            co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
-        }
-        if (!header_.empty() && clock_() < refresh_at_) co_return header_;
-        minting_ = true;
-        auto r = co_await renew();
-        minting_ = false;
-        for (auto* w : waiters_) w->cancel();
-        waiters_.clear();
+        // (Named arguments: GCC 12 mishandles temporaries passed to a coroutine.)
+        net::any_io_executor ex = ex_;
+        std::function<std::int64_t()> clock = clock_;
+        detail::token_cache::renewal renew = [this] { return renew_token(); };
+        auto r = co_await cache_.get(ex, clock, renew);
         co_return r;
     }
 
     // After a 401 on a management call: the next call renews (refresh first).
-    void invalidate() override {
-        header_.clear();
-        refresh_at_ = 0;
-    }
+    void invalidate() override { cache_.invalidate(); }
 
     std::string describe() const override {
         return "edge-oauth " + who() + " at " + target_ +
@@ -101,7 +81,7 @@ class edge_source final : public token_source {
         return cfg_.user.empty() ? "$" + cfg_.user_env : cfg_.user;
     }
 
-    net::awaitable<result<secret>> renew() {
+    net::awaitable<result<secret>> renew_token() {
         if (!refresh_token_.empty()) {
             std::string body = "grant_type=refresh_token&refresh_token=" +
                                http::encode_component(refresh_token_.reveal());
@@ -210,40 +190,14 @@ class edge_source final : public token_source {
         }
         json doc = json::parse(r->body, nullptr, false);
         cleanse(r->body);
-        auto str = [&](const char* k) -> std::string* {
-            if (!doc.is_object()) return nullptr;
-            auto it = doc.find(k);
-            return it != doc.end() && it->is_string() ? &it->get_ref<std::string&>() : nullptr;
-        };
-        std::string* access = str("access_token");
-        if (access == nullptr || access->empty())
-            co_return auth_error("Edge login server: the answer has no access_token");
-        if (std::string* type = str("token_type");
-            type != nullptr && !type->empty() && *type != "bearer" && *type != "Bearer") {
-            cleanse(*access);
-            co_return auth_error("Edge login server: token_type is not bearer");
+        auto b = detail::read_bearer(doc, 1799, "Edge login server");  // Edge's live 30 minutes
+        if (!b) co_return b.err();
+        if (auto it = doc.find("refresh_token");
+            it != doc.end() && it->is_string() && !it->get_ref<std::string&>().empty()) {
+            refresh_token_ = secret(it->get_ref<std::string&>());
+            cleanse(it->get_ref<std::string&>());
         }
-        const bool safe = std::all_of(access->begin(), access->end(), [](char c) {
-            return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
-        });
-        if (!safe) {
-            cleanse(*access);
-            co_return auth_error(
-                "Edge login server: access_token holds characters a header "
-                "cannot");
-        }
-        header_ = secret("Bearer " + *access);
-        cleanse(*access);
-        if (std::string* refresh = str("refresh_token"); refresh != nullptr && !refresh->empty()) {
-            refresh_token_ = secret(*refresh);
-            cleanse(*refresh);
-        }
-        std::int64_t expires_in = 1799;  // Edge's tokens live 30 minutes
-        if (auto e = doc.find("expires_in"); e != doc.end() && e->is_number_integer())
-            expires_in = std::max<std::int64_t>(1, e->get<std::int64_t>());
-        const auto margin = std::min<std::int64_t>(300, std::max<std::int64_t>(1, expires_in / 10));
-        refresh_at_ = now + expires_in - margin;
-        co_return header_;
+        co_return cache_.store(std::move(b->header), now, b->expires_in);
     }
 
     std::unique_ptr<http::transport> login_;
@@ -251,12 +205,9 @@ class edge_source final : public token_source {
     std::string target_;
     policy::auth_config cfg_;
     std::function<std::int64_t()> clock_;
-    secret header_;
+    detail::token_cache cache_;
     secret refresh_token_;
     secret used_passcode_;
-    std::int64_t refresh_at_ = 0;
-    bool minting_ = false;
-    std::vector<net::steady_timer*> waiters_;
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "auth/bearer.hpp"
 #include "auth/token_source.hpp"
 #include "http/client.hpp"
 #include "http/rules.hpp"
@@ -31,13 +32,6 @@ struct pkey_free {
 };
 using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_free>;
 
-std::string clip(std::string s) {
-    for (auto& c : s)
-        if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-    if (s.size() > 200) s.resize(200);
-    return s;
-}
-
 // A bearer token minted from somewhere and cached until shortly before it
 // expires. Concurrent callers wait for the one request in flight instead of
 // each minting a token of their own.
@@ -46,25 +40,15 @@ class minting_source : public token_source {
     explicit minting_source(std::unique_ptr<http::client> client) : client_(std::move(client)) {}
 
     net::awaitable<result<secret>> authorization_header() override {
-        while (minting_) {
-            net::steady_timer t(client_->executor(), std::chrono::steady_clock::time_point::max());
-            waiters_.push_back(&t);
-            boost::system::error_code ec;
-            co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
-        }
-        if (!header_.empty() && now_seconds() < refresh_at_) co_return header_;
-        minting_ = true;
-        auto r = co_await mint_and_cache();
-        minting_ = false;
-        for (auto* w : waiters_) w->cancel();
-        waiters_.clear();
+        // (Named arguments: GCC 12 mishandles temporaries passed to a coroutine.)
+        net::any_io_executor ex = client_->executor();
+        std::function<std::int64_t()> clock = &now_seconds;
+        detail::token_cache::renewal renew = [this] { return mint_and_cache(); };
+        auto r = co_await cache_.get(ex, clock, renew);
         co_return r;
     }
 
-    void invalidate() override {
-        header_.clear();
-        refresh_at_ = 0;
-    }
+    void invalidate() override { cache_.invalidate(); }
 
   protected:
     struct minted {
@@ -86,28 +70,10 @@ class minting_source : public token_source {
     static result<minted> read_token_answer(std::string& body, secret& out, const char* who) {
         json doc = json::parse(body, nullptr, false);
         cleanse(body);
-        if (!doc.is_object() || !doc.contains("access_token") || !doc["access_token"].is_string() ||
-            doc["access_token"].get_ref<std::string&>().empty())
-            return make_error(error::kind::auth, std::string(who) + ": answer has no access_token");
-        if (auto t = doc.find("token_type");
-            t != doc.end() && t->is_string() && !t->get_ref<std::string&>().empty() &&
-            t->get_ref<std::string&>() != "Bearer" && t->get_ref<std::string&>() != "bearer") {
-            cleanse(doc["access_token"].get_ref<std::string&>());
-            return make_error(error::kind::auth, std::string(who) + ": token_type is not Bearer");
-        }
-        minted m;
-        if (auto e = doc.find("expires_in"); e != doc.end() && e->is_number_integer())
-            m.expires_in = std::max<std::int64_t>(1, e->get<std::int64_t>());
-        auto& tok = doc["access_token"].get_ref<std::string&>();
-        bool safe = std::all_of(tok.begin(), tok.end(), [](char c) {
-            return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
-        });
-        if (safe) out = secret("Bearer " + tok);
-        cleanse(tok);
-        if (!safe)
-            return make_error(error::kind::auth,
-                              std::string(who) + ": access_token holds characters a header cannot");
-        return m;
+        auto b = detail::read_bearer(doc, 3600, who);
+        if (!b) return b.err();
+        out = std::move(b->header);
+        return minted{b->expires_in};
     }
 
   private:
@@ -116,21 +82,11 @@ class minting_source : public token_source {
         secret fresh;
         auto m = co_await mint(now, fresh);
         if (!m) co_return m.err();
-        header_ = std::move(fresh);
-        // Renew ahead of expiry: 5 minutes, or a tenth of a short lifetime (at
-        // least a second, so a token that lives a few seconds is not used to
-        // its last moment).
-        auto margin =
-            std::min<std::int64_t>(300, std::max<std::int64_t>(1, m.value().expires_in / 10));
-        refresh_at_ = now + m.value().expires_in - margin;
-        co_return header_;
+        co_return cache_.store(std::move(fresh), now, m.value().expires_in);
     }
 
     std::unique_ptr<http::client> client_;
-    secret header_;
-    std::int64_t refresh_at_ = 0;
-    bool minting_ = false;
-    std::vector<net::steady_timer*> waiters_;
+    detail::token_cache cache_;
 };
 
 class google_source final : public minting_source {
@@ -178,7 +134,8 @@ class google_source final : public minting_source {
             }
             co_return make_error(error::kind::auth,
                                  "token endpoint answered HTTP " + std::to_string(r->status) +
-                                     (why.empty() ? "" : " " + clip(why)) + " for " + email_);
+                                     (why.empty() ? "" : " " + detail::clip(why)) + " for " +
+                                     email_);
         }
         co_return read_token_answer(r->body, out, "token endpoint");
     }
@@ -330,7 +287,8 @@ result<std::unique_ptr<token_source>> make_google_metadata(const std::string& ho
     // plain-HTTP rule, then allow plain HTTP to exactly that host.
     auto hp = http::parse_url("https://" + host_port);
     if (host_port.empty() || host_port.find('/') != std::string::npos || !hp)
-        return cfg_error("GCE_METADATA_HOST must be host[:port], not '" + clip(host_port) + "'");
+        return cfg_error("GCE_METADATA_HOST must be host[:port], not '" + detail::clip(host_port) +
+                         "'");
     http::options o;
     o.base_url = "http://" + host_port;
     o.plain_http_host = hp->host;

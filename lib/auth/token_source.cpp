@@ -9,18 +9,14 @@
 #include <fstream>
 #include <sstream>
 
+#include "auth/bearer.hpp"
 #include "policy/config.hpp"
 
 namespace keyrot::auth {
 
 namespace {
 
-error auth_error(std::string msg) {
-    error e;
-    e.what = error::kind::auth;
-    e.message = std::move(msg);
-    return e;
-}
+using detail::auth_error;
 
 error config_error(std::string msg) {
     error e;

@@ -163,4 +163,10 @@ error make_error(error::kind k, std::string message, int status) {
     return e;
 }
 
+nlohmann::json parse_wiping(http::response& r) {
+    nlohmann::json j = nlohmann::json::parse(r.body, nullptr, false);
+    cleanse(r.body);
+    return j;
+}
+
 }  // namespace keyrot::deliver

@@ -11,6 +11,7 @@
 #include "common/result.hpp"
 #include "common/secret.hpp"
 #include "deliver/target.hpp"
+#include "http/message.hpp"
 
 namespace keyrot::deliver {
 
@@ -46,6 +47,9 @@ std::optional<std::string> base64_decode(std::string_view in);
 
 // Overwrites every string inside `j` (keys stay) before it is destroyed.
 void wipe(nlohmann::json& j);
+// A reply's body as JSON (discarded when it is not), the body wiped: a
+// target's answer may echo the key material it holds.
+nlohmann::json parse_wiping(http::response& r);
 
 error make_error(error::kind k, std::string message, int status = 0);
 

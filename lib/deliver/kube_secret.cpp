@@ -49,12 +49,6 @@ json annotations_of(const kube_secret_place& place) {
 }
 
 // Parses an answer that may hold key material, wiping the raw body.
-json parse_wiping(http::response& r) {
-    json j = json::parse(r.body, nullptr, false);
-    cleanse(r.body);
-    return j;
-}
-
 }  // namespace
 
 std::string secret_create_body(const kube_secret_place& place, const field_map& fields) {

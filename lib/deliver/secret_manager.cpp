@@ -10,12 +10,6 @@ namespace {
 
 constexpr int k_max_pages = 50;
 
-json parse_wiping(http::response& r) {
-    json j = json::parse(r.body, nullptr, false);
-    cleanse(r.body);
-    return j;
-}
-
 // "HTTP 403 PERMISSION_DENIED: …" from Google's error object (never a payload).
 std::string describe_reply(const http::response& r) {
     std::string out = "HTTP " + std::to_string(r.status);

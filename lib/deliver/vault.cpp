@@ -20,12 +20,6 @@ std::string read_trimmed(const std::string& path) {
     return out;
 }
 
-json parse_wiping(http::response& r) {
-    json j = json::parse(r.body, nullptr, false);
-    cleanse(r.body);
-    return j;
-}
-
 std::string describe_reply(const http::response& r) {
     std::string out = "HTTP " + std::to_string(r.status);
     const std::string text = vault_error_text(r.body);

@@ -78,9 +78,15 @@ struct login_server final : http::transport {
     int issued = 0;
     bool refuse_refresh = false;
     bool refuse_password = false;
+    int delay_ms = 0;  // the answer takes this long (callers overlap meanwhile)
     net::awaitable<result<http::response>> send(http::request req) override {
         forms.push_back(form(req.body));
         seen.push_back(req);
+        if (delay_ms > 0) {
+            net::steady_timer t(co_await net::this_coro::executor,
+                                std::chrono::milliseconds(delay_ms));
+            co_await t.async_wait(net::use_awaitable);
+        }
         http::response r;
         const auto& f = forms.back();
         if ((f.at("grant_type") == "refresh_token" && refuse_refresh) ||
@@ -145,6 +151,21 @@ TEST(EdgeOAuth, PasswordGrantWithMfaCode) {
     // Cached while fresh.
     EXPECT_EQ(f.header()->reveal(), "Bearer at-1");
     EXPECT_EQ(f.server->seen.size(), 1u);
+}
+
+net::awaitable<void> header_into(auth::token_source& src, std::vector<std::string>& out) {
+    auto h = co_await src.authorization_header();
+    out.push_back(h ? h->reveal() : "error: " + h.err().describe());
+}
+
+TEST(EdgeOAuth, ConcurrentCallersShareOneTokenRequest) {
+    fixture f(password_cfg(false));
+    f.server->delay_ms = 20;
+    std::vector<std::string> got;
+    for (int i = 0; i < 5; ++i) net::co_spawn(f.io, header_into(*f.source, got), net::detached);
+    f.io.run();
+    EXPECT_EQ(got, std::vector<std::string>(5, "Bearer at-1"));
+    EXPECT_EQ(f.server->seen.size(), 1u) << "one token request for five callers";
 }
 
 TEST(EdgeOAuth, RefreshesThenFallsBackToAFreshGrant) {
