@@ -201,29 +201,31 @@ std::unique_ptr<token_source> make_basic(std::string user_var, std::string passw
 
 result<std::unique_ptr<token_source>> make_token_source(const policy::auth_config& cfg,
                                                         http::client* for_google) {
-    if (cfg.method == "none") return make_none();
-    if (cfg.method == "token-env") {
-        if (cfg.env.empty()) return config_error("auth method token-env needs `env`");
-        return make_token_env(cfg.env);
+    switch (cfg.method) {
+        case policy::auth_method::none:
+            return make_none();
+        case policy::auth_method::token_env:
+            if (cfg.env.empty()) return config_error("auth method token-env needs `env`");
+            return make_token_env(cfg.env);
+        case policy::auth_method::token_file:
+            if (cfg.path.empty()) return config_error("auth method token-file needs `path`");
+            return make_token_file(cfg.path);
+        case policy::auth_method::basic:
+            if (cfg.user_env.empty() || cfg.password_env.empty())
+                return config_error("auth method basic needs `userEnv` and `passwordEnv`");
+            return make_basic(cfg.user_env, cfg.password_env);
+        case policy::auth_method::edge_oauth:
+            return make_edge_oauth(cfg, for_google);
+        case policy::auth_method::google: {
+            auto found =
+                find_google_credentials(cfg.path, [](const char* n) { return std::getenv(n); });
+            if (!found) return found.err();
+            if (found->key_file.empty())
+                return make_google_metadata(found->metadata_host, for_google);
+            return make_google(found->key_file, for_google, found->origin);
+        }
     }
-    if (cfg.method == "token-file") {
-        if (cfg.path.empty()) return config_error("auth method token-file needs `path`");
-        return make_token_file(cfg.path);
-    }
-    if (cfg.method == "basic") {
-        if (cfg.user_env.empty() || cfg.password_env.empty())
-            return config_error("auth method basic needs `userEnv` and `passwordEnv`");
-        return make_basic(cfg.user_env, cfg.password_env);
-    }
-    if (cfg.method == "edge-oauth") return make_edge_oauth(cfg, for_google);
-    if (cfg.method == "google") {
-        auto found =
-            find_google_credentials(cfg.path, [](const char* n) { return std::getenv(n); });
-        if (!found) return found.err();
-        if (found->key_file.empty()) return make_google_metadata(found->metadata_host, for_google);
-        return make_google(found->key_file, for_google, found->origin);
-    }
-    return config_error("unknown auth method '" + cfg.method + "'");
+    return config_error("unknown auth method");
 }
 
 }  // namespace keyrot::auth

@@ -128,7 +128,11 @@ void read_auth(reader& r, const field_ref& f, auth_config& a,
             if (auto s = r.string(*g, std::string("apigee.auth.") + name)) dst = *s;
         }
     };
-    str("method", a.method);
+    std::optional<std::string> method_name;  // set when given as a string
+    if (const auto* g = get(*m, "method")) {
+        positions["apigee.auth.method"] = {g->at().line, g->at().column};
+        method_name = r.string(*g, "apigee.auth.method");
+    }
     str("path", a.path);
     str("env", a.env);
     str("userEnv", a.user_env);
@@ -140,6 +144,17 @@ void read_auth(reader& r, const field_ref& f, auth_config& a,
     str("passcodeFile", a.passcode_file);
     const auto* mf = get(*m, "method");
     const pos at = mf ? mf->at() : f.at();
+    if (method_name) {
+        const auto parsed = parse_auth_method(*method_name);
+        if (!parsed) {
+            r.error(at, "apigee.auth.method",
+                    "unknown auth method " + quote(*method_name) +
+                        ": use google, token-file, token-env, basic, edge-oauth or none");
+            return;
+        }
+        a.method = *parsed;
+    }
+    const std::string method(to_string(a.method));
 
     struct need {
         const char* field;
@@ -148,45 +163,48 @@ void read_auth(reader& r, const field_ref& f, auth_config& a,
     std::vector<need> needed;
     // Fields a method takes without needing them.
     std::vector<std::string_view> optional;
-    if (a.method == "token-file")
-        needed = {{"path", &a.path}};
-    else if (a.method == "token-env")
-        needed = {{"env", &a.env}};
-    else if (a.method == "basic")
-        needed = {{"userEnv", &a.user_env}, {"passwordEnv", &a.password_env}};
-    else if (a.method == "google")
-        // An optional key file (else GOOGLE_APPLICATION_CREDENTIALS,
-        // $CREDENTIALS_DIRECTORY/sa-key.json, then the metadata server).
-        optional = {"path"};
-    else if (a.method == "edge-oauth") {
-        // A SAML zone's passcode, or user and password (and an MFA seed).
-        optional = {"tokenUrl", "passcodeFile"};
-        if (a.passcode_file.empty()) {
-            needed = {{"passwordFile", &a.password_file}};
-            optional.insert(optional.end(), {"user", "userEnv", "mfaSeedFile"});
-            if (a.user.empty() == a.user_env.empty())
-                r.error(at, "apigee.auth.user",
-                        a.user.empty() ? "auth method edge-oauth needs the user name: user "
-                                         "(or userEnv, a variable holding it), or passcodeFile "
-                                         "for a SAML zone"
-                                       : "give user or userEnv, not both");
-        }
-        if (!a.token_url.empty()) {
-            if (auto why = url_error(a.token_url)) {
-                const auto* g = get(*m, "tokenUrl");
-                r.error(g ? g->at() : at, "apigee.auth.tokenUrl", *why);
+    switch (a.method) {
+        case auth_method::token_file:
+            needed = {{"path", &a.path}};
+            break;
+        case auth_method::token_env:
+            needed = {{"env", &a.env}};
+            break;
+        case auth_method::basic:
+            needed = {{"userEnv", &a.user_env}, {"passwordEnv", &a.password_env}};
+            break;
+        case auth_method::google:
+            // An optional key file (else GOOGLE_APPLICATION_CREDENTIALS,
+            // $CREDENTIALS_DIRECTORY/sa-key.json, then the metadata server).
+            optional = {"path"};
+            break;
+        case auth_method::edge_oauth:
+            // A SAML zone's passcode, or user and password (and an MFA seed).
+            optional = {"tokenUrl", "passcodeFile"};
+            if (a.passcode_file.empty()) {
+                needed = {{"passwordFile", &a.password_file}};
+                optional.insert(optional.end(), {"user", "userEnv", "mfaSeedFile"});
+                if (a.user.empty() == a.user_env.empty())
+                    r.error(at, "apigee.auth.user",
+                            a.user.empty() ? "auth method edge-oauth needs the user name: user "
+                                             "(or userEnv, a variable holding it), or "
+                                             "passcodeFile for a SAML zone"
+                                           : "give user or userEnv, not both");
             }
-        }
-    } else if (a.method != "none") {
-        r.error(at, "apigee.auth.method",
-                "unknown auth method " + quote(a.method) +
-                    ": use google, token-file, token-env, basic, edge-oauth or none");
-        return;
+            if (!a.token_url.empty()) {
+                if (auto why = url_error(a.token_url)) {
+                    const auto* g = get(*m, "tokenUrl");
+                    r.error(g ? g->at() : at, "apigee.auth.tokenUrl", *why);
+                }
+            }
+            break;
+        case auth_method::none:
+            break;
     }
     for (const auto& n : needed)
         if (n.value->empty())
             r.error(at, std::string("apigee.auth.") + n.field,
-                    "auth method " + a.method + " needs " + n.field);
+                    "auth method " + method + " needs " + n.field);
     // A sub-field the method does not use is most likely a mistake (wrong method).
     for (const char* name : {"path", "env", "userEnv", "passwordEnv", "tokenUrl", "user",
                              "passwordFile", "mfaSeedFile", "passcodeFile"}) {
@@ -198,8 +216,8 @@ void read_auth(reader& r, const field_ref& f, auth_config& a,
                           });
         if (!used)
             r.error(pos_of(g->key.Mark()), std::string("apigee.auth.") + name,
-                    std::string("not used by auth method ") + a.method +
-                        (a.method == "edge-oauth" && !a.passcode_file.empty()
+                    "not used by auth method " + method +
+                        (a.method == auth_method::edge_oauth && !a.passcode_file.empty()
                              ? " with passcodeFile (a SAML zone's passcode replaces the user, "
                                "password and MFA code)"
                              : ""));
@@ -547,32 +565,32 @@ void check_named_files(const config& c, std::vector<diagnostic>& out) {
             }
         }
     }
-    if (c.apigee.auth.method == "edge-oauth") {
+    if (c.apigee.auth.method == auth_method::edge_oauth) {
         check("apigee.auth.passwordFile", c.apigee.auth.password_file, "cannot read password file");
         check("apigee.auth.mfaSeedFile", c.apigee.auth.mfa_seed_file, "cannot read MFA seed file");
         check("apigee.auth.passcodeFile", c.apigee.auth.passcode_file, "cannot read passcode file");
     }
-    if (c.apigee.auth.method == "token-file")
+    if (c.apigee.auth.method == auth_method::token_file)
         check("apigee.auth.path", c.apigee.auth.path, "cannot read token file");
-    else if (c.apigee.auth.method == "google")
+    else if (c.apigee.auth.method == auth_method::google)
         check("apigee.auth.path", c.apigee.auth.path, "cannot read service-account key file");
 }
 
 // Auth methods the flavor cannot use.
 void flavor_auth_refusals(const config& c, std::vector<diagnostic>& out) {
     const auto& a = c.apigee;
-    if (!a.edge() && a.auth.method == "edge-oauth")
+    if (!a.edge() && a.auth.method == auth_method::edge_oauth)
         out.push_back(about_field(c, "apigee.auth.method",
                                   "edge-oauth logs in to Apigee Edge's login server: only with "
                                   "apigee.flavor: edge (Apigee X and hybrid take Google tokens: "
                                   "use google)"));
-    if (a.edge() && a.auth.method == "google")
+    if (a.edge() && a.auth.method == auth_method::google)
         out.push_back(about_field(
             c, c.positions.count("apigee.auth.method") ? "apigee.auth.method" : "apigee.flavor",
             "Apigee Edge does not take Google OAuth tokens: use basic or edge-oauth (or "
             "token-file / token-env with an Edge access token); google is the default method, "
             "so flavor edge needs apigee.auth"));
-    if (a.edge() && a.auth.method == "edge-oauth" && a.auth.token_url.empty() &&
+    if (a.edge() && a.auth.method == auth_method::edge_oauth && a.auth.token_url.empty() &&
         a.edge_private_cloud)
         out.push_back(about_field(c, "apigee.auth.tokenUrl",
                                   "edge-oauth on Edge Private Cloud needs tokenUrl: your SSO "
@@ -592,12 +610,13 @@ std::vector<diagnostic> missing_credentials(const config& c) {
         if (v == nullptr || *v == '\0')
             out.push_back(about_field(c, field,
                                       "environment variable " + var + " (auth method " +
-                                          c.apigee.auth.method + ") is " +
+                                          std::string(to_string(c.apigee.auth.method)) + ") is " +
                                           (v == nullptr ? "not set" : "empty")));
     };
-    if (c.apigee.auth.method == "token-env") need("apigee.auth.env", c.apigee.auth.env);
-    if (c.apigee.auth.method == "edge-oauth") need("apigee.auth.userEnv", c.apigee.auth.user_env);
-    if (c.apigee.auth.method == "basic") {
+    if (c.apigee.auth.method == auth_method::token_env) need("apigee.auth.env", c.apigee.auth.env);
+    if (c.apigee.auth.method == auth_method::edge_oauth)
+        need("apigee.auth.userEnv", c.apigee.auth.user_env);
+    if (c.apigee.auth.method == auth_method::basic) {
         need("apigee.auth.userEnv", c.apigee.auth.user_env);
         need("apigee.auth.passwordEnv", c.apigee.auth.password_env);
     }

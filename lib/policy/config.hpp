@@ -88,13 +88,44 @@ inline constexpr std::string_view k_edge_login_url = "https://login.apigee.com/o
 // Apigee Edge Public Cloud's management server (flavor edge's default url).
 inline constexpr std::string_view k_edge_public_url = "https://api.enterprise.apigee.com";
 
+// apigee.auth.method, parsed once when the config is read.
+enum class auth_method { google, token_file, token_env, basic, none, edge_oauth };
+
+// As written in the config: "google", "token-file", "token-env", "basic",
+// "none", "edge-oauth". (Inline: lib/auth uses these structs without linking
+// keyrot::policy.)
+inline constexpr std::string_view to_string(auth_method m) {
+    switch (m) {
+        case auth_method::google:
+            return "google";
+        case auth_method::token_file:
+            return "token-file";
+        case auth_method::token_env:
+            return "token-env";
+        case auth_method::basic:
+            return "basic";
+        case auth_method::none:
+            return "none";
+        case auth_method::edge_oauth:
+            return "edge-oauth";
+    }
+    return "?";
+}
+
+// nullopt for a name that is not one of to_string's.
+inline std::optional<auth_method> parse_auth_method(std::string_view name) {
+    for (auto m : {auth_method::google, auth_method::token_file, auth_method::token_env,
+                   auth_method::basic, auth_method::none, auth_method::edge_oauth})
+        if (to_string(m) == name) return m;
+    return std::nullopt;
+}
+
 struct auth_config {
-    // google | token-file | token-env | basic | none | edge-oauth (flavor edge)
-    std::string method = "google";
-    std::string path;          // token-file; google (optional key file)
-    std::string env;           // token-env
-    std::string user_env;      // basic; edge-oauth (or `user`)
-    std::string password_env;  // basic
+    auth_method method = auth_method::google;  // edge-oauth: flavor edge only
+    std::string path;                          // token-file; google (optional key file)
+    std::string env;                           // token-env
+    std::string user_env;                      // basic; edge-oauth (or `user`)
+    std::string password_env;                  // basic
     // edge-oauth: the Edge login server's token URL (default k_edge_login_url on
     // Public Cloud, required on Private Cloud), the user name (`user`, or the
     // variable `userEnv`) and the password file, optionally an MFA seed file

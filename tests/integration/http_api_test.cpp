@@ -332,7 +332,7 @@ TEST(ApigeeConnect, BuildsFromConfig) {
     test_server srv([](const test_request&) { return json_reply({{"name", "a"}}); });
     policy::apigee_config cfg;
     cfg.url = srv.url();
-    cfg.auth.method = "none";
+    cfg.auth.method = policy::auth_method::none;
     net::io_context io;
     int observed = 0;
     auto c = apigee::connect(io.get_executor(), cfg, "acme",
@@ -343,14 +343,14 @@ TEST(ApigeeConnect, BuildsFromConfig) {
     EXPECT_EQ(observed, 1);
     EXPECT_EQ(srv.requests()[0].headers.count("authorization"), 0u);
 
-    cfg.auth.method = "google";
+    cfg.auth.method = policy::auth_method::google;
     cfg.auth.path = "/nonexistent/key.json";
     auto g = apigee::connect(io.get_executor(), cfg, "acme");
     ASSERT_FALSE(g);
     EXPECT_EQ(g.err().what, error::kind::config);
     EXPECT_NE(g.err().message.find("/nonexistent/key.json"), std::string::npos);
     cfg.url = "http://apigee.googleapis.com";
-    cfg.auth.method = "none";
+    cfg.auth.method = policy::auth_method::none;
     EXPECT_FALSE(apigee::connect(io.get_executor(), cfg, "acme"));
 }
 
@@ -449,7 +449,7 @@ TEST(GoogleAuth, ServiceAccountJwtGrantAndRenewalAfter401) {
     }
     policy::apigee_config cfg;
     cfg.url = srv.url();
-    cfg.auth.method = "google";
+    cfg.auth.method = policy::auth_method::google;
     cfg.auth.path = key_file;
     net::io_context io;
     auto c = apigee::connect(io.get_executor(), cfg, "acme");

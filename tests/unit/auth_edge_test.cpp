@@ -123,7 +123,7 @@ struct fixture {
 
 policy::auth_config password_cfg(bool mfa) {
     policy::auth_config c;
-    c.method = "edge-oauth";
+    c.method = policy::auth_method::edge_oauth;
     c.user = "ops@example.com";
     c.password_file = temp_file("pw", "p@ss word&x\n").string();
     if (mfa) c.mfa_seed_file = temp_file("seed", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n").string();
@@ -209,7 +209,7 @@ TEST(EdgeOAuth, RefusalsNameNoSecret) {
 
 TEST(EdgeOAuth, SamlPasscodeIsNeverSentTwice) {
     policy::auth_config c;
-    c.method = "edge-oauth";
+    c.method = policy::auth_method::edge_oauth;
     c.passcode_file = temp_file("pc", "Xy12ab\n").string();
     fixture f(c);
     ASSERT_TRUE(f.header());

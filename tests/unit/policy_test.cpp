@@ -213,7 +213,7 @@ TEST(Fixtures, FullYamlConfig) {
     const fs::path dir = file.parent_path();
     EXPECT_EQ(c.source, file.string());
     EXPECT_EQ(c.apigee.url, "http://127.0.0.1:8080");
-    EXPECT_EQ(c.apigee.auth.method, "token-env");
+    EXPECT_EQ(c.apigee.auth.method, auth_method::token_env);
     EXPECT_EQ(c.apigee.auth.env, "APIGEE_TOKEN");
     EXPECT_EQ(c.apigee.ca_file, (dir / "ca.pem").string());
     EXPECT_EQ(c.apigee.timeout, 5 * k_second);
@@ -261,7 +261,7 @@ TEST(Fixtures, JsonConfigAndJsonPolicyArray) {
     ASSERT_TRUE(r.ok()) << dump(r.diagnostics);
     EXPECT_TRUE(r.diagnostics.empty()) << dump(r.diagnostics);
     EXPECT_EQ(r.cfg->apigee.url, "https://apigee.example.com:8443/");
-    EXPECT_EQ(r.cfg->apigee.auth.method, "basic");
+    EXPECT_EQ(r.cfg->apigee.auth.method, auth_method::basic);
     EXPECT_EQ(r.cfg->apigee.auth.user_env, "U");
     EXPECT_EQ(r.cfg->apigee.auth.password_env, "P");
     ASSERT_EQ(r.cfg->policies.size(), 2u);
@@ -277,7 +277,7 @@ TEST(Fixtures, MinimalConfigGetsDefaults) {
     const config& c = *r.cfg;
     const config d;  // the defaults in config.hpp
     EXPECT_EQ(c.apigee.url, d.apigee.url);
-    EXPECT_EQ(c.apigee.auth.method, "google");
+    EXPECT_EQ(c.apigee.auth.method, auth_method::google);
     EXPECT_EQ(c.apigee.ca_file, "");
     EXPECT_EQ(c.apigee.timeout, 30 * k_second);
     EXPECT_EQ(c.apigee.max_concurrency, 8);
