@@ -146,7 +146,8 @@ class counting_observer : public exec::observer {
     counting_observer(obs::audit_log* audit, obs::metrics* m, const bool* stopping = nullptr)
         : inner_(audit, m), stopping_(stopping) {}
     bool on_action(const exec::action_record& r) override {
-        if (r.action == "failed" && stopping() && r.detail.find(k_stopping) != std::string::npos) {
+        if (r.action == exec::audit_action::failed && stopping() &&
+            r.detail.find(k_stopping) != std::string::npos) {
             // Nothing was sent: not a failed action, just work left for the next start.
             obs::log_event(spdlog::level::info, "not started: stopping",
                            {{"organization", r.organization},
@@ -157,12 +158,12 @@ class counting_observer : public exec::observer {
                             {"replaces", r.replaces}});
             return true;
         }
-        if (r.action == "failed") {
+        if (r.action == exec::audit_action::failed) {
             ++failed_;
             if (last_failure_.empty()) last_failure_ = r.detail;
         }
-        if (r.action == "created") ++created_;
-        if (r.action == "completed") ++completed_;
+        if (r.action == exec::audit_action::created) ++created_;
+        if (r.action == exec::audit_action::completed) ++completed_;
         if (r.dry_run) ++dry_run_[r.organization];
         return inner_.on_action(r);
     }

@@ -37,7 +37,7 @@ void executor::keep(planned_app& pa, credential c, const secret& key) const {
     pa.snapshot.credentials.push_back(std::move(c));
 }
 
-intent executor::make_intent(const planned_app& pa, std::string action, const std::string& key,
+intent executor::make_intent(const planned_app& pa, audit_action action, const std::string& key,
                              const std::string& replaces, std::string detail, bool late) const {
     intent i;
     i.organization = pa.snapshot.organization;
@@ -45,7 +45,7 @@ intent executor::make_intent(const planned_app& pa, std::string action, const st
     i.team = pa.snapshot.app_group;
     i.app = pa.snapshot.name;
     i.policy = pa.policy ? pa.policy->name : "";
-    i.action = std::move(action);
+    i.action = action;
     i.key = key;
     i.replaces = replaces;
     i.detail = std::move(detail);
@@ -91,10 +91,23 @@ net::awaitable<void> executor::recover_intents(planned_app& pa) {
         }
         const std::string* mark = k ? find_attribute(k->attributes, k_marker_attribute) : nullptr;
         bool happened = false;
-        if (i.action == "created") happened = k != nullptr;
-        if (i.action == "completed") happened = mark != nullptr && *mark == i.replaces;
-        if (i.action == "revoked") happened = k != nullptr && k->status == "revoked";
-        if (i.action == "deleted") happened = k == nullptr;
+        switch (i.action) {
+            case audit_action::created:
+                happened = k != nullptr;
+                break;
+            case audit_action::completed:
+                happened = mark != nullptr && *mark == i.replaces;
+                break;
+            case audit_action::revoked:
+                happened = k != nullptr && k->status == "revoked";
+                break;
+            case audit_action::deleted:
+                happened = k == nullptr;
+                break;
+            case audit_action::failed:
+            case audit_action::skipped:
+                break;  // never an intent
+        }
         // The record may be in the audit log already (a crash after writing it,
         // before the intent was removed): never twice.
         if (happened && !audited_.count({i.action, i.key})) {
@@ -109,17 +122,18 @@ net::awaitable<void> executor::recover_intents(planned_app& pa) {
 
 // (action, key) of the audit log's last records: those an intent may already
 // have produced. Intents are short-lived, so the tail is enough.
-std::set<std::pair<std::string, std::string>> executor::recently_audited() const {
-    std::set<std::pair<std::string, std::string>> out;
+std::set<std::pair<audit_action, std::string>> executor::recently_audited() const {
+    std::set<std::pair<audit_action, std::string>> out;
     for_each_tail_line(state_dir_ / "audit.jsonl", 8 << 20, [&out](const std::string& line) {
         const auto j = nlohmann::json::parse(line, nullptr, false);
         if (!j.is_object() || j.value("dryRun", false)) return;
-        out.emplace(j.value("action", ""), j.value("key", ""));
+        if (const auto action = parse_audit_action(j.value("action", "")))
+            out.emplace(*action, j.value("key", ""));
     });
     return out;
 }
 
-bool executor::record(const planned_app& pa, std::string action, const std::string& key,
+bool executor::record(const planned_app& pa, audit_action action, const std::string& key,
                       const std::string& replaces, std::string detail, bool dry_run, bool late) {
     action_record r;
     r.ts = clock_();
@@ -128,7 +142,7 @@ bool executor::record(const planned_app& pa, std::string action, const std::stri
     r.team = pa.snapshot.app_group;
     r.app = pa.snapshot.name;
     r.policy = pa.policy ? pa.policy->name : "";
-    r.action = std::move(action);
+    r.action = action;
     r.kind = pa.current;
     r.key = key;
     r.replaces = replaces;
@@ -165,7 +179,7 @@ void executor::delivered(const planned_app& pa, const std::string& key, const st
 
 bool executor::fail(const planned_app& pa, const std::string& key, const std::string& replaces,
                     std::string detail) {
-    record(pa, "failed", key, replaces, std::move(detail));
+    record(pa, audit_action::failed, key, replaces, std::move(detail));
     return false;
 }
 

@@ -39,7 +39,8 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
     nk.attributes = with_marker(act.spec.attributes, k_pending_prefix + act.key);
     const std::string fp = fingerprint(nk.consumer_key);
 
-    const intent in = make_intent(pa, "created", fp, act.key, created_detail(act), act.late);
+    const intent in =
+        make_intent(pa, audit_action::created, fp, act.key, created_detail(act), act.late);
     const bool began = co_await begin(pa, in);
     if (!began) co_return false;
     auto created = co_await api_.create_key(dev, name, nk);
@@ -199,8 +200,8 @@ net::awaitable<bool> executor::mark_and_complete(planned_app& pa, credential s,
                                                  const plan::action& act) {
     const apigee::app_owner owner = apigee::app_owner::of(pa.snapshot);
     const std::string& name = pa.snapshot.name;
-    const intent in =
-        make_intent(pa, "created", s.fingerprint, act.key, created_detail(act), act.late);
+    const intent in = make_intent(pa, audit_action::created, s.fingerprint, act.key,
+                                  created_detail(act), act.late);
     const bool began = co_await begin(pa, in);
     if (!began) co_return false;
     auto marked =
@@ -251,8 +252,8 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
             for (auto& e : recently_audited()) audited_.insert(e);
             journal_checked_audit_ = true;
         }
-        if (!audited_.count({"created", c.fingerprint}))
-            record(pa, "created", c.fingerprint, je->replaces,
+        if (!audited_.count({audit_action::created, c.fingerprint}))
+            record(pa, audit_action::created, c.fingerprint, je->replaces,
                    je->expect.empty() ? "recovered from the generate journal"
                                       : "recovered from the import journal");
         break;
@@ -292,7 +293,7 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
                 std::string("completion does not converge at: ") + plan::to_string(st->kind));
         std::optional<intent> in;
         if (st->completes) {
-            in = make_intent(pa, "completed", fp, replaces,
+            in = make_intent(pa, audit_action::completed, fp, replaces,
                              st->kind == plan::step_kind::add_products_final
                                  ? "products, attributes and final marker in one update"
                                  : "products, statuses, scopes and attributes copied; marker final",

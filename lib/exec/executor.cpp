@@ -338,7 +338,7 @@ net::awaitable<void> executor::apply_deletions(planned_app& pa, const run_option
     for (const auto& act : pa.plan.actions) {
         pa.current = act.kind;
         if (dry) {
-            record(pa, "deleted", act.key, "", act.reason, true);  // dryRun says it
+            record(pa, audit_action::deleted, act.key, "", act.reason, true);  // dryRun says it
             ++sum.actions_done;
             continue;
         }
@@ -536,16 +536,17 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
             pa.current = act.kind;
             if (act.kind == plan::action_kind::report) {
                 if (round == 0)
-                    record(pa, act.failed ? "failed" : "skipped", act.key, act.replaces, act.reason,
-                           dry);
+                    record(pa, act.failed ? audit_action::failed : audit_action::skipped, act.key,
+                           act.replaces, act.reason, dry);
                 if (act.failed) ++sum.actions_failed;
                 continue;
             }
             if (dry) {
-                const char* what = act.kind == plan::action_kind::create_successor     ? "created"
-                                   : act.kind == plan::action_kind::complete_successor ? "completed"
-                                   : act.kind == plan::action_kind::revoke_key         ? "revoked"
-                                                                                       : "deleted";
+                const audit_action what =
+                    act.kind == plan::action_kind::create_successor     ? audit_action::created
+                    : act.kind == plan::action_kind::complete_successor ? audit_action::completed
+                    : act.kind == plan::action_kind::revoke_key         ? audit_action::revoked
+                                                                        : audit_action::deleted;
                 record(pa, what, act.kind == plan::action_kind::create_successor ? "" : act.key,
                        act.kind == plan::action_kind::create_successor ? act.key : act.replaces,
                        act.reason, true, act.late);  // dryRun: true says it

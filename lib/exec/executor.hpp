@@ -172,12 +172,12 @@ class executor {
     net::awaitable<bool> recover_journal(planned_app& pa);
     net::awaitable<void> recover_intents(planned_app& pa);
     void keep(planned_app& pa, credential c, const secret& key) const;
-    intent make_intent(const planned_app& pa, std::string action, const std::string& key,
+    intent make_intent(const planned_app& pa, audit_action action, const std::string& key,
                        const std::string& replaces, std::string detail, bool late) const;
     net::awaitable<bool> begin(const planned_app& pa, const intent& i);
     net::awaitable<bool> finish(const planned_app& pa, const intent& i);
 
-    bool record(const planned_app& pa, std::string action, const std::string& key,
+    bool record(const planned_app& pa, audit_action action, const std::string& key,
                 const std::string& replaces, std::string detail, bool dry_run = false,
                 bool late = false);
     bool fail(const planned_app& pa, const std::string& key, const std::string& replaces,
@@ -196,15 +196,15 @@ class executor {
 
     apigee::api& api_;
     observer& obs_;
-    std::set<std::pair<std::string, std::string>> recently_audited() const;
+    std::set<std::pair<audit_action, std::string>> recently_audited() const;
 
     std::filesystem::path state_dir_;
     std::unique_ptr<state_store> own_store_;  // when none was given
     state_store& store_;
     journal journal_;
     intent_log intents_;
-    std::set<std::pair<std::string, std::string>> audited_;  // (action, key), while recovering
-    bool journal_checked_audit_ = false;                     // audited_ holds the audit log's tail
+    std::set<std::pair<audit_action, std::string>> audited_;  // (action, key), while recovering
+    bool journal_checked_audit_ = false;                      // audited_ holds the audit log's tail
     std::map<std::string, std::vector<intent>> pending_intents_;  // developer\napp -> intents
     std::function<millis()> clock_;
     std::map<std::string, int> skipped_;

@@ -90,7 +90,7 @@ std::string to_text(const intent& i) {
                               {"team", i.team},
                               {"app", i.app},
                               {"policy", i.policy},
-                              {"action", i.action},
+                              {"action", to_string(i.action)},
                               {"key", i.key},
                               {"replaces", i.replaces},
                               {"detail", i.detail},
@@ -138,9 +138,9 @@ net::awaitable<void> journal::remove(const std::string& org, const std::string& 
 
 std::string intent_log::name(const intent& i) {
     // (A team app's AppGroup joins the digest; a developer app's names are as before.)
-    return "intent-" +
-           fingerprint(i.organization + "\n" + i.developer + "\n" + i.app + "\n" + i.action + "\n" +
-                       i.key + (i.team.empty() ? "" : "\n\x01" + i.team));
+    return "intent-" + fingerprint(i.organization + "\n" + i.developer + "\n" + i.app + "\n" +
+                                   std::string(to_string(i.action)) + "\n" + i.key +
+                                   (i.team.empty() ? "" : "\n\x01" + i.team));
 }
 
 net::awaitable<bool> intent_log::write(const intent& i) {
@@ -163,7 +163,9 @@ std::vector<intent> intent_log::load(const std::string& organization) const {
         i.team = j.value("team", "");
         i.app = j.value("app", "");
         i.policy = j.value("policy", "");
-        i.action = j.value("action", "");
+        const auto action = parse_audit_action(j.value("action", ""));
+        if (!action) continue;  // not an action this version audits
+        i.action = *action;
         i.key = j.value("key", "");
         i.replaces = j.value("replaces", "");
         i.detail = j.value("detail", "");

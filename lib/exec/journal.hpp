@@ -14,6 +14,7 @@
 
 #include "common/asio.hpp"
 #include "common/duration.hpp"
+#include "exec/observer.hpp"
 #include "exec/state_store.hpp"
 
 namespace keyrot::exec {
@@ -61,8 +62,8 @@ namespace keyrot::exec {
 // every action is in the audit log exactly once.
 struct intent {
     std::string organization, developer, app, policy;
-    std::string team;    // a team app: its AppGroup (developer is then "")
-    std::string action;  // created | completed | revoked | deleted
+    std::string team;                             // a team app: its AppGroup (developer is then "")
+    audit_action action = audit_action::created;  // created | completed | revoked | deleted
     std::string key, replaces, detail;
     bool late = false;
     millis ts = 0;

@@ -4,13 +4,46 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/duration.hpp"
 #include "plan/planner.hpp"
 
 namespace keyrot::exec {
+
+// What an audit record says happened (the audit log's `action`).
+enum class audit_action { created, completed, revoked, deleted, failed, skipped };
+
+// As the audit log writes it: "created", "completed", "revoked", "deleted",
+// "failed", "skipped".
+inline constexpr std::string_view to_string(audit_action a) {
+    switch (a) {
+        case audit_action::created:
+            return "created";
+        case audit_action::completed:
+            return "completed";
+        case audit_action::revoked:
+            return "revoked";
+        case audit_action::deleted:
+            return "deleted";
+        case audit_action::failed:
+            return "failed";
+        case audit_action::skipped:
+            return "skipped";
+    }
+    return "?";
+}
+
+// nullopt for a name that is not one of to_string's (a line of another version).
+inline std::optional<audit_action> parse_audit_action(std::string_view name) {
+    for (auto a : {audit_action::created, audit_action::completed, audit_action::revoked,
+                   audit_action::deleted, audit_action::failed, audit_action::skipped})
+        if (to_string(a) == name) return a;
+    return std::nullopt;
+}
 
 // One line of the audit log (docs/rotation.md, "Audit log"), also logged.
 struct action_record {
@@ -20,7 +53,7 @@ struct action_record {
     std::string team;       // a team app's AppGroup; "" for a developer app
     std::string app;
     std::string policy;
-    std::string action;  // created | completed | revoked | deleted | failed | skipped
+    audit_action action = audit_action::failed;
     // The planned action this record is about: a `failed` revoke counts as a
     // failed revocation in metrics, not a failed rotation.
     plan::action_kind kind = plan::action_kind::report;

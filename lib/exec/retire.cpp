@@ -113,7 +113,7 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
             detail += "; successor " + succ_fp + " delivered and verified";
         }
     }
-    const intent in = make_intent(pa, "revoked", act.key, act.replaces, detail, false);
+    const intent in = make_intent(pa, audit_action::revoked, act.key, act.replaces, detail, false);
     const bool began = co_await begin(pa, in);
     if (!began) co_return false;
     auto r = co_await api_.set_key_status(dev, name, key, false);
@@ -193,7 +193,7 @@ net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) 
     const credential* k = find_key(pa.snapshot, act.key);
     if (k == nullptr) co_return true;  // already gone
     const secret key = k->consumer_key;
-    const intent in = make_intent(pa, "deleted", act.key, "", act.reason, false);
+    const intent in = make_intent(pa, audit_action::deleted, act.key, "", act.reason, false);
     const bool began = co_await begin(pa, in);
     if (!began) co_return false;
     auto r = co_await api_.delete_key(dev, name, key);

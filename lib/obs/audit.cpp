@@ -18,9 +18,6 @@ namespace keyrot::obs {
 
 namespace {
 
-constexpr std::array<std::string_view, 6> k_actions = {"created", "completed", "revoked",
-                                                       "deleted", "failed",    "skipped"};
-
 std::string errno_text(int e) { return std::error_code(e, std::generic_category()).message(); }
 
 void truncate_to(int fd, off_t size) {
@@ -46,9 +43,6 @@ std::string audit_line(const exec::action_record& r, std::string* why) {
     };
     if (!is_fingerprint_or_empty(r.key)) return refuse("key is not a fingerprint");
     if (!is_fingerprint_or_empty(r.replaces)) return refuse("replaces is not a fingerprint");
-    bool known = false;
-    for (auto a : k_actions) known = known || a == r.action;
-    if (!known) return refuse("unknown action");
 
     nlohmann::ordered_json j;
     j["ts"] = rfc3339_ms(r.ts);
@@ -57,7 +51,7 @@ std::string audit_line(const exec::action_record& r, std::string* why) {
     if (!r.team.empty()) j["team"] = r.team;  // a team (AppGroup) app
     j["app"] = r.app;
     j["policy"] = r.policy;
-    j["action"] = r.action;
+    j["action"] = exec::to_string(r.action);
     j["key"] = r.key;
     j["replaces"] = r.replaces;
     j["dryRun"] = r.dry_run;
@@ -168,7 +162,7 @@ bool audit_log::write_record(const exec::action_record& r) {
                    {"organization", r.organization},
                    {"developer", r.developer},
                    {"app", r.app},
-                   {"action", r.action},
+                   {"action", exec::to_string(r.action)},
                    {"key", r.key}});
     }
     return ok;

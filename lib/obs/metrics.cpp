@@ -190,20 +190,22 @@ void metrics::on_action(const exec::action_record& r) {
     if (r.dry_run) {
         // Nothing happened in Apigee: keep the real counters honest.
         dry_run_actions_
-            .Add({{"organization", r.organization}, {"policy", r.policy}, {"action", r.action}})
+            .Add({{"organization", r.organization},
+                  {"policy", r.policy},
+                  {"action", std::string(exec::to_string(r.action))}})
             .Increment();
         return;
     }
-    if (r.action == "created") {
+    if (r.action == exec::audit_action::created) {
         count_outcome(rotations_, r, "success");
         if (r.late)
             late_rotations_.Add({{"organization", r.organization}, {"policy", r.policy}})
                 .Increment();
-    } else if (r.action == "revoked") {
+    } else if (r.action == exec::audit_action::revoked) {
         count_outcome(revocations_, r, "success");
-    } else if (r.action == "deleted") {
+    } else if (r.action == exec::audit_action::deleted) {
         count_outcome(deletions_, r, "success");
-    } else if (r.action == "failed") {
+    } else if (r.action == exec::audit_action::failed) {
         std::string_view what = failed_action_class(r);
         if (what == "revocation")
             count_outcome(revocations_, r, "failure");
@@ -211,7 +213,7 @@ void metrics::on_action(const exec::action_record& r) {
             count_outcome(deletions_, r, "failure");
         else
             count_outcome(rotations_, r, "failure");
-    } else if (r.action == "skipped") {
+    } else if (r.action == exec::audit_action::skipped) {
         if (r.detail.find("drift") != std::string::npos)
             drift_.Add({{"organization", r.organization}, {"policy", r.policy}}).Increment();
     }

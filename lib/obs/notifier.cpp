@@ -110,22 +110,31 @@ std::optional<exec::action_record> from_audit_line(const std::string& line) {
     r.team = str("team");
     r.app = str("app");
     r.policy = str("policy");
-    r.action = str("action");
+    const auto action = exec::parse_audit_action(str("action"));
+    if (!action) return std::nullopt;  // not an action this version audits
+    r.action = *action;
     r.key = str("key");
     r.replaces = str("replaces");
     r.detail = str("detail");
     const auto dry = j.find("dryRun");
     r.dry_run = dry == j.end() || !dry->is_boolean() || dry->get<bool>();
-    if (r.action == "completed") {
-        r.kind = plan::action_kind::complete_successor;
-    } else if (r.action == "revoked") {
-        r.kind = plan::action_kind::revoke_key;
-    } else if (r.action == "deleted") {
-        r.kind = plan::action_kind::delete_key;
-    } else if (r.action == "created") {
-        r.kind = plan::action_kind::create_successor;
-    } else {
-        r.kind = plan::action_kind::report;  // skipped; failed: only reports are classified
+    switch (r.action) {
+        case exec::audit_action::completed:
+            r.kind = plan::action_kind::complete_successor;
+            break;
+        case exec::audit_action::revoked:
+            r.kind = plan::action_kind::revoke_key;
+            break;
+        case exec::audit_action::deleted:
+            r.kind = plan::action_kind::delete_key;
+            break;
+        case exec::audit_action::created:
+            r.kind = plan::action_kind::create_successor;
+            break;
+        case exec::audit_action::failed:
+        case exec::audit_action::skipped:
+            r.kind = plan::action_kind::report;  // failed: only reports are classified
+            break;
     }
     if (r.kind != plan::action_kind::report && r.kind != plan::action_kind::create_successor)
         r.developer_status = "active";
@@ -441,7 +450,7 @@ void notifier::on_action(const exec::action_record& r) {
         const std::string developer_status =
             r.team.empty() ? known_active(r.developer_status) : std::string();
         if (r.kind == plan::action_kind::report &&
-            (r.action == "skipped" || r.action == "failed")) {
+            (r.action == exec::audit_action::skipped || r.action == exec::audit_action::failed)) {
             const auto code = plan::classify_report(r.detail);
             if (code != plan::report_code::other) {
                 notify::event_fields st;
@@ -469,7 +478,7 @@ void notifier::on_action(const exec::action_record& r) {
         f.app = r.app;
         f.policy = r.policy;
         f.occurred_at = r.ts;
-        if (r.action == "completed") {
+        if (r.action == exec::audit_action::completed) {
             f.type = notify::event_type::key_rotated;
             f.key = r.key;
             f.replaces = r.replaces;
@@ -496,13 +505,13 @@ void notifier::on_action(const exec::action_record& r) {
                     f.revokes_at = at;
                 }
             }
-        } else if (r.action == "revoked") {
+        } else if (r.action == exec::audit_action::revoked) {
             f.type = notify::event_type::key_revoked;
             f.key = r.key;
-        } else if (r.action == "deleted") {
+        } else if (r.action == exec::audit_action::deleted) {
             f.type = notify::event_type::key_deleted;
             f.key = r.key;
-        } else if (r.action == "failed") {
+        } else if (r.action == exec::audit_action::failed) {
             f.type = notify::event_type::rotation_failed;
             // The key that was being rotated (a failed create or completion names
             // the old key in `replaces`), or the key a revoke/delete was about.

@@ -9,9 +9,9 @@
 
 namespace keyrot::obs {
 
-spdlog::level::level_enum action_log_level(std::string_view action) {
-    if (action == "failed") return spdlog::level::err;
-    if (action == "skipped") return spdlog::level::warn;
+spdlog::level::level_enum action_log_level(exec::audit_action action) {
+    if (action == exec::audit_action::failed) return spdlog::level::err;
+    if (action == exec::audit_action::skipped) return spdlog::level::warn;
     return spdlog::level::info;
 }
 
@@ -30,7 +30,8 @@ bool recorder::on_action(const exec::action_record& r) {
     if (notifier_ && durable) notifier_->on_action(r);
     try {
         if (r.dry_run) ++dry_run_[r.organization];
-        std::string message = r.dry_run ? "dry run: " + r.action : r.action;
+        const std::string action(exec::to_string(r.action));
+        std::string message = r.dry_run ? "dry run: " + action : action;
         if (r.late) message += " (late rotation)";
         // A value the audit log refused as "not a fingerprint" might be a raw key.
         auto fp = [](const std::string& v) {
@@ -38,7 +39,7 @@ bool recorder::on_action(const exec::action_record& r) {
         };
         // Every audit record is also a log line, `audit` naming its action: in a
         // cluster the log pipeline keeps them when the pod's stateDir is gone.
-        std::vector<field> fields = {{"audit", r.action},
+        std::vector<field> fields = {{"audit", action},
                                      {"organization", r.organization},
                                      {"developer", r.developer},
                                      {"app", r.app},

@@ -57,6 +57,6 @@ class recorder final : public exec::observer {
 using observer_chain = recorder;
 
 // The log level recorder::on_action uses for an audit action.
-spdlog::level::level_enum action_log_level(std::string_view action);
+spdlog::level::level_enum action_log_level(exec::audit_action action);
 
 }  // namespace keyrot::obs

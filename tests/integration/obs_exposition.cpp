@@ -22,7 +22,7 @@ exec::action_record record(const char* action, const char* app, const char* key)
     r.developer = "dev@partner.example.com";
     r.app = app;
     r.policy = "partners-90d";
-    r.action = action;
+    r.action = exec::parse_audit_action(action).value();
     r.key = key;
     return r;
 }

@@ -386,7 +386,9 @@ TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
             EXPECT_EQ(got.markers_lost, json::array());
             std::map<std::string, int> audited;
             for (const auto& r : got.records)
-                if (r.action != "failed" && r.action != "skipped") ++audited[r.action];
+                if (r.action != exec::audit_action::failed &&
+                    r.action != exec::audit_action::skipped)
+                    ++audited[std::string(exec::to_string(r.action))];
             EXPECT_EQ(audited, (std::map<std::string, int>{
                                    {"completed", 1}, {"created", 1}, {"revoked", 1}}));
         }
@@ -479,7 +481,8 @@ TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
     };
     auto held = [&] {
         return std::count_if(records.begin(), records.end(), [](const exec::action_record& r) {
-            return r.action == "failed" && r.detail.rfind("revocation held", 0) == 0;
+            return r.action == exec::audit_action::failed &&
+                   r.detail.rfind("revocation held", 0) == 0;
         });
     };
     pass();  // create + complete; the delivery after completion is refused

@@ -37,7 +37,7 @@ action_record sample() {
     r.developer = "dev@partner.example.com";
     r.app = "billing \"v2\"\nnext";
     r.policy = "partners-90d";
-    r.action = "created";
+    r.action = keyrot::exec::audit_action::created;
     r.key = "0123456789abcdef";
     r.replaces = "fedcba9876543210";
     r.detail = "expires 2026-12-01T00:00:00Z, within rotateBefore 14d";
@@ -66,7 +66,7 @@ TEST(obs_audit, writes_one_object_a_line_with_exactly_the_fields) {
 
     action_record a = sample();
     action_record b = sample();
-    b.action = "revoked";
+    b.action = keyrot::exec::audit_action::revoked;
     b.key = "fedcba9876543210";
     b.replaces.clear();
     b.dry_run = true;
@@ -135,13 +135,13 @@ TEST(obs_audit, refuses_anything_but_a_fingerprint) {
     r = sample();
     r.replaces = "0123456789abcde";  // 15 digits
     EXPECT_FALSE(log.write(r));
-    r = sample();
-    r.action = "rotated";  // not in the contract
-    EXPECT_FALSE(log.write(r));
+    // An action not in the contract cannot be written (an enum) nor read back.
+    EXPECT_FALSE(keyrot::exec::parse_audit_action("rotated"));
+    EXPECT_EQ(keyrot::exec::parse_audit_action("revoked"), keyrot::exec::audit_action::revoked);
     r = sample();
     r.key.clear();
     r.replaces.clear();
-    r.action = "failed";
+    r.action = keyrot::exec::audit_action::failed;
     EXPECT_TRUE(log.write(r));
     auto lines = lines_of(log.path());
     ASSERT_EQ(lines.size(), 1u);

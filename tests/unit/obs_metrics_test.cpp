@@ -63,7 +63,7 @@ action_record record(std::string action) {
     r.developer = "dev@example.com";
     r.app = "billing";
     r.policy = "p90";
-    r.action = std::move(action);
+    r.action = keyrot::exec::parse_audit_action(action).value();
     r.key = "0123456789abcdef";
     return r;
 }
@@ -299,9 +299,12 @@ TEST_F(obs_metrics_registry, recorder_audits_then_counts) {
               1);
     EXPECT_EQ(
         value(*reg, "keyrotd_passes_total", {{"organization", "acme"}, {"outcome", "success"}}), 1);
-    EXPECT_EQ(keyrot::obs::action_log_level("failed"), spdlog::level::err);
-    EXPECT_EQ(keyrot::obs::action_log_level("skipped"), spdlog::level::warn);
-    EXPECT_EQ(keyrot::obs::action_log_level("revoked"), spdlog::level::info);
+    EXPECT_EQ(keyrot::obs::action_log_level(keyrot::exec::audit_action::failed),
+              spdlog::level::err);
+    EXPECT_EQ(keyrot::obs::action_log_level(keyrot::exec::audit_action::skipped),
+              spdlog::level::warn);
+    EXPECT_EQ(keyrot::obs::action_log_level(keyrot::exec::audit_action::revoked),
+              spdlog::level::info);
 }
 
 TEST_F(obs_metrics_registry, recorder_reports_an_audit_failure) {

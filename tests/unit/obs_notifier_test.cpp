@@ -96,12 +96,12 @@ exec::action_record action(std::string what, std::string key, std::string replac
     r.developer = "dev@partner.example.com";
     r.app = "x";
     r.policy = "p";
-    r.action = std::move(what);
-    r.kind = r.action == "revoked"     ? plan::action_kind::revoke_key
-             : r.action == "completed" ? plan::action_kind::complete_successor
-             : r.action == "deleted"   ? plan::action_kind::delete_key
-             : r.action == "created"   ? plan::action_kind::create_successor
-                                       : plan::action_kind::report;
+    r.action = exec::parse_audit_action(what).value();
+    r.kind = what == "revoked"     ? plan::action_kind::revoke_key
+             : what == "completed" ? plan::action_kind::complete_successor
+             : what == "deleted"   ? plan::action_kind::delete_key
+             : what == "created"   ? plan::action_kind::create_successor
+                                   : plan::action_kind::report;
     r.key = std::move(key);
     r.replaces = std::move(replaces);
     r.developer_status = "active";
