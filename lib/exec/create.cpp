@@ -21,6 +21,35 @@ namespace keyrot::exec {
 
 using namespace detail;
 
+// keys/create; when the answer may hide a success (lost, or 409: the key
+// exists), the key read back instead of creating another.
+net::awaitable<executor::create_outcome> executor::create_or_read_back(apigee::app_owner owner,
+                                                                       std::string name,
+                                                                       const apigee::new_key& nk) {
+    create_outcome out;
+    auto created = co_await api_.create_key(owner, name, nk);
+    if (created) {
+        out.key = std::move(created.value());
+        co_return out;
+    }
+    if (!maybe_applied(created.err()) && !created.err().is_status(409)) {
+        out.absent = true;
+        out.error = "create key: " + created.err().describe();
+        co_return out;
+    }
+    auto back = co_await api_.get_key(owner, name, nk.consumer_key);
+    if (back) {
+        out.key = std::move(back.value());
+        co_return out;
+    }
+    out.absent = back.err().is_status(404);
+    out.error = "create key: " + created.err().describe() +
+                (out.absent ? "; not created (the read-back finds no such key)"
+                            : "; read-back failed too: " + back.err().describe()) +
+                ", the next pass starts over";
+    co_return out;
+}
+
 net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action& act) {
     if (api_.edge()) {
         const bool done = co_await create_import_journaled(pa, act);
@@ -43,31 +72,16 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
         make_intent(pa, audit_action::created, fp, act.key, created_detail(act), act.late);
     const bool began = co_await begin(pa, in);
     if (!began) co_return false;
-    auto created = co_await api_.create_key(dev, name, nk);
-    if (!created) {
+    auto made = co_await create_or_read_back(dev, name, nk);
+    if (!made.key) {
         // A key that was never created is named nowhere (no fingerprint of it
         // in the log or the audit record): the record names the old key only.
-        if (!maybe_applied(created.err()) && !created.err().is_status(409)) {
-            co_await intents_.remove(in);
-            co_return fail(pa, "", act.key, "create key: " + created.err().describe());
-        }
-        // It may exist after all: read it back instead of creating another.
-        auto back = co_await api_.get_key(dev, name, nk.consumer_key);
-        if (!back) {
-            // Absent, or not known: either way the record names no new key. If
-            // it was created after all, its intent and pending marker make the
-            // next pass find it, audit it and complete it.
-            const bool absent = back.err().is_status(404);
-            if (absent) co_await intents_.remove(in);
-            co_return fail(pa, "", act.key,
-                           "create key: " + created.err().describe() +
-                               (absent ? "; not created (the read-back finds no such key)"
-                                       : "; read-back failed too: " + back.err().describe()) +
-                               ", the next pass starts over");
-        }
-        created = std::move(back);
+        // Not known: if it was created after all, its intent and pending
+        // marker make the next pass find it, audit it and complete it.
+        if (made.absent) co_await intents_.remove(in);
+        co_return fail(pa, "", act.key, made.error);
     }
-    credential s = std::move(created.value());
+    credential s = std::move(*made.key);
     s.fingerprint = fp;
     s.consumer_key = nk.consumer_key;
     const std::string* mark = find_attribute(s.attributes, k_marker_attribute);
@@ -162,29 +176,15 @@ net::awaitable<bool> executor::create_import_journaled(planned_app& pa, const pl
     if (!journaled)
         co_return fail(pa, "", act.key,
                        "cannot write the import journal (" + store_.describe() + ")");
-    auto created = co_await api_.create_key(owner, name, nk);
-    if (!created) {
-        if (!maybe_applied(created.err()) && !created.err().is_status(409)) {
+    auto made = co_await create_or_read_back(owner, name, nk);
+    if (!made.key) {
+        // Absent: start over. Not known: the journal stays, and the next pass
+        // marks the key if it exists.
+        if (made.absent)
             co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
-            co_return fail(pa, "", act.key, "create key: " + created.err().describe());
-        }
-        // It may exist after all: read it back instead of creating another.
-        auto back = co_await api_.get_key(owner, name, nk.consumer_key);
-        if (!back) {
-            // Absent: start over. Not known: the journal stays, and the next
-            // pass marks the key if it exists.
-            const bool absent = back.err().is_status(404);
-            if (absent)
-                co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
-            co_return fail(pa, "", act.key,
-                           "create key: " + created.err().describe() +
-                               (absent ? "; not created (the read-back finds no such key)"
-                                       : "; read-back failed too: " + back.err().describe()) +
-                               ", the next pass starts over");
-        }
-        created = std::move(back);
+        co_return fail(pa, "", act.key, made.error);
     }
-    credential s = std::move(created.value());
+    credential s = std::move(*made.key);
     s.fingerprint = fp;
     s.consumer_key = nk.consumer_key;
     if (s.status != "approved" || !s.products.empty())

@@ -14,10 +14,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "apigee/types.hpp"
 #include "common/asio.hpp"
 #include "common/model.hpp"
 #include "common/result.hpp"
@@ -159,6 +161,15 @@ class executor {
     net::awaitable<bool> create_import(planned_app& pa, const plan::action& act);
     net::awaitable<bool> create_generate(planned_app& pa, const plan::action& act);
     net::awaitable<bool> create_import_journaled(planned_app& pa, const plan::action& act);
+    // The key keys/create made (read back when the answer was lost), or why
+    // not; `absent`: known not to exist, so its guard (intent, journal) can go.
+    struct create_outcome {
+        std::optional<credential> key;
+        bool absent = false;
+        std::string error;
+    };
+    net::awaitable<create_outcome> create_or_read_back(apigee::app_owner owner, std::string name,
+                                                       const apigee::new_key& nk);
     net::awaitable<bool> mark_and_complete(planned_app& pa, credential s, const plan::action& act);
     net::awaitable<bool> complete(planned_app& pa, credential successor,
                                   const plan::successor_spec& spec, const std::string& replaces);
