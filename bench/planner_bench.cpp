@@ -31,12 +31,12 @@ app make_app(int i, int keys) {
         credential c;
         c.consumer_key = secret("benchKey" + std::to_string(i) + "x" + std::to_string(k));
         c.fingerprint = fingerprint(c.consumer_key);
-        c.status = "approved";
+        c.status = approval::approved;
         c.issued_at = k_now - 30 * k_day;
         c.expires_at = (i % 10 == 0 && k == 0) ? k_now + 3 * k_day : k_now + 60 * k_day;
         c.attributes = {{"owner", "bench"}};
         c.scopes = {"read"};
-        c.products = {{"payments", "approved"}, {"reports", "revoked"}};
+        c.products = {{"payments", approval::approved}, {"reports", approval::revoked}};
         a.credentials.push_back(std::move(c));
     }
     if (i % 7 == 0 && !a.credentials.empty()) {

@@ -218,15 +218,15 @@ error no_generate_for_teams(bool edge) {
 }  // namespace
 
 net::awaitable<result<app_page>> api::list_apps_page(std::string page_token, int page_size,
-                                                     std::string key_status) {
+                                                     std::optional<approval> key_status) {
     if (edge()) {
-        auto page = co_await edge_list_apps_page(std::move(page_token), std::move(key_status));
+        auto page = co_await edge_list_apps_page(std::move(page_token), key_status);
         co_return page;
     }
     std::string target =
         org_path(org_) + "/apps?expand=true&includeCred=true&pageSize=" + std::to_string(page_size);
     if (!page_token.empty()) target += "&pageToken=" + encode_component(page_token);
-    if (!key_status.empty()) target += "&keyStatus=" + encode_component(key_status);
+    if (key_status) target += std::string("&keyStatus=") + to_string(*key_status);
     call_spec spec("GET", std::move(target));
     auto r = co_await call(http_, auth_, spec);
     if (!r) co_return r.err();
@@ -407,7 +407,7 @@ net::awaitable<result<void>> api::delete_key(app_owner owner, std::string app_na
 // Apigee Edge's listings
 
 net::awaitable<result<app_page>> api::edge_list_apps_page(std::string start_key,
-                                                          std::string key_status) {
+                                                          std::optional<approval> key_status) {
     std::string target =
         org_path(org_) + "/apps?expand=true&rows=" + std::to_string(opts_.edge_rows);
     if (!start_key.empty()) target += "&startKey=" + encode_component(start_key);
@@ -423,9 +423,9 @@ net::awaitable<result<app_page>> api::edge_list_apps_page(std::string start_key,
     page->next_page_token = step.next_start_key;
     // Edge has no keyStatus: the keys of the status asked for, as X's list gives them.
     for (auto& a : page->apps)
-        if (!key_status.empty())
+        if (key_status)
             std::erase_if(a.credentials,
-                          [&](const credential& c) { return c.status != key_status; });
+                          [&](const credential& c) { return c.status != *key_status; });
     // Developer apps name their developer by id: the developer list maps it;
     // an id it does not hold (a newer developer, or a list of e-mails only) is
     // read once: GET /developers/{developerId}.

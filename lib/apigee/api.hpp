@@ -60,12 +60,12 @@ class api {
     bool edge() const { return opts_.flavor == flavor::edge; }
 
     // GET /apps?expand=true&includeCred=true&pageSize=N[&pageToken=T]&keyStatus=S
-    // `key_status` "approved" (Apigee's default) or "revoked": a pass lists both so
+    // `key_status` approved (Apigee's default) or revoked, nullopt for all: a pass lists both so
     // that revoked successors and deletion candidates are seen without per-app reads.
     // Developer status is not in this list: apps carry developerEmail; callers
     // resolve inactive developers with list_developers().
     net::awaitable<result<app_page>> list_apps_page(std::string page_token, int page_size,
-                                                    std::string key_status);
+                                                    std::optional<approval> key_status);
 
     // Edge: GET /apps?expand=true&rows=R[&startKey=APPID]: `page_token` is the
     // startKey (the last appId of the page before), next_page_token the next one
@@ -130,7 +130,7 @@ class api {
 
   private:
     net::awaitable<result<app_page>> edge_list_apps_page(std::string start_key,
-                                                         std::string key_status);
+                                                         std::optional<approval> key_status);
     net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> edge_list_companies();
     net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> edge_list_developers();
 

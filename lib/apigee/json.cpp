@@ -109,7 +109,7 @@ credential credential_from(const json& j, const std::string& ctx) {
     c.consumer_key = secret(get_string(j, "consumerKey", ctx));
     c.consumer_secret = secret(get_string(j, "consumerSecret", ctx));
     if (!c.consumer_key.empty()) c.fingerprint = fingerprint(c.consumer_key);
-    c.status = get_string(j, "status", ctx);
+    c.status = parse_approval(get_string(j, "status", ctx));
     c.issued_at = get_int64(j, "issuedAt", ctx, 0);
     c.expires_at = get_int64(j, "expiresAt", ctx, k_never);
     c.attributes = get_attributes(j, ctx);
@@ -119,10 +119,10 @@ credential credential_from(const json& j, const std::string& ctx) {
         if (!p->is_array()) fail(where, "expected an array");
         for (const auto& e : *p) {
             if (e.is_string()) {
-                c.products.push_back({e.get<std::string>(), ""});
+                c.products.push_back({e.get<std::string>(), approval::unknown});
             } else if (e.is_object()) {
-                c.products.push_back(
-                    {get_string(e, "apiproduct", where), get_string(e, "status", where)});
+                c.products.push_back({get_string(e, "apiproduct", where),
+                                      parse_approval(get_string(e, "status", where))});
             } else {
                 fail(where, "expected names or {apiproduct, status}");
             }
@@ -141,7 +141,7 @@ app app_from(const json& j, const std::string& org, const std::string& ctx, bool
     a.developer_email = get_string(j, "developerEmail", ctx);
     // Edge: a company app is the team app (apigee.flavor: edge).
     a.app_group = get_string(j, edge ? "companyName" : "appGroup", ctx);
-    if (auto s = get_string(j, "status", ctx); !s.empty()) a.status = s;
+    if (auto s = get_string(j, "status", ctx); !s.empty()) a.status = parse_approval(s);
     a.callback_url = get_string(j, "callbackUrl", ctx);
     a.app_family = get_string(j, "appFamily", ctx);
     a.attributes = get_attributes(j, ctx);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/duration.hpp"
@@ -17,19 +18,44 @@ struct attribute {
     friend bool operator==(const attribute&, const attribute&) = default;
 };
 
-// A product as it appears on a key: name and per-key status
-// ("approved" | "revoked" | "pending").
+// The status Apigee gives a key, a product on a key, or an app. Whatever else
+// an answer might carry reads as `unknown`: never taken for approved, never
+// written back. Parsed once, where JSON becomes these values (apigee/json.cpp).
+enum class approval { approved, revoked, pending, unknown };
+
+inline const char* to_string(approval a) {
+    switch (a) {
+        case approval::approved:
+            return "approved";
+        case approval::revoked:
+            return "revoked";
+        case approval::pending:
+            return "pending";
+        case approval::unknown:
+            break;
+    }
+    return "unknown";
+}
+
+inline approval parse_approval(std::string_view s) {
+    if (s == "approved") return approval::approved;
+    if (s == "revoked") return approval::revoked;
+    if (s == "pending") return approval::pending;
+    return approval::unknown;
+}
+
+// A product as it appears on a key: name and per-key status.
 struct product_grant {
     std::string name;
-    std::string status;
+    approval status = approval::unknown;
     friend bool operator==(const product_grant&, const product_grant&) = default;
 };
 
 struct credential {
     secret consumer_key;
     secret consumer_secret;
-    std::string fingerprint;  // of consumer_key; filled by whoever builds the value
-    std::string status;       // "approved" | "revoked"
+    std::string fingerprint;              // of consumer_key; filled by whoever builds the value
+    approval status = approval::unknown;  // approved | revoked
     millis issued_at = 0;
     millis expires_at = k_never;  // k_never (-1): never expires
     std::vector<attribute> attributes;
@@ -48,7 +74,7 @@ struct app {
     std::string app_group;  // a team (AppGroup) app: no developer_email
     std::string name;
     std::string app_id;
-    std::string status = "approved";  // "approved" | "revoked"
+    approval status = approval::approved;  // approved | revoked
     std::string callback_url;
     std::string app_family;
     std::vector<attribute> attributes;

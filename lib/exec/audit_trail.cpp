@@ -99,7 +99,7 @@ net::awaitable<void> executor::recover_intents(planned_app& pa) {
                 happened = mark != nullptr && *mark == i.replaces;
                 break;
             case audit_action::revoked:
-                happened = k != nullptr && k->status == "revoked";
+                happened = k != nullptr && k->status == approval::revoked;
                 break;
             case audit_action::deleted:
                 happened = k == nullptr;

@@ -85,7 +85,7 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
     s.fingerprint = fp;
     s.consumer_key = nk.consumer_key;
     const std::string* mark = find_attribute(s.attributes, k_marker_attribute);
-    if (mark == nullptr || *mark != k_pending_prefix + act.key || s.status != "approved")
+    if (mark == nullptr || *mark != k_pending_prefix + act.key || s.status != approval::approved)
         co_return fail(pa, fp, act.key, "created key does not read back as a pending successor");
     const bool finished = co_await finish(pa, in);
     if (!finished) co_return false;
@@ -187,7 +187,7 @@ net::awaitable<bool> executor::create_import_journaled(planned_app& pa, const pl
     credential s = std::move(*made.key);
     s.fingerprint = fp;
     s.consumer_key = nk.consumer_key;
-    if (s.status != "approved" || !s.products.empty())
+    if (s.status != approval::approved || !s.products.empty())
         co_return fail(pa, fp, act.key,
                        "created key does not read back as a new approved key without products");
     const bool done = co_await mark_and_complete(pa, std::move(s), act);
@@ -325,7 +325,7 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
                     co_return fail(pa, fp, replaces,
                                    "set status of " + product + ": " + r.err().describe());
                 // 204 without the key: verify_statuses reads it back.
-                s = plan::expected_after(std::move(s), *st, "");
+                s = plan::expected_after(std::move(s), *st, approval::unknown);
                 statuses = plan::status_phase::unverified;
                 continue;
             }

@@ -21,12 +21,6 @@ inline const credential* find_key(const app& a, const std::string& fp) {
     return nullptr;
 }
 
-inline std::string product_status(const credential& c, const std::string& product) {
-    for (const auto& p : c.products)
-        if (p.name == product) return p.status;
-    return "";
-}
-
 template <typename T>
 inline std::vector<T> sorted(std::vector<T> v) {
     std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
@@ -87,9 +81,10 @@ inline constexpr millis k_fresh_snapshot = 60'000;
 // (approved, in an approved app, with an expiry still ahead): key.expiring's
 // candidates. Keys that never expire are left out, to keep the summary small.
 inline void add_unmatched(const app& a, millis now, std::vector<unmatched_key>& out) {
-    if (a.status == "revoked") return;  // none of its keys works
+    if (a.status == approval::revoked) return;  // none of its keys works
     for (const auto& c : a.credentials) {
-        if (c.status != "approved" || c.expires_at == k_never || c.expires_at <= now) continue;
+        if (c.status != approval::approved || c.expires_at == k_never || c.expires_at <= now)
+            continue;
         out.push_back({a.app_group.empty() ? a.developer_email : std::string(), a.app_group, a.name,
                        c.fingerprint, c.issued_at, c.expires_at, a.developer_status});
     }

@@ -62,7 +62,7 @@ void inventory_stream::complete(app& a) {
 }
 
 net::awaitable<result<std::optional<std::vector<app>>>> inventory_stream::next_page(
-    const char* key_status, std::string& token, std::int64_t& seen, std::int64_t& total) {
+    approval key_status, std::string& token, std::int64_t& seen, std::int64_t& total) {
     auto page = co_await api_.list_apps_page(token, page_size_, key_status);
     ++requests_;
     if (!page) co_return page.err();
@@ -71,13 +71,13 @@ net::awaitable<result<std::optional<std::vector<app>>>> inventory_stream::next_p
     token = page->next_page_token;
     if (!token.empty() && !seen_tokens_.insert(token).second)
         co_return error{error::kind::protocol, 0, "", "app list repeats a page token"};
-    if (token.empty() && total > seen) co_return incomplete(key_status, total, seen);
+    if (token.empty() && total > seen) co_return incomplete(to_string(key_status), total, seen);
     co_return std::optional<std::vector<app>>(std::move(page->apps));
 }
 
 net::awaitable<result<std::optional<std::vector<app>>>> inventory_stream::next() {
     if (!approved_done_) {
-        auto page = co_await next_page("approved", token_, seen_, total_);
+        auto page = co_await next_page(approval::approved, token_, seen_, total_);
         if (!page) co_return page.err();
         std::vector<app> apps = std::move(*page.value());
         for (auto& a : apps) {
@@ -102,14 +102,14 @@ net::awaitable<result<std::optional<std::vector<app>>>> inventory_stream::next()
         co_return std::optional<std::vector<app>>(std::move(apps));
     }
     if (!with_revoked_ || revoked_done_) co_return std::optional<std::vector<app>>();
-    auto page = co_await next_page("revoked", token_, seen_, total_);
+    auto page = co_await next_page(approval::revoked, token_, seen_, total_);
     if (!page) co_return page.err();
     if (token_.empty()) revoked_done_ = true;
     std::vector<app> apps;
     for (auto& a : *page.value()) {
         std::vector<credential> keys;
         for (const auto& c : a.credentials)
-            if (c.status == "revoked") keys.push_back(slim(c));
+            if (c.status == approval::revoked) keys.push_back(slim(c));
         if (keys.empty()) continue;
         if (auto it = lineage_.find(app_key(a)); it != lineage_.end()) {
             for (auto& c : it->second) {

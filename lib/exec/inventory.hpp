@@ -54,7 +54,7 @@ class inventory_stream {
 
   private:
     void complete(app& a);
-    net::awaitable<result<std::optional<std::vector<app>>>> next_page(const char* key_status,
+    net::awaitable<result<std::optional<std::vector<app>>>> next_page(approval key_status,
                                                                       std::string& token,
                                                                       std::int64_t& seen,
                                                                       std::int64_t& total);

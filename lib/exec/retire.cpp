@@ -122,12 +122,12 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
     if (r) {
         // 204: revoked. The answer has no body; the snapshot says so itself.
         credential revoked = *k;
-        revoked.status = "revoked";
+        revoked.status = approval::revoked;
         keep(pa, std::move(revoked), key);
     } else {
         // The answer was lost: only reading the key back tells.
         auto back = co_await api_.get_key(dev, name, key);
-        if (!back || back->status != "revoked")
+        if (!back || back->status != approval::revoked)
             co_return fail(pa, act.key, act.replaces, "revoke: " + r.err().describe());
         keep(pa, std::move(back.value()), key);
     }
@@ -173,7 +173,7 @@ net::awaitable<result<void>> executor::deliver(planned_app& pa, const std::strin
     delivered_key current{fp, s->consumer_key, cur->consumer_secret, cur->expires_at};
     std::optional<delivered_key> previous;
     if (const credential* o = replaces.empty() ? nullptr : find_key(pa.snapshot, replaces);
-        o != nullptr && o->status == "approved") {
+        o != nullptr && o->status == approval::approved) {
         result<credential> old = *o;
         if (old->consumer_secret.empty()) old = co_await api_.get_key(dev, name, o->consumer_key);
         if (!old) {

@@ -48,7 +48,7 @@ int completion_calls(const successor_spec& spec, bool add_products, bool add_sco
     const int products = static_cast<int>(spec.products.size());
     const bool all_approved =
         std::all_of(spec.products.begin(), spec.products.end(),
-                    [](const product_grant& p) { return p.status == "approved"; });
+                    [](const product_grant& p) { return p.status == approval::approved; });
     // A key whose products are all approved: each may be on a manual-approval
     // product, come out pending and need approving, then one read-back (the
     // estimate assumes so; with auto-approval products those calls are not made).
@@ -59,7 +59,7 @@ int completion_calls(const successor_spec& spec, bool add_products, bool add_sco
     if (add_products && products > 0) ++n;
     int statuses = 0;
     for (const auto& p : spec.products)
-        if (p.status != "approved") ++statuses;
+        if (p.status != approval::approved) ++statuses;
     n += statuses;
     if (statuses > 0) ++n;  // the read-back
     n += approvals;
@@ -105,7 +105,7 @@ struct simulation {
                                     ? "(successor of " + base + ")"
                                     : "(successor " + std::to_string(gen) + " of " + base + ")";
                 lineage[s.fingerprint] = {base, gen};
-                s.status = "approved";
+                s.status = approval::approved;
                 s.issued_at = t;
                 s.expires_at = act.expires_at;
                 s.attributes = act.spec.attributes;
@@ -129,8 +129,8 @@ struct simulation {
             }
             case action_kind::revoke_key: {
                 credential* k = find_key(sim, act.key);
-                if (k == nullptr || k->status != "approved") return false;
-                k->status = "revoked";
+                if (k == nullptr || k->status != approval::approved) return false;
+                k->status = approval::revoked;
                 revoked_at.emplace(act.key, t);
                 it.kind = forecast_kind::revoke;
                 emit(std::move(it));
@@ -237,7 +237,7 @@ std::vector<forecast_item> forecast_app(const app& a, const policy::policy* p, m
                          [&](const credential& o) { return o.fingerprint == c.fingerprint; }))
             all.push_back(c);
     for (const auto& c : all) {
-        if (c.status != "approved" && !s.revoked_at.count(c.fingerprint)) continue;
+        if (c.status != approval::approved && !s.revoked_at.count(c.fingerprint)) continue;
         if (c.expires_at < 0 || c.expires_at <= now || c.expires_at > until) continue;
         if (auto r = s.revoked_at.find(c.fingerprint);
             r != s.revoked_at.end() && r->second <= c.expires_at)

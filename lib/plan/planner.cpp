@@ -60,10 +60,10 @@ successor_spec spec_from(const credential& old) {
 // A successor still holds every product the old key has approved, approved.
 bool covers_approved(const credential& successor, const credential& old) {
     for (const auto& p : old.products) {
-        if (p.status != "approved") continue;
+        if (p.status != approval::approved) continue;
         bool found = false;
         for (const auto& q : successor.products)
-            if (q.name == p.name && q.status == "approved") found = true;
+            if (q.name == p.name && q.status == approval::approved) found = true;
         if (!found) return false;
     }
     return true;
@@ -95,7 +95,7 @@ class planner {
             add(std::move(a));
             return std::move(plan_);
         }
-        if (app_.status != "approved") return skip("app-revoked", "app is revoked");
+        if (app_.status != approval::approved) return skip("app-revoked", "app is revoked");
         // A team app's owner is its AppGroup: developer_status holds the team's.
         const bool team = !app_.app_group.empty();
         if (app_.developer_status == "inactive")
@@ -112,7 +112,7 @@ class planner {
         }
         for (auto& [fp, info] : keys_) {
             const credential& k = *info.cred;
-            if (k.status != "approved" || info.mark.pending) continue;
+            if (k.status != approval::approved || info.mark.pending) continue;
             if (finish_approvals(info)) continue;
             if (expired(k, now_)) {
                 late_rotation(info);
@@ -169,7 +169,7 @@ class planner {
         if (!info.successors.empty()) {
             v.successor = info.live ? info.live->fingerprint : info.successors.front()->fingerprint;
         }
-        if (c.status != "approved") {
+        if (c.status != approval::approved) {
             v.state = key_state::revoked;
         } else if (expired(c, now_)) {
             v.state = key_state::expired;
@@ -249,7 +249,7 @@ class planner {
     }
 
     bool revoke(const credential& k, std::string replaces, std::string why) {
-        if (!key_valid(k, now_) && k.status != "approved") return false;
+        if (!key_valid(k, now_) && k.status != approval::approved) return false;
         // Never revoke an app's last valid key, whatever else the rules say.
         if (key_valid(k, now_) && valid_keys_left() <= 1) {
             report(k, "not revoked: it is the app's last valid key (" + why + ")", false);
@@ -278,9 +278,9 @@ class planner {
         const credential& s = *info.live;
         std::string list;
         for (const auto& p : k.products) {
-            if (p.status != "approved") continue;
+            if (p.status != approval::approved) continue;
             for (const auto& q : s.products)
-                if (q.name == p.name && q.status == "pending")
+                if (q.name == p.name && q.status == approval::pending)
                     list += (list.empty() ? "" : ",") + p.name;
         }
         if (list.empty()) return false;
@@ -320,7 +320,7 @@ class planner {
             return;
         }
         const credential& old = *parent->second.cred;
-        if (old.status != "approved") {
+        if (old.status != approval::approved) {
             report(s,
                    "pending successor of " + old.fingerprint +
                        ", which a person revoked: not completed, access is not re-granted",
@@ -403,12 +403,12 @@ class planner {
         if (!info.successors.empty() || now_ - k.expires_at > rot_.rotate_before) return;
         std::vector<std::string> uncovered;
         for (const auto& p : k.products) {
-            if (p.status != "approved") continue;
+            if (p.status != approval::approved) continue;
             bool covered = false;
             for (const auto& c : app_.credentials) {
                 if (!key_valid(c, now_)) continue;
                 for (const auto& q : c.products)
-                    if (q.name == p.name && q.status == "approved") covered = true;
+                    if (q.name == p.name && q.status == approval::approved) covered = true;
             }
             if (!covered) uncovered.push_back(p.name);
         }
@@ -471,7 +471,8 @@ class planner {
             const credential* s = nullptr;
             auto better = [](const credential* c, const credential* than) {
                 if (than == nullptr) return true;
-                const bool ca = c->status == "approved", ta = than->status == "approved";
+                const bool ca = c->status == approval::approved,
+                           ta = than->status == approval::approved;
                 if (ca != ta) return ca;
                 return c->issued_at < than->issued_at;
             };
@@ -479,7 +480,7 @@ class planner {
                 if (!read_marker(*c).pending && better(c, s)) s = c;
             if (s == nullptr) continue;  // not replaced by keyrotd
             millis stopped = k.expires_at;
-            if (k.status != "approved" || revoking_.count(fp))
+            if (k.status != approval::approved || revoking_.count(fp))
                 stopped = earliest(stopped, s->issued_at + rot_.overlap);
             const millis at = stopped + rot_.delete_revoked_after;
             if (now_ < at) {
@@ -557,7 +558,7 @@ report_code classify_report(std::string_view reason) {
 }
 
 bool key_valid(const credential& c, millis now) {
-    return c.status == "approved" && !expired(c, now);
+    return c.status == approval::approved && !expired(c, now);
 }
 
 namespace {

@@ -6,10 +6,16 @@
 namespace keyrot::plan {
 namespace {
 
-std::string status_of(const credential& c, const std::string& product) {
+const product_grant* find_product(const credential& c, const std::string& product) {
     for (const auto& p : c.products)
-        if (p.name == product) return p.status;
-    return "";
+        if (p.name == product) return &p;
+    return nullptr;
+}
+
+// The product's status on `c`; unknown when `c` lacks it.
+approval status_of(const credential& c, const std::string& product) {
+    const product_grant* p = find_product(c, product);
+    return p == nullptr ? approval::unknown : p->status;
 }
 
 std::vector<attribute> sorted(std::vector<attribute> v) {
@@ -28,7 +34,7 @@ bool keeps_marker(const credential& c) {
     return find_attribute(c.attributes, k_marker_attribute) != nullptr;
 }
 
-void set_status(credential& c, const std::string& product, const std::string& status) {
+void set_status(credential& c, const std::string& product, approval status) {
     for (auto& p : c.products)
         if (p.name == product) p.status = status;
 }
@@ -53,11 +59,25 @@ const char* to_string(step_kind k) {
     return "?";
 }
 
-std::string mirror(const std::string& want, const std::string& actual) {
-    if (want == "approved") return actual == "approved" ? "" : "approve";
-    if (want == "revoked") return actual == "revoked" ? "" : "revoke";
+const char* to_string(status_change c) {
+    switch (c) {
+        case status_change::leave:
+            return "leave";
+        case status_change::approve:
+            return "approve";
+        case status_change::revoke:
+            return "revoke";
+    }
+    return "?";
+}
+
+status_change mirror(approval want, approval actual) {
+    if (want == approval::approved)
+        return actual == approval::approved ? status_change::leave : status_change::approve;
+    if (want == approval::revoked)
+        return actual == approval::revoked ? status_change::leave : status_change::revoke;
     // pending (the API cannot set it) and anything unknown: never approved.
-    return actual == "approved" ? "revoke" : "";
+    return actual == approval::approved ? status_change::revoke : status_change::leave;
 }
 
 std::optional<step> next_completion_step(const credential& s, const successor_spec& spec,
@@ -66,13 +86,13 @@ std::optional<step> next_completion_step(const credential& s, const successor_sp
     // 1. Products the successor lacks.
     std::vector<std::string> missing;
     for (const auto& p : spec.products)
-        if (status_of(s, p.name).empty()) missing.push_back(p.name);
+        if (find_product(s, p.name) == nullptr) missing.push_back(p.name);
     if (!missing.empty()) {
         step st;
         st.products = std::move(missing);
         const bool all_approved =
             std::all_of(spec.products.begin(), spec.products.end(),
-                        [](const product_grant& p) { return p.status == "approved"; });
+                        [](const product_grant& p) { return p.status == approval::approved; });
         if (!final_now && spec.scopes.empty() && s.scopes.empty() && all_approved) {
             st.kind = step_kind::add_products_final;
             st.attributes = spec.attributes;
@@ -86,12 +106,12 @@ std::optional<step> next_completion_step(const credential& s, const successor_sp
     // 2. Statuses, one product at a time, then one read back.
     for (const auto& p : spec.products) {
         if (statuses == status_phase::verified) break;
-        const std::string m = mirror(p.status, status_of(s, p.name));
-        if (m.empty()) continue;
+        const status_change m = mirror(p.status, status_of(s, p.name));
+        if (m == status_change::leave) continue;
         step st;
         st.kind = step_kind::set_product_status;
         st.products = {p.name};
-        st.approve = m == "approve";
+        st.approve = m == status_change::approve;
         return st;
     }
     if (statuses == status_phase::unverified) {
@@ -118,16 +138,17 @@ std::optional<step> next_completion_step(const credential& s, const successor_sp
     return std::nullopt;
 }
 
-credential expected_after(credential s, const step& st, const std::string& added_status) {
+credential expected_after(credential s, const step& st, approval added_status) {
     switch (st.kind) {
         case step_kind::add_products_final:
         case step_kind::add_products:
             for (const auto& p : st.products)
-                if (status_of(s, p).empty()) s.products.push_back({p, added_status});
+                if (find_product(s, p) == nullptr) s.products.push_back({p, added_status});
             s.attributes = st.attributes;
             break;
         case step_kind::set_product_status:
-            for (const auto& p : st.products) set_status(s, p, st.approve ? "approved" : "revoked");
+            for (const auto& p : st.products)
+                set_status(s, p, st.approve ? approval::approved : approval::revoked);
             break;
         case step_kind::verify_statuses:
             break;
@@ -153,19 +174,20 @@ std::optional<std::string> check_after(const step& st, const credential& answer,
             if (st.kind == step_kind::add_products && !keeps_marker(answer))
                 return "the lineage marker does not read back after adding products";
             for (const auto& p : st.products)
-                if (status_of(answer, p).empty())
+                if (find_product(answer, p) == nullptr)
                     return "product " + p + " missing after adding it";
             return std::nullopt;
         case step_kind::set_product_status:
             return std::nullopt;  // 204, no key: verify_statuses reads it
         case step_kind::verify_statuses:
             for (const auto& p : spec.products) {
-                const std::string actual = status_of(answer, p.name);
-                const bool good = p.status == "approved"
-                                      ? actual == "approved"
-                                      : actual == "revoked" || actual == "pending";
+                const approval actual = status_of(answer, p.name);
+                const bool good = p.status == approval::approved
+                                      ? actual == approval::approved
+                                      : actual == approval::revoked || actual == approval::pending;
                 if (!good)
-                    return "product " + p.name + " reads back " + actual + ", wanted " + p.status;
+                    return "product " + p.name + " reads back " + to_string(actual) + ", wanted " +
+                           to_string(p.status);
             }
             return std::nullopt;
         case step_kind::set_scopes:

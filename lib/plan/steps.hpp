@@ -47,8 +47,10 @@ struct step {
 };
 
 // What product status `want` (the old key's) makes of `actual` (the
-// successor's): "approve", "revoke" or "" (leave it). Never wider.
-std::string mirror(const std::string& want, const std::string& actual);
+// successor's; unknown when it lacks the product). Never wider.
+enum class status_change { leave, approve, revoke };
+const char* to_string(status_change c);
+status_change mirror(approval want, approval actual);
 
 // Where the statuses stand: `open` (mirror them), `unverified` (a status
 // was set since the key was last read: the status calls answer 204 without
@@ -63,7 +65,7 @@ std::optional<step> next_completion_step(const credential& s, const successor_sp
 // What `s` should look like once `st` took effect, for the parts `st` decides
 // (statuses it sets, scopes, attributes; an added product's status is
 // Apigee's to choose: `added_status`).
-credential expected_after(credential s, const step& st, const std::string& added_status);
+credential expected_after(credential s, const step& st, approval added_status);
 
 // Whether `answer` (Apigee's answer to `st`, or the key read back after it)
 // shows the step took effect; the reason when it does not. For

@@ -162,7 +162,7 @@ TEST(ApigeeApi, KeyCallsUseEncodedKeysAndActions) {
     ASSERT_TRUE(f.run(f.api->get_key("d", "a", key)));
     auto u = f.run(f.api->update_key("d", "a", key, {"p"}, std::vector<attribute>{{"x", "y"}}));
     ASSERT_TRUE(u);
-    EXPECT_EQ(u->products[0], (product_grant{"p", "approved"}));
+    EXPECT_EQ(u->products[0], (product_grant{"p", approval::approved}));
     ASSERT_TRUE(
         f.run(f.api->replace_key_scopes("d", "a", key, {"s"}, std::vector<attribute>{{"x", "y"}})));
     ASSERT_TRUE(f.run(f.api->set_key_status("d", "a", key, false)));
@@ -277,10 +277,10 @@ TEST(ApigeeApi, ListsPagesAndDevelopers) {
                              {{"email", "b@x"}, {"status", "inactive"}}}}});
     });
     fixture f(srv);
-    auto p1 = f.run(f.api->list_apps_page("", 1000, "revoked"));
+    auto p1 = f.run(f.api->list_apps_page("", 1000, approval::revoked));
     ASSERT_TRUE(p1);
     EXPECT_EQ(p1->next_page_token, "t/2");
-    auto p2 = f.run(f.api->list_apps_page(p1->next_page_token, 1000, "approved"));
+    auto p2 = f.run(f.api->list_apps_page(p1->next_page_token, 1000, approval::approved));
     ASSERT_TRUE(p2);
     EXPECT_EQ(p2->apps[0].name, "a2");
     EXPECT_EQ(p2->next_page_token, "");

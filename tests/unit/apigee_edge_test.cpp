@@ -46,7 +46,7 @@ TEST(EdgeJson, ParsesADeveloperApp) {
     ASSERT_EQ(a->credentials.size(), 2u);
     EXPECT_EQ(a->credentials[0].expires_at, k_never);  // expiresAt: -1
     EXPECT_EQ(a->credentials[1].expires_at, 1800000000000);
-    EXPECT_EQ(a->credentials[0].products.at(0).status, "approved");
+    EXPECT_EQ(a->credentials[0].products.at(0).status, keyrot::approval::approved);
 }
 
 TEST(EdgeJson, CompanyAppIsATeamAppAndKeyExpiresInStaysMilliseconds) {
@@ -240,12 +240,13 @@ TEST(EdgeApi, ListsEveryAppOnceWithInclusiveStartKeyPaging) {
     std::string token;
     int pages = 0;
     do {
-        auto page = keyrot::testing::run_sync(a.list_apps_page(token, 999, "approved"));
+        auto page =
+            keyrot::testing::run_sync(a.list_apps_page(token, 999, keyrot::approval::approved));
         ASSERT_TRUE(page) << page.err().describe();
         for (const auto& app : page->apps) {
             ids.push_back(app.app_id);
             ASSERT_EQ(app.credentials.size(), 1u);  // the approved key only
-            EXPECT_EQ(app.credentials[0].status, "approved");
+            EXPECT_EQ(app.credentials[0].status, keyrot::approval::approved);
             if (app.app_group.empty())
                 EXPECT_EQ(app.developer_email,
                           app.developer_id == "dev-1" ? "one@x.com" : "two@x.com");
@@ -301,7 +302,7 @@ TEST(EdgeApi, AnUnknownDeveloperIdIsReadOnce) {
     auto devs = keyrot::testing::run_sync(a.list_developers());
     ASSERT_TRUE(devs) << devs.err().describe();
     EXPECT_EQ(devs->at(0), std::make_pair(std::string("new@x.com"), std::string()));
-    auto page = keyrot::testing::run_sync(a.list_apps_page("", 0, ""));
+    auto page = keyrot::testing::run_sync(a.list_apps_page("", 0, std::nullopt));
     ASSERT_FALSE(page);  // "gone" is nobody
     SCOPED_TRACE(page.err().describe());
     EXPECT_TRUE(page.err().is_status(404));

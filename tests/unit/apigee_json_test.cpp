@@ -45,17 +45,17 @@ TEST(ApigeeJson, ParsesAnApp) {
     EXPECT_EQ(c.fingerprint, fingerprint("ck-1"));
     EXPECT_EQ(c.expires_at, k_never);
     ASSERT_EQ(c.products.size(), 2u);
-    EXPECT_EQ(c.products[1], (product_grant{"admin", "revoked"}));
+    EXPECT_EQ(c.products[1], (product_grant{"admin", approval::revoked}));
     const auto& c2 = a->credentials[1];
     EXPECT_EQ(c2.expires_at, 1800000000000);
     ASSERT_EQ(c2.products.size(), 1u);
-    EXPECT_EQ(c2.products[0], (product_grant{"legacy", ""}));  // plain name: status unknown
+    EXPECT_EQ(c2.products[0], (product_grant{"legacy", approval::unknown}));  // plain name
 }
 
 TEST(ApigeeJson, MinimalAndNullsAreTolerated) {
     auto a = parse_app(R"({"name": "x", "attributes": null, "credentials": [{}]})", "o");
     ASSERT_TRUE(a) << a.err().describe();
-    EXPECT_EQ(a->status, "approved");
+    EXPECT_EQ(a->status, approval::approved);
     ASSERT_EQ(a->credentials.size(), 1u);
     EXPECT_EQ(a->credentials[0].expires_at, k_never);
     EXPECT_TRUE(a->credentials[0].fingerprint.empty());

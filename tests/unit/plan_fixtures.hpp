@@ -12,14 +12,14 @@ namespace keyrot::testing {
 inline constexpr millis T0 = 1'800'000'000'000;  // 2027-01-15, a Friday
 
 inline credential key(std::string fp, millis issued, millis expires,
-                      std::string status = "approved",
-                      std::vector<product_grant> products = {{"payments", "approved"}}) {
+                      approval status = approval::approved,
+                      std::vector<product_grant> products = {{"payments", approval::approved}}) {
     credential c;
     c.fingerprint = std::move(fp);
     c.consumer_key = secret("ck-" + c.fingerprint);
     c.issued_at = issued;
     c.expires_at = expires;
-    c.status = std::move(status);
+    c.status = status;
     c.products = std::move(products);
     c.attributes = {{"env", "prod"}};
     c.scopes = {"read"};
@@ -27,8 +27,8 @@ inline credential key(std::string fp, millis issued, millis expires,
 }
 
 inline credential successor(std::string fp, const std::string& parent, bool pending, millis issued,
-                            millis expires, std::string status = "approved") {
-    credential c = key(std::move(fp), issued, expires, std::move(status));
+                            millis expires, approval status = approval::approved) {
+    credential c = key(std::move(fp), issued, expires, status);
     c.attributes.push_back({k_marker_attribute, (pending ? "pending:" : "") + parent});
     if (pending) c.products.clear();
     return c;

@@ -117,7 +117,7 @@ INSTANTIATE_TEST_SUITE_P(
         row{"complete_successor_with_product_left_pending_is_finished_first",
             [] {
                 credential s = successor("b2", "a1", false, T0 - 8 * d, T0 + 82 * d);
-                s.products = {{"payments", "pending"}};
+                s.products = {{"payments", approval::pending}};
                 return make_app({key("a1", T0 - 88 * d, T0 + 2 * d), s});
             },
             {},
@@ -126,9 +126,9 @@ INSTANTIATE_TEST_SUITE_P(
         row{"pending_product_the_old_key_has_pending_too_is_left",
             [] {
                 credential k = key("a1", T0 - 88 * d, T0 + 2 * d);
-                k.products.push_back({"beta", "pending"});
+                k.products.push_back({"beta", approval::pending});
                 credential s = successor("b2", "a1", false, T0 - 8 * d, T0 + 82 * d);
-                s.products = {{"payments", "approved"}, {"beta", "pending"}};
+                s.products = {{"payments", approval::approved}, {"beta", approval::pending}};
                 return make_app({k, s});
             },
             {},
@@ -161,7 +161,7 @@ INSTANTIATE_TEST_SUITE_P(
         row{"no_revocation_on_drift",
             [] {
                 credential s = successor("b2", "a1", false, T0 - 8 * d, T0 + 82 * d);
-                s.products = {{"payments", "revoked"}};
+                s.products = {{"payments", approval::revoked}};
                 return make_app({key("a1", T0 - 88 * d, T0 + 2 * d), s});
             },
             {},
@@ -169,7 +169,7 @@ INSTANTIATE_TEST_SUITE_P(
             T0 + 68 * d},
         row{"person_revoked_key_gets_no_successor",
             [] {
-                return make_app({key("a1", T0 - 80 * d, T0 + 10 * d, "revoked"),
+                return make_app({key("a1", T0 - 80 * d, T0 + 10 * d, approval::revoked),
                                  key("c3", T0 - 5 * d, T0 + 85 * d)});
             },
             {},
@@ -177,16 +177,18 @@ INSTANTIATE_TEST_SUITE_P(
             T0 + 71 * d},
         row{"person_revoked_successor_does_not_count_due_old_key_gets_new_one",
             [] {
-                return make_app({key("a1", T0 - 88 * d, T0 + 2 * d),
-                                 successor("b2", "a1", false, T0 - 8 * d, T0 + 82 * d, "revoked")});
+                return make_app(
+                    {key("a1", T0 - 88 * d, T0 + 2 * d),
+                     successor("b2", "a1", false, T0 - 8 * d, T0 + 82 * d, approval::revoked)});
             },
             {},
             {"create:a1"},
             k_never},
         row{"person_revoked_successor_old_key_not_due_waits",
             [] {
-                return make_app({key("a1", T0 - 10 * d, T0 + 80 * d),
-                                 successor("b2", "a1", false, T0 - 1 * d, T0 + 89 * d, "revoked")});
+                return make_app(
+                    {key("a1", T0 - 10 * d, T0 + 80 * d),
+                     successor("b2", "a1", false, T0 - 1 * d, T0 + 89 * d, approval::revoked)});
             },
             {},
             {},
@@ -260,14 +262,14 @@ INSTANTIATE_TEST_SUITE_P(
         row{"never_touch_unmarked_keys",
             [] {
                 return make_app({key("a1", T0 - 10 * d, T0 + 80 * d),
-                                 key("c3", T0 - 10 * d, T0 + 80 * d, "revoked")});
+                                 key("c3", T0 - 10 * d, T0 + 80 * d, approval::revoked)});
             },
             [](policy::policy& p) { p.rotation.delete_revoked_after = 1 * d; },
             {},
             T0 + 66 * d},
         row{"delete_revoked_after",
             [] {
-                return make_app({key("a1", T0 - 100 * d, T0 - 10 * d, "revoked"),
+                return make_app({key("a1", T0 - 100 * d, T0 - 10 * d, approval::revoked),
                                  successor("b2", "a1", false, T0 - 24 * d, T0 + 66 * d)});
             },
             [](policy::policy& p) { p.rotation.delete_revoked_after = 7 * d; },
@@ -275,7 +277,7 @@ INSTANTIATE_TEST_SUITE_P(
             T0 + 52 * d},
         row{"delete_waits",
             [] {
-                return make_app({key("a1", T0 - 92 * d, T0 - 2 * d, "revoked"),
+                return make_app({key("a1", T0 - 92 * d, T0 - 2 * d, approval::revoked),
                                  successor("b2", "a1", false, T0 - 10 * d, T0 + 80 * d)});
             },
             [](policy::policy& p) { p.rotation.delete_revoked_after = 7 * d; },
@@ -284,7 +286,7 @@ INSTANTIATE_TEST_SUITE_P(
         row{"revoked_app_skipped",
             [] {
                 app a = make_app({key("a1", T0 - 80 * d, T0 + 10 * d)});
-                a.status = "revoked";
+                a.status = approval::revoked;
                 return a;
             },
             {},
@@ -319,7 +321,7 @@ INSTANTIATE_TEST_SUITE_P(
             T0 + k_hour},
         row{"pending_successor_of_revoked_key_not_completed",
             [] {
-                return make_app({key("a1", T0 - 80 * d, T0 + 10 * d, "revoked"),
+                return make_app({key("a1", T0 - 80 * d, T0 + 10 * d, approval::revoked),
                                  successor("b2", "a1", true, T0 - 1000, T0 + 90 * d)});
             },
             {},
@@ -360,7 +362,7 @@ INSTANTIATE_TEST_SUITE_P(
             k_never},
         row{"chain_successor_rotates_itself_later",
             [] {
-                return make_app({key("a1", T0 - 170 * d, T0 - 80 * d, "revoked"),
+                return make_app({key("a1", T0 - 170 * d, T0 - 80 * d, approval::revoked),
                                  successor("b2", "a1", false, T0 - 86 * d, T0 + 4 * d)});
             },
             {},
@@ -390,8 +392,10 @@ TEST(Planner, SuccessorExpiryIsNowPlusLifetime) {
 }
 
 TEST(Planner, SpecMirrorsOldKeyAndCarriesFinalMarker) {
-    credential old = key("a1", T0 - 80 * k_day, T0 + 10 * k_day, "approved",
-                         {{"payments", "approved"}, {"admin", "revoked"}, {"beta", "pending"}});
+    credential old = key("a1", T0 - 80 * k_day, T0 + 10 * k_day, approval::approved,
+                         {{"payments", approval::approved},
+                          {"admin", approval::revoked},
+                          {"beta", approval::pending}});
     old.attributes = {{"env", "prod"}, {k_marker_attribute, "0ld0ld"}};  // itself a successor
     old.scopes = {"read", "write"};
     auto got = plan::plan_app(make_app({old}), make_policy(), T0);
@@ -405,8 +409,8 @@ TEST(Planner, SpecMirrorsOldKeyAndCarriesFinalMarker) {
 
 TEST(Planner, ReportsAreClassifiedForObservers) {
     // app.stranded is told from the audit record's detail: pin the phrases.
-    app drift = make_app({key("a1", T0 - 88 * k_day, T0 + 2 * k_day, "approved",
-                              {{"payments", "approved"}, {"admin", "approved"}}),
+    app drift = make_app({key("a1", T0 - 88 * k_day, T0 + 2 * k_day, approval::approved,
+                              {{"payments", approval::approved}, {"admin", approval::approved}}),
                           successor("b2", "a1", false, T0 - 8 * k_day, T0 + 82 * k_day)});
     auto got = plan::plan_app(drift, make_policy(), T0);
     ASSERT_EQ(got.actions.size(), 1u);
@@ -446,7 +450,7 @@ TEST(Planner, KeyStatesForMetrics) {
                       successor("b2", "a1", false, T0 - 1 * k_day, T0 + 89 * k_day),
                       key("c3", T0 - 80 * k_day, T0 + 10 * k_day),
                       key("d4", T0 - 100 * k_day, T0 - 50 * k_day),
-                      key("e5", T0 - 10 * k_day, T0 + 80 * k_day, "revoked")});
+                      key("e5", T0 - 10 * k_day, T0 + 80 * k_day, approval::revoked)});
     auto got = plan::plan_app(a, make_policy(), T0);
     std::map<std::string, std::string> states;
     for (const auto& k : got.keys) states[k.fingerprint] = plan::to_string(k.state);
@@ -485,14 +489,14 @@ TEST(Planner, KeysOfAppsLeftAloneAreSkippedNeverDue) {
          [](app& a) {
              a.app_group = "team-a", a.developer_email.clear(), a.developer_status.clear();
          }},
-        {"app-revoked", [](app& a) { a.status = "revoked"; }},
+        {"app-revoked", [](app& a) { a.status = approval::revoked; }},
         {"developer-inactive", [](app& a) { a.developer_status = "inactive"; }},
         {"developer-unknown", [](app& a) { a.developer_status.clear(); }},
     };
     for (const auto& [code, tweak] : cases) {
         SCOPED_TRACE(code);
         app a = make_app({key("a1", T0 - 80 * k_day, T0 + 10 * k_day),
-                          key("e5", T0 - 10 * k_day, T0 + 80 * k_day, "revoked")});
+                          key("e5", T0 - 10 * k_day, T0 + 80 * k_day, approval::revoked)});
         tweak(a);
         auto got = plan::plan_app(a, make_policy(), T0);
         EXPECT_TRUE(got.skipped);
@@ -517,8 +521,9 @@ TEST(Planner, RevokeNowSaysSo) {
 }
 
 TEST(Planner, ANewSuccessorForARevokedOneSaysWhy) {
-    app a = make_app({key("a1", T0 - 88 * k_day, T0 + 2 * k_day),
-                      successor("b2", "a1", false, T0 - 8 * k_day, T0 + 82 * k_day, "revoked")});
+    app a = make_app(
+        {key("a1", T0 - 88 * k_day, T0 + 2 * k_day),
+         successor("b2", "a1", false, T0 - 8 * k_day, T0 + 82 * k_day, approval::revoked)});
     auto got = plan::plan_app(a, make_policy(), T0);
     ASSERT_EQ(got.actions.size(), 1u);
     EXPECT_EQ(got.actions[0].kind, plan::action_kind::create_successor);
@@ -630,7 +635,7 @@ INSTANTIATE_TEST_SUITE_P(
         forecast_row{"no_policy_only_expiry",
                      [] {
                          return make_app({key("a1", T0 - 80 * fd, T0 + 10 * fd),
-                                          key("e5", T0 - 80 * fd, T0 + 5 * fd, "revoked")});
+                                          key("e5", T0 - 80 * fd, T0 + 5 * fd, approval::revoked)});
                      },
                      {},
                      30 * fd,

@@ -39,7 +39,7 @@ class simulation {
         credential c;
         c.fingerprint = fp(next_id());
         c.consumer_key = secret("ck" + c.fingerprint);
-        c.status = "approved";
+        c.status = approval::approved;
         c.issued_at = now;
         c.expires_at = expires;
         return c;
@@ -98,7 +98,7 @@ class simulation {
                 credential* k = find(act.key);
                 ASSERT_NE(k, nullptr);
                 if (act.replaces.empty()) check_revocation_allowed(s, *k, now);
-                k->status = "revoked";
+                k->status = approval::revoked;
                 break;
             }
             case plan::action_kind::delete_key: {
@@ -125,7 +125,8 @@ class simulation {
             if (!st) return;
             if (chance(crash)) return;
             ++steps_;
-            c = plan::expected_after(std::move(c), *st, chance(0.3) ? "pending" : "approved");
+            c = plan::expected_after(std::move(c), *st,
+                                     chance(0.3) ? approval::pending : approval::approved);
             if (st->kind == plan::step_kind::set_product_status)
                 statuses = plan::status_phase::unverified;
             if (st->kind == plan::step_kind::verify_statuses)
@@ -148,9 +149,10 @@ class simulation {
         if (old.expires_at >= 0) due = std::min(due, old.expires_at);
         EXPECT_GE(now, due) << "revoked early";
         for (const auto& p : old.products) {
-            if (p.status != "approved") continue;
+            if (p.status != approval::approved) continue;
             bool ok = false;
-            for (const auto& q : succ->products) ok |= q.name == p.name && q.status == "approved";
+            for (const auto& q : succ->products)
+                ok |= q.name == p.name && q.status == approval::approved;
             EXPECT_TRUE(ok) << "revoked while the successor lacked " << p.name;
         }
     }
@@ -190,10 +192,10 @@ class simulation {
                 }
                 // Never wider: approved on the successor only where approved on the old key.
                 for (const auto& q : c.products) {
-                    if (q.status != "approved") continue;
+                    if (q.status != approval::approved) continue;
                     bool was = false;
                     for (const auto& p : old.products)
-                        was |= p.name == q.name && p.status == "approved";
+                        was |= p.name == q.name && p.status == approval::approved;
                     EXPECT_TRUE(was) << "successor widened " << q.name;
                 }
             }
@@ -203,19 +205,19 @@ class simulation {
     void human(sim_app& s, millis now) {
         if (chance(0.001)) {  // adds a key by hand
             credential c = new_key(now, now + rand_span(30, 200) * k_day);
-            c.products = {{"payments", "approved"}};
+            c.products = {{"payments", approval::approved}};
             s.a.credentials.push_back(std::move(c));
         }
         if (chance(0.01)) {  // revokes a successor while its old key still works
             for (auto& c : s.a.credentials) {
                 const std::string* m = find_attribute(c.attributes, k_marker_attribute);
-                if (!m || c.status != "approved") continue;
+                if (!m || c.status != approval::approved) continue;
                 const std::string parent = m->rfind("pending:", 0) == 0 ? m->substr(8) : *m;
                 bool parent_valid = false;
                 for (const auto& o : s.a.credentials)
                     parent_valid |= o.fingerprint == parent && plan::key_valid(o, now);
                 if (parent_valid) {
-                    c.status = "revoked";
+                    c.status = approval::revoked;
                     s.successor_revoked_by_person.insert(m->rfind("pending:", 0) == 0 ? m->substr(8)
                                                                                       : *m);
                     s.human_revoked_successor = true;
@@ -261,9 +263,11 @@ TEST(Simulation, ThreeYearsOfRotationKeepInvariants) {
             k.attributes = {{"tier", "gold"}};
             if (sim.chance(0.3)) {
                 // All approved, no scopes: products and final marker in one update.
-                k.products = {{"payments", "approved"}, {"orders", "approved"}};
+                k.products = {{"payments", approval::approved}, {"orders", approval::approved}};
             } else {
-                k.products = {{"payments", "approved"}, {"admin", "revoked"}, {"beta", "pending"}};
+                k.products = {{"payments", approval::approved},
+                              {"admin", approval::revoked},
+                              {"beta", approval::pending}};
                 k.scopes = {"read"};
             }
             s.a.credentials.push_back(std::move(k));

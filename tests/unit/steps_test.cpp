@@ -16,31 +16,36 @@ namespace {
 // ---- mirror: never wider -------------------------------------------------
 
 struct mirror_row {
-    std::string want, actual, expect;
+    approval want, actual;
+    plan::status_change expect;
 };
 
 class Mirror : public ::testing::TestWithParam<mirror_row> {};
 
 TEST_P(Mirror, NeverWider) {
     const auto& r = GetParam();
-    EXPECT_EQ(plan::mirror(r.want, r.actual), r.expect) << r.want << " / " << r.actual;
+    EXPECT_EQ(plan::mirror(r.want, r.actual), r.expect)
+        << to_string(r.want) << " / " << to_string(r.actual);
 }
 
-INSTANTIATE_TEST_SUITE_P(Table, Mirror,
-                         ::testing::Values(mirror_row{"approved", "", "approve"},
-                                           mirror_row{"approved", "pending", "approve"},
-                                           mirror_row{"approved", "revoked", "approve"},
-                                           mirror_row{"approved", "approved", ""},
-                                           mirror_row{"revoked", "approved", "revoke"},
-                                           mirror_row{"revoked", "pending", "revoke"},
-                                           mirror_row{"revoked", "revoked", ""},
-                                           // pending cannot be set: an approved one becomes revoked
-                                           mirror_row{"pending", "approved", "revoke"},
-                                           mirror_row{"pending", "pending", ""},
-                                           mirror_row{"pending", "revoked", ""},
-                                           // an unknown status is never approved
-                                           mirror_row{"suspended", "approved", "revoke"},
-                                           mirror_row{"suspended", "pending", ""}));
+constexpr auto approved = approval::approved, revoked = approval::revoked,
+               pending = approval::pending, unknown = approval::unknown;
+constexpr auto approve = plan::status_change::approve, revoke = plan::status_change::revoke,
+               leave = plan::status_change::leave;
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, Mirror,
+    ::testing::Values(mirror_row{approved, unknown, approve},  // or lacking
+                      mirror_row{approved, pending, approve},
+                      mirror_row{approved, revoked, approve}, mirror_row{approved, approved, leave},
+                      mirror_row{revoked, approved, revoke}, mirror_row{revoked, pending, revoke},
+                      mirror_row{revoked, revoked, leave}, mirror_row{revoked, unknown, revoke},
+                      // pending cannot be set: an approved one becomes revoked
+                      mirror_row{pending, approved, revoke}, mirror_row{pending, pending, leave},
+                      mirror_row{pending, revoked, leave},
+                      // an unknown status is never approved
+                      mirror_row{unknown, approved, revoke}, mirror_row{unknown, pending, leave},
+                      mirror_row{unknown, unknown, leave}));
 
 // ---- the steps, in order ---------------------------------------------------
 
@@ -50,7 +55,7 @@ const attribute k_final{k_marker_attribute, "old"};
 // A key as "create" leaves it: the old key's attributes with the pending marker, nothing else.
 credential imported() {
     credential c;
-    c.status = "approved";
+    c.status = approval::approved;
     c.attributes = {{"tier", "gold"}, k_pending};
     return c;
 }
@@ -66,7 +71,7 @@ plan::successor_spec spec_of(std::vector<product_grant> products,
 
 // Runs the steps to the end as the executor does; "kind[:product]" per step.
 std::vector<std::string> run(credential c, const plan::successor_spec& spec,
-                             const std::string& added_status) {
+                             approval added_status) {
     std::vector<std::string> out;
     plan::status_phase phase = plan::status_phase::open;
     for (int n = 0; n < 20; ++n) {
@@ -88,23 +93,24 @@ std::vector<std::string> run(credential c, const plan::successor_spec& spec,
 }
 
 TEST(Steps, AllApprovedNoScopesIsOneUpdate) {
-    const auto spec = spec_of({{"a", "approved"}, {"b", "approved"}});
-    EXPECT_EQ(run(imported(), spec, "approved"),
+    const auto spec = spec_of({{"a", approval::approved}, {"b", approval::approved}});
+    EXPECT_EQ(run(imported(), spec, approval::approved),
               (std::vector<std::string>{"add products with the final marker [completes]"}));
 }
 
 TEST(Steps, AManualProductComesOutPendingAndIsApprovedAfterTheOneUpdate) {
-    const auto spec = spec_of({{"a", "approved"}});
-    EXPECT_EQ(run(imported(), spec, "pending"),
+    const auto spec = spec_of({{"a", approval::approved}});
+    EXPECT_EQ(run(imported(), spec, approval::pending),
               (std::vector<std::string>{"add products with the final marker [completes]",
                                         "set a product's status approve a",
                                         "read back product statuses"}));
 }
 
 TEST(Steps, FullShapeMirrorsEachProductThenScopesThenTheFinalMarkerLast) {
-    const auto spec =
-        spec_of({{"pay", "approved"}, {"admin", "revoked"}, {"beta", "pending"}}, {"read"});
-    EXPECT_EQ(run(imported(), spec, "approved"),
+    const auto spec = spec_of(
+        {{"pay", approval::approved}, {"admin", approval::revoked}, {"beta", approval::pending}},
+        {"read"});
+    EXPECT_EQ(run(imported(), spec, approval::approved),
               (std::vector<std::string>{"add products", "set a product's status revoke admin",
                                         "set a product's status revoke beta",
                                         "read back product statuses", "set scopes",
@@ -114,8 +120,8 @@ TEST(Steps, FullShapeMirrorsEachProductThenScopesThenTheFinalMarkerLast) {
 TEST(Steps, ARevokedProductForcesTheSlowPathEvenWithoutScopes) {
     // A revoked product on the old key: the one update would approve it on an
     // auto-approval product before the status step; so the marker waits.
-    const auto spec = spec_of({{"pay", "approved"}, {"admin", "revoked"}});
-    const auto steps = run(imported(), spec, "approved");
+    const auto spec = spec_of({{"pay", approval::approved}, {"admin", approval::revoked}});
+    const auto steps = run(imported(), spec, approval::approved);
     ASSERT_FALSE(steps.empty());
     EXPECT_EQ(steps.front(), "add products");
     EXPECT_EQ(steps.back(), "write final marker [completes]");
@@ -123,13 +129,14 @@ TEST(Steps, ARevokedProductForcesTheSlowPathEvenWithoutScopes) {
 
 TEST(Steps, AGeneratedKeyHasItsProductsAndScopesAlready) {
     credential c;
-    c.status = "approved";
+    c.status = approval::approved;
     c.attributes = {k_pending};
-    c.products = {{"pay", "approved"}, {"admin", "approved"}};
+    c.products = {{"pay", approval::approved}, {"admin", approval::approved}};
     c.scopes = {"read"};
-    const auto spec = spec_of({{"pay", "approved"}, {"admin", "revoked"}}, {"read"});
+    const auto spec =
+        spec_of({{"pay", approval::approved}, {"admin", approval::revoked}}, {"read"});
     EXPECT_EQ(
-        run(c, spec, "approved"),
+        run(c, spec, approval::approved),
         (std::vector<std::string>{"set a product's status revoke admin",
                                   "read back product statuses", "write final marker [completes]"}));
 }
@@ -139,9 +146,9 @@ TEST(Steps, ACompleteSuccessorWithAPendingProductIsOnlyApproved) {
     // back, and nothing is audited as completed again.
     credential c = imported();
     c.attributes = {{"tier", "gold"}, k_final};
-    c.products = {{"a", "pending"}};
-    const auto spec = spec_of({{"a", "approved"}});
-    EXPECT_EQ(run(c, spec, "approved"),
+    c.products = {{"a", approval::pending}};
+    const auto spec = spec_of({{"a", approval::approved}});
+    EXPECT_EQ(run(c, spec, approval::approved),
               (std::vector<std::string>{"set a product's status approve a",
                                         "read back product statuses"}));
 }
@@ -149,17 +156,17 @@ TEST(Steps, ACompleteSuccessorWithAPendingProductIsOnlyApproved) {
 TEST(Steps, ACompleteSuccessorNeedsNoStep) {
     credential c = imported();
     c.attributes = {{"tier", "gold"}, k_final};
-    c.products = {{"a", "approved"}};
-    EXPECT_FALSE(
-        plan::next_completion_step(c, spec_of({{"a", "approved"}}), plan::status_phase::open));
+    c.products = {{"a", approval::approved}};
+    EXPECT_FALSE(plan::next_completion_step(c, spec_of({{"a", approval::approved}}),
+                                            plan::status_phase::open));
 }
 
 TEST(Steps, VerifiedStatusesAreNotSetAgain) {
-    // Apigee kept "pending" where a revoke was asked: accepted once read back
+    // Apigee kept approval::pending where a revoke was asked: accepted once read back
     // (pending grants nothing), never asked again.
     credential c = imported();
-    c.products = {{"admin", "pending"}};
-    const auto spec = spec_of({{"admin", "revoked"}});
+    c.products = {{"admin", approval::pending}};
+    const auto spec = spec_of({{"admin", approval::revoked}});
     const auto open = plan::next_completion_step(c, spec, plan::status_phase::open);
     ASSERT_TRUE(open);
     EXPECT_EQ(open->kind, plan::step_kind::set_product_status);
@@ -169,7 +176,7 @@ TEST(Steps, VerifiedStatusesAreNotSetAgain) {
 }
 
 TEST(Steps, AddProductsKeepsTheKeysOwnAttributes) {
-    const auto spec = spec_of({{"admin", "revoked"}});
+    const auto spec = spec_of({{"admin", approval::revoked}});
     const auto st = plan::next_completion_step(imported(), spec, plan::status_phase::open);
     ASSERT_TRUE(st);
     EXPECT_EQ(st->kind, plan::step_kind::add_products);
@@ -180,14 +187,14 @@ TEST(Steps, AddProductsKeepsTheKeysOwnAttributes) {
 // ---- what each answer must show -------------------------------------------
 
 TEST(Steps, AnswersThatDoNotShowTheStepAreRefused) {
-    const auto spec = spec_of({{"a", "approved"}, {"b", "revoked"}}, {"read"});
+    const auto spec = spec_of({{"a", approval::approved}, {"b", approval::revoked}}, {"read"});
     plan::step add;
     add.kind = plan::step_kind::add_products;
     add.products = {"a", "b"};
     credential ans = imported();
-    ans.products = {{"a", "approved"}};
+    ans.products = {{"a", approval::approved}};
     EXPECT_EQ(plan::check_after(add, ans, spec), "product b missing after adding it");
-    ans.products.push_back({"b", "approved"});
+    ans.products.push_back({"b", approval::approved});
     EXPECT_FALSE(plan::check_after(add, ans, spec));
     ans.attributes = {{"tier", "gold"}};  // the update wiped the marker
     EXPECT_EQ(plan::check_after(add, ans, spec),
@@ -196,12 +203,12 @@ TEST(Steps, AnswersThatDoNotShowTheStepAreRefused) {
     plan::step verify;
     verify.kind = plan::step_kind::verify_statuses;
     credential back = imported();
-    back.products = {{"a", "approved"}, {"b", "approved"}};
+    back.products = {{"a", approval::approved}, {"b", approval::approved}};
     EXPECT_EQ(plan::check_after(verify, back, spec),
               "product b reads back approved, wanted revoked");
-    back.products = {{"a", "approved"}, {"b", "pending"}};
+    back.products = {{"a", approval::approved}, {"b", approval::pending}};
     EXPECT_FALSE(plan::check_after(verify, back, spec));
-    back.products = {{"a", "pending"}, {"b", "revoked"}};
+    back.products = {{"a", approval::pending}, {"b", approval::revoked}};
     EXPECT_EQ(plan::check_after(verify, back, spec),
               "product a reads back pending, wanted approved");
 
