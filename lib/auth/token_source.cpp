@@ -25,19 +25,6 @@ error config_error(std::string msg) {
     return e;
 }
 
-void trim(std::string& s) {
-    auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-    std::size_t b = 0;
-    while (b < s.size() && is_space(s[b])) ++b;
-    std::size_t e = s.size();
-    while (e > b && is_space(s[e - 1])) --e;
-    if (b != 0 || e != s.size()) {
-        std::string t = s.substr(b, e - b);
-        cleanse(s);
-        s = std::move(t);
-    }
-}
-
 // A header value must not smuggle a second header.
 bool header_safe(const std::string& s) {
     for (unsigned char c : s)
@@ -58,7 +45,7 @@ class env_source final : public token_source {
     net::awaitable<result<secret>> authorization_header() override {
         const char* v = std::getenv(var_.c_str());
         std::string tok = v ? v : "";
-        trim(tok);
+        trim_secret(tok);
         if (tok.empty())
             co_return auth_error("environment variable " + var_ + " is unset or empty");
         if (!header_safe(tok)) {
@@ -89,7 +76,7 @@ class file_source final : public token_source {
             std::ifstream in(path_, std::ios::binary);
             if (!in) co_return auth_error("cannot open token file " + path_);
             std::string tok((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-            trim(tok);
+            trim_secret(tok);
             if (tok.empty()) co_return auth_error("token file " + path_ + " is empty");
             if (!header_safe(tok)) {
                 cleanse(tok);

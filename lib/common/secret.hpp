@@ -38,6 +38,13 @@ inline std::ostream& operator<<(std::ostream& os, const secret&) { return os << 
 // Wipes any string that held secret material.
 void cleanse(std::string& s);
 
+// Trims the ASCII white space around `s` in place; the untrimmed buffer is wiped.
+void trim_secret(std::string& s);
+
+// A token file's content without the white space around it ("" when it
+// cannot be read); the buffers it passed through are wiped.
+std::string read_secret_file(const std::string& path);
+
 }  // namespace keyrot
 
 template <>

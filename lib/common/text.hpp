@@ -7,6 +7,13 @@
 
 namespace keyrot {
 
+// `s` without the ASCII white space (space, tab, CR, LF) around it.
+inline std::string_view trim_space(std::string_view s) {
+    const auto b = s.find_first_not_of(" \t\r\n");
+    if (b == std::string_view::npos) return {};
+    return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
 inline std::string ascii_lower(std::string s) {
     for (char& c : s)
         if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');

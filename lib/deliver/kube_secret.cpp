@@ -11,16 +11,8 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string trim(std::string s) {
-    const auto b = s.find_first_not_of(" \t\r\n");
-    const auto e = s.find_last_not_of(" \t\r\n");
-    std::string out = b == std::string::npos ? std::string{} : s.substr(b, e - b + 1);
-    cleanse(s);
-    return out;
-}
-
 // "HTTP 409 Conflict: the object has been modified" from a v1 Status (no data in it).
-std::string describe_reply(const http::response& r) {
+std::string describe_status_reply(const http::response& r) {
     std::string out = "HTTP " + std::to_string(r.status);
     const auto j = json::parse(r.body, nullptr, false);
     if (j.is_object() && j.value("kind", "") == "Status") {
@@ -148,10 +140,7 @@ std::string kubernetes_secret_target::item_path() const {
 net::awaitable<result<http::response>> kubernetes_secret_target::call(std::string method,
                                                                       std::string path,
                                                                       std::string body) {
-    std::string raw;
-    if (std::ifstream in(token_file_, std::ios::binary); in)
-        raw.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    std::string token = trim(std::move(raw));
+    std::string token = read_secret_file(token_file_);
     if (token.empty()) {
         cleanse(body);
         co_return make_error(error::kind::auth,
@@ -189,7 +178,7 @@ net::awaitable<result<receipt>> kubernetes_secret_target::put(const payload& p) 
             if (created->status == 409) continue;  // created meanwhile: read it
             if (created->status != 201 && created->status != 200)
                 co_return make_error(error::kind::http,
-                                     describe() + ": create: " + describe_reply(*created),
+                                     describe() + ": create: " + describe_status_reply(*created),
                                      created->status);
             json obj = parse_wiping(*created);
             auto view = read_secret(obj);
@@ -202,7 +191,8 @@ net::awaitable<result<receipt>> kubernetes_secret_target::put(const payload& p) 
             co_return rc;
         }
         if (got->status != 200)
-            co_return make_error(error::kind::http, describe() + ": read: " + describe_reply(*got),
+            co_return make_error(error::kind::http,
+                                 describe() + ": read: " + describe_status_reply(*got),
                                  got->status);
         json obj = parse_wiping(*got);
         auto view = read_secret(obj);
@@ -231,7 +221,7 @@ net::awaitable<result<receipt>> kubernetes_secret_target::put(const payload& p) 
         if (updated->status == 409) continue;  // modified since read: read again
         if (updated->status != 200)
             co_return make_error(error::kind::http,
-                                 describe() + ": update: " + describe_reply(*updated),
+                                 describe() + ": update: " + describe_status_reply(*updated),
                                  updated->status);
         json after = parse_wiping(*updated);
         auto written = read_secret(after);
@@ -253,8 +243,8 @@ net::awaitable<result<void>> kubernetes_secret_target::verify(const receipt& r) 
     auto got = co_await call("GET", item_path(), "");
     if (!got) co_return got.err();
     if (got->status != 200)
-        co_return make_error(error::kind::http, describe() + ": verify: " + describe_reply(*got),
-                             got->status);
+        co_return make_error(error::kind::http,
+                             describe() + ": verify: " + describe_status_reply(*got), got->status);
     json obj = parse_wiping(*got);
     auto view = read_secret(obj);
     wipe(obj);
@@ -282,8 +272,8 @@ net::awaitable<result<holding>> kubernetes_secret_target::inspect() {
         co_return h;
     }
     if (got->status != 200)
-        co_return make_error(error::kind::http, describe() + ": read: " + describe_reply(*got),
-                             got->status);
+        co_return make_error(error::kind::http,
+                             describe() + ": read: " + describe_status_reply(*got), got->status);
     json obj = parse_wiping(*got);
     auto view = read_secret(obj);
     wipe(obj);
@@ -308,7 +298,7 @@ net::awaitable<result<void>> kubernetes_secret_target::drop_previous(const recei
         if (!got) co_return got.err();
         if (got->status != 200)
             co_return make_error(error::kind::http,
-                                 describe() + ": drop previous: " + describe_reply(*got),
+                                 describe() + ": drop previous: " + describe_status_reply(*got),
                                  got->status);
         json obj = parse_wiping(*got);
         auto view = read_secret(obj);
@@ -340,7 +330,7 @@ net::awaitable<result<void>> kubernetes_secret_target::drop_previous(const recei
         if (updated->status == 409) continue;
         if (updated->status != 200)
             co_return make_error(error::kind::http,
-                                 describe() + ": drop previous: " + describe_reply(*updated),
+                                 describe() + ": drop previous: " + describe_status_reply(*updated),
                                  updated->status);
         cleanse(updated->body);
         co_return result<void>{};

@@ -11,7 +11,7 @@ namespace {
 constexpr int k_max_pages = 50;
 
 // "HTTP 403 PERMISSION_DENIED: …" from Google's error object (never a payload).
-std::string describe_reply(const http::response& r) {
+std::string describe_google_reply(const http::response& r) {
     std::string out = "HTTP " + std::to_string(r.status);
     const auto j = json::parse(r.body, nullptr, false);
     if (j.is_object() && j.contains("error") && j["error"].is_object()) {
@@ -29,7 +29,7 @@ std::string describe_reply(const http::response& r) {
 
 bool is_conflict(const http::response& r) {
     return r.status == 409 || r.status == 412 ||
-           describe_reply(r).find("ABORTED") != std::string::npos;
+           describe_google_reply(r).find("ABORTED") != std::string::npos;
 }
 
 std::map<std::string, std::string> aliases_of(const json& secret_resource) {
@@ -198,13 +198,14 @@ net::awaitable<result<json>> secret_manager_target::get_or_create_secret() {
             if (made->status == 409) continue;  // created meanwhile: read it
             if (made->status != 200)
                 co_return make_error(error::kind::http,
-                                     describe() + ": create: " + describe_reply(*made),
+                                     describe() + ": create: " + describe_google_reply(*made),
                                      made->status);
             json j = json::parse(made->body, nullptr, false);
             co_return j;
         }
         if (got->status != 200)
-            co_return make_error(error::kind::http, describe() + ": read: " + describe_reply(*got),
+            co_return make_error(error::kind::http,
+                                 describe() + ": read: " + describe_google_reply(*got),
                                  got->status);
         json j = json::parse(got->body, nullptr, false);
         if (!j.is_object())
@@ -233,7 +234,7 @@ net::awaitable<result<std::optional<sm_version_view>>> secret_manager_target::ac
         co_return std::optional<sm_version_view>{};
     }
     if (got->status != 200) {
-        const std::string why = describe_reply(*got);
+        const std::string why = describe_google_reply(*got);
         cleanse(got->body);
         co_return make_error(error::kind::http, describe() + ": access " + version + ": " + why,
                              got->status);
@@ -257,8 +258,8 @@ net::awaitable<result<void>> secret_manager_target::set_aliases(std::string vers
         if (!r) co_return r.err();
         if (r->status == 200) co_return result<void>{};
         if (is_conflict(*r)) continue;
-        co_return make_error(error::kind::http, describe() + ": aliases: " + describe_reply(*r),
-                             r->status);
+        co_return make_error(error::kind::http,
+                             describe() + ": aliases: " + describe_google_reply(*r), r->status);
     }
     co_return make_error(error::kind::http, describe() + ": aliases: still conflicting", 409);
 }
@@ -303,7 +304,7 @@ net::awaitable<result<receipt>> secret_manager_target::put(const payload& p) {
         if (!added) co_return added.err();
         if (added->status != 200)
             co_return make_error(error::kind::http,
-                                 describe() + ": addVersion: " + describe_reply(*added),
+                                 describe() + ": addVersion: " + describe_google_reply(*added),
                                  added->status);
         const json v = json::parse(added->body, nullptr, false);
         version = v.is_object() ? sm_version_number(v.value("name", "")) : "";
@@ -325,7 +326,8 @@ net::awaitable<result<void>> secret_manager_target::verify(const receipt& r) {
     if (v->status != 200)
         co_return make_error(
             error::kind::http,
-            describe() + ": verify: version " + r.version + ": " + describe_reply(*v), v->status);
+            describe() + ": verify: version " + r.version + ": " + describe_google_reply(*v),
+            v->status);
     const json vj = json::parse(v->body, nullptr, false);
     const std::string state = vj.is_object() ? vj.value("state", "") : "";
     if (state != "ENABLED")
@@ -360,8 +362,8 @@ net::awaitable<result<holding>> secret_manager_target::inspect() {
     holding h;
     if (got->status == 404) co_return h;
     if (got->status != 200)
-        co_return make_error(error::kind::http, describe() + ": read: " + describe_reply(*got),
-                             got->status);
+        co_return make_error(error::kind::http,
+                             describe() + ": read: " + describe_google_reply(*got), got->status);
     const json j = json::parse(got->body, nullptr, false);
     if (!j.is_object()) co_return make_error(error::kind::protocol, describe() + ": not a Secret");
     if (!sm_owned(j)) {
@@ -409,7 +411,8 @@ net::awaitable<result<void>> secret_manager_target::drop_previous(const receipt&
         if (!l) co_return l.err();
         if (l->status != 200)
             co_return make_error(error::kind::http,
-                                 describe() + ": list versions: " + describe_reply(*l), l->status);
+                                 describe() + ": list versions: " + describe_google_reply(*l),
+                                 l->status);
         const json j = json::parse(l->body, nullptr, false);
         if (!j.is_object())
             co_return make_error(error::kind::protocol, describe() + ": list versions: bad answer");
@@ -430,7 +433,8 @@ net::awaitable<result<void>> secret_manager_target::drop_previous(const receipt&
         if (d->status != 200)
             co_return make_error(
                 error::kind::http,
-                describe() + ": disable version " + num + ": " + describe_reply(*d), d->status);
+                describe() + ": disable version " + num + ": " + describe_google_reply(*d),
+                d->status);
     }
     co_return result<void>{};
 }

@@ -9,18 +9,7 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string read_trimmed(const std::string& path) {
-    std::string raw;
-    if (std::ifstream in(path, std::ios::binary); in)
-        raw.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    const auto b = raw.find_first_not_of(" \t\r\n");
-    const auto e = raw.find_last_not_of(" \t\r\n");
-    std::string out = b == std::string::npos ? std::string{} : raw.substr(b, e - b + 1);
-    cleanse(raw);
-    return out;
-}
-
-std::string describe_reply(const http::response& r) {
+std::string describe_vault_reply(const http::response& r) {
     std::string out = "HTTP " + std::to_string(r.status);
     const std::string text = vault_error_text(r.body);
     if (!text.empty()) out += ": " + text;
@@ -128,7 +117,7 @@ void vault_auth::invalidate() {
 
 net::awaitable<result<secret>> vault_auth::header() {
     if (role_.empty()) {
-        std::string token = read_trimmed(token_file_);
+        std::string token = read_secret_file(token_file_);
         if (token.empty())
             co_return make_error(error::kind::auth,
                                  "cannot read the Vault token file " + token_file_);
@@ -139,7 +128,7 @@ net::awaitable<result<secret>> vault_auth::header() {
         co_return out;
     }
     if (!cached_.empty() && std::chrono::steady_clock::now() < valid_until_) co_return cached_;
-    std::string jwt = read_trimmed(token_file_);
+    std::string jwt = read_secret_file(token_file_);
     if (jwt.empty())
         co_return make_error(error::kind::auth,
                              "cannot read the service account token " + token_file_);
@@ -156,7 +145,7 @@ net::awaitable<result<secret>> vault_auth::header() {
                                                     "): " + r.err().describe());
     if (r->status != 200)
         co_return make_error(error::kind::auth, "Vault login (role " + role_ + ", auth/" + mount_ +
-                                                    "): " + describe_reply(*r));
+                                                    "): " + describe_vault_reply(*r));
     json j = parse_wiping(*r);
     std::string token;
     long long lease = 0;
@@ -225,12 +214,13 @@ net::awaitable<result<void>> vault_target::ensure_owned(bool& exists) {
         if (!mark) co_return mark.err();
         if (mark->status != 204 && mark->status != 200)
             co_return make_error(error::kind::http,
-                                 describe() + ": mark as keyrotd's: " + describe_reply(*mark),
+                                 describe() + ": mark as keyrotd's: " + describe_vault_reply(*mark),
                                  mark->status);
         co_return result<void>{};
     }
     if (meta->status != 200)
-        co_return make_error(error::kind::http, describe() + ": metadata: " + describe_reply(*meta),
+        co_return make_error(error::kind::http,
+                             describe() + ": metadata: " + describe_vault_reply(*meta),
                              meta->status);
     exists = true;
     const json j = json::parse(meta->body, nullptr, false);
@@ -280,7 +270,8 @@ net::awaitable<result<receipt>> vault_target::put(const payload& p) {
             } else {
                 wipe(j);
                 co_return make_error(error::kind::http,
-                                     describe() + ": read: " + describe_reply(*got), got->status);
+                                     describe() + ": read: " + describe_vault_reply(*got),
+                                     got->status);
             }
             if (fields_digest(our_fields(current.data)) == rc.digest) {
                 wipe(current.data);
@@ -295,8 +286,8 @@ net::awaitable<result<receipt>> vault_target::put(const payload& p) {
         if (w->status == 400 && vault_error_text(w->body).find(k_cas_mismatch) != std::string::npos)
             continue;  // written by someone else since the read: read again
         if (w->status != 200)
-            co_return make_error(error::kind::http, describe() + ": write: " + describe_reply(*w),
-                                 w->status);
+            co_return make_error(error::kind::http,
+                                 describe() + ": write: " + describe_vault_reply(*w), w->status);
         json j = parse_wiping(*w);
         long long version = 0;
         if (j.is_object() && j.contains("data") && j["data"].is_object())
@@ -348,7 +339,8 @@ net::awaitable<result<holding>> vault_target::inspect() {
     if (!meta) co_return meta.err();
     if (meta->status == 404) co_return h;
     if (meta->status != 200)
-        co_return make_error(error::kind::http, describe() + ": metadata: " + describe_reply(*meta),
+        co_return make_error(error::kind::http,
+                             describe() + ": metadata: " + describe_vault_reply(*meta),
                              meta->status);
     if (!vault_owned(json::parse(meta->body, nullptr, false))) {
         error e = make_error(error::kind::config,

@@ -57,15 +57,15 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
     }
     const apigee::app_owner dev = apigee::app_owner::of(pa.snapshot);
     const std::string& name = pa.snapshot.name;
+    // One step: keys/create with the attributes and the pending marker.
+    const plan::step st = plan::making_steps(act, policy::rotation_method::import_key, false).at(0);
     apigee::new_key nk;
     nk.consumer_key = random_token(48);
     nk.consumer_secret = random_token(48);
     const millis now = clock_();
     nk.expires_in_seconds =
         act.expires_at == k_never ? k_never : std::max<millis>(1, (act.expires_at - now) / 1000);
-    // Attributes and the pending marker in the create; no scopes: a key without
-    // products may refuse them (docs/apigee-fidelity.md). complete() sets them.
-    nk.attributes = with_marker(act.spec.attributes, k_pending_prefix + act.key);
+    nk.attributes = st.attributes;
     const std::string fp = fingerprint(nk.consumer_key);
 
     const intent in =
@@ -84,9 +84,7 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
     credential s = std::move(*made.key);
     s.fingerprint = fp;
     s.consumer_key = nk.consumer_key;
-    const std::string* mark = find_attribute(s.attributes, k_marker_attribute);
-    if (mark == nullptr || *mark != k_pending_prefix + act.key || s.status != approval::approved)
-        co_return fail(pa, fp, act.key, "created key does not read back as a pending successor");
+    if (auto wrong = plan::check_after(st, s, act.spec)) co_return fail(pa, fp, act.key, *wrong);
     const bool finished = co_await finish(pa, in);
     if (!finished) co_return false;
     co_return co_await complete(pa, std::move(s), act.spec, act.key);
@@ -97,8 +95,8 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
     const std::string& name = pa.snapshot.name;
     const credential* old = find_key(pa.snapshot, act.key);
     if (old == nullptr) co_return fail(pa, "", act.key, "old key vanished");
-    std::vector<std::string> products;
-    for (const auto& p : old->products) products.push_back(p.name);
+    // Two steps: generate, then the pending marker (mark_and_complete).
+    const plan::step st = plan::making_steps(act, policy::rotation_method::generate, false).at(0);
 
     // Read the app right before: the body must repeat everything it holds.
     auto before = co_await api_.get_app(dev, name);
@@ -112,8 +110,8 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
                        "cannot write the generate journal (" + store_.describe() + ")");
 
     app body = before.value();
-    body.api_products = products;
-    body.scopes = act.spec.scopes;
+    body.api_products = st.products;
+    body.scopes = st.scopes;
     const millis now = clock_();
     body.key_expires_in = act.expires_at == k_never ? k_never : act.expires_at - now;
     pa.reread = true;  // the app itself is rewritten: re-read it before planning again
@@ -131,7 +129,7 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
     const credential* fresh = nullptr;
     for (const auto& c : after->credentials) {
         if (std::find(je.known.begin(), je.known.end(), c.fingerprint) == je.known.end() &&
-            find_attribute(c.attributes, k_marker_attribute) == nullptr)
+            !plan::check_after(st, c, act.spec))
             fresh = &c;
     }
     bool ok = true;
@@ -164,6 +162,8 @@ net::awaitable<bool> executor::create_import_journaled(planned_app& pa, const pl
     if (act.expires_at != k_never)
         co_return fail(pa, "", act.key,
                        "import on Apigee Edge cannot set an expiry (keyLifetime must be never)");
+    // Two steps: a bare keys/create, then the pending marker (mark_and_complete).
+    const plan::step st = plan::making_steps(act, policy::rotation_method::import_key, true).at(0);
     apigee::new_key nk;
     nk.consumer_key = random_token(48);
     nk.consumer_secret = random_token(48);
@@ -187,9 +187,7 @@ net::awaitable<bool> executor::create_import_journaled(planned_app& pa, const pl
     credential s = std::move(*made.key);
     s.fingerprint = fp;
     s.consumer_key = nk.consumer_key;
-    if (s.status != approval::approved || !s.products.empty())
-        co_return fail(pa, fp, act.key,
-                       "created key does not read back as a new approved key without products");
+    if (auto wrong = plan::check_after(st, s, act.spec)) co_return fail(pa, fp, act.key, *wrong);
     const bool done = co_await mark_and_complete(pa, std::move(s), act);
     co_return done;
 }
@@ -204,11 +202,13 @@ net::awaitable<bool> executor::mark_and_complete(planned_app& pa, credential s,
                                   created_detail(act), act.late);
     const bool began = co_await begin(pa, in);
     if (!began) co_return false;
-    auto marked =
-        co_await api_.update_key(owner, name, s.consumer_key, {},
-                                 with_marker(std::vector<attribute>{}, k_pending_prefix + act.key));
+    const plan::step mark = plan::marking(s, act.key);
+    auto marked = co_await api_.update_key(owner, name, s.consumer_key, {}, mark.attributes);
     if (!marked)
         co_return fail(pa, s.fingerprint, act.key, "mark new key: " + marked.err().describe());
+    // Not as written: the journal stays, and the next pass marks the key again.
+    if (auto wrong = plan::check_after(mark, marked.value(), act.spec))
+        co_return fail(pa, s.fingerprint, act.key, "mark new key: " + *wrong);
     co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
     s.attributes = marked->attributes;
     s.products = marked->products;
@@ -236,15 +236,16 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
             continue;  // someone else's successor
         if (mark == nullptr) {
             const apigee::app_owner owner = apigee::app_owner::of(a);
-            auto marked = co_await api_.update_key(
-                owner, a.name, c.consumer_key, {},
-                with_marker(c.attributes, k_pending_prefix + je->replaces));
-            if (!marked) {
-                // Keep the entry and leave the app alone this pass: going on would
-                // make a second successor while this one is still unmarked.
+            const plan::step st = plan::marking(c, je->replaces);
+            auto marked =
+                co_await api_.update_key(owner, a.name, c.consumer_key, {}, st.attributes);
+            // Not marked: keep the entry and leave the app alone this pass; going
+            // on would make a second successor while this one is still unmarked.
+            if (!marked)
                 co_return fail(pa, c.fingerprint, je->replaces,
                                "journal recovery: " + marked.err().describe());
-            }
+            if (auto wrong = plan::check_after(st, marked.value()))
+                co_return fail(pa, c.fingerprint, je->replaces, "journal recovery: " + *wrong);
         }
         // A crash may have left the record already (via an intent, this pass or
         // an earlier one): never twice.
@@ -345,6 +346,15 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
                 answer = std::move(r.value());
                 break;
             }
+            case plan::step_kind::create_pending:
+            case plan::step_kind::create_bare:
+            case plan::step_kind::generate:
+            case plan::step_kind::mark_pending:
+            case plan::step_kind::revoke:
+            case plan::step_kind::remove:
+                // Not completion steps: next_completion_step never returns them.
+                co_return fail(pa, fp, replaces,
+                               std::string("not a completion step: ") + plan::to_string(st->kind));
         }
         if (const auto wrong = plan::check_after(*st, *answer, spec))
             co_return fail(pa, fp, replaces, *wrong);

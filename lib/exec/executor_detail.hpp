@@ -38,26 +38,10 @@ inline bool maybe_applied(const error& e) {
     return e.what == error::kind::network || (e.what == error::kind::http && e.status >= 500);
 }
 
-inline std::vector<attribute> with_marker(std::vector<attribute> attrs, const std::string& value) {
-    for (auto& a : attrs) {
-        if (a.name == k_marker_attribute) {
-            a.value = value;
-            return attrs;
-        }
-    }
-    attrs.push_back({k_marker_attribute, value});
-    return attrs;
-}
-
 // A `created` record: why, and when the new key expires.
 inline std::string created_detail(const plan::action& act) {
     return act.reason + "; the new key expires " +
            (act.expires_at == k_never ? std::string("never") : format_time(act.expires_at));
-}
-
-// Whether a key as Apigee answered a write still carries keyrotd's lineage marker.
-inline bool keeps_marker(const credential& c) {
-    return find_attribute(c.attributes, k_marker_attribute) != nullptr;
 }
 
 // A re-read app replaces the snapshot; what only the org list and the developer

@@ -14,6 +14,7 @@
 #include "exec/executor_detail.hpp"
 #include "exec/inventory.hpp"
 #include "exec/keygen.hpp"
+#include "plan/steps.hpp"
 
 namespace keyrot::exec {
 
@@ -94,9 +95,8 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
         if (clock_() - pa.read_at > k_fresh_snapshot)
             now_s = co_await api_.get_key(dev, name, s->consumer_key);
         if (!now_s) co_return fail(pa, act.key, "", "check successor: " + now_s.err().describe());
-        if (!plan::key_valid(now_s.value(), clock_()))
-            co_return fail(pa, act.key, "",
-                           "successor " + succ_fp + " is not valid now; not revoked");
+        if (auto wrong = plan::check_revocable(now_s.value(), succ_fp, clock_()))
+            co_return fail(pa, act.key, "", *wrong);
         successor = now_s.value();
         // The gate: every target holds the successor, verified, before the old key goes.
         if (delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
@@ -116,18 +116,17 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
     const intent in = make_intent(pa, audit_action::revoked, act.key, act.replaces, detail, false);
     const bool began = co_await begin(pa, in);
     if (!began) co_return false;
+    const plan::step st = plan::retire_step(act);
     auto r = co_await api_.set_key_status(dev, name, key, false);
     if (!r && !maybe_applied(r.err()))
         co_return fail(pa, act.key, act.replaces, "revoke: " + r.err().describe());
     if (r) {
         // 204: revoked. The answer has no body; the snapshot says so itself.
-        credential revoked = *k;
-        revoked.status = approval::revoked;
-        keep(pa, std::move(revoked), key);
+        keep(pa, plan::expected_after(*k, st, approval::unknown), key);
     } else {
         // The answer was lost: only reading the key back tells.
         auto back = co_await api_.get_key(dev, name, key);
-        if (!back || back->status != approval::revoked)
+        if (!back || plan::check_after(st, back.value()))
             co_return fail(pa, act.key, act.replaces, "revoke: " + r.err().describe());
         keep(pa, std::move(back.value()), key);
     }
@@ -196,13 +195,18 @@ net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) 
     const intent in = make_intent(pa, audit_action::deleted, act.key, "", act.reason, false);
     const bool began = co_await begin(pa, in);
     if (!began) co_return false;
+    const plan::step st = plan::retire_step(act);
     auto r = co_await api_.delete_key(dev, name, key);
     if (!r && !r.err().is_status(404)) {
         if (!maybe_applied(r.err()))
             co_return fail(pa, act.key, "", "delete: " + r.err().describe());
-        // The answer was lost: only reading the key back tells.
+        // The answer was lost: only reading the key back tells (404: it is gone).
         auto back = co_await api_.get_key(dev, name, key);
-        if (back || !back.err().is_status(404))
+        if (back) {
+            const std::string wrong = plan::check_after(st, back.value()).value_or("");
+            co_return fail(pa, act.key, "", "delete: " + r.err().describe() + "; " + wrong);
+        }
+        if (!back.err().is_status(404))
             co_return fail(pa, act.key, "", "delete: " + r.err().describe());
     }
     std::erase_if(pa.snapshot.credentials,

@@ -34,6 +34,11 @@ bool keeps_marker(const credential& c) {
     return find_attribute(c.attributes, k_marker_attribute) != nullptr;
 }
 
+bool marked_pending(const credential& c, const std::string& replaces) {
+    const std::string* m = find_attribute(c.attributes, k_marker_attribute);
+    return m != nullptr && *m == k_pending_prefix + replaces;
+}
+
 void set_status(credential& c, const std::string& product, approval status) {
     for (auto& p : c.products)
         if (p.name == product) p.status = status;
@@ -55,8 +60,72 @@ const char* to_string(step_kind k) {
             return "set scopes";
         case step_kind::final_marker:
             return "write final marker";
+        case step_kind::create_pending:
+            return "create key with the pending marker";
+        case step_kind::create_bare:
+            return "create key";
+        case step_kind::generate:
+            return "generate key";
+        case step_kind::mark_pending:
+            return "write pending marker";
+        case step_kind::revoke:
+            return "revoke key";
+        case step_kind::remove:
+            return "delete key";
     }
     return "?";
+}
+
+std::vector<attribute> with_marker(std::vector<attribute> attrs, const std::string& value) {
+    for (auto& a : attrs) {
+        if (a.name == k_marker_attribute) {
+            a.value = value;
+            return attrs;
+        }
+    }
+    attrs.push_back({k_marker_attribute, value});
+    return attrs;
+}
+
+std::vector<step> making_steps(const action& act, policy::rotation_method method, bool edge) {
+    step first;
+    first.replaces = act.key;
+    if (method == policy::rotation_method::generate) {
+        first.kind = step_kind::generate;
+        for (const auto& p : act.spec.products) first.products.push_back(p.name);
+        first.scopes = act.spec.scopes;
+    } else if (edge) {
+        first.kind = step_kind::create_bare;
+    } else {
+        // No scopes: a key without products may refuse them; completion sets them.
+        first.kind = step_kind::create_pending;
+        first.attributes = with_marker(act.spec.attributes, k_pending_prefix + act.key);
+        return {first};
+    }
+    step mark;
+    mark.kind = step_kind::mark_pending;
+    mark.replaces = act.key;
+    return {first, mark};
+}
+
+step marking(const credential& s, const std::string& replaces) {
+    step st;
+    st.kind = step_kind::mark_pending;
+    st.replaces = replaces;
+    st.attributes = with_marker(s.attributes, k_pending_prefix + replaces);
+    return st;
+}
+
+step retire_step(const action& act) {
+    step st;
+    st.kind = act.kind == action_kind::delete_key ? step_kind::remove : step_kind::revoke;
+    return st;
+}
+
+std::optional<std::string> check_revocable(const credential& s, const std::string& successor_fp,
+                                           millis now) {
+    if (!key_valid(s, now)) return "successor " + successor_fp + " is not valid now; not revoked";
+    return std::nullopt;
 }
 
 const char* to_string(status_change c) {
@@ -159,6 +228,27 @@ credential expected_after(credential s, const step& st, approval added_status) {
         case step_kind::final_marker:
             s.attributes = st.attributes;
             break;
+        case step_kind::create_pending:
+            s.status = approval::approved;
+            s.attributes = st.attributes;
+            break;
+        case step_kind::create_bare:
+            s.status = approval::approved;
+            break;
+        case step_kind::generate:
+            s.status = approval::approved;
+            for (const auto& p : st.products)
+                if (find_product(s, p) == nullptr) s.products.push_back({p, added_status});
+            s.scopes = st.scopes;
+            break;
+        case step_kind::mark_pending:
+            s.attributes = st.attributes;
+            break;
+        case step_kind::revoke:
+            s.status = approval::revoked;
+            break;
+        case step_kind::remove:
+            break;
     }
     return s;
 }
@@ -199,8 +289,33 @@ std::optional<std::string> check_after(const step& st, const credential& answer,
             if (sorted(answer.attributes) != sorted(spec.attributes))
                 return "attributes do not read back as written";
             return std::nullopt;
+        case step_kind::create_pending:
+            if (!marked_pending(answer, st.replaces) || answer.status != approval::approved)
+                return "created key does not read back as a pending successor";
+            return std::nullopt;
+        case step_kind::create_bare:
+            if (answer.status != approval::approved || !answer.products.empty())
+                return "created key does not read back as a new approved key without products";
+            return std::nullopt;
+        case step_kind::generate:
+            if (keeps_marker(answer)) return "the generated key already carries a lineage marker";
+            return std::nullopt;
+        case step_kind::mark_pending:
+            if (!marked_pending(answer, st.replaces))
+                return "the pending marker does not read back as written";
+            return std::nullopt;
+        case step_kind::revoke:
+            if (answer.status != approval::revoked) return "the key does not read back revoked";
+            return std::nullopt;
+        case step_kind::remove:
+            return "the key is still there";
     }
     return "unknown step";
+}
+
+std::optional<std::string> check_after(const step& st, const credential& answer) {
+    static const successor_spec none;
+    return check_after(st, answer, none);
 }
 
 }  // namespace keyrot::plan

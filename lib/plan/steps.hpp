@@ -14,6 +14,14 @@
 //    never approved. One product per step; then one read back of them all.
 // 3. Scopes, replaced (the attribute list rides along).
 // 4. Last, the final marker with the old key's attributes: now it is complete.
+//
+// Before its completion a successor is made in one or two writes, as the
+// method and the flavor allow (making_steps): an import on Apigee X is one
+// keys/create carrying the old key's attributes and the pending marker; an
+// import on Apigee Edge is a keys/create (it takes no attributes) and then
+// the pending marker; a generated key is the app's generate-key call and then
+// the pending marker. A key is retired in one write (retire_step): revoked,
+// or deleted.
 #pragma once
 
 #include <optional>
@@ -22,6 +30,7 @@
 
 #include "common/model.hpp"
 #include "plan/planner.hpp"
+#include "policy/config.hpp"
 
 namespace keyrot::plan {
 
@@ -32,6 +41,14 @@ enum class step_kind {
     verify_statuses,     // read the key back: every product as the spec wants it
     set_scopes,          // replace the scopes with `scopes`; attributes ride along
     final_marker,        // update key: attributes := `attributes` (the final marker)
+    // Making a successor of `replaces` (making_steps):
+    create_pending,  // keys/create with `attributes` (the pending marker among them)
+    create_bare,     // keys/create with nothing but the key and secret (Apigee Edge)
+    generate,        // the app's generate-key call (the old key's products and scopes)
+    mark_pending,    // update key: attributes := `attributes` (theirs + the pending marker)
+    // Retiring a key (retire_step):
+    revoke,  // set the key's status to revoked
+    remove,  // delete the key
 };
 const char* to_string(step_kind k);
 
@@ -44,7 +61,28 @@ struct step {
     // This step makes the successor complete (the `completed` audit record
     // brackets it): add_products_final and final_marker.
     bool completes = false;
+    std::string replaces;  // making steps: the old key the successor replaces
 };
+
+// `attrs` with keyrotd's lineage marker set to `value` (added when absent).
+std::vector<attribute> with_marker(std::vector<attribute> attrs, const std::string& value);
+
+// The writes that make a successor for `act` (a create_successor), in order;
+// its completion (next_completion_step) follows. A mark_pending step is
+// built for the new key by marking() once it exists.
+std::vector<step> making_steps(const action& act, policy::rotation_method method, bool edge);
+
+// The mark_pending step for new key `s`: its own attributes and the pending
+// marker of `replaces` (an update may replace the attributes with those sent).
+step marking(const credential& s, const std::string& replaces);
+
+// The write that retires a key: revoke for a revoke_key, remove for a delete_key.
+step retire_step(const action& act);
+
+// Before an old key is revoked, its successor (`s`, as Apigee has it at
+// `now`) must be valid: the reason when it is not.
+std::optional<std::string> check_revocable(const credential& s, const std::string& successor_fp,
+                                           millis now);
 
 // What product status `want` (the old key's) makes of `actual` (the
 // successor's; unknown when it lacks the product). Never wider.
@@ -64,13 +102,17 @@ std::optional<step> next_completion_step(const credential& s, const successor_sp
 
 // What `s` should look like once `st` took effect, for the parts `st` decides
 // (statuses it sets, scopes, attributes; an added product's status is
-// Apigee's to choose: `added_status`).
+// Apigee's to choose: `added_status`). A made key is approved; a removed key
+// is gone (`s` comes back as it was).
 credential expected_after(credential s, const step& st, approval added_status);
 
 // Whether `answer` (Apigee's answer to `st`, or the key read back after it)
 // shows the step took effect; the reason when it does not. For
-// verify_statuses, `answer` is the key read back.
+// verify_statuses, `answer` is the key read back; for remove, a key read
+// back at all is the reason (a 404 shows the deletion took effect).
 std::optional<std::string> check_after(const step& st, const credential& answer,
                                        const successor_spec& spec);
+// The same for the steps that need no spec: making and retiring steps.
+std::optional<std::string> check_after(const step& st, const credential& answer);
 
 }  // namespace keyrot::plan

@@ -15,12 +15,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string trim(std::string s) {
-    const auto b = s.find_first_not_of(" \t\r\n");
-    const auto e = s.find_last_not_of(" \t\r\n");
-    return b == std::string::npos ? std::string{} : s.substr(b, e - b + 1);
-}
-
 // (A function of its own: GCC 12 cannot compile brace-initialised JSON inside a coroutine.)
 json configmap_body(const lease_config& cfg, const json& data) {
     return {
@@ -39,11 +33,7 @@ json configmap_body(const lease_config& cfg, const json& data) {
 net::awaitable<result<http::response>> kube_call(http::client& client, const lease_config& cfg,
                                                  std::string method, std::string target,
                                                  std::string body, std::string content_type) {
-    std::string token;
-    if (std::ifstream in(cfg.token_file, std::ios::binary); in)
-        token.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    std::string t = trim(token);
-    cleanse(token);
+    std::string t = read_secret_file(cfg.token_file);
     if (t.empty()) {
         error e;
         e.what = error::kind::auth;

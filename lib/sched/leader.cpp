@@ -38,13 +38,6 @@ std::string getenv_str(const char* name) {
 
 bool env_set(const char* name) { return std::getenv(name) != nullptr; }
 
-std::string trim(std::string s) {
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-    std::size_t b = 0;
-    while (b < s.size() && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-    return s.substr(b);
-}
-
 std::optional<std::string> read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) return std::nullopt;
@@ -105,8 +98,6 @@ error protocol_error(std::string msg) {
     return e;
 }
 
-std::string describe_reply(const http::response& r) { return describe_kube_reply(r); }
-
 }  // namespace
 
 // ---------------------------------------------------------------- config
@@ -139,10 +130,10 @@ std::optional<lease_config> lease_config_from_env() {
     cfg.namespace_ = getenv_str("POD_NAMESPACE");
     if (cfg.namespace_.empty()) {
         const auto dir = cfg.token_file.substr(0, cfg.token_file.rfind('/') + 1);
-        if (auto ns = read_file(dir + "namespace")) cfg.namespace_ = trim(*ns);
+        if (auto ns = read_file(dir + "namespace")) cfg.namespace_ = std::string(trim_space(*ns));
         if (cfg.namespace_.empty())
             if (auto ns = read_file("/var/run/secrets/kubernetes.io/serviceaccount/namespace"))
-                cfg.namespace_ = trim(*ns);
+                cfg.namespace_ = std::string(trim_space(*ns));
     }
     if (cfg.namespace_.empty())
         throw std::runtime_error(
@@ -438,7 +429,7 @@ net::awaitable<leader_elector::put_result> leader_elector::put(lease_object curr
         co_return put_result::written;
     }
     if (r->status == 409) co_return put_result::conflict;
-    warn("PUT lease: " + describe_reply(*r));
+    warn("PUT lease: " + describe_kube_reply(*r));
     co_return put_result::failed;
 }
 
@@ -478,12 +469,12 @@ net::awaitable<void> leader_elector::try_acquire_or_renew() {
         } else if (made->status == 200 || made->status == 201) {
             renewed(sent_at, parse_lease(made->body));
         } else if (made->status != 409) {  // 409: another candidate created it first
-            warn("POST lease: " + describe_reply(*made));
+            warn("POST lease: " + describe_kube_reply(*made));
         }
         co_return;
     }
     if (got->status != 200) {
-        warn("GET lease: " + describe_reply(*got));
+        warn("GET lease: " + describe_kube_reply(*got));
         co_return;
     }
     auto obj = parse_lease(got->body);
@@ -527,7 +518,7 @@ net::awaitable<void> leader_elector::release() {
                 break;
             }
             if (got->status != 200) {
-                why = "GET: " + describe_reply(*got);
+                why = "GET: " + describe_kube_reply(*got);
                 break;
             }
             auto obj = parse_lease(got->body);
@@ -545,7 +536,7 @@ net::awaitable<void> leader_elector::release() {
                          cfg_.name, cfg_.identity);
             co_return;
         }
-        why = r ? describe_reply(*r) : r.err().describe();
+        why = r ? describe_kube_reply(*r) : r.err().describe();
         if (!r || r->status != 409) break;
         current.reset();  // written by someone else since: re-read, release if still ours
     }

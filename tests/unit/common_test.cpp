@@ -1,12 +1,16 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <fstream>
 #include <sstream>
 
 #include "common/duration.hpp"
 #include "common/fingerprint.hpp"
 #include "common/host_port.hpp"
 #include "common/secret.hpp"
+#include "common/text.hpp"
 #include "common/time.hpp"
 
 using namespace keyrot;
@@ -101,6 +105,29 @@ TEST(Secret, NeverPrints) {
     secret moved(std::move(s));
     EXPECT_TRUE(s.empty());  // NOLINT(bugprone-use-after-move): moved-from is wiped
     EXPECT_EQ(moved.reveal(), "hunter2-consumer-key");
+}
+
+TEST(Text, TrimSpaceDropsAsciiWhiteSpaceAroundOnly) {
+    EXPECT_EQ(keyrot::trim_space(" \t tok en\r\n"), "tok en");
+    EXPECT_EQ(keyrot::trim_space("tok"), "tok");
+    EXPECT_EQ(keyrot::trim_space(" \n\t "), "");
+    EXPECT_EQ(keyrot::trim_space(""), "");
+}
+
+TEST(Secret, TrimSecretTrimsInPlace) {
+    std::string s = "  s3cr3t\n";
+    keyrot::trim_secret(s);
+    EXPECT_EQ(s, "s3cr3t");
+    keyrot::trim_secret(s);  // nothing around it: unchanged
+    EXPECT_EQ(s, "s3cr3t");
+}
+
+TEST(Secret, ReadSecretFileTrimsAndIsEmptyWhenUnreadable) {
+    const std::string path = ::testing::TempDir() + "keyrot-token-" + std::to_string(::getpid());
+    std::ofstream(path) << "\n  eyJ.token.sig \n";
+    EXPECT_EQ(keyrot::read_secret_file(path), "eyJ.token.sig");
+    std::remove(path.c_str());
+    EXPECT_EQ(keyrot::read_secret_file(path), "");
 }
 
 TEST(HostPort, SplitsEveryForm) {

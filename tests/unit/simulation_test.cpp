@@ -78,9 +78,7 @@ class simulation {
                     << "successor must outlive the old key";
                 const int copies = chance(0.03) ? 2 : 1;  // a race between two daemons
                 for (int i = 0; i < copies; ++i) {
-                    credential c = new_key(now, act.expires_at);
-                    c.attributes = act.spec.attributes;
-                    c.attributes.back().value = "pending:" + act.key;
+                    credential c = make(new_key(now, act.expires_at), act);
                     complete(c, act.spec, 0.03);  // a crash part-way leaves it for the next pass
                     s.a.credentials.push_back(std::move(c));
                     ++creates_;
@@ -98,7 +96,10 @@ class simulation {
                 credential* k = find(act.key);
                 ASSERT_NE(k, nullptr);
                 if (act.replaces.empty()) check_revocation_allowed(s, *k, now);
-                k->status = approval::revoked;
+                const plan::step st = plan::retire_step(act);
+                *k = plan::expected_after(std::move(*k), st, approval::unknown);
+                const auto wrong = plan::check_after(st, *k);
+                EXPECT_FALSE(wrong) << wrong.value_or("");
                 break;
             }
             case plan::action_kind::delete_key: {
@@ -112,6 +113,19 @@ class simulation {
             case plan::action_kind::report:
                 break;
         }
+    }
+
+    // Makes successor `c` by the planner's making steps for an import on
+    // Apigee X (plan/steps.hpp), as the executor does: one create.
+    credential make(credential c, const plan::action& act) {
+        const auto steps = plan::making_steps(act, policy::rotation_method::import_key, false);
+        EXPECT_EQ(steps.size(), 1u);
+        for (const auto& st : steps) {
+            c = plan::expected_after(std::move(c), st, approval::approved);
+            const auto wrong = plan::check_after(st, c);
+            EXPECT_FALSE(wrong) << plan::to_string(st.kind) << ": " << wrong.value_or("");
+        }
+        return c;
     }
 
     // Completes `c` by the planner's steps (plan/steps.hpp), as the executor

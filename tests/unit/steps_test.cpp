@@ -1,6 +1,7 @@
-// How a successor is completed, step by step (plan/steps.hpp): the mirroring
-// rule, the order of the steps for each shape of key, and what each step's
-// answer must show. Apigee is modelled by expected_after: it answers each
+// How a successor is made and completed, and a key retired, step by step
+// (plan/steps.hpp): the mirroring rule, the writes each method makes, the
+// order of the steps for each shape of key, and what each step's answer must
+// show. Apigee is modelled by expected_after: it answers each
 // step as asked, an added product coming out with the status given.
 #include "plan/steps.hpp"
 
@@ -227,6 +228,131 @@ TEST(Steps, AnswersThatDoNotShowTheStepAreRefused) {
     EXPECT_EQ(plan::check_after(fin, f, spec), "attributes do not read back as written");
     f.attributes = {k_final, {"tier", "gold"}};  // order does not matter
     EXPECT_FALSE(plan::check_after(fin, f, spec));
+}
+
+// ---- making a successor, retiring a key -----------------------------------
+
+plan::action create_action() {
+    plan::action a;
+    a.kind = plan::action_kind::create_successor;
+    a.key = "old";
+    a.spec = spec_of({{"pay", approval::approved}, {"admin", approval::revoked}}, {"read"});
+    return a;
+}
+
+std::vector<std::string> kinds(const std::vector<plan::step>& steps) {
+    std::vector<std::string> out;
+    for (const auto& st : steps) out.push_back(plan::to_string(st.kind));
+    return out;
+}
+
+TEST(Making, EachMethodAndFlavorMakesItsWrites) {
+    const auto act = create_action();
+    using policy::rotation_method;
+    EXPECT_EQ(kinds(plan::making_steps(act, rotation_method::import_key, false)),
+              (std::vector<std::string>{"create key with the pending marker"}));
+    EXPECT_EQ(kinds(plan::making_steps(act, rotation_method::import_key, true)),
+              (std::vector<std::string>{"create key", "write pending marker"}));
+    for (bool edge : {false, true})
+        EXPECT_EQ(kinds(plan::making_steps(act, rotation_method::generate, edge)),
+                  (std::vector<std::string>{"generate key", "write pending marker"}));
+}
+
+TEST(Making, TheXImportCarriesTheAttributesAndThePendingMarkerButNoScopes) {
+    const auto st =
+        plan::making_steps(create_action(), policy::rotation_method::import_key, false).at(0);
+    EXPECT_EQ(st.attributes, (std::vector<attribute>{{"tier", "gold"}, k_pending}));
+    EXPECT_TRUE(st.scopes.empty());  // a key without products may refuse them
+    EXPECT_TRUE(st.products.empty());
+    EXPECT_FALSE(st.completes);
+}
+
+TEST(Making, GenerateAsksForTheOldKeysProductsAndScopes) {
+    const auto st =
+        plan::making_steps(create_action(), policy::rotation_method::generate, false).at(0);
+    EXPECT_EQ(st.products, (std::vector<std::string>{"pay", "admin"}));
+    EXPECT_EQ(st.scopes, (std::vector<std::string>{"read"}));
+    EXPECT_TRUE(st.attributes.empty());  // generate-key takes none for the key
+}
+
+TEST(Making, TheMarkingKeepsTheKeysOwnAttributes) {
+    credential made;
+    made.attributes = {{"team", "a"}};
+    const auto st = plan::marking(made, "old");
+    EXPECT_EQ(st.kind, plan::step_kind::mark_pending);
+    EXPECT_EQ(st.attributes, (std::vector<attribute>{{"team", "a"}, k_pending}));
+    made.attributes.push_back({k_marker_attribute, "someone-else"});
+    EXPECT_EQ(plan::marking(made, "old").attributes,
+              (std::vector<attribute>{{"team", "a"}, k_pending}));  // one marker, ours
+}
+
+// Each making step, as Apigee answers it, leads to a key the completion
+// steps finish; an answer that does not show the step is refused.
+TEST(Making, AnswersThatDoNotShowTheWriteAreRefused) {
+    const auto act = create_action();
+    const auto x = plan::making_steps(act, policy::rotation_method::import_key, false).at(0);
+    credential made = plan::expected_after(credential{}, x, approval::approved);
+    EXPECT_FALSE(plan::check_after(x, made));
+    credential wrong = made;
+    wrong.attributes = {{"tier", "gold"}, k_final};  // a final marker is not a pending one
+    EXPECT_EQ(plan::check_after(x, wrong), "created key does not read back as a pending successor");
+    wrong = made;
+    wrong.status = approval::revoked;
+    EXPECT_EQ(plan::check_after(x, wrong), "created key does not read back as a pending successor");
+    EXPECT_EQ(run(made, act.spec, approval::approved),
+              (std::vector<std::string>{"add products", "set a product's status revoke admin",
+                                        "read back product statuses", "set scopes",
+                                        "write final marker [completes]"}));
+
+    const auto edge = plan::making_steps(act, policy::rotation_method::import_key, true);
+    credential bare = plan::expected_after(credential{}, edge.at(0), approval::approved);
+    EXPECT_FALSE(plan::check_after(edge.at(0), bare));
+    credential granted = bare;
+    granted.products = {{"pay", approval::approved}};
+    EXPECT_EQ(plan::check_after(edge.at(0), granted),
+              "created key does not read back as a new approved key without products");
+    const auto mark = plan::marking(bare, act.key);
+    credential marked = plan::expected_after(bare, mark, approval::approved);
+    EXPECT_FALSE(plan::check_after(mark, marked));
+    EXPECT_EQ(plan::check_after(mark, bare), "the pending marker does not read back as written");
+
+    const auto gen = plan::making_steps(act, policy::rotation_method::generate, false);
+    credential generated = plan::expected_after(credential{}, gen.at(0), approval::approved);
+    EXPECT_EQ(generated.scopes, (std::vector<std::string>{"read"}));
+    ASSERT_EQ(generated.products.size(), 2u);
+    EXPECT_FALSE(plan::check_after(gen.at(0), generated));
+    EXPECT_EQ(plan::check_after(gen.at(0), marked),
+              "the generated key already carries a lineage marker");
+}
+
+TEST(Retiring, RevokeAndDeleteAreOneWriteEach) {
+    plan::action act;
+    act.kind = plan::action_kind::revoke_key;
+    const auto revoking = plan::retire_step(act);
+    EXPECT_EQ(revoking.kind, plan::step_kind::revoke);
+    credential k = imported();
+    const credential after = plan::expected_after(k, revoking, approval::unknown);
+    EXPECT_EQ(after.status, approval::revoked);
+    EXPECT_FALSE(plan::check_after(revoking, after));
+    EXPECT_EQ(plan::check_after(revoking, k), "the key does not read back revoked");
+
+    act.kind = plan::action_kind::delete_key;
+    const auto removing = plan::retire_step(act);
+    EXPECT_EQ(removing.kind, plan::step_kind::remove);
+    EXPECT_EQ(plan::check_after(removing, k), "the key is still there");  // 404 shows it gone
+}
+
+TEST(Retiring, AnOldKeyIsRevokedOnlyWhileItsSuccessorIsValid) {
+    constexpr millis now = 1'800'000'000'000;
+    credential s = imported();
+    s.expires_at = now + k_day;
+    EXPECT_FALSE(plan::check_revocable(s, "s1", now));
+    s.expires_at = now - 1;
+    EXPECT_EQ(plan::check_revocable(s, "s1", now), "successor s1 is not valid now; not revoked");
+    s.expires_at = k_never;
+    EXPECT_FALSE(plan::check_revocable(s, "s1", now));
+    s.status = approval::revoked;  // someone revoked the successor
+    EXPECT_EQ(plan::check_revocable(s, "s1", now), "successor s1 is not valid now; not revoked");
 }
 
 }  // namespace
