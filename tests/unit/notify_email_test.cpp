@@ -16,6 +16,7 @@
 #include "notify/email.hpp"
 #include "notify/email_sink.hpp"
 #include "notify/event.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace keyrot;
@@ -59,17 +60,7 @@ email_config mail_config() {
     return c;
 }
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string t = (fs::temp_directory_path() / "notify_email_test_XXXXXX").string();
-        path = ::mkdtemp(t.data());
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using keyrot::testing::temp_dir;
 
 void write_file(const fs::path& p, const std::string& text) {
     std::ofstream out(p, std::ios::binary);

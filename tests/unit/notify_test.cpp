@@ -31,6 +31,7 @@
 #include "notify/outbox.hpp"
 #include "notify/webhook.hpp"
 #include "notify/webhook_sink.hpp"
+#include "temp_dir.hpp"
 #include "unit/http_run_sync.hpp"
 
 namespace fs = std::filesystem;
@@ -40,17 +41,7 @@ using nlohmann::json;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string t = (fs::temp_directory_path() / "notify_test_XXXXXX").string();
-        path = ::mkdtemp(t.data());
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using keyrot::testing::temp_dir;
 
 void write_file(const fs::path& p, const std::string& text) {
     std::ofstream out(p, std::ios::binary);

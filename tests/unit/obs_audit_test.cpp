@@ -11,6 +11,7 @@
 
 #include "obs/audit.hpp"
 #include "obs/log.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using keyrot::exec::action_record;
@@ -18,17 +19,7 @@ using keyrot::obs::audit_log;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string t = (fs::temp_directory_path() / "obs_audit_XXXXXX").string();
-        path = ::mkdtemp(t.data());
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using keyrot::testing::temp_dir;
 
 action_record sample() {
     action_record r;

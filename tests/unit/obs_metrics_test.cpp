@@ -13,6 +13,7 @@
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
 #include "obs/recorder.hpp"
+#include "temp_dir.hpp"
 
 using keyrot::exec::action_record;
 using keyrot::exec::pass_summary;
@@ -308,9 +309,8 @@ TEST_F(obs_metrics_registry, recorder_audits_then_counts) {
 }
 
 TEST_F(obs_metrics_registry, recorder_reports_an_audit_failure) {
-    char tmpl[] = "/tmp/obs_rec_XXXXXX";
-    std::string dir = ::mkdtemp(tmpl);
-    keyrot::obs::audit_log audit(dir);
+    const keyrot::testing::temp_dir dir("obs_rec");
+    keyrot::obs::audit_log audit(dir.path.string());
     keyrot::obs::recorder rec(&audit, &m);
     std::ostringstream out;
     keyrot::obs::setup_logging("info", "text",
@@ -323,7 +323,6 @@ TEST_F(obs_metrics_registry, recorder_reports_an_audit_failure) {
     EXPECT_NE(out.str().find("audit record refused"), std::string::npos) << out.str();
     EXPECT_EQ(value(*reg, "keyrotd_audit_write_failures_total", {}), 1);
     EXPECT_TRUE(rec.on_action(record("revoked")));
-    std::filesystem::remove_all(dir);
 }
 
 TEST_F(obs_metrics_registry, policy_apps_skipped_apps_and_skipped_keys) {

@@ -15,6 +15,7 @@
 #include "obs/audit.hpp"
 #include "obs/notifier.hpp"
 #include "obs/recorder.hpp"
+#include "temp_dir.hpp"
 
 using namespace keyrot;
 
@@ -64,17 +65,7 @@ const char* A = "aaaaaaaaaaaaaaaa";
 const char* B = "bbbbbbbbbbbbbbbb";
 const char* C = "cccccccccccccccc";
 
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        std::string t = (std::filesystem::temp_directory_path() / "obs_notifier_XXXXXX").string();
-        path = ::mkdtemp(t.data());
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-};
+using keyrot::testing::temp_dir;
 
 // A notifier whose outbox is a vector, at a fixed time.
 struct fixture {
