@@ -38,7 +38,7 @@ error failed(const deliver::target& t, const std::string& step, const std::strin
 }  // namespace
 
 result<std::unique_ptr<delivery_gate>> delivery_gate::create(
-    net::any_io_executor ex, const policy::config& cfg, auth::token_source* google,
+    const net::any_io_executor& ex, const policy::config& cfg, auth::token_source* google,
     std::function<std::optional<millis>()> write_budget) {
     auto gate = std::unique_ptr<delivery_gate>(new delivery_gate());
     deliver::environment env;

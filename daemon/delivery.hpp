@@ -31,7 +31,7 @@ class delivery_gate final : public exec::delivery {
     // outlive the gate. A policy whose deliver section was added or changed by a
     // reload (SIGHUP) after create() holds its revocations until a restart.
     static result<std::unique_ptr<delivery_gate>> create(
-        net::any_io_executor ex, const policy::config& cfg, auth::token_source* google,
+        const net::any_io_executor& ex, const policy::config& cfg, auth::token_source* google,
         std::function<std::optional<millis>()> write_budget);
 
     bool wants(const app& a, const policy::policy& p) const override;

@@ -244,7 +244,7 @@ int cmd_once(const policy::config& cfg, const notify::config& ncfg, const cli& c
         // the receivers answer; the rest waits in the outbox for `run`.
         spawn_dispatcher(io, *ns);
         net::co_spawn(io, drain_watch(*ns, stop, wall_now() + k_once_drain),
-                      [&stop](std::exception_ptr) { stop.close(); });
+                      [&stop](const std::exception_ptr&) { stop.close(); });
         stop.open();
         io.run();
         io.restart();

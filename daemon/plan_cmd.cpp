@@ -63,7 +63,11 @@
 namespace keyrot::daemon {
 namespace {
 
-// (`planned`), which learnt those it needed.
+// One forecast action of `plan --ahead`: when, its Apigee calls, its JSON line
+// and its table row. Made by aggregate initialization only: the implicit default constructor
+// would be noexcept (nlohmann::json's is), and clang-tidy 14 follows json's
+// into a constructor that may throw (bugprone-exception-escape), although
+// not for the null it makes.
 struct forecast_row {
     millis at = 0;
     int calls = 0;  // Apigee requests of its action (plan::forecast_item::apigee_calls)
@@ -116,9 +120,7 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
         const std::string owner = a.app_group.empty() ? a.developer_email : "team:" + a.app_group;
         for (const auto& it : plan::forecast_app(a, p, now, until, edge)) {
             const std::string kind = plan::to_string(it.kind);
-            forecast_row r;
-            r.at = it.at;
-            r.calls = it.apigee_calls;
+            forecast_row r{.at = it.at, .calls = it.apigee_calls};
             r.json = {{"at", format_time(it.at)},
                       {"forecast", true},
                       {"organization", org},
@@ -449,6 +451,7 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
                 std::cout << "nothing falls due within " << span << "\n";
             } else {
                 std::vector<std::vector<std::string>> trows;
+                trows.reserve(ahead.size());
                 for (auto& r : ahead) trows.push_back(std::move(r.text));
                 std::cout << "within " << span << ":\n";
                 print_table({"WHEN", "ORGANIZATION", "DEVELOPER", "APP", "POLICY", "ACTION", "KEY",

@@ -187,7 +187,7 @@ class daemon_loop {
         for (auto& o : orgs_) start_loop(*o);
         if (notify_) {
             spawn_dispatcher(io_, *notify_);
-            net::co_spawn(io_, notify_gauges(), [](std::exception_ptr) {});
+            net::co_spawn(io_, notify_gauges(), [](const std::exception_ptr&) {});
         }
         if (const auto usec = watchdog_interval_usec()) {
             watchdog_usec_ = usec;
@@ -275,7 +275,7 @@ class daemon_loop {
                 for (auto& o : orgs_)
                     if (!o->running) o->timer.cancel();  // a pass now
         };
-        net::co_spawn(io_, elector_->run(), [](std::exception_ptr e) {
+        net::co_spawn(io_, elector_->run(), [](const std::exception_ptr& e) {
             if (!e) return;
             try {
                 std::rethrow_exception(e);
@@ -340,7 +340,7 @@ class daemon_loop {
 
     void start_loop(org_state& o) {
         o.done = false;
-        net::co_spawn(io_, org_loop(o), [this, &o](std::exception_ptr e) {
+        net::co_spawn(io_, org_loop(o), [this, &o](const std::exception_ptr& e) {
             if (e) {
                 try {
                     std::rethrow_exception(e);

@@ -312,7 +312,7 @@ T run_sync(net::io_context& io, net::awaitable<T> aw, std::function<void()> done
     std::optional<T> out;
     std::exception_ptr err;
     net::co_spawn(io, store(std::move(aw), out), [&err, &done](std::exception_ptr e) {
-        err = e;
+        err = std::move(e);
         if (done) done();
     });
     io.run();
@@ -398,7 +398,7 @@ struct notify_stack {
 
 // Start-up: every error is a configuration error (exit 78): the outbox cannot
 // be opened, a signing key or CA file cannot be read or is malformed.
-inline result<std::unique_ptr<notify_stack>> open_notify(net::any_io_executor ex,
+inline result<std::unique_ptr<notify_stack>> open_notify(const net::any_io_executor& ex,
                                                          const policy::config& cfg,
                                                          const notify::config& ncfg,
                                                          obs::metrics* m) {
@@ -444,7 +444,7 @@ inline result<std::unique_ptr<notify_stack>> open_notify(net::any_io_executor ex
 }
 
 inline void spawn_dispatcher(net::io_context& io, notify_stack& ns) {
-    net::co_spawn(io, ns.disp->run(), [](std::exception_ptr e) {
+    net::co_spawn(io, ns.disp->run(), [](const std::exception_ptr& e) {
         if (!e) return;
         try {
             std::rethrow_exception(e);

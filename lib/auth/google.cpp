@@ -227,7 +227,7 @@ class metadata_source final : public minting_source {
 
 result<std::unique_ptr<token_source>> make_google(const std::string& key_file,
                                                   http::client* for_google,
-                                                  std::string origin_note) {
+                                                  const std::string& origin_note) {
     auto cfg_error = [&](std::string m) { return make_error(error::kind::config, std::move(m)); };
     if (!for_google) return cfg_error("auth method google needs an HTTP client");
     std::ifstream in(key_file, std::ios::binary);

@@ -81,7 +81,7 @@ inline constexpr std::string_view k_default_metadata_host = "169.254.169.254";
 // the file was found (describe()).
 result<std::unique_ptr<token_source>> make_google(const std::string& key_file,
                                                   http::client* for_google,
-                                                  std::string origin_note = "auth.path");
+                                                  const std::string& origin_note = "auth.path");
 
 // google through the metadata server at `host_port` (host[:port]): GET
 // k_metadata_token_path with Metadata-Flavor: Google over plain HTTP on a client

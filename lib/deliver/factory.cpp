@@ -16,8 +16,8 @@ result<std::unique_ptr<http::client>> make_client(net::any_io_executor ex, http:
 
 }  // namespace
 
-result<std::unique_ptr<target_factory>> target_factory::create(net::any_io_executor ex, config cfg,
-                                                               environment env) {
+result<std::unique_ptr<target_factory>> target_factory::create(const net::any_io_executor& ex,
+                                                               config cfg, environment env) {
     std::unique_ptr<target_factory> f(new target_factory());
     for (std::size_t i = 0; i < cfg.targets.size(); ++i) {
         const std::string where = "deliver[" + std::to_string(i) + "]";
@@ -71,8 +71,14 @@ result<app_targets> target_factory::targets_for(const app& a) {
             if (!n)
                 return make_error(error::kind::config, where + " for app " + a.organization + "/" +
                                                            a.name + ": " + n.err().message);
-            if (!*n)
-                out.skipped.push_back(where + ": \"" + tmpl + "\" " + why_not_applied(tmpl, a));
+            if (!*n) {
+                std::string skip = where;
+                skip += ": \"";
+                skip += tmpl;
+                skip += "\" ";
+                skip += why_not_applied(tmpl, a);
+                out.skipped.push_back(std::move(skip));
+            }
             return n;
         };
         if (const auto* k = std::get_if<kubernetes_secret_config>(&t)) {

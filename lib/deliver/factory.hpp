@@ -51,8 +51,8 @@ class target_factory {
     // Errors (kind config): a kind the environment cannot serve (kubernetesSecret
     // without kube.api_url, secretManager without google.header) or a client
     // that cannot be made (bad URL, unreadable CA file).
-    static result<std::unique_ptr<target_factory>> create(net::any_io_executor ex, config cfg,
-                                                          environment env);
+    static result<std::unique_ptr<target_factory>> create(const net::any_io_executor& ex,
+                                                          config cfg, environment env);
     result<app_targets> targets_for(const app& a);
     const config& cfg() const { return cfg_; }
 

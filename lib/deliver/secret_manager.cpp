@@ -171,7 +171,7 @@ net::awaitable<result<http::response>> secret_manager_target::call(std::string m
         http::request req;
         req.method = method;
         req.target = path;
-        req.body = round == 0 ? body : std::move(body);
+        req.body = body;
         if (!req.body.empty() || method == "POST" || method == "PATCH")
             req.content_type = "application/json";
         req.authorization = std::move(*h);

@@ -190,7 +190,7 @@ net::awaitable<result<http::response>> vault_target::call(std::string method, st
         http::request req;
         req.method = method;
         req.target = path;
-        req.body = round == 0 ? body : std::move(body);
+        req.body = body;
         if (!req.body.empty()) req.content_type = "application/json";
         req.authorization = std::move(*h);
         auto r = co_await client_.send(std::move(req));

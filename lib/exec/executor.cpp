@@ -18,7 +18,7 @@ namespace keyrot::exec {
 
 using namespace detail;
 
-executor::executor(apigee::api& api, observer& obs, std::filesystem::path state_dir,
+executor::executor(apigee::api& api, observer& obs, const std::filesystem::path& state_dir,
                    std::function<millis()> clock, state_store* store)
     : api_(api),
       obs_(obs),
@@ -212,7 +212,7 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     int running = workers + 1;
     net::steady_timer done(ex, net::steady_timer::time_point::max());
     std::exception_ptr first_error;
-    auto finished = [&running, &done, &first_error, &pl](std::exception_ptr e) {
+    auto finished = [&running, &done, &first_error, &pl](const std::exception_ptr& e) {
         if (e) {
             if (!first_error) first_error = e;
             pl.aborted = true;  // nobody waits forever for a worker that died

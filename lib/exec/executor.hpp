@@ -85,7 +85,7 @@ class executor {
   public:
     // Crash-recovery state goes to `store` when given (it must outlive the
     // executor), else to a file_store in state_dir/journal.
-    executor(apigee::api& api, observer& obs, std::filesystem::path state_dir,
+    executor(apigee::api& api, observer& obs, const std::filesystem::path& state_dir,
              std::function<millis()> clock, state_store* store = nullptr);
 
     // Delivery targets (exec/delivery.hpp): the revocation gate. nullptr (the

@@ -90,7 +90,14 @@ class semaphore {
 class slot_guard {
   public:
     explicit slot_guard(semaphore& s) : s_(&s) {}
-    ~slot_guard() { release(); }
+    // semaphore::release() cancels a waiter's timer, and Asio's cancel() may
+    // throw (in theory: the reactor's cancel reports no error).
+    ~slot_guard() {
+        try {
+            release();
+        } catch (...) {
+        }
+    }
     slot_guard(const slot_guard&) = delete;
     slot_guard& operator=(const slot_guard&) = delete;
     void release() {

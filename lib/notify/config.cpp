@@ -22,7 +22,12 @@ struct checker {
     // Walks an object's fields, refusing unknown ones.
     void fields(const json& j, const std::string& where, const std::set<std::string>& known) {
         for (const auto& [k, v] : j.items())
-            if (!known.count(k)) add(where + "." + k, "unknown field");
+            if (!known.count(k)) {
+                std::string field = where;
+                field += '.';
+                field += k;
+                add(field, "unknown field");
+            }
     }
 
     std::optional<millis> duration(const json& v, const std::string& where, bool allow_zero) {
@@ -78,8 +83,12 @@ void parse_filter(checker& ck, const json& w, const std::string& where, sink_fil
                 std::string known;
                 for (auto n : event_type_names())
                     known += (known.empty() ? "" : ", ") + std::string(n);
-                ck.add(where + ".events",
-                       "unknown event type \"" + e + "\" (known: " + known + ")");
+                std::string what = "unknown event type \"";
+                what += e;
+                what += "\" (known: ";
+                what += known;
+                what += ')';
+                ck.add(where + ".events", what);
             }
     }
     if (w.contains("policies")) out.policies = ck.strings(w["policies"], where + ".policies");

@@ -14,7 +14,7 @@ struct dispatcher::slot {
     millis ready_at = 0;  // paused until then after a failure
 };
 
-dispatcher::dispatcher(net::any_io_executor ex, outbox& box,
+dispatcher::dispatcher(const net::any_io_executor& ex, outbox& box,
                        std::vector<std::unique_ptr<sink>> sinks, dispatcher_options opts)
     : ex_(ex), box_(box), opts_(std::move(opts)), timer_(ex) {
     for (auto& s : sinks) {
@@ -84,7 +84,10 @@ add_result dispatcher::publish(const event& e) {
 // with an attempt in flight is left to that attempt (or the next sweep).
 void dispatcher::sweep(millis t) {
     last_sweep_ = t;
-    for (const auto& [id, name] : box_.older_than(t - opts_.max_age)) {
+    // (No structured binding: clang 14 cannot capture one in the lambda below.)
+    for (const auto& entry : box_.older_than(t - opts_.max_age)) {
+        const std::string& id = entry.first;
+        const std::string& name = entry.second;
         const auto it = std::find_if(slots_.begin(), slots_.end(),
                                      [&](const auto& sl) { return sl->s->name() == name; });
         if (it != slots_.end() && (*it)->busy) continue;
@@ -191,26 +194,27 @@ net::awaitable<void> dispatcher::run() {
             if (due <= t) {
                 sl.busy = true;
                 ++in_flight_;
-                net::co_spawn(ex_, attempt(i, first->second), [this, i](std::exception_ptr ep) {
-                    slots_[i]->busy = false;
-                    --in_flight_;
-                    if (ep) {
-                        // Only a bug gets here; report it and keep the sink going.
-                        report rep;
-                        rep.what = report::kind::retrying;
-                        rep.sink = slots_[i]->s->name();
-                        rep.error = "internal error in delivery";
-                        try {
-                            std::rethrow_exception(ep);
-                        } catch (const std::exception& ex) {
-                            rep.error += std::string(": ") + ex.what();
-                        } catch (...) {
-                        }
-                        slots_[i]->ready_at = now() + k_minute;
-                        emit(rep);
-                    }
-                    wake();
-                });
+                net::co_spawn(ex_, attempt(i, first->second),
+                              [this, i](const std::exception_ptr& ep) {
+                                  slots_[i]->busy = false;
+                                  --in_flight_;
+                                  if (ep) {
+                                      // Only a bug gets here; report it and keep the sink going.
+                                      report rep;
+                                      rep.what = report::kind::retrying;
+                                      rep.sink = slots_[i]->s->name();
+                                      rep.error = "internal error in delivery";
+                                      try {
+                                          std::rethrow_exception(ep);
+                                      } catch (const std::exception& ex) {
+                                          rep.error += std::string(": ") + ex.what();
+                                      } catch (...) {
+                                      }
+                                      slots_[i]->ready_at = now() + k_minute;
+                                      emit(rep);
+                                  }
+                                  wake();
+                              });
                 continue;
             }
             if (wake_at < 0 || due < wake_at) wake_at = due;

@@ -97,8 +97,8 @@ struct dispatcher_options {
 
 class dispatcher {
   public:
-    dispatcher(net::any_io_executor ex, outbox& box, std::vector<std::unique_ptr<sink>> sinks,
-               dispatcher_options opts);
+    dispatcher(const net::any_io_executor& ex, outbox& box,
+               std::vector<std::unique_ptr<sink>> sinks, dispatcher_options opts);
     ~dispatcher();
     dispatcher(const dispatcher&) = delete;
     dispatcher& operator=(const dispatcher&) = delete;

@@ -194,7 +194,7 @@ result<email_envelope> build_email(const email_config& c, const email_template& 
     return env;
 }
 
-result<std::unique_ptr<email_sink>> email_sink::create(net::any_io_executor ex,
+result<std::unique_ptr<email_sink>> email_sink::create(const net::any_io_executor& ex,
                                                        const email_config& c,
                                                        std::function<millis()> clock) {
     (void)ex;  // the worker hands results back to each deliver()'s own executor

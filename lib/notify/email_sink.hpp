@@ -61,7 +61,7 @@ result<email_envelope> build_email(const email_config& c, const email_template& 
 class email_sink final : public sink {
   public:
     // Reads passwordFile and the template files. `clock`: epoch ms for Date:.
-    static result<std::unique_ptr<email_sink>> create(net::any_io_executor ex,
+    static result<std::unique_ptr<email_sink>> create(const net::any_io_executor& ex,
                                                       const email_config& c,
                                                       std::function<millis()> clock = {});
     ~email_sink() override;

@@ -49,6 +49,7 @@ std::optional<event_type> parse_event_type(std::string_view name) {
 const std::vector<std::string_view>& event_type_names() {
     static const std::vector<std::string_view> names = [] {
         std::vector<std::string_view> v;
+        v.reserve(std::size(k_types));
         for (const auto& tn : k_types) v.push_back(tn.name);
         return v;
     }();

@@ -5,7 +5,7 @@
 
 namespace keyrot::notify {
 
-result<sink_set> make_sinks(net::any_io_executor ex, const config& c) {
+result<sink_set> make_sinks(const net::any_io_executor& ex, const config& c) {
     sink_set out;
     for (const auto& w : c.webhooks) {
         auto s = webhook_sink::create(ex, w);

@@ -20,6 +20,6 @@ struct sink_set {
     std::vector<std::string> names;  // the same order
 };
 
-result<sink_set> make_sinks(net::any_io_executor ex, const config& c);
+result<sink_set> make_sinks(const net::any_io_executor& ex, const config& c);
 
 }  // namespace keyrot::notify

@@ -15,19 +15,19 @@ std::pair<std::string, std::string> split_url(const std::string& url) {
 
 result<std::unique_ptr<webhook_sink>> webhook_sink::create(
     net::any_io_executor ex, const webhook_config& c, std::function<millis()> clock,
-    std::function<void(http::options&)> tune) {
+    const std::function<void(http::options&)>& tune) {
     auto keys = signer::load(c.secret_files, c.ed25519_key_files);
     if (!keys) {
         error e = keys.err();
         e.message = "notify webhook " + c.name + ": " + e.message;
         return e;
     }
-    return create(ex, c, std::move(keys.value()), std::move(clock), std::move(tune));
+    return create(std::move(ex), c, std::move(keys.value()), std::move(clock), tune);
 }
 
 result<std::unique_ptr<webhook_sink>> webhook_sink::create(
     net::any_io_executor ex, const webhook_config& c, signer keys, std::function<millis()> clock,
-    std::function<void(http::options&)> tune) {
+    const std::function<void(http::options&)>& tune) {
     auto fail = [&](std::string m) {
         error e;
         e.what = error::kind::config;
@@ -51,7 +51,7 @@ result<std::unique_ptr<webhook_sink>> webhook_sink::create(
     o.max_response_bytes = 64u << 10;
     o.user_agent = "keyrotd/0.1 (webhooks)";
     if (tune) tune(o);
-    auto cl = http::client::create(ex, std::move(o));
+    auto cl = http::client::create(std::move(ex), std::move(o));
     if (!cl) return fail(cl.err().message);
 
     std::unique_ptr<webhook_sink> s(new webhook_sink());

@@ -33,11 +33,11 @@ class webhook_sink final : public sink {
     // `tune`: adjusts the http::options before the client is made (tests: proxies).
     static result<std::unique_ptr<webhook_sink>> create(
         net::any_io_executor ex, const webhook_config& c, std::function<millis()> clock = {},
-        std::function<void(http::options&)> tune = {});
+        const std::function<void(http::options&)>& tune = {});
     // The same with a signer already loaded.
     static result<std::unique_ptr<webhook_sink>> create(
         net::any_io_executor ex, const webhook_config& c, signer keys,
-        std::function<millis()> clock = {}, std::function<void(http::options&)> tune = {});
+        std::function<millis()> clock = {}, const std::function<void(http::options&)>& tune = {});
 
     const std::string& name() const override { return config_.name; }
     const sink_filter& filter() const override { return config_.filter; }

@@ -65,7 +65,7 @@ namespace {
 
 using response = http::response<http::string_body>;
 
-void log_exception(std::exception_ptr e, const char* what) {
+void log_exception(const std::exception_ptr& e, const char* what) {
     if (!e) return;
     try {
         std::rethrow_exception(e);
@@ -214,7 +214,7 @@ net::awaitable<void> accept_loop(std::shared_ptr<http_server::impl> self) {
             continue;
         }
         net::co_spawn(self->acceptor.get_executor(), session(self, std::move(socket)),
-                      [](std::exception_ptr e) { log_exception(e, "http session failed"); });
+                      [](const std::exception_ptr& e) { log_exception(e, "http session failed"); });
     }
 }
 
@@ -246,7 +246,7 @@ void http_server::start() {
     impl_->port = acceptor.local_endpoint(ec).port();
     impl_->stopping = false;
     net::co_spawn(acceptor.get_executor(), accept_loop(impl_),
-                  [](std::exception_ptr e) { log_exception(e, "http accept loop failed"); });
+                  [](const std::exception_ptr& e) { log_exception(e, "http accept loop failed"); });
 }
 
 unsigned short http_server::port() const { return impl_->port; }

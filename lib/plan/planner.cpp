@@ -79,7 +79,7 @@ struct key_info {
 class planner {
   public:
     planner(const app& a, const policy::policy& p, millis now, const options& opt)
-        : app_(a), pol_(p), rot_(p.rotation), now_(now), opt_(opt) {}
+        : app_(a), rot_(p.rotation), now_(now), opt_(opt) {}
 
     app_plan run() {
         index();
@@ -499,7 +499,6 @@ class planner {
     }
 
     const app& app_;
-    const policy::policy& pol_;
     const policy::rotation_rules& rot_;
     millis now_;
     options opt_;

@@ -21,9 +21,10 @@
 #include "sched/kube.hpp"
 
 namespace keyrot::sched {
-namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::json;  // (as kube.cpp: one alias when a unity build merges them)
+
+namespace {
 
 constexpr const char* k_api_version = "coordination.k8s.io/v1";
 constexpr auto k_warn_every = std::chrono::minutes(1);
