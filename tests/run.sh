@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing (Debian 12), checks the formatting, builds, runs
-# every test with ctest, clang-tidy on the pure core (tests/tidy.sh), then the
+# every test with ctest, clang-tidy on lib/ and daemon/ (tests/tidy.sh), then the
 # unit tests and keyrotd under AddressSanitizer + UBSan. The sanitizer build
 # and clang-tidy run at low priority while the release tests run (they mostly
 # wait on sockets); their logs: build/logs/.
@@ -22,7 +22,7 @@ done
 
 # Keep in step with deploy/Dockerfile's build stage.
 packages=(
-    build-essential cmake ninja-build pkg-config git ca-certificates
+    build-essential cmake ninja-build mold pkg-config git ca-certificates
     libboost-dev libssl-dev openssl nlohmann-json3-dev libspdlog-dev libfmt-dev
     prometheus-cpp-dev libyaml-cpp-dev libcurl4-openssl-dev libhowardhinnant-date-dev tzdata libcli11-dev
     libgtest-dev libgmock-dev
@@ -49,8 +49,14 @@ stage() { echo "== $* (at $(( $(date +%s) - start ))s)"; }
 stage "format: clang-format --dry-run --Werror on every C++ file"
 git ls-files -z -- '*.cpp' '*.hpp' | xargs -0 clang-format --dry-run --Werror
 
-stage "configure + build (release)"
-cmake --preset release >/dev/null
+# A build directory made here (a clean clone: CI) is a unity build: merged
+# sources share their Boost parses and template instantiations, a full build
+# takes ~30 % less. An existing directory keeps its own setting (incremental
+# builds of one file are quicker without unity).
+unity=()
+[[ -f build/release/CMakeCache.txt ]] || unity=(-DCMAKE_UNITY_BUILD=ON)
+stage "configure + build (release${unity:+, unity})"
+cmake --preset release "${unity[@]}" >/dev/null
 cmake --build --preset release
 
 # Background jobs write to build/logs/NAME.log; finish NAME waits for one and
@@ -88,7 +94,7 @@ background tidy nice -n 10 tests/tidy.sh build/release
 stage "ctest (release: unit + integration)"
 ctest --preset release -j2 --timeout 600
 
-stage "clang-tidy (pure core; tests/tidy.sh --all for lib/ and daemon/)"
+stage "clang-tidy (lib/ and daemon/; the analyzer on the pure core)"
 finish tidy
 
 if ((asan)); then
