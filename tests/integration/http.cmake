@@ -3,7 +3,7 @@
 # (bench/http.cmake defines the same target when tests are off.)
 if(NOT TARGET keyrot_http_test_server)
     add_library(keyrot_http_test_server STATIC ${CMAKE_CURRENT_LIST_DIR}/http_test_server.cpp)
-    keyrot_warnings(keyrot_http_test_server)
+    keyrot_target(keyrot_http_test_server)
     target_include_directories(keyrot_http_test_server PUBLIC ${PROJECT_SOURCE_DIR}/lib
                                ${CMAKE_CURRENT_LIST_DIR})
     target_link_libraries(keyrot_http_test_server PUBLIC Boost::headers Threads::Threads
@@ -12,7 +12,7 @@ endif()
 
 foreach(t http_client_test http_api_test)
     add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/${t}.cpp)
-    keyrot_warnings(${t})
+    keyrot_target(${t})
     target_include_directories(${t} PRIVATE ${PROJECT_SOURCE_DIR}/lib ${PROJECT_SOURCE_DIR}/tests)
     target_link_libraries(${t} PRIVATE keyrot::apigee keyrot_http_test_server GTest::gtest_main
                           OpenSSL::Crypto nlohmann_json::nlohmann_json)

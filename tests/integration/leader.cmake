@@ -4,7 +4,7 @@
 # RBAC 403, outside writes to the Lease, writes whose answers are lost, MicroTime
 # with exactly 6 fractional digits, NO_PROXY in CIDR form (tls). Label integration.
 add_executable(leader_driver ${CMAKE_CURRENT_LIST_DIR}/leader_driver.cpp)
-keyrot_warnings(leader_driver)
+keyrot_target(leader_driver)
 target_link_libraries(leader_driver PRIVATE keyrot::sched spdlog::spdlog)
 
 foreach(_case two three kill release unreachable hang tls skew rbac outside_write lost_answer

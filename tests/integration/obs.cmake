@@ -1,7 +1,7 @@
 # obs: `promtool check metrics` on the exposition of a populated registry, as
 # served over HTTP by obs::http_server (a tiny program; obs_promtool_test.py drives it).
 add_executable(obs_exposition ${CMAKE_CURRENT_LIST_DIR}/obs_exposition.cpp)
-keyrot_warnings(obs_exposition)
+keyrot_target(obs_exposition)
 target_link_libraries(obs_exposition PRIVATE keyrot::obs Boost::headers Threads::Threads)
 
 # Debian's prometheus package; tests/run.sh installs it. Missing: the test fails and says so.
