@@ -18,14 +18,6 @@ error field_error(const std::string& field, const std::string& why) {
     return e;
 }
 
-// FIELD.KEY: the place of one label in a diagnostic.
-std::string label_field(const std::string& field, const std::string& key) {
-    std::string out = field;
-    out += '.';
-    out += key;
-    return out;
-}
-
 // Reads the fields of one object, remembering which were seen so that unknown
 // keys can be reported.
 class reader {
@@ -101,11 +93,10 @@ std::optional<error> check_google_labels(const std::string& field,
     for (const auto& [k, v] : labels) {
         if (k.size() > 63 || !(k[0] >= 'a' && k[0] <= 'z') ||
             !std::all_of(k.begin(), k.end(), ok_char))
-            return field_error(label_field(field, k),
+            return field_error(field + "." + k,
                                "is not a Google label key ([a-z][a-z0-9_-]{0,62})");
         if (v.size() > 63 || !std::all_of(v.begin(), v.end(), ok_char))
-            return field_error(label_field(field, k),
-                               "is not a Google label value ([a-z0-9_-]{0,63})");
+            return field_error(field + "." + k, "is not a Google label value ([a-z0-9_-]{0,63})");
     }
     return std::nullopt;
 }
@@ -121,7 +112,7 @@ std::optional<error> check_kube_labels(const std::string& field,
                                       std::all_of(v.begin(), v.end(), [&](char c) {
                                           return alnum(c) || c == '-' || c == '_' || c == '.';
                                       }));
-        if (!ok) return field_error(label_field(field, k), "is not a Kubernetes label value");
+        if (!ok) return field_error(field + "." + k, "is not a Kubernetes label value");
     }
     return std::nullopt;
 }

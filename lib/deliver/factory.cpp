@@ -71,14 +71,8 @@ result<app_targets> target_factory::targets_for(const app& a) {
             if (!n)
                 return make_error(error::kind::config, where + " for app " + a.organization + "/" +
                                                            a.name + ": " + n.err().message);
-            if (!*n) {
-                std::string skip = where;
-                skip += ": \"";
-                skip += tmpl;
-                skip += "\" ";
-                skip += why_not_applied(tmpl, a);
-                out.skipped.push_back(std::move(skip));
-            }
+            if (!*n)
+                out.skipped.push_back(where + ": \"" + tmpl + "\" " + why_not_applied(tmpl, a));
             return n;
         };
         if (const auto* k = std::get_if<kubernetes_secret_config>(&t)) {

@@ -198,18 +198,11 @@ result<std::optional<std::string>> render_name(std::string_view tmpl, const app&
             const std::string v = attribute_value(a, name);
             if (v.empty()) return std::optional<std::string>{};
             const attribute_rule* rule = find_rule(rules, name);
-            const auto refused = [&](std::string_view rest) {
-                std::string m = "attribute ";
-                m += name;
-                m += " = \"";
-                m += v;
-                m += "\" ";
-                m += rest;
-                return config_error(std::move(m));
-            };
             if (rule->prefix.empty() || v.rfind(rule->prefix, 0) != 0)
-                return refused("is outside the allowed prefix \"" + rule->prefix + "\"");
-            if (auto why = illegal_attribute_value(v); !why.empty()) return refused(why);
+                return config_error("attribute " + name + " = \"" + v +
+                                    "\" is outside the allowed prefix \"" + rule->prefix + "\"");
+            if (auto why = illegal_attribute_value(v); !why.empty())
+                return config_error("attribute " + name + " = \"" + v + "\" " + why);
             out += v;
         }
     }

@@ -22,12 +22,7 @@ struct checker {
     // Walks an object's fields, refusing unknown ones.
     void fields(const json& j, const std::string& where, const std::set<std::string>& known) {
         for (const auto& [k, v] : j.items())
-            if (!known.count(k)) {
-                std::string field = where;
-                field += '.';
-                field += k;
-                add(field, "unknown field");
-            }
+            if (!known.count(k)) add(where + "." + k, "unknown field");
     }
 
     std::optional<millis> duration(const json& v, const std::string& where, bool allow_zero) {
@@ -83,12 +78,8 @@ void parse_filter(checker& ck, const json& w, const std::string& where, sink_fil
                 std::string known;
                 for (auto n : event_type_names())
                     known += (known.empty() ? "" : ", ") + std::string(n);
-                std::string what = "unknown event type \"";
-                what += e;
-                what += "\" (known: ";
-                what += known;
-                what += ')';
-                ck.add(where + ".events", what);
+                ck.add(where + ".events",
+                       "unknown event type \"" + e + "\" (known: " + known + ")");
             }
     }
     if (w.contains("policies")) out.policies = ck.strings(w["policies"], where + ".policies");

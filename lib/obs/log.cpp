@@ -94,7 +94,7 @@ class line_formatter final : public spdlog::formatter {
             for (const auto& f : t_fields) {
                 std::string key(f.key);
                 // The three members Cloud Logging interprets are never overwritten.
-                if (key == "time" || key == "severity" || key == "message") key.insert(0, "field_");
+                if (key == "time" || key == "severity" || key == "message") key = "field_" + key;
                 if (f.number)
                     j[key] = nlohmann::ordered_json::parse(f.value, nullptr, false);
                 else
