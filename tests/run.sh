@@ -81,12 +81,49 @@ finish() {
     exit 1
 }
 
+# The sanitizers are set per target (cmake/target.cmake): prove they reached
+# a binary, or every run under "ASan" would pass uninstrumented.
+check_sanitized() {
+    local syms
+    syms=$(nm -D --undefined-only "$1")
+    grep -q '__asan_init' <<<"$syms" && grep -q '__ubsan_handle_' <<<"$syms" ||
+        { echo "$1 is not built with ASan + UBSan" >&2; return 1; }
+}
+# keyrotd itself under ASan+UBSan (leaks included) against the release
+# emulator: the rotation suite (the strict profile: it takes more paths; the
+# release run has both), the daemon and hostile-input suites. They mostly wait
+# on sockets (~56 CPU-s in ~120 s), so they run beside the rest of the build.
+asan_suites() {
+    export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    export KEYROTD="$PWD/build/asan/daemon/keyrotd" KEYROT_BUILD_DIR="$PWD/build/release"
+    KEYROT_EMULATOR_PROFILE=strict timeout 600 /usr/bin/python3 tests/integration/rotation_test.py &&
+        timeout 600 /usr/bin/python3 tests/integration/daemon_test.py &&
+        timeout 300 /usr/bin/python3 tests/chaos/hostile_test.py
+}
+# The ASan build, at low priority: keyrotd first, then its suites start
+# while the unit tests build.
+asan_build() {
+    nice -n 10 cmake --build --preset asan --target keyrotd || return 1
+    check_sanitized build/asan/daemon/keyrotd || return 1
+    stage "keyrotd under ASan + UBSan built; its suites start (build/logs/asan-suites.log)"
+    asan_suites > build/logs/asan-suites.log 2>&1 &
+    local suites=$!
+    nice -n 10 cmake --build --preset asan --target unit-tests || { kill $suites; return 1; }
+    check_sanitized build/asan/tests/planner_test || { kill $suites; return 1; }
+    if ! wait $suites; then
+        cat build/logs/asan-suites.log
+        echo "keyrotd under ASan + UBSan: a suite failed" >&2
+        return 1
+    fi
+    stage "keyrotd's suites under ASan + UBSan passed"
+}
+
 if ((asan)); then
     # A unity build (CMAKE_UNITY_BUILD in the preset): -O0 compiles are mostly
     # front end, so merging sources saves a third of the time (703 s -> ~480 s).
-    stage "configure + build (asan, unity) in the background, at low priority"
+    stage "configure + build (asan, unity) in the background, at low priority; keyrotd's suites as soon as it is built"
     cmake --preset asan >/dev/null
-    background asan-build nice -n 10 cmake --build --preset asan --target unit-tests keyrotd
+    background asan-build asan_build
 fi
 # clang-tidy runs beside the tests too: they mostly wait on sockets.
 background tidy nice -n 10 tests/tidy.sh build/release
@@ -98,28 +135,13 @@ stage "clang-tidy (lib/ and daemon/; the analyzer on the pure core)"
 finish tidy
 
 if ((asan)); then
-    stage "waiting for the asan build"
+    stage "waiting for the asan build and keyrotd's suites under ASan + UBSan"
     finish asan-build
-    # The sanitizers are set per target (cmake/target.cmake): prove they reached
-    # keyrotd and a test binary, or every run below would pass uninstrumented.
-    for bin in build/asan/daemon/keyrotd build/asan/tests/planner_test; do
-        syms=$(nm -D --undefined-only "$bin")
-        grep -q '__asan_init' <<<"$syms" && grep -q '__ubsan_handle_' <<<"$syms" ||
-            { echo "$bin is not built with ASan + UBSan" >&2; exit 1; }
-    done
+    tail -n 3 build/logs/asan-suites.log
+    # Each binary whole, in two shards side by side: ctest's process per test
+    # costs ~120 s under ASan, this ~35 s.
     stage "unit tests under ASan + UBSan"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        KEYROT_SIM_SEEDS=1 KEYROT_SIM_DAYS=365 ctest --preset asan -j2 --timeout 600
-    # keyrotd itself under ASan+UBSan (leaks included) against the release
-    # emulator: the rotation suite, the daemon and hostile-input suites. (Side
-    # by side with the unit tests they save ~10 s: the sanitizer runs are CPU-bound.)
-    stage "keyrotd under ASan + UBSan: rotation, daemon and hostile suites"
-    export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-    export KEYROTD="$PWD/build/asan/daemon/keyrotd" KEYROT_BUILD_DIR="$PWD/build/release"
-    # (the strict profile: it takes more paths; the release run has both)
-    KEYROT_EMULATOR_PROFILE=strict timeout 600 /usr/bin/python3 tests/integration/rotation_test.py
-    timeout 600 /usr/bin/python3 tests/integration/daemon_test.py
-    timeout 300 /usr/bin/python3 tests/chaos/hostile_test.py
-    unset KEYROTD KEYROT_BUILD_DIR ASAN_OPTIONS UBSAN_OPTIONS
+        KEYROT_SIM_SEEDS=1 KEYROT_SIM_DAYS=365 tests/unit_binaries.sh build/asan 2
 fi
 echo "== all tests passed in $(( $(date +%s) - start ))s"
