@@ -221,8 +221,8 @@ class daemon_loop {
         bool done = true;      // the loop has exited (or never started)
         bool retired = false;  // a reload removed its last policy
         millis pass_started = 0;
-        millis next_at = k_never;  // wall clock of the next pass
-        std::string last;          // how the last pass went, for STATUS=
+        time_or_never next_at;  // wall clock of the next pass
+        std::string last;       // how the last pass went, for STATUS=
         // From the last full pass: when the next one is due, the config it ran
         // with, and the apps whose actions fall due before it (re-read alone).
         sched::schedule_state schedule;  // backoff, spin guard, the next full pass
@@ -473,7 +473,7 @@ class daemon_loop {
                 co_await o.timer.async_wait(net::redirect_error(net::use_awaitable, ec));
             }
         }
-        o.next_at = k_never;
+        o.next_at = time_or_never::never();
     }
 
     // One line for systemd's STATUS=: how each organisation's last pass went and
@@ -485,7 +485,7 @@ class daemon_loop {
             return "stopping: " + std::to_string(busy) + " pass(es) finishing";
         }
         int active = 0, ok = 0, failed = 0, never = 0;
-        millis next = k_never;
+        time_or_never next;
         std::string failing;
         for (const auto& o : orgs_) {
             if (o->retired) continue;
@@ -498,8 +498,7 @@ class daemon_loop {
                 ++failed;
                 if (failing.empty()) failing = o->link->organization + " " + o->last;
             }
-            if (!o->running && o->next_at != k_never)
-                next = next == k_never ? o->next_at : std::min(next, o->next_at);
+            if (!o->running) next = earliest(next, o->next_at);
         }
         std::string s;
         if (active == 1) {
@@ -514,7 +513,7 @@ class daemon_loop {
                 std::to_string(failed) + " failing, " + std::to_string(never) + " starting";
             if (!failing.empty()) s += "; " + failing;
         }
-        if (next != k_never) s += "; next pass " + format_time(next);
+        if (!next.is_never()) s += "; next pass " + format_time(next.at());
         return one_line(s);
     }
 

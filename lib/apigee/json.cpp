@@ -62,7 +62,7 @@ millis to_int64(const json& v, const std::string& where) {
     } else {
         fail(where, "expected an integer (number or string)");
     }
-    if (out < 0 && out != k_never) fail(where, "negative value other than -1");
+    if (out < -1) fail(where, "negative value other than -1");
     return out;
 }
 
@@ -71,6 +71,13 @@ millis get_int64(const json& obj, const char* name, const std::string& ctx, mill
     if (!v) return dflt;
     if (v->is_string() && v->get_ref<const std::string&>().empty()) return dflt;
     return to_int64(*v, where_of(ctx, name));
+}
+
+// A time or span where -1 (and an absent or empty field) means never: empty.
+std::optional<millis> get_or_never(const json& obj, const char* name, const std::string& ctx) {
+    const millis v = get_int64(obj, name, ctx, -1);
+    if (v == -1) return std::nullopt;
+    return v;
 }
 
 std::vector<std::string> get_strings(const json& obj, const char* name, const std::string& ctx) {
@@ -111,7 +118,7 @@ credential credential_from(const json& j, const std::string& ctx) {
     if (!c.consumer_key.empty()) c.fingerprint = fingerprint(c.consumer_key);
     c.status = parse_approval(get_string(j, "status", ctx));
     c.issued_at = get_int64(j, "issuedAt", ctx, 0);
-    c.expires_at = get_int64(j, "expiresAt", ctx, k_never);
+    if (const auto at = get_or_never(j, "expiresAt", ctx)) c.expires_at = *at;
     c.attributes = get_attributes(j, ctx);
     c.scopes = get_strings(j, "scopes", ctx);
     if (const json* p = field(j, "apiProducts")) {
@@ -158,12 +165,12 @@ app app_from(const json& j, const std::string& org, const std::string& ctx, bool
                 fail(where, "expected names");
         }
     }
-    a.key_expires_in = get_int64(j, "keyExpiresIn", ctx, k_never);
+    a.key_expires_in = get_or_never(j, "keyExpiresIn", ctx);
     // In seconds on a team app (AppGroupApp), in milliseconds on a developer app.
-    if (!edge && !a.app_group.empty() && a.key_expires_in != k_never) {
-        if (a.key_expires_in > std::numeric_limits<millis>::max() / 1000)
+    if (!edge && !a.app_group.empty() && a.key_expires_in) {
+        if (*a.key_expires_in > std::numeric_limits<millis>::max() / 1000)
             fail(where_of(ctx, "keyExpiresIn"), "out of range");
-        a.key_expires_in *= 1000;
+        *a.key_expires_in *= 1000;
     }
     a.created_at = get_int64(j, "createdAt", ctx, 0);
     a.last_modified_at = get_int64(j, "lastModifiedAt", ctx, 0);
@@ -276,7 +283,7 @@ std::string generate_key_body(const app& a) {
     j["apiProducts"] = a.api_products;
     j["scopes"] = a.scopes;
     if (!a.app_family.empty()) j["appFamily"] = a.app_family;
-    if (a.key_expires_in != k_never) j["keyExpiresIn"] = std::to_string(a.key_expires_in);
+    if (a.key_expires_in) j["keyExpiresIn"] = std::to_string(*a.key_expires_in);
     return dump(j);
 }
 
@@ -292,8 +299,7 @@ std::string create_key_body(const new_key& k) {
     json j;
     j["consumerKey"] = k.consumer_key.reveal();
     j["consumerSecret"] = k.consumer_secret.reveal();
-    if (k.expires_in_seconds != k_never)
-        j["expiresInSeconds"] = std::to_string(k.expires_in_seconds);
+    if (k.expires_in_seconds) j["expiresInSeconds"] = std::to_string(*k.expires_in_seconds);
     j["attributes"] = attributes_json(k.attributes);
     std::string out = dump(j);
     cleanse(j["consumerKey"].get_ref<std::string&>());
@@ -500,7 +506,7 @@ std::string edge_generate_key_body(const app& a) {
     j["apiProducts"] = a.api_products;
     j["scopes"] = a.scopes;
     if (!a.app_family.empty()) j["appFamily"] = a.app_family;
-    if (a.key_expires_in != k_never) j["keyExpiresIn"] = a.key_expires_in;
+    if (a.key_expires_in) j["keyExpiresIn"] = *a.key_expires_in;
     return dump(j);
 }
 

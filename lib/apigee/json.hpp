@@ -3,7 +3,8 @@
 // Parsing is tolerant of absent fields and nulls, strict on types: a field of
 // the wrong type is an error of kind protocol naming the field, never an
 // exception or a crash. int64 fields are accepted as JSON numbers or decimal
-// strings; -1 (or "-1") means never (k_never); other negatives are errors.
+// strings; -1 (or "-1") means never (an empty optional, a never time_or_never);
+// other negatives are errors.
 // Credentials get their fingerprint filled. Credential apiProducts are
 // [{apiproduct, status}]; plain names are tolerated with status "" (unknown:
 // never treated as approved).
@@ -40,13 +41,13 @@ struct google_error {
 bool parse_google_error(std::string_view body, google_error& out);
 
 // "generate key pair" body: name, attributes, callbackUrl, apiProducts (names),
-// scopes, appFamily, keyExpiresIn (string; left out when k_never).
+// scopes, appFamily, keyExpiresIn (string; left out when never).
 std::string generate_key_body(const app& a);
 // PUT app body: name, attributes, callbackUrl, appFamily (no apiProducts: on Apigee
 // a PUT with products may mint a key).
 std::string update_app_body(const app& a);
 // create key body: consumerKey, consumerSecret, expiresInSeconds (string; left out
-// when k_never), attributes; never scopes. Holds secrets: the caller wipes it.
+// when never), attributes; never scopes. Holds secrets: the caller wipes it.
 std::string create_key_body(const new_key& k);
 // update key body: apiProducts (names) and always the key's complete attribute
 // list: an update may replace the attributes with those sent, and one that

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,7 +46,7 @@ struct app_owner {
 struct new_key {
     secret consumer_key;
     secret consumer_secret;
-    millis expires_in_seconds = k_never;  // -1: never
+    std::optional<millis> expires_in_seconds;  // empty: never (Apigee's -1)
     std::vector<attribute> attributes;
     // No scopes: Apigee may refuse scopes on a key that has no product yet
     // (docs/apigee-fidelity.md); they are set after the products.

@@ -1,9 +1,12 @@
 // Durations in config: "30s", "15m", "12h", "90d", "2w", "0", ISO 8601
-// ("P90D", "PT12H", "P1DT2H30M"). All times in keyrotd are int64 milliseconds.
+// ("P90D", "PT12H", "P1DT2H30M"). Times in keyrotd are int64 milliseconds;
+// an instant that may be "never" is a time_or_never.
 #pragma once
 
+#include <compare>
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -17,13 +20,48 @@ inline constexpr millis k_second = 1000;
 inline constexpr millis k_minute = 60 * k_second;
 inline constexpr millis k_hour = 60 * k_minute;
 inline constexpr millis k_day = 24 * k_hour;
-inline constexpr millis k_never = -1;  // Apigee's "never expires"
 
-// The earlier of two instants, where k_never (never) is later than any.
-constexpr millis earliest(millis a, millis b) {
-    if (a == k_never) return b;
-    if (b == k_never) return a;
-    return a < b ? a : b;
+// An instant, or never (Apigee's "never expires", a plan that never wakes):
+// the type says which, where a -1 once did. Never is later than every instant,
+// so comparisons read right for both (`expires_at <= now`: expired; std::min:
+// the earlier). There is no arithmetic: plus() keeps never never, at() is the
+// instant of one that is not never.
+class time_or_never {
+  public:
+    constexpr time_or_never() = default;                            // never
+    constexpr time_or_never(millis at) : at_(at), never_(false) {}  // NOLINT: an instant is one
+    static constexpr time_or_never never() { return {}; }
+
+    constexpr bool is_never() const { return never_; }
+    constexpr millis at() const {  // precondition: !is_never()
+        if (never_) throw std::logic_error("time_or_never::at() of never");
+        return at_;
+    }
+    constexpr std::optional<millis> instant() const {
+        return never_ ? std::nullopt : std::optional<millis>(at_);
+    }
+    // `span` later; never stays never.
+    constexpr time_or_never plus(millis span) const { return never_ ? *this : at_ + span; }
+
+    friend constexpr bool operator==(time_or_never a, time_or_never b) {
+        return a.never_ == b.never_ && (a.never_ || a.at_ == b.at_);
+    }
+    friend constexpr std::strong_ordering operator<=>(time_or_never a, time_or_never b) {
+        if (a.never_ || b.never_) return a.never_ <=> b.never_;
+        return a.at_ <=> b.at_;
+    }
+
+  private:
+    millis at_ = 0;
+    bool never_ = true;
+};
+
+// The earlier of two; never is later than any instant.
+constexpr time_or_never earliest(time_or_never a, time_or_never b) { return a < b ? a : b; }
+
+// format_time(), or "never".
+inline std::string format_time(time_or_never t) {
+    return t.is_never() ? std::string("never") : format_time(t.at());
 }
 
 // nullopt when garbled or negative.

@@ -3,6 +3,7 @@
 // these); the planner reasons on them alone.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,7 +58,7 @@ struct credential {
     std::string fingerprint;              // of consumer_key; filled by whoever builds the value
     approval status = approval::unknown;  // approved | revoked
     millis issued_at = 0;
-    millis expires_at = k_never;  // k_never (-1): never expires
+    time_or_never expires_at;  // never by default (Apigee's -1)
     std::vector<attribute> attributes;
     std::vector<std::string> scopes;
     std::vector<product_grant> products;
@@ -80,7 +81,7 @@ struct app {
     std::vector<attribute> attributes;
     std::vector<std::string> scopes;
     std::vector<std::string> api_products;  // as sent in requests (names)
-    millis key_expires_in = k_never;
+    std::optional<millis> key_expires_in;   // empty: keys never expire (Apigee's -1)
     millis created_at = 0;
     millis last_modified_at = 0;
     std::vector<credential> credentials;

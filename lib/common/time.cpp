@@ -30,7 +30,6 @@ bool fixed_part(std::string_view s) {
 }  // namespace
 
 std::string format_time(std::int64_t ts) {
-    if (ts < 0) return "never";
     return date::format("%FT%TZ", date::floor<std::chrono::seconds>(instant(ts)));
 }
 

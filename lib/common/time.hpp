@@ -10,8 +10,8 @@
 
 namespace keyrot {
 
-// "2026-11-25T12:00:00Z" (whole seconds, floored); a negative instant (k_never)
-// prints "never". For `plan`, `inventory` and messages.
+// "2026-11-25T12:00:00Z" (whole seconds, floored). For `plan`, `inventory`
+// and messages; format_time(time_or_never) (common/duration.hpp) prints "never".
 std::string format_time(std::int64_t ts);
 
 // "2026-11-25T12:00:00.123Z" (RFC 3339, UTC, milliseconds); instants before

@@ -11,8 +11,6 @@ namespace keyrot::deliver {
 
 namespace {
 
-std::string expiry_text(millis ts) { return ts == k_never ? "never" : format_time(ts); }
-
 std::string hex(const unsigned char* d, std::size_t n) {
     static constexpr char k_digits[] = "0123456789abcdef";
     std::string out;
@@ -39,11 +37,11 @@ field_map payload_fields(const payload& p) {
     field_map f;
     f["consumerKey"] = p.current.consumer_key;
     f["consumerSecret"] = p.current.consumer_secret;
-    f["expiresAt"] = secret(expiry_text(p.current.expires_at));
+    f["expiresAt"] = secret(format_time(p.current.expires_at));
     if (p.previous) {
         f["previousConsumerKey"] = p.previous->consumer_key;
         f["previousConsumerSecret"] = p.previous->consumer_secret;
-        f["previousExpiresAt"] = secret(expiry_text(p.previous->expires_at));
+        f["previousExpiresAt"] = secret(format_time(p.previous->expires_at));
     }
     return f;
 }

@@ -40,7 +40,7 @@ namespace keyrot::deliver {
 struct key_material {
     secret consumer_key;
     secret consumer_secret;
-    millis expires_at = k_never;  // epoch ms; k_never: does not expire
+    time_or_never expires_at;  // never: does not expire
 };
 
 struct payload {

@@ -15,6 +15,7 @@
 #include "exec/executor_detail.hpp"
 #include "exec/inventory.hpp"
 #include "exec/keygen.hpp"
+#include "plan/steps.hpp"
 
 namespace keyrot::exec {
 
@@ -52,6 +53,29 @@ intent executor::make_intent(const planned_app& pa, audit_action action, const s
     i.late = late;
     i.ts = clock_();
     return i;
+}
+
+std::optional<intent> executor::step_intent(const planned_app& pa, const plan::step& st,
+                                            const std::string& key, const std::string& replaces,
+                                            std::string detail, bool late) const {
+    audit_action action = audit_action::created;
+    switch (st.records) {
+        case plan::audited::none:
+            return std::nullopt;
+        case plan::audited::created:
+            action = audit_action::created;
+            break;
+        case plan::audited::completed:
+            action = audit_action::completed;
+            break;
+        case plan::audited::revoked:
+            action = audit_action::revoked;
+            break;
+        case plan::audited::deleted:
+            action = audit_action::deleted;
+            break;
+    }
+    return make_intent(pa, action, key, replaces, std::move(detail), late);
 }
 
 net::awaitable<bool> executor::begin(const planned_app& pa, const intent& i) {

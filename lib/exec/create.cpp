@@ -63,30 +63,35 @@ net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action
     nk.consumer_key = random_token(48);
     nk.consumer_secret = random_token(48);
     const millis now = clock_();
-    nk.expires_in_seconds =
-        act.expires_at == k_never ? k_never : std::max<millis>(1, (act.expires_at - now) / 1000);
+    if (!act.expires_at.is_never())
+        nk.expires_in_seconds = std::max<millis>(1, (act.expires_at.at() - now) / 1000);
     nk.attributes = st.attributes;
     const std::string fp = fingerprint(nk.consumer_key);
 
-    const intent in =
-        make_intent(pa, audit_action::created, fp, act.key, created_detail(act), act.late);
-    const bool began = co_await begin(pa, in);
-    if (!began) co_return false;
+    // Around the write, what the step asks (plan/steps.hpp): the intent of `created`.
+    const std::optional<intent> in =
+        step_intent(pa, st, fp, act.key, created_detail(act), act.late);
+    if (in) {
+        const bool began = co_await begin(pa, *in);
+        if (!began) co_return false;
+    }
     auto made = co_await create_or_read_back(dev, name, nk);
     if (!made.key) {
         // A key that was never created is named nowhere (no fingerprint of it
         // in the log or the audit record): the record names the old key only.
         // Not known: if it was created after all, its intent and pending
         // marker make the next pass find it, audit it and complete it.
-        if (made.absent) co_await intents_.remove(in);
+        if (made.absent && in) co_await intents_.remove(*in);
         co_return fail(pa, "", act.key, made.error);
     }
     credential s = std::move(*made.key);
     s.fingerprint = fp;
     s.consumer_key = nk.consumer_key;
     if (auto wrong = plan::check_after(st, s, act.spec)) co_return fail(pa, fp, act.key, *wrong);
-    const bool finished = co_await finish(pa, in);
-    if (!finished) co_return false;
+    if (in) {
+        const bool finished = co_await finish(pa, *in);
+        if (!finished) co_return false;
+    }
     co_return co_await complete(pa, std::move(s), act.spec, act.key);
 }
 
@@ -104,16 +109,19 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
         co_return fail(pa, "", act.key, "read app before generate: " + before.err().describe());
     journal_entry je{pa.snapshot.organization, owner_id(pa.snapshot), name, act.key, {}, clock_()};
     for (const auto& c : before->credentials) je.known.push_back(c.fingerprint);
-    const bool journaled = co_await journal_.write(je);
-    if (!journaled)
-        co_return fail(pa, "", act.key,
-                       "cannot write the generate journal (" + store_.describe() + ")");
+    if (st.journal_first) {
+        const bool journaled = co_await journal_.write(je);
+        if (!journaled)
+            co_return fail(pa, "", act.key,
+                           "cannot write the generate journal (" + store_.describe() + ")");
+    }
 
     app body = before.value();
     body.api_products = st.products;
     body.scopes = st.scopes;
     const millis now = clock_();
-    body.key_expires_in = act.expires_at == k_never ? k_never : act.expires_at - now;
+    body.key_expires_in =
+        act.expires_at.is_never() ? std::nullopt : std::optional<millis>(act.expires_at.at() - now);
     pa.reread = true;  // the app itself is rewritten: re-read it before planning again
     auto after = co_await api_.generate_key(dev, body);
     if (!after) {
@@ -159,7 +167,7 @@ net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::acti
 net::awaitable<bool> executor::create_import_journaled(planned_app& pa, const plan::action& act) {
     const apigee::app_owner owner = apigee::app_owner::of(pa.snapshot);
     const std::string& name = pa.snapshot.name;
-    if (act.expires_at != k_never)
+    if (!act.expires_at.is_never())
         co_return fail(pa, "", act.key,
                        "import on Apigee Edge cannot set an expiry (keyLifetime must be never)");
     // Two steps: a bare keys/create, then the pending marker (mark_and_complete).
@@ -167,15 +175,17 @@ net::awaitable<bool> executor::create_import_journaled(planned_app& pa, const pl
     apigee::new_key nk;
     nk.consumer_key = random_token(48);
     nk.consumer_secret = random_token(48);
-    nk.expires_in_seconds = k_never;
+    nk.expires_in_seconds = std::nullopt;  // never
     const std::string fp = fingerprint(nk.consumer_key);
     journal_entry je{
         pa.snapshot.organization, owner_id(pa.snapshot), name, act.key, {}, clock_(), fp};
     for (const auto& c : pa.snapshot.credentials) je.known.push_back(c.fingerprint);
-    const bool journaled = co_await journal_.write(je);
-    if (!journaled)
-        co_return fail(pa, "", act.key,
-                       "cannot write the import journal (" + store_.describe() + ")");
+    if (st.journal_first) {
+        const bool journaled = co_await journal_.write(je);
+        if (!journaled)
+            co_return fail(pa, "", act.key,
+                           "cannot write the import journal (" + store_.describe() + ")");
+    }
     auto made = co_await create_or_read_back(owner, name, nk);
     if (!made.key) {
         // Absent: start over. Not known: the journal stays, and the next pass
@@ -198,22 +208,27 @@ net::awaitable<bool> executor::mark_and_complete(planned_app& pa, credential s,
                                                  const plan::action& act) {
     const apigee::app_owner owner = apigee::app_owner::of(pa.snapshot);
     const std::string& name = pa.snapshot.name;
-    const intent in = make_intent(pa, audit_action::created, s.fingerprint, act.key,
-                                  created_detail(act), act.late);
-    const bool began = co_await begin(pa, in);
-    if (!began) co_return false;
     const plan::step mark = plan::marking(s, act.key);
+    const std::optional<intent> in =
+        step_intent(pa, mark, s.fingerprint, act.key, created_detail(act), act.late);
+    if (in) {
+        const bool began = co_await begin(pa, *in);
+        if (!began) co_return false;
+    }
     auto marked = co_await api_.update_key(owner, name, s.consumer_key, {}, mark.attributes);
     if (!marked)
         co_return fail(pa, s.fingerprint, act.key, "mark new key: " + marked.err().describe());
     // Not as written: the journal stays, and the next pass marks the key again.
     if (auto wrong = plan::check_after(mark, marked.value(), act.spec))
         co_return fail(pa, s.fingerprint, act.key, "mark new key: " + *wrong);
-    co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
+    if (mark.ends_journal)
+        co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
     s.attributes = marked->attributes;
     s.products = marked->products;
-    const bool finished = co_await finish(pa, in);
-    if (!finished) co_return false;
+    if (in) {
+        const bool finished = co_await finish(pa, *in);
+        if (!finished) co_return false;
+    }
     const bool done = co_await complete(pa, std::move(s), act.spec, act.key);
     co_return done;
 }
@@ -292,13 +307,15 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
             co_return fail(
                 pa, fp, replaces,
                 std::string("completion does not converge at: ") + plan::to_string(st->kind));
-        std::optional<intent> in;
-        if (st->completes) {
-            in = make_intent(pa, audit_action::completed, fp, replaces,
-                             st->kind == plan::step_kind::add_products_final
-                                 ? "products, attributes and final marker in one update"
-                                 : "products, statuses, scopes and attributes copied; marker final",
-                             false);
+        // Around the write, what the step asks (plan/steps.hpp): the intent
+        // of `completed` for the write that makes it complete.
+        const std::optional<intent> in =
+            step_intent(pa, *st, fp, replaces,
+                        st->kind == plan::step_kind::add_products_final
+                            ? "products, attributes and final marker in one update"
+                            : "products, statuses, scopes and attributes copied; marker final",
+                        false);
+        if (in) {
             const bool began = co_await begin(pa, *in);
             if (!began) co_return false;
         }

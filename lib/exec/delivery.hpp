@@ -35,7 +35,7 @@ struct delivered_key {
     std::string fingerprint;
     secret consumer_key;
     secret consumer_secret;
-    millis expires_at = k_never;
+    time_or_never expires_at;
 };
 
 // What one target of an app holds (inspect()): read only, fingerprints only.

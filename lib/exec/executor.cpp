@@ -460,13 +460,10 @@ void executor::tally(const planned_app& pa,
     if (!pa.plan.skipped && !pa.plan.has_valid_key) ++c.apps_without_valid_key;
     c.revocations_held += pa.revocations_held;
     c.held_expiry = earliest(c.held_expiry, pa.held_expiry);
-    if (pa.plan.next_wake != k_never) {
-        sum.next_wake = sum.next_wake == k_never ? pa.plan.next_wake
-                                                 : std::min(sum.next_wake, pa.plan.next_wake);
-        if (pa.plan.next_wake < wake_horizon_)
-            sum.wakes.push_back({pa.snapshot.developer_email, pa.snapshot.name, pa.plan.next_wake,
-                                 pa.snapshot.app_group});
-    }
+    sum.next_wake = earliest(sum.next_wake, pa.plan.next_wake);
+    if (pa.plan.next_wake < wake_horizon_)  // never is not
+        sum.wakes.push_back({pa.snapshot.developer_email, pa.snapshot.name, pa.plan.next_wake,
+                             pa.snapshot.app_group});
     for (const auto& k : pa.plan.keys) {
         switch (k.state) {
             case plan::key_state::valid:

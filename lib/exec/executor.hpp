@@ -30,6 +30,10 @@
 #include "plan/planner.hpp"
 #include "policy/config.hpp"
 
+namespace keyrot::plan {
+struct step;  // plan/steps.hpp
+}
+
 namespace keyrot::apigee {
 class api;
 }
@@ -73,7 +77,7 @@ struct planned_app {
     // Revocations the delivery gate held this pass (their successor is not in
     // every target), and the earliest expiry among those old keys.
     int revocations_held = 0;
-    millis held_expiry = k_never;
+    time_or_never held_expiry;
 };
 
 struct inventory {
@@ -185,6 +189,11 @@ class executor {
     void keep(planned_app& pa, credential c, const secret& key) const;
     intent make_intent(const planned_app& pa, audit_action action, const std::string& key,
                        const std::string& replaces, std::string detail, bool late) const;
+    // The intent of the audit record step `st`'s write makes true
+    // (plan::step::records); nullopt when it makes none.
+    std::optional<intent> step_intent(const planned_app& pa, const plan::step& st,
+                                      const std::string& key, const std::string& replaces,
+                                      std::string detail, bool late) const;
     net::awaitable<bool> begin(const planned_app& pa, const intent& i);
     net::awaitable<bool> finish(const planned_app& pa, const intent& i);
 

@@ -40,8 +40,7 @@ inline bool maybe_applied(const error& e) {
 
 // A `created` record: why, and when the new key expires.
 inline std::string created_detail(const plan::action& act) {
-    return act.reason + "; the new key expires " +
-           (act.expires_at == k_never ? std::string("never") : format_time(act.expires_at));
+    return act.reason + "; the new key expires " + format_time(act.expires_at);
 }
 
 // A re-read app replaces the snapshot; what only the org list and the developer
@@ -67,7 +66,7 @@ inline constexpr millis k_fresh_snapshot = 60'000;
 inline void add_unmatched(const app& a, millis now, std::vector<unmatched_key>& out) {
     if (a.status == approval::revoked) return;  // none of its keys works
     for (const auto& c : a.credentials) {
-        if (c.status != approval::approved || c.expires_at == k_never || c.expires_at <= now)
+        if (c.status != approval::approved || c.expires_at.is_never() || c.expires_at <= now)
             continue;
         out.push_back({a.app_group.empty() ? a.developer_email : std::string(), a.app_group, a.name,
                        c.fingerprint, c.issued_at, c.expires_at, a.developer_status});

@@ -63,11 +63,11 @@ struct action_record {
     bool late = false;  // created: a late rotation
     std::string detail;
     // For observers (notifications), not audited: the issue and expiry times of
-    // `key` and the expiry of `replaces` as the pass knew them; k_never (or
-    // for issued_at 0) when unknown. Expiry k_never also means "never expires".
+    // `key` and the expiry of `replaces` as the pass knew them; never (0 for
+    // issued_at) when unknown. An expiry of never also means "never expires".
     millis key_issued_at = 0;
-    millis key_expires_at = k_never;
-    millis replaces_expires_at = k_never;
+    time_or_never key_expires_at;
+    time_or_never replaces_expires_at;
     // The developer's status as the pass knew it: "active", "inactive", or ""
     // when not known (not in the developer list and not read). For observers:
     // a notification names the developer active only when this says so.
@@ -95,7 +95,7 @@ struct unmatched_key {
     std::string app;
     std::string fingerprint;
     millis issued_at = 0;
-    millis expires_at = k_never;
+    time_or_never expires_at;
     // As action_record::developer_status ("" for a team app).
     std::string developer_status;
 };
@@ -105,7 +105,7 @@ struct unmatched_key {
 struct app_wake {
     std::string developer;  // "" for a team app
     std::string app;
-    millis at = k_never;
+    time_or_never at;
     std::string team;  // a team app's AppGroup
 };
 
@@ -114,7 +114,7 @@ struct pass_summary {
     bool ok = false;  // the pass read the whole inventory and no action failed
     millis started = 0;
     double seconds = 0;
-    millis next_wake = k_never;  // earliest due moment over all apps
+    time_or_never next_wake;  // earliest due moment over all apps
     int apps_seen = 0;
     int apps_matched = 0;
     int actions_done = 0;
@@ -144,7 +144,7 @@ struct pass_summary {
         // every target (docs/delivery.md), and the earliest expiry among them:
         // when Apigee ends one, its callers that have not switched break
         int revocations_held = 0;
-        millis held_expiry = k_never;
+        time_or_never held_expiry;
     };
     std::vector<policy_counts> by_policy;
     // Apps whose next action falls due before run_options::wake_horizon (empty
@@ -177,7 +177,7 @@ struct app_decision {
     std::string app;
     std::string policy;
     std::string decision;  // "skipped: why", "nothing to do", or each action with its reason
-    millis next_wake = k_never;
+    time_or_never next_wake;
 };
 
 class observer {

@@ -82,6 +82,7 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
     if (k == nullptr) co_return fail(pa, act.key, act.replaces, "key to revoke vanished");
     const secret key = k->consumer_key;
     std::string detail = act.reason;
+    const plan::step st = plan::retire_step(act);
     std::optional<credential> successor;  // as Apigee answered the check below
     if (act.replaces.empty()) {
         // An old key: its successor must be valid at this moment, not just at inventory time.
@@ -99,7 +100,7 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
             co_return fail(pa, act.key, "", *wrong);
         successor = now_s.value();
         // The gate: every target holds the successor, verified, before the old key goes.
-        if (delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
+        if (st.delivery_gate && delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
             auto d = co_await deliver(pa, succ_fp, act.key, &now_s.value());
             delivered(pa, succ_fp, act.key, "gate", static_cast<bool>(d));
             if (!d) {
@@ -113,10 +114,11 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
             detail += "; successor " + succ_fp + " delivered and verified";
         }
     }
-    const intent in = make_intent(pa, audit_action::revoked, act.key, act.replaces, detail, false);
-    const bool began = co_await begin(pa, in);
-    if (!began) co_return false;
-    const plan::step st = plan::retire_step(act);
+    const std::optional<intent> in = step_intent(pa, st, act.key, act.replaces, detail, false);
+    if (in) {
+        const bool began = co_await begin(pa, *in);
+        if (!began) co_return false;
+    }
     auto r = co_await api_.set_key_status(dev, name, key, false);
     if (!r && !maybe_applied(r.err()))
         co_return fail(pa, act.key, act.replaces, "revoke: " + r.err().describe());
@@ -130,9 +132,9 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
             co_return fail(pa, act.key, act.replaces, "revoke: " + r.err().describe());
         keep(pa, std::move(back.value()), key);
     }
-    const bool finished = co_await finish(pa, in);
-    if (finished && act.replaces.empty() && delivery_ &&
-        delivery_->wants(pa.snapshot, *pa.policy)) {
+    bool finished = true;
+    if (in) finished = co_await finish(pa, *in);
+    if (finished && st.delivery_gate && delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
         std::string succ_fp;
         for (const auto& v : pa.plan.keys)
             if (v.fingerprint == act.key) succ_fp = v.successor;
@@ -192,10 +194,12 @@ net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) 
     const credential* k = find_key(pa.snapshot, act.key);
     if (k == nullptr) co_return true;  // already gone
     const secret key = k->consumer_key;
-    const intent in = make_intent(pa, audit_action::deleted, act.key, "", act.reason, false);
-    const bool began = co_await begin(pa, in);
-    if (!began) co_return false;
     const plan::step st = plan::retire_step(act);
+    const std::optional<intent> in = step_intent(pa, st, act.key, "", act.reason, false);
+    if (in) {
+        const bool began = co_await begin(pa, *in);
+        if (!began) co_return false;
+    }
     auto r = co_await api_.delete_key(dev, name, key);
     if (!r && !r.err().is_status(404)) {
         if (!maybe_applied(r.err()))
@@ -211,7 +215,8 @@ net::awaitable<bool> executor::remove(planned_app& pa, const plan::action& act) 
     }
     std::erase_if(pa.snapshot.credentials,
                   [&](const credential& c) { return c.fingerprint == act.key; });
-    const bool finished = co_await finish(pa, in);
+    bool finished = true;
+    if (in) finished = co_await finish(pa, *in);
     co_return finished;
 }
 

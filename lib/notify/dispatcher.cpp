@@ -184,7 +184,7 @@ net::awaitable<void> dispatcher::run() {
     while (!stopping_) {
         const millis t = now();
         if (t - last_sweep_ >= k_minute) sweep(t);
-        millis wake_at = -1;
+        time_or_never wake_at;  // the earliest due delivery, if any
         for (std::size_t i = 0; i < slots_.size(); ++i) {
             slot& sl = *slots_[i];
             if (sl.busy || sl.disabled) continue;
@@ -217,11 +217,11 @@ net::awaitable<void> dispatcher::run() {
                               });
                 continue;
             }
-            if (wake_at < 0 || due < wake_at) wake_at = due;
+            wake_at = earliest(wake_at, due);
         }
-        const millis next_sweep = last_sweep_ + k_minute;
-        if (wake_at < 0 || next_sweep < wake_at) wake_at = next_sweep;
-        timer_.expires_after(std::chrono::milliseconds(std::max<millis>(wake_at - now(), 0)));
+        // The sweep, every minute, bounds it.
+        const millis until = earliest(wake_at, last_sweep_ + k_minute).at();
+        timer_.expires_after(std::chrono::milliseconds(std::max<millis>(until - now(), 0)));
         boost::system::error_code ec;
         co_await timer_.async_wait(net::redirect_error(net::use_awaitable, ec));
     }

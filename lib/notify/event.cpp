@@ -30,7 +30,7 @@ error refuse(std::string message) {
     return e;
 }
 
-std::string time_or_never(millis ts) { return ts == k_never ? "never" : rfc3339_ms(ts); }
+std::string time_text(time_or_never ts) { return ts.is_never() ? "never" : rfc3339_ms(ts.at()); }
 
 }  // namespace
 
@@ -114,8 +114,8 @@ result<event> make_event(event_fields f) {
     if (!f.policy.empty()) data["policy"] = f.policy;
     if (!f.key.empty()) data["key"] = f.key;
     if (!f.replaces.empty()) data["replaces"] = f.replaces;
-    if (f.expires_at) data["expiresAt"] = time_or_never(*f.expires_at);
-    if (f.revokes_at) data["replacesRevokedAt"] = time_or_never(*f.revokes_at);
+    if (f.expires_at) data["expiresAt"] = time_text(*f.expires_at);
+    if (f.revokes_at) data["replacesRevokedAt"] = rfc3339_ms(*f.revokes_at);
     if (f.lead_time) data["leadTime"] = format_duration(*f.lead_time);
     if (!f.reason.empty()) data["reason"] = f.reason;
 

@@ -58,8 +58,8 @@ struct event_fields {
     std::string key;       // fingerprint of the key the event is about, or empty
     std::string replaces;  // fingerprint of the key `key` replaces, or empty
     // When `key` stops working: for key.rotated the new key's expiry, for
-    // key.expiring the expiring key's expiry or scheduled revocation. k_never: never.
-    std::optional<millis> expires_at;
+    // key.expiring the expiring key's expiry or scheduled revocation (may be never).
+    std::optional<time_or_never> expires_at;
     std::optional<millis> revokes_at;  // when `replaces` will be revoked (key.rotated)
     std::optional<millis> lead_time;   // key.expiring: the configured lead time (e.g. 7d)
     std::string reason;                // rotation.failed, app.stranded; never a secret

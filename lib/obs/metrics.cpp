@@ -236,11 +236,11 @@ void metrics::on_pass(const exec::pass_summary& s) {
     if (s.ok)
         last_success_.Add({{"organization", org}})
             .Set(seconds_of(s.started) + std::max(0.0, s.seconds));
-    if (s.next_wake == k_never) {
+    if (s.next_wake.is_never()) {
         if (next_action_.Has({{"organization", org}}))
             next_action_.Remove(&next_action_.Add({{"organization", org}}));
     } else {
-        next_action_.Add({{"organization", org}}).Set(seconds_of(s.next_wake));
+        next_action_.Add({{"organization", org}}).Set(seconds_of(s.next_wake.at()));
     }
 
     // A failed pass that saw nothing (inventory unreadable) says nothing about the
@@ -269,8 +269,8 @@ void metrics::on_pass(const exec::pass_summary& s) {
         revocations_held_.Add({{"organization", org}, {"policy", c.policy}})
             .Set(c.revocations_held);
         prometheus::Labels l{{"organization", org}, {"policy", c.policy}};
-        if (c.revocations_held > 0 && c.held_expiry != k_never)
-            held_expiry_.Add(l).Set(seconds_of(c.held_expiry));
+        if (c.revocations_held > 0 && !c.held_expiry.is_never())
+            held_expiry_.Add(l).Set(seconds_of(c.held_expiry.at()));
         else if (held_expiry_.Has(l))
             held_expiry_.Remove(&held_expiry_.Add(l));
     }
@@ -310,7 +310,7 @@ void metrics::on_pass(const exec::pass_summary& s) {
     if (!per_key_) return;
     std::map<key_labels, prometheus::Gauge*> expiry;
     for (const auto& k : s.keys) {
-        if (!plan::key_works(k.key.state) || k.key.expires_at < 0) continue;
+        if (!plan::key_works(k.key.state) || k.key.expires_at.is_never()) continue;
         key_labels id{k.team.empty() ? k.developer : "\x01" + k.team, k.app, k.key.fingerprint};
         prometheus::Labels labels{{"organization", org},
                                   {"developer", k.developer},
@@ -318,7 +318,7 @@ void metrics::on_pass(const exec::pass_summary& s) {
                                   {"key", k.key.fingerprint}};
         if (!k.team.empty()) labels["team"] = k.team;  // a team (AppGroup) app
         auto& g = key_expiry_.Add(labels);
-        g.Set(seconds_of(k.key.expires_at));
+        g.Set(seconds_of(k.key.expires_at.at()));
         expiry.emplace(std::move(id), &g);
     }
     for (const auto& [id, gauge] : series.expiry)

@@ -52,25 +52,25 @@ constexpr const char* k_keyless_reason =
     "no valid key: Apigee lists no approved key for this app, so no caller can use it";
 
 // When `k` stops working: its expiry, or its scheduled revocation (complete
-// successor's issuedAt + overlap) when that comes first. k_never: never.
-millis stops_at(const exec::key_record& k, const std::vector<exec::key_record>& app_keys,
-                const notify_policy* p) {
-    millis end = k.key.expires_at;
+// successor's issuedAt + overlap) when that comes first.
+time_or_never stops_at(const exec::key_record& k, const std::vector<exec::key_record>& app_keys,
+                       const notify_policy* p) {
+    const time_or_never end = k.key.expires_at;
     if (p == nullptr || !p->revoke || k.key.successor.empty()) return end;
     const plan::key_view* s = find_key(app_keys, k.key.successor);
     if (s == nullptr || s->pending) return end;
-    const millis revoke_at = s->issued_at + p->overlap;
-    return end == k_never ? revoke_at : std::min(end, revoke_at);
+    return earliest(end, s->issued_at + p->overlap);
 }
 
 // The shortest lead time `end` is already within at `now`: one warning per
 // (key, lead), and a lead passed unseen is not sent late. None when `end` is
 // never, past, or beyond every lead.
-std::optional<millis> lead_reached(const std::vector<millis>& leads, millis end, millis now) {
-    if (end == k_never || end <= now) return std::nullopt;
+std::optional<millis> lead_reached(const std::vector<millis>& leads, time_or_never end,
+                                   millis now) {
+    if (end.is_never() || end <= now) return std::nullopt;
     std::optional<millis> lead;
     for (const millis l : leads)
-        if (end - now <= l && (!lead || l < *lead)) lead = l;
+        if (end <= now + l && (!lead || l < *lead)) lead = l;
     return lead;
 }
 
@@ -192,8 +192,8 @@ std::vector<notify::event_fields> expiring_events(
         if (pit == policies.end() || pit->second.expiring_at.empty()) continue;
         const auto& app_keys =
             by_app[app_key(s.organization, owner_of(k.developer, k.team), k.app)];
-        const millis end = stops_at(k, app_keys, &pit->second);
-        if (end == k_never || end <= now) continue;
+        const time_or_never end = stops_at(k, app_keys, &pit->second);
+        if (end.is_never() || end <= now) continue;
         const auto lead = lead_reached(pit->second.expiring_at, end, now);
         if (!lead) continue;
         notify::event_fields f;
@@ -317,9 +317,9 @@ std::vector<notify::event_fields> rederived_events(
         const notify_policy* p = pit == policies.end() ? nullptr : &pit->second;
         std::optional<millis> revokes_at;
         if (p != nullptr && p->revoke) {
-            millis at = k.key.issued_at + p->overlap;
-            if (old != nullptr && old->expires_at != k_never) at = std::min(at, old->expires_at);
-            revokes_at = at;
+            time_or_never at = k.key.issued_at + p->overlap;
+            if (old != nullptr) at = earliest(at, old->expires_at);
+            revokes_at = at.at();
         }
         notify::event_fields f;
         f.organization = s.organization;
@@ -489,9 +489,8 @@ void notifier::on_action(const exec::action_record& r) {
             if (r.key_issued_at > 0) {
                 f.expires_at = r.key_expires_at;
                 if (revokes) {
-                    millis at = r.key_issued_at + pit->second.overlap;
-                    if (r.replaces_expires_at != k_never) at = std::min(at, r.replaces_expires_at);
-                    f.revokes_at = at;
+                    f.revokes_at =
+                        earliest(r.key_issued_at + pit->second.overlap, r.replaces_expires_at).at();
                 }
             } else if (const auto it = last_keys_.find(
                            app_key(r.organization, owner_of(r.developer, r.team), r.app));
@@ -500,9 +499,8 @@ void notifier::on_action(const exec::action_record& r) {
                 const plan::key_view* ok = find_key(it->second, r.replaces);
                 if (nk) f.expires_at = nk->expires_at;
                 if (nk && ok && revokes) {
-                    millis at = nk->issued_at + pit->second.overlap;
-                    if (ok->expires_at != k_never) at = std::min(at, ok->expires_at);
-                    f.revokes_at = at;
+                    f.revokes_at =
+                        earliest(nk->issued_at + pit->second.overlap, ok->expires_at).at();
                 }
             }
         } else if (r.action == exec::audit_action::revoked) {

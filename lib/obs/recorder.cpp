@@ -77,7 +77,8 @@ void recorder::on_app(const exec::app_decision& d) {
                                      {"app", d.app},
                                      {"policy", d.policy},
                                      {"decision", d.decision}};
-        if (d.next_wake != k_never) fields.emplace_back("next_action", format_time(d.next_wake));
+        if (!d.next_wake.is_never())
+            fields.emplace_back("next_action", format_time(d.next_wake.at()));
         log_event(spdlog::level::debug, "app decided", fields);
     } catch (...) {
     }

@@ -216,15 +216,15 @@ std::vector<forecast_item> forecast_app(const app& a, const policy::policy* p, m
     simulation s{p, a, now, until, edge, {}, {}, {}, {}};
     std::string skipped;  // why the app is left alone, if it is
     if (p != nullptr) {
-        millis t = now;
-        for (int step = 0; step < max_steps && t != k_never && t <= until; ++step) {
-            const app_plan ap = plan_app(s.sim, *p, t);
+        time_or_never t = now;
+        for (int step = 0; step < max_steps && t <= until; ++step) {
+            const app_plan ap = plan_app(s.sim, *p, t.at());
             if (ap.skipped) {
                 skipped = ap.skip_reason;
                 break;
             }
             bool changed = false;
-            for (const auto& act : ap.actions) changed = s.apply(act, t) || changed;
+            for (const auto& act : ap.actions) changed = s.apply(act, t.at()) || changed;
             // After a write, plan again at the same moment: one action may make
             // the next one due (a pass does the same).
             if (!changed) t = ap.next_wake;
@@ -238,12 +238,12 @@ std::vector<forecast_item> forecast_app(const app& a, const policy::policy* p, m
             all.push_back(c);
     for (const auto& c : all) {
         if (c.status != approval::approved && !s.revoked_at.count(c.fingerprint)) continue;
-        if (c.expires_at < 0 || c.expires_at <= now || c.expires_at > until) continue;
+        if (c.expires_at <= now || c.expires_at > until) continue;  // never is later than until
         if (auto r = s.revoked_at.find(c.fingerprint);
             r != s.revoked_at.end() && r->second <= c.expires_at)
             continue;
         forecast_item it;
-        it.at = c.expires_at;
+        it.at = c.expires_at.at();
         it.kind = forecast_kind::expire;
         it.key = c.fingerprint;
         it.expires_at = c.expires_at;

@@ -44,9 +44,9 @@ const char* to_string(forecast_kind k);
 struct forecast_item {
     millis at = 0;
     forecast_kind kind = forecast_kind::report;
-    std::string key;              // the key acted on (rotate: the old key), or "(successor of FP)"
-    std::string replaces;         // the key `key` replaces, when known
-    millis expires_at = k_never;  // rotate: the successor's expiry
+    std::string key;           // the key acted on (rotate: the old key), or "(successor of FP)"
+    std::string replaces;      // the key `key` replaces, when known
+    time_or_never expires_at;  // rotate: the successor's expiry
     std::string reason;
     int apigee_calls = 0;  // requests its action makes when all goes well (0: expire, report)
 };

@@ -32,13 +32,7 @@ marker read_marker(const credential& c) {
     return {std::string(s), false};
 }
 
-bool expired(const credential& c, millis now) { return c.expires_at >= 0 && c.expires_at <= now; }
-
-millis earliest(millis a, millis b) {
-    if (a == k_never) return b;
-    if (b == k_never) return a;
-    return std::min(a, b);
-}
+bool expired(const credential& c, millis now) { return c.expires_at <= now; }
 
 // The old key's attributes without its own lineage marker.
 std::vector<attribute> own_attributes(const credential& c) {
@@ -128,7 +122,7 @@ class planner {
             std::any_of(plan_.actions.begin(), plan_.actions.end(),
                         [](const action& a) { return a.kind != action_kind::report; })) {
             plan_.actions.clear();
-            plan_.next_wake = k_never;
+            plan_.next_wake = time_or_never::never();
             return app_.app_group.empty()
                        ? skip("developer-unknown", "developer status is not known: not written to")
                        : skip("team-unknown",
@@ -215,19 +209,18 @@ class planner {
 
     bool due(const credential& k) const {
         if (opt_.force_rotate) return true;
-        if (k.expires_at >= 0 && k.expires_at - now_ <= rot_.rotate_before) return true;
+        if (k.expires_at <= now_ + rot_.rotate_before) return true;
         return rot_.max_age > 0 && now_ - k.issued_at >= rot_.max_age;
     }
 
-    millis due_at(const credential& k) const {
-        millis at = k_never;
-        if (k.expires_at >= 0) at = earliest(at, k.expires_at - rot_.rotate_before);
+    time_or_never due_at(const credential& k) const {
+        time_or_never at = k.expires_at.plus(-rot_.rotate_before);
         if (rot_.max_age > 0) at = earliest(at, k.issued_at + rot_.max_age);
         return at;
     }
 
-    void wake(millis at) {
-        if (at != k_never && at > now_) plan_.next_wake = earliest(plan_.next_wake, at);
+    void wake(time_or_never at) {
+        if (at > now_) plan_.next_wake = earliest(plan_.next_wake, at);
     }
 
     int valid_keys_left() const {
@@ -337,12 +330,12 @@ class planner {
         add(std::move(a));
     }
 
-    millis successor_expiry(const credential& old) const {
-        if (!rot_.key_lifetime) return k_never;
-        millis e = now_ + *rot_.key_lifetime;
+    time_or_never successor_expiry(const credential& old) const {
+        if (!rot_.key_lifetime) return time_or_never::never();
+        const time_or_never e = now_ + *rot_.key_lifetime;
         // A successor must outlive the key it replaces.
-        if (old.expires_at >= 0 && e <= old.expires_at)
-            e = old.expires_at + std::max(rot_.overlap, k_minute);
+        if (!old.expires_at.is_never() && e <= old.expires_at)
+            return old.expires_at.plus(std::max(rot_.overlap, k_minute));
         return e;
     }
 
@@ -383,7 +376,7 @@ class planner {
         std::string why;
         if (opt_.force_rotate) {
             why = "rotation requested";
-        } else if (k.expires_at >= 0 && k.expires_at - now_ <= rot_.rotate_before) {
+        } else if (k.expires_at <= now_ + rot_.rotate_before) {
             why = "expires " + format_time(k.expires_at) + ", within rotateBefore " +
                   format_duration(rot_.rotate_before);
         } else {
@@ -400,7 +393,9 @@ class planner {
     // if it expired recently and the app lost products with it.
     void late_rotation(const key_info& info) {
         const credential& k = *info.cred;
-        if (!info.successors.empty() || now_ - k.expires_at > rot_.rotate_before) return;
+        if (!info.successors.empty() || k.expires_at.is_never() ||
+            k.expires_at < now_ - rot_.rotate_before)
+            return;
         std::vector<std::string> uncovered;
         for (const auto& p : k.products) {
             if (p.status != approval::approved) continue;
@@ -422,9 +417,8 @@ class planner {
 
     millis revoke_at(const credential& old, const credential& successor) const {
         if (opt_.revoke_now) return now_;
-        millis at = successor.issued_at + rot_.overlap;
-        if (old.expires_at >= 0) at = std::min(at, old.expires_at);
-        return at;
+        const time_or_never at = successor.issued_at + rot_.overlap;
+        return earliest(at, old.expires_at).at();
     }
 
     void overlap(const key_info& info) {
@@ -479,10 +473,10 @@ class planner {
             for (const credential* c : info.successors)
                 if (!read_marker(*c).pending && better(c, s)) s = c;
             if (s == nullptr) continue;  // not replaced by keyrotd
-            millis stopped = k.expires_at;
+            time_or_never stopped = k.expires_at;
             if (k.status != approval::approved || revoking_.count(fp))
                 stopped = earliest(stopped, s->issued_at + rot_.overlap);
-            const millis at = stopped + rot_.delete_revoked_after;
+            const time_or_never at = stopped.plus(rot_.delete_revoked_after);
             if (now_ < at) {
                 wake(at);
                 continue;
@@ -594,7 +588,7 @@ bool in_window(const policy::time_window& w, millis now) {
     return minute >= w.start_minute && minute < w.end_minute;
 }
 
-millis next_window_open(const policy::time_window& w, millis now) {
+time_or_never next_window_open(const policy::time_window& w, millis now) {
     const millis local = now + utc_offset(w, now);
     const millis midnight = local - ((local % k_day) + k_day) % k_day;
     for (int d = 0; d <= 8; ++d) {
@@ -605,7 +599,7 @@ millis next_window_open(const policy::time_window& w, millis now) {
         const millis open = to_utc(w, day_start + w.start_minute * k_minute);
         if (open > now) return open;
     }
-    return k_never;
+    return time_or_never::never();
 }
 
 app_plan plan_app(const app& a, const policy::policy& p, millis now, const options& opt) {

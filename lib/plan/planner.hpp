@@ -37,13 +37,13 @@ struct successor_spec {
 
 struct action {
     action_kind kind = action_kind::report;
-    std::string key;              // fingerprint acted on; for create_successor: the old key
-    std::string replaces;         // complete_successor / revoke of a duplicate: the old key
-    millis expires_at = k_never;  // create_successor: the successor's expiry
-    bool late = false;            // create_successor for a key that already expired
-    bool failed = false;          // report: counts as a failed rotation (audit `failed`)
-    successor_spec spec;          // create_successor / complete_successor
-    std::string reason;           // for people: logs, audit `detail`, `plan`
+    std::string key;           // fingerprint acted on; for create_successor: the old key
+    std::string replaces;      // complete_successor / revoke of a duplicate: the old key
+    time_or_never expires_at;  // create_successor: the successor's expiry
+    bool late = false;         // create_successor for a key that already expired
+    bool failed = false;       // report: counts as a failed rotation (audit `failed`)
+    successor_spec spec;       // create_successor / complete_successor
+    std::string reason;        // for people: logs, audit `detail`, `plan`
 };
 
 // A key that still works: valid, due or in its overlap (not expired,
@@ -56,7 +56,7 @@ struct key_view {
     std::string fingerprint;
     key_state state = key_state::valid;
     millis issued_at = 0;
-    millis expires_at = k_never;
+    time_or_never expires_at;
     std::string replaces;   // fingerprint this key replaces, "" if none
     bool pending = false;   // marker still "pending:"
     std::string successor;  // fingerprint of its (first) successor, "" if none
@@ -74,7 +74,7 @@ struct app_plan {
     std::vector<action> actions;
     std::vector<key_view> keys;
     bool has_valid_key = false;
-    millis next_wake = k_never;  // earliest future moment the plan for this app changes
+    time_or_never next_wake;  // earliest future moment the plan for this app changes
 };
 
 struct options {
@@ -89,9 +89,9 @@ app_plan plan_app(const app& a, const policy::policy& p, millis now, const optio
 // nullptr when none matches.
 const policy::policy* match_policy(const app& a, const std::vector<policy::policy>& policies);
 
-// Whether `now` is inside the window, and when it next opens (k_never if never).
+// Whether `now` is inside the window, and when it next opens (never if it never does).
 bool in_window(const policy::time_window& w, millis now);
-millis next_window_open(const policy::time_window& w, millis now);
+time_or_never next_window_open(const policy::time_window& w, millis now);
 
 // What a `report` action's reason says, for observers that only see the
 // audit record's detail (app.stranded notifications): a revocation held by

@@ -76,6 +76,22 @@ const char* to_string(step_kind k) {
     return "?";
 }
 
+const char* to_string(audited a) {
+    switch (a) {
+        case audited::none:
+            return "none";
+        case audited::created:
+            return "created";
+        case audited::completed:
+            return "completed";
+        case audited::revoked:
+            return "revoked";
+        case audited::deleted:
+            return "deleted";
+    }
+    return "?";
+}
+
 std::vector<attribute> with_marker(std::vector<attribute> attrs, const std::string& value) {
     for (auto& a : attrs) {
         if (a.name == k_marker_attribute) {
@@ -94,17 +110,22 @@ std::vector<step> making_steps(const action& act, policy::rotation_method method
         first.kind = step_kind::generate;
         for (const auto& p : act.spec.products) first.products.push_back(p.name);
         first.scopes = act.spec.scopes;
+        first.journal_first = true;  // the new key is known only from the app's answer
     } else if (edge) {
         first.kind = step_kind::create_bare;
+        first.journal_first = true;  // it takes no attributes: the marker comes next
     } else {
         // No scopes: a key without products may refuse them; completion sets them.
         first.kind = step_kind::create_pending;
         first.attributes = with_marker(act.spec.attributes, k_pending_prefix + act.key);
+        first.records = audited::created;  // made and marked in one call
         return {first};
     }
     step mark;
     mark.kind = step_kind::mark_pending;
     mark.replaces = act.key;
+    mark.records = audited::created;
+    mark.ends_journal = true;
     return {first, mark};
 }
 
@@ -113,12 +134,22 @@ step marking(const credential& s, const std::string& replaces) {
     st.kind = step_kind::mark_pending;
     st.replaces = replaces;
     st.attributes = with_marker(s.attributes, k_pending_prefix + replaces);
+    st.records = audited::created;
+    st.ends_journal = true;
     return st;
 }
 
 step retire_step(const action& act) {
     step st;
-    st.kind = act.kind == action_kind::delete_key ? step_kind::remove : step_kind::revoke;
+    if (act.kind == action_kind::delete_key) {
+        st.kind = step_kind::remove;
+        st.records = audited::deleted;
+    } else {
+        st.kind = step_kind::revoke;
+        st.records = audited::revoked;
+        // An old key (a duplicate successor `replaces` another: nobody was given it).
+        st.delivery_gate = act.replaces.empty();
+    }
     return st;
 }
 
@@ -166,6 +197,7 @@ std::optional<step> next_completion_step(const credential& s, const successor_sp
             st.kind = step_kind::add_products_final;
             st.attributes = spec.attributes;
             st.completes = true;
+            st.records = audited::completed;
         } else {
             st.kind = step_kind::add_products;
             st.attributes = s.attributes;
@@ -202,6 +234,7 @@ std::optional<step> next_completion_step(const credential& s, const successor_sp
         st.kind = step_kind::final_marker;
         st.attributes = spec.attributes;
         st.completes = true;
+        st.records = audited::completed;
         return st;
     }
     return std::nullopt;

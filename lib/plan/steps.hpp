@@ -22,6 +22,20 @@
 // the pending marker; a generated key is the app's generate-key call and then
 // the pending marker. A key is retired in one write (retire_step): revoked,
 // or deleted.
+//
+// Each step also says what must be on disk, or true, before its write, so
+// that a crash or a lost answer is recovered and never repeated blindly
+// (docs/rotation.md, the crash windows); lib/exec does what the step says:
+// - `records`: the audit record the write makes true. Its intent is written
+//   first and the record once the answer is checked; a crash in between is
+//   replayed from the intent (never lost, never twice).
+// - `journal_first`: a write that makes a key keyrotd cannot name in advance
+//   (generate) or cannot mark in the same call (an import on Edge) is
+//   preceded by a journal entry naming the app's keys (and the key an import
+//   makes): the next pass finds a key made without a marker and marks it.
+//   `ends_journal`: the entry goes once this step's answer is checked.
+// - `delivery_gate`: an old key is revoked only once every delivery target
+//   holds its successor, verified (docs/delivery.md).
 #pragma once
 
 #include <optional>
@@ -52,6 +66,10 @@ enum class step_kind {
 };
 const char* to_string(step_kind k);
 
+// The audit record a step's write makes true (lib/exec: audit_action).
+enum class audited { none, created, completed, revoked, deleted };
+const char* to_string(audited a);
+
 struct step {
     step_kind kind = step_kind::final_marker;
     std::vector<std::string> products;
@@ -62,6 +80,11 @@ struct step {
     // brackets it): add_products_final and final_marker.
     bool completes = false;
     std::string replaces;  // making steps: the old key the successor replaces
+    // Around the write (see the top of this file).
+    audited records = audited::none;
+    bool journal_first = false;
+    bool ends_journal = false;
+    bool delivery_gate = false;
 };
 
 // `attrs` with keyrotd's lineage marker set to `value` (added when absent).

@@ -22,11 +22,11 @@ decision next_pass(const pass_result& r, schedule_state& s, const draw_fn& draw)
         if (!r.targeted) s.next_full = r.now + jitter(interval, interval / 10);
         d.wait = s.next_full - r.now;
         d.why = "full pass";
-        if (r.next_action != k_never && r.next_action + k_due_slack - r.now < d.wait) {
-            d.wait = r.next_action + k_due_slack - r.now;
+        if (r.next_action < r.now + d.wait - k_due_slack) {
+            d.wait = r.next_action.at() + k_due_slack - r.now;
             d.why = "next action due";
         }
-        if (r.next_action != k_never && r.next_action <= r.now) {
+        if (r.next_action <= r.now) {
             // Due already, yet the pass left it: once is fine; repeated, it
             // would spin against Apigee, so back off (1 s, 2 s, 4 s, ...).
             d.wait = std::min(k_min_wait << std::min(s.immediate, 20), interval);

@@ -26,12 +26,12 @@ inline constexpr millis k_min_wait = 1 * k_second;
 inline constexpr millis k_due_slack = 250;  // ms: wake just after the due moment
 
 struct pass_result {
-    bool ok = false;               // the pass read everything and no action failed
-    bool targeted = false;         // it re-read only the apps with an action due
-    bool config_changed = false;   // a reload swapped the config during the pass
-    millis now = 0;                // when it ended (wall clock)
-    millis interval = 0;           // the configured interval between full passes
-    millis next_action = k_never;  // the earliest action due over every app
+    bool ok = false;              // the pass read everything and no action failed
+    bool targeted = false;        // it re-read only the apps with an action due
+    bool config_changed = false;  // a reload swapped the config during the pass
+    millis now = 0;               // when it ended (wall clock)
+    millis interval = 0;          // the configured interval between full passes
+    time_or_never next_action;    // the earliest action due over every app
 };
 
 // Carried from one decision to the next; starts zeroed.

@@ -44,7 +44,7 @@ TEST(EdgeJson, ParsesADeveloperApp) {
     EXPECT_TRUE(a->app_group.empty());
     EXPECT_EQ(a->created_at, 1700000000000);
     ASSERT_EQ(a->credentials.size(), 2u);
-    EXPECT_EQ(a->credentials[0].expires_at, k_never);  // expiresAt: -1
+    EXPECT_EQ(a->credentials[0].expires_at, time_or_never::never());  // expiresAt: -1
     EXPECT_EQ(a->credentials[1].expires_at, 1800000000000);
     EXPECT_EQ(a->credentials[0].products.at(0).status, keyrot::approval::approved);
 }
@@ -109,7 +109,7 @@ TEST(EdgeJson, Bodies) {
     auto g = json::parse(edge_generate_key_body(a));
     EXPECT_TRUE(g["keyExpiresIn"].is_number_integer());  // a number on Edge
     EXPECT_EQ(g["keyExpiresIn"].get<std::int64_t>(), 7776000000);
-    a.key_expires_in = k_never;
+    a.key_expires_in = std::nullopt;
     EXPECT_FALSE(json::parse(edge_generate_key_body(a)).contains("keyExpiresIn"));
 
     new_key k;

@@ -36,14 +36,14 @@ TEST(ApigeeJson, ParsesAnApp) {
     EXPECT_EQ(a->developer_email, "dev@x.com");
     EXPECT_EQ(a->callback_url, "https://cb");
     EXPECT_EQ(a->attributes.size(), 2u);
-    EXPECT_EQ(a->key_expires_in, k_never);
+    EXPECT_EQ(a->key_expires_in, std::nullopt);
     EXPECT_EQ(a->created_at, 1700000000000);
     EXPECT_EQ(a->last_modified_at, 1700000000001);
     ASSERT_EQ(a->credentials.size(), 2u);
     const auto& c = a->credentials[0];
     EXPECT_EQ(c.consumer_key.reveal(), "ck-1");
     EXPECT_EQ(c.fingerprint, fingerprint("ck-1"));
-    EXPECT_EQ(c.expires_at, k_never);
+    EXPECT_EQ(c.expires_at, time_or_never::never());
     ASSERT_EQ(c.products.size(), 2u);
     EXPECT_EQ(c.products[1], (product_grant{"admin", approval::revoked}));
     const auto& c2 = a->credentials[1];
@@ -57,26 +57,26 @@ TEST(ApigeeJson, MinimalAndNullsAreTolerated) {
     ASSERT_TRUE(a) << a.err().describe();
     EXPECT_EQ(a->status, approval::approved);
     ASSERT_EQ(a->credentials.size(), 1u);
-    EXPECT_EQ(a->credentials[0].expires_at, k_never);
+    EXPECT_EQ(a->credentials[0].expires_at, time_or_never::never());
     EXPECT_TRUE(a->credentials[0].fingerprint.empty());
     auto e = parse_app("{}", "o");
     ASSERT_TRUE(e);
     auto c = parse_credential(R"({"consumerKey":"k","expiresAt":""})");
     ASSERT_TRUE(c);
-    EXPECT_EQ(c->expires_at, k_never);
+    EXPECT_EQ(c->expires_at, time_or_never::never());
 }
 
 TEST(ApigeeJson, Int64AsStringsOrNumbers) {
     struct row {
         const char* value;
         bool ok;
-        millis expect;
+        time_or_never expect;
     };
     for (const auto& r : std::vector<row>{{"\"1700000000000\"", true, 1700000000000},
                                           {"1700000000000", true, 1700000000000},
                                           {"1.7e12", true, 1700000000000},
-                                          {"\"-1\"", true, k_never},
-                                          {"-1", true, k_never},
+                                          {"\"-1\"", true, time_or_never::never()},
+                                          {"-1", true, time_or_never::never()},
                                           {"\"-2\"", false, 0},
                                           {"-5", false, 0},
                                           {"1.5", false, 0},
@@ -216,7 +216,7 @@ TEST(ApigeeJson, GenerateKeyBody) {
     EXPECT_EQ(j["scopes"], json::array({"read"}));
     EXPECT_EQ(j["appFamily"], "fam");
     EXPECT_EQ(j["keyExpiresIn"], std::to_string(90 * k_day));
-    a.key_expires_in = k_never;
+    a.key_expires_in = std::nullopt;
     a.app_family.clear();
     auto j2 = json::parse(generate_key_body(a));
     EXPECT_FALSE(j2.contains("keyExpiresIn"));
@@ -245,7 +245,7 @@ TEST(ApigeeJson, KeyBodies) {
     EXPECT_FALSE(j.contains("apiProducts"));
     // A key without products may refuse scopes: they are set after the products.
     EXPECT_FALSE(j.contains("scopes"));
-    k.expires_in_seconds = k_never;
+    k.expires_in_seconds = std::nullopt;
     EXPECT_FALSE(json::parse(create_key_body(k)).contains("expiresInSeconds"));
 
     std::vector<attribute> attrs{{"a", "b"}};
@@ -279,7 +279,7 @@ TEST(ApigeeJson, TeamApps) {
         << "seconds that overflow in milliseconds";
     auto never = parse_app(R"({"name": "p", "appGroup": "g", "keyExpiresIn": "-1"})", "o");
     ASSERT_TRUE(never);
-    EXPECT_EQ(never->key_expires_in, k_never);
+    EXPECT_EQ(never->key_expires_in, std::nullopt);
 
     auto groups = parse_app_groups(
         R"({"appGroups": [{"name": "a", "status": "active"}, {"name": "b"}], "nextPageToken": "t"})");

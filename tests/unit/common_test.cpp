@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "common/duration.hpp"
@@ -45,7 +46,36 @@ TEST(Duration, Formats) {
     EXPECT_EQ(format_duration(0), "0s");
     EXPECT_EQ(format_duration(90 * k_second), "1m30s");
     EXPECT_EQ(format_time(0), "1970-01-01T00:00:00Z");
-    EXPECT_EQ(format_time(k_never), "never");
+    EXPECT_EQ(format_time(time_or_never::never()), "never");
+    EXPECT_EQ(format_time(time_or_never(0)), "1970-01-01T00:00:00Z");
+    EXPECT_EQ(format_time(-1), "1969-12-31T23:59:59Z");  // an instant, not "never"
+}
+
+// Never is later than every instant; no -1 stands for it.
+TEST(TimeOrNever, NeverIsLaterThanEveryInstant) {
+    const time_or_never never = time_or_never::never(), t0 = 0, t1 = 1, before = -1;
+    EXPECT_TRUE(never.is_never());
+    EXPECT_FALSE(before.is_never());
+    EXPECT_EQ(before.at(), -1);
+    EXPECT_LT(before, t0);
+    EXPECT_LT(t0, t1);
+    EXPECT_LT(t1, never);
+    EXPECT_GT(never, std::numeric_limits<millis>::max());
+    EXPECT_EQ(never, time_or_never());
+    EXPECT_NE(never, t0);
+    EXPECT_EQ(earliest(never, t1), t1);
+    EXPECT_EQ(earliest(t1, never), t1);
+    EXPECT_EQ(earliest(t1, t0), t0);
+    EXPECT_TRUE(earliest(never, never).is_never());
+    EXPECT_EQ(t1.plus(k_day).at(), 1 + k_day);
+    EXPECT_TRUE(never.plus(k_day).is_never());
+    EXPECT_EQ(never.instant(), std::nullopt);
+    EXPECT_EQ(t1.instant(), std::optional<millis>(1));
+    EXPECT_THROW((void)never.at(), std::logic_error);
+    // "expired": an expiry at or before now; never never is.
+    const millis now = 10;
+    EXPECT_TRUE(time_or_never(10) <= now);
+    EXPECT_FALSE(never <= now);
 }
 
 // Instants as RFC 3339 (common/time.hpp, through the date library): Kubernetes'

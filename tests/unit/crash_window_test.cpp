@@ -449,7 +449,7 @@ TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
     std::vector<exec::action_record> records;
     std::vector<std::string> deliveries;
     int last_held = -1;
-    millis last_held_expiry = 0;
+    time_or_never last_held_expiry;
     const std::vector<policy::policy> policies{make_policy(policy::rotation_method::import_key)};
     auto pass = [&] {
         recording_observer obs(dir);
@@ -494,12 +494,12 @@ TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
     EXPECT_EQ(held(), 2);
     // The pass counts the held revocation and the old key's expiry (metrics).
     EXPECT_EQ(last_held, 1);
-    millis old_expiry = k_never;
+    time_or_never old_expiry;
     const json held_app = shop();  // (not a range-for over a temporary's member)
     for (const auto& c : held_app["credentials"])
         if (c["consumerKey"] == k_old_key)
             old_expiry = std::stoll(c["expiresAt"].get<std::string>());
-    EXPECT_NE(old_expiry, k_never);
+    EXPECT_NE(old_expiry, time_or_never::never());
     EXPECT_EQ(last_held_expiry, old_expiry);
     pass();  // delivered, then revoked
     EXPECT_EQ(last_held, 0);

@@ -118,7 +118,8 @@ payload make_payload(int n, bool with_previous) {
     };
     payload p;
     p.current = {secret(key(n)), secret(sec(n)), 1795608000000 + n};
-    if (with_previous) p.previous = key_material{secret(key(n - 1)), secret(sec(n - 1)), k_never};
+    if (with_previous)
+        p.previous = key_material{secret(key(n - 1)), secret(sec(n - 1)), time_or_never::never()};
     return p;
 }
 

@@ -182,7 +182,7 @@ TEST(NotifyEvent, BodyIsAStandardWebhooksPayload) {
     auto f = rotated();
     f.type = event_type::key_expiring;
     f.lead_time = 30 * k_day;
-    f.expires_at = k_never;
+    f.expires_at = time_or_never::never();
     const auto j2 = json::parse(make(f).body);
     EXPECT_EQ(j2["data"]["leadTime"], "30d");
     EXPECT_EQ(j2["data"]["expiresAt"], "never");

@@ -70,7 +70,7 @@ action_record record(std::string action) {
 }
 
 keyrot::exec::key_record key(std::string app, std::string fp, keyrot::plan::key_state st,
-                             keyrot::millis expires) {
+                             keyrot::time_or_never expires) {
     keyrot::exec::key_record k;
     k.developer = "dev@example.com";
     k.app = std::move(app);
@@ -198,7 +198,7 @@ TEST_F(obs_metrics_registry, pass_sets_gauges_histogram_and_timestamps) {
     pass_summary blind;
     blind.organization = "acme";
     blind.ok = false;
-    blind.next_wake = keyrot::k_never;
+    blind.next_wake = keyrot::time_or_never::never();
     m.on_pass(blind);
     EXPECT_EQ(state("valid"), 7);
     EXPECT_EQ(value(*reg, "keyrotd_pass_duration_seconds", {{"organization", "acme"}}), 3);
@@ -224,8 +224,9 @@ TEST_F(obs_metrics_registry, per_key_expiry_series_follow_the_keys) {
     s.keys = {key("a", "1111111111111111", st::valid, 1800000000000),
               key("a", "2222222222222222", st::overlap, 1800000001000),
               key("b", "3333333333333333", st::due, 1800000002000),
-              key("b", "4444444444444444", st::revoked, 1800000003000),   // revoked: not a series
-              key("c", "5555555555555555", st::valid, keyrot::k_never)};  // never: not a series
+              key("b", "4444444444444444", st::revoked, 1800000003000),  // revoked: not a series
+              key("c", "5555555555555555", st::valid,
+                  keyrot::time_or_never::never())};  // never: not a series
     m.on_pass(s);
     EXPECT_EQ(series(*reg, "keyrotd_key_expiry_timestamp_seconds"), 3u);
     EXPECT_EQ(value(*reg, "keyrotd_key_expiry_timestamp_seconds",
@@ -390,7 +391,7 @@ TEST_F(obs_metrics_registry, delivery_counts_and_held_revocations) {
     m.on_pass(s);
     EXPECT_EQ(value(*reg, "keyrotd_revocations_held", p), 2);
     EXPECT_EQ(value(*reg, "keyrotd_revocation_held_expiry_timestamp_seconds", p), 1795700000);
-    s.by_policy[0].held_expiry = keyrot::k_never;  // held keys that never expire
+    s.by_policy[0].held_expiry = keyrot::time_or_never::never();  // held keys that never expire
     m.on_pass(s);
     EXPECT_FALSE(value(*reg, "keyrotd_revocation_held_expiry_timestamp_seconds", p));
     s.by_policy[0].revocations_held = 0;
@@ -403,8 +404,9 @@ TEST_F(obs_metrics_registry, delivery_counts_and_held_revocations) {
 }
 
 TEST(earliest, never_is_later_than_any_instant) {
-    EXPECT_EQ(keyrot::earliest(keyrot::k_never, 5), 5);
-    EXPECT_EQ(keyrot::earliest(5, keyrot::k_never), 5);
+    EXPECT_EQ(keyrot::earliest(keyrot::time_or_never::never(), 5), 5);
+    EXPECT_EQ(keyrot::earliest(5, keyrot::time_or_never::never()), 5);
     EXPECT_EQ(keyrot::earliest(7, 5), 5);
-    EXPECT_EQ(keyrot::earliest(keyrot::k_never, keyrot::k_never), keyrot::k_never);
+    EXPECT_EQ(keyrot::earliest(keyrot::time_or_never::never(), keyrot::time_or_never::never()),
+              keyrot::time_or_never::never());
 }

@@ -25,7 +25,7 @@ constexpr millis T0 = 1'800'000'000'000;
 constexpr millis d = k_day;
 
 exec::key_record rec(std::string app, std::string fp, plan::key_state st, millis issued,
-                     millis expires, std::string replaces = "", bool pending = false) {
+                     time_or_never expires, std::string replaces = "", bool pending = false) {
     exec::key_record r;
     r.developer = "dev@partner.example.com";
     r.app = std::move(app);
@@ -273,7 +273,8 @@ TEST(NotifierStranded, AppWithoutAnyKey) {
 // developer's), so the event reaches webhooks and fixed addresses only.
 TEST(NotifierStranded, TeamAppsNameTheTeam) {
     using ks = plan::key_state;
-    auto team_key = [](std::string app, std::string fp, ks st, millis issued, millis expires) {
+    auto team_key = [](std::string app, std::string fp, ks st, millis issued,
+                       time_or_never expires) {
         auto k = rec(std::move(app), std::move(fp), st, issued, expires);
         k.developer = "";
         k.team = "ops";
@@ -479,7 +480,7 @@ TEST(NotifierReplay, ReportsAndFailures) {
 
 namespace {
 
-exec::unmatched_key unmatched(std::string app, std::string fp, millis expires,
+exec::unmatched_key unmatched(std::string app, std::string fp, time_or_never expires,
                               std::string team = "") {
     exec::unmatched_key k;
     if (team.empty()) {

@@ -11,7 +11,7 @@ namespace keyrot::testing {
 
 inline constexpr millis T0 = 1'800'000'000'000;  // 2027-01-15, a Friday
 
-inline credential key(std::string fp, millis issued, millis expires,
+inline credential key(std::string fp, millis issued, time_or_never expires,
                       approval status = approval::approved,
                       std::vector<product_grant> products = {{"payments", approval::approved}}) {
     credential c;
@@ -27,7 +27,7 @@ inline credential key(std::string fp, millis issued, millis expires,
 }
 
 inline credential successor(std::string fp, const std::string& parent, bool pending, millis issued,
-                            millis expires, approval status = approval::approved) {
+                            time_or_never expires, approval status = approval::approved) {
     credential c = key(std::move(fp), issued, expires, status);
     c.attributes.push_back({k_marker_attribute, (pending ? "pending:" : "") + parent});
     if (pending) c.products.clear();

@@ -19,7 +19,7 @@ struct row {
     std::function<app()> make;
     std::function<void(policy::policy&)> tweak = [](policy::policy&) {};
     std::vector<std::string> expect;  // "kind:fp", report that counts as failed: "report!:fp"
-    millis wake = k_never;            // expected next_wake
+    time_or_never wake;               // expected next_wake
     plan::options opt = {};
     millis now = T0;
 };
@@ -64,32 +64,32 @@ INSTANTIATE_TEST_SUITE_P(
             [] { return make_app({key("a1", T0 - 80 * d, T0 + 10 * d)}); },
             {},
             {"create:a1"},
-            k_never},
+            time_or_never::never()},
         row{"due_exactly_at_rotate_before",
             [] { return make_app({key("a1", T0 - 76 * d, T0 + 14 * d)}); },
             {},
             {"create:a1"},
-            k_never},
+            time_or_never::never()},
         row{"due_by_max_age",
             [] { return make_app({key("a1", T0 - 40 * d, T0 + 200 * d)}); },
             [](policy::policy& p) { p.rotation.max_age = 30 * d; },
             {"create:a1"},
-            k_never},
+            time_or_never::never()},
         row{"max_age_wake",
             [] { return make_app({key("a1", T0 - 10 * d, T0 + 200 * d)}); },
             [](policy::policy& p) { p.rotation.max_age = 30 * d; },
             {},
             T0 + 20 * d},
         row{"never_expiring_key_not_due_without_max_age",
-            [] { return make_app({key("a1", T0 - 900 * d, k_never)}); },
+            [] { return make_app({key("a1", T0 - 900 * d, time_or_never::never())}); },
             {},
             {},
-            k_never},
+            time_or_never::never()},
         row{"never_expiring_key_due_by_max_age",
-            [] { return make_app({key("a1", T0 - 900 * d, k_never)}); },
+            [] { return make_app({key("a1", T0 - 900 * d, time_or_never::never())}); },
             [](policy::policy& p) { p.rotation.max_age = 365 * d; },
             {"create:a1"},
-            k_never},
+            time_or_never::never()},
         row{"pending_successor_is_completed_not_duplicated",
             [] {
                 return make_app({key("a1", T0 - 80 * d, T0 + 10 * d),
@@ -97,7 +97,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {"complete:b2"},
-            k_never},
+            time_or_never::never()},
         row{"complete_successor_then_old_key_waits_for_overlap",
             [] {
                 return make_app({key("a1", T0 - 80 * d, T0 + 10 * d),
@@ -183,7 +183,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {"create:a1"},
-            k_never},
+            time_or_never::never()},
         row{"person_revoked_successor_old_key_not_due_waits",
             [] {
                 return make_app(
@@ -202,7 +202,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {"create:a1"},
-            k_never},
+            time_or_never::never()},
         row{"inactive_team_skipped",
             [] {
                 app a = make_app({key("a1", T0 - 80 * d, T0 + 10 * d)});
@@ -213,7 +213,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {},
-            k_never},
+            time_or_never::never()},
         row{"unknown_developer_with_work_skipped",
             [] {
                 app a = make_app({key("a1", T0 - 80 * d, T0 + 10 * d)});
@@ -222,7 +222,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {},
-            k_never},
+            time_or_never::never()},
         row{"unknown_developer_without_work_plans_normally",
             [] {
                 app a = make_app({key("a1", T0 - 10 * d, T0 + 80 * d)});
@@ -236,12 +236,12 @@ INSTANTIATE_TEST_SUITE_P(
             [] { return make_app({key("a1", T0 - 92 * d, T0 - 2 * d)}); },
             {},
             {"create-late:a1"},
-            k_never},
+            time_or_never::never()},
         row{"expired_long_ago_is_history",
             [] { return make_app({key("a1", T0 - 200 * d, T0 - 30 * d)}); },
             {},
             {},
-            k_never},
+            time_or_never::never()},
         row{"expired_key_covered_by_another_key_is_history",
             [] {
                 return make_app(
@@ -291,7 +291,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {},
-            k_never},
+            time_or_never::never()},
         row{"inactive_developer_skipped",
             [] {
                 app a = make_app({key("a1", T0 - 80 * d, T0 + 10 * d)});
@@ -300,7 +300,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {},
-            k_never},
+            time_or_never::never()},
         row{"no_room_for_marker_is_reported_as_failure",
             [] {
                 credential k = key("a1", T0 - 80 * d, T0 + 10 * d);
@@ -310,7 +310,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {"report!:a1"},
-            k_never},
+            time_or_never::never()},
         row{"outside_window_waits_for_it",
             // T0 is Friday 2027-01-15 08:00 UTC; window Mon–Fri 09:00–17:00.
             [] { return make_app({key("a1", T0 - 80 * d, T0 + 10 * d)}); },
@@ -326,12 +326,12 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {"report!:b2"},
-            k_never},
+            time_or_never::never()},
         row{"forced_rotation",
             [] { return make_app({key("a1", T0 - 1 * d, T0 + 89 * d)}); },
             {},
             {"create:a1"},
-            k_never,
+            time_or_never::never(),
             plan::options{true, false}},
         row{"revoke_now_after_complete",
             [] {
@@ -349,7 +349,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {"report!:"},
-            k_never},
+            time_or_never::never()},
         row{"implausible_key_count_not_touched",
             [] {
                 std::vector<credential> keys;
@@ -359,7 +359,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {"report!:"},
-            k_never},
+            time_or_never::never()},
         row{"chain_successor_rotates_itself_later",
             [] {
                 return make_app({key("a1", T0 - 170 * d, T0 - 80 * d, approval::revoked),
@@ -367,7 +367,7 @@ INSTANTIATE_TEST_SUITE_P(
             },
             {},
             {"create:b2"},
-            k_never}),
+            time_or_never::never()}),
     [](const ::testing::TestParamInfo<row>& param_info) { return param_info.param.name; });
 
 TEST(Planner, SuccessorOutlivesOldKey) {
@@ -388,7 +388,19 @@ TEST(Planner, SuccessorExpiryIsNowPlusLifetime) {
     EXPECT_EQ(got.actions[0].expires_at, T0 + 90 * k_day);
     p.rotation.key_lifetime.reset();
     got = plan::plan_app(a, p, T0);
-    EXPECT_EQ(got.actions[0].expires_at, k_never);
+    EXPECT_EQ(got.actions[0].expires_at, time_or_never::never());
+}
+
+// An old key that never expires (rotated for its age) gets a successor that
+// expires at now + keyLifetime: "outlive the old key" does not make it never.
+TEST(Planner, SuccessorOfAKeyThatNeverExpiresGetsTheLifetime) {
+    policy::policy p = make_policy();
+    p.rotation.max_age = 30 * k_day;
+    app a = make_app({key("a1", T0 - 40 * k_day, time_or_never::never())});
+    auto got = plan::plan_app(a, p, T0);
+    ASSERT_EQ(got.actions.size(), 1u);
+    ASSERT_EQ(got.actions[0].kind, plan::action_kind::create_successor);
+    EXPECT_EQ(got.actions[0].expires_at, T0 + 90 * k_day);
 }
 
 TEST(Planner, SpecMirrorsOldKeyAndCarriesFinalMarker) {

@@ -22,7 +22,7 @@ draw_fn fixed(draw_at at) {
     };
 }
 
-pass_result ok_full(millis next_action = k_never) {
+pass_result ok_full(time_or_never next_action = time_or_never::never()) {
     pass_result r;
     r.ok = true;
     r.now = k_now;
@@ -63,7 +63,7 @@ TEST_P(ScheduleTable, Decides) {
                                   << " next_full " << s.next_full;
 }
 
-pass_result targeted(millis next_action) {
+pass_result targeted(time_or_never next_action) {
     pass_result r = ok_full(next_action);
     r.targeted = true;
     return r;
@@ -130,7 +130,7 @@ const row k_rows[] = {
      {0, 0, k_now + k_interval}},
     // A targeted pass keeps the full pass it had.
     {"TargetedKeepsFullPass",
-     targeted(k_never),
+     targeted(time_or_never::never()),
      {0, 0, k_now + 3 * k_minute},
      draw_at::high,
      3 * k_minute,
@@ -145,7 +145,7 @@ const row k_rows[] = {
      {0, 0, k_now + 3 * k_minute}},
     // A full pass overdue (a targeted pass ran long): at once.
     {"FullPassOverdue",
-     targeted(k_never),
+     targeted(time_or_never::never()),
      {0, 0, k_now - k_second},
      draw_at::middle,
      0,
@@ -238,17 +238,19 @@ INSTANTIATE_TEST_SUITE_P(Schedule, ScheduleTable, ::testing::ValuesIn(k_rows),
 
 // Jitter spreads full passes over ±10 % and never beyond.
 TEST(Schedule, JitterStaysWithinTenPercent) {
-    millis lo = k_never, hi = 0;
+    std::optional<millis> lo;
+    millis hi = 0;
     std::mt19937_64 rng(42);  // fixed: the test is deterministic
     for (int i = 0; i < 1000; ++i) {
         schedule_state s;
         const decision d = next_pass(ok_full(), s, [&rng](millis a, millis b) {
             return std::uniform_int_distribution<millis>(a, b)(rng);
         });
-        lo = lo == k_never ? d.wait : std::min(lo, d.wait);
+        lo = lo ? std::min(*lo, d.wait) : d.wait;
         hi = std::max(hi, d.wait);
     }
-    EXPECT_GE(lo, k_interval - k_interval / 10);
+    ASSERT_TRUE(lo.has_value());
+    EXPECT_GE(*lo, k_interval - k_interval / 10);
     EXPECT_LE(hi, k_interval + k_interval / 10);
     EXPECT_LT(lo, k_interval - k_interval / 20);  // it does spread
     EXPECT_GT(hi, k_interval + k_interval / 20);

@@ -36,7 +36,7 @@ class simulation {
 
     int next_id() { return ++id_; }
 
-    credential new_key(millis now, millis expires) {
+    credential new_key(millis now, time_or_never expires) {
         credential c;
         c.fingerprint = fp(next_id());
         c.consumer_key = secret("ck" + c.fingerprint);
@@ -73,8 +73,8 @@ class simulation {
                 // does not (checked in check_invariants).
                 if (s.successor_revoked_by_person.erase(act.key)) ++recreated_;
                 // Read before the loop: push_back below may move the credentials.
-                const millis old_expires = old->expires_at;
-                EXPECT_TRUE(act.expires_at == k_never || old_expires < 0 ||
+                const time_or_never old_expires = old->expires_at;
+                EXPECT_TRUE(act.expires_at.is_never() || old_expires.is_never() ||
                             act.expires_at > old_expires)
                     << "successor must outlive the old key";
                 const int copies = chance(0.03) ? 2 : 1;  // a race between two daemons
@@ -160,9 +160,8 @@ class simulation {
             if (m && *m == old.fingerprint && plan::key_valid(c, now)) succ = &c;
         }
         ASSERT_NE(succ, nullptr) << "revoked " << old.fingerprint << " with no valid successor";
-        millis due = succ->issued_at + s.p.rotation.overlap;
-        if (old.expires_at >= 0) due = std::min(due, old.expires_at);
-        EXPECT_GE(now, due) << "revoked early";
+        const time_or_never due = earliest(succ->issued_at + s.p.rotation.overlap, old.expires_at);
+        EXPECT_GE(now, due.at()) << "revoked early";
         for (const auto& p : old.products) {
             if (p.status != approval::approved) continue;
             bool ok = false;
