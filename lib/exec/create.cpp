@@ -22,7 +22,8 @@ namespace keyrot::exec {
 using namespace detail;
 
 // keys/create; when the answer may hide a success (lost, or 409: the key
-// exists), the key read back instead of creating another.
+// exists), the key read back instead of creating another. The key made is
+// named by `nk`'s consumer key and its fingerprint.
 net::awaitable<executor::create_outcome> executor::create_or_read_back(apigee::app_owner owner,
                                                                        std::string name,
                                                                        const apigee::new_key& nk) {
@@ -30,207 +31,189 @@ net::awaitable<executor::create_outcome> executor::create_or_read_back(apigee::a
     auto created = co_await api_.create_key(owner, name, nk);
     if (created) {
         out.key = std::move(created.value());
-        co_return out;
-    }
-    if (!maybe_applied(created.err()) && !created.err().is_status(409)) {
+    } else if (!maybe_applied(created.err()) && !created.err().is_status(409)) {
         out.absent = true;
         out.error = "create key: " + created.err().describe();
         co_return out;
-    }
-    auto back = co_await api_.get_key(owner, name, nk.consumer_key);
-    if (back) {
+    } else {
+        auto back = co_await api_.get_key(owner, name, nk.consumer_key);
+        if (!back) {
+            out.absent = back.err().is_status(404);
+            out.error = "create key: " + created.err().describe() +
+                        (out.absent ? "; not created (the read-back finds no such key)"
+                                    : "; read-back failed too: " + back.err().describe()) +
+                        ", the next pass starts over";
+            co_return out;
+        }
         out.key = std::move(back.value());
-        co_return out;
     }
-    out.absent = back.err().is_status(404);
-    out.error = "create key: " + created.err().describe() +
-                (out.absent ? "; not created (the read-back finds no such key)"
-                            : "; read-back failed too: " + back.err().describe()) +
-                ", the next pass starts over";
+    out.key->fingerprint = fingerprint(nk.consumer_key);
+    out.key->consumer_key = nk.consumer_key;
     co_return out;
 }
 
-net::awaitable<bool> executor::create_import(planned_app& pa, const plan::action& act) {
-    if (api_.edge()) {
-        const bool done = co_await create_import_journaled(pa, act);
-        co_return done;
-    }
-    const apigee::app_owner dev = apigee::app_owner::of(pa.snapshot);
-    const std::string& name = pa.snapshot.name;
-    // One step: keys/create with the attributes and the pending marker.
-    const plan::step st = plan::making_steps(act, policy::rotation_method::import_key, false).at(0);
-    apigee::new_key nk;
-    nk.consumer_key = random_token(48);
-    nk.consumer_secret = random_token(48);
-    const millis now = clock_();
-    if (!act.expires_at.is_never())
-        nk.expires_in_seconds = std::max<millis>(1, (act.expires_at.at() - now) / 1000);
-    nk.attributes = st.attributes;
-    const std::string fp = fingerprint(nk.consumer_key);
-
-    // Around the write, what the step asks (plan/steps.hpp): the intent of `created`.
-    const std::optional<intent> in =
-        step_intent(pa, st, fp, act.key, created_detail(act), act.late);
-    if (in) {
-        const bool began = co_await begin(pa, *in);
-        if (!began) co_return false;
-    }
-    auto made = co_await create_or_read_back(dev, name, nk);
-    if (!made.key) {
-        // A key that was never created is named nowhere (no fingerprint of it
-        // in the log or the audit record): the record names the old key only.
-        // Not known: if it was created after all, its intent and pending
-        // marker make the next pass find it, audit it and complete it.
-        if (made.absent && in) co_await intents_.remove(*in);
-        co_return fail(pa, "", act.key, made.error);
-    }
-    credential s = std::move(*made.key);
-    s.fingerprint = fp;
-    s.consumer_key = nk.consumer_key;
-    if (auto wrong = plan::check_after(st, s, act.spec)) co_return fail(pa, fp, act.key, *wrong);
-    if (in) {
-        const bool finished = co_await finish(pa, *in);
-        if (!finished) co_return false;
-    }
-    co_return co_await complete(pa, std::move(s), act.spec, act.key);
-}
-
-net::awaitable<bool> executor::create_generate(planned_app& pa, const plan::action& act) {
-    const apigee::app_owner dev = apigee::app_owner::of(pa.snapshot);
-    const std::string& name = pa.snapshot.name;
-    const credential* old = find_key(pa.snapshot, act.key);
-    if (old == nullptr) co_return fail(pa, "", act.key, "old key vanished");
-    // Two steps: generate, then the pending marker (mark_and_complete).
-    const plan::step st = plan::making_steps(act, policy::rotation_method::generate, false).at(0);
-
-    // Read the app right before: the body must repeat everything it holds.
-    auto before = co_await api_.get_app(dev, name);
-    if (!before)
-        co_return fail(pa, "", act.key, "read app before generate: " + before.err().describe());
-    journal_entry je{pa.snapshot.organization, owner_id(pa.snapshot), name, act.key, {}, clock_()};
-    for (const auto& c : before->credentials) je.known.push_back(c.fingerprint);
-    if (st.journal_first) {
-        const bool journaled = co_await journal_.write(je);
-        if (!journaled)
-            co_return fail(pa, "", act.key,
-                           "cannot write the generate journal (" + store_.describe() + ")");
-    }
-
-    app body = before.value();
+// The app's generate-key call with `before` (the app read right before: the
+// body must repeat everything it holds); the new key is the one `before`
+// did not have.
+net::awaitable<executor::create_outcome> executor::generate_key(planned_app& pa,
+                                                                const plan::action& act,
+                                                                const plan::step& st,
+                                                                const app& before) {
+    const apigee::app_owner owner = apigee::app_owner::of(pa.snapshot);
+    create_outcome out;
+    app body = before;
     body.api_products = st.products;
     body.scopes = st.scopes;
     const millis now = clock_();
     body.key_expires_in =
         act.expires_at.is_never() ? std::nullopt : std::optional<millis>(act.expires_at.at() - now);
     pa.reread = true;  // the app itself is rewritten: re-read it before planning again
-    auto after = co_await api_.generate_key(dev, body);
+    auto after = co_await api_.generate_key(owner, body);
     if (!after) {
         if (!maybe_applied(after.err())) {
-            co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
-            co_return fail(pa, "", act.key, "generate key: " + after.err().describe());
+            out.absent = true;
+            out.error = "generate key: " + after.err().describe();
+            co_return out;
         }
-        after = co_await api_.get_app(dev, name);
-        if (!after)
-            co_return fail(pa, "", act.key, "read app after generate: " + after.err().describe());
+        after = co_await api_.get_app(owner, before.name);
+        if (!after) {
+            out.error = "read app after generate: " + after.err().describe();
+            co_return out;
+        }
     }
-    // The new key is the one the journal did not know.
     const credential* fresh = nullptr;
-    for (const auto& c : after->credentials) {
-        if (std::find(je.known.begin(), je.known.end(), c.fingerprint) == je.known.end() &&
-            !plan::check_after(st, c, act.spec))
+    for (const auto& c : after->credentials)
+        if (find_key(before, c.fingerprint) == nullptr && !plan::check_after(st, c, act.spec))
             fresh = &c;
-    }
-    bool ok = true;
-    if (sorted(after->attributes) != sorted(before->attributes) ||
-        after->callback_url != before->callback_url) {
+    if (sorted(after->attributes) != sorted(before.attributes) ||
+        after->callback_url != before.callback_url) {
         // Trap 1: generate replaced the app's attributes or callback URL. Put them back.
-        auto restored = co_await api_.update_app(dev, before.value());
-        ok = false;
+        auto restored = co_await api_.update_app(owner, before);
+        out.reported = true;
         fail(pa, fresh ? fresh->fingerprint : "", act.key,
              std::string("generate changed the app's attributes or callback URL; ") +
                  (restored ? "restored them" : "restoring FAILED: " + restored.err().describe()));
     }
     if (fresh == nullptr) {
-        co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
-        co_return fail(pa, "", act.key, "generate: no new key found; the next pass starts over");
+        out.absent = true;
+        out.error = "generate: no new key found; the next pass starts over";
+        co_return out;
     }
-    credential made = *fresh;
-    const bool completed = co_await mark_and_complete(pa, std::move(made), act);
-    co_return ok&& completed;
+    out.key = *fresh;
+    co_return out;
 }
 
-// Apigee Edge's keys/create takes consumerKey and consumerSecret only: no
-// expiry (the planner asks for none: validate refuses a keyLifetime) and no
-// attributes, so the pending marker comes in a second call. The journal
-// names the new key's fingerprint before it exists: a crash between the two
-// calls leaves a key the next pass recognises and marks (recover_journal).
-net::awaitable<bool> executor::create_import_journaled(planned_app& pa, const plan::action& act) {
+// The making steps (plan::making_steps), one write each, in order; then the
+// completion. Around each write, what its step asks: the journal entry
+// first, the intent of its audit record, the entry dropped once checked.
+// A write known not to have happened drops what was written for it (the
+// next pass starts over); one that may have happened keeps it, so that the
+// next pass finds the key by it, and never makes a second one.
+net::awaitable<bool> executor::make_successor(planned_app& pa, const plan::action& act) {
     const apigee::app_owner owner = apigee::app_owner::of(pa.snapshot);
-    const std::string& name = pa.snapshot.name;
-    if (!act.expires_at.is_never())
+    const std::string name = pa.snapshot.name;
+    const policy::rotation_method method = pa.policy->rotation.method;
+    const bool import = method == policy::rotation_method::import_key;
+    if (import && api_.edge() && !act.expires_at.is_never())
         co_return fail(pa, "", act.key,
                        "import on Apigee Edge cannot set an expiry (keyLifetime must be never)");
-    // Two steps: a bare keys/create, then the pending marker (mark_and_complete).
-    const plan::step st = plan::making_steps(act, policy::rotation_method::import_key, true).at(0);
-    apigee::new_key nk;
-    nk.consumer_key = random_token(48);
-    nk.consumer_secret = random_token(48);
-    nk.expires_in_seconds = std::nullopt;  // never
-    const std::string fp = fingerprint(nk.consumer_key);
-    journal_entry je{
-        pa.snapshot.organization, owner_id(pa.snapshot), name, act.key, {}, clock_(), fp};
-    for (const auto& c : pa.snapshot.credentials) je.known.push_back(c.fingerprint);
-    if (st.journal_first) {
-        const bool journaled = co_await journal_.write(je);
-        if (!journaled)
-            co_return fail(pa, "", act.key,
-                           "cannot write the import journal (" + store_.describe() + ")");
-    }
-    auto made = co_await create_or_read_back(owner, name, nk);
-    if (!made.key) {
-        // Absent: start over. Not known: the journal stays, and the next pass
-        // marks the key if it exists.
-        if (made.absent)
-            co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
-        co_return fail(pa, "", act.key, made.error);
-    }
-    credential s = std::move(*made.key);
-    s.fingerprint = fp;
-    s.consumer_key = nk.consumer_key;
-    if (auto wrong = plan::check_after(st, s, act.spec)) co_return fail(pa, fp, act.key, *wrong);
-    const bool done = co_await mark_and_complete(pa, std::move(s), act);
-    co_return done;
-}
+    if (find_key(pa.snapshot, act.key) == nullptr)
+        co_return fail(pa, "", act.key, "old key vanished");
+    const std::vector<plan::step> steps = plan::making_steps(act, method, api_.edge());
 
-// A new key without a marker, made under a journal entry: audited as created,
-// marked as the pending successor of act.key, the entry dropped, completed.
-net::awaitable<bool> executor::mark_and_complete(planned_app& pa, credential s,
-                                                 const plan::action& act) {
-    const apigee::app_owner owner = apigee::app_owner::of(pa.snapshot);
-    const std::string& name = pa.snapshot.name;
-    const plan::step mark = plan::marking(s, act.key);
-    const std::optional<intent> in =
-        step_intent(pa, mark, s.fingerprint, act.key, created_detail(act), act.late);
-    if (in) {
-        const bool began = co_await begin(pa, *in);
-        if (!began) co_return false;
+    // An import names its key before it exists; generate learns it from the answer.
+    apigee::new_key nk;
+    std::string named;  // the fingerprint of the key an import makes
+    if (import) {
+        nk.consumer_key = random_token(48);
+        nk.consumer_secret = random_token(48);
+        const millis now = clock_();
+        if (!act.expires_at.is_never())
+            nk.expires_in_seconds = std::max<millis>(1, (act.expires_at.at() - now) / 1000);
+        named = fingerprint(nk.consumer_key);
     }
-    auto marked = co_await api_.update_key(owner, name, s.consumer_key, {}, mark.attributes);
-    if (!marked)
-        co_return fail(pa, s.fingerprint, act.key, "mark new key: " + marked.err().describe());
-    // Not as written: the journal stays, and the next pass marks the key again.
-    if (auto wrong = plan::check_after(mark, marked.value(), act.spec))
-        co_return fail(pa, s.fingerprint, act.key, "mark new key: " + *wrong);
-    if (mark.ends_journal)
-        co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
-    s.attributes = marked->attributes;
-    s.products = marked->products;
-    if (in) {
-        const bool finished = co_await finish(pa, *in);
-        if (!finished) co_return false;
+    std::optional<credential> made;  // the new key, once a step made it
+    bool reported = false;           // a failure was reported on the way
+    for (const plan::step& planned : steps) {
+        const bool marks = planned.kind == plan::step_kind::mark_pending;
+        if (marks && !made)
+            co_return fail(pa, "", act.key, "no key to mark: the making steps are out of order");
+        // A marking carries the new key's own attributes (an update may replace them).
+        const plan::step st = marks ? plan::marking(*made, act.key) : planned;
+        const std::string fp = made ? made->fingerprint : named;
+
+        std::optional<app> before;  // generate: the app read right before
+        if (st.kind == plan::step_kind::generate) {
+            auto read = co_await api_.get_app(owner, name);
+            if (!read)
+                co_return fail(pa, "", act.key,
+                               "read app before generate: " + read.err().describe());
+            before = std::move(read.value());
+        }
+        bool journaled = false;
+        if (st.journal_first) {
+            journal_entry je{pa.snapshot.organization,
+                             owner_id(pa.snapshot),
+                             name,
+                             act.key,
+                             {},
+                             clock_(),
+                             named};
+            for (const auto& c : (before ? *before : pa.snapshot).credentials)
+                je.known.push_back(c.fingerprint);
+            journaled = co_await journal_.write(je);
+            if (!journaled)
+                co_return fail(pa, "", act.key,
+                               std::string("cannot write the ") + (import ? "import" : "generate") +
+                                   " journal (" + store_.describe() + ")");
+        }
+        const std::optional<intent> in =
+            step_intent(pa, st, fp, act.key, created_detail(act), act.late);
+        if (in) {
+            const bool began = co_await begin(pa, *in);
+            if (!began) co_return false;
+        }
+
+        if (marks) {
+            auto marked =
+                co_await api_.update_key(owner, name, made->consumer_key, {}, st.attributes);
+            if (!marked)
+                co_return fail(pa, fp, act.key, "mark new key: " + marked.err().describe());
+            if (auto wrong = plan::check_after(st, marked.value(), act.spec))
+                co_return fail(pa, fp, act.key, "mark new key: " + *wrong);
+            made->attributes = marked->attributes;
+            made->products = marked->products;
+        } else {
+            create_outcome out;
+            if (st.kind == plan::step_kind::generate) {
+                out = co_await generate_key(pa, act, st, *before);
+            } else {
+                nk.attributes = st.attributes;  // create_bare: none (Apigee Edge takes none)
+                out = co_await create_or_read_back(owner, name, nk);
+            }
+            reported = reported || out.reported;
+            if (!out.key) {
+                // A key that was never made is named nowhere (no fingerprint of
+                // it in the log or the audit record): the record names the old key.
+                if (out.absent && in) co_await intents_.remove(*in);
+                if (out.absent && journaled)
+                    co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
+                co_return fail(pa, "", act.key, out.error);
+            }
+            made = std::move(out.key);
+            if (auto wrong = plan::check_after(st, *made, act.spec))
+                co_return fail(pa, made->fingerprint, act.key, *wrong);
+        }
+        if (st.ends_journal)
+            co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
+        if (in) {
+            const bool finished = co_await finish(pa, *in);
+            if (!finished) co_return false;
+        }
     }
-    const bool done = co_await complete(pa, std::move(s), act.spec, act.key);
-    co_return done;
+    if (!made) co_return fail(pa, "", act.key, "the making steps made no key");
+    const bool completed = co_await complete(pa, std::move(*made), act.spec, act.key);
+    co_return completed && !reported;
 }
 
 net::awaitable<bool> executor::recover_journal(planned_app& pa) {

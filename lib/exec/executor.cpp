@@ -583,9 +583,7 @@ net::awaitable<void> executor::apply_app(planned_app& pa, const run_options& opt
 net::awaitable<bool> executor::apply(planned_app& pa, const plan::action& act, const run_options&) {
     switch (act.kind) {
         case plan::action_kind::create_successor:
-            if (pa.policy->rotation.method == policy::rotation_method::generate)
-                co_return co_await create_generate(pa, act);
-            co_return co_await create_import(pa, act);
+            co_return co_await make_successor(pa, act);
         case plan::action_kind::complete_successor: {
             const credential* s = find_key(pa.snapshot, act.key);
             if (s == nullptr) co_return fail(pa, act.key, act.replaces, "successor vanished");

@@ -162,19 +162,22 @@ class executor {
     net::awaitable<result<void>> begin_pass(const run_options& opt);
     net::awaitable<void> apply_app(planned_app& pa, const run_options& opt, pass_summary& sum);
     net::awaitable<bool> apply(planned_app& pa, const plan::action& act, const run_options& opt);
-    net::awaitable<bool> create_import(planned_app& pa, const plan::action& act);
-    net::awaitable<bool> create_generate(planned_app& pa, const plan::action& act);
-    net::awaitable<bool> create_import_journaled(planned_app& pa, const plan::action& act);
-    // The key keys/create made (read back when the answer was lost), or why
-    // not; `absent`: known not to exist, so its guard (intent, journal) can go.
+    // Makes act's successor (plan::making_steps, one write each), then completes it.
+    net::awaitable<bool> make_successor(planned_app& pa, const plan::action& act);
+    // The key a making write made (read back when the answer was lost), or
+    // why not; `absent`: known not to exist, so its guards (intent, journal)
+    // can go; `reported`: another failure was reported on the way (generate
+    // rewrote the app's attributes: trap 1).
     struct create_outcome {
         std::optional<credential> key;
         bool absent = false;
+        bool reported = false;
         std::string error;
     };
     net::awaitable<create_outcome> create_or_read_back(apigee::app_owner owner, std::string name,
                                                        const apigee::new_key& nk);
-    net::awaitable<bool> mark_and_complete(planned_app& pa, credential s, const plan::action& act);
+    net::awaitable<create_outcome> generate_key(planned_app& pa, const plan::action& act,
+                                                const plan::step& st, const app& before);
     net::awaitable<bool> complete(planned_app& pa, credential successor,
                                   const plan::successor_spec& spec, const std::string& replaces);
     net::awaitable<bool> revoke(planned_app& pa, const plan::action& act);

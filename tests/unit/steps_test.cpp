@@ -291,7 +291,7 @@ TEST(Making, EveryMakingWriteIsGuardedBeforeItRuns) {
             guards(plan::making_steps(act, rotation_method::generate, edge)),
             (std::vector<std::string>{"generate key [journal first]",
                                       "write pending marker [record created] [journal ends]"}));
-    // The marking of a made key (mark_and_complete, journal recovery) is the same step.
+    // The marking of a made key (make_successor, journal recovery) is the same step.
     EXPECT_EQ(guards({plan::marking(credential{}, act.key)}),
               (std::vector<std::string>{"write pending marker [record created] [journal ends]"}));
 }
