@@ -80,7 +80,7 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
                                        const std::vector<policy::policy>& policies, millis now,
                                        millis until, bool edge, long& apps_listed,
                                        long& developers_listed) {
-    std::map<std::string, std::string> status;  // lower(owner) \n app -> the owner's status
+    std::map<std::string, owner_status> status;  // lower(owner) \n app -> the owner's status
     for (const auto& pa : planned)
         status[lower(owner_id(pa.snapshot)) + "\n" + pa.snapshot.name] =
             pa.snapshot.developer_status;
@@ -113,7 +113,7 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
     for (const auto& id : order) {
         app& a = apps.at(id);
         const policy::policy* p = plan::match_policy(a, policies);
-        if (p != nullptr && a.developer_status.empty()) {
+        if (p != nullptr && a.developer_status == owner_status::not_known) {
             auto known = status.find(lower(owner_id(a)) + "\n" + a.name);
             if (known != status.end()) a.developer_status = known->second;
         }

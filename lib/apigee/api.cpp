@@ -273,7 +273,7 @@ net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> api::li
     co_return all;
 }
 
-net::awaitable<result<std::string>> api::get_app_group_status(std::string team) {
+net::awaitable<result<owner_status>> api::get_app_group_status(std::string team) {
     call_spec spec("GET", team_path(org_, team, edge()));
     auto r = co_await call(http_, auth_, spec);
     if (!r) co_return r.err();
@@ -282,7 +282,7 @@ net::awaitable<result<std::string>> api::get_app_group_status(std::string team) 
     co_return st;
 }
 
-net::awaitable<result<std::string>> api::get_owner_status(app_owner owner) {
+net::awaitable<result<owner_status>> api::get_owner_status(app_owner owner) {
     if (owner.is_team()) {
         auto st = co_await get_app_group_status(owner.team);
         co_return st;
@@ -291,7 +291,7 @@ net::awaitable<result<std::string>> api::get_owner_status(app_owner owner) {
     co_return st;
 }
 
-net::awaitable<result<std::string>> api::get_developer_status(std::string developer) {
+net::awaitable<result<owner_status>> api::get_developer_status(std::string developer) {
     call_spec spec("GET", org_path(org_) + "/developers/" + encode_component(developer));
     auto r = co_await call(http_, auth_, spec);
     if (!r) co_return r.err();

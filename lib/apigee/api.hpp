@@ -83,11 +83,11 @@ class api {
     // /companies?expand=true&count=1000[&startKey=NAME].
     net::awaitable<result<std::vector<std::pair<std::string, std::string>>>> list_app_groups();
     // GET /appgroups/G (Edge: /companies/C) → its status ("" when the answer has none).
-    net::awaitable<result<std::string>> get_app_group_status(std::string team);
+    net::awaitable<result<owner_status>> get_app_group_status(std::string team);
     // The status of an app's owner: the developer's or the AppGroup's.
-    net::awaitable<result<std::string>> get_owner_status(app_owner owner);
+    net::awaitable<result<owner_status>> get_owner_status(app_owner owner);
     // GET /developers/D → its status ("" when the answer has none).
-    net::awaitable<result<std::string>> get_developer_status(std::string developer);
+    net::awaitable<result<owner_status>> get_developer_status(std::string developer);
 
     net::awaitable<result<app>> get_app(app_owner owner, std::string app_name);
 

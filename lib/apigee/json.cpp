@@ -362,10 +362,10 @@ result<std::pair<std::vector<std::pair<std::string, std::string>>, std::string>>
     });
 }
 
-result<std::string> parse_developer_status(std::string_view body) {
+result<owner_status> parse_developer_status(std::string_view body) {
     return with_document(body, "developer", [&](const json& d) {
         require_object(d, "");
-        return get_string(d, "status", "");
+        return parse_owner_status(get_string(d, "status", ""));
     });
 }
 

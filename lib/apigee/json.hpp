@@ -71,7 +71,7 @@ std::string team_key_action_body(bool approve);
 result<std::pair<std::vector<std::pair<std::string, std::string>>, std::string>> parse_app_groups(
     std::string_view body);
 // A developer's `status`; "" when the answer has none.
-result<std::string> parse_developer_status(std::string_view body);
+result<owner_status> parse_developer_status(std::string_view body);
 
 // ---------------------------------------------------------------------------
 // Apigee Edge (apigee.flavor: edge; docs/apigee-api.md, "Apigee Edge"). Times

@@ -45,6 +45,34 @@ inline approval parse_approval(std::string_view s) {
     return approval::unknown;
 }
 
+// The status of an app's owner: its developer, or its team (AppGroup).
+// `not_known`: not learnt yet (the org app list does not say, and the
+// developer list may not either); `other`: a status that is neither active
+// nor inactive. Only an active owner's app is ever written to.
+enum class owner_status { not_known, active, inactive, other };
+
+inline const char* to_string(owner_status s) {
+    switch (s) {
+        case owner_status::active:
+            return "active";
+        case owner_status::inactive:
+            return "inactive";
+        case owner_status::other:
+            return "other";
+        case owner_status::not_known:
+            break;
+    }
+    return "not known";
+}
+
+// Apigee's status text: "" (not stated) is not_known.
+inline owner_status parse_owner_status(std::string_view s) {
+    if (s.empty()) return owner_status::not_known;
+    if (s == "active") return owner_status::active;
+    if (s == "inactive") return owner_status::inactive;
+    return owner_status::other;
+}
+
 // A product as it appears on a key: name and per-key status.
 struct product_grant {
     std::string name;
@@ -68,10 +96,8 @@ struct app {
     std::string organization;
     std::string developer_email;
     std::string developer_id;
-    // "active" | "inactive" | "" (not known yet: the org app list does not say,
-    // and the developer list may not either). Only "active" is ever written to.
     // For a team app: its AppGroup's status.
-    std::string developer_status = "active";
+    owner_status developer_status = owner_status::active;
     std::string app_group;  // a team (AppGroup) app: no developer_email
     std::string name;
     std::string app_id;

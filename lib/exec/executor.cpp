@@ -150,7 +150,7 @@ net::awaitable<result<std::vector<planned_app>>> executor::plan(
 
 net::awaitable<bool> executor::learn_developer(planned_app& pa, const run_options& opt,
                                                bool always) {
-    if (!pa.snapshot.developer_status.empty()) co_return true;
+    if (pa.snapshot.developer_status != owner_status::not_known) co_return true;
     if (!always && pa.plan.skip_code != "developer-unknown" && pa.plan.skip_code != "team-unknown")
         co_return true;
     const bool team = !pa.snapshot.app_group.empty();
@@ -279,7 +279,7 @@ net::awaitable<void> executor::feed(inventory_stream& stream, pipeline& pl,
             // worker reads the status and plans again.
             const bool learn =
                 (pa.plan.skip_code == "developer-unknown" || pa.plan.skip_code == "team-unknown") &&
-                pa.snapshot.developer_status.empty();
+                pa.snapshot.developer_status == owner_status::not_known;
             // And one whose targets may still hold a revoked key (settle_delivery).
             const bool settle = !unsettled(pa, opt).empty();
             if (pa.plan.actions.empty() && !recover && !learn && !settle) {
@@ -405,7 +405,7 @@ net::awaitable<pass_summary> executor::run_apps(const std::vector<policy::policy
         // The app's own answer may not carry its owner.
         a.developer_email = w.developer;
         a.app_group = w.team;
-        a.developer_status.clear();  // learnt when the plan has work
+        a.developer_status = owner_status::not_known;  // learnt when the plan has work
         ++sum.apps_seen;
         std::vector<app> one;
         one.push_back(std::move(a));

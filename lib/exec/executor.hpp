@@ -231,8 +231,8 @@ class executor {
     std::map<std::string, std::vector<intent>> pending_intents_;  // developer\napp -> intents
     std::function<millis()> clock_;
     std::map<std::string, int> skipped_;
-    std::map<std::string, std::string> developer_status_;  // lower-case email → status, this pass
-    millis wake_horizon_ = 0;                              // run_options::wake_horizon, this pass
+    std::map<std::string, owner_status> developer_status_;  // lower-case email → status, this pass
+    millis wake_horizon_ = 0;                               // run_options::wake_horizon, this pass
     delivery* delivery_ = nullptr;
     // Successors whose targets were told the key they replaced is gone
     // (delivery::revoked succeeded) in this process: settle_delivery skips them.

@@ -40,13 +40,13 @@ net::awaitable<result<void>> inventory_stream::open() {
     if (!devs) co_return devs.err();
     // Only statuses the list states; the rest are learnt per developer when needed.
     for (auto& [email, status] : devs.value())
-        if (!status.empty()) developer_status_[ascii_lower(email)] = status;
+        if (!status.empty()) developer_status_[ascii_lower(email)] = parse_owner_status(status);
     if (with_teams_) {
         auto groups = co_await api_.list_app_groups();
         ++requests_;
         if (!groups) co_return groups.err();
         for (auto& [name, status] : groups.value())
-            if (!status.empty()) developer_status_["\x01" + name] = status;
+            if (!status.empty()) developer_status_["\x01" + name] = parse_owner_status(status);
     }
     co_return ok_t{};
 }
@@ -56,9 +56,9 @@ void inventory_stream::complete(app& a) {
     // A team app's owner is its AppGroup (its status listed when with_teams).
     auto st =
         developer_status_.find(a.app_group.empty() ? ascii_lower(a.developer_email) : owner_id(a));
-    // Not in the list, or listed without a status: "" (not known). The planner
+    // Not in the list, or listed without a status: not known. The planner
     // never writes to such an app; the executor learns the status first.
-    a.developer_status = st == developer_status_.end() ? "" : st->second;
+    a.developer_status = st == developer_status_.end() ? owner_status::not_known : st->second;
 }
 
 net::awaitable<result<std::optional<std::vector<app>>>> inventory_stream::next_page(

@@ -48,7 +48,7 @@ class inventory_stream {
     int list_requests() const { return requests_; }
     // Owner statuses the lists gave: lower-case email → status, and for an
     // AppGroup its owner_id() ("\x01" + name) → status.
-    const std::map<std::string, std::string>& developer_statuses() const {
+    const std::map<std::string, owner_status>& developer_statuses() const {
         return developer_status_;
     }
 
@@ -64,7 +64,7 @@ class inventory_stream {
     bool with_revoked_;
     bool with_teams_;
     int requests_ = 0;
-    std::map<std::string, std::string> developer_status_;
+    std::map<std::string, owner_status> developer_status_;
     std::map<std::string, std::vector<credential>> lineage_;  // owner_id\napp -> slim keys
     std::string token_;
     std::set<std::string> seen_tokens_;

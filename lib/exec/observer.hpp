@@ -68,10 +68,10 @@ struct action_record {
     millis key_issued_at = 0;
     time_or_never key_expires_at;
     time_or_never replaces_expires_at;
-    // The developer's status as the pass knew it: "active", "inactive", or ""
-    // when not known (not in the developer list and not read). For observers:
-    // a notification names the developer active only when this says so.
-    std::string developer_status;
+    // The developer's status as the pass knew it (not_known: not in the
+    // developer list and not read). For observers: a notification names the
+    // developer active only when this says so.
+    owner_status developer_status = owner_status::not_known;
 };
 
 struct key_record {
@@ -79,8 +79,8 @@ struct key_record {
     std::string app;
     std::string policy;
     plan::key_view key;
-    // As action_record::developer_status: "" when the pass did not know it.
-    std::string developer_status;
+    // As action_record::developer_status.
+    owner_status developer_status = owner_status::not_known;
     std::string team;  // a team app's AppGroup
 };
 
@@ -96,8 +96,8 @@ struct unmatched_key {
     std::string fingerprint;
     millis issued_at = 0;
     time_or_never expires_at;
-    // As action_record::developer_status ("" for a team app).
-    std::string developer_status;
+    // As action_record::developer_status (not_known for a team app).
+    owner_status developer_status = owner_status::not_known;
 };
 
 // An app whose plan changes at `at` (an action falls due): the daemon re-reads

@@ -40,7 +40,9 @@ const plan::key_view* find_key(const std::vector<exec::key_record>& keys, const 
 // "active" only when the pass knew the developer to be active (listed so, or
 // read): never for a developer listed inactive, nor one whose status is not
 // known (missing from the developer list), so no mail goes to either.
-const char* known_active(const std::string& status) { return status == "active" ? "active" : ""; }
+const char* known_active(owner_status status) {
+    return status == owner_status::active ? "active" : "";
+}
 
 // A key's developer, for events about the key: none for a key of an app keyrotd
 // leaves alone (`skipped`: a revoked app, say), whatever its developer's status.
@@ -137,7 +139,7 @@ std::optional<exec::action_record> from_audit_line(const std::string& line) {
             break;
     }
     if (r.kind != plan::action_kind::report && r.kind != plan::action_kind::create_successor)
-        r.developer_status = "active";
+        r.developer_status = owner_status::active;
     return r;
 }
 

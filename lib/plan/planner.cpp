@@ -92,13 +92,13 @@ class planner {
         if (app_.status != approval::approved) return skip("app-revoked", "app is revoked");
         // A team app's owner is its AppGroup: developer_status holds the team's.
         const bool team = !app_.app_group.empty();
-        if (app_.developer_status == "inactive")
+        if (app_.developer_status == owner_status::inactive)
             return team ? skip("team-inactive", "team (AppGroup) is inactive")
                         : skip("developer-inactive", "developer is inactive");
-        if (app_.developer_status != "active" && !app_.developer_status.empty())
+        if (app_.developer_status == owner_status::other)
             return skip(team ? "team-unknown" : "developer-unknown",
-                        std::string(team ? "team" : "developer") + " status \"" +
-                            app_.developer_status + "\" is not active");
+                        std::string(team ? "team" : "developer") +
+                            " status is neither active nor inactive");
 
         resolve_duplicates();
         for (auto& [fp, info] : keys_) {
@@ -118,7 +118,7 @@ class planner {
         }
         deletions();
         // A developer whose status is not known is never written to.
-        if (app_.developer_status.empty() &&
+        if (app_.developer_status == owner_status::not_known &&
             std::any_of(plan_.actions.begin(), plan_.actions.end(),
                         [](const action& a) { return a.kind != action_kind::report; })) {
             plan_.actions.clear();

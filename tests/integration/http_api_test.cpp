@@ -221,7 +221,7 @@ TEST(ApigeeApi, TeamKeyCallsUseTheirPathsAndBodies) {
                                   {"a-team", "active"}, {"b-team", "inactive"}}));
     auto st = f.run(f.api->get_app_group_status("a-team"));
     ASSERT_TRUE(st);
-    EXPECT_EQ(st.value(), "inactive");
+    EXPECT_EQ(st.value(), owner_status::inactive);
     auto log = srv.requests();
     ASSERT_EQ(log.size(), 9u);
     EXPECT_EQ(log[0].method + " " + log[0].target, "GET " + base);

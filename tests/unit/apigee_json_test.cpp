@@ -172,8 +172,12 @@ TEST(ApigeeJson, PagesAndDevelopers) {
     EXPECT_EQ((*d)[1].second, "");
     EXPECT_FALSE(parse_developers(R"({"developer": [["a@x"]]})"));
     EXPECT_EQ(parse_developer_status(R"({"email": "a@x", "status": "inactive"})").value(),
-              "inactive");
-    EXPECT_EQ(parse_developer_status(R"({"email": "a@x"})").value(), "");
+              owner_status::inactive);
+    EXPECT_EQ(parse_developer_status(R"({"email": "a@x", "status": "active"})").value(),
+              owner_status::active);
+    EXPECT_EQ(parse_developer_status(R"({"email": "a@x", "status": "banned"})").value(),
+              owner_status::other);
+    EXPECT_EQ(parse_developer_status(R"({"email": "a@x"})").value(), owner_status::not_known);
     // totalSize, as a string (Google's int64) or a number; -1 when absent.
     EXPECT_EQ(parse_app_page(R"({"totalSize": "1200"})", "o")->total_size, 1200);
     EXPECT_EQ(parse_app_page(R"({"totalSize": 7})", "o")->total_size, 7);

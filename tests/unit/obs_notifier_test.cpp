@@ -36,7 +36,7 @@ exec::key_record rec(std::string app, std::string fp, plan::key_state st, millis
     r.key.expires_at = expires;
     r.key.replaces = std::move(replaces);
     r.key.pending = pending;
-    r.developer_status = "active";
+    r.developer_status = owner_status::active;
     return r;
 }
 
@@ -95,7 +95,7 @@ exec::action_record action(std::string what, std::string key, std::string replac
                                    : plan::action_kind::report;
     r.key = std::move(key);
     r.replaces = std::move(replaces);
-    r.developer_status = "active";
+    r.developer_status = owner_status::active;
     return r;
 }
 
@@ -192,7 +192,7 @@ TEST(NotifierDeveloperStatus, ActiveOnlyWhenKnownActive) {
     for (const char* st : {"active", "", "inactive"}) {
         auto r = rec(std::string("app-") + (*st ? st : "unknown"), A, ks::valid, T0 - 85 * d,
                      T0 + 5 * d);
-        r.developer_status = st;
+        r.developer_status = parse_owner_status(st);
         keys.push_back(r);
     }
     keys[2].key.state = ks::skipped;  // the planner leaves an inactive developer's app alone
@@ -214,7 +214,7 @@ TEST(NotifierDeveloperStatus, ActiveOnlyWhenKnownActive) {
 TEST(NotifierDeveloperStatus, StrandedAndActionsFollowTheRecord) {
     using ks = plan::key_state;
     auto k = rec("gone", A, ks::expired, T0 - 100 * d, T0 - 10 * d);
-    k.developer_status = "";
+    k.developer_status = owner_status::not_known;
     const auto st = obs::stranded_events(pass({k}), T0);
     ASSERT_EQ(st.size(), 1u);
     EXPECT_EQ(st[0].developer_status, "");
@@ -225,7 +225,7 @@ TEST(NotifierDeveloperStatus, StrandedAndActionsFollowTheRecord) {
     auto drift = action("skipped", A, "", T0 - k_minute);
     drift.detail = "overlap over, but successor " + std::string(B) +
                    " no longer has every product this key has approved: not revoked (drift)";
-    drift.developer_status = "";
+    drift.developer_status = owner_status::not_known;
     f.n.on_action(drift);
     auto revoked = action("revoked", C, "", T0 - k_minute);
     f.n.on_action(revoked);
@@ -243,7 +243,7 @@ TEST(NotifierStranded, AppWithoutAnyKey) {
     none.developer = "dev@partner.example.com";
     none.app = "empty";
     none.policy = "p";
-    none.developer_status = "active";
+    none.developer_status = owner_status::active;
     s.keyless_apps.push_back(none);
     // Keyless in the approved phase, its revoked key from the revoked phase:
     // stranded once, named by that key.
@@ -278,7 +278,8 @@ TEST(NotifierStranded, TeamAppsNameTheTeam) {
         auto k = rec(std::move(app), std::move(fp), st, issued, expires);
         k.developer = "";
         k.team = "ops";
-        k.developer_status = "active";  // the AppGroup's status, as the executor passes it
+        k.developer_status =
+            owner_status::active;  // the AppGroup's status, as the executor passes it
         return k;
     };
     // "shared" of team ops is stranded; "shared" of the developer is fine: apps
@@ -291,7 +292,7 @@ TEST(NotifierStranded, TeamAppsNameTheTeam) {
     none.team = "ops";
     none.app = "empty";
     none.policy = "p";
-    none.developer_status = "active";
+    none.developer_status = owner_status::active;
     s.keyless_apps.push_back(none);
     none.app = "shared";  // keyless in the approved phase, revoked keys listed: named above
     s.keyless_apps.push_back(none);
@@ -485,7 +486,7 @@ exec::unmatched_key unmatched(std::string app, std::string fp, time_or_never exp
     exec::unmatched_key k;
     if (team.empty()) {
         k.developer = "dev@partner.example.com";
-        k.developer_status = "active";
+        k.developer_status = owner_status::active;
     }
     k.team = std::move(team);
     k.app = std::move(app);
@@ -512,7 +513,7 @@ TEST(NotifierUnmatched, ExpiringAtTheConfigLeadTimes) {
         unmatched("later", C, T0 + 60 * d),               // beyond every lead: none
     };
     auto unknown = unmatched("unknown", "dddddddddddddddd", T0 + 12 * k_hour);  // 1d
-    unknown.developer_status = "";
+    unknown.developer_status = owner_status::not_known;
     s.unmatched_keys.push_back(unknown);
     const auto got = obs::expiring_events(s, with_unmatched({30 * d, 7 * d, d}), T0);
     ASSERT_EQ(got.size(), 3u);

@@ -208,7 +208,7 @@ INSTANTIATE_TEST_SUITE_P(
                 app a = make_app({key("a1", T0 - 80 * d, T0 + 10 * d)});
                 a.developer_email.clear();
                 a.app_group = "team-a";
-                a.developer_status = "inactive";
+                a.developer_status = owner_status::inactive;
                 return a;
             },
             {},
@@ -217,7 +217,7 @@ INSTANTIATE_TEST_SUITE_P(
         row{"unknown_developer_with_work_skipped",
             [] {
                 app a = make_app({key("a1", T0 - 80 * d, T0 + 10 * d)});
-                a.developer_status.clear();
+                a.developer_status = owner_status::not_known;
                 return a;
             },
             {},
@@ -226,7 +226,7 @@ INSTANTIATE_TEST_SUITE_P(
         row{"unknown_developer_without_work_plans_normally",
             [] {
                 app a = make_app({key("a1", T0 - 10 * d, T0 + 80 * d)});
-                a.developer_status.clear();
+                a.developer_status = owner_status::not_known;
                 return a;
             },
             {},
@@ -295,7 +295,7 @@ INSTANTIATE_TEST_SUITE_P(
         row{"inactive_developer_skipped",
             [] {
                 app a = make_app({key("a1", T0 - 80 * d, T0 + 10 * d)});
-                a.developer_status = "inactive";
+                a.developer_status = owner_status::inactive;
                 return a;
             },
             {},
@@ -495,15 +495,19 @@ TEST(Planner, KeysOfAppsLeftAloneAreSkippedNeverDue) {
     const std::vector<std::pair<std::string, std::function<void(app&)>>> cases = {
         {"team-inactive",
          [](app& a) {
-             a.app_group = "team-a", a.developer_email.clear(), a.developer_status = "inactive";
+             a.app_group = "team-a", a.developer_email.clear(),
+             a.developer_status = owner_status::inactive;
          }},
         {"team-unknown",
          [](app& a) {
-             a.app_group = "team-a", a.developer_email.clear(), a.developer_status.clear();
+             a.app_group = "team-a", a.developer_email.clear(),
+             a.developer_status = owner_status::not_known;
          }},
         {"app-revoked", [](app& a) { a.status = approval::revoked; }},
-        {"developer-inactive", [](app& a) { a.developer_status = "inactive"; }},
-        {"developer-unknown", [](app& a) { a.developer_status.clear(); }},
+        {"developer-inactive", [](app& a) { a.developer_status = owner_status::inactive; }},
+        {"developer-unknown", [](app& a) { a.developer_status = owner_status::not_known; }},
+        // A status Apigee gives that is neither active nor inactive.
+        {"developer-unknown", [](app& a) { a.developer_status = owner_status::other; }},
     };
     for (const auto& [code, tweak] : cases) {
         SCOPED_TRACE(code);
@@ -676,7 +680,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(Forecast, SkippedAppKeysStillExpire) {
     app a = make_app({key("a1", T0 - 80 * k_day, T0 + 10 * k_day)});
-    a.developer_status = "inactive";
+    a.developer_status = owner_status::inactive;
     policy::policy p = make_policy();
     const auto got = plan::forecast_app(a, &p, T0, T0 + 30 * k_day, false);
     ASSERT_EQ(got.size(), 1u);
