@@ -151,8 +151,11 @@ std::string why_not_rotated(net::io_context& io, org_link& link, const exec::run
 // `once`: after the passes, delivers what the outbox holds until nothing is
 // due, every sink has failed once, k_once_drain has passed, or a signal; then
 // stops the dispatcher (an attempt in flight finishes within its timeout).
-net::awaitable<void> drain_watch(notify_stack& ns, const signal_stop& stop, millis until) {
-    net::steady_timer t(co_await net::this_coro::executor);
+// (The executor comes as an argument: here clang 14's analyzer reports a
+// false uninitialised pointer inside Boost's `co_await this_coro::executor`.)
+net::awaitable<void> drain_watch(net::any_io_executor ex, notify_stack& ns, const signal_stop& stop,
+                                 millis until) {
+    net::steady_timer t(ex);
     while (true) {
         t.expires_after(std::chrono::milliseconds(100));
         boost::system::error_code ec;
@@ -243,7 +246,7 @@ int cmd_once(const policy::config& cfg, const notify::config& ncfg, const cli& c
         // What this run queued (and what earlier runs left), delivered now if
         // the receivers answer; the rest waits in the outbox for `run`.
         spawn_dispatcher(io, *ns);
-        net::co_spawn(io, drain_watch(*ns, stop, wall_now() + k_once_drain),
+        net::co_spawn(io, drain_watch(io.get_executor(), *ns, stop, wall_now() + k_once_drain),
                       [&stop](const std::exception_ptr&) { stop.close(); });
         stop.open();
         io.run();

@@ -131,7 +131,7 @@ background tidy nice -n 10 tests/tidy.sh build/release
 stage "ctest (release: unit + integration)"
 ctest --preset release -j2 --timeout 600
 
-stage "clang-tidy (lib/ and daemon/; the analyzer on the pure core)"
+stage "clang-tidy (lib/ and daemon/, the static analyzer included)"
 finish tidy
 
 if ((asan)); then

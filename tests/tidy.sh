@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# clang-tidy with the checks of .clang-tidy (bugs and performance, every
-# warning an error) over every file of lib/ and daemon/, in two passes:
+# clang-tidy with every check of .clang-tidy (bugs, needless copies and the
+# clang static analyzer; every warning an error) over every file of lib/ and
+# daemon/, in two passes:
 #  1. the pure core (lib/common, lib/plan, lib/policy, lib/sched/schedule.cpp)
-#     file by file with every check, the clang static analyzer included;
-#  2. every file of lib/ and daemon/ with the bugprone-* and performance-*
-#     checks, read as CMake's unity sources (preset `tidy`, build/tidy): a few
-#     sources share one parse of Boost, which makes the pass ~6x cheaper
-#     (~3 CPU-minutes instead of ~18). The analyzer reports only on a unity
-#     file itself, so it stays with pass 1 there; --all runs it on each file.
-# Findings in the included .cpp files are reported under their own names.
+#     file by file;
+#  2. every other file of lib/ and daemon/, read as CMake's unity sources
+#     (preset `tidy`, build/tidy): a few sources share one parse of Boost,
+#     which makes the pass ~6x cheaper than file by file. Each unity source is
+#     flattened first (its included .cpp files written in place, after a
+#     #line marker): the analyzer analyses only the functions of the main
+#     file, and a unity source that includes its .cpp files has none.
+# Findings are reported under the names and lines of the files they are in.
 #   tests/tidy.sh [--all] [BUILD_DIR]    (BUILD_DIR: default build/release,
 #                                         needs its compile_commands.json)
-#   --all: every check (the analyzer too) on each file of lib/ and daemon/
-#          separately, ~20 s a file: a deeper read, not run by tests/run.sh.
+#   --all: every file of lib/ and daemon/ separately, ~20 s a file: the
+#          same checks without the unity sources (not run by tests/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 all=0
@@ -40,6 +42,7 @@ run_tidy() {
     out=$(run-clang-tidy -quiet -j "$(nproc)" -p "$dir" "${opts[@]}" "$regex" 2>&1)
     rc=$?
     set -e
+    out=$(sed -E 's/\x1b\[[0-9;]*m//g' <<<"$out")  # no colours: findings are mapped back to files
     # Keep the findings (with their notes and code lines), drop the chatter.
     grep -v -E '^(Running clang-tidy|clang-tidy-[0-9]+ |[0-9]+ warnings? (and [0-9]+ errors? )?generated|Suppressed [0-9]+ warnings|Use -header-filter|$)' <<<"$out" || true
     if ((rc != 0)) || grep -q -E '(warning|error):' <<<"$out"; then findings=1; fi
@@ -65,11 +68,47 @@ mapfile -t unity < <(ls build/tidy/lib/*/CMakeFiles/*/Unity/*.cxx build/tidy/dae
 covered=$(grep -h -o '#include "[^"]*"' "${unity[@]}" | sed -E "s|#include \"$PWD/||; s|\"$||" | sort -u)
 alone=$(comm -23 <(tr ' ' '\n' <<<"$lib_files" | grep -v -E '^lib/(common|plan|policy)/' | sort -u) \
              <(echo "$covered"))
-# (bugprone-suspicious-include: a unity source includes .cpp files by design.)
-run_tidy build/tidy -checks=-clang-analyzer-*,-bugprone-suspicious-include -- "${unity[@]}" $alone
+# Flatten each unity source in place (the next `cmake --preset tidy` writes
+# it again), and note where each file starts: "unity<TAB>line<TAB>file".
+markers=$(mktemp)
+found=$(mktemp)
+trap 'rm -f "$markers" "$found"' EXIT
+for u in "${unity[@]}"; do
+    flat=$(mktemp)
+    n=0
+    while IFS= read -r line; do
+        n=$((n + 1))
+        if [[ $line =~ ^#include\ \"(/.*\.cpp)\"$ ]]; then
+            inc=${BASH_REMATCH[1]}
+            printf '#line 1 "%s"\n' "$inc" >>"$flat"
+            printf '%s\t%d\t%s\n' "$PWD/$u" "$n" "${inc#"$PWD"/}" >>"$markers"
+            cat "$inc" >>"$flat"
+            n=$((n + $(wc -l <"$inc")))
+            [[ -z $(tail -c 1 "$inc") ]] || { echo >>"$flat"; n=$((n + 1)); }
+        else
+            printf '%s\n' "$line" >>"$flat"
+        fi
+    done <"$u"
+    mv "$flat" "$u"
+done
+# A finding at line N of a flattened unity source is at line N - start of
+# the file that starts last before N.
+unflatten() {
+    awk -F'\t' 'NR == FNR { at[$1] = at[$1] " " $2; file[$1 SUBSEP $2] = $3; next }
+        match($0, /^[^: ]+\.cxx:[0-9]+:/) {
+            split(substr($0, 1, RLENGTH - 1), p, ":")
+            n = split(at[p[1]], starts, " ")
+            best = 0
+            for (i = 1; i <= n; i++) if (starts[i] + 0 < p[2] + 0 && starts[i] + 0 > best) best = starts[i] + 0
+            if (best) { print file[p[1] SUBSEP best] ":" (p[2] - best) substr($0, RLENGTH); next }
+        }
+        { print }' "$markers" -
+}
+run_tidy build/tidy -- "${unity[@]}" $alone >"$found"
+unflatten <"$found"
 if ((findings)); then
     echo "clang-tidy: findings above" >&2
     exit 1
 fi
 rest=$(tr ' ' '\n' <<<"$lib_files" | grep -c -v -E '^lib/(common|plan|policy)/')
-echo "clang-tidy: $(wc -w <<<"$core") core files with every check, the analyzer included; the other $rest files of lib/ and daemon/ in ${#unity[@]} unity sources$([[ -n $alone ]] && echo " + $(wc -w <<<"$alone") alone"): clean"
+echo "clang-tidy: every check, the analyzer included: $(wc -w <<<"$core") core files one by one; the other $rest files of lib/ and daemon/ in ${#unity[@]} flattened unity sources$([[ -n $alone ]] && echo " + $(wc -w <<<"$alone") alone"): clean"

@@ -1,5 +1,6 @@
 #include "auth/totp.hpp"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -12,6 +13,12 @@ namespace keyrot::auth {
 std::optional<std::string> base32_decode(std::string_view text) {
     std::string out;
     std::uint32_t buffer = 0;
+    // The secret's bits pass through `buffer`: wiped on every way out (a plain
+    // `buffer = 0` is a dead store, which the compiler removes).
+    struct wipe {
+        std::uint32_t& b;
+        ~wipe() { OPENSSL_cleanse(&b, sizeof b); }
+    } const wiped{buffer};
     int bits = 0;
     for (char ch : text) {
         if (ch == ' ' || ch == '-' || ch == '=' || ch == '\n' || ch == '\r' || ch == '\t') continue;
@@ -30,7 +37,6 @@ std::optional<std::string> base32_decode(std::string_view text) {
             out.push_back(static_cast<char>((buffer >> bits) & 0xff));
         }
     }
-    buffer = 0;
     if (out.empty()) return std::nullopt;
     return out;
 }
