@@ -127,7 +127,7 @@ std::string why_not_rotated(net::io_context& io, org_link& link, const exec::run
     if (!inv) return "cannot read the organization: " + inv.err().describe();
     const app* found = nullptr;
     for (const auto& a : inv.value().apps)
-        if (lower(a.developer_email) == lower(developer) && a.name == name) found = &a;
+        if (ascii_lower(a.developer_email) == ascii_lower(developer) && a.name == name) found = &a;
     const std::string org = link.organization;
     if (found == nullptr)
         return "organization " + org + " has no app " + name + " of developer " + developer;
@@ -223,7 +223,7 @@ int cmd_once(const policy::config& cfg, const notify::config& ncfg, const cli& c
         opt.may_write = [&stop] { return !stop.stopping(); };  // checked before every write
         if (rotate) {
             // Apigee matches developer emails case-insensitively; so does keyrotd.
-            opt.only_app = lower(developer) + "/" + app_name;
+            opt.only_app = ascii_lower(developer) + "/" + app_name;
             opt.plan.force_rotate = true;
             opt.plan.revoke_now = c.revoke_now;
         }

@@ -80,15 +80,15 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
                                        const std::vector<policy::policy>& policies, millis now,
                                        millis until, bool edge, long& apps_listed,
                                        long& developers_listed) {
-    std::map<std::string, owner_status> status;  // lower(owner) \n app -> the owner's status
+    std::map<std::string, owner_status> status;  // ascii_lower(owner) \n app -> the owner's status
     for (const auto& pa : planned)
-        status[lower(owner_id(pa.snapshot)) + "\n" + pa.snapshot.name] =
+        status[ascii_lower(owner_id(pa.snapshot)) + "\n" + pa.snapshot.name] =
             pa.snapshot.developer_status;
     std::map<std::string, app> apps;  // owner \n app -> the app with every key
     std::vector<std::string> order;
     for (auto& a : listed) {
         const std::string id =
-            (a.app_group.empty() ? lower(a.developer_email) : "team:" + a.app_group) + "\n" +
+            (a.app_group.empty() ? ascii_lower(a.developer_email) : "team:" + a.app_group) + "\n" +
             a.name;
         auto it = apps.find(id);
         if (it == apps.end()) {
@@ -108,13 +108,13 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
     std::set<std::string> developers;
     for (const auto& id : order)
         if (const auto& a = apps.at(id); a.app_group.empty())
-            developers.insert(lower(a.developer_email));
+            developers.insert(ascii_lower(a.developer_email));
     developers_listed = static_cast<long>(developers.size());
     for (const auto& id : order) {
         app& a = apps.at(id);
         const policy::policy* p = plan::match_policy(a, policies);
         if (p != nullptr && a.developer_status == owner_status::not_known) {
-            auto known = status.find(lower(owner_id(a)) + "\n" + a.name);
+            auto known = status.find(ascii_lower(owner_id(a)) + "\n" + a.name);
             if (known != status.end()) a.developer_status = known->second;
         }
         const std::string owner = a.app_group.empty() ? a.developer_email : "team:" + a.app_group;

@@ -118,8 +118,6 @@ inline const std::map<std::string, std::set<std::string>>& command_options() {
     return t;
 }
 
-inline std::string lower(std::string s) { return ascii_lower(std::move(s)); }
-
 // "1 policy", "2 policies".
 inline std::string count_of(long n, std::string_view one, std::string_view many) {
     return std::to_string(n) + " " + std::string(n == 1 ? one : many);

@@ -20,7 +20,7 @@ bool call::q_bool(const char* name) const {
 }
 
 developer& find_dev(organization& org, const std::string& email) {
-    auto it = org.developers.find(lower(email));
+    auto it = org.developers.find(ascii_lower(email));
     if (it == org.developers.end() && edge_json()) {
         // Edge: a developer is named by email or by developerId.
         for (auto i = org.developers.begin(); i != org.developers.end(); ++i)
@@ -33,7 +33,7 @@ developer& find_dev(organization& org, const std::string& email) {
 
 developer_app& find_app(organization& org, const std::string& email, const std::string& name) {
     const developer& d = find_dev(org, email);
-    auto it = org.apps.find({lower(d.email), name});
+    auto it = org.apps.find({ascii_lower(d.email), name});
     if (it == org.apps.end())
         fail(404, "app " + name + " not found for developer " + email,
              "keymanagement.service.app_does_not_exist");
@@ -60,7 +60,7 @@ bool team_path(const std::vector<std::string>& seg) {
 
 app_key owner_key(const organization& org, const std::vector<std::string>& seg) {
     if (team_path(seg)) return team_app_key(seg[3], seg[5]);
-    auto lo = lower(seg[3]);
+    auto lo = ascii_lower(seg[3]);
     if (edge_json() && !org.developers.count(lo)) {
         for (const auto& [k, d] : org.developers)
             if (d.developer_id == seg[3]) return {k, seg[5]};

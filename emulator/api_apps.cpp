@@ -11,7 +11,7 @@ response dev_app_create(state& st, call& ctx) {
     const auto& seg = ctx.seg;
     const json& body = ctx.body;
     const millis t = ctx.t;
-    const std::string owner = lower(find_dev(org, seg[3]).email);
+    const std::string owner = ascii_lower(find_dev(org, seg[3]).email);
     developer_app a;
     a.name = string_field(body, "name");
     if (a.name.empty()) fail(400, "app name is required");

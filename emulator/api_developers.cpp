@@ -16,7 +16,7 @@ response devs_list(state& st, call& ctx) {
     }
     auto it = org.developers.begin();
     if (auto sk = ctx.q("startKey"); sk && !sk->empty())
-        it = org.developers.lower_bound(lower(*sk));
+        it = org.developers.lower_bound(ascii_lower(*sk));
     json list = json::array();
     // developer-list-emails: "expand is not valid with count or startKey".
     const bool paged = ctx.q("count").has_value() || ctx.q("startKey").has_value();
@@ -37,14 +37,15 @@ response dev_create(state& st, call& ctx) {
     developer d;
     d.email = string_field(body, "email");
     if (!valid_email(d.email)) fail(400, "invalid developer email");
-    if (org.developers.count(lower(d.email))) fail(409, "developer " + d.email + " already exists");
+    if (org.developers.count(ascii_lower(d.email)))
+        fail(409, "developer " + d.email + " already exists");
     d.first_name = string_field(body, "firstName");
     d.last_name = string_field(body, "lastName");
     d.user_name = string_field(body, "userName");
     if (auto a = body_attributes(body)) d.attributes = std::move(*a);
     d.developer_id = uuid(st.id_rng);
     d.created_at = d.last_modified_at = t;
-    auto& stored = org.developers[lower(d.email)] = std::move(d);
+    auto& stored = org.developers[ascii_lower(d.email)] = std::move(d);
     return json_response(developer_json(org, stored), st.edge ? 201 : 200);  // Edge: 201
 }
 
@@ -64,7 +65,7 @@ response dev_post(state& st, call& ctx) {
     if (action) {
         if (*action != "active" && *action != "inactive")
             fail(400, "action must be active or inactive");
-        auto lo = lower(d.email);
+        auto lo = ascii_lower(d.email);
         std::vector<std::pair<app_key, int>> before;
         for (auto it = org.apps.lower_bound({lo, ""});
              it != org.apps.end() && it->first.first == lo; ++it)
@@ -87,7 +88,7 @@ response dev_post(state& st, call& ctx) {
 response dev_apps_list(state&, call& ctx) {
     organization& org = ctx.org;
     const auto& seg = ctx.seg;
-    auto lo = lower(find_dev(org, seg[3]).email);
+    auto lo = ascii_lower(find_dev(org, seg[3]).email);
     const bool expand = ctx.q_bool("expand");
     json list = json::array();
     for (auto it = org.apps.lower_bound({lo, ""}); it != org.apps.end() && it->first.first == lo;

@@ -41,7 +41,7 @@ response edge_devs_list(state& st, call& ctx) {
     const std::int64_t count = count_of(ctx);
     auto it = org.developers.begin();
     if (auto sk = ctx.q("startKey"); sk && !sk->empty())
-        it = org.developers.lower_bound(lower(*sk));
+        it = org.developers.lower_bound(ascii_lower(*sk));
     const bool expand = expanded(st, ctx);
     json list = json::array();
     for (; it != org.developers.end() && static_cast<std::int64_t>(list.size()) < count; ++it) {
@@ -93,7 +93,7 @@ response owner_apps(const state& st, const call& ctx, const std::string& first) 
 
 // GET /developers/D/apps?expand&count&startKey.
 response edge_dev_apps_list(state& st, call& ctx) {
-    return owner_apps(st, ctx, lower(find_dev(ctx.org, ctx.seg[3]).email));
+    return owner_apps(st, ctx, ascii_lower(find_dev(ctx.org, ctx.seg[3]).email));
 }
 
 // GET /companies/C/apps?expand&count&startKey ("count: required if you specify startKey").

@@ -90,7 +90,7 @@ organization& load_org(state& st, const json& o, millis base) {
             dev.created_at = seed_time(d.value("createdAt", json()), base, base);
             dev.last_modified_at =
                 seed_time(d.value("lastModifiedAt", json()), base, dev.created_at);
-            auto k = lower(dev.email);
+            auto k = ascii_lower(dev.email);
             org->developers[k] = std::move(dev);
         }
     }
@@ -120,7 +120,7 @@ organization& load_org(state& st, const json& o, millis base) {
             // A team (AppGroup) app has `appGroup` and no developer. Its key in
             // the app map starts with a byte no email holds.
             app.app_group = seed_str(a, "appGroup", seed_str(a, "companyName"));
-            auto email = app.app_group.empty() ? lower(seed_str(a, "developerEmail"))
+            auto email = app.app_group.empty() ? ascii_lower(seed_str(a, "developerEmail"))
                                                : k_team_prefix + app.app_group;
             if (app.app_group.empty() && !org->developers.count(email))
                 throw std::runtime_error("seed: app's developerEmail is not a seeded developer: " +

@@ -115,8 +115,6 @@ std::optional<std::string> url_decode(std::string_view in, bool plus_is_space) {
     return out;
 }
 
-std::string lower(std::string s) { return keyrot::ascii_lower(std::move(s)); }
-
 std::string to_hex(std::string_view s) {
     static const char* d = "0123456789abcdef";
     std::string out;

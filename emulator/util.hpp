@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/text.hpp"
 #include "state.hpp"
 
 namespace keyrot::emulator {
@@ -47,7 +48,6 @@ response json_response(const json& j, int status = 200);
 response no_content();
 
 std::optional<std::string> url_decode(std::string_view in, bool plus_is_space);
-std::string lower(std::string s);
 std::string to_hex(std::string_view s);
 std::optional<std::string> from_hex(std::string_view s);
 std::optional<std::int64_t> parse_int(std::string_view s);

@@ -50,7 +50,7 @@ json developer_json(const organization& org, const developer& d) {
     put_str(j, "userName", d.user_name);
     put_attrs(j, d.attributes);
     std::vector<std::string> apps;
-    auto lo = lower(d.email);
+    auto lo = ascii_lower(d.email);
     for (auto it = org.apps.lower_bound({lo, ""}); it != org.apps.end() && it->first.first == lo;
          ++it)
         apps.push_back(it->first.second);

@@ -14,7 +14,10 @@ inline std::string_view trim_space(std::string_view s) {
     return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
 }
 
-inline std::string ascii_lower(std::string s) {
+// The one lower-casing of keyrotd and the emulator: ASCII only (emails,
+// hosts, header names and config words; Apigee compares no other way).
+inline std::string ascii_lower(std::string_view in) {
+    std::string s(in);
     for (char& c : s)
         if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
     return s;

@@ -15,8 +15,6 @@ namespace keyrot::http {
 
 namespace {
 
-std::string lower(std::string_view s) { return ascii_lower(std::string(s)); }
-
 error config_error(std::string msg) {
     error e;
     e.what = error::kind::config;
@@ -90,7 +88,7 @@ result<url> parse_url(std::string_view text, std::string_view plain_http_host) {
         return config_error("URL must not carry a query or fragment");
     const auto hp = split_host_port(auth);
     if (!hp) return config_error("URL has a bad host or port (an IPv6 address goes in brackets)");
-    u.host = hp->bracketed ? hp->host : lower(hp->host);
+    u.host = hp->bracketed ? hp->host : ascii_lower(hp->host);
     if (u.host.empty()) return config_error("URL has no host");
     if (!hp->port.empty()) {
         const auto p = parse_port(hp->port);
@@ -185,12 +183,12 @@ std::int64_t token_bucket::acquire(std::int64_t now_us) {
 }
 
 bool no_proxy_matches(std::string_view no_proxy, std::string_view host_in, std::uint16_t port) {
-    std::string host = lower(host_in);
+    std::string host = ascii_lower(host_in);
     std::size_t pos = 0;
     while (pos < no_proxy.size()) {
         auto end = no_proxy.find_first_of(", ", pos);
         if (end == std::string_view::npos) end = no_proxy.size();
-        std::string entry = lower(no_proxy.substr(pos, end - pos));
+        std::string entry = ascii_lower(no_proxy.substr(pos, end - pos));
         pos = end + 1;
         if (entry.empty()) continue;
         if (entry == "*") return true;

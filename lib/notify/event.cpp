@@ -30,7 +30,9 @@ error refuse(std::string message) {
     return e;
 }
 
-std::string time_text(time_or_never ts) { return ts.is_never() ? "never" : rfc3339_ms(ts.at()); }
+std::string time_text(time_or_never ts) {
+    return ts.is_never() ? "never" : format_time_ms(ts.at());
+}
 
 }  // namespace
 
@@ -115,13 +117,13 @@ result<event> make_event(event_fields f) {
     if (!f.key.empty()) data["key"] = f.key;
     if (!f.replaces.empty()) data["replaces"] = f.replaces;
     if (f.expires_at) data["expiresAt"] = time_text(*f.expires_at);
-    if (f.revokes_at) data["replacesRevokedAt"] = rfc3339_ms(*f.revokes_at);
+    if (f.revokes_at) data["replacesRevokedAt"] = format_time_ms(*f.revokes_at);
     if (f.lead_time) data["leadTime"] = format_duration(*f.lead_time);
     if (!f.reason.empty()) data["reason"] = f.reason;
 
     nlohmann::ordered_json j;
     j["type"] = to_string(f.type);
-    j["timestamp"] = rfc3339_ms(f.occurred_at);
+    j["timestamp"] = format_time_ms(f.occurred_at);
     j["data"] = std::move(data);
     // Invalid UTF-8 in a name becomes U+FFFD instead of throwing.
     e.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

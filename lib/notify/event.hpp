@@ -82,9 +82,6 @@ result<event> make_event(event_fields f);
 std::string event_id(std::string_view organization, std::string_view owner, std::string_view app,
                      std::string_view key, event_type type, std::optional<millis> lead_time);
 
-// "2026-11-25T13:11:55.782Z".
-inline std::string rfc3339_ms(millis ts) { return format_time_ms(ts); }
-
 // True for "" or 16 lowercase hex digits.
 bool is_fingerprint_or_empty(std::string_view s);
 

@@ -45,7 +45,7 @@ std::string audit_line(const exec::action_record& r, std::string* why) {
     if (!is_fingerprint_or_empty(r.replaces)) return refuse("replaces is not a fingerprint");
 
     nlohmann::ordered_json j;
-    j["ts"] = rfc3339_ms(r.ts);
+    j["ts"] = format_time_ms(r.ts);
     j["organization"] = r.organization;
     j["developer"] = r.developer;
     if (!r.team.empty()) j["team"] = r.team;  // a team (AppGroup) app

@@ -88,7 +88,7 @@ class line_formatter final : public spdlog::formatter {
         const std::string_view message(msg.payload.data(), msg.payload.size());
         if (format_ == log_format::json) {
             nlohmann::ordered_json j;
-            j["time"] = rfc3339_ms(to_millis(msg.time));
+            j["time"] = format_time_ms(to_millis(msg.time));
             j["severity"] = severity_name(msg.level);
             j["message"] = message;
             for (const auto& f : t_fields) {
@@ -102,7 +102,7 @@ class line_formatter final : public spdlog::formatter {
             }
             append(dest, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         } else {
-            append(dest, rfc3339_ms(to_millis(msg.time)));
+            append(dest, format_time_ms(to_millis(msg.time)));
             dest.push_back(' ');
             std::string_view lvl = text_level(msg.level);
             append(dest, lvl);

@@ -29,9 +29,6 @@
 
 namespace keyrot::obs {
 
-// "2026-11-25T12:00:00.123Z" (RFC 3339, UTC, milliseconds).
-inline std::string rfc3339_ms(millis ts) { return format_time_ms(ts); }
-
 enum class log_format { text, json };
 
 // "text" | "json"; nullopt-like: throws std::invalid_argument on anything else.

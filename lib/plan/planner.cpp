@@ -608,12 +608,11 @@ app_plan plan_app(const app& a, const policy::policy& p, millis now, const optio
 
 namespace {
 
-std::string lower(std::string s) { return ascii_lower(std::move(s)); }
-
 // Developer emails match case-insensitively (Apigee treats them so).
 bool any_glob(const std::vector<std::string>& globs, const std::string& text, bool icase) {
     for (const auto& g : globs) {
-        if (icase ? policy::glob_match(lower(g), lower(text)) : policy::glob_match(g, text))
+        if (icase ? policy::glob_match(ascii_lower(g), ascii_lower(text))
+                  : policy::glob_match(g, text))
             return true;
     }
     return false;

@@ -66,17 +66,17 @@ std::optional<host_port> split_authority(std::string_view s) {
 }
 
 bool loopback(const host_port& hp) {
-    if (hp.bracketed) return hp.host == "::1" || lower(hp.host) == "0:0:0:0:0:0:0:1";
+    if (hp.bracketed) return hp.host == "::1" || ascii_lower(hp.host) == "0:0:0:0:0:0:0:1";
     int first = -1;
     if (ipv4(hp.host, &first)) return first == 127;
-    return lower(hp.host) == "localhost";
+    return ascii_lower(hp.host) == "localhost";
 }
 
 // nullopt when fine; the reason otherwise.
 std::optional<std::string> url_error(std::string_view url) {
     std::string_view rest;
     bool https = false;
-    const std::string l = lower(url);
+    const std::string l = ascii_lower(url);
     if (l.starts_with("https://")) {
         https = true;
         rest = url.substr(8);
@@ -230,7 +230,7 @@ void read_edge(reader& r, const field_ref* f, apigee_config& a, bool url_given) 
     const auto host_of = [](const std::string& url) {
         const auto b = url.find("://");
         const std::string rest = b == std::string::npos ? url : url.substr(b + 3);
-        return lower(rest.substr(0, rest.find_first_of(":/?#")));
+        return ascii_lower(rest.substr(0, rest.find_first_of(":/?#")));
     };
     const bool public_url = !url_given || host_of(a.url) == host_of(std::string(k_edge_public_url));
     a.edge_private_cloud = a.edge() && !public_url;
@@ -304,7 +304,7 @@ nlohmann::json yaml_to_json(const YAML::Node& n, const std::string& path,
         long long v = 0;
         const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
         if (!s.empty() && ec == std::errc() && end == s.data() + s.size()) return v;
-        const std::string l = lower(s);
+        const std::string l = ascii_lower(s);
         if (l == "true") return true;
         if (l == "false") return false;
     }

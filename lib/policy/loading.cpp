@@ -207,7 +207,7 @@ void load_policy_file(const fs::path& path, std::vector<policy>& out, std::vecto
 }
 
 bool policy_extension(const fs::path& p) {
-    const std::string ext = lower(p.extension().string());
+    const std::string ext = ascii_lower(p.extension().string());
     return ext == ".yaml" || ext == ".yml" || ext == ".json";
 }
 
@@ -215,7 +215,7 @@ bool policy_extension(const fs::path& p) {
 // Schemas (`*.schema.json`, kept beside the policies for editors) and a keyrotd
 // config (`keyrotd*.yaml|yml|json`, as in /etc/keyrotd/ or the repo's policies/).
 bool not_a_policy(const fs::path& p) {
-    const std::string name = lower(p.filename().string());
+    const std::string name = ascii_lower(p.filename().string());
     return name.ends_with(".schema.json") || name.starts_with("keyrotd");
 }
 

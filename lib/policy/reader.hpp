@@ -109,8 +109,6 @@ inline std::string join(std::string_view parent, std::string_view name) {
     return std::string(parent) + "." + std::string(name);
 }
 
-inline std::string lower(std::string_view s) { return ascii_lower(std::string(s)); }
-
 inline std::size_t edit_distance(std::string_view a, std::string_view b) {
     std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
     for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
@@ -127,11 +125,11 @@ inline std::size_t edit_distance(std::string_view a, std::string_view b) {
 // The closest known name, if close enough to be a plausible typo.
 inline std::optional<std::string> closest(std::string_view name,
                                           const std::vector<std::string>& known) {
-    const std::string l = lower(name);
+    const std::string l = ascii_lower(name);
     std::optional<std::string> best;
     std::size_t best_d = 0;
     for (const auto& k : known) {
-        const std::size_t d = edit_distance(l, lower(k));
+        const std::size_t d = edit_distance(l, ascii_lower(k));
         if (!best || d < best_d) {
             best = k;
             best_d = d;
@@ -248,7 +246,7 @@ class reader {
 
     std::optional<bool> boolean(const field_ref& f, std::string_view field) {
         if (f.value.IsScalar() && f.value.Tag() != "!") {
-            const std::string v = lower(f.value.Scalar());
+            const std::string v = ascii_lower(f.value.Scalar());
             if (v == "true") return true;
             if (v == "false") return false;
         }
@@ -292,7 +290,7 @@ class reader {
             return std::nullopt;
         }
         std::string s = f.value.Scalar();
-        if (allow_never && lower(s) == "never") return std::optional<millis>{};
+        if (allow_never && ascii_lower(s) == "never") return std::optional<millis>{};
         if (auto d = parse_duration(s)) return std::optional<millis>{*d};
         const auto first = s.find_first_not_of(" \t");
         if (first != std::string::npos && s[first] == '-') {
@@ -410,7 +408,7 @@ inline std::optional<int> parse_day(std::string_view s) {
     static const std::pair<const char*, const char*> names[] = {
         {"sun", "sunday"},   {"mon", "monday"}, {"tue", "tuesday"}, {"wed", "wednesday"},
         {"thu", "thursday"}, {"fri", "friday"}, {"sat", "saturday"}};
-    const std::string l = lower(s);
+    const std::string l = ascii_lower(s);
     for (int i = 0; i < 7; ++i)
         if (l == names[i].first || l == names[i].second) return i;
     return std::nullopt;
@@ -433,7 +431,7 @@ inline std::optional<int> parse_hhmm(std::string_view s, bool allow_24) {
 
 // "UTC" / "Z" -> 0, "+02:00" / "-05:30" -> minutes east of UTC.
 inline std::optional<int> parse_offset(std::string_view s) {
-    const std::string l = lower(s);
+    const std::string l = ascii_lower(s);
     if (l == "utc" || l == "z") return 0;
     if (s.size() != 6 || (s[0] != '+' && s[0] != '-') || s[3] != ':') return std::nullopt;
     for (int i : {1, 2, 4, 5})
