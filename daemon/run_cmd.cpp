@@ -386,16 +386,17 @@ class daemon_loop {
             // needs only those apps read again, not the whole organisation.
             const millis started = wall_now();
             std::vector<exec::app_wake> due;
-            if (o.full_cfg == cfg && started < o.schedule.next_full) {
+            const millis next_full = as_millis(o.schedule.next_full);
+            if (o.full_cfg == cfg && started < next_full) {
                 for (const auto& w : o.wakes)
-                    if (w.at <= started + k_due_slack) due.push_back(w);
+                    if (w.at <= started + k_due_slack.count()) due.push_back(w);
             }
             const bool targeted = !due.empty() && due.size() <= k_targeted_max;
             exec::pass_summary sum;
             if (targeted) {
                 obs::log_event(spdlog::level::info, "re-reading apps with an action due",
                                {{"organization", org}, {"apps", static_cast<int>(due.size())}});
-                opt.wake_horizon = o.schedule.next_full + 1;
+                opt.wake_horizon = next_full + 1;
                 sum = co_await o.link->exec->run_apps(policies, due, opt);
                 std::erase_if(o.wakes, [&](const exec::app_wake& w) {
                     return std::any_of(due.begin(), due.end(), [&](const exec::app_wake& d) {
@@ -403,7 +404,8 @@ class daemon_loop {
                     });
                 });
                 for (auto& w : sum.wakes) o.wakes.push_back(std::move(w));
-                if (!sum.ok) o.schedule.next_full = started;  // the next pass reads everything
+                if (!sum.ok)
+                    o.schedule.next_full = as_sys_ms(started);  // the next pass reads everything
                 obs::log_event(sum.ok ? spdlog::level::info : spdlog::level::err, "apps re-read",
                                {{"organization", org},
                                 {"seconds", sum.seconds},
@@ -434,16 +436,19 @@ class daemon_loop {
             pr.ok = sum.ok;
             pr.targeted = targeted;
             pr.config_changed = cfg_ != cfg;
-            pr.now = now;
-            pr.interval = cfg->interval;
+            pr.now = as_sys_ms(now);
+            pr.interval = std::chrono::milliseconds(cfg->interval);
             // The earliest action due over every app: the wakes of the last
             // full pass, updated by the targeted ones since.
-            for (const auto& w : o.wakes) pr.next_action = earliest(pr.next_action, w.at);
-            const sched::decision next =
-                sched::next_pass(pr, o.schedule, [&rng](millis lo, millis hi) {
-                    return std::uniform_int_distribution<millis>(lo, hi)(rng);
+            time_or_never next_action;
+            for (const auto& w : o.wakes) next_action = earliest(next_action, w.at);
+            pr.next_action = as_sys_ms(next_action);
+            const sched::decision next = sched::next_pass(
+                pr, o.schedule, [&rng](std::chrono::milliseconds lo, std::chrono::milliseconds hi) {
+                    return std::chrono::milliseconds(
+                        std::uniform_int_distribution<millis>(lo.count(), hi.count())(rng));
                 });
-            const millis wait = next.wait;
+            const millis wait = next.wait.count();
             const std::string why = next.why;
             o.next_at = now + wait;
             char secs[32];

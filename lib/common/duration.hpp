@@ -3,6 +3,7 @@
 // an instant that may be "never" is a time_or_never.
 #pragma once
 
+#include <chrono>
 #include <compare>
 #include <cstdint>
 #include <optional>
@@ -62,6 +63,16 @@ constexpr time_or_never earliest(time_or_never a, time_or_never b) { return a < 
 // format_time(), or "never".
 inline std::string format_time(time_or_never t) {
     return t.is_never() ? std::string("never") : format_time(t.at());
+}
+
+// std::chrono, where the code has moved to it (lib/sched so far; the rest
+// still counts int64 milliseconds): a span is a std::chrono::milliseconds,
+// an instant a sys_ms, never an empty optional. At the boundary:
+using sys_ms = std::chrono::sys_time<std::chrono::milliseconds>;
+constexpr sys_ms as_sys_ms(millis at) { return sys_ms(std::chrono::milliseconds(at)); }
+constexpr millis as_millis(sys_ms at) { return at.time_since_epoch().count(); }
+constexpr std::optional<sys_ms> as_sys_ms(time_or_never t) {
+    return t.is_never() ? std::nullopt : std::optional<sys_ms>(as_sys_ms(t.at()));
 }
 
 // nullopt when garbled or negative.

@@ -5,38 +5,41 @@
 namespace keyrot::sched {
 
 decision next_pass(const pass_result& r, schedule_state& s, const draw_fn& draw) {
-    const millis interval = std::max<millis>(r.interval, 0);
-    auto jitter = [&](millis base, millis spread) { return base + draw(-spread, spread); };
+    const milliseconds interval = std::max(r.interval, milliseconds::zero());
+    auto jitter = [&](milliseconds base, milliseconds spread) {
+        return base + draw(-spread, spread);
+    };
     decision d;
     if (r.config_changed) {
         d.why = "config reloaded during the pass";
     } else if (!r.ok) {
         // Failed: retry soon, but never at full speed.
-        s.backoff = s.backoff == 0 ? k_first_backoff : s.backoff * 2;
+        s.backoff = s.backoff == milliseconds::zero() ? k_first_backoff : s.backoff * 2;
         s.backoff = std::min(s.backoff, interval);
         d.wait = jitter(s.backoff, s.backoff / 10);
         d.why = "retry after a failed pass";
         s.immediate = 0;
     } else {
-        s.backoff = 0;
+        s.backoff = milliseconds::zero();
         if (!r.targeted) s.next_full = r.now + jitter(interval, interval / 10);
         d.wait = s.next_full - r.now;
         d.why = "full pass";
-        if (r.next_action < r.now + d.wait - k_due_slack) {
-            d.wait = r.next_action.at() + k_due_slack - r.now;
+        if (r.next_action && *r.next_action < r.now + d.wait - k_due_slack) {
+            d.wait = *r.next_action + k_due_slack - r.now;
             d.why = "next action due";
         }
-        if (r.next_action <= r.now) {
+        if (r.next_action && *r.next_action <= r.now) {
             // Due already, yet the pass left it: once is fine; repeated, it
             // would spin against Apigee, so back off (1 s, 2 s, 4 s, ...).
-            d.wait = std::min(k_min_wait << std::min(s.immediate, 20), interval);
+            d.wait =
+                std::min(k_min_wait * (std::int64_t{1} << std::min(s.immediate, 20)), interval);
             d.why = "action still due";
             ++s.immediate;
         } else {
             s.immediate = 0;
         }
     }
-    d.wait = std::max<millis>(d.wait, 0);
+    d.wait = std::max(d.wait, milliseconds::zero());
     return d;
 }
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -11,18 +12,20 @@
 namespace keyrot::sched {
 namespace {
 
-constexpr millis k_now = 1'800'000'000'000;
-constexpr millis k_interval = 10 * k_minute;
+using namespace std::chrono_literals;
+
+constexpr sys_ms k_now{milliseconds{1'800'000'000'000}};
+constexpr milliseconds k_interval = 10min;
 
 enum class draw_at { low, middle, high };
 
 draw_fn fixed(draw_at at) {
-    return [at](millis lo, millis hi) {
+    return [at](milliseconds lo, milliseconds hi) {
         return at == draw_at::low ? lo : at == draw_at::high ? hi : (lo + hi) / 2;
     };
 }
 
-pass_result ok_full(time_or_never next_action = time_or_never::never()) {
+pass_result ok_full(std::optional<sys_ms> next_action = std::nullopt) {
     pass_result r;
     r.ok = true;
     r.now = k_now;
@@ -42,7 +45,7 @@ struct row {
     pass_result result;
     schedule_state before;
     draw_at draw;
-    millis wait;
+    milliseconds wait;
     std::string why;
     schedule_state after;
 };
@@ -57,13 +60,13 @@ TEST_P(ScheduleTable, Decides) {
     const row& r = GetParam();
     schedule_state s = r.before;
     const decision d = next_pass(r.result, s, fixed(r.draw));
-    EXPECT_EQ(d.wait, r.wait);
+    EXPECT_EQ(d.wait.count(), r.wait.count());
     EXPECT_EQ(std::string(d.why), r.why);
-    EXPECT_TRUE(same(s, r.after)) << "backoff " << s.backoff << " immediate " << s.immediate
-                                  << " next_full " << s.next_full;
+    EXPECT_TRUE(same(s, r.after)) << "backoff " << s.backoff.count() << " immediate " << s.immediate
+                                  << " next_full " << as_millis(s.next_full);
 }
 
-pass_result targeted(time_or_never next_action) {
+pass_result targeted(std::optional<sys_ms> next_action) {
     pass_result r = ok_full(next_action);
     r.targeted = true;
     return r;
@@ -77,7 +80,7 @@ pass_result reloaded() {
 
 pass_result short_interval_failed() {
     pass_result r = failed();
-    r.interval = 7 * k_second;
+    r.interval = 7s;
     return r;
 }
 
@@ -89,29 +92,29 @@ const row k_rows[] = {
      draw_at::middle,
      k_interval,
      "full pass",
-     {0, 0, k_now + k_interval}},
+     {0ms, 0, k_now + k_interval}},
     {"FullPassEarly",
      ok_full(),
      {},
      draw_at::low,
      k_interval - k_interval / 10,
      "full pass",
-     {0, 0, k_now + k_interval - k_interval / 10}},
+     {0ms, 0, k_now + k_interval - k_interval / 10}},
     {"FullPassLate",
      ok_full(),
      {},
      draw_at::high,
      k_interval + k_interval / 10,
      "full pass",
-     {0, 0, k_now + k_interval + k_interval / 10}},
+     {0ms, 0, k_now + k_interval + k_interval / 10}},
     // An action due before the next full pass: just after its moment.
     {"ActionDueFirst",
-     ok_full(k_now + k_minute),
+     ok_full(k_now + 1min),
      {},
      draw_at::middle,
-     k_minute + k_due_slack,
+     1min + k_due_slack,
      "next action due",
-     {0, 0, k_now + k_interval}},
+     {0ms, 0, k_now + k_interval}},
     // One due after the full pass changes nothing.
     {"ActionDueLater",
      ok_full(k_now + 2 * k_interval),
@@ -119,118 +122,112 @@ const row k_rows[] = {
      draw_at::middle,
      k_interval,
      "full pass",
-     {0, 0, k_now + k_interval}},
+     {0ms, 0, k_now + k_interval}},
     // A success resets the backoff.
     {"SuccessResetsBackoff",
      ok_full(),
-     {40 * k_second, 0, 0},
+     {40s, 0, {}},
      draw_at::middle,
      k_interval,
      "full pass",
-     {0, 0, k_now + k_interval}},
+     {0ms, 0, k_now + k_interval}},
     // A targeted pass keeps the full pass it had.
     {"TargetedKeepsFullPass",
-     targeted(time_or_never::never()),
-     {0, 0, k_now + 3 * k_minute},
+     targeted(std::nullopt),
+     {0ms, 0, k_now + 3min},
      draw_at::high,
-     3 * k_minute,
+     3min,
      "full pass",
-     {0, 0, k_now + 3 * k_minute}},
+     {0ms, 0, k_now + 3min}},
     {"TargetedNextAction",
-     targeted(k_now + k_minute),
-     {0, 0, k_now + 3 * k_minute},
+     targeted(k_now + 1min),
+     {0ms, 0, k_now + 3min},
      draw_at::high,
-     k_minute + k_due_slack,
+     1min + k_due_slack,
      "next action due",
-     {0, 0, k_now + 3 * k_minute}},
+     {0ms, 0, k_now + 3min}},
     // A full pass overdue (a targeted pass ran long): at once.
     {"FullPassOverdue",
-     targeted(time_or_never::never()),
-     {0, 0, k_now - k_second},
+     targeted(std::nullopt),
+     {0ms, 0, k_now - 1s},
      draw_at::middle,
-     0,
+     0ms,
      "full pass",
-     {0, 0, k_now - k_second}},
+     {0ms, 0, k_now - 1s}},
     // Failures: 5 s, 10 s, 20 s, ... ±10 %, capped at the interval.
-    {"FirstFailure",
-     failed(),
-     {},
-     draw_at::middle,
-     5 * k_second,
-     "retry after a failed pass",
-     {5 * k_second, 0, 0}},
+    {"FirstFailure", failed(), {}, draw_at::middle, 5s, "retry after a failed pass", {5s, 0, {}}},
     {"FirstFailureLow",
      failed(),
      {},
      draw_at::low,
-     4500,
+     4500ms,
      "retry after a failed pass",
-     {5 * k_second, 0, 0}},
+     {5s, 0, {}}},
     {"SecondFailure",
      failed(),
-     {5 * k_second, 0, 0},
+     {5s, 0, {}},
      draw_at::high,
-     11 * k_second,
+     11s,
      "retry after a failed pass",
-     {10 * k_second, 0, 0}},
+     {10s, 0, {}}},
     {"FailureCapped",
      failed(),
-     {8 * k_minute, 0, 0},
+     {8min, 0, {}},
      draw_at::middle,
      k_interval,
      "retry after a failed pass",
-     {k_interval, 0, 0}},
+     {k_interval, 0, {}}},
     {"FailureCappedShortInterval",
      short_interval_failed(),
      {},
      draw_at::middle,
-     5 * k_second,
+     5s,
      "retry after a failed pass",
-     {5 * k_second, 0, 0}},
+     {5s, 0, {}}},
     {"FailureResetsSpinGuard",
      failed(),
-     {0, 3, 0},
+     {0ms, 3, {}},
      draw_at::middle,
-     5 * k_second,
+     5s,
      "retry after a failed pass",
-     {5 * k_second, 0, 0}},
+     {5s, 0, {}}},
     // An action already due that the pass left: 1 s, 2 s, 4 s, ... (no spin).
     {"StillDueOnce",
-     ok_full(k_now - k_second),
+     ok_full(k_now - 1s),
      {},
      draw_at::middle,
-     k_second,
+     1s,
      "action still due",
-     {0, 1, k_now + k_interval}},
+     {0ms, 1, k_now + k_interval}},
     {"StillDueThird",
      ok_full(k_now),
-     {0, 2, 0},
+     {0ms, 2, {}},
      draw_at::middle,
-     4 * k_second,
+     4s,
      "action still due",
-     {0, 3, k_now + k_interval}},
+     {0ms, 3, k_now + k_interval}},
     {"StillDueCapped",
      ok_full(k_now),
-     {0, 40, 0},
+     {0ms, 40, {}},
      draw_at::middle,
      k_interval,
      "action still due",
-     {0, 41, k_now + k_interval}},
+     {0ms, 41, k_now + k_interval}},
     {"NoLongerDueResets",
-     ok_full(k_now + k_minute),
-     {0, 5, 0},
+     ok_full(k_now + 1min),
+     {0ms, 5, {}},
      draw_at::middle,
-     k_minute + k_due_slack,
+     1min + k_due_slack,
      "next action due",
-     {0, 0, k_now + k_interval}},
+     {0ms, 0, k_now + k_interval}},
     // A reload during the pass: at once, whatever else happened.
     {"Reloaded",
      reloaded(),
-     {5 * k_second, 2, k_now + k_minute},
+     {5s, 2, k_now + 1min},
      draw_at::high,
-     0,
+     0ms,
      "config reloaded during the pass",
-     {5 * k_second, 2, k_now + k_minute}},
+     {5s, 2, k_now + 1min}},
 };
 
 INSTANTIATE_TEST_SUITE_P(Schedule, ScheduleTable, ::testing::ValuesIn(k_rows),
@@ -238,13 +235,13 @@ INSTANTIATE_TEST_SUITE_P(Schedule, ScheduleTable, ::testing::ValuesIn(k_rows),
 
 // Jitter spreads full passes over ±10 % and never beyond.
 TEST(Schedule, JitterStaysWithinTenPercent) {
-    std::optional<millis> lo;
-    millis hi = 0;
+    std::optional<milliseconds> lo;
+    milliseconds hi{};
     std::mt19937_64 rng(42);  // fixed: the test is deterministic
     for (int i = 0; i < 1000; ++i) {
         schedule_state s;
-        const decision d = next_pass(ok_full(), s, [&rng](millis a, millis b) {
-            return std::uniform_int_distribution<millis>(a, b)(rng);
+        const decision d = next_pass(ok_full(), s, [&rng](milliseconds a, milliseconds b) {
+            return milliseconds(std::uniform_int_distribution<millis>(a.count(), b.count())(rng));
         });
         lo = lo ? std::min(*lo, d.wait) : d.wait;
         hi = std::max(hi, d.wait);
