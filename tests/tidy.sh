@@ -3,7 +3,8 @@
 # clang static analyzer; every warning an error) over every file of lib/ and
 # daemon/, in two passes:
 #  1. the pure core (lib/common, lib/plan, lib/policy, lib/sched/schedule.cpp)
-#     file by file;
+#     file by file (as unity sources, the analyzer follows calls across
+#     files, which costs more than the parses saved);
 #  2. every other file of lib/ and daemon/, read as CMake's unity sources
 #     (preset `tidy`, build/tidy): a few sources share one parse of Boost,
 #     which makes the pass ~6x cheaper than file by file. Each unity source is
@@ -59,7 +60,9 @@ fi
 core=$(git ls-files -- 'lib/common/*.cpp' 'lib/plan/*.cpp' 'lib/policy/*.cpp' lib/sched/schedule.cpp)
 run_tidy "$build" -- $core
 
-# Pass 2: the unity sources of lib/ and daemon/ (configure only: nothing is built).
+# Pass 2: the unity sources of lib/ and daemon/ (configure only: nothing is
+# built), written afresh (a flattened one from the last run is never read).
+rm -f build/tidy/lib/*/CMakeFiles/*/Unity/*.cxx build/tidy/daemon/CMakeFiles/*/Unity/*.cxx
 cmake --preset tidy >/dev/null
 # (lib/common, lib/plan and lib/policy had every check in pass 1.)
 mapfile -t unity < <(ls build/tidy/lib/*/CMakeFiles/*/Unity/*.cxx build/tidy/daemon/CMakeFiles/*/Unity/*.cxx |
