@@ -368,7 +368,7 @@ class daemon_loop {
         const std::string& org = o.link->organization;
         while (!stopping_ && !o.retired) {
             if (!may_write()) {  // a follower: wait for leadership (on_change wakes us)
-                o.timer.expires_after(std::chrono::milliseconds(elector_->config().retry_period));
+                o.timer.expires_after(elector_->config().retry_period);
                 boost::system::error_code ec;
                 co_await o.timer.async_wait(net::redirect_error(net::use_awaitable, ec));
                 continue;

@@ -62,12 +62,12 @@ std::optional<millis> parse_span(std::string_view s) {
     return parse_duration(s);
 }
 
-millis env_span(const char* name, millis fallback) {
+std::chrono::milliseconds env_span(const char* name, std::chrono::milliseconds fallback) {
     const std::string v = getenv_str(name);
     if (v.empty()) return fallback;
     auto d = parse_span(v);
     if (!d) throw std::runtime_error(std::string(name) + ": not a duration: \"" + v + "\"");
-    return *d;
+    return std::chrono::milliseconds(*d);
 }
 
 bool dns_name(const std::string& s) {
@@ -77,9 +77,9 @@ bool dns_name(const std::string& s) {
     });
 }
 
-void put_time(json& spec, const char* field, const std::optional<millis>& t) {
+void put_time(json& spec, const char* field, const std::optional<sys_ms>& t) {
     if (t)
-        spec[field] = format_time_us(*t);
+        spec[field] = format_time_us(as_millis(*t));
     else
         spec.erase(field);
 }
@@ -165,17 +165,16 @@ result<void> validate(const lease_config& cfg) {
     if (!dns_name(cfg.state_configmap))
         return bad("state ConfigMap name \"" + cfg.state_configmap + "\" is not valid");
     if (cfg.identity.empty()) return bad("no identity (POD_NAME or the host name)");
-    if (cfg.retry_period <= 0) return bad("retry period must be positive");
+    const millis lease = cfg.lease_duration.count(), renew = cfg.renew_deadline.count(),
+                 retry = cfg.retry_period.count();
+    if (retry <= 0) return bad("retry period must be positive");
     // client-go: renewDeadline must be greater than retryPeriod*JitterFactor.
-    if (static_cast<double>(cfg.renew_deadline) <=
-        k_jitter_factor * static_cast<double>(cfg.retry_period))
-        return bad("renew deadline (" + std::to_string(cfg.renew_deadline) +
-                   " ms) must exceed 1.2 x the retry period (" + std::to_string(cfg.retry_period) +
-                   " ms)");
-    if (cfg.lease_duration <= cfg.renew_deadline)
-        return bad("lease duration (" + std::to_string(cfg.lease_duration) +
-                   " ms) must exceed the renew deadline (" + std::to_string(cfg.renew_deadline) +
-                   " ms)");
+    if (static_cast<double>(renew) <= k_jitter_factor * static_cast<double>(retry))
+        return bad("renew deadline (" + std::to_string(renew) +
+                   " ms) must exceed 1.2 x the retry period (" + std::to_string(retry) + " ms)");
+    if (lease <= renew)
+        return bad("lease duration (" + std::to_string(lease) +
+                   " ms) must exceed the renew deadline (" + std::to_string(renew) + " ms)");
     return ok_t{};
 }
 
@@ -184,7 +183,7 @@ http::options lease_http_options(const lease_config& cfg) {
     o.base_url = cfg.api_url;
     o.ca_file = cfg.ca_file;
     // A renewal is worth nothing after the deadline: one attempt, bounded well below it.
-    o.timeout = std::max<millis>(cfg.renew_deadline / 2, 100);
+    o.timeout = std::max<millis>(cfg.renew_deadline.count() / 2, 100);
     o.connect_timeout = o.timeout;
     o.max_attempts = 1;
     o.requests_per_second = 0;
@@ -235,7 +234,7 @@ result<lease_object> parse_lease(std::string_view text) {
                 std::optional<millis> t;
                 if (v->is_string()) t = parse_time(v->get<std::string>());
                 if (!t) return protocol_error(std::string("lease: ") + name + " is not a time");
-                *dst = t;
+                *dst = as_sys_ms(*t);
             }
         }
     }
@@ -243,8 +242,8 @@ result<lease_object> parse_lease(std::string_view text) {
     return out;
 }
 
-int lease_seconds(millis lease_duration) {
-    const millis s = (lease_duration + k_second - 1) / k_second;
+int lease_seconds(std::chrono::milliseconds lease_duration) {
+    const millis s = (lease_duration.count() + k_second - 1) / k_second;
     return static_cast<int>(std::clamp<millis>(s, 1, 1'000'000'000));
 }
 
@@ -273,13 +272,14 @@ steady_time lease_expiry(const lease_record& rec, steady_time observed_at) {
     return observed_at + std::chrono::seconds(rec.lease_duration_seconds);
 }
 
-millis retry_wait(millis period, double u01) {
+std::chrono::milliseconds retry_wait(std::chrono::milliseconds period, double u01) {
     u01 = std::clamp(u01, 0.0, 1.0);
-    return period + static_cast<millis>(static_cast<double>(period) * k_jitter_factor * u01);
+    return period + std::chrono::milliseconds(static_cast<millis>(
+                        static_cast<double>(period.count()) * k_jitter_factor * u01));
 }
 
 lease_record next_record(const std::optional<lease_record>& current, const std::string& identity,
-                         millis now, int duration_seconds) {
+                         sys_ms now, int duration_seconds) {
     lease_record rec;
     rec.holder = identity;
     rec.lease_duration_seconds = duration_seconds;
@@ -294,7 +294,7 @@ lease_record next_record(const std::optional<lease_record>& current, const std::
     return rec;
 }
 
-lease_record release_record(const lease_record& current, millis now) {
+lease_record release_record(const lease_record& current, sys_ms now) {
     lease_record rec;
     rec.holder = "";
     rec.lease_duration_seconds = 1;
@@ -307,7 +307,7 @@ lease_record release_record(const lease_record& current, millis now) {
 // ---------------------------------------------------------------- the elector
 
 leader_elector::leader_elector(net::any_io_executor ex, http::client& client, lease_config cfg,
-                               std::function<millis()> wall_clock)
+                               std::function<sys_ms()> wall_clock)
     : ex_(std::move(ex)),
       client_(client),
       cfg_(std::move(cfg)),
@@ -317,9 +317,8 @@ leader_elector::leader_elector(net::any_io_executor ex, http::client& client, le
       jitter_state_(std::random_device{}() | 1u) {
     if (!wall_clock_)
         wall_clock_ = [] {
-            return std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                .count();
+            return std::chrono::time_point_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now());
         };
 }
 
@@ -401,7 +400,7 @@ void leader_elector::renewed(steady_time sent_at, result<lease_object> obj) {
                      cfg_.namespace_, cfg_.name, cfg_.identity,
                      cached_ ? cached_->spec.lease_transitions : -1);
     holding_ = true;
-    write_deadline_ = sent_at + std::chrono::milliseconds(cfg_.renew_deadline);
+    write_deadline_ = sent_at + cfg_.renew_deadline;
     last_warning_.clear();
     arm_deadline();
     if (on_renew) on_renew(write_deadline_);
@@ -509,7 +508,7 @@ net::awaitable<void> leader_elector::try_acquire_or_renew() {
 net::awaitable<void> leader_elector::release() {
     std::optional<lease_object> current = std::move(cached_);
     cached_.reset();
-    const auto give_up_at = steady_now() + std::chrono::milliseconds(cfg_.renew_deadline);
+    const auto give_up_at = steady_now() + cfg_.renew_deadline;
     std::string why = "no attempt";
     for (int attempt = 0; attempt < k_release_tries && steady_now() < give_up_at; ++attempt) {
         if (!current) {
@@ -549,17 +548,17 @@ net::awaitable<void> leader_elector::run() {
     spdlog::info(
         "leader election: lease={}/{} identity={} api={} lease_duration={}ms "
         "renew_deadline={}ms retry_period={}ms",
-        cfg_.namespace_, cfg_.name, cfg_.identity, cfg_.api_url, cfg_.lease_duration,
-        cfg_.renew_deadline, cfg_.retry_period);
+        cfg_.namespace_, cfg_.name, cfg_.identity, cfg_.api_url, cfg_.lease_duration.count(),
+        cfg_.renew_deadline.count(), cfg_.retry_period.count());
     while (!stopping_) {
         co_await try_acquire_or_renew();
         update_state();
         if (stopping_) break;
         // The holder renews every retry period (client-go's renew loop has no
         // jitter); candidates spread out so that they do not race in lock step.
-        const millis wait =
+        const std::chrono::milliseconds wait =
             holding_ ? cfg_.retry_period : retry_wait(cfg_.retry_period, next_u01());
-        timer_.expires_after(std::chrono::milliseconds(wait));
+        timer_.expires_after(wait);
         boost::system::error_code ec;
         co_await timer_.async_wait(net::redirect_error(net::use_awaitable, ec));
     }

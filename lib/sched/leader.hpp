@@ -76,9 +76,9 @@ struct lease_config {
     // The ConfigMap that holds crash-recovery state (sched/kube.hpp): NAME-state.
     std::string state_configmap = "keyrotd-state";
     std::string identity;  // pod name
-    millis lease_duration = 15 * k_second;
-    millis renew_deadline = 10 * k_second;
-    millis retry_period = 2 * k_second;
+    std::chrono::milliseconds lease_duration = std::chrono::seconds(15);
+    std::chrono::milliseconds renew_deadline = std::chrono::seconds(10);
+    std::chrono::milliseconds retry_period = std::chrono::seconds(2);
     std::string token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
     std::string ca_file = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 };
@@ -105,12 +105,12 @@ http::options lease_http_options(const lease_config& cfg);
 
 // ---- pure parts (tests/unit/sched_test.cpp) ----
 
-// The spec of a Lease as leader election uses it. Times in epoch milliseconds.
+// The spec of a Lease as leader election uses it.
 struct lease_record {
     std::string holder;  // "" when released or never held
     int lease_duration_seconds = 0;
-    std::optional<millis> acquire_time;
-    std::optional<millis> renew_time;
+    std::optional<sys_ms> acquire_time;
+    std::optional<sys_ms> renew_time;
     int lease_transitions = 0;
     friend bool operator==(const lease_record&, const lease_record&) = default;
 };
@@ -131,7 +131,7 @@ struct lease_object {
 result<lease_object> parse_lease(std::string_view json);
 
 // leaseDurationSeconds for a configured span: whole seconds, rounded up, >= 1.
-int lease_seconds(millis lease_duration);
+int lease_seconds(std::chrono::milliseconds lease_duration);
 
 // The POST body that creates namespace_/name with spec `rec`.
 std::string lease_create_body(const std::string& namespace_, const std::string& name,
@@ -145,25 +145,25 @@ std::string lease_update_body(const lease_object& current, const lease_record& r
 steady_time lease_expiry(const lease_record& rec, steady_time observed_at);
 
 // A candidate's wait between attempts: period x (1 + u01 x k_jitter_factor), u01 in [0, 1).
-millis retry_wait(millis period, double u01);
+std::chrono::milliseconds retry_wait(std::chrono::milliseconds period, double u01);
 
 // What `identity` writes to take or renew the lease at `now`: renewal keeps
 // acquireTime and leaseTransitions; a takeover sets acquireTime and counts a
 // transition (as client-go, also after a release).
 lease_record next_record(const std::optional<lease_record>& current, const std::string& identity,
-                         millis now, int duration_seconds);
+                         sys_ms now, int duration_seconds);
 
 // What a holder writes to give the lease up at `now`.
-lease_record release_record(const lease_record& current, millis now);
+lease_record release_record(const lease_record& current, sys_ms now);
 
 // ---- the elector ----
 
 class leader_elector {
   public:
-    // `wall_clock` gives the epoch milliseconds written as acquireTime/renewTime,
+    // `wall_clock` gives the instants written as acquireTime/renewTime,
     // and nothing else (default: the system clock). Deadlines use steady_clock.
     leader_elector(net::any_io_executor ex, http::client& client, lease_config cfg,
-                   std::function<millis()> wall_clock = {});
+                   std::function<sys_ms()> wall_clock = {});
     ~leader_elector();
     leader_elector(const leader_elector&) = delete;
     leader_elector& operator=(const leader_elector&) = delete;
@@ -206,7 +206,7 @@ class leader_elector {
     net::any_io_executor ex_;
     http::client& client_;
     lease_config cfg_;
-    std::function<millis()> wall_clock_;
+    std::function<sys_ms()> wall_clock_;
     net::steady_timer timer_;
     net::steady_timer deadline_timer_;
     std::optional<lease_object> cached_;  // our last written lease, while holding

@@ -83,7 +83,7 @@ int main() {
     millis skew = env_ms("LEADER_DRIVER_CLOCK_OFFSET_MS");
     const millis step = env_ms("LEADER_DRIVER_CLOCK_STEP_MS");
     keyrot::sched::leader_elector elector(io.get_executor(), **client, *cfg,
-                                          [&skew] { return now_ms() + skew; });
+                                          [&skew] { return keyrot::as_sys_ms(now_ms() + skew); });
     const std::string id = cfg->identity;
     elector.on_change = [&](bool may_write) {
         line(may_write ? "LEADER" : "FOLLOWER", id, elector.write_deadline());

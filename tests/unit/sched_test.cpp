@@ -12,8 +12,9 @@ namespace keyrot::sched {
 namespace {
 
 using json = nlohmann::json;
+using namespace std::chrono_literals;
 
-constexpr millis k_t0 = 1795608000000;  // 2026-11-25T12:00:00Z
+constexpr sys_ms k_t0{std::chrono::milliseconds{1795608000000}};  // 2026-11-25T12:00:00Z
 
 // What the API server answers for a Lease.
 std::string api_lease(const std::string& holder, const std::string& rv) {
@@ -41,8 +42,8 @@ TEST(LeaseJson, Parses) {
     EXPECT_EQ(obj->resource_version, "1234");
     EXPECT_EQ(obj->spec.holder, "pod-a");
     EXPECT_EQ(obj->spec.lease_duration_seconds, 15);
-    EXPECT_EQ(obj->spec.acquire_time, k_t0 - 60000);
-    EXPECT_EQ(obj->spec.renew_time, k_t0 + 250);
+    EXPECT_EQ(obj->spec.acquire_time, k_t0 - 60000ms);
+    EXPECT_EQ(obj->spec.renew_time, k_t0 + 250ms);
     EXPECT_EQ(obj->spec.lease_transitions, 3);
 }
 
@@ -80,7 +81,7 @@ TEST(LeaseJson, RejectsWhatIsNotALease) {
 }
 
 TEST(LeaseJson, CreateBody) {
-    lease_record rec{"pod-a", 15, k_t0, k_t0 + 1, 0};
+    lease_record rec{"pod-a", 15, k_t0, k_t0 + 1ms, 0};
     auto j = json::parse(lease_create_body("ns1", "keyrotd", rec));
     EXPECT_EQ(j["apiVersion"], "coordination.k8s.io/v1");
     EXPECT_EQ(j["kind"], "Lease");
@@ -100,7 +101,7 @@ TEST(LeaseJson, CreateBody) {
 TEST(LeaseJson, UpdateKeepsMetadataAndUnknownFields) {
     auto cur = parse_lease(api_lease("pod-a", "1234"));
     ASSERT_TRUE(cur.ok());
-    lease_record rec{"pod-b", 15, k_t0 + 5000, k_t0 + 5000, 4};
+    lease_record rec{"pod-b", 15, k_t0 + 5000ms, k_t0 + 5000ms, 4};
     auto j = json::parse(lease_update_body(*cur, rec));
     EXPECT_EQ(j["metadata"]["resourceVersion"], "1234");
     EXPECT_EQ(j["metadata"]["uid"], "3d5d1c0e");
@@ -116,10 +117,10 @@ TEST(LeaseJson, UpdateKeepsMetadataAndUnknownFields) {
 }
 
 TEST(LeaseMath, SecondsRoundUp) {
-    EXPECT_EQ(lease_seconds(15 * k_second), 15);
-    EXPECT_EQ(lease_seconds(2500), 3);
-    EXPECT_EQ(lease_seconds(1), 1);
-    EXPECT_EQ(lease_seconds(0), 1);
+    EXPECT_EQ(lease_seconds(15s), 15);
+    EXPECT_EQ(lease_seconds(2500ms), 3);
+    EXPECT_EQ(lease_seconds(1ms), 1);
+    EXPECT_EQ(lease_seconds(0ms), 1);
 }
 
 TEST(LeaseMath, ExpiryCountsFromTheObservationOnly) {
@@ -129,10 +130,9 @@ TEST(LeaseMath, ExpiryCountsFromTheObservationOnly) {
     EXPECT_EQ(lease_expiry(rec, seen), seen + std::chrono::seconds(15));
     // The holder's clock (renewTime) far ahead or far behind changes nothing
     // (client-go never trusts the record's timestamps).
-    for (millis skew :
-         {-3600 * k_second, millis{-4000}, millis{0}, millis{4000}, 3600 * k_second}) {
+    for (std::chrono::milliseconds skew : {-3'600'000ms, -4000ms, 0ms, 4000ms, 3'600'000ms}) {
         rec.renew_time = k_t0 + skew;
-        EXPECT_EQ(lease_expiry(rec, seen), seen + std::chrono::seconds(15)) << skew;
+        EXPECT_EQ(lease_expiry(rec, seen), seen + std::chrono::seconds(15)) << skew.count();
     }
     rec.renew_time.reset();
     EXPECT_EQ(lease_expiry(rec, seen), seen + std::chrono::seconds(15));
@@ -162,9 +162,9 @@ TEST(LeaseMath, RenewDeadlineEndsWritingBeforeExpiry) {
         for (millis renew : grid)
             for (millis retry : grid) {
                 lease_config cfg = valid_config();
-                cfg.lease_duration = lease;
-                cfg.renew_deadline = renew;
-                cfg.retry_period = retry;
+                cfg.lease_duration = std::chrono::milliseconds(lease);
+                cfg.renew_deadline = std::chrono::milliseconds(renew);
+                cfg.retry_period = std::chrono::milliseconds(retry);
                 if (!validate(cfg)) {
                     ++refused;
                     continue;
@@ -185,36 +185,36 @@ TEST(LeaseMath, RenewDeadlineEndsWritingBeforeExpiry) {
 
 TEST(LeaseMath, RetryJitterAsClientGo) {
     // JitterFactor 1.2: retry_period x (1 + u x 1.2).
-    EXPECT_EQ(retry_wait(2000, 0.0), 2000);
-    EXPECT_EQ(retry_wait(2000, 0.5), 3200);
-    EXPECT_EQ(retry_wait(500, 0.999999), 1099);
-    EXPECT_EQ(retry_wait(2000, 1.0), 4400);
-    EXPECT_EQ(retry_wait(2000, -1.0), 2000);  // clamped
-    EXPECT_EQ(retry_wait(2000, 7.0), 4400);
+    EXPECT_EQ(retry_wait(2000ms, 0.0), 2000ms);
+    EXPECT_EQ(retry_wait(2000ms, 0.5), 3200ms);
+    EXPECT_EQ(retry_wait(500ms, 0.999999), 1099ms);
+    EXPECT_EQ(retry_wait(2000ms, 1.0), 4400ms);
+    EXPECT_EQ(retry_wait(2000ms, -1.0), 2000ms);  // clamped
+    EXPECT_EQ(retry_wait(2000ms, 7.0), 4400ms);
 }
 
 TEST(LeaseConfig, ValidateAsClientGo) {
     auto cfg = valid_config();
     EXPECT_TRUE(validate(cfg).ok());  // 15 s / 10 s / 2 s
     // renew deadline must exceed JitterFactor (1.2) x retry period.
-    cfg.lease_duration = 3000;
-    cfg.retry_period = 500;
-    cfg.renew_deadline = 600;
+    cfg.lease_duration = 3000ms;
+    cfg.retry_period = 500ms;
+    cfg.renew_deadline = 600ms;
     auto v = validate(cfg);
     ASSERT_FALSE(v.ok());
     EXPECT_EQ(v.err().what, error::kind::config);
     EXPECT_NE(v.err().message.find("1.2"), std::string::npos) << v.err().message;
-    cfg.renew_deadline = 601;
+    cfg.renew_deadline = 601ms;
     EXPECT_TRUE(validate(cfg).ok());
-    cfg.renew_deadline = 550;  // above the retry period, not above 1.2 x
+    cfg.renew_deadline = 550ms;  // above the retry period, not above 1.2 x
     EXPECT_FALSE(validate(cfg).ok());
     // lease duration must exceed the renew deadline.
-    cfg.renew_deadline = 3000;
+    cfg.renew_deadline = 3000ms;
     EXPECT_FALSE(validate(cfg).ok());
-    cfg.renew_deadline = 2000;
-    cfg.retry_period = 0;
+    cfg.renew_deadline = 2000ms;
+    cfg.retry_period = 0ms;
     EXPECT_FALSE(validate(cfg).ok());
-    cfg.retry_period = 500;
+    cfg.retry_period = 500ms;
     EXPECT_TRUE(validate(cfg).ok());
     cfg.identity = "";
     EXPECT_FALSE(validate(cfg).ok());
@@ -223,14 +223,14 @@ TEST(LeaseConfig, ValidateAsClientGo) {
 TEST(LeaseRecords, CreateTakeoverRenewRelease) {
     auto first = next_record(std::nullopt, "pod-a", k_t0, 15);
     EXPECT_EQ(first, (lease_record{"pod-a", 15, k_t0, k_t0, 0}));
-    auto renewed = next_record(first, "pod-a", k_t0 + 2000, 15);
-    EXPECT_EQ(renewed, (lease_record{"pod-a", 15, k_t0, k_t0 + 2000, 0}));
-    auto taken = next_record(renewed, "pod-b", k_t0 + 20000, 15);
-    EXPECT_EQ(taken, (lease_record{"pod-b", 15, k_t0 + 20000, k_t0 + 20000, 1}));
-    auto released = release_record(taken, k_t0 + 21000);
-    EXPECT_EQ(released, (lease_record{"", 1, k_t0 + 21000, k_t0 + 21000, 1}));
+    auto renewed = next_record(first, "pod-a", k_t0 + 2000ms, 15);
+    EXPECT_EQ(renewed, (lease_record{"pod-a", 15, k_t0, k_t0 + 2000ms, 0}));
+    auto taken = next_record(renewed, "pod-b", k_t0 + 20000ms, 15);
+    EXPECT_EQ(taken, (lease_record{"pod-b", 15, k_t0 + 20000ms, k_t0 + 20000ms, 1}));
+    auto released = release_record(taken, k_t0 + 21000ms);
+    EXPECT_EQ(released, (lease_record{"", 1, k_t0 + 21000ms, k_t0 + 21000ms, 1}));
     // After a release the next holder counts a transition, as client-go does.
-    EXPECT_EQ(next_record(released, "pod-b", k_t0 + 22000, 15).lease_transitions, 2);
+    EXPECT_EQ(next_record(released, "pod-b", k_t0 + 22000ms, 15).lease_transitions, 2);
 }
 
 class Env : public ::testing::Test {
@@ -259,15 +259,15 @@ TEST_F(Env, InCluster) {
     EXPECT_EQ(cfg->namespace_, "keyrotd");
     EXPECT_EQ(cfg->identity, "keyrotd-5d9f-abcde");
     EXPECT_EQ(cfg->name, "keyrotd");
-    EXPECT_EQ(cfg->lease_duration, 15000);
-    EXPECT_EQ(cfg->renew_deadline, 10000);
-    EXPECT_EQ(cfg->retry_period, 2000);
+    EXPECT_EQ(cfg->lease_duration, 15000ms);
+    EXPECT_EQ(cfg->renew_deadline, 10000ms);
+    EXPECT_EQ(cfg->retry_period, 2000ms);
     EXPECT_EQ(cfg->token_file, "/var/run/secrets/kubernetes.io/serviceaccount/token");
     EXPECT_EQ(cfg->ca_file, "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt");
     auto o = lease_http_options(*cfg);
     EXPECT_EQ(o.base_url, "https://10.96.0.1:6443");
     EXPECT_EQ(o.max_attempts, 1);
-    EXPECT_LT(o.timeout, cfg->renew_deadline);
+    EXPECT_LT(o.timeout, cfg->renew_deadline.count());
 
     setenv("KUBERNETES_SERVICE_HOST", "fd00::1", 1);
     unsetenv("KUBERNETES_SERVICE_PORT");
@@ -291,9 +291,9 @@ TEST_F(Env, TestOverridesAndShortDurations) {
     EXPECT_EQ(cfg->api_url, "http://127.0.0.1:8080");
     EXPECT_EQ(cfg->token_file, "/tmp/tok");
     EXPECT_EQ(cfg->ca_file, "");
-    EXPECT_EQ(cfg->lease_duration, 3000);
-    EXPECT_EQ(cfg->renew_deadline, 2000);
-    EXPECT_EQ(cfg->retry_period, 500);
+    EXPECT_EQ(cfg->lease_duration, 3000ms);
+    EXPECT_EQ(cfg->renew_deadline, 2000ms);
+    EXPECT_EQ(cfg->retry_period, 500ms);
 }
 
 TEST_F(Env, StartUpErrorsThrow) {
