@@ -51,20 +51,6 @@ inline approval parse_approval(std::string_view s) {
 // nor inactive. Only an active owner's app is ever written to.
 enum class owner_status { not_known, active, inactive, other };
 
-inline const char* to_string(owner_status s) {
-    switch (s) {
-        case owner_status::active:
-            return "active";
-        case owner_status::inactive:
-            return "inactive";
-        case owner_status::other:
-            return "other";
-        case owner_status::not_known:
-            break;
-    }
-    return "not known";
-}
-
 // Apigee's status text: "" (not stated) is not_known.
 inline owner_status parse_owner_status(std::string_view s) {
     if (s.empty()) return owner_status::not_known;

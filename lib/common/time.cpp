@@ -6,12 +6,10 @@
 #include <chrono>
 #include <sstream>
 
+#include "common/duration.hpp"
+
 namespace keyrot {
 namespace {
-
-using ms_time = date::sys_time<std::chrono::milliseconds>;
-
-ms_time instant(std::int64_t ts) { return ms_time{std::chrono::milliseconds{ts}}; }
 
 bool digit(char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }
 
@@ -30,13 +28,13 @@ bool fixed_part(std::string_view s) {
 }  // namespace
 
 std::string format_time(std::int64_t ts) {
-    return date::format("%FT%TZ", date::floor<std::chrono::seconds>(instant(ts)));
+    return date::format("%FT%TZ", date::floor<std::chrono::seconds>(as_sys_ms(ts)));
 }
 
-std::string format_time_ms(std::int64_t ts) { return date::format("%FT%TZ", instant(ts)); }
+std::string format_time_ms(std::int64_t ts) { return date::format("%FT%TZ", as_sys_ms(ts)); }
 
 std::string format_time_us(std::int64_t ts) {
-    return date::format("%FT%TZ", date::sys_time<std::chrono::microseconds>{instant(ts)});
+    return date::format("%FT%TZ", date::sys_time<std::chrono::microseconds>{as_sys_ms(ts)});
 }
 
 std::optional<std::int64_t> parse_time(std::string_view text) {
@@ -54,7 +52,7 @@ std::optional<std::int64_t> parse_time(std::string_view text) {
         s.erase(i + 1 + keep, n - keep);
     }
     std::istringstream in(s);
-    ms_time tp;
+    sys_ms tp;
     if (!s.empty() && s.back() == 'Z') {
         in >> date::parse("%FT%TZ", tp);
     } else {
@@ -62,7 +60,7 @@ std::optional<std::int64_t> parse_time(std::string_view text) {
         in >> date::parse("%FT%T%Ez", tp, offset);  // the offset is applied: tp is UTC
     }
     if (in.fail() || in.peek() != std::char_traits<char>::eof()) return std::nullopt;
-    return tp.time_since_epoch().count();
+    return as_millis(tp);
 }
 
 }  // namespace keyrot
