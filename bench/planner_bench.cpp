@@ -15,7 +15,7 @@ namespace {
 
 using namespace keyrot;
 
-constexpr millis k_now = 1'800'000'000'000;
+constexpr sys_ms k_now{milliseconds{1'800'000'000'000}};
 
 // One app with `keys` keys; `due` of the apps (1 in 10) hold a key expiring
 // within rotateBefore, others a fresh one; every 7th app is mid-rotation

@@ -108,7 +108,7 @@ int parse_command_line(int argc, char** argv, cli& c) {
     c.app = f.app;
     if (c.given.count("--within")) {
         c.within = parse_duration(f.within);
-        if (!c.within || *c.within <= 0)
+        if (!c.within || *c.within <= milliseconds(0))
             return usage_error("--within needs a positive duration such as 7d, 12h or P30D, not '" +
                                f.within + "'");
     }

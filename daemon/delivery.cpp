@@ -39,7 +39,7 @@ error failed(const deliver::target& t, const std::string& step, const std::strin
 
 result<std::unique_ptr<delivery_gate>> delivery_gate::create(
     const net::any_io_executor& ex, const policy::config& cfg, auth::token_source* google,
-    std::function<std::optional<millis>()> write_budget) {
+    std::function<std::optional<milliseconds>()> write_budget) {
     auto gate = std::unique_ptr<delivery_gate>(new delivery_gate());
     deliver::environment env;
     // In a cluster: the API server and service account the Lease uses.

@@ -32,7 +32,7 @@ class delivery_gate final : public exec::delivery {
     // reload (SIGHUP) after create() holds its revocations until a restart.
     static result<std::unique_ptr<delivery_gate>> create(
         const net::any_io_executor& ex, const policy::config& cfg, auth::token_source* google,
-        std::function<std::optional<millis>()> write_budget);
+        std::function<std::optional<milliseconds>()> write_budget);
 
     bool wants(const app& a, const policy::policy& p) const override;
     net::awaitable<result<void>> deliver(const app& a, const policy::policy& p,

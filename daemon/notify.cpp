@@ -28,14 +28,17 @@ bool sd_notify(const std::string& state) {
     return n == static_cast<ssize_t>(state.size());
 }
 
-std::uint64_t watchdog_interval_usec() {
+std::optional<std::chrono::microseconds> watchdog_interval() {
     const char* usec = std::getenv("WATCHDOG_USEC");
-    if (usec == nullptr) return 0;
+    if (usec == nullptr) return std::nullopt;
     if (const char* pid = std::getenv("WATCHDOG_PID")) {
-        if (std::strtoll(pid, nullptr, 10) != static_cast<long long>(::getpid())) return 0;
+        if (std::strtoll(pid, nullptr, 10) != static_cast<long long>(::getpid()))
+            return std::nullopt;
     }
-    const unsigned long long v = std::strtoull(usec, nullptr, 10);
-    return v / 2;
+    const unsigned long long v = std::strtoull(usec, nullptr, 10) / 2;
+    if (v == 0 || v > static_cast<unsigned long long>(std::chrono::microseconds::max().count()))
+        return std::nullopt;
+    return std::chrono::microseconds(static_cast<std::chrono::microseconds::rep>(v));
 }
 
 }  // namespace keyrot::daemon

@@ -3,7 +3,8 @@
 // Without $NOTIFY_SOCKET every call is a no-op.
 #pragma once
 
-#include <cstdint>
+#include <chrono>
+#include <optional>
 #include <string>
 
 namespace keyrot::daemon {
@@ -12,8 +13,8 @@ namespace keyrot::daemon {
 // or when not run by systemd.
 bool sd_notify(const std::string& state);
 
-// Half of $WATCHDOG_USEC in microseconds, or 0 when no watchdog is asked for
-// (or WATCHDOG_PID names another process).
-std::uint64_t watchdog_interval_usec();
+// Half of $WATCHDOG_USEC, or nothing when no watchdog is asked for (or
+// WATCHDOG_PID names another process).
+std::optional<std::chrono::microseconds> watchdog_interval();
 
 }  // namespace keyrot::daemon

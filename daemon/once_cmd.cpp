@@ -64,7 +64,7 @@ namespace {
 
 class signal_stop {
   public:
-    signal_stop(net::io_context& io, millis grace)
+    signal_stop(net::io_context& io, milliseconds grace)
         : signals_(io, SIGINT, SIGTERM), deadline_(io), grace_(grace) {}
     // Waits for a signal; close() cancels the wait so that io.run() can return.
     void open() {
@@ -80,7 +80,7 @@ class signal_stop {
                            "stopping: no new writes; writes in flight and their audit records "
                            "finish",
                            {{"signal", sig}, {"deadline", format_duration(grace_)}});
-            deadline_.expires_after(std::chrono::milliseconds(grace_));
+            deadline_.expires_after(grace_);
             deadline_.async_wait([this](boost::system::error_code e) {
                 if (!e) force("deadline");
             });
@@ -105,7 +105,7 @@ class signal_stop {
 
     net::signal_set signals_;
     net::steady_timer deadline_;
-    millis grace_;
+    milliseconds grace_;
     bool waiting_ = false;
     bool stopping_ = false;
     int sig_ = 0;
@@ -137,7 +137,7 @@ std::string why_not_rotated(net::io_context& io, org_link& link, const exec::run
         for (const auto& q : link.policies) names += (names.empty() ? "" : ", ") + q.name;
         return "no policy matches the app (policies of organization " + org + ": " + names + ")";
     }
-    const auto ap = plan::plan_app(*found, *p, wall_now(), opt.plan);
+    const auto ap = plan::plan_app(*found, *p, system_now(), opt.plan);
     if (ap.skipped) return "the app is left alone: " + ap.skip_reason;
     std::string keys;
     for (const auto& k : ap.keys) {
@@ -154,13 +154,13 @@ std::string why_not_rotated(net::io_context& io, org_link& link, const exec::run
 // (The executor comes as an argument: here clang 14's analyzer reports a
 // false uninitialised pointer inside Boost's `co_await this_coro::executor`.)
 net::awaitable<void> drain_watch(net::any_io_executor ex, notify_stack& ns, const signal_stop& stop,
-                                 millis until) {
+                                 sys_ms until) {
     net::steady_timer t(ex);
     while (true) {
-        t.expires_after(std::chrono::milliseconds(100));
+        t.expires_after(milliseconds(100));
         boost::system::error_code ec;
         co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
-        const millis now = wall_now();
+        const sys_ms now = system_now();
         if (stop.stopping() || now >= until || ns.idle(now)) break;
     }
     ns.disp->stop();
@@ -170,7 +170,7 @@ net::awaitable<void> drain_watch(net::any_io_executor ex, notify_stack& ns, cons
 
 int cmd_once(const policy::config& cfg, const notify::config& ncfg, const cli& c) {
     net::io_context io;
-    signal_stop stop(io, std::min<millis>(cfg.apigee.timeout + 5 * k_second, 80 * k_second));
+    signal_stop stop(io, std::min<milliseconds>(cfg.apigee.timeout + 5 * k_second, 80 * k_second));
     obs::audit_log audit(cfg.state_dir);
     // Dry runs publish nothing: no notification is made or delivered.
     std::unique_ptr<notify_stack> ns;
@@ -246,7 +246,7 @@ int cmd_once(const policy::config& cfg, const notify::config& ncfg, const cli& c
         // What this run queued (and what earlier runs left), delivered now if
         // the receivers answer; the rest waits in the outbox for `run`.
         spawn_dispatcher(io, *ns);
-        net::co_spawn(io, drain_watch(io.get_executor(), *ns, stop, wall_now() + k_once_drain),
+        net::co_spawn(io, drain_watch(io.get_executor(), *ns, stop, system_now() + k_once_drain),
                       [&stop](const std::exception_ptr&) { stop.close(); });
         stop.open();
         io.run();
@@ -268,7 +268,4 @@ int cmd_once(const policy::config& cfg, const notify::config& ncfg, const cli& c
     return ok && rec.failed() == 0 ? k_exit_ok : k_exit_failed;
 }
 
-// ---- the daemon --------------------------------------------------------------
-
-// Steady (monotonic) clock in ms: for timers and progress, never for key expiry.
 }  // namespace keyrot::daemon

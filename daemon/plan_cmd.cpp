@@ -69,7 +69,7 @@ namespace {
 // into a constructor that may throw (bugprone-exception-escape), although
 // not for the null it makes.
 struct forecast_row {
-    millis at = 0;
+    sys_ms at{};
     int calls = 0;  // Apigee requests of its action (plan::forecast_item::apigee_calls)
     nlohmann::json json;
     std::vector<std::string> text;
@@ -77,8 +77,8 @@ struct forecast_row {
 
 std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> listed,
                                        const std::vector<exec::planned_app>& planned,
-                                       const std::vector<policy::policy>& policies, millis now,
-                                       millis until, bool edge, long& apps_listed,
+                                       const std::vector<policy::policy>& policies, sys_ms now,
+                                       sys_ms until, bool edge, long& apps_listed,
                                        long& developers_listed) {
     std::map<std::string, owner_status> status;  // ascii_lower(owner) \n app -> the owner's status
     for (const auto& pa : planned)
@@ -151,39 +151,41 @@ std::vector<forecast_row> forecast_org(const std::string& org, std::vector<app> 
 // against the quota (Apigee: 6,000 a minute per organisation, shared with
 // every other client) and keyrotd's own limit (apigee.requestsPerSecond).
 std::string quota_line(const std::string& org, const std::vector<forecast_row>& rows, long apps,
-                       long developers, bool revoked, const policy::config& cfg, millis window) {
+                       long developers, bool revoked, const policy::config& cfg,
+                       milliseconds window) {
     long actions = 0;
-    std::map<millis, long> by_day, by_minute;
+    std::map<std::chrono::sys_days, long> by_day;
+    std::map<std::chrono::sys_time<std::chrono::minutes>, long> by_minute;
     std::set<std::string> wakes;  // (app, moment): `run` re-reads the app then (one GET)
     for (const auto& r : rows) {
         if (r.calls == 0) continue;
         const bool wake =
             wakes
                 .insert(r.json.value("developer", "") + "\n" + r.json.value("team", "") + "\n" +
-                        r.json.value("app", "") + "\n" + std::to_string(r.at))
+                        r.json.value("app", "") + "\n" + std::to_string(as_millis(r.at)))
                 .second;
         const long n = r.calls + (wake ? 1 : 0);
         actions += n;
-        by_day[r.at / k_day] += n;
-        by_minute[r.at / k_minute] += n;
+        by_day[std::chrono::floor<std::chrono::days>(r.at)] += n;
+        by_minute[std::chrono::floor<std::chrono::minutes>(r.at)] += n;
     }
-    auto busiest = [](const std::map<millis, long>& m) {
+    auto busiest = [](const auto& m) {
         return *std::max_element(m.begin(), m.end(),
                                  [](const auto& x, const auto& y) { return x.second < y.second; });
     };
     const long per_pass = plan::pass_calls(apps, developers, 1000, revoked);
-    const long passes_a_day = cfg.interval > 0 ? k_day / cfg.interval : 0;
-    const long list_reads =
-        cfg.interval > 0 ? static_cast<long>(window / cfg.interval) * per_pass : 0;
+    const bool passes = cfg.interval > milliseconds(0);
+    const long passes_a_day = passes ? static_cast<long>(k_day / cfg.interval) : 0;
+    const long list_reads = passes ? static_cast<long>(window / cfg.interval) * per_pass : 0;
     std::string out = "Apigee requests for " + org + " within " + format_duration(window) + ": " +
                       std::to_string(actions) + " for these actions";
     if (actions > 0) {
         const auto day = busiest(by_day);
         const auto minute = busiest(by_minute);
-        out += " (busiest day " + format_time(day.first * k_day).substr(0, 10) + ": " +
+        out += " (busiest day " + format_time(day.first).substr(0, 10) + ": " +
                std::to_string(day.second) + "; busiest minute " +
-               format_time(minute.first * k_minute).substr(0, 16) +
-               "Z: " + std::to_string(minute.second) + ")";
+               format_time(minute.first).substr(0, 16) + "Z: " + std::to_string(minute.second) +
+               ")";
     }
     out += ", and about " + std::to_string(list_reads) + " list reads for the passes (" +
            std::to_string(passes_a_day) + " a day, " + std::to_string(per_pass) +
@@ -310,15 +312,15 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
         for (const auto& [reason, n] : link->exec->skipped_apps()) skipped[reason] += n;
         if (c.within && !inventory_mode) {
             exec::run_options lopt;
-            lopt.list_revoked = std::any_of(
-                link->policies.begin(), link->policies.end(),
-                [](const policy::policy& p) { return p.rotation.delete_revoked_after > 0; });
+            lopt.list_revoked =
+                std::any_of(link->policies.begin(), link->policies.end(),
+                            [](const policy::policy& p) { return p.rotation.deletes_revoked(); });
             auto listed = run_sync(io, link->exec->read_inventory(lopt));
             if (!listed) {
                 fail("organization " + org + ": " + listed.err().describe());
                 continue;
             }
-            const millis now = wall_now();
+            const sys_ms now = system_now();
             long listed_apps = 0, listed_developers = 0;
             std::vector<forecast_row> org_rows = forecast_org(
                 org, std::move(listed.value().apps), planned.value(), link->policies, now,
@@ -413,7 +415,7 @@ int cmd_plan(const policy::config& cfg, const cli& c, bool inventory_mode) {
     if (c.json) {
         if (c.within) {
             // Rows due now first (marked "forecast": false), then the forecast.
-            const std::string at = format_time(wall_now());
+            const std::string at = format_time(system_now());
             for (auto& row : out) {
                 row["at"] = at;
                 row["forecast"] = false;

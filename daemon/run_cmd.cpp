@@ -63,11 +63,7 @@
 namespace keyrot::daemon {
 namespace {
 
-millis steady_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
+using steady = std::chrono::steady_clock;
 
 // Systemd wants MONOTONIC_USEC beside RELOADING=1 (Type=notify-reload).
 std::string monotonic_usec() {
@@ -89,7 +85,7 @@ using sched::k_due_slack;
 // (one GET each) when there are at most this many; more, and a full pass is
 // the cheaper read.
 inline constexpr std::size_t k_targeted_max = 100;
-inline constexpr millis k_fence_margin = 500;
+inline constexpr milliseconds k_fence_margin{500};
 
 // The notify section less expiringAt (which a reload applies).
 std::string notify_without_leads(const std::string& text) {
@@ -147,12 +143,12 @@ class daemon_loop {
               io, registry_, [this] { return ready(); }, obs::http_server_options{cfg_->listen}) {}
 
     int run() {
-        metrics_.set_interval(static_cast<double>(cfg_->interval) / 1000.0);
+        metrics_.set_interval(std::chrono::duration<double>(cfg_->interval).count());
         auto request_observer = metrics_.request_observer();
         auto session = apigee::open_session(
             io_.get_executor(), cfg_->apigee,
             [this, request_observer](std::string_view method, int code, double seconds) {
-                last_progress_ = steady_ms();
+                last_progress_ = steady::now();
                 request_observer(method, code, seconds);
             },
             request_tracer());
@@ -167,7 +163,7 @@ class daemon_loop {
         // The election first: with it, crash-recovery state lives in a ConfigMap.
         if (int rc = start_election()) return rc;
         auto gate = delivery_gate::create(io_.get_executor(), *cfg_, session_->auth.get(),
-                                          [this]() -> std::optional<millis> {
+                                          [this]() -> std::optional<milliseconds> {
                                               if (!elector_) return std::nullopt;
                                               return write_budget();
                                           });
@@ -189,8 +185,8 @@ class daemon_loop {
             spawn_dispatcher(io_, *notify_);
             net::co_spawn(io_, notify_gauges(), [](const std::exception_ptr&) {});
         }
-        if (const auto usec = watchdog_interval_usec()) {
-            watchdog_usec_ = usec;
+        if (const auto every = watchdog_interval()) {
+            watchdog_every_ = *every;
             arm_watchdog();
         }
         sd_notify("READY=1\nSTATUS=" + status_line());
@@ -220,7 +216,7 @@ class daemon_loop {
         bool running = false;  // a pass is in flight
         bool done = true;      // the loop has exited (or never started)
         bool retired = false;  // a reload removed its last policy
-        millis pass_started = 0;
+        steady::time_point pass_started{};
         time_or_never next_at;  // wall clock of the next pass
         std::string last;       // how the last pass went, for STATUS=
         // From the last full pass: when the next one is due, the config it ran
@@ -325,11 +321,11 @@ class daemon_loop {
     // The write fence (http/client.hpp): how much longer a write may take before
     // another replica could hold the lease. A margin keeps a cut write's last
     // bytes, and clock granularity, inside the renew deadline.
-    std::optional<millis> write_budget() const {
+    std::optional<milliseconds> write_budget() const {
         if (!elector_) return std::nullopt;
-        if (!elector_->may_write()) return 0;
-        const auto left = elector_->write_deadline() - std::chrono::steady_clock::now();
-        return std::chrono::duration_cast<std::chrono::milliseconds>(left).count() - k_fence_margin;
+        if (!elector_->may_write()) return milliseconds(0);
+        const auto left = elector_->write_deadline() - steady::now();
+        return std::chrono::duration_cast<milliseconds>(left) - k_fence_margin;
     }
 
     void add_org(const std::string& org) {
@@ -380,23 +376,23 @@ class daemon_loop {
             opt.may_write = [this] { return may_write(); };  // checked before every write
             const auto policies = policies_of(*cfg, org);
             o.running = true;
-            o.pass_started = steady_ms();
+            o.pass_started = steady::now();
             last_progress_ = o.pass_started;
             // Before the next full pass, an action falling due on a few apps
             // needs only those apps read again, not the whole organisation.
-            const millis started = wall_now();
+            const sys_ms started = system_now();
             std::vector<exec::app_wake> due;
-            const millis next_full = as_millis(o.schedule.next_full);
+            const sys_ms next_full = o.schedule.next_full;
             if (o.full_cfg == cfg && started < next_full) {
                 for (const auto& w : o.wakes)
-                    if (w.at <= started + k_due_slack.count()) due.push_back(w);
+                    if (w.at <= started + k_due_slack) due.push_back(w);
             }
             const bool targeted = !due.empty() && due.size() <= k_targeted_max;
             exec::pass_summary sum;
             if (targeted) {
                 obs::log_event(spdlog::level::info, "re-reading apps with an action due",
                                {{"organization", org}, {"apps", static_cast<int>(due.size())}});
-                opt.wake_horizon = next_full + 1;
+                opt.wake_horizon = next_full + milliseconds(1);
                 sum = co_await o.link->exec->run_apps(policies, due, opt);
                 std::erase_if(o.wakes, [&](const exec::app_wake& w) {
                     return std::any_of(due.begin(), due.end(), [&](const exec::app_wake& d) {
@@ -404,8 +400,7 @@ class daemon_loop {
                     });
                 });
                 for (auto& w : sum.wakes) o.wakes.push_back(std::move(w));
-                if (!sum.ok)
-                    o.schedule.next_full = as_sys_ms(started);  // the next pass reads everything
+                if (!sum.ok) o.schedule.next_full = started;  // the next pass reads everything
                 obs::log_event(sum.ok ? spdlog::level::info : spdlog::level::err, "apps re-read",
                                {{"organization", org},
                                 {"seconds", sum.seconds},
@@ -416,7 +411,7 @@ class daemon_loop {
             } else {
                 log_pass_start(org, policies, "", dry_run_);
                 // Record the wakes up to the latest the next full pass can come.
-                opt.wake_horizon = started + cfg->interval + cfg->interval / 10 + 1;
+                opt.wake_horizon = started + cfg->interval + cfg->interval / 10 + milliseconds(1);
                 sum = co_await o.link->exec->run_pass(policies, opt);
                 o.wakes = std::move(sum.wakes);
                 o.full_cfg = cfg;
@@ -431,24 +426,24 @@ class daemon_loop {
             ::malloc_trim(0);
             if (stopping_ || o.retired) break;
 
-            const millis now = wall_now();
+            const sys_ms now = system_now();
             sched::pass_result pr;
             pr.ok = sum.ok;
             pr.targeted = targeted;
             pr.config_changed = cfg_ != cfg;
-            pr.now = as_sys_ms(now);
-            pr.interval = std::chrono::milliseconds(cfg->interval);
+            pr.now = now;
+            pr.interval = cfg->interval;
             // The earliest action due over every app: the wakes of the last
             // full pass, updated by the targeted ones since.
             time_or_never next_action;
             for (const auto& w : o.wakes) next_action = earliest(next_action, w.at);
-            pr.next_action = as_sys_ms(next_action);
-            const sched::decision next = sched::next_pass(
-                pr, o.schedule, [&rng](std::chrono::milliseconds lo, std::chrono::milliseconds hi) {
-                    return std::chrono::milliseconds(
-                        std::uniform_int_distribution<millis>(lo.count(), hi.count())(rng));
+            pr.next_action = next_action.instant();
+            const sched::decision next =
+                sched::next_pass(pr, o.schedule, [&rng](milliseconds lo, milliseconds hi) {
+                    return milliseconds(std::uniform_int_distribution<milliseconds::rep>(
+                        lo.count(), hi.count())(rng));
                 });
-            const millis wait = next.wait.count();
+            const milliseconds wait = next.wait;
             const std::string why = next.why;
             o.next_at = now + wait;
             char secs[32];
@@ -472,8 +467,8 @@ class daemon_loop {
                             {"in", format_duration(wait)},
                             {"reason", why}});
             sd_notify("STATUS=" + status_line());
-            if (wait > 0) {
-                o.timer.expires_after(std::chrono::milliseconds(wait));
+            if (wait > milliseconds(0)) {
+                o.timer.expires_after(wait);
                 boost::system::error_code ec;
                 co_await o.timer.async_wait(net::redirect_error(net::use_awaitable, ec));
             }
@@ -547,14 +542,15 @@ class daemon_loop {
         stopping_ = true;
         int busy = 0;
         for (const auto& o : orgs_) busy += o->running ? 1 : 0;
-        const millis grace = std::min<millis>(cfg_->apigee.timeout + 5 * k_second, 80 * k_second);
+        const milliseconds grace =
+            std::min<milliseconds>(cfg_->apigee.timeout + 5 * k_second, 80 * k_second);
         obs::log_event(
             spdlog::level::info, "stopping: no new work; in-flight calls finish",
             {{"signal", sig}, {"passes_in_flight", busy}, {"deadline", format_duration(grace)}});
         sd_notify("STOPPING=1\nSTATUS=" + status_line());
         for (auto& o : orgs_) o->timer.cancel();
         watchdog_.cancel();
-        stop_deadline_.expires_after(std::chrono::milliseconds(grace));
+        stop_deadline_.expires_after(grace);
         stop_deadline_.async_wait([this](boost::system::error_code ec) {
             if (!ec && !finished_) force_stop("deadline");
         });
@@ -639,7 +635,7 @@ class daemon_loop {
         if (next->log_level != cfg_->log_level || next->log_format != cfg_->log_format)
             obs::setup_logging(next->log_level, next->log_format);
         cfg_ = next;
-        metrics_.set_interval(static_cast<double>(cfg_->interval) / 1000.0);
+        metrics_.set_interval(std::chrono::duration<double>(cfg_->interval).count());
 
         // Organisations: new ones get a loop now, removed ones stop after their pass.
         const auto orgs = organizations(*cfg_);
@@ -684,7 +680,7 @@ class daemon_loop {
         if (!may_write()) return {true, "follower"};
         if (const std::string stuck = stuck_org(); !stuck.empty())
             return {false, "organization " + stuck + ": pass stuck"};
-        const millis now = wall_now();
+        const sys_ms now = system_now();
         std::string notes;
         for (const auto& o : orgs_) {
             if (o->retired) continue;
@@ -704,12 +700,12 @@ class daemon_loop {
     // A pass in flight with no Apigee request finished for this long is stuck:
     // every request attempt is bounded by apigee.timeout, retries by a few
     // minutes, and a rate limit still lets requests through.
-    millis stuck_after() const {
-        return std::max<millis>(5 * k_minute, 3 * cfg_->apigee.timeout + 2 * k_minute);
+    milliseconds stuck_after() const {
+        return std::max<milliseconds>(5 * k_minute, 3 * cfg_->apigee.timeout + 2 * k_minute);
     }
 
     std::string stuck_org() const {
-        const millis now = steady_ms();
+        const auto now = steady::now();
         for (const auto& o : orgs_)
             if (o->running && now - std::max(last_progress_, o->pass_started) > stuck_after())
                 return o->link->organization;
@@ -719,7 +715,7 @@ class daemon_loop {
     // WATCHDOG=1 from the event loop at half $WATCHDOG_USEC: a blocked loop stops
     // it, and so does a pass that makes no progress, so systemd restarts us.
     void arm_watchdog() {
-        watchdog_.expires_after(std::chrono::microseconds(watchdog_usec_));
+        watchdog_.expires_after(watchdog_every_);
         watchdog_.async_wait([this](boost::system::error_code ec) {
             if (ec || stopping_) return;
             const std::string stuck = stuck_org();
@@ -746,8 +742,8 @@ class daemon_loop {
     bool finished_ = false;
     bool forced_ = false;
     bool stuck_reported_ = false;
-    std::uint64_t watchdog_usec_ = 0;
-    millis last_progress_ = 0;  // steady_ms of the last Apigee request attempt
+    std::chrono::microseconds watchdog_every_{0};
+    steady::time_point last_progress_{};  // when the last Apigee request attempt finished
     obs::audit_log audit_;
     std::shared_ptr<prometheus::Registry> registry_;
     obs::metrics metrics_;

@@ -65,12 +65,6 @@
 
 namespace keyrot::daemon {
 
-inline millis wall_now() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 inline const char* usage_text =
     "usage: keyrotd COMMAND [-c FILE] [options]\n"
     "\n"
@@ -100,9 +94,9 @@ struct cli {
     bool json = false;
     bool dry_run = false;
     bool revoke_now = false;
-    std::string app;               // ORG/DEVELOPER/APP
-    std::optional<millis> within;  // plan --within: the forecast's window
-    std::set<std::string> given;   // options given, by their long name
+    std::string app;                     // ORG/DEVELOPER/APP
+    std::optional<milliseconds> within;  // plan --within: the forecast's window
+    std::set<std::string> given;         // options given, by their long name
 };
 
 // The options each command takes; anything else is a usage error (64).
@@ -174,7 +168,7 @@ class counting_observer : public exec::observer {
                            {{"organization", s.organization}, {"actions_done", s.actions_done}});
             return;
         }
-        if (s.ok) last_ok_[s.organization] = wall_now();
+        if (s.ok) last_ok_[s.organization] = system_now();
         inner_.on_pass(s);
     }
     bool wants_keys() const override { return inner_.wants_keys(); }
@@ -192,7 +186,7 @@ class counting_observer : public exec::observer {
     }
     const std::string& last_failure() const { return last_failure_; }
     // When each organisation's last successful pass ended (absent: never).
-    const std::map<std::string, millis>& last_ok() const { return last_ok_; }
+    const std::map<std::string, sys_ms>& last_ok() const { return last_ok_; }
 
   private:
     bool stopping() const { return stopping_ != nullptr && *stopping_; }
@@ -231,7 +225,7 @@ class counting_observer : public exec::observer {
     int completed_ = 0;
     std::map<std::string, int> dry_run_, last_dry_run_;  // per organization
     std::string last_failure_;
-    std::map<std::string, millis> last_ok_;
+    std::map<std::string, sys_ms> last_ok_;
 };
 
 // Wraps the session's token source: once `closed` is set, every new Apigee call
@@ -281,7 +275,8 @@ inline std::unique_ptr<org_link> link_org(apigee::session& s, const policy::conf
     for (const auto& p : cfg.policies)
         if (p.organization == org) link->policies.push_back(p);
     link->api = s.for_organization(org);
-    link->exec = std::make_unique<exec::executor>(*link->api, obs, cfg.state_dir, wall_now, store);
+    link->exec =
+        std::make_unique<exec::executor>(*link->api, obs, cfg.state_dir, system_now, store);
     link->exec->set_delivery(delivery);  // the revocation gate (docs/delivery.md); null: none
     return link;
 }
@@ -379,11 +374,11 @@ struct notify_stack {
     void refresh_gauges() const {
         if (metrics)
             metrics->set_notify_outbox(disp->depth(),
-                                       static_cast<double>(disp->oldest_age()) / 1000.0);
+                                       std::chrono::duration<double>(disp->oldest_age()).count());
     }
     // Nothing left that `once` can deliver now: no attempt in flight, and every
     // sink is disabled, failed during this drain, or has nothing due.
-    bool idle(millis now) const {
+    bool idle(sys_ms now) const {
         if (disp->in_flight() > 0) return false;
         for (const auto& s : sinks) {
             if (disp->disabled(s) || failed_sinks.count(s)) continue;
@@ -420,7 +415,7 @@ inline result<std::unique_ptr<notify_stack>> open_notify(const net::any_io_execu
     if (m) m->enable_notify(ns->sinks);
     notify::dispatcher_options opt;
     opt.max_age = ncfg.max_age;
-    opt.clock = wall_now;
+    opt.clock = system_now;
     notify_stack* self = ns.get();
     opt.on_report = [self](const notify::report& r) {
         if (r.what == notify::report::kind::retrying) self->failed_sinks.insert(r.sink);
@@ -435,7 +430,7 @@ inline result<std::unique_ptr<notify_stack>> open_notify(const net::any_io_execu
             return r;
         },
         obs::notify_policies(cfg, ncfg), std::filesystem::path(cfg.state_dir) / "notify-sent.json",
-        m, wall_now);
+        m, system_now);
     ns->notifier->set_max_age(ncfg.max_age);
     ns->refresh_gauges();
     return ns;
@@ -454,7 +449,7 @@ inline void spawn_dispatcher(net::io_context& io, notify_stack& ns) {
 }
 
 // `once`: how long delivery may go on after the passes (docs/cli.md).
-inline constexpr millis k_once_drain = 10 * k_second;
+inline constexpr milliseconds k_once_drain = 10 * k_second;
 
 // Terminal columns of one code point: combining marks and zero-width
 // characters take none, East Asian wide and emoji two.
@@ -545,7 +540,7 @@ inline void log_pass_start(const std::string& org, const std::vector<policy::pol
     bool revoked = false;
     for (const auto& p : policies) {
         names += (names.empty() ? "" : ",") + p.name;
-        revoked = revoked || p.rotation.delete_revoked_after > 0;
+        revoked = revoked || p.rotation.deletes_revoked();
     }
     std::vector<obs::field> f = {
         {"organization", org},

@@ -20,7 +20,7 @@ millis seed_time(const json& j, millis base, millis dflt) {
     if (s == "now") return base;
     if (s.size() > 1 && (s[0] == '+' || s[0] == '-')) {
         if (auto d = parse_duration(std::string_view(s).substr(1)))
-            return s[0] == '+' ? base + *d : base - *d;
+            return s[0] == '+' ? base + d->count() : base - d->count();
     }
     throw std::runtime_error("seed: bad time \"" + s + "\" (use ms, \"now\", \"+5m\", \"-30d\")");
 }
@@ -29,7 +29,7 @@ millis seed_span(const json& j) {
     if (j.is_null()) return -1;
     if (auto v = json_int64(j)) return *v;
     if (j.is_string()) {
-        if (auto d = parse_duration(j.get_ref<const std::string&>())) return *d;
+        if (auto d = parse_duration(j.get_ref<const std::string&>())) return d->count();
     }
     throw std::runtime_error("seed: bad keyExpiresIn");
 }

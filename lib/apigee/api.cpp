@@ -320,7 +320,7 @@ net::awaitable<result<app>> api::update_app(app_owner owner, const app& body) {
 
 net::awaitable<result<credential>> api::create_key(app_owner owner, std::string app_name,
                                                    const new_key& key) {
-    if (edge() && key.expires_in_seconds)
+    if (edge() && key.expires_in)
         co_return config_refusal(
             "Apigee Edge cannot set an expiry on an imported key (keys/create takes consumerKey "
             "and consumerSecret only): use method generate");

@@ -16,7 +16,7 @@ http::options client_options(const policy::apigee_config& cfg) {
     o.base_url = cfg.url;
     o.ca_file = cfg.ca_file;
     o.timeout = cfg.timeout;
-    o.connect_timeout = std::min<millis>(cfg.timeout, 10 * k_second);
+    o.connect_timeout = std::min<milliseconds>(cfg.timeout, 10 * k_second);
     o.max_concurrency = cfg.max_concurrency;
     o.requests_per_second = cfg.requests_per_second;
     // In Kubernetes, name the replica (its leader-election identity) so that

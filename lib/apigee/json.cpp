@@ -39,7 +39,7 @@ std::string get_string(const json& obj, const char* name, const std::string& ctx
     return v->get<std::string>();
 }
 
-millis to_int64(const json& v, const std::string& where) {
+std::int64_t to_int64(const json& v, const std::string& where) {
     std::int64_t out = 0;
     if (v.is_number_integer() && !v.is_number_unsigned()) {
         out = v.get<std::int64_t>();
@@ -66,7 +66,8 @@ millis to_int64(const json& v, const std::string& where) {
     return out;
 }
 
-millis get_int64(const json& obj, const char* name, const std::string& ctx, millis dflt) {
+std::int64_t get_int64(const json& obj, const char* name, const std::string& ctx,
+                       std::int64_t dflt) {
     const json* v = field(obj, name);
     if (!v) return dflt;
     if (v->is_string() && v->get_ref<const std::string&>().empty()) return dflt;
@@ -74,8 +75,9 @@ millis get_int64(const json& obj, const char* name, const std::string& ctx, mill
 }
 
 // A time or span where -1 (and an absent or empty field) means never: empty.
-std::optional<millis> get_or_never(const json& obj, const char* name, const std::string& ctx) {
-    const millis v = get_int64(obj, name, ctx, -1);
+std::optional<std::int64_t> get_or_never(const json& obj, const char* name,
+                                         const std::string& ctx) {
+    const std::int64_t v = get_int64(obj, name, ctx, -1);
     if (v == -1) return std::nullopt;
     return v;
 }
@@ -117,8 +119,8 @@ credential credential_from(const json& j, const std::string& ctx) {
     c.consumer_secret = secret(get_string(j, "consumerSecret", ctx));
     if (!c.consumer_key.empty()) c.fingerprint = fingerprint(c.consumer_key);
     c.status = parse_approval(get_string(j, "status", ctx));
-    c.issued_at = get_int64(j, "issuedAt", ctx, 0);
-    if (const auto at = get_or_never(j, "expiresAt", ctx)) c.expires_at = *at;
+    c.issued_at = as_sys_ms(get_int64(j, "issuedAt", ctx, 0));
+    if (const auto at = get_or_never(j, "expiresAt", ctx)) c.expires_at = as_sys_ms(*at);
     c.attributes = get_attributes(j, ctx);
     c.scopes = get_strings(j, "scopes", ctx);
     if (const json* p = field(j, "apiProducts")) {
@@ -165,15 +167,17 @@ app app_from(const json& j, const std::string& org, const std::string& ctx, bool
                 fail(where, "expected names");
         }
     }
-    a.key_expires_in = get_or_never(j, "keyExpiresIn", ctx);
-    // In seconds on a team app (AppGroupApp), in milliseconds on a developer app.
-    if (!edge && !a.app_group.empty() && a.key_expires_in) {
-        if (*a.key_expires_in > std::numeric_limits<millis>::max() / 1000)
-            fail(where_of(ctx, "keyExpiresIn"), "out of range");
-        *a.key_expires_in *= 1000;
+    if (auto in = get_or_never(j, "keyExpiresIn", ctx)) {
+        // In seconds on a team app (AppGroupApp), in milliseconds on a developer app.
+        if (!edge && !a.app_group.empty()) {
+            if (*in > std::numeric_limits<std::int64_t>::max() / 1000)
+                fail(where_of(ctx, "keyExpiresIn"), "out of range");
+            *in *= 1000;
+        }
+        a.key_expires_in = milliseconds(*in);
     }
-    a.created_at = get_int64(j, "createdAt", ctx, 0);
-    a.last_modified_at = get_int64(j, "lastModifiedAt", ctx, 0);
+    a.created_at = as_sys_ms(get_int64(j, "createdAt", ctx, 0));
+    a.last_modified_at = as_sys_ms(get_int64(j, "lastModifiedAt", ctx, 0));
     if (const json* cs = field(j, "credentials")) {
         auto where = where_of(ctx, "credentials");
         if (!cs->is_array()) fail(where, "expected an array");
@@ -283,7 +287,7 @@ std::string generate_key_body(const app& a) {
     j["apiProducts"] = a.api_products;
     j["scopes"] = a.scopes;
     if (!a.app_family.empty()) j["appFamily"] = a.app_family;
-    if (a.key_expires_in) j["keyExpiresIn"] = std::to_string(*a.key_expires_in);
+    if (a.key_expires_in) j["keyExpiresIn"] = std::to_string(a.key_expires_in->count());
     return dump(j);
 }
 
@@ -299,7 +303,7 @@ std::string create_key_body(const new_key& k) {
     json j;
     j["consumerKey"] = k.consumer_key.reveal();
     j["consumerSecret"] = k.consumer_secret.reveal();
-    if (k.expires_in_seconds) j["expiresInSeconds"] = std::to_string(*k.expires_in_seconds);
+    if (k.expires_in) j["expiresInSeconds"] = std::to_string(k.expires_in->count());
     j["attributes"] = attributes_json(k.attributes);
     std::string out = dump(j);
     cleanse(j["consumerKey"].get_ref<std::string&>());
@@ -506,7 +510,7 @@ std::string edge_generate_key_body(const app& a) {
     j["apiProducts"] = a.api_products;
     j["scopes"] = a.scopes;
     if (!a.app_family.empty()) j["appFamily"] = a.app_family;
-    if (a.key_expires_in) j["keyExpiresIn"] = *a.key_expires_in;
+    if (a.key_expires_in) j["keyExpiresIn"] = a.key_expires_in->count();
     return dump(j);
 }
 

@@ -46,7 +46,7 @@ struct app_owner {
 struct new_key {
     secret consumer_key;
     secret consumer_secret;
-    std::optional<millis> expires_in_seconds;  // empty: never (Apigee's -1)
+    std::optional<std::chrono::seconds> expires_in;  // empty: never (Apigee's -1)
     std::vector<attribute> attributes;
     // No scopes: Apigee may refuse scopes on a key that has no product yet
     // (docs/apigee-fidelity.md); they are set after the products.

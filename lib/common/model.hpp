@@ -71,7 +71,7 @@ struct credential {
     secret consumer_secret;
     std::string fingerprint;              // of consumer_key; filled by whoever builds the value
     approval status = approval::unknown;  // approved | revoked
-    millis issued_at = 0;
+    sys_ms issued_at{};
     time_or_never expires_at;  // never by default (Apigee's -1)
     std::vector<attribute> attributes;
     std::vector<std::string> scopes;
@@ -92,10 +92,10 @@ struct app {
     std::string app_family;
     std::vector<attribute> attributes;
     std::vector<std::string> scopes;
-    std::vector<std::string> api_products;  // as sent in requests (names)
-    std::optional<millis> key_expires_in;   // empty: keys never expire (Apigee's -1)
-    millis created_at = 0;
-    millis last_modified_at = 0;
+    std::vector<std::string> api_products;       // as sent in requests (names)
+    std::optional<milliseconds> key_expires_in;  // empty: keys never expire (Apigee's -1)
+    sys_ms created_at{};
+    sys_ms last_modified_at{};
     std::vector<credential> credentials;
 };
 

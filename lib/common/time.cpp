@@ -6,8 +6,6 @@
 #include <chrono>
 #include <sstream>
 
-#include "common/duration.hpp"
-
 namespace keyrot {
 namespace {
 
@@ -27,17 +25,17 @@ bool fixed_part(std::string_view s) {
 
 }  // namespace
 
-std::string format_time(std::int64_t ts) {
-    return date::format("%FT%TZ", date::floor<std::chrono::seconds>(as_sys_ms(ts)));
+std::string format_time(sys_ms ts) {
+    return date::format("%FT%TZ", date::floor<std::chrono::seconds>(ts));
 }
 
-std::string format_time_ms(std::int64_t ts) { return date::format("%FT%TZ", as_sys_ms(ts)); }
+std::string format_time_ms(sys_ms ts) { return date::format("%FT%TZ", ts); }
 
-std::string format_time_us(std::int64_t ts) {
-    return date::format("%FT%TZ", date::sys_time<std::chrono::microseconds>{as_sys_ms(ts)});
+std::string format_time_us(sys_ms ts) {
+    return date::format("%FT%TZ", date::sys_time<std::chrono::microseconds>{ts});
 }
 
-std::optional<std::int64_t> parse_time(std::string_view text) {
+std::optional<sys_ms> parse_time(std::string_view text) {
     std::string s(text);
     if (s.size() > 10 && s[10] == 't') s[10] = 'T';
     if (!s.empty() && s.back() == 'z') s.back() = 'Z';
@@ -60,7 +58,7 @@ std::optional<std::int64_t> parse_time(std::string_view text) {
         in >> date::parse("%FT%T%Ez", tp, offset);  // the offset is applied: tp is UTC
     }
     if (in.fail() || in.peek() != std::char_traits<char>::eof()) return std::nullopt;
-    return as_millis(tp);
+    return tp;
 }
 
 }  // namespace keyrot

@@ -64,9 +64,10 @@ net::awaitable<executor::create_outcome> executor::generate_key(planned_app& pa,
     app body = before;
     body.api_products = st.products;
     body.scopes = st.scopes;
-    const millis now = clock_();
-    body.key_expires_in =
-        act.expires_at.is_never() ? std::nullopt : std::optional<millis>(act.expires_at.at() - now);
+    const sys_ms now = clock_();
+    body.key_expires_in = act.expires_at.is_never()
+                              ? std::nullopt
+                              : std::optional<milliseconds>(act.expires_at.at() - now);
     pa.reread = true;  // the app itself is rewritten: re-read it before planning again
     auto after = co_await api_.generate_key(owner, body);
     if (!after) {
@@ -127,9 +128,11 @@ net::awaitable<bool> executor::make_successor(planned_app& pa, const plan::actio
     if (import) {
         nk.consumer_key = random_token(48);
         nk.consumer_secret = random_token(48);
-        const millis now = clock_();
+        const sys_ms now = clock_();
         if (!act.expires_at.is_never())
-            nk.expires_in_seconds = std::max<millis>(1, (act.expires_at.at() - now) / 1000);
+            nk.expires_in = std::max<std::chrono::seconds>(
+                std::chrono::seconds(1),
+                std::chrono::duration_cast<std::chrono::seconds>(act.expires_at.at() - now));
         named = fingerprint(nk.consumer_key);
     }
     std::optional<credential> made;  // the new key, once a step made it

@@ -19,7 +19,7 @@ namespace keyrot::exec {
 using namespace detail;
 
 executor::executor(apigee::api& api, observer& obs, const std::filesystem::path& state_dir,
-                   std::function<millis()> clock, state_store* store)
+                   std::function<sys_ms()> clock, state_store* store)
     : api_(api),
       obs_(obs),
       state_dir_(state_dir),
@@ -33,7 +33,7 @@ bool executor::lists_revoked(const std::vector<policy::policy>& policies,
                              const run_options& opt) const {
     if (opt.list_revoked) return true;
     return std::any_of(policies.begin(), policies.end(),
-                       [](const policy::policy& p) { return p.rotation.delete_revoked_after > 0; });
+                       [](const policy::policy& p) { return p.rotation.deletes_revoked(); });
 }
 
 namespace {
@@ -66,7 +66,7 @@ std::vector<planned_app> executor::match(std::vector<app>& apps,
                                          const run_options& opt,
                                          std::vector<unmatched_key>* unmatched) {
     std::vector<planned_app> out;
-    const millis now = clock_();
+    const sys_ms now = clock_();
     for (auto& a : apps) {
         // Developer e-mails compare without case, as Apigee's do, and so do
         // AppGroup names here (a team app: TEAM/APP; `rotate` lower-cases the
@@ -461,7 +461,7 @@ void executor::tally(const planned_app& pa,
     c.revocations_held += pa.revocations_held;
     c.held_expiry = earliest(c.held_expiry, pa.held_expiry);
     sum.next_wake = earliest(sum.next_wake, pa.plan.next_wake);
-    if (pa.plan.next_wake < wake_horizon_)  // never is not
+    if (wake_horizon_ && pa.plan.next_wake < *wake_horizon_)  // never is not
         sum.wakes.push_back({pa.snapshot.developer_email, pa.snapshot.name, pa.plan.next_wake,
                              pa.snapshot.app_group});
     for (const auto& k : pa.plan.keys) {

@@ -54,8 +54,8 @@ struct run_options {
     // only of those whose apps have work (`inventory`: every key's state true).
     bool learn_all_developers = false;
     // Record the apps whose next action falls due before this moment
-    // (pass_summary::wakes); 0 = record none.
-    millis wake_horizon = 0;
+    // (pass_summary::wakes); empty = record none.
+    std::optional<sys_ms> wake_horizon;
     // Checked before every write: false (a leader that lost its lease) ends
     // the pass without writing; empty = always allowed.
     std::function<bool()> may_write;
@@ -70,7 +70,7 @@ struct planned_app {
     // When `snapshot` was read from Apigee (the listing, or a re-read): a
     // revocation trusts the snapshot's successor without reading it again
     // while this is at most k_fresh_snapshot old.
-    millis read_at = 0;
+    sys_ms read_at{};
     // From the listing's revoked phase: only deletions are applied, and only
     // its revoked keys are counted (the rest was planned from the approved phase).
     bool deletions_only = false;
@@ -90,7 +90,7 @@ class executor {
     // Crash-recovery state goes to `store` when given (it must outlive the
     // executor), else to a file_store in state_dir/journal.
     executor(apigee::api& api, observer& obs, const std::filesystem::path& state_dir,
-             std::function<millis()> clock, state_store* store = nullptr);
+             std::function<sys_ms()> clock, state_store* store = nullptr);
 
     // Delivery targets (exec/delivery.hpp): the revocation gate. nullptr (the
     // default): no policy delivers. Must outlive the executor.
@@ -229,10 +229,10 @@ class executor {
     std::set<std::pair<audit_action, std::string>> audited_;  // (action, key), while recovering
     bool journal_checked_audit_ = false;                      // audited_ holds the audit log's tail
     std::map<std::string, std::vector<intent>> pending_intents_;  // developer\napp -> intents
-    std::function<millis()> clock_;
+    std::function<sys_ms()> clock_;
     std::map<std::string, int> skipped_;
     std::map<std::string, owner_status> developer_status_;  // lower-case email → status, this pass
-    millis wake_horizon_ = 0;                               // run_options::wake_horizon, this pass
+    std::optional<sys_ms> wake_horizon_;                    // run_options::wake_horizon, this pass
     delivery* delivery_ = nullptr;
     // Successors whose targets were told the key they replaced is gone
     // (delivery::revoked succeeded) in this process: settle_delivery skips them.

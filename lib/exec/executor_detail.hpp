@@ -46,7 +46,7 @@ inline std::string created_detail(const plan::action& act) {
 // A re-read app replaces the snapshot; what only the org list and the developer
 // list tell (organisation, developer email and status) is kept. `read_at`:
 // when it was read (planned_app::read_at).
-inline void adopt(planned_app& pa, app fresh, millis read_at) {
+inline void adopt(planned_app& pa, app fresh, sys_ms read_at) {
     fresh.organization = pa.snapshot.organization;
     fresh.developer_email = pa.snapshot.developer_email;
     fresh.developer_status = pa.snapshot.developer_status;
@@ -58,12 +58,12 @@ inline void adopt(planned_app& pa, app fresh, millis read_at) {
 // revocation within this of the listing (or a re-read) checks the successor
 // in the snapshot instead of reading it again. A person who revokes the
 // successor inside this window is seen by the next pass, which plans a new one.
-inline constexpr millis k_fresh_snapshot = 60'000;
+inline constexpr milliseconds k_fresh_snapshot = std::chrono::minutes(1);
 
 // The keys of an app keyrotd does not rotate that still work and will stop
 // (approved, in an approved app, with an expiry still ahead): key.expiring's
 // candidates. Keys that never expire are left out, to keep the summary small.
-inline void add_unmatched(const app& a, millis now, std::vector<unmatched_key>& out) {
+inline void add_unmatched(const app& a, sys_ms now, std::vector<unmatched_key>& out) {
     if (a.status == approval::revoked) return;  // none of its keys works
     for (const auto& c : a.credentials) {
         if (c.status != approval::approved || c.expires_at.is_never() || c.expires_at <= now)

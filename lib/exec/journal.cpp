@@ -79,7 +79,7 @@ std::string to_text(const journal_entry& e) {
                               {"app", e.app},
                               {"replaces", e.replaces},
                               {"known", e.known},
-                              {"ts", e.ts},
+                              {"ts", as_millis(e.ts)},
                               {"expect", e.expect}};
     return j.dump();
 }
@@ -95,7 +95,7 @@ std::string to_text(const intent& i) {
                               {"replaces", i.replaces},
                               {"detail", i.detail},
                               {"late", i.late},
-                              {"ts", i.ts}};
+                              {"ts", as_millis(i.ts)}};
     return j.dump();
 }
 }  // namespace
@@ -116,7 +116,7 @@ std::optional<journal_entry> journal::read(const std::string& org, const std::st
     e.developer = j.value("developer", "");
     e.app = j.value("app", "");
     e.replaces = j.value("replaces", "");
-    e.ts = j.value("ts", millis{0});
+    e.ts = as_sys_ms(j.value("ts", std::int64_t{0}));
     e.expect = j.value("expect", "");
     if (j.contains("known") && j["known"].is_array())
         for (const auto& k : j["known"])
@@ -170,7 +170,7 @@ std::vector<intent> intent_log::load(const std::string& organization) const {
         i.replaces = j.value("replaces", "");
         i.detail = j.value("detail", "");
         i.late = j.value("late", false);
-        i.ts = j.value("ts", millis{0});
+        i.ts = as_sys_ms(j.value("ts", std::int64_t{0}));
         out.push_back(std::move(i));
     }
     return out;

@@ -25,7 +25,7 @@ struct journal_entry {
     std::string app;
     std::string replaces;            // fingerprint of the old key
     std::vector<std::string> known;  // fingerprints before the call
-    millis ts = 0;
+    sys_ms ts{};
     std::string expect;  // an import: the new key's fingerprint ("" for generate)
 };
 
@@ -66,7 +66,7 @@ struct intent {
     audit_action action = audit_action::created;  // created | completed | revoked | deleted
     std::string key, replaces, detail;
     bool late = false;
-    millis ts = 0;
+    sys_ms ts{};
 };
 
 // Entries named "intent-<fingerprint of org, developer, app, action, key>".

@@ -47,7 +47,7 @@ inline std::optional<audit_action> parse_audit_action(std::string_view name) {
 
 // One line of the audit log (docs/rotation.md, "Audit log"), also logged.
 struct action_record {
-    millis ts = 0;
+    sys_ms ts{};
     std::string organization;
     std::string developer;  // "" for a team app
     std::string team;       // a team app's AppGroup; "" for a developer app
@@ -63,9 +63,9 @@ struct action_record {
     bool late = false;  // created: a late rotation
     std::string detail;
     // For observers (notifications), not audited: the issue and expiry times of
-    // `key` and the expiry of `replaces` as the pass knew them; never (0 for
-    // issued_at) when unknown. An expiry of never also means "never expires".
-    millis key_issued_at = 0;
+    // `key` and the expiry of `replaces` as the pass knew them; empty (never
+    // for an expiry) when unknown. An expiry of never also means "never expires".
+    std::optional<sys_ms> key_issued_at;
     time_or_never key_expires_at;
     time_or_never replaces_expires_at;
     // The developer's status as the pass knew it (not_known: not in the
@@ -94,7 +94,7 @@ struct unmatched_key {
     std::string team;       // the AppGroup of a team app; empty otherwise
     std::string app;
     std::string fingerprint;
-    millis issued_at = 0;
+    sys_ms issued_at{};
     time_or_never expires_at;
     // As action_record::developer_status (not_known for a team app).
     owner_status developer_status = owner_status::not_known;
@@ -112,7 +112,7 @@ struct app_wake {
 struct pass_summary {
     std::string organization;
     bool ok = false;  // the pass read the whole inventory and no action failed
-    millis started = 0;
+    sys_ms started{};
     double seconds = 0;
     time_or_never next_wake;  // earliest due moment over all apps
     int apps_seen = 0;

@@ -44,7 +44,8 @@ error make_error(error::kind k, std::string msg, bool timed_out = false) {
     return e;
 }
 
-std::string fmt_ms(millis ms) {
+std::string fmt_ms(milliseconds span) {
+    const auto ms = span.count();
     return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
 }
 
@@ -175,7 +176,7 @@ struct client::impl {
         while (!idle.empty()) {
             auto c = std::move(idle.back());
             idle.pop_back();
-            if (now - c->idle_since > std::chrono::milliseconds(opts.idle_timeout)) continue;
+            if (now - c->idle_since > opts.idle_timeout) continue;
             if (!c->alive()) {
                 ++stats.stale_dropped;
                 continue;
@@ -199,16 +200,16 @@ struct client::impl {
 
     net::awaitable<void> pace() {
         if (bucket.rate() <= 0) co_return;
-        auto now_us =
-            std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - origin).count();
-        auto at = bucket.acquire(now_us);
-        if (at > now_us) co_await sleep_until(origin + std::chrono::microseconds(at));
+        const auto now =
+            std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - origin);
+        const auto at = bucket.acquire(now);
+        if (at > now) co_await sleep_until(origin + at);
     }
 
     net::awaitable<result<std::unique_ptr<connection>>> connect();
     bool plain_address_ok(const net::ip::address& a) const;
     net::awaitable<attempt_result> attempt(bhttp::request<bhttp::string_body>& req,
-                                           const std::string& what, millis timeout);
+                                           const std::string& what, milliseconds timeout);
     net::awaitable<result<response>> send(request req);
 };
 
@@ -245,7 +246,7 @@ net::awaitable<result<std::unique_ptr<connection>>> client::impl::connect() {
                                                 "address"));
 
     auto stream = std::make_unique<beast::tcp_stream>(ex);
-    stream->expires_after(std::chrono::milliseconds(opts.connect_timeout));
+    stream->expires_after(opts.connect_timeout);
     co_await stream->async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
     if (ec) {
         bool to = ec == beast::error::timeout;
@@ -296,7 +297,7 @@ net::awaitable<result<std::unique_ptr<connection>>> client::impl::connect() {
         SSL_set_tlsext_host_name(s, base.host.c_str());
         SSL_set1_host(s, base.host.c_str());
     }
-    c->lowest().expires_after(std::chrono::milliseconds(opts.connect_timeout));
+    c->lowest().expires_after(opts.connect_timeout);
     co_await c->tls->async_handshake(ssl::stream_base::client,
                                      net::redirect_error(net::use_awaitable, ec));
     if (ec) {
@@ -337,7 +338,8 @@ net::awaitable<void> exchange(Stream& s, beast::flat_buffer& buf,
 }  // namespace
 
 net::awaitable<attempt_result> client::impl::attempt(bhttp::request<bhttp::string_body>& req,
-                                                     const std::string& what, millis timeout) {
+                                                     const std::string& what,
+                                                     milliseconds timeout) {
     attempt_result out;
     auto conn = take_idle();
     if (conn) {
@@ -356,7 +358,7 @@ net::awaitable<attempt_result> client::impl::attempt(bhttp::request<bhttp::strin
     parser.body_limit(opts.max_response_bytes);
     parser.header_limit(64 * 1024);
     if (req.method() == bhttp::verb::head) parser.skip(true);
-    conn->lowest().expires_after(std::chrono::milliseconds(timeout));
+    conn->lowest().expires_after(timeout);
     error_code ec;
     bool wrote = false;
     if (conn->tls)
@@ -453,7 +455,7 @@ net::awaitable<result<response>> client::impl::send(request in) {
 
     const bool may_retry = in.idempotent || safe_to_retry(in.method, in.target);
     const bool writes = verb != bhttp::verb::get && verb != bhttp::verb::head;
-    auto budget = [&]() -> std::optional<millis> {
+    auto budget = [&]() -> std::optional<milliseconds> {
         if (!writes || !opts.write_budget) return std::nullopt;
         return opts.write_budget();
     };
@@ -462,10 +464,10 @@ net::awaitable<result<response>> client::impl::send(request in) {
         co_await sem.acquire(ex);
         slot_guard slot(sem);
         co_await pace();
-        millis timeout = opts.timeout;
+        milliseconds timeout = opts.timeout;
         if (const auto b = budget()) {
             // Checked after waiting for a slot and the rate limit: those take time too.
-            if (*b <= 0) {
+            if (*b <= milliseconds(0)) {
                 error e = make_error(error::kind::config,
                                      what +
                                          ": not sent: this process may not write now "
@@ -485,7 +487,7 @@ net::awaitable<result<response>> client::impl::send(request in) {
             if (opts.observer) opts.observer(in.method, status, took);
             if (opts.tracer) opts.tracer(what, status, took);
         }
-        millis delay = 0;
+        milliseconds delay{0};
         if (ar.res) {
             ar.res->attempts = attempt_no;
             if (!retryable_status(ar.res->status)) co_return std::move(*ar.res);
@@ -499,11 +501,10 @@ net::awaitable<result<response>> client::impl::send(request in) {
             if (!ar.retryable) co_return ar.err;
             delay = backoff_delay(attempt_no - 1, opts.backoff_base, opts.backoff_cap, random01());
         }
-        auto elapsed =
-            std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start).count();
+        const auto elapsed = std::chrono::duration_cast<milliseconds>(steady::now() - start);
         // A retry of a write must be able to finish inside the fence.
         const auto b = budget();
-        const bool fenced = b && *b - delay <= 0;
+        const bool fenced = b && *b - delay <= milliseconds(0);
         if (!may_retry || attempt_no >= opts.max_attempts ||
             elapsed + delay > opts.max_retry_time || fenced) {
             if (ar.res) co_return std::move(*ar.res);
@@ -516,7 +517,7 @@ net::awaitable<result<response>> client::impl::send(request in) {
             co_return ar.err;
         }
         ++stats.retries;
-        co_await sleep_until(steady::now() + std::chrono::milliseconds(delay));
+        co_await sleep_until(steady::now() + delay);
     }
 }
 
@@ -573,7 +574,7 @@ client::~client() = default;
 
 net::awaitable<result<response>> client::send(request req) { return impl_->send(std::move(req)); }
 
-void client::set_write_budget(std::function<std::optional<millis>()> budget) {
+void client::set_write_budget(std::function<std::optional<milliseconds>()> budget) {
     impl_->opts.write_budget = std::move(budget);
 }
 

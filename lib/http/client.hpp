@@ -59,22 +59,22 @@ using observer_fn = std::function<void(std::string_view method, int status_or_0,
 using tracer_fn = std::function<void(std::string_view request, int status_or_0, double seconds)>;
 
 struct options {
-    std::string base_url;            // https://host[:port][/prefix] or http://loopback[:port]
-    std::string ca_file;             // extra PEM bundle, added to the system store
-    millis timeout = 30 * k_second;  // one attempt: write request + read response
-    millis connect_timeout = 10 * k_second;  // resolve + TCP + proxy CONNECT + TLS handshake
+    std::string base_url;                  // https://host[:port][/prefix] or http://loopback[:port]
+    std::string ca_file;                   // extra PEM bundle, added to the system store
+    milliseconds timeout = 30 * k_second;  // one attempt: write request + read response
+    milliseconds connect_timeout = 10 * k_second;  // resolve + TCP + proxy CONNECT + TLS handshake
     int max_concurrency = 8;
     double requests_per_second = 20;  // <= 0: unlimited
     int burst = 1;
     std::size_t max_response_bytes = 64u << 20;
-    int max_attempts = 5;                  // 1 = no retries
-    millis max_retry_time = 2 * k_minute;  // no retry starts after this much time in send()
-    millis backoff_base = 250;
-    millis backoff_cap = 20 * k_second;
-    millis max_retry_after = 60 * k_second;  // a longer Retry-After is cut to this
+    int max_attempts = 5;                        // 1 = no retries
+    milliseconds max_retry_time = 2 * k_minute;  // no retry starts after this much time in send()
+    milliseconds backoff_base{250};
+    milliseconds backoff_cap = 20 * k_second;
+    milliseconds max_retry_after = 60 * k_second;  // a longer Retry-After is cut to this
     bool keep_alive = true;
     std::size_t max_idle_connections = 16;
-    millis idle_timeout = 50 * k_second;  // idle connections older than this are closed
+    milliseconds idle_timeout = 50 * k_second;  // idle connections older than this are closed
     std::string user_agent = "keyrotd/0.1";
     observer_fn observer;
     tracer_fn tracer;
@@ -90,9 +90,9 @@ struct options {
     std::string plain_http_host;
     // Tests: a fixed random source in [0,1) for jitter; default is a PRNG.
     std::function<double()> random01;
-    // How much longer (ms) this process may write: nullopt = no limit, <= 0 =
-    // it may not write now. Read before every attempt of a writing request.
-    std::function<std::optional<millis>()> write_budget;
+    // How much longer this process may write: nullopt = no limit, <= 0 = it
+    // may not write now. Read before every attempt of a writing request.
+    std::function<std::optional<milliseconds>()> write_budget;
 };
 
 struct client_stats {
@@ -120,7 +120,7 @@ class client final : public transport {
     // Sets options().write_budget after creation: the daemon fences its Apigee
     // client once leader election is set up (clients copied from this one's
     // options before, such as a token source's, stay unfenced).
-    void set_write_budget(std::function<std::optional<millis>()> budget);
+    void set_write_budget(std::function<std::optional<milliseconds>()> budget);
 
     const options& opts() const;
     const client_stats& stats() const;

@@ -140,15 +140,15 @@ bool retryable_status(int status) {
     return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
 }
 
-millis backoff_delay(int attempt, millis base, millis cap, double u01) {
+milliseconds backoff_delay(int attempt, milliseconds base, milliseconds cap, double u01) {
     if (attempt < 0) attempt = 0;
-    double ceiling = static_cast<double>(base) * std::ldexp(1.0, std::min(attempt, 40));
-    ceiling = std::min(ceiling, static_cast<double>(cap));
+    double ceiling = static_cast<double>(base.count()) * std::ldexp(1.0, std::min(attempt, 40));
+    ceiling = std::min(ceiling, static_cast<double>(cap.count()));
     u01 = std::clamp(u01, 0.0, 1.0);
-    return static_cast<millis>(u01 * ceiling);
+    return milliseconds(static_cast<milliseconds::rep>(u01 * ceiling));
 }
 
-std::optional<millis> parse_retry_after(std::string_view value, millis cap) {
+std::optional<milliseconds> parse_retry_after(std::string_view value, milliseconds cap) {
     while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
     while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
     if (value.empty()) return std::nullopt;
@@ -156,29 +156,25 @@ std::optional<millis> parse_retry_after(std::string_view value, millis cap) {
     auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), secs);
     if (ec == std::errc::result_out_of_range) return cap;
     if (ec != std::errc{} || ptr != value.data() + value.size() || secs < 0) return std::nullopt;
-    if (secs > cap / 1000) return cap;
-    return std::min<millis>(secs * 1000, cap);
+    if (secs > std::chrono::duration_cast<std::chrono::seconds>(cap).count()) return cap;
+    return std::min<milliseconds>(std::chrono::seconds(secs), cap);
 }
 
 token_bucket::token_bucket(double rate_per_second, int burst) : rate_(rate_per_second) {
     if (rate_ > 0) {
-        interval_us_ = static_cast<std::int64_t>(std::ceil(1e6 / rate_));
-        tolerance_us_ = interval_us_ * std::max(0, burst - 1);
-    } else {
-        interval_us_ = 0;
-        tolerance_us_ = 0;
+        interval_ = microseconds(static_cast<microseconds::rep>(std::ceil(1e6 / rate_)));
+        tolerance_ = interval_ * std::max(0, burst - 1);
     }
-    tat_us_ = 0;
 }
 
-std::int64_t token_bucket::acquire(std::int64_t now_us) {
-    if (rate_ <= 0) return now_us;
+token_bucket::microseconds token_bucket::acquire(microseconds now) {
+    if (rate_ <= 0) return now;
     if (first_) {
-        tat_us_ = now_us;
+        tat_ = now;
         first_ = false;
     }
-    std::int64_t send_at = std::max(now_us, tat_us_ - tolerance_us_);
-    tat_us_ = std::max(tat_us_, send_at) + interval_us_;
+    const microseconds send_at = std::max(now, tat_ - tolerance_);
+    tat_ = std::max(tat_, send_at) + interval_;
     return send_at;
 }
 

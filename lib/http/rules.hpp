@@ -42,29 +42,31 @@ bool retryable_status(int status);
 
 // Exponential backoff with full jitter: u01 * min(cap, base * 2^attempt),
 // attempt counted from 0 for the first retry; u01 in [0, 1).
-millis backoff_delay(int attempt, millis base, millis cap, double u01);
+milliseconds backoff_delay(int attempt, milliseconds base, milliseconds cap, double u01);
 
 // Retry-After as delay-seconds ("120"); an HTTP-date or garbage gives nullopt.
 // The result is capped at `cap`.
-std::optional<millis> parse_retry_after(std::string_view value, millis cap);
+std::optional<milliseconds> parse_retry_after(std::string_view value, milliseconds cap);
 
 // A token bucket as "virtual scheduling" (GCRA): each acquire() books the next
 // free slot and returns when it may be sent. With burst 1, sends are at least
 // 1/rate apart, so no half-open 1-second window holds more than ceil(rate)
-// sends; with burst b, at most rate + b - 1. Time is in microseconds from any
-// fixed origin. rate <= 0 means unlimited.
+// sends; with burst b, at most rate + b - 1. Times are microseconds since
+// any fixed origin. rate <= 0 means unlimited.
 class token_bucket {
   public:
+    using microseconds = std::chrono::microseconds;
+
     token_bucket(double rate_per_second, int burst);
-    // Books a slot for a request arriving at `now_us`; returns the time to send at (>= now_us).
-    std::int64_t acquire(std::int64_t now_us);
+    // Books a slot for a request arriving at `now`; returns the time to send at (>= now).
+    microseconds acquire(microseconds now);
     double rate() const { return rate_; }
 
   private:
     double rate_;
-    std::int64_t interval_us_;
-    std::int64_t tolerance_us_;
-    std::int64_t tat_us_;  // theoretical arrival time of the next conforming send
+    microseconds interval_{0};
+    microseconds tolerance_{0};
+    microseconds tat_{0};  // theoretical arrival time of the next conforming send
     bool first_ = true;
 };
 

@@ -25,7 +25,7 @@ struct checker {
             if (!known.count(k)) add(where + "." + k, "unknown field");
     }
 
-    std::optional<millis> duration(const json& v, const std::string& where, bool allow_zero) {
+    std::optional<milliseconds> duration(const json& v, const std::string& where, bool allow_zero) {
         if (!v.is_string()) {
             add(where, "must be a duration such as \"3d\" or \"15s\"");
             return std::nullopt;
@@ -35,7 +35,7 @@ struct checker {
             add(where, "not a duration: \"" + v.get<std::string>() + "\"");
             return std::nullopt;
         }
-        if (*d == 0 && !allow_zero) {
+        if (*d == milliseconds(0) && !allow_zero) {
             add(where, "must be more than 0");
             return std::nullopt;
         }

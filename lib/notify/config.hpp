@@ -74,7 +74,7 @@ struct webhook_config {
     std::vector<std::filesystem::path> secret_files;
     std::vector<std::filesystem::path> ed25519_key_files;
     sink_filter filter;
-    millis timeout = 15 * k_second;
+    milliseconds timeout = 15 * k_second;
 };
 
 // How an email sink talks to its SMTP server.
@@ -100,14 +100,14 @@ struct email_config {
     std::filesystem::path subject_file;  // empty: the built-in template
     std::filesystem::path body_file;
     sink_filter filter;
-    millis timeout = 30 * k_second;
+    milliseconds timeout = 30 * k_second;
 };
 
 struct config {
     // descending, no duplicates; a policy's own replace them for its keys, keys no
     // policy rotates always use these
-    std::vector<millis> expiring_at;
-    millis max_age = 3 * k_day;
+    std::vector<milliseconds> expiring_at;
+    milliseconds max_age = 3 * k_day;
     std::size_t outbox_max = 10000;
     std::vector<webhook_config> webhooks;
     std::vector<email_config> emails;

@@ -30,19 +30,19 @@ enum class outcome { delivered, retry, disable, refuse };
 outcome classify(int status_or_0);
 
 // The spec's schedule: delays before attempt 1, 2, 3, … (the first is 0).
-const std::vector<millis>& spec_retry_schedule();
+const std::vector<milliseconds>& spec_retry_schedule();
 
 struct next_attempt {
     bool give_up = false;  // true: abandon (max_age reached)
-    millis at = 0;         // when the next attempt is due (when !give_up)
+    sys_ms at{};           // when the next attempt is due (when !give_up)
 };
 
 // After `attempts_made` (>= 1) failed attempts of an event first added at
 // `first_added`, the last failing at `now`. u01 in [0, 1) drives the jitter.
 // `schedule` holds the delays before each attempt (schedule[0] for the first);
 // past its end the last delay repeats.
-next_attempt schedule_next(int attempts_made, millis first_added, millis now, millis max_age,
-                           double u01, std::optional<millis> retry_after = std::nullopt,
-                           std::span<const millis> schedule = spec_retry_schedule());
+next_attempt schedule_next(int attempts_made, sys_ms first_added, sys_ms now, milliseconds max_age,
+                           double u01, std::optional<milliseconds> retry_after = std::nullopt,
+                           std::span<const milliseconds> schedule = spec_retry_schedule());
 
 }  // namespace keyrot::notify

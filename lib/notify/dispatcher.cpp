@@ -10,8 +10,8 @@ struct dispatcher::slot {
     std::unique_ptr<sink> s;
     bool busy = false;
     bool disabled = false;
-    int failures = 0;     // consecutive failed attempts
-    millis ready_at = 0;  // paused until then after a failure
+    int failures = 0;   // consecutive failed attempts
+    sys_ms ready_at{};  // paused until then after a failure
 };
 
 dispatcher::dispatcher(const net::any_io_executor& ex, outbox& box,
@@ -22,12 +22,7 @@ dispatcher::dispatcher(const net::any_io_executor& ex, outbox& box,
         sl->s = std::move(s);
         slots_.push_back(std::move(sl));
     }
-    if (!opts_.clock)
-        opts_.clock = [] {
-            return std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                .count();
-        };
+    if (!opts_.clock) opts_.clock = system_now;
     if (!opts_.random01)
         opts_.random01 = [rng = std::mt19937_64(std::random_device{}())]() mutable {
             return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
@@ -37,7 +32,7 @@ dispatcher::dispatcher(const net::any_io_executor& ex, outbox& box,
 
 dispatcher::~dispatcher() = default;
 
-millis dispatcher::now() const { return opts_.clock(); }
+sys_ms dispatcher::now() const { return opts_.clock(); }
 
 void dispatcher::emit(const report& r) const {
     if (opts_.on_report) opts_.on_report(r);
@@ -56,9 +51,9 @@ bool dispatcher::disabled(const std::string& sink) const {
     return false;
 }
 
-millis dispatcher::oldest_age() const {
+milliseconds dispatcher::oldest_age() const {
     const auto oldest = box_.oldest_added();
-    return oldest ? std::max<millis>(0, now() - *oldest) : 0;
+    return oldest ? std::max(milliseconds(0), now() - *oldest) : milliseconds(0);
 }
 
 add_result dispatcher::publish(const event& e) {
@@ -82,7 +77,7 @@ add_result dispatcher::publish(const event& e) {
 // Abandons every (event, sink) pair older than max_age, whether it was tried or
 // not: a sink paused for a day still loses its stale events on time. A sink
 // with an attempt in flight is left to that attempt (or the next sweep).
-void dispatcher::sweep(millis t) {
+void dispatcher::sweep(sys_ms t) {
     last_sweep_ = t;
     // (No structured binding: clang 14 cannot capture one in the lambda below.)
     for (const auto& entry : box_.older_than(t - opts_.max_age)) {
@@ -112,12 +107,12 @@ net::awaitable<void> dispatcher::attempt(std::size_t i, std::string id) {
     if (!e || !e->pending.count(name)) co_return;
     const std::string body = e->body;
     const std::string type = e->type;
-    const millis added = e->added_at;
+    const sys_ms added = e->added_at;
     const int attempts = e->pending.at(name).attempts + 1;
 
     attempt_result res = co_await sl.s->deliver(id, body);
 
-    const millis t = now();
+    const sys_ms t = now();
     report rep;
     rep.sink = name;
     rep.id = id;
@@ -130,14 +125,14 @@ net::awaitable<void> dispatcher::attempt(std::size_t i, std::string id) {
     switch (verdict) {
         case outcome::delivered:
             sl.failures = 0;
-            sl.ready_at = 0;
+            sl.ready_at = {};
             rep.what = report::kind::delivered;
             rep.error.clear();
             rep.durable = box_.finish(id, name);
             break;
         case outcome::refuse:
             sl.failures = 0;
-            sl.ready_at = 0;
+            sl.ready_at = {};
             rep.what = report::kind::refused;
             rep.durable = box_.finish(id, name);
             break;
@@ -182,7 +177,7 @@ net::awaitable<void> dispatcher::run() {
         emit(rep);
     }
     while (!stopping_) {
-        const millis t = now();
+        const sys_ms t = now();
         if (t - last_sweep_ >= k_minute) sweep(t);
         time_or_never wake_at;  // the earliest due delivery, if any
         for (std::size_t i = 0; i < slots_.size(); ++i) {
@@ -190,7 +185,7 @@ net::awaitable<void> dispatcher::run() {
             if (sl.busy || sl.disabled) continue;
             const auto first = box_.earliest(sl.s->name());
             if (!first) continue;
-            const millis due = std::max(first->first, sl.ready_at);
+            const sys_ms due = std::max(first->first, sl.ready_at);
             if (due <= t) {
                 sl.busy = true;
                 ++in_flight_;
@@ -220,13 +215,13 @@ net::awaitable<void> dispatcher::run() {
             wake_at = earliest(wake_at, due);
         }
         // The sweep, every minute, bounds it.
-        const millis until = earliest(wake_at, last_sweep_ + k_minute).at();
-        timer_.expires_after(std::chrono::milliseconds(std::max<millis>(until - now(), 0)));
+        const sys_ms until = earliest(wake_at, last_sweep_ + k_minute).at();
+        timer_.expires_after(std::max(until - now(), milliseconds(0)));
         boost::system::error_code ec;
         co_await timer_.async_wait(net::redirect_error(net::use_awaitable, ec));
     }
     while (in_flight_ > 0) {
-        timer_.expires_after(std::chrono::milliseconds(100));
+        timer_.expires_after(milliseconds(100));
         boost::system::error_code ec;
         co_await timer_.async_wait(net::redirect_error(net::use_awaitable, ec));
     }

@@ -47,7 +47,7 @@ namespace keyrot::notify {
 struct attempt_result {
     int status = 0;     // HTTP status, or for email 250 when sent, else the SMTP reply code
     std::string error;  // empty when delivered; never holds a secret
-    std::optional<millis> retry_after;  // from a Retry-After header
+    std::optional<milliseconds> retry_after;  // from a Retry-After header
     // Set by a sink that knows better than classify(status) (email: SMTP codes).
     std::optional<outcome> verdict;
 };
@@ -82,16 +82,16 @@ struct report {
     int attempts = 0;  // attempts made for this (event, sink), this one included
     int status = 0;
     std::string error;
-    std::optional<millis> next_at;
+    std::optional<sys_ms> next_at;
     std::size_t dropped = 0;
     bool durable = true;  // false: the outbox could not record the new state
 };
 
 struct dispatcher_options {
-    millis max_age = 3 * k_day;
-    std::vector<millis> schedule = spec_retry_schedule();  // tests shorten it
-    std::function<millis()> clock;                         // default: system clock, epoch ms
-    std::function<double()> random01;                      // default: a PRNG; jitter
+    milliseconds max_age = 3 * k_day;
+    std::vector<milliseconds> schedule = spec_retry_schedule();  // tests shorten it
+    std::function<sys_ms()> clock;                               // default: the system clock
+    std::function<double()> random01;                            // default: a PRNG; jitter
     std::function<void(const report&)> on_report;
 };
 
@@ -112,16 +112,16 @@ class dispatcher {
 
     std::size_t depth() const { return box_.depth(); }
     // How long the oldest undelivered event has waited; 0 when none.
-    millis oldest_age() const;
+    milliseconds oldest_age() const;
     bool disabled(const std::string& sink) const;
     std::size_t in_flight() const { return in_flight_; }
 
   private:
     struct slot;
     net::awaitable<void> attempt(std::size_t slot_index, std::string id);
-    void sweep(millis now);
+    void sweep(sys_ms now);
     void wake();
-    millis now() const;
+    sys_ms now() const;
     void emit(const report& r) const;
 
     net::any_io_executor ex_;
@@ -132,7 +132,7 @@ class dispatcher {
     bool stopping_ = false;
     bool running_ = false;
     std::size_t in_flight_ = 0;
-    millis last_sweep_ = 0;
+    sys_ms last_sweep_{};
 };
 
 }  // namespace keyrot::notify

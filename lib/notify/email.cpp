@@ -260,8 +260,9 @@ std::string render_template(std::string_view text, const email_values& values) {
     return out;
 }
 
-std::string rfc5322_date(millis ts) {
-    const std::time_t secs = static_cast<std::time_t>(ts / 1000);
+std::string rfc5322_date(sys_ms ts) {
+    const auto secs = static_cast<std::time_t>(
+        std::chrono::floor<std::chrono::seconds>(ts).time_since_epoch().count());
     std::tm tm{};
     gmtime_r(&secs, &tm);
     static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
@@ -274,7 +275,7 @@ std::string rfc5322_date(millis ts) {
     return buf;
 }
 
-std::string compose_message(const email_message& m, millis date) {
+std::string compose_message(const email_message& m, sys_ms date) {
     std::string subject = one_line(m.subject);
     if (!ascii(subject)) subject = "=?UTF-8?B?" + base64(subject) + "?=";
     std::string to;

@@ -60,10 +60,10 @@ struct email_message {
     std::vector<std::pair<std::string, std::string>> extra_headers;  // X-Keyrotd-…
 };
 
-// The whole message, CRLF line ends, ready for SMTP DATA. `date` is epoch ms.
-std::string compose_message(const email_message& m, millis date);
+// The whole message, CRLF line ends, ready for SMTP DATA; `date` its Date:.
+std::string compose_message(const email_message& m, sys_ms date);
 
 // RFC 5322 date: "Wed, 25 Nov 2026 12:00:00 +0000".
-std::string rfc5322_date(millis ts);
+std::string rfc5322_date(sys_ms ts);
 
 }  // namespace keyrot::notify

@@ -39,7 +39,7 @@ struct smtp_job {
     std::string from;  // bare address
     std::vector<std::string> recipients;
     std::string message;
-    millis timeout = 30 * k_second;
+    milliseconds timeout = 30 * k_second;
 };
 
 struct smtp_result {
@@ -101,9 +101,9 @@ smtp_result send_smtp(const smtp_job& job) {
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(job.message.size()));
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(job.timeout));
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(job.timeout.count()));
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-                     static_cast<long>(std::min<millis>(job.timeout, 10 * k_second)));
+                     static_cast<long>(std::min<milliseconds>(job.timeout, 10 * k_second).count()));
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     const CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.reply);
@@ -196,7 +196,7 @@ result<email_envelope> build_email(const email_config& c, const email_template& 
 
 result<std::unique_ptr<email_sink>> email_sink::create(const net::any_io_executor& ex,
                                                        const email_config& c,
-                                                       std::function<millis()> clock) {
+                                                       std::function<sys_ms()> clock) {
     (void)ex;  // the worker hands results back to each deliver()'s own executor
     if (c.tls == smtp_tls::none && !c.host_is_loopback)
         return config_error(c.name, "plain SMTP is allowed only to a loopback host");
@@ -231,11 +231,7 @@ result<std::unique_ptr<email_sink>> email_sink::create(const net::any_io_executo
         s->template_.subject.pop_back();
     if (c.ca_file.size() && !slurp(c.ca_file))
         return config_error(c.name, "cannot read caFile " + c.ca_file);
-    s->clock_ = clock ? std::move(clock) : [] {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-            .count();
-    };
+    s->clock_ = clock ? std::move(clock) : system_now;
     global_init();
     s->worker_ = std::make_unique<net::thread_pool>(1);
     return s;

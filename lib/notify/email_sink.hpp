@@ -60,10 +60,10 @@ result<email_envelope> build_email(const email_config& c, const email_template& 
 
 class email_sink final : public sink {
   public:
-    // Reads passwordFile and the template files. `clock`: epoch ms for Date:.
+    // Reads passwordFile and the template files. `clock`: for Date:.
     static result<std::unique_ptr<email_sink>> create(const net::any_io_executor& ex,
                                                       const email_config& c,
-                                                      std::function<millis()> clock = {});
+                                                      std::function<sys_ms()> clock = {});
     ~email_sink() override;
 
     const std::string& name() const override { return config_.name; }
@@ -76,7 +76,7 @@ class email_sink final : public sink {
     email_config config_;
     email_template template_;
     secret password_;
-    std::function<millis()> clock_;
+    std::function<sys_ms()> clock_;
     std::unique_ptr<net::thread_pool> worker_;  // one thread: libcurl's blocking calls
 };
 

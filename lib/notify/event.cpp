@@ -67,9 +67,9 @@ bool is_fingerprint_or_empty(std::string_view s) {
 }
 
 std::string event_id(std::string_view organization, std::string_view owner, std::string_view app,
-                     std::string_view key, event_type type, std::optional<millis> lead_time) {
+                     std::string_view key, event_type type, std::optional<milliseconds> lead_time) {
     // Length-prefixed fields: no choice of names can make two tuples collide.
-    const std::string lead = lead_time ? std::to_string(*lead_time) : std::string();
+    const std::string lead = lead_time ? std::to_string(lead_time->count()) : std::string();
     std::string material;
     for (std::string_view part :
          {organization, owner, app, key, to_string(type), std::string_view(lead)}) {
@@ -96,7 +96,7 @@ result<event> make_event(event_fields f) {
     if (f.app.empty()) return refuse("no app");
     if (f.developer.empty() == f.team.empty())
         return refuse("exactly one of developer and team must be set");
-    if (f.type == event_type::key_expiring && (!f.lead_time || *f.lead_time < 0))
+    if (f.type == event_type::key_expiring && (!f.lead_time || *f.lead_time < milliseconds(0)))
         return refuse("key.expiring needs a lead time");
     if (f.type != event_type::key_expiring) f.lead_time.reset();
 

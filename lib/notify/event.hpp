@@ -60,10 +60,10 @@ struct event_fields {
     // When `key` stops working: for key.rotated the new key's expiry, for
     // key.expiring the expiring key's expiry or scheduled revocation (may be never).
     std::optional<time_or_never> expires_at;
-    std::optional<millis> revokes_at;  // when `replaces` will be revoked (key.rotated)
-    std::optional<millis> lead_time;   // key.expiring: the configured lead time (e.g. 7d)
-    std::string reason;                // rotation.failed, app.stranded; never a secret
-    millis occurred_at = 0;            // epoch ms
+    std::optional<sys_ms> revokes_at;       // when `replaces` will be revoked (key.rotated)
+    std::optional<milliseconds> lead_time;  // key.expiring: the configured lead time (e.g. 7d)
+    std::string reason;                     // rotation.failed, app.stranded; never a secret
+    sys_ms occurred_at{};
 };
 
 struct event {
@@ -80,7 +80,7 @@ result<event> make_event(event_fields f);
 
 // The stable id; exposed so a new leader can re-derive ids (and tests pin them).
 std::string event_id(std::string_view organization, std::string_view owner, std::string_view app,
-                     std::string_view key, event_type type, std::optional<millis> lead_time);
+                     std::string_view key, event_type type, std::optional<milliseconds> lead_time);
 
 // True for "" or 16 lowercase hex digits.
 bool is_fingerprint_or_empty(std::string_view s);

@@ -28,12 +28,13 @@ std::string to_json(const outbox_entry& e) {
     j["v"] = 1;
     j["id"] = e.id;
     j["type"] = e.type;
-    j["addedAt"] = e.added_at;
+    j["addedAt"] = as_millis(e.added_at);
     j["body"] = e.body;
     nlohmann::ordered_json sinks = nlohmann::ordered_json::object();
     for (const auto& [name, st] : e.pending)
-        sinks[name] = {
-            {"attempts", st.attempts}, {"nextAt", st.next_at}, {"lastError", st.last_error}};
+        sinks[name] = {{"attempts", st.attempts},
+                       {"nextAt", as_millis(st.next_at)},
+                       {"lastError", st.last_error}};
     j["sinks"] = std::move(sinks);
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
@@ -45,12 +46,12 @@ std::optional<outbox_entry> from_json(const std::string& text) {
         outbox_entry e;
         e.id = j.at("id").get<std::string>();
         e.type = j.at("type").get<std::string>();
-        e.added_at = j.at("addedAt").get<millis>();
+        e.added_at = as_sys_ms(j.at("addedAt").get<std::int64_t>());
         e.body = j.at("body").get<std::string>();
         for (const auto& [name, st] : j.at("sinks").items()) {
             delivery_state d;
             d.attempts = st.at("attempts").get<int>();
-            d.next_at = st.at("nextAt").get<millis>();
+            d.next_at = as_sys_ms(st.at("nextAt").get<std::int64_t>());
             d.last_error = st.value("lastError", "");
             e.pending.emplace(name, std::move(d));
         }
@@ -143,7 +144,7 @@ bool outbox::erase_file(const std::string& id) {
     return !ec && fsync_dir(dir_);
 }
 
-add_result outbox::add(const event& e, const std::vector<std::string>& sinks, millis now) {
+add_result outbox::add(const event& e, const std::vector<std::string>& sinks, sys_ms now) {
     add_result r;
     if (sinks.empty()) return r;
     if (entries_.count(e.id)) {
@@ -180,7 +181,7 @@ const outbox_entry* outbox::find(std::string_view id) const {
     return it == entries_.end() ? nullptr : &it->second;
 }
 
-std::optional<std::pair<millis, std::string>> outbox::earliest(const std::string& sink) const {
+std::optional<std::pair<sys_ms, std::string>> outbox::earliest(const std::string& sink) const {
     auto it = due_.find(sink);
     if (it == due_.end() || it->second.empty()) return std::nullopt;
     return *it->second.begin();
@@ -221,7 +222,7 @@ std::size_t outbox::drop_sink(const std::string& sink) {
     return ids.size();
 }
 
-std::vector<std::pair<std::string, std::string>> outbox::older_than(millis cutoff) const {
+std::vector<std::pair<std::string, std::string>> outbox::older_than(sys_ms cutoff) const {
     std::vector<std::pair<std::string, std::string>> out;
     if (added_.empty() || *added_.begin() > cutoff) return out;  // the common case: O(1)
     for (const auto& [id, e] : entries_)
@@ -237,7 +238,7 @@ std::vector<std::string> outbox::sink_names() const {
     return out;
 }
 
-std::optional<millis> outbox::oldest_added() const {
+std::optional<sys_ms> outbox::oldest_added() const {
     if (added_.empty()) return std::nullopt;
     return *added_.begin();
 }

@@ -39,15 +39,15 @@
 namespace keyrot::notify {
 
 struct delivery_state {
-    int attempts = 0;    // failed attempts so far
-    millis next_at = 0;  // when the next attempt is due
+    int attempts = 0;  // failed attempts so far
+    sys_ms next_at{};  // when the next attempt is due
     std::string last_error;
 };
 
 struct outbox_entry {
     std::string id;
     std::string type;  // "key.rotated", …
-    millis added_at = 0;
+    sys_ms added_at{};
     std::string body;                               // exactly what is signed and sent
     std::map<std::string, delivery_state> pending;  // sink name -> state
 };
@@ -74,11 +74,11 @@ class outbox {
 
     // Stores `e` for every name in `sinks` (due at `now`). With no sinks nothing
     // is stored and the result is `added`.
-    add_result add(const event& e, const std::vector<std::string>& sinks, millis now);
+    add_result add(const event& e, const std::vector<std::string>& sinks, sys_ms now);
 
     const outbox_entry* find(std::string_view id) const;
     // The entry for `sink` with the earliest next_at: (next_at, id).
-    std::optional<std::pair<millis, std::string>> earliest(const std::string& sink) const;
+    std::optional<std::pair<sys_ms, std::string>> earliest(const std::string& sink) const;
     // Records a failed attempt's new state for (id, sink). False: not durable (or unknown).
     bool reschedule(const std::string& id, const std::string& sink, delivery_state st);
     // (id, sink) is done: delivered, abandoned or disabled. False: not durable (or unknown).
@@ -87,14 +87,14 @@ class outbox {
     // returns how many (event, sink) pairs were dropped.
     std::size_t drop_sink(const std::string& sink);
     // (id, sink) of every pending pair whose event was added at or before `cutoff`.
-    std::vector<std::pair<std::string, std::string>> older_than(millis cutoff) const;
+    std::vector<std::pair<std::string, std::string>> older_than(sys_ms cutoff) const;
     // Every sink name some entry waits for.
     std::vector<std::string> sink_names() const;
 
     std::size_t depth() const { return entries_.size(); }  // undelivered events
     std::size_t max_entries() const { return max_; }
     // added_at of the oldest undelivered event; nullopt when empty.
-    std::optional<millis> oldest_added() const;
+    std::optional<sys_ms> oldest_added() const;
     const load_report& loaded() const { return report_; }
     const std::filesystem::path& dir() const { return dir_; }
 
@@ -109,8 +109,8 @@ class outbox {
     std::filesystem::path dir_;
     std::size_t max_;
     std::map<std::string, outbox_entry, std::less<>> entries_;
-    std::map<std::string, std::set<std::pair<millis, std::string>>> due_;  // sink -> (next_at, id)
-    std::multiset<millis> added_;
+    std::map<std::string, std::set<std::pair<sys_ms, std::string>>> due_;  // sink -> (next_at, id)
+    std::multiset<sys_ms> added_;
     load_report report_;
 };
 

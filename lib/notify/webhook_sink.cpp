@@ -14,7 +14,7 @@ std::pair<std::string, std::string> split_url(const std::string& url) {
 }
 
 result<std::unique_ptr<webhook_sink>> webhook_sink::create(
-    net::any_io_executor ex, const webhook_config& c, std::function<millis()> clock,
+    net::any_io_executor ex, const webhook_config& c, std::function<sys_ms()> clock,
     const std::function<void(http::options&)>& tune) {
     auto keys = signer::load(c.secret_files, c.ed25519_key_files);
     if (!keys) {
@@ -26,7 +26,7 @@ result<std::unique_ptr<webhook_sink>> webhook_sink::create(
 }
 
 result<std::unique_ptr<webhook_sink>> webhook_sink::create(
-    net::any_io_executor ex, const webhook_config& c, signer keys, std::function<millis()> clock,
+    net::any_io_executor ex, const webhook_config& c, signer keys, std::function<sys_ms()> clock,
     const std::function<void(http::options&)>& tune) {
     auto fail = [&](std::string m) {
         error e;
@@ -44,7 +44,7 @@ result<std::unique_ptr<webhook_sink>> webhook_sink::create(
     o.base_url = base;
     o.ca_file = c.ca_file;
     o.timeout = c.timeout;
-    o.connect_timeout = std::min(c.timeout, 10 * k_second);
+    o.connect_timeout = std::min<milliseconds>(c.timeout, 10 * k_second);
     o.max_attempts = 1;
     o.max_concurrency = 1;
     o.requests_per_second = 0;
@@ -58,11 +58,7 @@ result<std::unique_ptr<webhook_sink>> webhook_sink::create(
     s->config_ = c;
     s->signer_ = std::move(keys);
     s->target_ = target;
-    s->clock_ = clock ? std::move(clock) : [] {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-            .count();
-    };
+    s->clock_ = clock ? std::move(clock) : system_now;
     s->client_ = std::move(cl.value());
     return s;
 }
@@ -72,7 +68,9 @@ net::awaitable<attempt_result> webhook_sink::deliver(std::string id, std::string
     req.method = "POST";
     req.target = target_;
     req.content_type = "application/json";
-    req.headers = webhook_headers(signer_, id, clock_() / 1000, body);
+    req.headers = webhook_headers(
+        signer_, id, std::chrono::floor<std::chrono::seconds>(clock_()).time_since_epoch().count(),
+        body);
     req.body = std::move(body);
     auto res = co_await client_->send(std::move(req));
 

@@ -29,15 +29,15 @@ namespace keyrot::notify {
 
 class webhook_sink final : public sink {
   public:
-    // `clock`: epoch ms for webhook-timestamp; default the system clock.
+    // `clock`: for webhook-timestamp; default the system clock.
     // `tune`: adjusts the http::options before the client is made (tests: proxies).
     static result<std::unique_ptr<webhook_sink>> create(
-        net::any_io_executor ex, const webhook_config& c, std::function<millis()> clock = {},
+        net::any_io_executor ex, const webhook_config& c, std::function<sys_ms()> clock = {},
         const std::function<void(http::options&)>& tune = {});
     // The same with a signer already loaded.
     static result<std::unique_ptr<webhook_sink>> create(
         net::any_io_executor ex, const webhook_config& c, signer keys,
-        std::function<millis()> clock = {}, const std::function<void(http::options&)>& tune = {});
+        std::function<sys_ms()> clock = {}, const std::function<void(http::options&)>& tune = {});
 
     const std::string& name() const override { return config_.name; }
     const sink_filter& filter() const override { return config_.filter; }
@@ -48,7 +48,7 @@ class webhook_sink final : public sink {
     webhook_config config_;
     signer signer_;
     std::string target_;  // path the POST goes to
-    std::function<millis()> clock_;
+    std::function<sys_ms()> clock_;
     std::unique_ptr<http::client> client_;
 };
 

@@ -76,8 +76,8 @@ void append(spdlog::memory_buf_t& dest, std::string_view s) {
     dest.append(s.data(), s.data() + s.size());
 }
 
-millis to_millis(spdlog::log_clock::time_point t) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+sys_ms to_sys_ms(spdlog::log_clock::time_point t) {
+    return std::chrono::time_point_cast<milliseconds>(t);
 }
 
 class line_formatter final : public spdlog::formatter {
@@ -88,7 +88,7 @@ class line_formatter final : public spdlog::formatter {
         const std::string_view message(msg.payload.data(), msg.payload.size());
         if (format_ == log_format::json) {
             nlohmann::ordered_json j;
-            j["time"] = format_time_ms(to_millis(msg.time));
+            j["time"] = format_time_ms(to_sys_ms(msg.time));
             j["severity"] = severity_name(msg.level);
             j["message"] = message;
             for (const auto& f : t_fields) {
@@ -102,7 +102,7 @@ class line_formatter final : public spdlog::formatter {
             }
             append(dest, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         } else {
-            append(dest, format_time_ms(to_millis(msg.time)));
+            append(dest, format_time_ms(to_sys_ms(msg.time)));
             dest.push_back(' ');
             std::string_view lvl = text_level(msg.level);
             append(dest, lvl);

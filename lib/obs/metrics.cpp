@@ -34,7 +34,9 @@ std::string code_label(int code) {
     return std::to_string(code);
 }
 
-double seconds_of(millis ts) { return static_cast<double>(ts) / 1000.0; }
+double seconds_of(sys_ms ts) {
+    return std::chrono::duration<double>(ts.time_since_epoch()).count();
+}
 
 template <typename R>
 const char* classify_failed(const R& r) {

@@ -67,23 +67,23 @@ time_or_never stops_at(const exec::key_record& k, const std::vector<exec::key_re
 // The shortest lead time `end` is already within at `now`: one warning per
 // (key, lead), and a lead passed unseen is not sent late. None when `end` is
 // never, past, or beyond every lead.
-std::optional<millis> lead_reached(const std::vector<millis>& leads, time_or_never end,
-                                   millis now) {
+std::optional<milliseconds> lead_reached(const std::vector<milliseconds>& leads, time_or_never end,
+                                         sys_ms now) {
     if (end.is_never() || end <= now) return std::nullopt;
-    std::optional<millis> lead;
-    for (const millis l : leads)
+    std::optional<milliseconds> lead;
+    for (const milliseconds l : leads)
         if (end <= now + l && (!lead || l < *lead)) lead = l;
     return lead;
 }
 
-json sent_to_json(const std::map<std::string, std::tuple<std::string, std::string, millis>>& m) {
+json sent_to_json(const std::map<std::string, std::tuple<std::string, std::string, sys_ms>>& m) {
     json list = json::array();
     for (const auto& [id, v] : m) {
         json e = json::object();
         e["id"] = id;
         e["organization"] = std::get<0>(v);
         e["key"] = std::get<1>(v);
-        e["at"] = std::get<2>(v);
+        e["at"] = as_millis(std::get<2>(v));
         list.push_back(std::move(e));
     }
     json out = json::object();
@@ -181,7 +181,7 @@ std::map<std::string, notify_policy> notify_policies(const policy::config& cfg,
 }
 
 std::vector<notify::event_fields> expiring_events(
-    const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies, millis now) {
+    const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies, sys_ms now) {
     std::map<std::string, std::vector<exec::key_record>> by_app;
     for (const auto& k : s.keys)
         by_app[app_key(s.organization, owner_of(k.developer, k.team), k.app)].push_back(k);
@@ -236,7 +236,7 @@ std::vector<notify::event_fields> expiring_events(
     return out;
 }
 
-std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, millis now) {
+std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, sys_ms now) {
     std::map<std::string, std::vector<const exec::key_record*>> by_app;
     std::vector<std::string> order;
     for (const auto& k : s.keys) {
@@ -304,7 +304,7 @@ std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, m
 
 std::vector<notify::event_fields> rederived_events(
     const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies,
-    millis max_age, millis now) {
+    milliseconds max_age, sys_ms now) {
     std::map<std::string, std::vector<exec::key_record>> by_app;
     for (const auto& k : s.keys)
         by_app[app_key(s.organization, owner_of(k.developer, k.team), k.app)].push_back(k);
@@ -317,7 +317,7 @@ std::vector<notify::event_fields> rederived_events(
         const plan::key_view* old = find_key(app_keys, k.key.replaces);
         const auto pit = policies.find(k.policy);
         const notify_policy* p = pit == policies.end() ? nullptr : &pit->second;
-        std::optional<millis> revokes_at;
+        std::optional<sys_ms> revokes_at;
         if (p != nullptr && p->revoke) {
             time_or_never at = k.key.issued_at + p->overlap;
             if (old != nullptr) at = earliest(at, old->expires_at);
@@ -356,7 +356,7 @@ std::vector<notify::event_fields> rederived_events(
 }
 
 notifier::notifier(publish_fn publish, std::map<std::string, notify_policy> policies,
-                   std::filesystem::path sent_file, metrics* m, std::function<millis()> clock,
+                   std::filesystem::path sent_file, metrics* m, std::function<sys_ms()> clock,
                    std::size_t sent_max)
     : publish_(std::move(publish)),
       policies_(std::move(policies)),
@@ -374,7 +374,7 @@ void notifier::load() {
         const json j = json::parse(in);
         for (const auto& e : j.at("sent")) {
             sent_entry s{e.at("organization").get<std::string>(), e.at("key").get<std::string>(),
-                         e.at("at").get<millis>()};
+                         as_sys_ms(e.at("at").get<std::int64_t>())};
             sent_.emplace(e.at("id").get<std::string>(), std::move(s));
         }
     } catch (const std::exception& ex) {
@@ -387,7 +387,7 @@ void notifier::load() {
 }
 
 void notifier::save() {
-    std::map<std::string, std::tuple<std::string, std::string, millis>> m;
+    std::map<std::string, std::tuple<std::string, std::string, sys_ms>> m;
     for (const auto& [id, e] : sent_) m.emplace(id, std::make_tuple(e.organization, e.key, e.at));
     const std::string text = sent_to_json(m).dump() + "\n";
     std::string why;
@@ -400,7 +400,7 @@ void notifier::save() {
 
 void notifier::prune_to_max() {
     if (sent_.size() <= sent_max_) return;
-    std::vector<std::pair<millis, std::string>> by_age;
+    std::vector<std::pair<sys_ms, std::string>> by_age;
     by_age.reserve(sent_.size());
     for (const auto& [id, e] : sent_) by_age.emplace_back(e.at, id);
     std::sort(by_age.begin(), by_age.end());
@@ -488,11 +488,12 @@ void notifier::on_action(const exec::action_record& r) {
             // one); else from an earlier pass of this process.
             const auto pit = policies_.find(r.policy);
             const bool revokes = pit != policies_.end() && pit->second.revoke;
-            if (r.key_issued_at > 0) {
+            if (r.key_issued_at) {
                 f.expires_at = r.key_expires_at;
                 if (revokes) {
                     f.revokes_at =
-                        earliest(r.key_issued_at + pit->second.overlap, r.replaces_expires_at).at();
+                        earliest(*r.key_issued_at + pit->second.overlap, r.replaces_expires_at)
+                            .at();
                 }
             } else if (const auto it = last_keys_.find(
                            app_key(r.organization, owner_of(r.developer, r.team), r.app));
@@ -532,7 +533,7 @@ void notifier::on_pass(const exec::pass_summary& s) {
         // inventory, even if some action failed (a key that cannot rotate
         // every pass must not silence the organisation's warnings).
         if (s.partial || !s.error.empty()) return;
-        const millis now = clock_();
+        const sys_ms now = clock_();
         for (auto& f : expiring_events(s, policies_, now)) publish(std::move(f));
         for (auto& f : stranded_events(s, now)) publish(std::move(f));
         if (rederived_.insert(s.organization).second) {
@@ -565,7 +566,7 @@ void notifier::on_pass(const exec::pass_summary& s) {
         for (const auto& k : s.unmatched_keys) seen.insert(k.fingerprint);
         // A key no longer listed is forgotten, once re-derivation could no
         // longer bring its events back (maxAge + the longest overlap).
-        millis overlap = 0;
+        milliseconds overlap{0};
         for (const auto& [name, p] : policies_) overlap = std::max(overlap, p.overlap);
         const std::size_t before = sent_.size();
         std::erase_if(sent_, [&](const auto& kv) {
@@ -597,7 +598,7 @@ std::size_t notifier::replay_audit(const std::filesystem::path& audit_file) {
     try {
         // The records a crash can have left without their events are the last
         // few; a tail of 8 MiB (tens of thousands of records) holds them.
-        const millis since = clock_() - max_age_;  // older ones the outbox would abandon
+        const sys_ms since = clock_() - max_age_;  // older ones the outbox would abandon
         const std::size_t before = published_;
         long long records = 0;
         const bool opened = for_each_tail_line(audit_file, 8 << 20, [&](const std::string& line) {

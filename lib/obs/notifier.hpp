@@ -75,8 +75,8 @@ class metrics;
 
 // What key.expiring needs to know about a policy.
 struct notify_policy {
-    std::vector<millis> expiring_at;  // lead times, longest first
-    millis overlap = 0;
+    std::vector<milliseconds> expiring_at;  // lead times, longest first
+    milliseconds overlap{0};
     bool revoke = true;
 };
 
@@ -95,20 +95,20 @@ std::map<std::string, notify_policy> notify_policies(const policy::config& cfg,
 // rotates (pass_summary::unmatched_keys) by k_unmatched_policy's, their expiry
 // alone, with no policy and, for a team app, the team as owner.
 std::vector<notify::event_fields> expiring_events(
-    const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies, millis now);
+    const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies, sys_ms now);
 
 // The app.stranded events "no valid key" of a full pass (pure: no I/O): apps
 // with at least one listed key, none of them valid (valid, due or overlap),
 // none skipped (an app keyrotd leaves alone), with exactly one owner (a
 // developer, or a team app's team: then no developerStatus); and apps that
 // list no key at all (pass_summary::keyless_apps), with an empty `key`.
-std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, millis now);
+std::vector<notify::event_fields> stranded_events(const exec::pass_summary& s, sys_ms now);
 
 // The events a failover may have lost, re-derived from a full pass's keys
 // (pure: no I/O); see the contract above.
 std::vector<notify::event_fields> rederived_events(
     const exec::pass_summary& s, const std::map<std::string, notify_policy>& policies,
-    millis max_age, millis now);
+    milliseconds max_age, sys_ms now);
 
 class notifier {
   public:
@@ -117,7 +117,7 @@ class notifier {
     // Loads `sent_file` when it exists (an unreadable one is logged and
     // replaced: at worst an event is sent twice).
     notifier(publish_fn publish, std::map<std::string, notify_policy> policies,
-             std::filesystem::path sent_file, metrics* m, std::function<millis()> clock,
+             std::filesystem::path sent_file, metrics* m, std::function<sys_ms()> clock,
              std::size_t sent_max = 100000);
 
     void on_action(const exec::action_record& r);
@@ -127,7 +127,7 @@ class notifier {
     void on_pass(const exec::pass_summary& s);
     // notify.maxAge: how far back rederive looks, and how long a published id
     // of a key no longer listed is remembered (plus the longest overlap).
-    void set_max_age(millis max_age) { max_age_ = max_age; }
+    void set_max_age(milliseconds max_age) { max_age_ = max_age; }
     // This process became leader: re-derive on the next full pass of each
     // organisation (the old leader's outbox may be lost).
     void rederive() { rederived_.clear(); }
@@ -143,7 +143,7 @@ class notifier {
     struct sent_entry {
         std::string organization;
         std::string key;
-        millis at = 0;
+        sys_ms at{};
     };
     // Builds, checks the memory, publishes, remembers. False when not stored.
     bool publish(notify::event_fields f);
@@ -155,12 +155,12 @@ class notifier {
     std::map<std::string, notify_policy> policies_;
     std::filesystem::path sent_file_;
     metrics* metrics_;
-    std::function<millis()> clock_;
+    std::function<sys_ms()> clock_;
     std::size_t sent_max_;
     std::map<std::string, sent_entry> sent_;  // id -> what it was about
     // From earlier full passes: org/developer/app -> keys, for key.rotated.
     std::map<std::string, std::vector<exec::key_record>> last_keys_;
-    millis max_age_ = 3 * k_day;
+    milliseconds max_age_ = 3 * k_day;
     std::set<std::string> rederived_;  // organisations re-derived since start / leadership
     std::size_t published_ = 0;        // new ids stored in the outbox, for replay_audit's count
 };

@@ -70,10 +70,10 @@ int completion_calls(const successor_spec& spec, bool add_products, bool add_sco
 struct simulation {
     const policy::policy* policy;
     app sim;
-    millis now;
-    millis until;
+    sys_ms now;
+    sys_ms until;
     bool edge;
-    std::map<std::string, millis> revoked_at;  // fingerprint -> when revoked (or deleted)
+    std::map<std::string, sys_ms> revoked_at;  // fingerprint -> when revoked (or deleted)
     std::set<std::pair<std::string, std::string>> reported;  // (key, reason)
     // Simulated successor -> (the real key it descends from, generation).
     std::map<std::string, std::pair<std::string, int>> lineage;
@@ -84,7 +84,7 @@ struct simulation {
     }
 
     // Applies one planned action at `t` as a pass would. True when it changed the app.
-    bool apply(const action& act, millis t) {
+    bool apply(const action& act, sys_ms t) {
         forecast_item it;
         it.at = t;
         if (policy != nullptr)
@@ -211,8 +211,8 @@ const char* to_string(forecast_kind k) {
     return "?";
 }
 
-std::vector<forecast_item> forecast_app(const app& a, const policy::policy* p, millis now,
-                                        millis until, bool edge, int max_steps) {
+std::vector<forecast_item> forecast_app(const app& a, const policy::policy* p, sys_ms now,
+                                        sys_ms until, bool edge, int max_steps) {
     simulation s{p, a, now, until, edge, {}, {}, {}, {}};
     std::string skipped;  // why the app is left alone, if it is
     if (p != nullptr) {

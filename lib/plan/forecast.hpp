@@ -42,7 +42,7 @@ enum class forecast_kind { rotate, complete, revoke, remove, expire, report };
 const char* to_string(forecast_kind k);
 
 struct forecast_item {
-    millis at = 0;
+    sys_ms at{};
     forecast_kind kind = forecast_kind::report;
     std::string key;           // the key acted on (rotate: the old key), or "(successor of FP)"
     std::string replaces;      // the key `key` replaces, when known
@@ -69,7 +69,7 @@ int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotatio
 // some come back in: counted as a second full listing, an upper bound).
 int pass_calls(long apps, long developers, int page_size, bool revoked);
 
-std::vector<forecast_item> forecast_app(const app& a, const policy::policy* p, millis now,
-                                        millis until, bool edge, int max_steps = 200);
+std::vector<forecast_item> forecast_app(const app& a, const policy::policy* p, sys_ms now,
+                                        sys_ms until, bool edge, int max_steps = 200);
 
 }  // namespace keyrot::plan

@@ -32,7 +32,7 @@ marker read_marker(const credential& c) {
     return {std::string(s), false};
 }
 
-bool expired(const credential& c, millis now) { return c.expires_at <= now; }
+bool expired(const credential& c, sys_ms now) { return c.expires_at <= now; }
 
 // The old key's attributes without its own lineage marker.
 std::vector<attribute> own_attributes(const credential& c) {
@@ -72,7 +72,7 @@ struct key_info {
 
 class planner {
   public:
-    planner(const app& a, const policy::policy& p, millis now, const options& opt)
+    planner(const app& a, const policy::policy& p, sys_ms now, const options& opt)
         : app_(a), rot_(p.rotation), now_(now), opt_(opt) {}
 
     app_plan run() {
@@ -210,12 +210,12 @@ class planner {
     bool due(const credential& k) const {
         if (opt_.force_rotate) return true;
         if (k.expires_at <= now_ + rot_.rotate_before) return true;
-        return rot_.max_age > 0 && now_ - k.issued_at >= rot_.max_age;
+        return rot_.max_age > milliseconds(0) && now_ - k.issued_at >= rot_.max_age;
     }
 
     time_or_never due_at(const credential& k) const {
         time_or_never at = k.expires_at.plus(-rot_.rotate_before);
-        if (rot_.max_age > 0) at = earliest(at, k.issued_at + rot_.max_age);
+        if (rot_.max_age > milliseconds(0)) at = earliest(at, k.issued_at + rot_.max_age);
         return at;
     }
 
@@ -415,7 +415,7 @@ class planner {
                    " without a successor; no valid key covers " + list);
     }
 
-    millis revoke_at(const credential& old, const credential& successor) const {
+    sys_ms revoke_at(const credential& old, const credential& successor) const {
         if (opt_.revoke_now) return now_;
         const time_or_never at = successor.issued_at + rot_.overlap;
         return earliest(at, old.expires_at).at();
@@ -434,7 +434,7 @@ class planner {
         const credential& s = *info.live;
         if (read_marker(s).pending) return;  // completed first, revoked on a later pass
         if (!rot_.revoke && !opt_.revoke_now) return;
-        const millis at = revoke_at(k, s);
+        const sys_ms at = revoke_at(k, s);
         if (now_ < at) {
             wake(at);
             return;
@@ -456,7 +456,7 @@ class planner {
 
     // Keys keyrotd replaced, stopped working long enough ago.
     void deletions() {
-        if (rot_.delete_revoked_after <= 0) return;
+        if (!rot_.deletes_revoked()) return;
         for (auto& [fp, info] : keys_) {
             const credential& k = *info.cred;
             if (key_valid(k, now_) && !revoking_.count(fp)) continue;
@@ -494,19 +494,15 @@ class planner {
 
     const app& app_;
     const policy::rotation_rules& rot_;
-    millis now_;
+    sys_ms now_;
     options opt_;
     std::map<std::string, key_info> keys_;
     std::set<std::string> revoking_;
     app_plan plan_;
 };
 
-int weekday(millis local) {
-    // 1970-01-01 was a Thursday (4).
-    millis days = local / k_day;
-    if (local < 0 && local % k_day != 0) --days;
-    return static_cast<int>(((days + 4) % 7 + 7) % 7);
-}
+// 0 = Sunday … 6 = Saturday, as time_window::days counts.
+int weekday(date::local_days d) { return static_cast<int>(date::weekday(d).c_encoding()); }
 
 }  // namespace
 
@@ -550,59 +546,55 @@ report_code classify_report(std::string_view reason) {
     return report_code::other;
 }
 
-bool key_valid(const credential& c, millis now) {
+bool key_valid(const credential& c, sys_ms now) {
     return c.status == approval::approved && !expired(c, now);
 }
 
 namespace {
 
-// The window's offset from UTC at `now` (a named zone's changes with daylight
-// saving time).
-millis utc_offset(const policy::time_window& w, millis now) {
-    if (w.zone == nullptr) return w.utc_offset_minutes * k_minute;
-    const auto at = date::sys_time<std::chrono::milliseconds>{std::chrono::milliseconds{now}};
-    return std::chrono::duration_cast<std::chrono::milliseconds>(w.zone->get_info(at).offset)
-        .count();
+using local_ms = date::local_time<milliseconds>;
+
+// The window's local time at `now` (a named zone's offset from UTC changes
+// with daylight saving time).
+local_ms to_local(const policy::time_window& w, sys_ms now) {
+    const milliseconds offset = w.zone == nullptr ? std::chrono::minutes(w.utc_offset_minutes)
+                                                  : milliseconds(w.zone->get_info(now).offset);
+    return local_ms(now.time_since_epoch() + offset);
 }
 
 // The instant of a local time: a time skipped by a change to daylight saving
 // time is the instant of the change; a time that happens twice, the first.
-millis to_utc(const policy::time_window& w, millis local) {
-    if (w.zone == nullptr) return local - w.utc_offset_minutes * k_minute;
-    const auto t = date::local_time<std::chrono::milliseconds>{std::chrono::milliseconds{local}};
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               w.zone->to_sys(t, date::choose::earliest).time_since_epoch())
-        .count();
+sys_ms to_utc(const policy::time_window& w, local_ms local) {
+    if (w.zone == nullptr)
+        return sys_ms(local.time_since_epoch() - std::chrono::minutes(w.utc_offset_minutes));
+    return w.zone->to_sys(local, date::choose::earliest);
 }
 
 }  // namespace
 
-bool in_window(const policy::time_window& w, millis now) {
-    const millis local = now + utc_offset(w, now);
-    const int day = weekday(local);
-    if (!w.days.empty() && std::find(w.days.begin(), w.days.end(), day) == w.days.end())
+bool in_window(const policy::time_window& w, sys_ms now) {
+    const local_ms local = to_local(w, now);
+    const date::local_days day = date::floor<date::days>(local);
+    if (!w.days.empty() && std::find(w.days.begin(), w.days.end(), weekday(day)) == w.days.end())
         return false;
-    millis of_day = local % k_day;
-    if (of_day < 0) of_day += k_day;
-    const int minute = static_cast<int>(of_day / k_minute);
+    const auto minute = static_cast<int>(date::floor<std::chrono::minutes>(local - day).count());
     return minute >= w.start_minute && minute < w.end_minute;
 }
 
-time_or_never next_window_open(const policy::time_window& w, millis now) {
-    const millis local = now + utc_offset(w, now);
-    const millis midnight = local - ((local % k_day) + k_day) % k_day;
+time_or_never next_window_open(const policy::time_window& w, sys_ms now) {
+    const date::local_days today = date::floor<date::days>(to_local(w, now));
     for (int d = 0; d <= 8; ++d) {
-        const millis day_start = midnight + d * k_day;
-        const int wd = weekday(day_start);
-        if (!w.days.empty() && std::find(w.days.begin(), w.days.end(), wd) == w.days.end())
+        const date::local_days day = today + date::days(d);
+        if (!w.days.empty() &&
+            std::find(w.days.begin(), w.days.end(), weekday(day)) == w.days.end())
             continue;
-        const millis open = to_utc(w, day_start + w.start_minute * k_minute);
+        const sys_ms open = to_utc(w, local_ms(day) + std::chrono::minutes(w.start_minute));
         if (open > now) return open;
     }
     return time_or_never::never();
 }
 
-app_plan plan_app(const app& a, const policy::policy& p, millis now, const options& opt) {
+app_plan plan_app(const app& a, const policy::policy& p, sys_ms now, const options& opt) {
     return planner(a, p, now, opt).run();
 }
 

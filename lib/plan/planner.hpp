@@ -55,7 +55,7 @@ constexpr bool key_works(key_state s) {
 struct key_view {
     std::string fingerprint;
     key_state state = key_state::valid;
-    millis issued_at = 0;
+    sys_ms issued_at{};
     time_or_never expires_at;
     std::string replaces;   // fingerprint this key replaces, "" if none
     bool pending = false;   // marker still "pending:"
@@ -83,15 +83,15 @@ struct options {
         false;  // `--revoke-now`: revoke the old key as soon as its successor is complete
 };
 
-app_plan plan_app(const app& a, const policy::policy& p, millis now, const options& opt = {});
+app_plan plan_app(const app& a, const policy::policy& p, sys_ms now, const options& opt = {});
 
 // The policy that governs an app: first match by priority (desc), then name.
 // nullptr when none matches.
 const policy::policy* match_policy(const app& a, const std::vector<policy::policy>& policies);
 
 // Whether `now` is inside the window, and when it next opens (never if it never does).
-bool in_window(const policy::time_window& w, millis now);
-time_or_never next_window_open(const policy::time_window& w, millis now);
+bool in_window(const policy::time_window& w, sys_ms now);
+time_or_never next_window_open(const policy::time_window& w, sys_ms now);
 
 // What a `report` action's reason says, for observers that only see the
 // audit record's detail (app.stranded notifications): a revocation held by
@@ -100,6 +100,6 @@ enum class report_code { other, drift, no_room_for_marker };
 report_code classify_report(std::string_view reason);
 
 // True when a key lets calls through for this product set: approved and unexpired.
-bool key_valid(const credential& c, millis now);
+bool key_valid(const credential& c, sys_ms now);
 
 }  // namespace keyrot::plan

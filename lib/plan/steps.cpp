@@ -154,7 +154,7 @@ step retire_step(const action& act) {
 }
 
 std::optional<std::string> check_revocable(const credential& s, const std::string& successor_fp,
-                                           millis now) {
+                                           sys_ms now) {
     if (!key_valid(s, now)) return "successor " + successor_fp + " is not valid now; not revoked";
     return std::nullopt;
 }

@@ -105,7 +105,7 @@ step retire_step(const action& act);
 // Before an old key is revoked, its successor (`s`, as Apigee has it at
 // `now`) must be valid: the reason when it is not.
 std::optional<std::string> check_revocable(const credential& s, const std::string& successor_fp,
-                                           millis now);
+                                           sys_ms now);
 
 // What product status `want` (the old key's) makes of `actual` (the
 // successor's; unknown when it lacks the product). Never wider.

@@ -353,7 +353,7 @@ void read_config(reader& r, const YAML::Node& root, config& c, pos& policies_at,
             }
             if (const auto* g = get(*am, "timeout")) {
                 if (auto d = r.duration(*g, "apigee.timeout", false)) {
-                    if (**d <= 0)
+                    if (**d <= milliseconds(0))
                         r.error(g->at(), "apigee.timeout", "must be greater than 0");
                     else
                         a.timeout = **d;
@@ -387,7 +387,7 @@ void read_config(reader& r, const YAML::Node& root, config& c, pos& policies_at,
     }
     if (const auto* f = get(*m, "interval")) {
         if (auto d = r.duration(*f, "interval", false)) {
-            if (**d <= 0)
+            if (**d <= milliseconds(0))
                 r.error(f->at(), "interval", "must be greater than 0");
             else
                 c.interval = **d;

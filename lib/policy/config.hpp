@@ -54,14 +54,16 @@ struct match_rules {
 };
 
 struct rotation_rules {
-    std::optional<millis> key_lifetime = 90 * k_day;  // nullopt = "never"
-    millis rotate_before = 14 * k_day;
-    millis max_age = 0;  // 0 = off
-    millis overlap = 7 * k_day;
+    std::optional<milliseconds> key_lifetime = 90 * k_day;  // nullopt = "never"
+    milliseconds rotate_before = 14 * k_day;
+    milliseconds max_age{0};  // 0 = off
+    milliseconds overlap = 7 * k_day;
     bool revoke = true;
-    millis delete_revoked_after = 0;  // 0 = never delete
+    milliseconds delete_revoked_after{0};  // 0 = never delete
     rotation_method method = rotation_method::import_key;
     std::optional<time_window> window;
+
+    bool deletes_revoked() const { return delete_revoked_after > milliseconds(0); }
 };
 
 struct policy {
@@ -73,7 +75,7 @@ struct policy {
     bool dry_run = false;
     // notify: {expiringAt: [...]}: this policy's key.expiring lead times, longest
     // first; unset: the config's notify.expiringAt (docs/notifications.md).
-    std::optional<std::vector<millis>> notify_expiring_at;
+    std::optional<std::vector<milliseconds>> notify_expiring_at;
     // deliver / attributeTargets (docs/delivery.md) as JSON text for
     // deliver::parse_config, already checked by the loader; empty: none.
     std::string deliver_json;
@@ -145,7 +147,7 @@ struct apigee_config {
     std::string url = "https://apigee.googleapis.com";  // flavor edge: k_edge_public_url
     auth_config auth;
     std::string ca_file;
-    millis timeout = 30 * k_second;
+    milliseconds timeout = 30 * k_second;
     int max_concurrency = 8;
     double requests_per_second = 20;
     // flavor edge (`apigee.edge`): Private Cloud (a management server of one's
@@ -161,7 +163,7 @@ struct apigee_config {
 struct config {
     apigee_config apigee;
     std::string listen = "127.0.0.1:9464";
-    millis interval = 10 * k_minute;
+    milliseconds interval = 10 * k_minute;
     std::string state_dir = "/var/lib/keyrotd";
     std::string policies_path = "/etc/keyrotd/policies.d";
     std::string log_level = "info";

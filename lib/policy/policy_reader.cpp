@@ -252,31 +252,33 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
                     durations_ok = false;
                 return true;
             };
-            lifetime_explicit = dur("keyLifetime", true, [&](std::optional<millis> d, pos p0) {
-                at.key_lifetime = p0;
-                p.positions["rotation.keyLifetime"] = {p0.line, p0.column};
-                rot.key_lifetime = d;
-                if (d && *d == 0) {
-                    r.error(p0, "rotation.keyLifetime",
+            lifetime_explicit =
+                dur("keyLifetime", true, [&](std::optional<milliseconds> d, pos p0) {
+                    at.key_lifetime = p0;
+                    p.positions["rotation.keyLifetime"] = {p0.line, p0.column};
+                    rot.key_lifetime = d;
+                    if (d && *d == milliseconds(0)) {
+                        r.error(
+                            p0, "rotation.keyLifetime",
                             "must be greater than 0 (or \"never\" for keys that do not expire)");
-                    durations_ok = false;
-                }
-            });
+                        durations_ok = false;
+                    }
+                });
             rotate_before_explicit =
-                dur("rotateBefore", false, [&](std::optional<millis> d, pos p0) {
+                dur("rotateBefore", false, [&](std::optional<milliseconds> d, pos p0) {
                     at.rotate_before = p0;
                     rot.rotate_before = *d;
                 });
-            dur("maxAge", false, [&](std::optional<millis> d, pos p0) {
+            dur("maxAge", false, [&](std::optional<milliseconds> d, pos p0) {
                 at.max_age = p0;
                 rot.max_age = *d;
             });
-            overlap_explicit = dur("overlap", false, [&](std::optional<millis> d, pos p0) {
+            overlap_explicit = dur("overlap", false, [&](std::optional<milliseconds> d, pos p0) {
                 at.overlap = p0;
                 rot.overlap = *d;
             });
             dur("deleteRevokedAfter", false,
-                [&](std::optional<millis> d, pos) { rot.delete_revoked_after = *d; });
+                [&](std::optional<milliseconds> d, pos) { rot.delete_revoked_after = *d; });
             if (const auto* g = get(*rm, "revoke"))
                 if (auto b = r.boolean(*g, "rotation.revoke")) rot.revoke = *b;
             if (const auto* g = get(*rm, "method")) {
@@ -298,11 +300,11 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
     }
 
     if (durations_ok) {
-        const auto shown = [](millis d, bool explicit_) {
+        const auto shown = [](milliseconds d, bool explicit_) {
             return format_duration(d) + (explicit_ ? "" : ", the default");
         };
         if (rot.key_lifetime) {
-            const millis kl = *rot.key_lifetime;
+            const milliseconds kl = *rot.key_lifetime;
             const pos where_rb = rotate_before_explicit ? at.rotate_before : at.key_lifetime;
             if (rot.rotate_before >= kl)
                 r.error(where_rb, "rotation.rotateBefore",
@@ -316,11 +318,11 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
                             ") must be shorter than keyLifetime (" + shown(kl, lifetime_explicit) +
                             ")");
         }
-        if (rot.max_age > 0 && rot.overlap >= rot.max_age)
+        if (rot.max_age > milliseconds(0) && rot.overlap >= rot.max_age)
             r.error(overlap_explicit ? at.overlap : at.max_age, "rotation.overlap",
                     "overlap (" + shown(rot.overlap, overlap_explicit) +
                         ") must be shorter than maxAge (" + format_duration(rot.max_age) + ")");
-        if (rot.overlap > 0 && rot.overlap < 5 * k_minute)
+        if (rot.overlap > milliseconds(0) && rot.overlap < 5 * k_minute)
             r.warning(at.overlap, "rotation.overlap",
                       "overlap " + format_duration(rot.overlap) +
                           " is under 5 minutes: Apigee caches keys for up to 180 s, so clients "

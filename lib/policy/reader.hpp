@@ -283,15 +283,15 @@ class reader {
 
     // A duration (parse_duration), or "never" when allowed (nullopt inside).
     // The outer optional is empty on error.
-    std::optional<std::optional<millis>> duration(const field_ref& f, std::string_view field,
-                                                  bool allow_never) {
+    std::optional<std::optional<milliseconds>> duration(const field_ref& f, std::string_view field,
+                                                        bool allow_never) {
         if (!f.value.IsScalar()) {
             error(f.at(), field, std::string("expected a duration, got ") + kind_of(f.value));
             return std::nullopt;
         }
         std::string s = f.value.Scalar();
-        if (allow_never && ascii_lower(s) == "never") return std::optional<millis>{};
-        if (auto d = parse_duration(s)) return std::optional<millis>{*d};
+        if (allow_never && ascii_lower(s) == "never") return std::optional<milliseconds>{};
+        if (auto d = parse_duration(s)) return std::optional<milliseconds>{*d};
         const auto first = s.find_first_not_of(" \t");
         if (first != std::string::npos && s[first] == '-') {
             error(f.at(), field, "must not be negative, got " + quote(s));
@@ -348,8 +348,9 @@ class reader {
 
     // A list of durations above 0 (key.expiring lead times), longest first,
     // without duplicates. nullopt on error.
-    std::optional<std::vector<millis>> lead_times(const field_ref& f, std::string_view field) {
-        std::vector<millis> out;
+    std::optional<std::vector<milliseconds>> lead_times(const field_ref& f,
+                                                        std::string_view field) {
+        std::vector<milliseconds> out;
         if (f.value.IsNull()) return out;
         if (!f.value.IsSequence()) {
             error(f.at(), field,
@@ -364,7 +365,7 @@ class reader {
             auto d = duration(e, item, false);
             if (!d) {
                 ok = false;
-            } else if (**d <= 0) {
+            } else if (**d <= milliseconds(0)) {
                 error(e.at(), item, "must be greater than 0");
                 ok = false;
             } else {

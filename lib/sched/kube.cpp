@@ -73,7 +73,7 @@ std::string describe_kube_reply(const http::response& r) {
 
 http::options state_http_options(const lease_config& cfg) {
     http::options o = lease_http_options(cfg);
-    o.timeout = std::max<millis>(cfg.renew_deadline.count(), 100);
+    o.timeout = std::max<milliseconds>(cfg.renew_deadline, milliseconds(100));
     o.connect_timeout = o.timeout;
     o.max_concurrency = 4;
     o.max_idle_connections = 4;

@@ -48,26 +48,12 @@ std::optional<std::string> read_file(const std::string& path) {
     return ss.str();
 }
 
-// "500ms" besides everything parse_duration takes.
-std::optional<millis> parse_span(std::string_view s) {
-    if (s.size() > 2 && s.ends_with("ms")) {
-        millis v = 0;
-        for (char c : s.substr(0, s.size() - 2)) {
-            if (!std::isdigit(static_cast<unsigned char>(c)) || v > 1'000'000'000)
-                return std::nullopt;
-            v = v * 10 + (c - '0');
-        }
-        return v;
-    }
-    return parse_duration(s);
-}
-
 std::chrono::milliseconds env_span(const char* name, std::chrono::milliseconds fallback) {
     const std::string v = getenv_str(name);
     if (v.empty()) return fallback;
-    auto d = parse_span(v);
+    auto d = parse_duration(v);  // "500ms" too
     if (!d) throw std::runtime_error(std::string(name) + ": not a duration: \"" + v + "\"");
-    return std::chrono::milliseconds(*d);
+    return *d;
 }
 
 bool dns_name(const std::string& s) {
@@ -79,7 +65,7 @@ bool dns_name(const std::string& s) {
 
 void put_time(json& spec, const char* field, const std::optional<sys_ms>& t) {
     if (t)
-        spec[field] = format_time_us(as_millis(*t));
+        spec[field] = format_time_us(*t);
     else
         spec.erase(field);
 }
@@ -165,8 +151,8 @@ result<void> validate(const lease_config& cfg) {
     if (!dns_name(cfg.state_configmap))
         return bad("state ConfigMap name \"" + cfg.state_configmap + "\" is not valid");
     if (cfg.identity.empty()) return bad("no identity (POD_NAME or the host name)");
-    const millis lease = cfg.lease_duration.count(), renew = cfg.renew_deadline.count(),
-                 retry = cfg.retry_period.count();
+    const std::int64_t lease = cfg.lease_duration.count(), renew = cfg.renew_deadline.count(),
+                       retry = cfg.retry_period.count();
     if (retry <= 0) return bad("retry period must be positive");
     // client-go: renewDeadline must be greater than retryPeriod*JitterFactor.
     if (static_cast<double>(renew) <= k_jitter_factor * static_cast<double>(retry))
@@ -183,7 +169,7 @@ http::options lease_http_options(const lease_config& cfg) {
     o.base_url = cfg.api_url;
     o.ca_file = cfg.ca_file;
     // A renewal is worth nothing after the deadline: one attempt, bounded well below it.
-    o.timeout = std::max<millis>(cfg.renew_deadline.count() / 2, 100);
+    o.timeout = std::max<milliseconds>(cfg.renew_deadline / 2, milliseconds(100));
     o.connect_timeout = o.timeout;
     o.max_attempts = 1;
     o.requests_per_second = 0;
@@ -231,10 +217,10 @@ result<lease_object> parse_lease(std::string_view text) {
         for (auto [name, dst] : {std::pair{"acquireTime", &out.spec.acquire_time},
                                  std::pair{"renewTime", &out.spec.renew_time}}) {
             if (const json* v = field(name)) {
-                std::optional<millis> t;
+                std::optional<sys_ms> t;
                 if (v->is_string()) t = parse_time(v->get<std::string>());
                 if (!t) return protocol_error(std::string("lease: ") + name + " is not a time");
-                *dst = as_sys_ms(*t);
+                *dst = *t;
             }
         }
     }
@@ -243,8 +229,8 @@ result<lease_object> parse_lease(std::string_view text) {
 }
 
 int lease_seconds(std::chrono::milliseconds lease_duration) {
-    const millis s = (lease_duration.count() + k_second - 1) / k_second;
-    return static_cast<int>(std::clamp<millis>(s, 1, 1'000'000'000));
+    const auto s = std::chrono::ceil<std::chrono::seconds>(lease_duration).count();
+    return static_cast<int>(std::clamp<std::int64_t>(s, 1, 1'000'000'000));
 }
 
 std::string lease_create_body(const std::string& namespace_, const std::string& name,
@@ -274,7 +260,7 @@ steady_time lease_expiry(const lease_record& rec, steady_time observed_at) {
 
 std::chrono::milliseconds retry_wait(std::chrono::milliseconds period, double u01) {
     u01 = std::clamp(u01, 0.0, 1.0);
-    return period + std::chrono::milliseconds(static_cast<millis>(
+    return period + std::chrono::milliseconds(static_cast<milliseconds::rep>(
                         static_cast<double>(period.count()) * k_jitter_factor * u01));
 }
 

@@ -23,6 +23,7 @@
 
 using namespace keyrot;
 using namespace keyrot::testing;
+using namespace std::chrono_literals;
 using json = nlohmann::json;
 
 namespace {
@@ -52,7 +53,7 @@ struct fixture {
         http::options o;
         o.base_url = srv.url();
         o.requests_per_second = 0;
-        o.backoff_base = 10;
+        o.backoff_base = 10ms;
         o.https_proxy = "";
         auto c = http::client::create(io.get_executor(), o);
         if (!c) throw std::runtime_error(c.err().describe());
@@ -125,7 +126,7 @@ TEST(ApigeeApi, GoogleErrorsAreMappedAndScrubbed) {
     apigee::new_key k;
     k.consumer_key = secret(k_key);
     k.consumer_secret = secret("s3cr3t");
-    k.expires_in_seconds = 3600;
+    k.expires_in = 3600s;
     auto c = f.run(f.api->create_key("dev@x.com", "app", k));
     ASSERT_FALSE(c);
     EXPECT_EQ(c.err().what, error::kind::http);
@@ -319,7 +320,7 @@ TEST(ApigeeApi, GenerateKeySendsTheWholeApp) {
     body.attributes = {{"Notes", "n"}};
     body.callback_url = "https://cb";
     body.api_products = {"p"};
-    body.key_expires_in = 1000;
+    body.key_expires_in = 1000ms;
     auto a = f.run(f.api->generate_key("d", body));
     ASSERT_TRUE(a) << a.err().describe();
     EXPECT_EQ(a->attributes, body.attributes);

@@ -15,6 +15,7 @@
 
 using namespace keyrot;
 using namespace keyrot::testing;
+using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
@@ -60,10 +61,10 @@ http::options opts_for(const std::string& url) {
     http::options o;
     o.base_url = url;
     o.requests_per_second = 0;
-    o.backoff_base = 20;
-    o.backoff_cap = 200;
-    o.timeout = 5000;
-    o.connect_timeout = 2000;
+    o.backoff_base = 20ms;
+    o.backoff_cap = 200ms;
+    o.timeout = 5000ms;
+    o.connect_timeout = 2000ms;
     o.https_proxy = "";
     o.no_proxy = "";
     return o;
@@ -196,11 +197,11 @@ TEST(HttpClient, AuthorizationAndBodyAreSent) {
 TEST(HttpClient, SlowServerTimesOut) {
     test_server srv([](const test_request&) {
         auto r = ok_json();
-        r.delay = 1500;
+        r.delay = 1500ms;
         return r;
     });
     auto o = opts_for(srv.url());
-    o.timeout = 200;
+    o.timeout = 200ms;
     o.max_attempts = 2;
     fixture f(o);
     auto t0 = std::chrono::steady_clock::now();
@@ -219,11 +220,11 @@ TEST(HttpClient, SlowServerTimesOut) {
 TEST(HttpClient, CreateThatTimesOutIsNotRetried) {
     test_server srv([](const test_request&) {
         auto r = ok_json();
-        r.delay = 1000;
+        r.delay = 1000ms;
         return r;
     });
     auto o = opts_for(srv.url());
-    o.timeout = 200;
+    o.timeout = 200ms;
     fixture f(o);
     std::string key = "MyConsumerKey-123";
     auto r = f.send(post("/v1/organizations/o/developers/d/apps/a/keys/" + key, "{}"));
@@ -299,7 +300,7 @@ TEST(HttpClient, RetryAfterIsCapped) {
         return ok_json();
     });
     auto o = opts_for(srv.url());
-    o.max_retry_after = 300;
+    o.max_retry_after = 300ms;
     fixture f(o);
     auto t0 = std::chrono::steady_clock::now();
     ASSERT_TRUE(f.get("/q"));
@@ -367,14 +368,14 @@ TEST(HttpClient, PostCreateIsNeverRetriedButActionsAre) {
 TEST(HttpClient, WritesAreFencedReadsAreNot) {
     test_server srv([](const test_request& q) {
         auto r = ok_json();
-        if (q.target.find("slow") != std::string::npos) r.delay = 1500;
+        if (q.target.find("slow") != std::string::npos) r.delay = 1500ms;
         if (q.target.find("busy") != std::string::npos) r.status = 503;
         return r;
     });
     auto o = opts_for(srv.url());
-    o.backoff_base = 50;
-    o.backoff_cap = 100;
-    std::optional<millis> budget = 0;
+    o.backoff_base = 50ms;
+    o.backoff_cap = 100ms;
+    std::optional<milliseconds> budget = 0ms;
     fixture f(o);
     f.client->set_write_budget([&budget] { return budget; });
     // No budget: the write is not sent at all.
@@ -388,7 +389,7 @@ TEST(HttpClient, WritesAreFencedReadsAreNot) {
     EXPECT_EQ(srv.requests().size(), 1u);
     srv.clear();
     // 300 ms left: a slow write is cut there, not at the 30 s timeout.
-    budget = 300;
+    budget = 300ms;
     auto t0 = std::chrono::steady_clock::now();
     r = f.send(post("/v1/organizations/o/developers/d/apps/a/keys/slow", "{}"));
     ASSERT_FALSE(r);
@@ -400,7 +401,7 @@ TEST(HttpClient, WritesAreFencedReadsAreNot) {
     srv.clear();
     int calls = 0;
     f.client->set_write_budget(
-        [&calls]() -> std::optional<millis> { return ++calls == 1 ? 5000 : 0; });
+        [&calls]() -> std::optional<milliseconds> { return ++calls == 1 ? 5000ms : 0ms; });
     auto a = f.send(post("/v1/organizations/o/developers/d/apps/a/keys/busy?action=revoke", ""));
     ASSERT_TRUE(a);
     EXPECT_EQ(a->status, 503);
@@ -462,7 +463,7 @@ TEST(HttpClient, RateLimitHoldsAcrossConcurrentRequests) {
 TEST(HttpClient, ConcurrencyIsBounded) {
     test_server srv([](const test_request&) {
         auto r = ok_json();
-        r.delay = 150;
+        r.delay = 150ms;
         return r;
     });
     auto o = opts_for(srv.url());

@@ -142,8 +142,8 @@ struct test_server::impl {
             while (now > prev && !owner.max_in_flight_.compare_exchange_weak(prev, now)) {
             }
             test_reply rep = handler(req);
-            if (rep.delay > 0) {
-                net::steady_timer t(io, std::chrono::milliseconds(rep.delay));
+            if (rep.delay > std::chrono::milliseconds(0)) {
+                net::steady_timer t(io, rep.delay);
                 co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
             }
             --owner.in_flight_;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -31,10 +32,10 @@ struct test_reply {
     int status = 200;
     std::string body;
     std::vector<std::pair<std::string, std::string>> headers;
-    millis delay = 0;         // wait before answering
-    bool close = false;       // "Connection: close" and close
-    bool drop_after = false;  // answer as keep-alive, then close the socket anyway
-    std::string raw;          // when set: write these bytes verbatim, then close
+    std::chrono::milliseconds delay{0};  // wait before answering
+    bool close = false;                  // "Connection: close" and close
+    bool drop_after = false;             // answer as keep-alive, then close the socket anyway
+    std::string raw;                     // when set: write these bytes verbatim, then close
 };
 
 using test_handler = std::function<test_reply(const test_request&)>;

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -24,25 +25,22 @@
 #include <string>
 
 #include "common/asio.hpp"
+#include "common/time.hpp"
 #include "http/client.hpp"
 #include "sched/leader.hpp"
 
 namespace {
 
-using keyrot::millis;
+using std::chrono::milliseconds;
 
-millis now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
+// The machine's real clock in epoch milliseconds, as the lines print it.
+std::int64_t now_ms() { return keyrot::as_millis(keyrot::system_now()); }
 
 // A steady-clock deadline as real epoch milliseconds (0 for "none").
-millis to_epoch(keyrot::sched::steady_time t) {
+std::int64_t to_epoch(keyrot::sched::steady_time t) {
     if (t == keyrot::sched::steady_time{}) return 0;
-    return now_ms() + std::chrono::duration_cast<std::chrono::milliseconds>(
-                          t - std::chrono::steady_clock::now())
-                          .count();
+    return keyrot::as_millis(keyrot::system_now() + std::chrono::duration_cast<milliseconds>(
+                                                        t - std::chrono::steady_clock::now()));
 }
 
 void line(const char* what, const std::string& id, keyrot::sched::steady_time deadline) {
@@ -51,9 +49,9 @@ void line(const char* what, const std::string& id, keyrot::sched::steady_time de
     std::fflush(stdout);
 }
 
-millis env_ms(const char* name) {
+milliseconds env_ms(const char* name) {
     const char* v = std::getenv(name);
-    return v && *v ? std::stoll(v) : 0;
+    return milliseconds(v && *v ? std::stoll(v) : 0);
 }
 
 }  // namespace
@@ -80,10 +78,10 @@ int main() {
         std::fprintf(stderr, "leader_driver: %s\n", client.err().describe().c_str());
         return 78;
     }
-    millis skew = env_ms("LEADER_DRIVER_CLOCK_OFFSET_MS");
-    const millis step = env_ms("LEADER_DRIVER_CLOCK_STEP_MS");
+    milliseconds skew = env_ms("LEADER_DRIVER_CLOCK_OFFSET_MS");
+    const milliseconds step = env_ms("LEADER_DRIVER_CLOCK_STEP_MS");
     keyrot::sched::leader_elector elector(io.get_executor(), **client, *cfg,
-                                          [&skew] { return keyrot::as_sys_ms(now_ms() + skew); });
+                                          [&skew] { return keyrot::system_now() + skew; });
     const std::string id = cfg->identity;
     elector.on_change = [&](bool may_write) {
         line(may_write ? "LEADER" : "FOLLOWER", id, elector.write_deadline());
@@ -100,7 +98,7 @@ int main() {
         if (ec) return;
         skew += sig == SIGUSR1 ? step : -step;
         std::printf("STEP %s %lld %lld\n", id.c_str(), static_cast<long long>(now_ms()),
-                    static_cast<long long>(skew));
+                    static_cast<long long>(skew.count()));
         std::fflush(stdout);
         steps.async_wait(on_step);
     };

@@ -17,7 +17,7 @@ using namespace keyrot;
 
 exec::action_record record(const char* action, const char* app, const char* key) {
     exec::action_record r;
-    r.ts = 1795608000123;
+    r.ts = as_sys_ms(1795608000123);
     r.organization = "acme-prod";
     r.developer = "dev@partner.example.com";
     r.app = app;
@@ -47,9 +47,9 @@ void populate(obs::metrics& m) {
     exec::pass_summary s;
     s.organization = "acme-prod";
     s.ok = true;
-    s.started = 1795608000000;
+    s.started = as_sys_ms(1795608000000);
     s.seconds = 4.2;
-    s.next_wake = 1795611600000;
+    s.next_wake = as_sys_ms(1795611600000);
     s.by_policy.push_back({.policy = "partners-90d",
                            .valid = 10,
                            .due = 2,
@@ -61,7 +61,7 @@ void populate(obs::metrics& m) {
     k.developer = "dev@partner.example.com";
     k.policy = "partners-90d";
     k.key.state = plan::key_state::valid;
-    k.key.expires_at = 1803384000000;
+    k.key.expires_at = as_sys_ms(1803384000000);
     k.app = "billing";
     k.key.fingerprint = "0123456789abcdef";
     s.keys.push_back(k);

@@ -42,10 +42,10 @@ TEST(EdgeJson, ParsesADeveloperApp) {
     EXPECT_EQ(a->developer_id, "dev-id-1");
     EXPECT_EQ(a->developer_email, "");  // mapped by the caller
     EXPECT_TRUE(a->app_group.empty());
-    EXPECT_EQ(a->created_at, 1700000000000);
+    EXPECT_EQ(a->created_at, as_sys_ms(1700000000000));
     ASSERT_EQ(a->credentials.size(), 2u);
     EXPECT_EQ(a->credentials[0].expires_at, time_or_never::never());  // expiresAt: -1
-    EXPECT_EQ(a->credentials[1].expires_at, 1800000000000);
+    EXPECT_EQ(a->credentials[1].expires_at, as_sys_ms(1800000000000));
     EXPECT_EQ(a->credentials[0].products.at(0).status, keyrot::approval::approved);
 }
 
@@ -55,7 +55,8 @@ TEST(EdgeJson, CompanyAppIsATeamAppAndKeyExpiresInStaysMilliseconds) {
         "acme");
     ASSERT_TRUE(a) << a.err().describe();
     EXPECT_EQ(a->app_group, "Partner");
-    EXPECT_EQ(a->key_expires_in, 86400000);  // ms on Edge (an X AppGroup's are seconds)
+    // ms on Edge (an X AppGroup's are seconds)
+    EXPECT_EQ(a->key_expires_in, milliseconds(86400000));
     // X's parser ignores companyName.
     auto x = parse_app(R"({"name": "b2b", "companyName": "Partner"})", "acme");
     ASSERT_TRUE(x);
@@ -105,7 +106,7 @@ TEST(EdgeJson, Bodies) {
     app a;
     a.name = "shop";
     a.api_products = {"payments"};
-    a.key_expires_in = 7776000000;
+    a.key_expires_in = milliseconds(7776000000);
     auto g = json::parse(edge_generate_key_body(a));
     EXPECT_TRUE(g["keyExpiresIn"].is_number_integer());  // a number on Edge
     EXPECT_EQ(g["keyExpiresIn"].get<std::int64_t>(), 7776000000);
@@ -327,7 +328,7 @@ TEST(EdgeApi, PathsAndBodiesOfTheKeyCalls) {
     const app_owner dev("one@x.com");
     app body = keyrot::testing::run_sync(a.get_app(team, "b2b")).value();
     body.name = "b2b";
-    body.key_expires_in = 3600000;
+    body.key_expires_in = milliseconds(3600000);
     // Edge's reference has no generate-key call for company apps: refused unsent.
     auto no_gen = keyrot::testing::run_sync(a.generate_key(team, body));
     ASSERT_FALSE(no_gen);
@@ -343,7 +344,7 @@ TEST(EdgeApi, PathsAndBodiesOfTheKeyCalls) {
     nk.consumer_key = secret("ck");
     nk.consumer_secret = secret("cs");
     ASSERT_TRUE(keyrot::testing::run_sync(a.create_key(dev, "shop", nk)));
-    nk.expires_in_seconds = 60;
+    nk.expires_in = std::chrono::seconds(60);
     auto refused = keyrot::testing::run_sync(a.create_key(dev, "shop", nk));
     ASSERT_FALSE(refused);
     EXPECT_EQ(refused.err().what, error::kind::config);

@@ -37,8 +37,8 @@ TEST(ApigeeJson, ParsesAnApp) {
     EXPECT_EQ(a->callback_url, "https://cb");
     EXPECT_EQ(a->attributes.size(), 2u);
     EXPECT_EQ(a->key_expires_in, std::nullopt);
-    EXPECT_EQ(a->created_at, 1700000000000);
-    EXPECT_EQ(a->last_modified_at, 1700000000001);
+    EXPECT_EQ(a->created_at, as_sys_ms(1700000000000));
+    EXPECT_EQ(a->last_modified_at, as_sys_ms(1700000000001));
     ASSERT_EQ(a->credentials.size(), 2u);
     const auto& c = a->credentials[0];
     EXPECT_EQ(c.consumer_key.reveal(), "ck-1");
@@ -47,7 +47,7 @@ TEST(ApigeeJson, ParsesAnApp) {
     ASSERT_EQ(c.products.size(), 2u);
     EXPECT_EQ(c.products[1], (product_grant{"admin", approval::revoked}));
     const auto& c2 = a->credentials[1];
-    EXPECT_EQ(c2.expires_at, 1800000000000);
+    EXPECT_EQ(c2.expires_at, as_sys_ms(1800000000000));
     ASSERT_EQ(c2.products.size(), 1u);
     EXPECT_EQ(c2.products[0], (product_grant{"legacy", approval::unknown}));  // plain name
 }
@@ -72,22 +72,22 @@ TEST(ApigeeJson, Int64AsStringsOrNumbers) {
         bool ok;
         time_or_never expect;
     };
-    for (const auto& r : std::vector<row>{{"\"1700000000000\"", true, 1700000000000},
-                                          {"1700000000000", true, 1700000000000},
-                                          {"1.7e12", true, 1700000000000},
+    for (const auto& r : std::vector<row>{{"\"1700000000000\"", true, as_sys_ms(1700000000000)},
+                                          {"1700000000000", true, as_sys_ms(1700000000000)},
+                                          {"1.7e12", true, as_sys_ms(1700000000000)},
                                           {"\"-1\"", true, time_or_never::never()},
                                           {"-1", true, time_or_never::never()},
-                                          {"\"-2\"", false, 0},
-                                          {"-5", false, 0},
-                                          {"1.5", false, 0},
-                                          {"\"12abc\"", false, 0},
-                                          {"\" 12\"", false, 0},
-                                          {"\"99999999999999999999\"", false, 0},
-                                          {"18446744073709551615", false, 0},
-                                          {"1e300", false, 0},
-                                          {"true", false, 0},
-                                          {"[1]", false, 0},
-                                          {"{}", false, 0}}) {
+                                          {"\"-2\"", false, as_sys_ms(0)},
+                                          {"-5", false, as_sys_ms(0)},
+                                          {"1.5", false, as_sys_ms(0)},
+                                          {"\"12abc\"", false, as_sys_ms(0)},
+                                          {"\" 12\"", false, as_sys_ms(0)},
+                                          {"\"99999999999999999999\"", false, as_sys_ms(0)},
+                                          {"18446744073709551615", false, as_sys_ms(0)},
+                                          {"1e300", false, as_sys_ms(0)},
+                                          {"true", false, as_sys_ms(0)},
+                                          {"[1]", false, as_sys_ms(0)},
+                                          {"{}", false, as_sys_ms(0)}}) {
         auto c = parse_credential(std::string(R"({"expiresAt": )") + r.value + "}");
         EXPECT_EQ(c.ok(), r.ok) << r.value;
         if (c && r.ok) {
@@ -219,7 +219,7 @@ TEST(ApigeeJson, GenerateKeyBody) {
     EXPECT_EQ(j["apiProducts"], json::array({"payments"}));
     EXPECT_EQ(j["scopes"], json::array({"read"}));
     EXPECT_EQ(j["appFamily"], "fam");
-    EXPECT_EQ(j["keyExpiresIn"], std::to_string(90 * k_day));
+    EXPECT_EQ(j["keyExpiresIn"], std::to_string((90 * k_day).count()));
     a.key_expires_in = std::nullopt;
     a.app_family.clear();
     auto j2 = json::parse(generate_key_body(a));
@@ -240,7 +240,7 @@ TEST(ApigeeJson, KeyBodies) {
     new_key k;
     k.consumer_key = secret("ck");
     k.consumer_secret = secret("cs");
-    k.expires_in_seconds = 3600;
+    k.expires_in = std::chrono::seconds(3600);
     k.attributes = {{"keyrotd_replaces", "pending:abc"}};
     auto j = json::parse(create_key_body(k));
     EXPECT_EQ(j["consumerKey"], "ck");
@@ -249,7 +249,7 @@ TEST(ApigeeJson, KeyBodies) {
     EXPECT_FALSE(j.contains("apiProducts"));
     // A key without products may refuse scopes: they are set after the products.
     EXPECT_FALSE(j.contains("scopes"));
-    k.expires_in_seconds = std::nullopt;
+    k.expires_in = std::nullopt;
     EXPECT_FALSE(json::parse(create_key_body(k)).contains("expiresInSeconds"));
 
     std::vector<attribute> attrs{{"a", "b"}};
@@ -273,11 +273,11 @@ TEST(ApigeeJson, TeamApps) {
         parse_app(R"({"name": "portal", "appGroup": "partners", "keyExpiresIn": "7776000"})", "o");
     ASSERT_TRUE(team);
     EXPECT_EQ(team->app_group, "partners");
-    EXPECT_EQ(team->key_expires_in, 7776000LL * 1000);
+    EXPECT_EQ(team->key_expires_in, milliseconds(7776000LL * 1000));
     auto dev =
         parse_app(R"({"name": "shop", "developerEmail": "d@x", "keyExpiresIn": "7776000"})", "o");
     ASSERT_TRUE(dev);
-    EXPECT_EQ(dev->key_expires_in, 7776000);
+    EXPECT_EQ(dev->key_expires_in, milliseconds(7776000));
     EXPECT_FALSE(
         parse_app(R"({"name": "p", "appGroup": "g", "keyExpiresIn": "9223372036854776"})", "o"))
         << "seconds that overflow in milliseconds";

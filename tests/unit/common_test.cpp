@@ -4,7 +4,6 @@
 
 #include <cstdio>
 #include <fstream>
-#include <limits>
 #include <sstream>
 
 #include "common/duration.hpp"
@@ -15,6 +14,7 @@
 #include "common/time.hpp"
 
 using namespace keyrot;
+using namespace std::chrono_literals;
 
 TEST(Duration, ParsesShortForms) {
     EXPECT_EQ(parse_duration("30s"), 30 * k_second);
@@ -23,8 +23,8 @@ TEST(Duration, ParsesShortForms) {
     EXPECT_EQ(parse_duration("90d"), 90 * k_day);
     EXPECT_EQ(parse_duration("2w"), 14 * k_day);
     EXPECT_EQ(parse_duration("1d12h"), k_day + 12 * k_hour);
-    EXPECT_EQ(parse_duration("0"), 0);
-    EXPECT_EQ(parse_duration("250ms"), 250);
+    EXPECT_EQ(parse_duration("0"), 0ms);
+    EXPECT_EQ(parse_duration("250ms"), 250ms);
 }
 
 TEST(Duration, ParsesIso8601) {
@@ -43,72 +43,75 @@ TEST(Duration, RejectsGarbage) {
 
 TEST(Duration, Formats) {
     EXPECT_EQ(format_duration(90 * k_day), "90d");
-    EXPECT_EQ(format_duration(0), "0s");
+    EXPECT_EQ(format_duration(0ms), "0s");
     EXPECT_EQ(format_duration(90 * k_second), "1m30s");
-    EXPECT_EQ(format_time(0), "1970-01-01T00:00:00Z");
+    EXPECT_EQ(format_time(as_sys_ms(0)), "1970-01-01T00:00:00Z");
     EXPECT_EQ(format_time(time_or_never::never()), "never");
-    EXPECT_EQ(format_time(time_or_never(0)), "1970-01-01T00:00:00Z");
-    EXPECT_EQ(format_time(-1), "1969-12-31T23:59:59Z");  // an instant, not "never"
+    EXPECT_EQ(format_time(time_or_never(as_sys_ms(0))), "1970-01-01T00:00:00Z");
+    EXPECT_EQ(format_time(as_sys_ms(-1)), "1969-12-31T23:59:59Z");  // an instant, not "never"
 }
 
 // Never is later than every instant; no -1 stands for it.
 TEST(TimeOrNever, NeverIsLaterThanEveryInstant) {
-    const time_or_never never = time_or_never::never(), t0 = 0, t1 = 1, before = -1;
+    const time_or_never never = time_or_never::never(), t0 = as_sys_ms(0), t1 = as_sys_ms(1),
+                        before = as_sys_ms(-1);
     EXPECT_TRUE(never.is_never());
     EXPECT_FALSE(before.is_never());
-    EXPECT_EQ(before.at(), -1);
+    EXPECT_EQ(before.at(), as_sys_ms(-1));
     EXPECT_LT(before, t0);
     EXPECT_LT(t0, t1);
     EXPECT_LT(t1, never);
-    EXPECT_GT(never, std::numeric_limits<millis>::max());
+    EXPECT_GT(never, sys_ms::max());
     EXPECT_EQ(never, time_or_never());
     EXPECT_NE(never, t0);
     EXPECT_EQ(earliest(never, t1), t1);
     EXPECT_EQ(earliest(t1, never), t1);
     EXPECT_EQ(earliest(t1, t0), t0);
     EXPECT_TRUE(earliest(never, never).is_never());
-    EXPECT_EQ(t1.plus(k_day).at(), 1 + k_day);
+    EXPECT_EQ(t1.plus(k_day).at(), as_sys_ms(1) + k_day);
     EXPECT_TRUE(never.plus(k_day).is_never());
     EXPECT_EQ(never.instant(), std::nullopt);
-    EXPECT_EQ(t1.instant(), std::optional<millis>(1));
+    EXPECT_EQ(t1.instant(), std::optional<sys_ms>(as_sys_ms(1)));
     EXPECT_THROW((void)never.at(), std::logic_error);
     // "expired": an expiry at or before now; never never is.
-    const millis now = 10;
-    EXPECT_TRUE(time_or_never(10) <= now);
+    const sys_ms now = as_sys_ms(10);
+    EXPECT_TRUE(time_or_never(as_sys_ms(10)) <= now);
     EXPECT_FALSE(never <= now);
 }
 
 // Instants as RFC 3339 (common/time.hpp, through the date library): Kubernetes'
 // MicroTime, the audit log's milliseconds and whole seconds, and back.
-constexpr millis k_t0_2026 = 1795608000000;  // 2026-11-25T12:00:00Z
+constexpr sys_ms k_t0_2026 = as_sys_ms(1795608000000);  // 2026-11-25T12:00:00Z
 
 TEST(Rfc3339, FormatsMillisecondsAndSeconds) {
-    EXPECT_EQ(format_time_ms(k_t0_2026 + 7), "2026-11-25T12:00:00.007Z");
-    EXPECT_EQ(format_time_ms(-1), "1969-12-31T23:59:59.999Z");
-    EXPECT_EQ(format_time(k_t0_2026 + 999), "2026-11-25T12:00:00Z");
-    for (millis t : {k_t0_2026, k_t0_2026 + 1, millis{0}, millis{-1}, millis{-86'400'001}})
-        EXPECT_EQ(parse_time(format_time_ms(t)), t) << t;
+    EXPECT_EQ(format_time_ms(k_t0_2026 + 7ms), "2026-11-25T12:00:00.007Z");
+    EXPECT_EQ(format_time_ms(as_sys_ms(-1)), "1969-12-31T23:59:59.999Z");
+    EXPECT_EQ(format_time(k_t0_2026 + 999ms), "2026-11-25T12:00:00Z");
+    for (sys_ms t :
+         {k_t0_2026, k_t0_2026 + 1ms, as_sys_ms(0), as_sys_ms(-1), as_sys_ms(-86'400'001)})
+        EXPECT_EQ(parse_time(format_time_ms(t)), t) << as_millis(t);
     EXPECT_EQ(parse_time("2026-11-25t12:00:00z"), k_t0_2026);
 }
 
 TEST(Rfc3339, FormatsWithMicroseconds) {
     EXPECT_EQ(format_time_us(k_t0_2026), "2026-11-25T12:00:00.000000Z");
-    EXPECT_EQ(format_time_us(k_t0_2026 + 1234), "2026-11-25T12:00:01.234000Z");
-    EXPECT_EQ(format_time_us(0), "1970-01-01T00:00:00.000000Z");
-    EXPECT_EQ(format_time_us(951782400000), "2000-02-29T00:00:00.000000Z");
-    EXPECT_EQ(format_time_us(-1), "1969-12-31T23:59:59.999000Z");
+    EXPECT_EQ(format_time_us(k_t0_2026 + 1234ms), "2026-11-25T12:00:01.234000Z");
+    EXPECT_EQ(format_time_us(as_sys_ms(0)), "1970-01-01T00:00:00.000000Z");
+    EXPECT_EQ(format_time_us(as_sys_ms(951782400000)), "2000-02-29T00:00:00.000000Z");
+    EXPECT_EQ(format_time_us(as_sys_ms(-1)), "1969-12-31T23:59:59.999000Z");
 }
 
 TEST(Rfc3339, ParsesRfc3339) {
     EXPECT_EQ(parse_time("2026-11-25T12:00:00.000000Z"), k_t0_2026);
     EXPECT_EQ(parse_time("2026-11-25T12:00:00Z"), k_t0_2026);
-    EXPECT_EQ(parse_time("2026-11-25T12:00:01.5Z"), k_t0_2026 + 1500);
-    EXPECT_EQ(parse_time("2026-11-25T12:00:01.123456789Z"), k_t0_2026 + 1123);
+    EXPECT_EQ(parse_time("2026-11-25T12:00:01.5Z"), k_t0_2026 + 1500ms);
+    EXPECT_EQ(parse_time("2026-11-25T12:00:01.123456789Z"), k_t0_2026 + 1123ms);
     EXPECT_EQ(parse_time("2026-11-25T13:30:00+01:30"), k_t0_2026);
     EXPECT_EQ(parse_time("2026-11-25T10:00:00-02:00"), k_t0_2026);
-    EXPECT_EQ(parse_time("2000-02-29T00:00:00Z"), 951782400000);
-    for (millis t : {k_t0_2026, k_t0_2026 + 1, k_t0_2026 + 999, millis{0}, millis{4102444800123}})
-        EXPECT_EQ(parse_time(format_time_us(t)), t) << t;
+    EXPECT_EQ(parse_time("2000-02-29T00:00:00Z"), as_sys_ms(951782400000));
+    for (sys_ms t :
+         {k_t0_2026, k_t0_2026 + 1ms, k_t0_2026 + 999ms, as_sys_ms(0), as_sys_ms(4102444800123)})
+        EXPECT_EQ(parse_time(format_time_us(t)), t) << as_millis(t);
 }
 
 TEST(Rfc3339, RejectsGarbage) {

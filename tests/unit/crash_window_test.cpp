@@ -269,7 +269,7 @@ outcome run_scenario(policy::rotation_method method, bool strict, int shape, int
     // One pass = one process: its own observer, executor and io_context.
     auto pass = [&] {
         recording_observer obs(dir);
-        exec::executor ex(api, obs, dir, [&emu] { return emu.now(); });
+        exec::executor ex(api, obs, dir, [&emu] { return as_sys_ms(emu.now()); });
         exec::run_options opt;
         opt.concurrency = 1;
         net::io_context io;
@@ -280,7 +280,7 @@ outcome run_scenario(policy::rotation_method method, bool strict, int shape, int
     };  // a stopped io_context is destroyed here with the frames it holds
     pass();
     pass();
-    hook(emu, "POST", "/__emulator/clock", {{"advanceMs", 2 * k_hour}});
+    hook(emu, "POST", "/__emulator/clock", {{"advanceMs", (2 * k_hour).count()}});
     pass();
     pass();
     std::filesystem::remove_all(dir);
@@ -453,7 +453,7 @@ TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
     const std::vector<policy::policy> policies{make_policy(policy::rotation_method::import_key)};
     auto pass = [&] {
         recording_observer obs(dir);
-        exec::executor ex(api, obs, dir, [&emu] { return emu.now(); });
+        exec::executor ex(api, obs, dir, [&emu] { return as_sys_ms(emu.now()); });
         ex.set_delivery(&target);
         net::io_context io;
         const exec::run_options opt;  // (a temporary would die before the pass runs)
@@ -487,7 +487,7 @@ TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
     };
     pass();  // create + complete; the delivery after completion is refused
     EXPECT_EQ(target.delivered, 0);
-    hook(emu, "POST", "/__emulator/clock", {{"advanceMs", 2 * k_hour}});
+    hook(emu, "POST", "/__emulator/clock", {{"advanceMs", (2 * k_hour).count()}});
     pass();  // overlap over: the gate refuses
     pass();  // and again
     EXPECT_EQ(old_status(), "approved") << "revoked although the target never held the successor";
@@ -498,7 +498,7 @@ TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
     const json held_app = shop();  // (not a range-for over a temporary's member)
     for (const auto& c : held_app["credentials"])
         if (c["consumerKey"] == k_old_key)
-            old_expiry = std::stoll(c["expiresAt"].get<std::string>());
+            old_expiry = as_sys_ms(std::stoll(c["expiresAt"].get<std::string>()));
     EXPECT_NE(old_expiry, time_or_never::never());
     EXPECT_EQ(last_held_expiry, old_expiry);
     pass();  // delivered, then revoked
@@ -566,7 +566,7 @@ TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
     std::vector<exec::planned_app> planned;
     auto run = [&](bool plan_only) {
         recording_observer obs(dir);
-        exec::executor ex(api, obs, dir, [&emu] { return emu.now(); });
+        exec::executor ex(api, obs, dir, [&emu] { return as_sys_ms(emu.now()); });
         net::io_context io;
         if (plan_only)
             net::co_spawn(io, plan_into(ex, policies, planned), net::detached);
@@ -590,7 +590,7 @@ TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
     transport.log.clear();
     run(false);
     const int created = app_calls();
-    hook(emu, "POST", "/__emulator/clock", {{"advanceMs", 2 * k_hour}});
+    hook(emu, "POST", "/__emulator/clock", {{"advanceMs", (2 * k_hour).count()}});
     run(false);
     const int revoked = app_calls();
     std::filesystem::remove_all(dir);

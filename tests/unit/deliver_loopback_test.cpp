@@ -117,7 +117,7 @@ payload make_payload(int n, bool with_previous) {
         return "SECRET" + std::to_string(i) + "-0123456789abcdefghijklmnopqrstuvwxyz";
     };
     payload p;
-    p.current = {secret(key(n)), secret(sec(n)), 1795608000000 + n};
+    p.current = {secret(key(n)), secret(sec(n)), as_sys_ms(1795608000000) + milliseconds(n)};
     if (with_previous)
         p.previous = key_material{secret(key(n - 1)), secret(sec(n - 1)), time_or_never::never()};
     return p;
@@ -347,7 +347,7 @@ TEST_F(DeliverLoopback, KubeForbiddenAndUnauthorizedAreErrors) {
 TEST_F(DeliverLoopback, KubeLostAnswerConverges) {
     http::options o = options(server_.url());
     o.max_attempts = 3;
-    o.backoff_base = 10;
+    o.backoff_base = milliseconds(10);
     auto c = http::client::create(io_.get_executor(), o);
     ASSERT_TRUE(c.ok());
     kubernetes_secret_target t(*c.value(), token_file_.string(),
@@ -602,7 +602,7 @@ TEST_F(DeliverLoopback, SecretManagerRefusesASecretItDoesNotOwn) {
 TEST_F(DeliverLoopback, TooManyRequestsIsWaitedOut) {
     http::options o = options(server_.url());  // retries, as keyrotd's clients have
     o.max_attempts = 3;
-    o.backoff_base = 10;
+    o.backoff_base = milliseconds(10);
     auto c = http::client::create(io_.get_executor(), o);
     ASSERT_TRUE(c.ok());
     server_.fail({{"path", "/secrets/apigee-fleet"},

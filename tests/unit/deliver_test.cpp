@@ -46,7 +46,7 @@ payload demo_payload(bool with_previous) {
     payload p;
     p.current = {secret("NEWKEY0123456789abcdefNEWKEY0123456789abcdefABCD"),
                  secret("NEWSECRETxyz0123456789NEWSECRETxyz0123456789ABCD"),
-                 1795608000000};  // 2026-11-25T12:00:00Z
+                 as_sys_ms(1795608000000)};  // 2026-11-25T12:00:00Z
     if (with_previous)
         p.previous = key_material{secret("OLDKEY0123456789abcdefOLDKEY0123456789abcdefABCD"),
                                   secret("OLDSECRETxyz0123456789OLDSECRETxyz0123456789ABCD"),

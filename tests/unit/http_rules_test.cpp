@@ -9,6 +9,7 @@
 
 using namespace keyrot;
 using namespace keyrot::http;
+using namespace std::chrono_literals;
 
 TEST(Url, ParsesHttpsAndLoopbackHttp) {
     auto u = parse_url("https://apigee.googleapis.com");
@@ -65,39 +66,39 @@ TEST(Retry, OnlySafeRequestsAreRepeated) {
 }
 
 TEST(Backoff, FullJitterExponentialCapped) {
-    EXPECT_EQ(backoff_delay(0, 250, 20000, 0.0), 0);
-    EXPECT_EQ(backoff_delay(0, 250, 20000, 0.5), 125);
-    EXPECT_EQ(backoff_delay(1, 250, 20000, 0.5), 250);
-    EXPECT_EQ(backoff_delay(3, 250, 20000, 0.999999), 1999);
-    EXPECT_EQ(backoff_delay(10, 250, 20000, 0.5), 10000);    // capped at 20 s
-    EXPECT_EQ(backoff_delay(1000, 250, 20000, 0.5), 10000);  // no overflow
-    EXPECT_EQ(backoff_delay(-3, 250, 20000, 1.5), 250);      // clamped inputs
+    EXPECT_EQ(backoff_delay(0, 250ms, 20000ms, 0.0), 0ms);
+    EXPECT_EQ(backoff_delay(0, 250ms, 20000ms, 0.5), 125ms);
+    EXPECT_EQ(backoff_delay(1, 250ms, 20000ms, 0.5), 250ms);
+    EXPECT_EQ(backoff_delay(3, 250ms, 20000ms, 0.999999), 1999ms);
+    EXPECT_EQ(backoff_delay(10, 250ms, 20000ms, 0.5), 10000ms);    // capped at 20 s
+    EXPECT_EQ(backoff_delay(1000, 250ms, 20000ms, 0.5), 10000ms);  // no overflow
+    EXPECT_EQ(backoff_delay(-3, 250ms, 20000ms, 1.5), 250ms);      // clamped inputs
     std::mt19937_64 rng(1);
     std::uniform_real_distribution<double> u(0, 1);
     for (int a = 0; a < 20; ++a) {
-        auto d = backoff_delay(a, 100, 5000, u(rng));
-        EXPECT_GE(d, 0);
-        EXPECT_LE(d, std::min<millis>(5000, 100LL << std::min(a, 20)));
+        auto d = backoff_delay(a, 100ms, 5000ms, u(rng));
+        EXPECT_GE(d, 0ms);
+        EXPECT_LE(d, std::min(5000ms, milliseconds(100LL << std::min(a, 20))));
     }
 }
 
 TEST(RetryAfter, SecondsCappedDatesIgnored) {
-    EXPECT_EQ(parse_retry_after("2", 60000), 2000);
-    EXPECT_EQ(parse_retry_after(" 0 ", 60000), 0);
-    EXPECT_EQ(parse_retry_after("3600", 60000), 60000);
-    EXPECT_EQ(parse_retry_after("99999999999999999999999", 60000), 60000);
-    EXPECT_FALSE(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 60000));
-    EXPECT_FALSE(parse_retry_after("-1", 60000));
-    EXPECT_FALSE(parse_retry_after("1.5", 60000));
-    EXPECT_FALSE(parse_retry_after("", 60000));
+    EXPECT_EQ(parse_retry_after("2", 60000ms), 2000ms);
+    EXPECT_EQ(parse_retry_after(" 0 ", 60000ms), 0ms);
+    EXPECT_EQ(parse_retry_after("3600", 60000ms), 60000ms);
+    EXPECT_EQ(parse_retry_after("99999999999999999999999", 60000ms), 60000ms);
+    EXPECT_FALSE(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 60000ms));
+    EXPECT_FALSE(parse_retry_after("-1", 60000ms));
+    EXPECT_FALSE(parse_retry_after("1.5", 60000ms));
+    EXPECT_FALSE(parse_retry_after("", 60000ms));
 }
 
 // Largest number of sends in any half-open window [t, t + 1 s).
-static int max_in_window(const std::vector<std::int64_t>& sends_us) {
+static int max_in_window(const std::vector<std::chrono::microseconds>& sends) {
     int best = 0;
     std::size_t j = 0;
-    for (std::size_t i = 0; i < sends_us.size(); ++i) {
-        while (sends_us[i] - sends_us[j] >= 1'000'000) ++j;
+    for (std::size_t i = 0; i < sends.size(); ++i) {
+        while (sends[i] - sends[j] >= 1s) ++j;
         best = std::max(best, static_cast<int>(i - j + 1));
     }
     return best;
@@ -106,12 +107,12 @@ static int max_in_window(const std::vector<std::int64_t>& sends_us) {
 TEST(TokenBucket, NoWindowExceedsTheRate) {
     for (double rate : {1.0, 3.0, 20.0, 100.0, 7.5}) {
         token_bucket b(rate, 1);
-        std::vector<std::int64_t> sends;
+        std::vector<std::chrono::microseconds> sends;
         // 500 requests arriving in bursts at odd times.
         std::mt19937_64 rng(42);
-        std::int64_t now = 5'000'000;
+        std::chrono::microseconds now = 5s;
         for (int i = 0; i < 500; ++i) {
-            if (rng() % 5 == 0) now += static_cast<std::int64_t>(rng() % 3'000'000);
+            if (rng() % 5 == 0) now += std::chrono::microseconds(rng() % 3'000'000);
             auto at = b.acquire(now);
             EXPECT_GE(at, now);
             sends.push_back(at);
@@ -123,23 +124,23 @@ TEST(TokenBucket, NoWindowExceedsTheRate) {
 
 TEST(TokenBucket, BurstAllowsRatePlusBurstMinusOne) {
     token_bucket b(10, 5);
-    std::vector<std::int64_t> sends;
-    for (int i = 0; i < 100; ++i) sends.push_back(b.acquire(0));
+    std::vector<std::chrono::microseconds> sends;
+    for (int i = 0; i < 100; ++i) sends.push_back(b.acquire(0us));
     // The first five go at once.
-    EXPECT_EQ(std::count(sends.begin(), sends.end(), 0), 5);
+    EXPECT_EQ(std::count(sends.begin(), sends.end(), 0us), 5);
     EXPECT_LE(max_in_window(sends), 10 + 5 - 1);
     // Sustained: 100 sends take about 10 s.
-    EXPECT_GE(sends.back(), 9'000'000);
+    EXPECT_GE(sends.back(), 9s);
 }
 
 TEST(TokenBucket, IdleTimeDoesNotBankTokens) {
     token_bucket b(2, 1);
-    EXPECT_EQ(b.acquire(0), 0);
-    EXPECT_EQ(b.acquire(100'000'000), 100'000'000);
-    EXPECT_EQ(b.acquire(100'000'000), 100'500'000);
+    EXPECT_EQ(b.acquire(0us), 0us);
+    EXPECT_EQ(b.acquire(100s), 100s);
+    EXPECT_EQ(b.acquire(100s), 100500ms);
     token_bucket unlimited(0, 1);
-    EXPECT_EQ(unlimited.acquire(7), 7);
-    EXPECT_EQ(unlimited.acquire(7), 7);
+    EXPECT_EQ(unlimited.acquire(7us), 7us);
+    EXPECT_EQ(unlimited.acquire(7us), 7us);
 }
 
 TEST(NoProxy, CurlSemantics) {

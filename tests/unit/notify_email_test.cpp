@@ -25,7 +25,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr millis k_t0 = 1795608000123;  // 2026-11-25T12:00:00.123Z
+constexpr sys_ms k_t0{milliseconds{1795608000123}};  // 2026-11-25T12:00:00.123Z
 
 event_fields rotated() {
     event_fields f;

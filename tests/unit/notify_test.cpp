@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/asio.hpp"
+#include "common/time.hpp"
 #include "notify/config.hpp"
 #include "notify/delivery.hpp"
 #include "notify/dispatcher.hpp"
@@ -33,11 +34,13 @@
 #include "notify/webhook_sink.hpp"
 #include "temp_dir.hpp"
 #include "unit/http_run_sync.hpp"
+#include "unit/print_time.hpp"
 
 namespace fs = std::filesystem;
 using namespace keyrot;
 using namespace keyrot::notify;
 using nlohmann::json;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -55,7 +58,7 @@ std::string read_file(const fs::path& p) {
     return ss.str();
 }
 
-constexpr millis k_t0 = 1795608000123;  // 2026-11-25T12:00:00.123Z
+constexpr sys_ms k_t0{milliseconds{1795608000123}};  // 2026-11-25T12:00:00.123Z
 
 event_fields rotated() {
     event_fields f;
@@ -362,12 +365,12 @@ TEST(NotifyDelivery, Classification) {
 }
 
 TEST(NotifyDelivery, SpecScheduleWithoutJitter) {
-    const std::vector<millis> want = {5 * k_second, 5 * k_minute, 30 * k_minute, 2 * k_hour,
-                                      5 * k_hour,   10 * k_hour,  14 * k_hour,   20 * k_hour,
-                                      24 * k_hour,  24 * k_hour,  24 * k_hour};
-    const millis max_age = 30 * k_day;
+    const std::vector<milliseconds> want = {5 * k_second, 5 * k_minute, 30 * k_minute, 2 * k_hour,
+                                            5 * k_hour,   10 * k_hour,  14 * k_hour,   20 * k_hour,
+                                            24 * k_hour,  24 * k_hour,  24 * k_hour};
+    const milliseconds max_age = 30 * k_day;
     for (std::size_t i = 0; i < want.size(); ++i) {
-        const millis now = k_t0 + 1000;
+        const sys_ms now = k_t0 + 1000ms;
         const auto n = schedule_next(static_cast<int>(i) + 1, k_t0, now, max_age, 0.5);
         ASSERT_FALSE(n.give_up);
         EXPECT_EQ(n.at - now, want[i]) << "after attempt " << i + 1;
@@ -378,7 +381,8 @@ TEST(NotifyDelivery, JitterIsTenPercentEitherWay) {
     const auto lo = schedule_next(3, k_t0, k_t0, 3 * k_day, 0.0);
     const auto hi = schedule_next(3, k_t0, k_t0, 3 * k_day, 0.999999);
     EXPECT_EQ(lo.at - k_t0, 27 * k_minute);
-    EXPECT_NEAR(static_cast<double>(hi.at - k_t0), 33.0 * k_minute, 1000.0);
+    EXPECT_NEAR(static_cast<double>((hi.at - k_t0).count()),
+                static_cast<double>((33 * k_minute).count()), 1000.0);
 }
 
 TEST(NotifyDelivery, RetryAfterAndMaxAge) {
@@ -387,9 +391,9 @@ TEST(NotifyDelivery, RetryAfterAndMaxAge) {
     EXPECT_EQ(schedule_next(2, k_t0, k_t0, 3 * k_day, 0.5, 1 * k_second).at - k_t0, 5 * k_minute);
     // Following the spec's schedule from the first attempt, the last attempt lands on
     // the 3-day deadline (the table's 75h would be past it), and the next gives up.
-    millis now = k_t0;
+    sys_ms now = k_t0;
     int attempts = 1;
-    std::vector<millis> at;
+    std::vector<sys_ms> at;
     for (;; ++attempts) {
         const auto n = schedule_next(attempts, k_t0, now, 3 * k_day, 0.5);
         if (n.give_up) break;
@@ -431,7 +435,7 @@ TEST(NotifyOutbox, AddIsDurableAndSurvivesReopen) {
     EXPECT_EQ(entry->pending.at("hub").attempts, 2);
     EXPECT_EQ(entry->pending.at("hub").next_at, k_t0 + 5 * k_minute);
     EXPECT_EQ(entry->pending.at("hub").last_error, "HTTP 500");
-    EXPECT_EQ((*box)->earliest("hub"), (std::pair<millis, std::string>{k_t0 + 5 * k_minute, e.id}));
+    EXPECT_EQ((*box)->earliest("hub"), (std::pair<sys_ms, std::string>{k_t0 + 5 * k_minute, e.id}));
     EXPECT_FALSE((*box)->earliest("ops"));
     EXPECT_EQ((*box)->oldest_added(), k_t0);
 
@@ -457,7 +461,8 @@ TEST(NotifyOutbox, EveryAcknowledgedAddSurvivesSigkill) {
         auto box = outbox::open(d.path, 100000);
         if (!box) ::_exit(2);
         for (int i = 0;; ++i) {
-            if ((*box)->add(numbered_event(i), {"hub"}, k_t0 + i).status != add_status::added)
+            if ((*box)->add(numbered_event(i), {"hub"}, k_t0 + milliseconds(i)).status !=
+                add_status::added)
                 ::_exit(3);
             const std::string line = std::to_string(i) + "\n";
             if (::write(fds[1], line.data(), line.size()) < 0) ::_exit(4);
@@ -501,10 +506,10 @@ TEST(NotifyOutbox, DedupesById) {
     auto box = outbox::open(d.path, 10);
     const auto e = make(rotated());
     EXPECT_EQ((*box)->add(e, {"hub"}, k_t0).status, add_status::added);
-    EXPECT_EQ((*box)->add(e, {"hub"}, k_t0 + 1).status, add_status::duplicate);
+    EXPECT_EQ((*box)->add(e, {"hub"}, k_t0 + 1ms).status, add_status::duplicate);
     auto f = rotated();
     f.occurred_at += k_hour;  // the same occurrence seen by a later pass
-    EXPECT_EQ((*box)->add(make(f), {"hub"}, k_t0 + 2).status, add_status::duplicate);
+    EXPECT_EQ((*box)->add(make(f), {"hub"}, k_t0 + 2ms).status, add_status::duplicate);
     EXPECT_EQ((*box)->depth(), 1u);
     EXPECT_EQ((*box)->find(e.id)->added_at, k_t0);
 }
@@ -515,7 +520,7 @@ TEST(NotifyOutbox, BoundedAndLoudWhenFull) {
     for (int i = 0; i < 3; ++i) {
         auto f = rotated();
         f.app = "app-" + std::to_string(i);
-        EXPECT_EQ((*box)->add(make(f), {"hub"}, k_t0 + i).status, add_status::added);
+        EXPECT_EQ((*box)->add(make(f), {"hub"}, k_t0 + milliseconds(i)).status, add_status::added);
     }
     auto f = rotated();
     f.app = "one-too-many";
@@ -565,7 +570,7 @@ TEST(NotifyOutbox, DropSinkAndAge) {
     ASSERT_TRUE((*box)->add(a, {"hub", "gone"}, k_t0).stored());
     ASSERT_TRUE((*box)->add(b, {"gone"}, k_t0 + k_day).stored());
     EXPECT_EQ((*box)->older_than(k_t0).size(), 2u);  // (a, hub), (a, gone)
-    EXPECT_EQ((*box)->older_than(k_t0 - 1).size(), 0u);
+    EXPECT_EQ((*box)->older_than(k_t0 - 1ms).size(), 0u);
     EXPECT_EQ((*box)->drop_sink("gone"), 2u);
     EXPECT_EQ((*box)->depth(), 1u);
     EXPECT_EQ((*box)->sink_names(), std::vector<std::string>{"hub"});
@@ -598,7 +603,7 @@ TEST(NotifyConfig, ParsesAFullSection) {
                       "secretFiles": "/run/whsec"}]})");
     auto c = parse_config(j);
     ASSERT_TRUE(c.ok()) << c.err().describe();
-    EXPECT_EQ(c->expiring_at, (std::vector<millis>{30 * k_day, 7 * k_day, k_day}));
+    EXPECT_EQ(c->expiring_at, (std::vector<milliseconds>{30 * k_day, 7 * k_day, k_day}));
     EXPECT_EQ(c->max_age, 2 * k_day);
     EXPECT_EQ(c->outbox_max, 500u);
     ASSERT_EQ(c->webhooks.size(), 2u);
@@ -690,18 +695,18 @@ void drive(net::io_context& io, net::awaitable<void> aw,
     if (failure) std::rethrow_exception(failure);
 }
 
-net::awaitable<void> sleep_ms(millis ms) {
+net::awaitable<void> sleep_for(milliseconds span) {
     net::steady_timer t(co_await net::this_coro::executor);
-    t.expires_after(std::chrono::milliseconds(ms));
+    t.expires_after(span);
     boost::system::error_code ec;
     co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
 }
 
-// Polls `pred` every 5 ms for up to `limit_ms`.
-net::awaitable<bool> eventually(std::function<bool()> pred, millis limit_ms = 3000) {
-    for (millis waited = 0; waited < limit_ms; waited += 5) {
+// Polls `pred` every 5 ms for up to `limit`.
+net::awaitable<bool> eventually(std::function<bool()> pred, milliseconds limit = 3s) {
+    for (milliseconds waited{0}; waited < limit; waited += 5ms) {
         if (pred()) co_return true;
-        co_await sleep_ms(5);
+        co_await sleep_for(5ms);
     }
     co_return pred();
 }
@@ -753,7 +758,7 @@ struct harness {
 
     explicit harness(std::size_t max = 100) {
         box = std::move(outbox::open(dir.path / "outbox", max).value());
-        opts.schedule = {0, 20, 40};
+        opts.schedule = {0ms, 20ms, 40ms};
         opts.random01 = [] { return 0.5; };
         opts.on_report = [this](const report& r) { reports.push_back(r); };
     }
@@ -860,7 +865,7 @@ TEST(NotifyDispatcher, GoneDisablesTheEndpoint) {
 TEST(NotifyDispatcher, AbandonsAfterMaxAge) {
     net::io_context io;
     harness h;
-    h.opts.max_age = 150;
+    h.opts.max_age = 150ms;
     std::deque<attempt_result> fails(100, attempt_result{503, "HTTP 503", {}});
     auto s = std::make_unique<fake_sink>("hub", fails);
     auto& ref = *s;
@@ -876,9 +881,7 @@ TEST(NotifyDispatcher, FiltersAndResumesAfterRestart) {
     harness h;
     {
         // Stored for "hub" and "gone" by an earlier process that never delivered.
-        const millis now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                               std::chrono::system_clock::now().time_since_epoch())
-                               .count();
+        const sys_ms now = system_now();
         ASSERT_TRUE(h.box->add(numbered_event(1), {"hub", "gone"}, now).stored());
     }
     net::io_context io;

@@ -23,7 +23,7 @@ using keyrot::testing::temp_dir;
 
 action_record sample() {
     action_record r;
-    r.ts = 1795608000123;  // 2026-11-25T12:00:00.123Z
+    r.ts = keyrot::as_sys_ms(1795608000123);  // 2026-11-25T12:00:00.123Z
     r.organization = "acme-prod";
     r.developer = "dev@partner.example.com";
     r.app = "billing \"v2\"\nnext";
@@ -45,8 +45,8 @@ std::vector<std::string> lines_of(const fs::path& p) {
 }  // namespace
 
 TEST(obs_audit, rfc3339_with_milliseconds) {
-    EXPECT_EQ(keyrot::format_time_ms(1795608000123), "2026-11-25T12:00:00.123Z");
-    EXPECT_EQ(keyrot::format_time_ms(0), "1970-01-01T00:00:00.000Z");
+    EXPECT_EQ(keyrot::format_time_ms(keyrot::as_sys_ms(1795608000123)), "2026-11-25T12:00:00.123Z");
+    EXPECT_EQ(keyrot::format_time_ms(keyrot::as_sys_ms(0)), "1970-01-01T00:00:00.000Z");
 }
 
 TEST(obs_audit, writes_one_object_a_line_with_exactly_the_fields) {

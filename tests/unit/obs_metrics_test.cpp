@@ -59,7 +59,7 @@ std::string exposition(const prometheus::Registry& reg) {
 
 action_record record(std::string action) {
     action_record r;
-    r.ts = 1795608000123;
+    r.ts = keyrot::as_sys_ms(1795608000123);
     r.organization = "acme";
     r.developer = "dev@example.com";
     r.app = "billing";
@@ -85,9 +85,9 @@ pass_summary pass(bool ok) {
     pass_summary s;
     s.organization = "acme";
     s.ok = ok;
-    s.started = 1795608000000;
+    s.started = keyrot::as_sys_ms(1795608000000);
     s.seconds = 2.5;
-    s.next_wake = 1795611600000;
+    s.next_wake = keyrot::as_sys_ms(1795611600000);
     pass_summary::policy_counts c;
     c.policy = "p90";
     c.valid = 3;
@@ -188,7 +188,7 @@ TEST_F(obs_metrics_registry, pass_sets_gauges_histogram_and_timestamps) {
     // A failed pass that still saw the inventory updates the gauges but not the
     // last-success time; one that saw nothing keeps the last values.
     auto failed = pass(false);
-    failed.started += 60000;
+    failed.started += std::chrono::seconds(60);
     failed.by_policy[0].valid = 7;
     m.on_pass(failed);
     EXPECT_EQ(state("valid"), 7);
@@ -221,10 +221,11 @@ TEST_F(obs_metrics_registry, pass_sets_gauges_histogram_and_timestamps) {
 TEST_F(obs_metrics_registry, per_key_expiry_series_follow_the_keys) {
     using st = keyrot::plan::key_state;
     auto s = pass(true);
-    s.keys = {key("a", "1111111111111111", st::valid, 1800000000000),
-              key("a", "2222222222222222", st::overlap, 1800000001000),
-              key("b", "3333333333333333", st::due, 1800000002000),
-              key("b", "4444444444444444", st::revoked, 1800000003000),  // revoked: not a series
+    s.keys = {key("a", "1111111111111111", st::valid, keyrot::as_sys_ms(1800000000000)),
+              key("a", "2222222222222222", st::overlap, keyrot::as_sys_ms(1800000001000)),
+              key("b", "3333333333333333", st::due, keyrot::as_sys_ms(1800000002000)),
+              key("b", "4444444444444444", st::revoked,
+                  keyrot::as_sys_ms(1800000003000)),  // revoked: not a series
               key("c", "5555555555555555", st::valid,
                   keyrot::time_or_never::never())};  // never: not a series
     m.on_pass(s);
@@ -248,7 +249,7 @@ TEST_F(obs_metrics_registry, per_key_expiry_series_follow_the_keys) {
     // Another organization's series are its own.
     auto other = pass(true);
     other.organization = "beta";
-    other.keys = {key("z", "9999999999999999", st::valid, 1800000000000)};
+    other.keys = {key("z", "9999999999999999", st::valid, keyrot::as_sys_ms(1800000000000))};
     m.on_pass(other);
     EXPECT_EQ(series(*reg, "keyrotd_key_expiry_timestamp_seconds"), 2u);
     s.keys.clear();
@@ -262,7 +263,8 @@ TEST(obs_metrics, per_key_off_exports_no_key_series) {
     keyrot::obs::recorder rec(nullptr, &m);
     EXPECT_FALSE(rec.wants_keys());
     auto s = pass(true);
-    s.keys = {key("a", "1111111111111111", keyrot::plan::key_state::valid, 1800000000000)};
+    s.keys = {key("a", "1111111111111111", keyrot::plan::key_state::valid,
+                  keyrot::as_sys_ms(1800000000000))};
     m.on_pass(s);
     EXPECT_EQ(series(*reg, "keyrotd_key_expiry_timestamp_seconds"), 0u);
 }
@@ -387,7 +389,7 @@ TEST_F(obs_metrics_registry, delivery_counts_and_held_revocations) {
     EXPECT_EQ(value(*reg, "keyrotd_revocations_held", p), 0);
     EXPECT_FALSE(value(*reg, "keyrotd_revocation_held_expiry_timestamp_seconds", p));
     s.by_policy[0].revocations_held = 2;
-    s.by_policy[0].held_expiry = 1795700000000;
+    s.by_policy[0].held_expiry = keyrot::as_sys_ms(1795700000000);
     m.on_pass(s);
     EXPECT_EQ(value(*reg, "keyrotd_revocations_held", p), 2);
     EXPECT_EQ(value(*reg, "keyrotd_revocation_held_expiry_timestamp_seconds", p), 1795700000);
@@ -404,9 +406,10 @@ TEST_F(obs_metrics_registry, delivery_counts_and_held_revocations) {
 }
 
 TEST(earliest, never_is_later_than_any_instant) {
-    EXPECT_EQ(keyrot::earliest(keyrot::time_or_never::never(), 5), 5);
-    EXPECT_EQ(keyrot::earliest(5, keyrot::time_or_never::never()), 5);
-    EXPECT_EQ(keyrot::earliest(7, 5), 5);
+    const keyrot::sys_ms t5 = keyrot::as_sys_ms(5), t7 = keyrot::as_sys_ms(7);
+    EXPECT_EQ(keyrot::earliest(keyrot::time_or_never::never(), t5), t5);
+    EXPECT_EQ(keyrot::earliest(t5, keyrot::time_or_never::never()), t5);
+    EXPECT_EQ(keyrot::earliest(t7, t5), t5);
     EXPECT_EQ(keyrot::earliest(keyrot::time_or_never::never(), keyrot::time_or_never::never()),
               keyrot::time_or_never::never());
 }

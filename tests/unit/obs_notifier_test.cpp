@@ -11,20 +11,22 @@
 #include <string>
 #include <vector>
 
+#include "common/time.hpp"
 #include "notify/config.hpp"
 #include "obs/audit.hpp"
 #include "obs/notifier.hpp"
 #include "obs/recorder.hpp"
 #include "temp_dir.hpp"
+#include "unit/print_time.hpp"
 
 using namespace keyrot;
 
 namespace {
 
-constexpr millis T0 = 1'800'000'000'000;
-constexpr millis d = k_day;
+constexpr sys_ms T0{milliseconds{1'800'000'000'000}};
+constexpr milliseconds d = k_day;
 
-exec::key_record rec(std::string app, std::string fp, plan::key_state st, millis issued,
+exec::key_record rec(std::string app, std::string fp, plan::key_state st, sys_ms issued,
                      time_or_never expires, std::string replaces = "", bool pending = false) {
     exec::key_record r;
     r.developer = "dev@partner.example.com";
@@ -48,7 +50,7 @@ exec::pass_summary pass(std::vector<exec::key_record> keys) {
     return s;
 }
 
-std::map<std::string, obs::notify_policy> policies(millis overlap, bool revoke = true) {
+std::map<std::string, obs::notify_policy> policies(milliseconds overlap, bool revoke = true) {
     obs::notify_policy p;
     p.overlap = overlap;
     p.revoke = revoke;
@@ -71,7 +73,7 @@ using keyrot::testing::temp_dir;
 struct fixture {
     std::vector<notify::event> published;
     obs::notifier n;
-    explicit fixture(const std::filesystem::path& sent, millis now = T0)
+    explicit fixture(const std::filesystem::path& sent, sys_ms now = T0)
         : n(
               [this](const notify::event& e) {
                   published.push_back(e);
@@ -80,7 +82,7 @@ struct fixture {
               policies(k_hour), sent, nullptr, [now] { return now; }) {}
 };
 
-exec::action_record action(std::string what, std::string key, std::string replaces, millis ts) {
+exec::action_record action(std::string what, std::string key, std::string replaces, sys_ms ts) {
     exec::action_record r;
     r.ts = ts;
     r.organization = "acme";
@@ -118,7 +120,7 @@ TEST(NotifierStranded, OnlyAppsWithoutAnyValidKey) {
 
 TEST(NotifierRederive, RotatedAndRevokedWithinTheirWindows) {
     using ks = plan::key_state;
-    const millis max_age = 3 * d, overlap = 1 * d;
+    const milliseconds max_age = 3 * d, overlap = 1 * d;
     struct row {
         std::string name;
         std::vector<exec::key_record> keys;
@@ -273,7 +275,7 @@ TEST(NotifierStranded, AppWithoutAnyKey) {
 // developer's), so the event reaches webhooks and fixed addresses only.
 TEST(NotifierStranded, TeamAppsNameTheTeam) {
     using ks = plan::key_state;
-    auto team_key = [](std::string app, std::string fp, ks st, millis issued,
+    auto team_key = [](std::string app, std::string fp, ks st, sys_ms issued,
                        time_or_never expires) {
         auto k = rec(std::move(app), std::move(fp), st, issued, expires);
         k.developer = "";
@@ -497,7 +499,7 @@ exec::unmatched_key unmatched(std::string app, std::string fp, time_or_never exp
 }
 
 // The lead times notify_policies() gives keys no policy rotates.
-std::map<std::string, obs::notify_policy> with_unmatched(std::vector<millis> leads) {
+std::map<std::string, obs::notify_policy> with_unmatched(std::vector<milliseconds> leads) {
     auto p = policies(k_hour);
     p[obs::k_unmatched_policy].expiring_at = std::move(leads);
     return p;
@@ -559,19 +561,19 @@ TEST(NotifierUnmatched, NotifyPoliciesGiveTheConfigLeadTimes) {
     policy::config cfg;
     policy::policy p;
     p.name = "p";
-    p.notify_expiring_at = std::vector<millis>{14 * d};
+    p.notify_expiring_at = std::vector<milliseconds>{14 * d};
     cfg.policies.push_back(p);
     notify::config ncfg;
     ncfg.expiring_at = {30 * d, d};
     const auto got = obs::notify_policies(cfg, ncfg);
-    EXPECT_EQ(got.at("p").expiring_at, std::vector<millis>{14 * d});
-    EXPECT_EQ(got.at(obs::k_unmatched_policy).expiring_at, (std::vector<millis>{30 * d, d}));
+    EXPECT_EQ(got.at("p").expiring_at, std::vector<milliseconds>{14 * d});
+    EXPECT_EQ(got.at(obs::k_unmatched_policy).expiring_at, (std::vector<milliseconds>{30 * d, d}));
 }
 
 TEST(NotifierUnmatched, OncePerLeadWhileTheKeyIsListed) {
     temp_dir dir;
     std::vector<notify::event> published;
-    millis now = T0;
+    sys_ms now = T0;
     obs::notifier n(
         [&published](const notify::event& e) {
             published.push_back(e);

@@ -6,12 +6,13 @@
 
 #include "common/model.hpp"
 #include "policy/config.hpp"
+#include "unit/print_time.hpp"
 
 namespace keyrot::testing {
 
-inline constexpr millis T0 = 1'800'000'000'000;  // 2027-01-15, a Friday
+inline constexpr sys_ms T0{milliseconds{1'800'000'000'000}};  // 2027-01-15, a Friday
 
-inline credential key(std::string fp, millis issued, time_or_never expires,
+inline credential key(std::string fp, sys_ms issued, time_or_never expires,
                       approval status = approval::approved,
                       std::vector<product_grant> products = {{"payments", approval::approved}}) {
     credential c;
@@ -26,7 +27,7 @@ inline credential key(std::string fp, millis issued, time_or_never expires,
     return c;
 }
 
-inline credential successor(std::string fp, const std::string& parent, bool pending, millis issued,
+inline credential successor(std::string fp, const std::string& parent, bool pending, sys_ms issued,
                             time_or_never expires, approval status = approval::approved) {
     credential c = key(std::move(fp), issued, expires, status);
     c.attributes.push_back({k_marker_attribute, (pending ? "pending:" : "") + parent});

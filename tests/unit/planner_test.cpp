@@ -11,6 +11,7 @@
 
 using namespace keyrot;
 using namespace keyrot::testing;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -21,7 +22,7 @@ struct row {
     std::vector<std::string> expect;  // "kind:fp", report that counts as failed: "report!:fp"
     time_or_never wake;               // expected next_wake
     plan::options opt = {};
-    millis now = T0;
+    sys_ms now = T0;
 };
 
 std::string describe(const plan::action& a) {
@@ -50,7 +51,7 @@ TEST_P(PlannerRules, Plans) {
     EXPECT_EQ(got.next_wake, r.wake);
 }
 
-const millis d = k_day;
+const milliseconds d = k_day;
 
 INSTANTIATE_TEST_SUITE_P(
     Rotation, PlannerRules,
@@ -93,7 +94,7 @@ INSTANTIATE_TEST_SUITE_P(
         row{"pending_successor_is_completed_not_duplicated",
             [] {
                 return make_app({key("a1", T0 - 80 * d, T0 + 10 * d),
-                                 successor("b2", "a1", true, T0 - 1000, T0 + 90 * d)});
+                                 successor("b2", "a1", true, T0 - 1000ms, T0 + 90 * d)});
             },
             {},
             {"complete:b2"},
@@ -144,7 +145,7 @@ INSTANTIATE_TEST_SUITE_P(
             T0 + 3 * d},
         row{"expired_old_key_is_not_revoked_needlessly",
             [] {
-                return make_app({key("a1", T0 - 90 * d, T0 - 1),
+                return make_app({key("a1", T0 - 90 * d, T0 - 1ms),
                                  successor("b2", "a1", false, T0 - 2 * d, T0 + 88 * d)});
             },
             {},
@@ -253,12 +254,12 @@ INSTANTIATE_TEST_SUITE_P(
         row{"duplicate_successors_keep_smaller_fingerprint",
             [] {
                 return make_app({key("a1", T0 - 80 * d, T0 + 10 * d),
-                                 successor("b2", "a1", false, T0 - 1000, T0 + 90 * d),
-                                 successor("9f", "a1", false, T0 - 900, T0 + 90 * d)});
+                                 successor("b2", "a1", false, T0 - 1000ms, T0 + 90 * d),
+                                 successor("9f", "a1", false, T0 - 900ms, T0 + 90 * d)});
             },
             {},
             {"revoke:b2"},
-            T0 - 900 + 7 * d},
+            T0 - 900ms + 7 * d},
         row{"never_touch_unmarked_keys",
             [] {
                 return make_app({key("a1", T0 - 10 * d, T0 + 80 * d),
@@ -322,7 +323,7 @@ INSTANTIATE_TEST_SUITE_P(
         row{"pending_successor_of_revoked_key_not_completed",
             [] {
                 return make_app({key("a1", T0 - 80 * d, T0 + 10 * d, approval::revoked),
-                                 successor("b2", "a1", true, T0 - 1000, T0 + 90 * d)});
+                                 successor("b2", "a1", true, T0 - 1000ms, T0 + 90 * d)});
             },
             {},
             {"report!:b2"},
@@ -336,7 +337,7 @@ INSTANTIATE_TEST_SUITE_P(
         row{"revoke_now_after_complete",
             [] {
                 return make_app({key("a1", T0 - 1 * d, T0 + 89 * d),
-                                 successor("b2", "a1", false, T0 - 1000, T0 + 90 * d)});
+                                 successor("b2", "a1", false, T0 - 1000ms, T0 + 90 * d)});
             },
             {},
             {"revoke:a1"},
@@ -433,7 +434,7 @@ TEST(Planner, ReportsAreClassifiedForObservers) {
     got = plan::plan_app(make_app({full}), make_policy(), T0);
     ASSERT_EQ(got.actions.size(), 1u);
     EXPECT_EQ(plan::classify_report(got.actions[0].reason), plan::report_code::no_room_for_marker);
-    credential s = successor("b2", "a1", false, T0 - 10 * k_day, T0 - 1);
+    credential s = successor("b2", "a1", false, T0 - 10 * k_day, T0 - 1ms);
     got = plan::plan_app(make_app({key("a1", T0 - 88 * k_day, T0 + 2 * k_day), s}), make_policy(),
                          T0, plan::options{false, true});
     ASSERT_FALSE(got.actions.empty());
@@ -528,7 +529,7 @@ TEST(Planner, KeysOfAppsLeftAloneAreSkippedNeverDue) {
 
 TEST(Planner, RevokeNowSaysSo) {
     app a = make_app({key("a1", T0 - 10 * k_day, T0 + 80 * k_day),
-                      successor("b2", "a1", false, T0 - 1000, T0 + 89 * k_day)});
+                      successor("b2", "a1", false, T0 - 1000ms, T0 + 89 * k_day)});
     auto now = plan::plan_app(a, make_policy(), T0, plan::options{false, true});
     ASSERT_EQ(now.actions.size(), 1u);
     EXPECT_EQ(now.actions[0].kind, plan::action_kind::revoke_key);
@@ -556,7 +557,7 @@ struct forecast_row {
     std::string name;
     std::function<app()> make;
     std::function<void(policy::policy&)> tweak;
-    millis within;
+    milliseconds within;
     std::vector<std::string> expect;
     bool no_policy = false;
 };
@@ -574,15 +575,15 @@ TEST_P(ForecastRules, Forecasts) {
     std::vector<std::string> items;
     for (const auto& it : got) {
         EXPECT_FALSE(it.reason.empty()) << "every item says why";
-        const millis day = (it.at - T0) / k_day;
-        const bool whole = (it.at - T0) % k_day == 0;
+        const auto day = (it.at - T0) / k_day;
+        const bool whole = (it.at - T0) % k_day == 0ms;
         items.push_back(std::string(plan::to_string(it.kind)) + ":" + it.key + "@" +
                         std::to_string(day) + (whole ? "" : "+"));
     }
     EXPECT_EQ(items, r.expect);
 }
 
-const millis fd = k_day;
+const milliseconds fd = k_day;
 
 INSTANTIATE_TEST_SUITE_P(
     Forecast, ForecastRules,
@@ -692,8 +693,8 @@ TEST(Window, NamedZoneFollowsDaylightSavingTime) {
     // Europe/Berlin: CET (+01:00) until Sunday 2027-03-28 01:00 UTC, CEST (+02:00) after.
     policy::time_window w{{1, 2, 3, 4, 5}, 9 * 60, 17 * 60, "Europe/Berlin", 0};
     w.zone = date::locate_zone("Europe/Berlin");
-    const millis fri_winter = 1806019200000;  // Friday 2027-03-26 00:00 UTC
-    const millis mon_summer = fri_winter + 3 * k_day;
+    const sys_ms fri_winter = as_sys_ms(1806019200000);  // Friday 2027-03-26 00:00 UTC
+    const sys_ms mon_summer = fri_winter + 3 * k_day;
     // Winter: 09:00 local is 08:00 UTC.
     EXPECT_FALSE(plan::in_window(w, fri_winter + 8 * k_hour - k_minute));
     EXPECT_TRUE(plan::in_window(w, fri_winter + 8 * k_hour));
@@ -713,12 +714,12 @@ TEST(Window, NamedZoneTimeSkippedOrRepeated) {
     w.zone = date::locate_zone("Europe/Berlin");
     // Sunday 2027-03-28: 02:30 local does not exist (02:00 -> 03:00 at 01:00
     // UTC); the window opens at the change, 03:00 local.
-    const millis sun_spring = 1806192000000;  // 2027-03-28 00:00 UTC
+    const sys_ms sun_spring = as_sys_ms(1806192000000);  // 2027-03-28 00:00 UTC
     EXPECT_EQ(plan::next_window_open(w, sun_spring), sun_spring + 1 * k_hour);
     EXPECT_TRUE(plan::in_window(w, sun_spring + 1 * k_hour));  // 03:00 CEST
     // Sunday 2027-10-31: 02:30 local happens twice (03:00 CEST -> 02:00 CET at
     // 01:00 UTC); the window opens at the first, 00:30 UTC.
-    const millis sun_autumn = 1824940800000;  // 2027-10-31 00:00 UTC
+    const sys_ms sun_autumn = as_sys_ms(1824940800000);  // 2027-10-31 00:00 UTC
     EXPECT_EQ(plan::next_window_open(w, sun_autumn), sun_autumn + 30 * k_minute);
 }
 

@@ -294,10 +294,10 @@ TEST(Fixtures, MinimalConfigGetsDefaults) {
     EXPECT_FALSE(p.dry_run);
     EXPECT_EQ(p.rotation.key_lifetime, 90 * k_day);
     EXPECT_EQ(p.rotation.rotate_before, 14 * k_day);
-    EXPECT_EQ(p.rotation.max_age, 0);
+    EXPECT_EQ(p.rotation.max_age, milliseconds(0));
     EXPECT_EQ(p.rotation.overlap, 7 * k_day);
     EXPECT_TRUE(p.rotation.revoke);
-    EXPECT_EQ(p.rotation.delete_revoked_after, 0);
+    EXPECT_EQ(p.rotation.delete_revoked_after, milliseconds(0));
     EXPECT_EQ(p.rotation.method, rotation_method::import_key);
     EXPECT_FALSE(p.rotation.window);
     EXPECT_TRUE(p.match.developers.empty());

@@ -155,12 +155,12 @@ TEST(LeaseMath, RenewDeadlineEndsWritingBeforeExpiry) {
     // whole seconds) from when it saw that write, which is no earlier than it
     // was sent. Breaking validate()'s rule or rounding the duration down fails here.
     const steady_time sent = steady_time{} + std::chrono::hours(1);
-    const millis grid[] = {100,  500,   999,   1000,  1001,  1500,  2000,  2400, 2401,
-                           9999, 10000, 10001, 10500, 14999, 15000, 15001, 60000};
+    const std::int64_t grid[] = {100,  500,   999,   1000,  1001,  1500,  2000,  2400, 2401,
+                                 9999, 10000, 10001, 10500, 14999, 15000, 15001, 60000};
     int accepted = 0, refused = 0;
-    for (millis lease : grid)
-        for (millis renew : grid)
-            for (millis retry : grid) {
+    for (std::int64_t lease : grid)
+        for (std::int64_t renew : grid)
+            for (std::int64_t retry : grid) {
                 lease_config cfg = valid_config();
                 cfg.lease_duration = std::chrono::milliseconds(lease);
                 cfg.renew_deadline = std::chrono::milliseconds(renew);
@@ -172,8 +172,8 @@ TEST(LeaseMath, RenewDeadlineEndsWritingBeforeExpiry) {
                 ++accepted;
                 const auto rec =
                     next_record(std::nullopt, "pod-a", k_t0, lease_seconds(cfg.lease_duration));
-                for (millis after : {millis{0}, millis{1}, 5 * k_second}) {
-                    const steady_time seen = sent + std::chrono::milliseconds(after);
+                for (std::chrono::milliseconds after : {0ms, 1ms, 5 * k_second}) {
+                    const steady_time seen = sent + after;
                     EXPECT_LT(sent + std::chrono::milliseconds(cfg.renew_deadline),
                               lease_expiry(rec, seen))
                         << "lease " << lease << " renew " << renew << " retry " << retry;
@@ -267,7 +267,7 @@ TEST_F(Env, InCluster) {
     auto o = lease_http_options(*cfg);
     EXPECT_EQ(o.base_url, "https://10.96.0.1:6443");
     EXPECT_EQ(o.max_attempts, 1);
-    EXPECT_LT(o.timeout, cfg->renew_deadline.count());
+    EXPECT_LT(o.timeout, cfg->renew_deadline);
 
     setenv("KUBERNETES_SERVICE_HOST", "fd00::1", 1);
     unsetenv("KUBERNETES_SERVICE_PORT");

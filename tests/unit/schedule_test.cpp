@@ -241,7 +241,8 @@ TEST(Schedule, JitterStaysWithinTenPercent) {
     for (int i = 0; i < 1000; ++i) {
         schedule_state s;
         const decision d = next_pass(ok_full(), s, [&rng](milliseconds a, milliseconds b) {
-            return milliseconds(std::uniform_int_distribution<millis>(a.count(), b.count())(rng));
+            return milliseconds(
+                std::uniform_int_distribution<milliseconds::rep>(a.count(), b.count())(rng));
         });
         lo = lo ? std::min(*lo, d.wait) : d.wait;
         hi = std::max(hi, d.wait);

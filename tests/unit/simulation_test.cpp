@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <random>
@@ -36,7 +37,7 @@ class simulation {
 
     int next_id() { return ++id_; }
 
-    credential new_key(millis now, time_or_never expires) {
+    credential new_key(sys_ms now, time_or_never expires) {
         credential c;
         c.fingerprint = fp(next_id());
         c.consumer_key = secret("ck" + c.fingerprint);
@@ -52,13 +53,16 @@ class simulation {
         return buf;
     }
 
-    millis rand_span(millis lo, millis hi) {
-        return std::uniform_int_distribution<millis>(lo, hi)(rng_);
+    std::int64_t rand_span(std::int64_t lo, std::int64_t hi) {
+        return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng_);
+    }
+    milliseconds rand_span(milliseconds lo, milliseconds hi) {
+        return milliseconds(rand_span(lo.count(), hi.count()));
     }
     bool chance(double p) { return std::bernoulli_distribution(p)(rng_); }
 
     // Applies one action the way the executor does, possibly "crashing" part-way.
-    void apply(sim_app& s, const plan::action& act, millis now) {
+    void apply(sim_app& s, const plan::action& act, sys_ms now) {
         auto find = [&](const std::string& f) -> credential* {
             for (auto& c : s.a.credentials)
                 if (c.fingerprint == f) return &c;
@@ -152,7 +156,7 @@ class simulation {
         ADD_FAILURE() << "completion did not converge in 64 steps";
     }
 
-    void check_revocation_allowed(const sim_app& s, const credential& old, millis now) {
+    void check_revocation_allowed(const sim_app& s, const credential& old, sys_ms now) {
         // A revoked old key had a complete, valid successor whose overlap is over.
         const credential* succ = nullptr;
         for (const auto& c : s.a.credentials) {
@@ -171,11 +175,11 @@ class simulation {
         }
     }
 
-    void check_invariants(const sim_app& s, millis now) {
+    void check_invariants(const sim_app& s, sys_ms now) {
         bool valid = false;
         for (const auto& c : s.a.credentials) valid |= plan::key_valid(c, now);
         // Even when a person revokes a successor: the old key then gets a new one.
-        EXPECT_TRUE(valid) << "app " << s.a.name << " without a valid key at " << now;
+        EXPECT_TRUE(valid) << "app " << s.a.name << " without a valid key at " << as_millis(now);
         // At most one approved, unexpired successor per key.
         std::map<std::string, int> live;
         for (const auto& c : s.a.credentials) {
@@ -216,7 +220,7 @@ class simulation {
         }
     }
 
-    void human(sim_app& s, millis now) {
+    void human(sim_app& s, sys_ms now) {
         if (chance(0.001)) {  // adds a key by hand
             credential c = new_key(now, now + rand_span(30, 200) * k_day);
             c.products = {{"payments", approval::approved}};
@@ -258,26 +262,27 @@ TEST(Simulation, ThreeYearsOfRotationKeepInvariants) {
     unsigned worlds = 3;
     if (const char* n = std::getenv("KEYROT_SIM_SEEDS"); n != nullptr && *n >= '1' && *n <= '3')
         worlds = static_cast<unsigned>(*n - '0');
-    millis days = 3 * 365;
+    std::int64_t days = 3 * 365;
     if (const char* d = std::getenv("KEYROT_SIM_DAYS"); d != nullptr)
-        days = std::clamp<millis>(std::atoll(d), 365, 3 * 365);
+        days = std::clamp<std::int64_t>(std::atoll(d), 365, 3 * 365);
     for (unsigned seed = 1; seed <= worlds; ++seed) {
         SCOPED_TRACE("seed " + std::to_string(seed));
         simulation sim(seed);
-        const millis start = keyrot::testing::T0;
+        const sys_ms start = keyrot::testing::T0;
         std::vector<sim_app> apps;
         for (int i = 0; i < 25; ++i) {
             sim_app s;
             s.p = keyrot::testing::make_policy();
-            const millis life = sim.rand_span(20, 200) * k_day;
+            const milliseconds life = sim.rand_span(20, 200) * k_day;
             s.p.rotation.key_lifetime = life;
             s.p.rotation.rotate_before = sim.rand_span(2 * k_day, life / 3);
             s.p.rotation.overlap = sim.rand_span(k_hour, s.p.rotation.rotate_before / 2);
-            s.p.rotation.delete_revoked_after = sim.chance(0.5) ? sim.rand_span(0, 60) * k_day : 0;
+            s.p.rotation.delete_revoked_after =
+                sim.chance(0.5) ? sim.rand_span(0, 60) * k_day : milliseconds(0);
             if (sim.chance(0.2)) s.p.rotation.max_age = life / 2;
             s.a = keyrot::testing::make_app({});
             s.a.name = "app" + std::to_string(i);
-            credential k = sim.new_key(start - sim.rand_span(0, life / 2), 0);
+            credential k = sim.new_key(start - sim.rand_span(milliseconds(0), life / 2), sys_ms{});
             k.expires_at = k.issued_at + life;
             k.attributes = {{"tier", "gold"}};
             if (sim.chance(0.3)) {
@@ -292,9 +297,9 @@ TEST(Simulation, ThreeYearsOfRotationKeepInvariants) {
             s.a.credentials.push_back(std::move(k));
             apps.push_back(std::move(s));
         }
-        const millis step = 6 * k_hour;  // keyrotd's pass interval in this world
-        const millis end = start + days * k_day;
-        for (millis now = start; now < end; now += step) {
+        const milliseconds step = 6 * k_hour;  // keyrotd's pass interval in this world
+        const sys_ms end = start + days * k_day;
+        for (sys_ms now = start; now < end; now += step) {
             for (auto& s : apps) {
                 sim.human(s, now);
                 // Two passes per step: a crash leaves a pending successor for the next one.
@@ -310,8 +315,9 @@ TEST(Simulation, ThreeYearsOfRotationKeepInvariants) {
         // most keyLifetime (maxAge, when set, is shorter), so three years need at
         // least floor(3 years / keyLifetime) - 1 successors.
         for (const auto& s : apps) {
-            const millis life =
-                s.p.rotation.max_age > 0 ? s.p.rotation.max_age : *s.p.rotation.key_lifetime;
+            const milliseconds life = s.p.rotation.max_age > milliseconds(0)
+                                          ? s.p.rotation.max_age
+                                          : *s.p.rotation.key_lifetime;
             EXPECT_GE(s.creates, static_cast<int>((end - start) / life) - 1)
                 << s.a.name << " (lifetime " << life / k_day << " days) was rotated too rarely";
         }

@@ -424,11 +424,11 @@ TEST(Retiring, OnlyAnOldKeysRevocationWaitsForDelivery) {
 }
 
 TEST(Retiring, AnOldKeyIsRevokedOnlyWhileItsSuccessorIsValid) {
-    constexpr millis now = 1'800'000'000'000;
+    constexpr sys_ms now{milliseconds{1'800'000'000'000}};
     credential s = imported();
     s.expires_at = now + k_day;
     EXPECT_FALSE(plan::check_revocable(s, "s1", now));
-    s.expires_at = now - 1;
+    s.expires_at = now - milliseconds(1);
     EXPECT_EQ(plan::check_revocable(s, "s1", now), "successor s1 is not valid now; not revoked");
     s.expires_at = time_or_never::never();
     EXPECT_FALSE(plan::check_revocable(s, "s1", now));
