@@ -19,7 +19,7 @@ error auth_error(std::string message) {
     return e;
 }
 
-result<bearer> read_bearer(nlohmann::json& doc, std::int64_t default_expires_in,
+result<bearer> read_bearer(nlohmann::json& doc, std::chrono::seconds default_expires_in,
                            const std::string& who) {
     auto str = [&doc](const char* k) -> std::string* {
         if (!doc.is_object()) return nullptr;
@@ -46,20 +46,19 @@ result<bearer> read_bearer(nlohmann::json& doc, std::int64_t default_expires_in,
     cleanse(*access);
     b.expires_in = default_expires_in;
     if (auto e = doc.find("expires_in"); e != doc.end() && e->is_number_integer())
-        b.expires_in = std::max<std::int64_t>(1, e->get<std::int64_t>());
+        b.expires_in = std::chrono::seconds(std::max<std::int64_t>(1, e->get<std::int64_t>()));
     return b;
 }
 
 net::awaitable<result<secret>> token_cache::get(net::any_io_executor ex,
-                                                std::function<std::int64_t()> clock,
-                                                renewal renew) {
+                                                std::function<sys_ms()> clock, renewal renew) {
     while (renewing_) {
         net::steady_timer t(ex, std::chrono::steady_clock::time_point::max());
         waiters_.push_back(&t);
         boost::system::error_code ec;
         co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
     }
-    if (!header_.empty() && clock() < refresh_at_) co_return header_;
+    if (!header_.empty() && refresh_at_ && clock() < *refresh_at_) co_return header_;
     renewing_ = true;
     auto r = co_await renew();
     renewing_ = false;
@@ -68,16 +67,17 @@ net::awaitable<result<secret>> token_cache::get(net::any_io_executor ex,
     co_return r;
 }
 
-secret token_cache::store(secret header, std::int64_t now, std::int64_t expires_in) {
+secret token_cache::store(secret header, sys_ms now, std::chrono::seconds expires_in) {
     header_ = std::move(header);
-    const auto margin = std::min<std::int64_t>(300, std::max<std::int64_t>(1, expires_in / 10));
+    using std::chrono::seconds;
+    const seconds margin = std::min(seconds(300), std::max(seconds(1), expires_in / 10));
     refresh_at_ = now + expires_in - margin;
     return header_;
 }
 
 void token_cache::invalidate() {
     header_.clear();
-    refresh_at_ = 0;
+    refresh_at_.reset();
 }
 
 }  // namespace keyrot::auth::detail

@@ -43,25 +43,20 @@ std::optional<std::string> read_secret_file(const std::string& path) {
 class edge_source final : public token_source {
   public:
     edge_source(std::unique_ptr<http::transport> login, net::any_io_executor ex, std::string target,
-                const policy::auth_config& cfg, std::function<std::int64_t()> clock)
+                const policy::auth_config& cfg, std::function<sys_ms()> clock)
         : login_(std::move(login)),
           ex_(std::move(ex)),
           target_(std::move(target)),
           cfg_(cfg),
           clock_(std::move(clock)) {
-        if (!clock_)
-            clock_ = [] {
-                return std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                    .count();
-            };
+        if (!clock_) clock_ = system_now;
     }
 
     net::awaitable<result<secret>> authorization_header() override {
         // One token request at a time; the others wait for its answer.
         // (Named arguments: GCC 12 mishandles temporaries passed to a coroutine.)
         net::any_io_executor ex = ex_;
-        std::function<std::int64_t()> clock = clock_;
+        std::function<sys_ms()> clock = clock_;
         detail::token_cache::renewal renew = [this] { return renew_token(); };
         auto r = co_await cache_.get(ex, clock, renew);
         co_return r;
@@ -144,7 +139,7 @@ class edge_source final : public token_source {
                     co_return auth_error("the MFA seed in " + cfg_.mfa_seed_file +
                                          " is not base32 (A-Z, 2-7)");
                 }
-                std::string code = totp(*seed, clock_());
+                std::string code = totp(*seed, std::chrono::floor<std::chrono::seconds>(clock_()));
                 cleanse(*seed);
                 target += (target.find('?') == std::string::npos ? "?" : "&");
                 target += "mfa_token=" + code;
@@ -167,7 +162,7 @@ class edge_source final : public token_source {
         req.headers.emplace_back("Accept", "application/json");
         // The login server's public client (edgecli:edgeclisecret), as get_token's.
         req.authorization = secret("Basic ZWRnZWNsaTplZGdlY2xpc2VjcmV0");
-        const std::int64_t now = clock_();
+        const sys_ms now = clock_();
         auto r = co_await login_->send(std::move(req));
         if (!r)
             co_return auth_error("Edge login server " + std::string(what) + ": " +
@@ -190,7 +185,8 @@ class edge_source final : public token_source {
         }
         json doc = json::parse(r->body, nullptr, false);
         cleanse(r->body);
-        auto b = detail::read_bearer(doc, 1799, "Edge login server");  // Edge's live 30 minutes
+        auto b = detail::read_bearer(doc, std::chrono::seconds(1799),
+                                     "Edge login server");  // Edge's live 30 minutes
         if (!b) co_return b.err();
         if (auto it = doc.find("refresh_token");
             it != doc.end() && it->is_string() && !it->get_ref<std::string&>().empty()) {
@@ -204,7 +200,7 @@ class edge_source final : public token_source {
     net::any_io_executor ex_;
     std::string target_;
     policy::auth_config cfg_;
-    std::function<std::int64_t()> clock_;
+    std::function<sys_ms()> clock_;
     detail::token_cache cache_;
     secret refresh_token_;
     secret used_passcode_;
@@ -215,7 +211,7 @@ class edge_source final : public token_source {
 std::unique_ptr<token_source> make_edge_oauth_over(std::unique_ptr<http::transport> login,
                                                    net::any_io_executor ex, std::string target,
                                                    const policy::auth_config& cfg,
-                                                   std::function<std::int64_t()> clock) {
+                                                   std::function<sys_ms()> clock) {
     return std::make_unique<edge_source>(std::move(login), std::move(ex), std::move(target), cfg,
                                          std::move(clock));
 }

@@ -42,7 +42,7 @@ class minting_source : public token_source {
     net::awaitable<result<secret>> authorization_header() override {
         // (Named arguments: GCC 12 mishandles temporaries passed to a coroutine.)
         net::any_io_executor ex = client_->executor();
-        std::function<std::int64_t()> clock = &now_seconds;
+        std::function<sys_ms()> clock = system_now;
         detail::token_cache::renewal renew = [this] { return mint_and_cache(); };
         auto r = co_await cache_.get(ex, clock, renew);
         co_return r;
@@ -52,25 +52,19 @@ class minting_source : public token_source {
 
   protected:
     struct minted {
-        std::int64_t expires_in = 3600;
+        std::chrono::seconds expires_in{3600};
     };
     // Sends the token request; on success stores "Bearer <token>" in `out`.
-    virtual net::awaitable<result<minted>> mint(std::int64_t now, secret& out) = 0;
+    virtual net::awaitable<result<minted>> mint(sys_ms now, secret& out) = 0;
 
     http::client& client() { return *client_; }
-
-    static std::int64_t now_seconds() {
-        return std::chrono::duration_cast<std::chrono::seconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-            .count();
-    }
 
     // {"access_token", "expires_in", "token_type"}: Google's token answer, from
     // the OAuth endpoint and the metadata server alike. Wipes the body.
     static result<minted> read_token_answer(std::string& body, secret& out, const char* who) {
         json doc = json::parse(body, nullptr, false);
         cleanse(body);
-        auto b = detail::read_bearer(doc, 3600, who);
+        auto b = detail::read_bearer(doc, std::chrono::seconds(3600), who);
         if (!b) return b.err();
         out = std::move(b->header);
         return minted{b->expires_in};
@@ -78,7 +72,7 @@ class minting_source : public token_source {
 
   private:
     net::awaitable<result<secret>> mint_and_cache() {
-        auto now = now_seconds();
+        const sys_ms now = system_now();
         secret fresh;
         auto m = co_await mint(now, fresh);
         if (!m) co_return m.err();
@@ -110,7 +104,7 @@ class google_source final : public minting_source {
     std::string audience_;  // the token_uri as written in the key file
 
   private:
-    net::awaitable<result<minted>> mint(std::int64_t now, secret& out) override {
+    net::awaitable<result<minted>> mint(sys_ms now, secret& out) override {
         auto jwt = sign_assertion(now);
         if (!jwt) co_return jwt.err();
         http::request req;
@@ -147,7 +141,10 @@ class google_source final : public minting_source {
         return s;
     }
 
-    result<secret> sign_assertion(std::int64_t now) const {
+    result<secret> sign_assertion(sys_ms at) const {
+        // JWT's iat and exp: seconds since the epoch.
+        const std::int64_t now =
+            std::chrono::floor<std::chrono::seconds>(at).time_since_epoch().count();
         json header = {{"alg", "RS256"}, {"typ", "JWT"}};
         if (!key_id_.empty()) header["kid"] = key_id_;
         json claims = {{"iss", email_},
@@ -197,7 +194,7 @@ class metadata_source final : public minting_source {
     }
 
   private:
-    net::awaitable<result<minted>> mint(std::int64_t, secret& out) override {
+    net::awaitable<result<minted>> mint(sys_ms, secret& out) override {
         http::request req;
         req.method = "GET";
         req.target = std::string(k_metadata_token_path);

@@ -17,6 +17,7 @@
 #include "common/asio.hpp"
 #include "common/result.hpp"
 #include "common/secret.hpp"
+#include "common/time.hpp"
 
 namespace keyrot::policy {
 struct auth_config;
@@ -103,11 +104,11 @@ result<std::unique_ptr<token_source>> make_google_metadata(const std::string& ho
 result<std::unique_ptr<token_source>> make_edge_oauth(const policy::auth_config& cfg,
                                                       http::client* for_login);
 // The same over any transport to the login server (`target`: the token path),
-// with a clock in Unix seconds (the system's when empty): for tests.
+// with a clock (the system's when empty): for tests.
 std::unique_ptr<token_source> make_edge_oauth_over(std::unique_ptr<http::transport> login,
                                                    net::any_io_executor ex, std::string target,
                                                    const policy::auth_config& cfg,
-                                                   std::function<std::int64_t()> clock = {});
+                                                   std::function<sys_ms()> clock = {});
 
 // RFC 4648 base64 (with padding), for Basic.
 std::string base64(std::string_view in);

@@ -41,7 +41,8 @@ std::optional<std::string> base32_decode(std::string_view text) {
     return out;
 }
 
-std::string totp(std::string_view key, std::int64_t unix_seconds, int digits, int step) {
+std::string totp(std::string_view key, std::chrono::sys_seconds at, int digits, int step) {
+    const std::int64_t unix_seconds = at.time_since_epoch().count();
     const std::uint64_t counter = static_cast<std::uint64_t>(unix_seconds < 0 ? 0 : unix_seconds) /
                                   static_cast<std::uint64_t>(step);
     std::array<unsigned char, 8> msg{};

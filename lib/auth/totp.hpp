@@ -3,6 +3,7 @@
 // through OpenSSL, from the base32 seed the user enrolled with (RFC 4648).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -15,8 +16,8 @@ namespace keyrot::auth {
 // when nothing is left. The result holds the seed: cleanse it after use.
 std::optional<std::string> base32_decode(std::string_view text);
 
-// The TOTP code of `key` (raw bytes) at `unix_seconds`: `digits` decimal
+// The TOTP code of `key` (raw bytes) at `at`: `digits` decimal
 // digits, zero-padded (6 for Edge; RFC 6238's vectors use 8), `step` seconds.
-std::string totp(std::string_view key, std::int64_t unix_seconds, int digits = 6, int step = 30);
+std::string totp(std::string_view key, std::chrono::sys_seconds at, int digits = 6, int step = 30);
 
 }  // namespace keyrot::auth

@@ -20,19 +20,25 @@ using json = nlohmann::json;
 // ---------------------------------------------------------------------------
 // RFC 6238, Appendix B: the SHA-1 vectors (seed "12345678901234567890", 8 digits).
 
+// RFC 6238's T: seconds since the epoch.
+static std::chrono::sys_seconds unix_at(std::int64_t t) {
+    return std::chrono::sys_seconds(std::chrono::seconds(t));
+}
+
 TEST(Totp, Rfc6238Sha1Vectors) {
     const std::string seed = "12345678901234567890";
     const std::pair<std::int64_t, const char*> vectors[] = {
         {59, "94287082"},         {1111111109, "07081804"}, {1111111111, "14050471"},
         {1234567890, "89005924"}, {2000000000, "69279037"}, {20000000000, "65353130"},
     };
-    for (const auto& [t, code] : vectors) EXPECT_EQ(auth::totp(seed, t, 8), code) << "T=" << t;
+    for (const auto& [t, code] : vectors)
+        EXPECT_EQ(auth::totp(seed, unix_at(t), 8), code) << "T=" << t;
     // Edge's codes: the last six digits, zero-padded.
-    EXPECT_EQ(auth::totp(seed, 59), "287082");
-    EXPECT_EQ(auth::totp(seed, 1111111109), "081804");
+    EXPECT_EQ(auth::totp(seed, unix_at(59)), "287082");
+    EXPECT_EQ(auth::totp(seed, unix_at(1111111109)), "081804");
     // The same 30-second step, the same code.
-    EXPECT_EQ(auth::totp(seed, 60), auth::totp(seed, 89));
-    EXPECT_NE(auth::totp(seed, 89), auth::totp(seed, 90));
+    EXPECT_EQ(auth::totp(seed, unix_at(60)), auth::totp(seed, unix_at(89)));
+    EXPECT_NE(auth::totp(seed, unix_at(89)), auth::totp(seed, unix_at(90)));
 }
 
 TEST(Totp, Base32) {
@@ -110,7 +116,7 @@ struct login_server final : http::transport {
 struct fixture {
     net::io_context io;
     login_server* server = nullptr;
-    std::int64_t now = 1111111109;
+    sys_ms now = unix_at(1111111109);
     std::unique_ptr<auth::token_source> source;
     explicit fixture(const policy::auth_config& cfg) {
         auto s = std::make_unique<login_server>();
@@ -172,7 +178,7 @@ TEST(EdgeOAuth, RefreshesThenFallsBackToAFreshGrant) {
     fixture f(password_cfg(true));
     ASSERT_TRUE(f.header());
     // Near expiry: the refresh token, no password.
-    f.now += 1700;
+    f.now += std::chrono::seconds(1700);
     auto h = f.header();
     ASSERT_TRUE(h) << h.err().describe();
     EXPECT_EQ(h->reveal(), "Bearer at-2");
@@ -184,7 +190,7 @@ TEST(EdgeOAuth, RefreshesThenFallsBackToAFreshGrant) {
     // A 401 on a management call: renew once, by refresh; refused: a full
     // grant with a fresh MFA code.
     f.server->refuse_refresh = true;
-    f.now += 30;
+    f.now += std::chrono::seconds(30);
     f.source->invalidate();
     h = f.header();
     ASSERT_TRUE(h) << h.err().describe();
