@@ -1,5 +1,6 @@
-// `run` (docs/cli.md, docs/deployment.md): the daemon loop, reload on SIGHUP,
-// leader election, metrics, notifications.
+// `run` (docs/cli.md, docs/deployment.md): the daemon loop, reload on SIGHUP
+// (reading the config again: reload.cpp), leader election, metrics,
+// notifications.
 #include <fcntl.h>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
@@ -51,6 +52,7 @@
 #include "obs/recorder.hpp"
 #include "plan/forecast.hpp"
 #include "policy/config.hpp"
+#include "reload.hpp"
 #include "sched/kube.hpp"
 #include "sched/leader.hpp"
 #include "sched/schedule.hpp"
@@ -80,42 +82,7 @@ std::string one_line(std::string s, std::size_t max = 240) {
     return s;
 }
 
-using sched::k_due_slack;
-// A wake-up between full passes re-reads just the apps whose action falls due
-// (one GET each) when there are at most this many; more, and a full pass is
-// the cheaper read.
-inline constexpr std::size_t k_targeted_max = 100;
 inline constexpr milliseconds k_fence_margin{500};
-
-// The notify section less expiringAt (which a reload applies).
-std::string notify_without_leads(const std::string& text) {
-    if (text.empty()) return text;
-    auto j = nlohmann::json::parse(text);
-    if (j.is_object()) j.erase("expiringAt");
-    return j.dump();
-}
-
-// What a reload cannot change while running (only warned about).
-std::vector<std::string> restart_only_changes(const policy::config& a, const policy::config& b) {
-    std::vector<std::string> out;
-    const auto& x = a.apigee;
-    const auto& y = b.apigee;
-    if (x.url != y.url || x.ca_file != y.ca_file || x.timeout != y.timeout ||
-        x.max_concurrency != y.max_concurrency || x.requests_per_second != y.requests_per_second ||
-        x.auth.method != y.auth.method || x.auth.path != y.auth.path || x.auth.env != y.auth.env ||
-        x.auth.user_env != y.auth.user_env || x.auth.password_env != y.auth.password_env)
-        out.emplace_back("apigee");
-    if (a.listen != b.listen) out.emplace_back("listen");
-    if (a.state_dir != b.state_dir) out.emplace_back("stateDir");
-    if (a.metrics_per_key != b.metrics_per_key) out.emplace_back("metrics.perKey");
-    if (notify_without_leads(a.notify_json) != notify_without_leads(b.notify_json))
-        out.emplace_back("notify (webhooks, maxAge, outboxMax)");
-    std::map<std::string, std::string> da, db;
-    for (const auto& p : a.policies) da[p.name] = p.deliver_json;
-    for (const auto& p : b.policies) db[p.name] = p.deliver_json;
-    if (da != db) out.emplace_back("policies' deliver (revocations of those policies are held)");
-    return out;
-}
 
 // `keyrotd run`. One thread runs the io_context: per organisation a loop that
 // runs a pass, then sleeps until the earliest of the next full pass (interval
@@ -379,20 +346,16 @@ class daemon_loop {
             o.pass_started = steady::now();
             last_progress_ = o.pass_started;
             // Before the next full pass, an action falling due on a few apps
-            // needs only those apps read again, not the whole organisation.
-            const sys_ms started = system_now();
-            std::vector<exec::app_wake> due;
-            const sys_ms next_full = o.schedule.next_full;
-            if (o.full_cfg == cfg && started < next_full) {
-                for (const auto& w : o.wakes)
-                    if (w.at <= started + k_due_slack) due.push_back(w);
-            }
-            const bool targeted = !due.empty() && due.size() <= k_targeted_max;
+            // needs only those apps read again, not the whole organisation
+            // (sched::choose_pass).
+            const sched::pass_plan plan = sched::choose_pass(
+                system_now(), o.schedule, o.full_cfg == cfg, o.wakes, cfg->interval);
+            opt.wake_horizon = plan.wake_horizon;
             exec::pass_summary sum;
-            if (targeted) {
+            if (plan.targeted) {
+                const auto& due = plan.due;
                 obs::log_event(spdlog::level::info, "re-reading apps with an action due",
                                {{"organization", org}, {"apps", static_cast<int>(due.size())}});
-                opt.wake_horizon = next_full + milliseconds(1);
                 sum = co_await o.link->exec->run_apps(policies, due, opt);
                 std::erase_if(o.wakes, [&](const exec::app_wake& w) {
                     return std::any_of(due.begin(), due.end(), [&](const exec::app_wake& d) {
@@ -400,7 +363,6 @@ class daemon_loop {
                     });
                 });
                 for (auto& w : sum.wakes) o.wakes.push_back(std::move(w));
-                if (!sum.ok) o.schedule.next_full = started;  // the next pass reads everything
                 obs::log_event(sum.ok ? spdlog::level::info : spdlog::level::err, "apps re-read",
                                {{"organization", org},
                                 {"seconds", sum.seconds},
@@ -410,12 +372,11 @@ class daemon_loop {
                                 {"error", sum.error}});
             } else {
                 log_pass_start(org, policies, "", dry_run_);
-                // Record the wakes up to the latest the next full pass can come.
-                opt.wake_horizon = started + cfg->interval + cfg->interval / 10 + milliseconds(1);
                 sum = co_await o.link->exec->run_pass(policies, opt);
                 o.wakes = std::move(sum.wakes);
                 o.full_cfg = cfg;
             }
+            sched::after_pass(plan, sum.ok, o.schedule);  // failed targeted: a full pass next
             o.running = false;
             if (!sum.ok && is_org_not_found(sum))
                 obs::log_event(
@@ -429,7 +390,7 @@ class daemon_loop {
             const sys_ms now = system_now();
             sched::pass_result pr;
             pr.ok = sum.ok;
-            pr.targeted = targeted;
+            pr.targeted = plan.targeted;
             pr.config_changed = cfg_ != cfg;
             pr.now = now;
             pr.interval = cfg->interval;
@@ -604,31 +565,11 @@ class daemon_loop {
     }
 
     bool apply_reload() {
-        auto loaded = policy::load_config(path_);
-        if (!loaded.ok()) {
-            obs::log_event(spdlog::level::err, "reload failed; the old config stays in force",
-                           {{"config", path_}});
-            for (const auto& d : loaded.diagnostics)
-                obs::log_event(d.level == policy::diagnostic::severity::error ? spdlog::level::err
-                                                                              : spdlog::level::warn,
-                               policy::to_string(d), {});
-            return false;
-        }
-        // Fails (throws) before anything changes, so the old config stays whole.
-        obs::parse_log_level(loaded.cfg->log_level);
-        obs::parse_log_format(loaded.cfg->log_format);
-        for (const auto& d : loaded.diagnostics)
-            obs::log_event(spdlog::level::warn, policy::to_string(d), {});
-        notify::config next_notify;
-        if (auto nd = load_notify(*loaded.cfg, next_notify); !nd.empty()) {
-            obs::log_event(spdlog::level::err, "reload failed; the old config stays in force",
-                           {{"config", path_}});
-            for (const auto& d : nd) obs::log_event(spdlog::level::err, policy::to_string(d), {});
-            return false;
-        }
-        auto next = std::make_shared<const policy::config>(std::move(*loaded.cfg));
+        auto loaded = load_for_reload(path_);
+        if (!loaded) return false;
+        const std::shared_ptr<const policy::config> next = loaded->cfg;
         // Lead times (expiringAt) apply now; webhooks, maxAge, outboxMax at restart.
-        if (notify_) notify_->notifier->set_policies(obs::notify_policies(*next, next_notify));
+        if (notify_) notify_->notifier->set_policies(obs::notify_policies(*next, loaded->notify));
         for (const auto& what : restart_only_changes(*cfg_, *next))
             obs::log_event(spdlog::level::warn, "changed setting takes effect after a restart",
                            {{"setting", what}});

@@ -43,4 +43,27 @@ decision next_pass(const pass_result& r, schedule_state& s, const draw_fn& draw)
     return d;
 }
 
+pass_plan choose_pass(sys_ms started, const schedule_state& s, bool same_config,
+                      const std::vector<exec::app_wake>& wakes, milliseconds interval) {
+    pass_plan p;
+    p.started = started;
+    // A new config may match other apps, or plan them otherwise: only a full
+    // pass knows. Once the full pass is due, it reads everything anyway.
+    if (same_config && started < s.next_full) {
+        for (const auto& w : wakes)
+            if (w.at <= started + k_due_slack) p.due.push_back(w);  // never is never due
+    }
+    p.targeted = !p.due.empty() && p.due.size() <= k_targeted_max;
+    if (!p.targeted) p.due.clear();  // too many: one listing is the cheaper read
+    // A targeted pass keeps the next full pass: wakes before it. A full pass
+    // records up to the latest its successor can come (next_pass: +10 %).
+    p.wake_horizon = p.targeted ? s.next_full + milliseconds(1)
+                                : started + interval + interval / 10 + milliseconds(1);
+    return p;
+}
+
+void after_pass(const pass_plan& p, bool ok, schedule_state& s) {
+    if (p.targeted && !ok) s.next_full = p.started;
+}
+
 }  // namespace keyrot::sched

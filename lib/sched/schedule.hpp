@@ -1,8 +1,10 @@
-// When the daemon's next pass over one organisation runs: a pure function of
-// how the last pass went, the actions it knows are coming, the time, the
-// interval and a random draw (docs/rotation.md, "When keyrotd runs").
+// When the daemon's next pass over one organisation runs, and what it reads:
+// pure functions of how the last pass went, the actions it knows are coming,
+// the time, the interval and a random draw (docs/rotation.md, "What each pass
+// reads"; docs/cli.md, `run`). No I/O, no clock: instants are parameters.
 // Spans are std::chrono::milliseconds, instants sys_ms (common/duration.hpp).
 //
+// next_pass, when:
 // - After a failed pass: back off 5 s, 10 s, 20 s, ... up to the interval,
 //   each ±10 %.
 // - After a successful full pass: the next full pass one interval later,
@@ -13,13 +15,25 @@
 // - An action already due that the pass left (it failed, or was held) would
 //   make the daemon spin against Apigee: 1 s, 2 s, 4 s, ... up to the interval.
 // - A config reloaded during the pass: at once.
+//
+// choose_pass, what (at the start of a pass):
+// - Targeted: before the next full pass, with the config of the last full
+//   pass, re-read only the apps whose action falls due by now + k_due_slack,
+//   if there are 1 to k_targeted_max of them. Otherwise a full pass.
+// - The wakes a pass records (exec::run_options::wake_horizon): a targeted
+//   pass up to the next full pass; a full pass up to the latest the next full
+//   pass can come (interval + 10 % jitter).
+// - after_pass: a targeted pass that failed makes the next pass a full one.
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <optional>
+#include <vector>
 
 #include "common/duration.hpp"
+#include "exec/observer.hpp"  // app_wake
 
 namespace keyrot::sched {
 
@@ -28,6 +42,10 @@ using std::chrono::milliseconds;
 inline constexpr milliseconds k_first_backoff = std::chrono::seconds(5);
 inline constexpr milliseconds k_min_wait = std::chrono::seconds(1);
 inline constexpr milliseconds k_due_slack{250};  // wake just after the due moment
+// A wake-up between full passes re-reads just the apps whose action falls due
+// (one GET each) when there are at most this many; more, and a full pass is
+// the cheaper read.
+inline constexpr std::size_t k_targeted_max = 100;
 
 struct pass_result {
     bool ok = false;                    // the pass read everything and no action failed
@@ -54,5 +72,24 @@ struct decision {
 using draw_fn = std::function<milliseconds(milliseconds lo, milliseconds hi)>;
 
 decision next_pass(const pass_result& r, schedule_state& s, const draw_fn& draw);
+
+// What a pass about to start reads.
+struct pass_plan {
+    sys_ms started{};                 // as given to choose_pass
+    bool targeted = false;            // re-read `due` alone; false: a full pass
+    std::vector<exec::app_wake> due;  // targeted: the apps to re-read; else empty
+    sys_ms wake_horizon{};            // record the wakes before this (run_options)
+};
+
+// `same_config`: the pass runs with the config the last full pass ran with
+// (then `wakes`, that pass's wakes updated by the targeted ones since, are
+// still what the policies say). Wakes that are never are never due.
+pass_plan choose_pass(sys_ms started, const schedule_state& s, bool same_config,
+                      const std::vector<exec::app_wake>& wakes, milliseconds interval);
+
+// Once the pass `p` planned has ended (before next_pass): a failed targeted
+// pass leaves the wakes of the apps it could not read unknown, so the next
+// pass reads everything.
+void after_pass(const pass_plan& p, bool ok, schedule_state& s);
 
 }  // namespace keyrot::sched

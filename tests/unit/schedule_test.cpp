@@ -1,12 +1,15 @@
-// The daemon's schedule (lib/sched/schedule.hpp) as a table: how the last pass
-// went, what the next decision is. Draws are fixed (lo, 0 or hi).
+// The daemon's schedule (lib/sched/schedule.hpp) as tables: how the last pass
+// went, what the next decision is (draws are fixed: lo, 0 or hi); and what a
+// pass about to start reads (targeted or full, the wake horizon).
 #include "sched/schedule.hpp"
 
 #include <gtest/gtest.h>
 
 #include <optional>
+#include <ostream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace keyrot::sched {
@@ -53,6 +56,9 @@ struct row {
 bool same(const schedule_state& a, const schedule_state& b) {
     return a.backoff == b.backoff && a.immediate == b.immediate && a.next_full == b.next_full;
 }
+
+// gtest names a failing row by its name, not its bytes.
+void PrintTo(const row& r, std::ostream* os) { *os << r.name; }
 
 class ScheduleTable : public ::testing::TestWithParam<row> {};
 
@@ -252,6 +258,180 @@ TEST(Schedule, JitterStaysWithinTenPercent) {
     EXPECT_LE(hi, k_interval + k_interval / 10);
     EXPECT_LT(lo, k_interval - k_interval / 20);  // it does spread
     EXPECT_GT(hi, k_interval + k_interval / 20);
+}
+
+// What a pass reads. k_now is the start; the last full pass left its
+// successor due at k_next_full.
+constexpr sys_ms k_next_full = k_now + 5min;
+constexpr sys_ms k_full_horizon = k_now + k_interval + k_interval / 10 + 1ms;
+constexpr sys_ms k_targeted_horizon = k_next_full + 1ms;
+
+exec::app_wake wake(std::string app, time_or_never at, std::string team = "") {
+    exec::app_wake w;
+    w.developer = team.empty() ? "dev@example.com" : "";
+    w.app = std::move(app);
+    w.at = at;
+    w.team = std::move(team);
+    return w;
+}
+
+// n apps, app-0 ... app-<n-1>, all waking at `at`.
+std::vector<exec::app_wake> wakes_at(std::size_t n, time_or_never at) {
+    std::vector<exec::app_wake> out;
+    for (std::size_t i = 0; i < n; ++i) out.push_back(wake("app-" + std::to_string(i), at));
+    return out;
+}
+
+std::vector<std::string> names(const std::vector<exec::app_wake>& wakes) {
+    std::vector<std::string> out;
+    for (const auto& w : wakes) out.push_back(w.team + "/" + w.developer + "/" + w.app);
+    return out;
+}
+
+template <class... T>
+std::vector<exec::app_wake> list(T... w) {
+    return {std::move(w)...};
+}
+
+struct choice_row {
+    const char* name;
+    sys_ms next_full;  // schedule_state::next_full
+    bool same_config;
+    std::vector<exec::app_wake> wakes;
+    bool targeted;
+    std::vector<exec::app_wake> due;
+    sys_ms wake_horizon;
+};
+
+void PrintTo(const choice_row& r, std::ostream* os) { *os << r.name; }
+
+class ChoosePassTable : public ::testing::TestWithParam<choice_row> {};
+
+TEST_P(ChoosePassTable, Chooses) {
+    const choice_row& r = GetParam();
+    schedule_state s;
+    s.next_full = r.next_full;
+    const pass_plan p = choose_pass(k_now, s, r.same_config, r.wakes, k_interval);
+    EXPECT_EQ(p.started, k_now);
+    EXPECT_EQ(p.targeted, r.targeted);
+    EXPECT_EQ(names(p.due), names(r.due));
+    EXPECT_EQ(as_millis(p.wake_horizon), as_millis(r.wake_horizon));
+}
+
+const choice_row k_choices[] = {
+    // An action due by the start plus the slack: that app alone.
+    {"DueWithinSlack", k_next_full, true,
+     list(wake("a", k_now + k_due_slack), wake("b", k_now + k_due_slack + 1ms)), true,
+     list(wake("a", k_now + k_due_slack)), k_targeted_horizon},
+    {"DueJustAfterSlack",
+     k_next_full,
+     true,
+     list(wake("a", k_now + k_due_slack + 1ms)),
+     false,
+     {},
+     k_full_horizon},
+    // Due a while ago (a targeted pass ran late): due still.
+    {"DueInThePast", k_next_full, true, list(wake("a", k_now - 1min)), true,
+     list(wake("a", k_now - 1min)), k_targeted_horizon},
+    // A team app is re-read as a team app.
+    {"TeamAppDue", k_next_full, true, list(wake("a", k_now, "ops")), true,
+     list(wake("a", k_now, "ops")), k_targeted_horizon},
+    // Up to k_targeted_max apps: one GET each; one more: a full pass.
+    {"ExactlyMaxDue", k_next_full, true, wakes_at(k_targeted_max, k_now), true,
+     wakes_at(k_targeted_max, k_now), k_targeted_horizon},
+    {"OneOverMaxDue",
+     k_next_full,
+     true,
+     wakes_at(k_targeted_max + 1, k_now),
+     false,
+     {},
+     k_full_horizon},
+    // The apps not due do not count towards the limit.
+    {"MaxDueAmongMore", k_next_full, true,
+     [] {
+         auto w = wakes_at(k_targeted_max, k_now);
+         w.push_back(wake("later", k_now + 1min));
+         return w;
+     }(),
+     true, wakes_at(k_targeted_max, k_now), k_targeted_horizon},
+    // The config changed since the last full pass: the wakes may be wrong.
+    {"ConfigChanged", k_next_full, false, list(wake("a", k_now)), false, {}, k_full_horizon},
+    // The full pass is due: it reads everything anyway.
+    {"StartedAtNextFull", k_now, true, list(wake("a", k_now)), false, {}, k_full_horizon},
+    {"StartedAfterNextFull", k_now - 1ms, true, list(wake("a", k_now)), false, {}, k_full_horizon},
+    // The first pass (state zeroed).
+    {"FirstPass", sys_ms{}, false, {}, false, {}, k_full_horizon},
+    // Woken with nothing due (a timer cancelled, the spin guard): a full pass.
+    {"NoWakes", k_next_full, true, {}, false, {}, k_full_horizon},
+    // An app that never wakes is never due.
+    {"NeverWakesIgnored",
+     k_next_full,
+     true,
+     list(wake("a", time_or_never::never()), wake("b", time_or_never::never())),
+     false,
+     {},
+     k_full_horizon},
+    {"NeverWakesAmongDue", k_next_full, true,
+     list(wake("a", time_or_never::never()), wake("b", k_now), wake("c", time_or_never::never())),
+     true, list(wake("b", k_now)), k_targeted_horizon},
+};
+
+INSTANTIATE_TEST_SUITE_P(Schedule, ChoosePassTable, ::testing::ValuesIn(k_choices),
+                         [](const ::testing::TestParamInfo<choice_row>& i) {
+                             return i.param.name;
+                         });
+
+// A full pass's horizon follows the interval: up to the latest next_pass can
+// put the next full pass (interval + 10 %), so no wake before it is missed.
+TEST(Schedule, FullHorizonIsLatestNextFullPass) {
+    schedule_state s;
+    const pass_plan p = choose_pass(k_now, s, true, {}, 7s);
+    EXPECT_FALSE(p.targeted);
+    EXPECT_EQ(as_millis(p.wake_horizon), as_millis(k_now + 7700ms + 1ms));
+    // Even a pass that took no time, followed by the latest draw.
+    const pass_plan full = choose_pass(k_now, s, true, {}, k_interval);
+    next_pass(ok_full(), s, fixed(draw_at::high));
+    EXPECT_LT(s.next_full, full.wake_horizon);
+}
+
+// After a failed targeted pass the next pass reads everything: next_full
+// becomes the start of that pass, whatever next_pass then decides.
+TEST(Schedule, FailedTargetedPassMakesNextPassFull) {
+    schedule_state s;
+    s.next_full = k_next_full;
+    const pass_plan p = choose_pass(k_now, s, true, list(wake("a", k_now)), k_interval);
+    ASSERT_TRUE(p.targeted);
+    after_pass(p, false, s);
+    EXPECT_EQ(as_millis(s.next_full), as_millis(k_now));
+    // next_pass retries after a failure and keeps next_full ...
+    pass_result r = failed();
+    r.targeted = true;
+    r.now = k_now + 2s;
+    const decision d = next_pass(r, s, fixed(draw_at::middle));
+    EXPECT_EQ(as_millis(s.next_full), as_millis(k_now));
+    // ... so the retry is a full pass, though the app is still due.
+    const pass_plan retry =
+        choose_pass(r.now + d.wait, s, true, list(wake("a", k_now)), k_interval);
+    EXPECT_FALSE(retry.targeted);
+}
+
+TEST(Schedule, SuccessfulTargetedPassKeepsNextFull) {
+    schedule_state s;
+    s.next_full = k_next_full;
+    const pass_plan p = choose_pass(k_now, s, true, list(wake("a", k_now)), k_interval);
+    ASSERT_TRUE(p.targeted);
+    after_pass(p, true, s);
+    EXPECT_EQ(as_millis(s.next_full), as_millis(k_next_full));
+}
+
+// A failed full pass leaves next_full as it was (next_pass backs off).
+TEST(Schedule, FailedFullPassKeepsNextFull) {
+    schedule_state s;
+    s.next_full = k_next_full;
+    const pass_plan p = choose_pass(k_now, s, false, list(wake("a", k_now)), k_interval);
+    ASSERT_FALSE(p.targeted);
+    after_pass(p, false, s);
+    EXPECT_EQ(as_millis(s.next_full), as_millis(k_next_full));
 }
 
 }  // namespace
