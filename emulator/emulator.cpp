@@ -78,6 +78,11 @@ void emulator::set_list_latency_per_app_us(std::int64_t us) {
     state_->list_latency_per_app_us = us;
 }
 millis emulator::now() const { return state_->now(); }
+
+void emulator::freeze(millis at, std::uint64_t seed) {
+    state_->frozen_at = at;
+    state_->id_rng.seed(seed);
+}
 void emulator::set_flavor(flavor f) {
     state_->edge = f == flavor::edge;
     state_->auth.set_edge(state_->edge);

@@ -95,6 +95,10 @@ class emulator {
     response handle(const request& req);
 
     millis now() const;
+    // In-process tests: the clock stands at `at` (ms since the epoch) and moves
+    // only when told to (the clock hook), and identifiers come from `seed`, so
+    // that a run does not depend on how fast the machine is.
+    void freeze(millis at, std::uint64_t seed);
 
   private:
     std::unique_ptr<state> state_;

@@ -60,6 +60,7 @@ state::state() : fault_rng(0), id_rng(std::random_device{}()) {}
 
 millis state::now() const {
     using namespace std::chrono;
+    if (frozen_at) return *frozen_at + clock_offset_ms;
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count() +
            clock_offset_ms;
 }

@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -155,7 +156,7 @@ constexpr std::size_t k_max_availability = 200000;
 struct state {
     state();
 
-    millis now() const;  // the emulator clock: real time + clock_offset_ms
+    millis now() const;  // the emulator clock: real (or frozen) time + clock_offset_ms
     // Keys of the app usable right now: developer active, app approved, key
     // approved and unexpired, with at least one approved product.
     int usable_keys(const organization& org, const app_key& k) const;
@@ -171,6 +172,7 @@ struct state {
     std::vector<marker_loss> markers_lost;
     std::deque<write_span> writes;
     millis clock_offset_ms = 0;
+    std::optional<millis> frozen_at;  // in-process tests: the clock moves only by clock_offset_ms
     std::map<std::string, std::unique_ptr<organization>> orgs;
     faults fault;
     std::mt19937_64 fault_rng;

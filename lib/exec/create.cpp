@@ -91,6 +91,7 @@ net::awaitable<executor::create_outcome> executor::generate_key(planned_app& pa,
         // Trap 1: generate replaced the app's attributes or callback URL. Put them back.
         auto restored = co_await api_.update_app(owner, before);
         out.reported = true;
+        out.keep_journal = !restored;
         fail(pa, fresh ? fresh->fingerprint : "", act.key,
              std::string("generate changed the app's attributes or callback URL; ") +
                  (restored ? "restored them" : "restoring FAILED: " + restored.err().describe()));
@@ -137,6 +138,7 @@ net::awaitable<bool> executor::make_successor(planned_app& pa, const plan::actio
     }
     std::optional<credential> made;  // the new key, once a step made it
     bool reported = false;           // a failure was reported on the way
+    bool keep_journal = false;       // the app is still to be put back (create_outcome)
     for (const plan::step& planned : steps) {
         const bool marks = planned.kind == plan::step_kind::mark_pending;
         if (marks && !made)
@@ -164,6 +166,10 @@ net::awaitable<bool> executor::make_successor(planned_app& pa, const plan::actio
                              named};
             for (const auto& c : (before ? *before : pa.snapshot).credentials)
                 je.known.push_back(c.fingerprint);
+            if (before) {  // generate may replace them: recovery puts them back
+                je.app_attributes = before->attributes;
+                je.callback_url = before->callback_url;
+            }
             journaled = co_await journal_.write(je);
             if (!journaled)
                 co_return fail(pa, "", act.key,
@@ -195,6 +201,7 @@ net::awaitable<bool> executor::make_successor(planned_app& pa, const plan::actio
                 out = co_await create_or_read_back(owner, name, nk);
             }
             reported = reported || out.reported;
+            keep_journal = keep_journal || out.keep_journal;
             if (!out.key) {
                 // A key that was never made is named nowhere (no fingerprint of
                 // it in the log or the audit record): the record names the old key.
@@ -207,7 +214,7 @@ net::awaitable<bool> executor::make_successor(planned_app& pa, const plan::actio
             if (auto wrong = plan::check_after(st, *made, act.spec))
                 co_return fail(pa, made->fingerprint, act.key, *wrong);
         }
-        if (st.ends_journal)
+        if (st.ends_journal && !keep_journal)
             co_await journal_.remove(pa.snapshot.organization, owner_id(pa.snapshot), name);
         if (in) {
             const bool finished = co_await finish(pa, *in);
@@ -227,6 +234,7 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
     // A key that appeared after the entry is the successor: without a marker
     // (the crash prevented it) it gets one; with ours (the marking took effect
     // but its answer was lost) it only needs its audit record.
+    const credential* made = nullptr;
     for (const auto& c : a.credentials) {
         if (std::find(je->known.begin(), je->known.end(), c.fingerprint) != je->known.end())
             continue;
@@ -258,7 +266,27 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
             record(pa, audit_action::created, c.fingerprint, je->replaces,
                    je->expect.empty() ? "recovered from the generate journal"
                                       : "recovered from the import journal");
+        made = &c;
         break;
+    }
+    // The generate took effect: it may have replaced the app's attributes or
+    // callback URL, and the crash kept them from being put back (Trap 1).
+    if (made != nullptr && je->app_attributes &&
+        (sorted(a.attributes) != sorted(*je->app_attributes) ||
+         a.callback_url != je->callback_url)) {
+        app body = a;
+        body.attributes = *je->app_attributes;
+        body.callback_url = je->callback_url;
+        auto restored = co_await api_.update_app(apigee::app_owner::of(a), body);
+        // Keep the entry when it failed: the next pass tries again.
+        if (!restored)
+            co_return fail(pa, made->fingerprint, je->replaces,
+                           "journal recovery: the app's attributes or callback URL changed with "
+                           "generate; restoring FAILED: " +
+                               restored.err().describe());
+        fail(pa, made->fingerprint, je->replaces,
+             "journal recovery: generate changed the app's attributes or callback URL; restored "
+             "them");
     }
     co_await journal_.remove(a.organization, owner_id(a), a.name);
     const apigee::app_owner owner = apigee::app_owner::of(a);

@@ -1,12 +1,14 @@
 // The executor applies plans to Apigee: one pass over an organisation reads
 // the inventory through the paged org app list (approved keys; revoked keys
 // too when something needs them), plans each matched app, performs the
-// writes, verifies every one (from the response, or by reading the key back
-// after a 204), keeps the verified results and plans again until nothing is
-// left to do (only "generate", which rewrites the app, makes it re-read the
-// app). A create that failed is never retried blindly: the next step reads
-// what exists. A developer whose status the developer list does not give is
-// read once a pass, and only for apps that have work.
+// writes, checks each against what its step must leave (lib/plan/steps.hpp:
+// from the answer; product statuses, set by 204s, are read back before the
+// successor counts as complete; a write whose answer was lost is read back),
+// keeps the checked results and plans again until nothing is left to do
+// (only "generate", which rewrites the app, makes it re-read the app). A
+// create that failed is never retried blindly: the next step reads what
+// exists. A developer whose status the developer list does not give is read
+// once a pass, and only for apps that have work.
 #pragma once
 
 #include <deque>
@@ -172,6 +174,10 @@ class executor {
         std::optional<credential> key;
         bool absent = false;
         bool reported = false;
+        // Generate replaced the app's attributes or callback URL and putting
+        // them back failed: the journal entry stays, so that the next pass's
+        // recovery puts them back (it holds them).
+        bool keep_journal = false;
         std::string error;
     };
     net::awaitable<create_outcome> create_or_read_back(apigee::app_owner owner, std::string name,

@@ -74,13 +74,20 @@ std::string journal::name(const std::string& org, const std::string& developer,
 namespace {
 // (Out of the coroutines: GCC 12 cannot compile brace-initialised JSON inside one.)
 std::string to_text(const journal_entry& e) {
-    const nlohmann::json j = {{"organization", e.organization},
-                              {"developer", e.developer},
-                              {"app", e.app},
-                              {"replaces", e.replaces},
-                              {"known", e.known},
-                              {"ts", as_millis(e.ts)},
-                              {"expect", e.expect}};
+    nlohmann::json j = {{"organization", e.organization},
+                        {"developer", e.developer},
+                        {"app", e.app},
+                        {"replaces", e.replaces},
+                        {"known", e.known},
+                        {"ts", as_millis(e.ts)},
+                        {"expect", e.expect}};
+    if (e.app_attributes) {
+        nlohmann::json attrs = nlohmann::json::array();
+        for (const auto& a : *e.app_attributes)
+            attrs.push_back({{"name", a.name}, {"value", a.value}});
+        j["appAttributes"] = std::move(attrs);
+        j["callbackUrl"] = e.callback_url;
+    }
     return j.dump();
 }
 
@@ -118,6 +125,14 @@ std::optional<journal_entry> journal::read(const std::string& org, const std::st
     e.replaces = j.value("replaces", "");
     e.ts = as_sys_ms(j.value("ts", std::int64_t{0}));
     e.expect = j.value("expect", "");
+    if (const auto attrs_it = j.find("appAttributes");
+        attrs_it != j.end() && attrs_it->is_array()) {
+        std::vector<attribute> attrs;
+        for (const auto& a : *attrs_it)
+            if (a.is_object()) attrs.push_back({a.value("name", ""), a.value("value", "")});
+        e.app_attributes = std::move(attrs);
+        e.callback_url = j.value("callbackUrl", "");
+    }
     if (j.contains("known") && j["known"].is_array())
         for (const auto& k : j["known"])
             if (k.is_string()) e.known.push_back(k.get<std::string>());

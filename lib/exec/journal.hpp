@@ -27,6 +27,10 @@ struct journal_entry {
     std::vector<std::string> known;  // fingerprints before the call
     sys_ms ts{};
     std::string expect;  // an import: the new key's fingerprint ("" for generate)
+    // A generate: the app's attributes and callback URL right before it (the
+    // call may replace them), for recovery to put back.
+    std::optional<std::vector<attribute>> app_attributes;
+    std::string callback_url;
 };
 
 // Entries named "generate-<fingerprint of org, developer, app>" in a state_store.

@@ -96,7 +96,7 @@ net::awaitable<bool> executor::revoke(planned_app& pa, const plan::action& act) 
         if (clock_() - pa.read_at > k_fresh_snapshot)
             now_s = co_await api_.get_key(dev, name, s->consumer_key);
         if (!now_s) co_return fail(pa, act.key, "", "check successor: " + now_s.err().describe());
-        if (auto wrong = plan::check_revocable(now_s.value(), succ_fp, clock_()))
+        if (auto wrong = plan::check_revocable(now_s.value(), succ_fp, *k, clock_()))
             co_return fail(pa, act.key, "", *wrong);
         successor = now_s.value();
         // The gate: every target holds the successor, verified, before the old key goes.

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
+
+#include "plan/steps.hpp"
 
 namespace keyrot::plan {
 namespace {
@@ -40,31 +43,37 @@ forecast_kind kind_of(action_kind k) {
     return forecast_kind::report;
 }
 
-// Completing a successor (lib/exec/executor.cpp complete()): add the products
-// it lacks, set each status that is not "approved" (the successor's products
-// come out approved or pending by approval type), read them back, set scopes
-// when it lacks them, then the final marker.
-int completion_calls(const successor_spec& spec, bool add_products, bool add_scopes) {
-    const int products = static_cast<int>(spec.products.size());
+// Completing a successor: the planner's own completion steps
+// (next_completion_step, as executor::complete() runs them), on the successor
+// as its making leaves it: the pending marker, and with `generated` the
+// products and scopes the app gave it, else none. The forecast cannot tell
+// auto from manual approval (a pass does not read products): an added product
+// comes out pending when every product of the old key is approved (each then
+// needs approving, and one read back), else approved.
+int completion_calls(const successor_spec& spec, bool generated) {
     const bool all_approved =
         std::all_of(spec.products.begin(), spec.products.end(),
                     [](const product_grant& p) { return p.status == approval::approved; });
-    // A key whose products are all approved: each may be on a manual-approval
-    // product, come out pending and need approving, then one read-back (the
-    // estimate assumes so; with auto-approval products those calls are not made).
-    const int approvals = all_approved && products > 0 ? products + 1 : 0;
-    if (add_products && products > 0 && spec.scopes.empty() && all_approved)
-        return 1 + approvals;  // products and the final marker in one update
+    const approval added = all_approved ? approval::pending : approval::approved;
+    credential s;
+    s.status = approval::approved;
+    s.attributes = with_marker(spec.attributes, std::string(k_pending_prefix) + "old");
+    if (generated) {
+        for (const auto& p : spec.products) s.products.push_back({p.name, added});
+        s.scopes = spec.scopes;
+    }
+    status_phase statuses = status_phase::open;
     int n = 0;
-    if (add_products && products > 0) ++n;
-    int statuses = 0;
-    for (const auto& p : spec.products)
-        if (p.status != approval::approved) ++statuses;
-    n += statuses;
-    if (statuses > 0) ++n;  // the read-back
-    n += approvals;
-    if (add_scopes && !spec.scopes.empty()) ++n;
-    return n + 1;  // the final marker
+    // Bounded as executor::complete() is: it gives up where this stops.
+    for (std::size_t i = 0; i <= 2 * spec.products.size() + 6; ++i) {
+        const std::optional<step> st = next_completion_step(s, spec, statuses);
+        if (!st) break;
+        ++n;
+        if (st->kind == step_kind::set_product_status) statuses = status_phase::unverified;
+        if (st->kind == step_kind::verify_statuses) statuses = status_phase::verified;
+        s = expected_after(std::move(s), *st, added);
+    }
+    return n;
 }
 
 struct simulation {
@@ -171,12 +180,12 @@ int apigee_calls(forecast_kind kind, const successor_spec& spec, policy::rotatio
             if (method == policy::rotation_method::generate)
                 // Read the app, generate (products and scopes ride along), mark
                 // the new key pending, complete, re-read the rewritten app.
-                return 3 + completion_calls(spec, false, false) + 1;
+                return 3 + completion_calls(spec, true) + 1;
             if (edge)  // create, mark (keys/create takes no attributes), complete
-                return 2 + completion_calls(spec, true, true);
-            return 1 + completion_calls(spec, true, true);  // create, complete
+                return 2 + completion_calls(spec, false);
+            return 1 + completion_calls(spec, false);  // create, complete
         case forecast_kind::complete:
-            return completion_calls(spec, true, true);
+            return completion_calls(spec, false);
         case forecast_kind::revoke:  // the write (the successor as listed; no read back after 204)
         case forecast_kind::remove:  // the DELETE (a lost answer alone is read back)
             return 1;

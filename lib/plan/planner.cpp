@@ -51,18 +51,6 @@ successor_spec spec_from(const credential& old) {
     return s;
 }
 
-// A successor still holds every product the old key has approved, approved.
-bool covers_approved(const credential& successor, const credential& old) {
-    for (const auto& p : old.products) {
-        if (p.status != approval::approved) continue;
-        bool found = false;
-        for (const auto& q : successor.products)
-            if (q.name == p.name && q.status == approval::approved) found = true;
-        if (!found) return false;
-    }
-    return true;
-}
-
 struct key_info {
     const credential* cred = nullptr;
     marker mark;
@@ -210,12 +198,12 @@ class planner {
     bool due(const credential& k) const {
         if (opt_.force_rotate) return true;
         if (k.expires_at <= now_ + rot_.rotate_before) return true;
-        return rot_.max_age > milliseconds(0) && now_ - k.issued_at >= rot_.max_age;
+        return rot_.max_age && now_ - k.issued_at >= *rot_.max_age;
     }
 
     time_or_never due_at(const credential& k) const {
         time_or_never at = k.expires_at.plus(-rot_.rotate_before);
-        if (rot_.max_age > milliseconds(0)) at = earliest(at, k.issued_at + rot_.max_age);
+        if (rot_.max_age) at = earliest(at, k.issued_at + *rot_.max_age);
         return at;
     }
 
@@ -381,7 +369,7 @@ class planner {
                   format_duration(rot_.rotate_before);
         } else {
             why = "issued " + format_time(k.issued_at) + ", older than maxAge " +
-                  format_duration(rot_.max_age);
+                  format_duration(rot_.max_age.value_or(milliseconds(0)));
         }
         if (!gone.empty())
             why += "; its successor " + gone +
@@ -476,7 +464,7 @@ class planner {
             time_or_never stopped = k.expires_at;
             if (k.status != approval::approved || revoking_.count(fp))
                 stopped = earliest(stopped, s->issued_at + rot_.overlap);
-            const time_or_never at = stopped.plus(rot_.delete_revoked_after);
+            const time_or_never at = stopped.plus(*rot_.delete_revoked_after);
             if (now_ < at) {
                 wake(at);
                 continue;
@@ -487,7 +475,7 @@ class planner {
             a.replaces = "";
             a.reason = "replaced by " + s->fingerprint + "; stopped working " +
                        format_time(stopped) + ", deleteRevokedAfter " +
-                       format_duration(rot_.delete_revoked_after);
+                       format_duration(*rot_.delete_revoked_after);
             add(std::move(a));
         }
     }
@@ -550,6 +538,17 @@ bool key_valid(const credential& c, sys_ms now) {
     return c.status == approval::approved && !expired(c, now);
 }
 
+bool covers_approved(const credential& successor, const credential& old) {
+    for (const auto& p : old.products) {
+        if (p.status != approval::approved) continue;
+        bool found = false;
+        for (const auto& q : successor.products)
+            if (q.name == p.name && q.status == approval::approved) found = true;
+        if (!found) return false;
+    }
+    return true;
+}
+
 namespace {
 
 using local_ms = date::local_time<milliseconds>;
@@ -557,16 +556,15 @@ using local_ms = date::local_time<milliseconds>;
 // The window's local time at `now` (a named zone's offset from UTC changes
 // with daylight saving time).
 local_ms to_local(const policy::time_window& w, sys_ms now) {
-    const milliseconds offset = w.zone == nullptr ? std::chrono::minutes(w.utc_offset_minutes)
-                                                  : milliseconds(w.zone->get_info(now).offset);
+    const milliseconds offset =
+        w.zone == nullptr ? milliseconds(w.utc_offset) : milliseconds(w.zone->get_info(now).offset);
     return local_ms(now.time_since_epoch() + offset);
 }
 
 // The instant of a local time: a time skipped by a change to daylight saving
 // time is the instant of the change; a time that happens twice, the first.
 sys_ms to_utc(const policy::time_window& w, local_ms local) {
-    if (w.zone == nullptr)
-        return sys_ms(local.time_since_epoch() - std::chrono::minutes(w.utc_offset_minutes));
+    if (w.zone == nullptr) return sys_ms(local.time_since_epoch() - w.utc_offset);
     return w.zone->to_sys(local, date::choose::earliest);
 }
 
@@ -577,8 +575,8 @@ bool in_window(const policy::time_window& w, sys_ms now) {
     const date::local_days day = date::floor<date::days>(local);
     if (!w.days.empty() && std::find(w.days.begin(), w.days.end(), weekday(day)) == w.days.end())
         return false;
-    const auto minute = static_cast<int>(date::floor<std::chrono::minutes>(local - day).count());
-    return minute >= w.start_minute && minute < w.end_minute;
+    const auto minute = date::floor<std::chrono::minutes>(local - day);
+    return minute >= w.start && minute < w.end;
 }
 
 time_or_never next_window_open(const policy::time_window& w, sys_ms now) {
@@ -588,7 +586,7 @@ time_or_never next_window_open(const policy::time_window& w, sys_ms now) {
         if (!w.days.empty() &&
             std::find(w.days.begin(), w.days.end(), weekday(day)) == w.days.end())
             continue;
-        const sys_ms open = to_utc(w, local_ms(day) + std::chrono::minutes(w.start_minute));
+        const sys_ms open = to_utc(w, local_ms(day) + w.start);
         if (open > now) return open;
     }
     return time_or_never::never();

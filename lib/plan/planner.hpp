@@ -102,4 +102,7 @@ report_code classify_report(std::string_view reason);
 // True when a key lets calls through for this product set: approved and unexpired.
 bool key_valid(const credential& c, sys_ms now);
 
+// A successor still holds every product the old key has approved, approved.
+bool covers_approved(const credential& successor, const credential& old);
+
 }  // namespace keyrot::plan

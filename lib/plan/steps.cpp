@@ -154,8 +154,11 @@ step retire_step(const action& act) {
 }
 
 std::optional<std::string> check_revocable(const credential& s, const std::string& successor_fp,
-                                           sys_ms now) {
+                                           const credential& old, sys_ms now) {
     if (!key_valid(s, now)) return "successor " + successor_fp + " is not valid now; not revoked";
+    if (!covers_approved(s, old))
+        return "successor " + successor_fp +
+               " no longer has every product the old key has approved; not revoked";
     return std::nullopt;
 }
 

@@ -102,10 +102,11 @@ step marking(const credential& s, const std::string& replaces);
 // The write that retires a key: revoke for a revoke_key, remove for a delete_key.
 step retire_step(const action& act);
 
-// Before an old key is revoked, its successor (`s`, as Apigee has it at
-// `now`) must be valid: the reason when it is not.
+// Before old key `old` is revoked, its successor (`s`, as Apigee has it at
+// `now`) must be valid and still hold every product `old` has approved,
+// approved: the reason when it does not.
 std::optional<std::string> check_revocable(const credential& s, const std::string& successor_fp,
-                                           sys_ms now);
+                                           const credential& old, sys_ms now);
 
 // What product status `want` (the old key's) makes of `actual` (the
 // successor's; unknown when it lacks the product). Never wider.

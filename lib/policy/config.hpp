@@ -26,13 +26,13 @@ enum class rotation_method { import_key, generate };
 // A rotation window: rotations (creating successors) start only inside it.
 // Revocations and completions are not held back by the window.
 struct time_window {
-    std::vector<int> days;  // 0 = Sunday … 6 = Saturday; empty = every day
-    int start_minute = 0;   // minutes after local midnight
-    int end_minute = 24 * 60;
+    std::vector<int> days;          // 0 = Sunday … 6 = Saturday; empty = every day
+    std::chrono::minutes start{0};  // after local midnight
+    std::chrono::minutes end = std::chrono::hours(24);
     // "UTC", a fixed offset "+02:00" / "-05:30", or a name from the system's
     // time zone database ("Europe/Berlin"), which follows daylight saving time.
     std::string timezone = "UTC";
-    int utc_offset_minutes = 0;             // a fixed offset, parsed from timezone
+    std::chrono::minutes utc_offset{0};     // a fixed offset (east of UTC), parsed from timezone
     const date::time_zone* zone = nullptr;  // a named zone; the fixed offset when null
 };
 
@@ -56,14 +56,14 @@ struct match_rules {
 struct rotation_rules {
     std::optional<milliseconds> key_lifetime = 90 * k_day;  // nullopt = "never"
     milliseconds rotate_before = 14 * k_day;
-    milliseconds max_age{0};  // 0 = off
+    std::optional<milliseconds> max_age;  // empty: off (maxAge: 0)
     milliseconds overlap = 7 * k_day;
     bool revoke = true;
-    milliseconds delete_revoked_after{0};  // 0 = never delete
+    std::optional<milliseconds> delete_revoked_after;  // empty: never (deleteRevokedAfter: 0)
     rotation_method method = rotation_method::import_key;
     std::optional<time_window> window;
 
-    bool deletes_revoked() const { return delete_revoked_after > milliseconds(0); }
+    bool deletes_revoked() const { return delete_revoked_after.has_value(); }
 };
 
 struct policy {

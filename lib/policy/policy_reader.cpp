@@ -81,15 +81,16 @@ std::optional<time_window> read_window(reader& r, const field_ref& f) {
             times_ok = false;
             continue;
         }
-        (is_end ? w.end_minute : w.start_minute) = *minutes;
+        (is_end ? w.end : w.start) = *minutes;
         if (!is_end) start_at = t->at();
     }
-    if (times_ok && w.start_minute >= w.end_minute) {
+    if (times_ok && w.start >= w.end) {
         const auto* e = get(*m, "end");
+        const auto h = std::chrono::floor<std::chrono::hours>(w.start);
+        const auto min = (w.start - h).count();
         r.error(e ? e->at() : start_at, path + ".end",
-                "window must end after it starts (start " + std::to_string(w.start_minute / 60) +
-                    ":" + (w.start_minute % 60 < 10 ? "0" : "") +
-                    std::to_string(w.start_minute % 60) +
+                "window must end after it starts (start " + std::to_string(h.count()) + ":" +
+                    (min < 10 ? "0" : "") + std::to_string(min) +
                     "); windows over midnight are not "
                     "supported: use 00:00-24:00 or two policies");
     }
@@ -97,7 +98,7 @@ std::optional<time_window> read_window(reader& r, const field_ref& f) {
         if (auto s = r.string(*tz, path + ".timezone")) {
             if (auto off = parse_offset(*s)) {
                 w.timezone = *s;
-                w.utc_offset_minutes = *off;
+                w.utc_offset = *off;
             } else if (s->find('/') != std::string::npos ||
                        (s->size() >= 3 && std::isalpha(static_cast<unsigned char>((*s)[0])))) {
                 std::string why;
@@ -271,14 +272,21 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
                 });
             dur("maxAge", false, [&](std::optional<milliseconds> d, pos p0) {
                 at.max_age = p0;
-                rot.max_age = *d;
+                if (*d > milliseconds(0))
+                    rot.max_age = *d;
+                else
+                    rot.max_age.reset();
             });
             overlap_explicit = dur("overlap", false, [&](std::optional<milliseconds> d, pos p0) {
                 at.overlap = p0;
                 rot.overlap = *d;
             });
-            dur("deleteRevokedAfter", false,
-                [&](std::optional<milliseconds> d, pos) { rot.delete_revoked_after = *d; });
+            dur("deleteRevokedAfter", false, [&](std::optional<milliseconds> d, pos) {
+                if (*d > milliseconds(0))
+                    rot.delete_revoked_after = *d;
+                else
+                    rot.delete_revoked_after.reset();
+            });
             if (const auto* g = get(*rm, "revoke"))
                 if (auto b = r.boolean(*g, "rotation.revoke")) rot.revoke = *b;
             if (const auto* g = get(*rm, "method")) {
@@ -318,10 +326,10 @@ std::optional<policy> read_policy(reader& r, const YAML::Node& n, pos& name_at) 
                             ") must be shorter than keyLifetime (" + shown(kl, lifetime_explicit) +
                             ")");
         }
-        if (rot.max_age > milliseconds(0) && rot.overlap >= rot.max_age)
+        if (rot.max_age && rot.overlap >= *rot.max_age)
             r.error(overlap_explicit ? at.overlap : at.max_age, "rotation.overlap",
                     "overlap (" + shown(rot.overlap, overlap_explicit) +
-                        ") must be shorter than maxAge (" + format_duration(rot.max_age) + ")");
+                        ") must be shorter than maxAge (" + format_duration(*rot.max_age) + ")");
         if (rot.overlap > milliseconds(0) && rot.overlap < 5 * k_minute)
             r.warning(at.overlap, "rotation.overlap",
                       "overlap " + format_duration(rot.overlap) +

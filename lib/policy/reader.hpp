@@ -415,8 +415,8 @@ inline std::optional<int> parse_day(std::string_view s) {
     return std::nullopt;
 }
 
-// "HH:MM" (or "H:MM") to minutes; "24:00" only when allowed.
-inline std::optional<int> parse_hhmm(std::string_view s, bool allow_24) {
+// "HH:MM" (or "H:MM"), after midnight; "24:00" only when allowed.
+inline std::optional<std::chrono::minutes> parse_hhmm(std::string_view s, bool allow_24) {
     const auto colon = s.find(':');
     if (colon == std::string_view::npos || colon == 0 || colon > 2 || s.size() != colon + 3)
         return std::nullopt;
@@ -425,22 +425,22 @@ inline std::optional<int> parse_hhmm(std::string_view s, bool allow_24) {
     const int h = std::stoi(std::string(s.substr(0, colon)));
     const int m = std::stoi(std::string(s.substr(colon + 1)));
     if (m > 59) return std::nullopt;
-    if (h < 24) return h * 60 + m;
-    if (allow_24 && h == 24 && m == 0) return 24 * 60;
+    if (h < 24) return std::chrono::hours(h) + std::chrono::minutes(m);
+    if (allow_24 && h == 24 && m == 0) return std::chrono::hours(24);
     return std::nullopt;
 }
 
-// "UTC" / "Z" -> 0, "+02:00" / "-05:30" -> minutes east of UTC.
-inline std::optional<int> parse_offset(std::string_view s) {
+// "UTC" / "Z" -> 0, "+02:00" / "-05:30" -> east of UTC.
+inline std::optional<std::chrono::minutes> parse_offset(std::string_view s) {
     const std::string l = ascii_lower(s);
-    if (l == "utc" || l == "z") return 0;
+    if (l == "utc" || l == "z") return std::chrono::minutes(0);
     if (s.size() != 6 || (s[0] != '+' && s[0] != '-') || s[3] != ':') return std::nullopt;
     for (int i : {1, 2, 4, 5})
         if (s[i] < '0' || s[i] > '9') return std::nullopt;
     const int h = (s[1] - '0') * 10 + (s[2] - '0');
     const int m = (s[4] - '0') * 10 + (s[5] - '0');
     if (h > 14 || m > 59) return std::nullopt;
-    return (s[0] == '-' ? -1 : 1) * (h * 60 + m);
+    return (s[0] == '-' ? -1 : 1) * (std::chrono::hours(h) + std::chrono::minutes(m));
 }
 
 // policy_reader.cpp

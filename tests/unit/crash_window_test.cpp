@@ -14,9 +14,17 @@
 // clean passes. Each pass is a new executor (a new process). At the end:
 //   - exactly one complete successor, no other new key (no orphan);
 //   - the same final state as the clean run: products and their statuses,
-//     scopes, key and app attributes, callback URL (nothing widened or lost);
+//     scopes, key and app attributes, callback URL;
+//   - in every run, the clean one too, nothing widened or lost against the
+//     app as seeded: the successor holds exactly the old key's products, each
+//     status as the planner mirrors it (plan::mirror: never wider), the old
+//     key's scopes, its own attributes plus the final marker; the old key and
+//     the app's attributes and callback URL are as seeded (the old key revoked);
 //   - created, completed and revoked each audited exactly once;
-//   - the old key was never revoked while no complete successor existed;
+//   - the old key was never revoked (the request made) while no valid,
+//     complete successor existed, complete as above: the final marker alone
+//     is not enough (a completion writes it before a manual-approval
+//     product's status; plan/steps.hpp);
 //   - the emulator saw no write remove a lineage marker.
 // For both methods (import, generate) and both emulator profiles.
 #include <gtest/gtest.h>
@@ -30,9 +38,11 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "apigee/api.hpp"
+#include "apigee/json.hpp"
 #include "auth/token_source.hpp"
 #include "common/fingerprint.hpp"
 #include "emulator/emulator.hpp"
@@ -40,6 +50,8 @@
 #include "http/transport.hpp"
 #include "obs/audit.hpp"
 #include "plan/forecast.hpp"
+#include "plan/planner.hpp"
+#include "plan/steps.hpp"
 
 namespace keyrot {
 namespace {
@@ -61,6 +73,9 @@ constexpr const char* k_old_key = "crashWindowOldKey_0001";
 enum shape { k_full, k_simple, k_team, k_auto, k_edge, k_edge_team };
 
 bool on_edge(int shape) { return shape == k_edge || shape == k_edge_team; }
+
+// The emulator's clock in every scenario (2027-01-15), moved only by the clock hook.
+constexpr std::int64_t k_frozen_at = 1'800'000'000'000;
 
 json seed(int shape) {
     json s = json::parse(R"({
@@ -105,6 +120,79 @@ json seed(int shape) {
                                            {"apiproduct": "reports", "status": "approved"}])");
     }
     return s;
+}
+
+// A key as the emulator's state holds it (the API's credential JSON), in the
+// model the planner reads.
+credential as_credential(const json& c) {
+    auto parsed = apigee::parse_credential(c.dump());
+    if (!parsed) {
+        ADD_FAILURE() << "unreadable key: " << parsed.err().describe();
+        return credential{};
+    }
+    return std::move(parsed.value());
+}
+
+// What keeps `succ` from being a complete successor of `old` (docs/rotation.md;
+// plan/steps.hpp): every product of `old` and no other, each with the status
+// the planner's own rule (plan::mirror) leaves alone, so never wider; the old
+// key's scopes; its own attributes (its own marker dropped) plus the final
+// marker naming it. Empty when complete.
+std::vector<std::string> incompleteness(const credential& old, const credential& succ) {
+    std::vector<std::string> gaps;
+    for (const auto& p : old.products) {
+        const auto q = std::find_if(succ.products.begin(), succ.products.end(),
+                                    [&](const product_grant& g) { return g.name == p.name; });
+        if (q == succ.products.end()) {
+            gaps.push_back("product " + p.name + " missing");
+            continue;
+        }
+        // Never wider, whatever plan::mirror says: a broken mirror must not
+        // blind the check that relies on it.
+        if (q->status == approval::approved && p.status != approval::approved) {
+            gaps.push_back("product " + p.name + " approved, wider than the old key's " +
+                           to_string(p.status));
+            continue;
+        }
+        const plan::status_change m = plan::mirror(p.status, q->status);
+        // Read back and verified, a revoke Apigee kept `pending` is left so
+        // (plan/steps.hpp, status_phase): pending grants no more than revoked.
+        const bool kept_pending = p.status == approval::revoked && q->status == approval::pending;
+        if (m != plan::status_change::leave && !kept_pending)
+            gaps.push_back("product " + p.name + " " + to_string(q->status) + " (old key: " +
+                           to_string(p.status) + "; the mirror would " + plan::to_string(m) + ")");
+    }
+    for (const auto& q : succ.products)
+        if (std::none_of(old.products.begin(), old.products.end(),
+                         [&](const product_grant& p) { return p.name == q.name; }))
+            gaps.push_back("product " + q.name + " (" + to_string(q.status) +
+                           ") the old key does not have");
+    auto scopes_old = old.scopes, scopes_new = succ.scopes;
+    std::sort(scopes_old.begin(), scopes_old.end());
+    std::sort(scopes_new.begin(), scopes_new.end());
+    if (scopes_old != scopes_new)
+        gaps.push_back("scopes " + json(scopes_new).dump() + ", old key " +
+                       json(scopes_old).dump());
+    std::multimap<std::string, std::string> want, got;
+    for (const auto& a : old.attributes)
+        if (a.name != k_marker_attribute) want.emplace(a.name, a.value);
+    want.emplace(k_marker_attribute, old.fingerprint);
+    for (const auto& a : succ.attributes) got.emplace(a.name, a.value);
+    if (want != got) {
+        auto show = [](const std::multimap<std::string, std::string>& m) {
+            json j = json::array();
+            for (const auto& [n, v] : m) j.push_back(n + "=" + v);
+            return j.dump();
+        };
+        gaps.push_back("attributes " + show(got) + ", wanted " + show(want));
+    }
+    return gaps;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& s : v) out += (out.empty() ? "" : "; ") + s;
+    return out;
 }
 
 // The emulator behind the transport seam, failing call `fail_at` (1-based,
@@ -166,7 +254,9 @@ class emulator_transport final : public http::transport {
         return e;
     }
 
-    // A key is revoked only when a complete successor of it exists.
+    // A key is revoked only when, at the moment the request is made, a valid
+    // and complete successor of it exists: the final marker naming it, and
+    // every product, status, scope and attribute as incompleteness() wants.
     void check_revocation(const std::string& target) {
         const auto keys = target.find("/keys/");
         const auto q = target.find('?');
@@ -176,12 +266,28 @@ class emulator_transport final : public http::transport {
         get.method = "GET";
         get.target = "/__emulator/state";
         const auto state = json::parse(emu_.handle(get).body);
+        const sys_ms now = as_sys_ms(emu_.now());
+        std::string why;
         for (const auto& o : state["organizations"])
-            for (const auto& a : o["apps"])
-                for (const auto& c : a.value("credentials", json::array()))
-                    for (const auto& at : c.value("attributes", json::array()))
-                        if (at["name"] == k_marker_attribute && at["value"] == fp) return;
-        violations.push_back("revoked " + fp + " with no complete successor");
+            for (const auto& a : o["apps"]) {
+                const json creds = a.value("credentials", json::array());
+                const auto old = std::find_if(creds.begin(), creds.end(), [&](const json& c) {
+                    return c.value("consumerKey", "") == revoked;
+                });
+                if (old == creds.end()) continue;
+                const credential old_key = as_credential(*old);
+                for (const auto& c : creds) {
+                    const credential s = as_credential(c);
+                    const std::string* m = find_attribute(s.attributes, k_marker_attribute);
+                    if (m == nullptr || *m != fp) continue;  // not its successor, or pending
+                    std::vector<std::string> gaps = incompleteness(old_key, s);
+                    if (!plan::key_valid(s, now))
+                        gaps.push_back("successor " + s.fingerprint + " not valid");
+                    if (gaps.empty()) return;
+                    why += " [successor " + s.fingerprint + ": " + joined(gaps) + "]";
+                }
+            }
+        violations.push_back("revoked " + fp + " with no complete successor" + why);
     }
 
     emulator::emulator& emu_;
@@ -209,7 +315,8 @@ class recording_observer final : public exec::observer {
 };
 
 struct outcome {
-    json app;  // the app as the emulator holds it at the end
+    json seeded;  // the app as the emulator holds it before the first pass
+    json app;     // the app as the emulator holds it at the end
     std::vector<exec::action_record> records;
     std::vector<std::string> violations;
     json markers_lost;
@@ -246,12 +353,24 @@ json hook(emulator::emulator& emu, const std::string& method, const std::string&
 // The scenario: two passes now, the clock past the overlap, two more passes.
 // The failure (if any) lands wherever call `fail_at` falls; the later passes
 // are clean and must converge.
+// `wipes`: "generate key" replaces the app's attributes and callback URL with
+// what its body holds (the emulator's generateWipesApp fault sends them
+// nowhere): the executor must put them back, after a crash too.
 outcome run_scenario(policy::rotation_method method, bool strict, int shape, int fail_at,
-                     emulator_transport::mode how) {
+                     emulator_transport::mode how, bool wipes = false) {
     emulator::emulator emu;
+    emu.freeze(k_frozen_at, 7);  // no wall clock, no random ids: the same run every time
     if (strict) emu.profile().all(true);
     if (on_edge(shape)) emu.set_flavor(emulator::flavor::edge);
     emu.load_seed(seed(shape));
+    if (wipes) hook(emu, "POST", "/__emulator/faults", {{"generateWipesApp", true}});
+    outcome out;
+    {
+        const json seeded = hook(emu, "GET", "/__emulator/state");  // (not a temporary's member)
+        for (const auto& o : seeded["organizations"])
+            for (const auto& a : o.value("apps", json::array()))
+                if (a.value("name", "") == "shop") out.seeded = a;
+    }
     emulator_transport transport(emu);
     transport.fail_at = fail_at;
     transport.how = how;
@@ -264,7 +383,6 @@ outcome run_scenario(policy::rotation_method method, bool strict, int shape, int
                      ("keyrot-crash-" + std::to_string(::getpid()) + "-" + std::to_string(fail_at) +
                       "-" + std::to_string(static_cast<int>(how)));
     std::filesystem::remove_all(dir);
-    outcome out;
     const std::vector<policy::policy> policies{make_policy(method, shape)};
     // One pass = one process: its own observer, executor and io_context.
     auto pass = [&] {
@@ -338,17 +456,67 @@ json normalise(const json& app) {
     return {{"keys", keys}, {"attributes", attrs}, {"callbackUrl", app.value("callbackUrl", "")}};
 }
 
+// Nothing widened or lost against the app as seeded: the successor is
+// complete (incompleteness()) and approved, the old key is as seeded but
+// revoked, the app's attributes and callback URL are as seeded.
+void expect_nothing_widened_or_lost(const outcome& o) {
+    ASSERT_FALSE(o.seeded.is_null());
+    const json seeded_keys = o.seeded.value("credentials", json::array());
+    const auto seeded_old = std::find_if(seeded_keys.begin(), seeded_keys.end(), [](const json& c) {
+        return c.value("consumerKey", "") == k_old_key;
+    });
+    ASSERT_NE(seeded_old, seeded_keys.end()) << o.seeded.dump();
+    const credential was = as_credential(*seeded_old);
+    int successors = 0;
+    for (const auto& c : o.app.value("credentials", json::array())) {
+        const credential k = as_credential(c);
+        if (k.fingerprint == was.fingerprint) {
+            // The old key itself: nothing of it changed but its status.
+            EXPECT_EQ(k.status, approval::revoked);
+            EXPECT_EQ(k.products, was.products) << c.dump();
+            auto sa = k.scopes, sb = was.scopes;
+            std::sort(sa.begin(), sa.end());
+            std::sort(sb.begin(), sb.end());
+            EXPECT_EQ(sa, sb) << c.dump();
+            auto aa = k.attributes, ab = was.attributes;
+            auto by_name = [](const attribute& x, const attribute& y) {
+                return std::tie(x.name, x.value) < std::tie(y.name, y.value);
+            };
+            std::sort(aa.begin(), aa.end(), by_name);
+            std::sort(ab.begin(), ab.end(), by_name);
+            EXPECT_TRUE(aa == ab) << c.dump();
+            continue;
+        }
+        ++successors;
+        EXPECT_EQ(k.status, approval::approved) << c.dump();
+        EXPECT_EQ(incompleteness(was, k), std::vector<std::string>{})
+            << "successor " << k.fingerprint << " is not the old key mirrored: " << c.dump()
+            << "\nold key as seeded: " << seeded_old->dump();
+    }
+    EXPECT_EQ(successors, 1);
+    auto attrs = [](const json& app) {
+        std::multimap<std::string, std::string> m;
+        for (const auto& at : app.value("attributes", json::array()))
+            m.emplace(at.value("name", ""), at.value("value", ""));
+        return m;
+    };
+    EXPECT_EQ(attrs(o.app), attrs(o.seeded));
+    EXPECT_EQ(o.app.value("callbackUrl", ""), o.seeded.value("callbackUrl", ""));
+}
+
 struct scenario {
     policy::rotation_method method;
     bool strict;
     int shape;
+    bool wipes = false;  // generate replaces the app's attributes (run_scenario)
 };
 
 class CrashWindowTest : public ::testing::TestWithParam<scenario> {};
 
 TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
-    const auto [method, strict, shape] = GetParam();
-    const outcome clean = run_scenario(method, strict, shape, 0, emulator_transport::mode::before);
+    const auto [method, strict, shape, wipes] = GetParam();
+    const outcome clean =
+        run_scenario(method, strict, shape, 0, emulator_transport::mode::before, wipes);
     const json want = normalise(clean.app);
     // The clean run itself: one complete successor, the old key revoked.
     ASSERT_EQ(want["keys"].size(), 2u) << clean.app.dump();
@@ -360,6 +528,12 @@ TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
     ASSERT_EQ(want["attributes"]["Notes"], "keep me");
     ASSERT_EQ(want["callbackUrl"], "https://shop.example.com/cb");
     ASSERT_GE(clean.calls, 6);
+    // Its successor is the old key mirrored, never wider (every shape, both
+    // profiles): equality with the clean run alone would pass a widening that
+    // happens on every run.
+    expect_nothing_widened_or_lost(clean);
+    EXPECT_EQ(clean.violations, std::vector<std::string>{});
+    ASSERT_FALSE(HasFailure()) << "the clean run widened or lost something: " << clean.app.dump();
     if (shape == k_simple) {
         // Every product approved, the manual-approval one too; no scopes.
         ASSERT_EQ(want["keys"][1]["products"],
@@ -379,9 +553,10 @@ TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
                          (how == emulator_transport::mode::after   ? " took effect, answer lost"
                           : how == emulator_transport::mode::crash ? " took effect, then a crash"
                                                                    : " failed before sending"));
-            const outcome got = run_scenario(method, strict, shape, n, how);
+            const outcome got = run_scenario(method, strict, shape, n, how, wipes);
             ++runs;
             EXPECT_EQ(normalise(got.app), want) << got.app.dump();
+            expect_nothing_widened_or_lost(got);
             EXPECT_EQ(got.violations, std::vector<std::string>{});
             EXPECT_EQ(got.markers_lost, json::array());
             std::map<std::string, int> audited;
@@ -437,6 +612,7 @@ class fake_delivery final : public exec::delivery {
 
 TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
     emulator::emulator emu;
+    emu.freeze(k_frozen_at, 7);  // no wall clock, no random ids: the same run every time
     emu.load_seed(seed(k_full));
     emulator_transport transport(emu);
     auto auth = auth::make_none();
@@ -547,8 +723,10 @@ net::awaitable<void> one_pass(exec::executor& ex, const std::vector<policy::poli
 }
 
 TEST_P(ForecastCallsTest, TheEstimateBoundsTheCallsMade) {
-    const auto [method, strict, shape] = GetParam();
+    const auto [method, strict, shape, wipes] = GetParam();
+    ASSERT_FALSE(wipes) << "the estimate prices no restore of a wiped app";
     emulator::emulator emu;
+    emu.freeze(k_frozen_at, 7);  // no wall clock, no random ids: the same run every time
     if (strict) emu.profile().all(true);
     if (on_edge(shape)) emu.set_flavor(emulator::flavor::edge);
     emu.load_seed(seed(shape));
@@ -634,6 +812,14 @@ const scenario k_scenarios[] = {{policy::rotation_method::import_key, false, k_f
                                 {policy::rotation_method::import_key, false, k_edge_team},
                                 {policy::rotation_method::import_key, true, k_edge_team}};
 
+// The crash windows take these too: generate replacing the app's attributes.
+std::vector<scenario> crash_scenarios() {
+    std::vector<scenario> out(std::begin(k_scenarios), std::end(k_scenarios));
+    out.push_back({policy::rotation_method::generate, false, k_full, true});
+    out.push_back({policy::rotation_method::generate, true, k_full, true});
+    return out;
+}
+
 std::string scenario_name(const ::testing::TestParamInfo<scenario>& i) {
     return std::string(i.param.method == policy::rotation_method::generate ? "Generate"
                                                                            : "Import") +
@@ -643,12 +829,13 @@ std::string scenario_name(const ::testing::TestParamInfo<scenario>& i) {
             : i.param.shape == k_auto      ? "Auto"
             : i.param.shape == k_edge      ? "Edge"
             : i.param.shape == k_edge_team ? "EdgeCompany"
-                                           : "");
+                                           : "") +
+           (i.param.wipes ? "WipingApp" : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Scenarios, ForecastCallsTest, ::testing::ValuesIn(k_scenarios),
                          scenario_name);
-INSTANTIATE_TEST_SUITE_P(Scenarios, CrashWindowTest, ::testing::ValuesIn(k_scenarios),
+INSTANTIATE_TEST_SUITE_P(Scenarios, CrashWindowTest, ::testing::ValuesIn(crash_scenarios()),
                          scenario_name);
 
 }  // namespace

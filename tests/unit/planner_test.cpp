@@ -316,7 +316,7 @@ INSTANTIATE_TEST_SUITE_P(
             // T0 is Friday 2027-01-15 08:00 UTC; window Mon–Fri 09:00–17:00.
             [] { return make_app({key("a1", T0 - 80 * d, T0 + 10 * d)}); },
             [](policy::policy& p) {
-                p.rotation.window = policy::time_window{{1, 2, 3, 4, 5}, 9 * 60, 17 * 60, "UTC", 0};
+                p.rotation.window = policy::time_window{{1, 2, 3, 4, 5}, 9h, 17h, "UTC", 0min};
             },
             {},
             T0 + k_hour},
@@ -476,7 +476,7 @@ TEST(Planner, KeyStatesForMetrics) {
 }
 
 TEST(Window, InsideAndNextOpen) {
-    policy::time_window w{{1, 2, 3, 4, 5}, 9 * 60, 17 * 60, "UTC", 0};
+    policy::time_window w{{1, 2, 3, 4, 5}, 9h, 17h, "UTC", 0min};
     // T0 = Friday 08:00 UTC
     EXPECT_FALSE(plan::in_window(w, T0));
     EXPECT_EQ(plan::next_window_open(w, T0), T0 + k_hour);
@@ -484,7 +484,7 @@ TEST(Window, InsideAndNextOpen) {
     // Friday 18:00 -> next open is Monday 09:00
     EXPECT_EQ(plan::next_window_open(w, T0 + 10 * k_hour), T0 + 3 * k_day + k_hour);
     // A +02:00 zone: Friday 08:00 UTC is 10:00 local, inside.
-    w.utc_offset_minutes = 120;
+    w.utc_offset = std::chrono::hours(2);
     EXPECT_TRUE(plan::in_window(w, T0));
 }
 
@@ -645,7 +645,7 @@ INSTANTIATE_TEST_SUITE_P(
             [] { return make_app({key("a1", T0 - 10 * fd, T0 + 78 * fd)}); },
             [](policy::policy& p) {
                 // Due at T0 + 64 d, a Saturday: the rotation waits for Monday 09:00.
-                p.rotation.window = policy::time_window{{1, 2, 3, 4, 5}, 9 * 60, 17 * 60, "UTC", 0};
+                p.rotation.window = policy::time_window{{1, 2, 3, 4, 5}, 9h, 17h, "UTC", 0min};
             },
             70 * fd,
             {"create:a1@66+"}},
@@ -691,7 +691,7 @@ TEST(Forecast, SkippedAppKeysStillExpire) {
 
 TEST(Window, NamedZoneFollowsDaylightSavingTime) {
     // Europe/Berlin: CET (+01:00) until Sunday 2027-03-28 01:00 UTC, CEST (+02:00) after.
-    policy::time_window w{{1, 2, 3, 4, 5}, 9 * 60, 17 * 60, "Europe/Berlin", 0};
+    policy::time_window w{{1, 2, 3, 4, 5}, 9h, 17h, "Europe/Berlin", 0min};
     w.zone = date::locate_zone("Europe/Berlin");
     const sys_ms fri_winter = as_sys_ms(1806019200000);  // Friday 2027-03-26 00:00 UTC
     const sys_ms mon_summer = fri_winter + 3 * k_day;
@@ -705,12 +705,12 @@ TEST(Window, NamedZoneFollowsDaylightSavingTime) {
     EXPECT_TRUE(plan::in_window(w, mon_summer + 7 * k_hour));
     EXPECT_FALSE(plan::in_window(w, mon_summer + 15 * k_hour));  // 17:00 local
     // A fixed offset does not follow the change.
-    policy::time_window fixed{{1, 2, 3, 4, 5}, 9 * 60, 17 * 60, "+01:00", 60};
+    policy::time_window fixed{{1, 2, 3, 4, 5}, 9h, 17h, "+01:00", 1h};
     EXPECT_EQ(plan::next_window_open(fixed, fri_winter + 18 * k_hour), mon_summer + 8 * k_hour);
 }
 
 TEST(Window, NamedZoneTimeSkippedOrRepeated) {
-    policy::time_window w{{}, 2 * 60 + 30, 3 * 60 + 30, "Europe/Berlin", 0};
+    policy::time_window w{{}, 2h + 30min, 3h + 30min, "Europe/Berlin", 0min};
     w.zone = date::locate_zone("Europe/Berlin");
     // Sunday 2027-03-28: 02:30 local does not exist (02:00 -> 03:00 at 01:00
     // UTC); the window opens at the change, 03:00 local.

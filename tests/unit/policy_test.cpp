@@ -188,9 +188,9 @@ TEST_F(Loader, ExampleConfigLoadsWithTheExamplePolicies) {
     const keyrot::policy::policy& bh = c.policies[0];
     ASSERT_TRUE(bh.rotation.window);
     EXPECT_EQ(bh.rotation.window->days, (std::vector<int>{1, 2, 3, 4, 5}));
-    EXPECT_EQ(bh.rotation.window->start_minute, 9 * 60);
-    EXPECT_EQ(bh.rotation.window->end_minute, 17 * 60);
-    EXPECT_EQ(bh.rotation.window->utc_offset_minutes, 60);
+    EXPECT_EQ(bh.rotation.window->start, std::chrono::hours(9));
+    EXPECT_EQ(bh.rotation.window->end, std::chrono::hours(17));
+    EXPECT_EQ(bh.rotation.window->utc_offset, std::chrono::hours(1));
     EXPECT_EQ(c.policies[1].rotation.method, rotation_method::generate);
     EXPECT_EQ(c.policies[1].rotation.key_lifetime, 60 * k_day);
     EXPECT_TRUE(c.policies[2].dry_run);
@@ -241,10 +241,10 @@ TEST(Fixtures, FullYamlConfig) {
     ASSERT_TRUE(c.policies[2].rotation.window);
     const auto& w = *c.policies[2].rotation.window;
     EXPECT_EQ(w.days, (std::vector<int>{1, 5}));
-    EXPECT_EQ(w.start_minute, 8 * 60 + 30);
-    EXPECT_EQ(w.end_minute, 24 * 60);
+    EXPECT_EQ(w.start, std::chrono::minutes(8 * 60 + 30));
+    EXPECT_EQ(w.end, std::chrono::minutes(24 * 60));
     EXPECT_EQ(w.timezone, "-05:30");
-    EXPECT_EQ(w.utc_offset_minutes, -(5 * 60 + 30));
+    EXPECT_EQ(w.utc_offset, std::chrono::minutes(-(5 * 60 + 30)));
     EXPECT_EQ(c.policies[3].name, "docs-two");
     EXPECT_EQ(c.policies[3].rotation.method, rotation_method::generate);
     EXPECT_EQ(c.policies[4].name, "json-one");
@@ -294,10 +294,10 @@ TEST(Fixtures, MinimalConfigGetsDefaults) {
     EXPECT_FALSE(p.dry_run);
     EXPECT_EQ(p.rotation.key_lifetime, 90 * k_day);
     EXPECT_EQ(p.rotation.rotate_before, 14 * k_day);
-    EXPECT_EQ(p.rotation.max_age, milliseconds(0));
+    EXPECT_FALSE(p.rotation.max_age);  // off
     EXPECT_EQ(p.rotation.overlap, 7 * k_day);
     EXPECT_TRUE(p.rotation.revoke);
-    EXPECT_EQ(p.rotation.delete_revoked_after, milliseconds(0));
+    EXPECT_FALSE(p.rotation.delete_revoked_after);  // never
     EXPECT_EQ(p.rotation.method, rotation_method::import_key);
     EXPECT_FALSE(p.rotation.window);
     EXPECT_TRUE(p.match.developers.empty());
@@ -518,10 +518,10 @@ TEST_F(Loader, WindowTimezones) {
               "name: p\norganization: o\nrotation: {window: {timezone: '+05:45', days: []}}\n"));
     ASSERT_TRUE(r.diagnostics.empty()) << dump(r.diagnostics);
     const auto& w = *r.policies[0].rotation.window;
-    EXPECT_EQ(w.utc_offset_minutes, 5 * 60 + 45);
+    EXPECT_EQ(w.utc_offset, std::chrono::minutes(5 * 60 + 45));
     EXPECT_TRUE(w.days.empty());
-    EXPECT_EQ(w.start_minute, 0);
-    EXPECT_EQ(w.end_minute, 24 * 60);
+    EXPECT_EQ(w.start, std::chrono::minutes(0));
+    EXPECT_EQ(w.end, std::chrono::minutes(24 * 60));
     EXPECT_EQ(w.zone, nullptr);
 
     const auto named = load_policies(write(

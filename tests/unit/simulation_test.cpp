@@ -4,8 +4,9 @@
 // After every step the invariants of docs/rotation.md must hold.
 //
 // The planner never writes app attributes or the callback URL; that the
-// executor keeps them through "generate key" (which wipes them) is checked
-// against the emulator after every crash window by crash_window_test.cpp.
+// executor leaves them as they were is checked against the emulator after
+// every crash window by crash_window_test.cpp, and that it restores them when
+// "generate key" wipes them by rotation_test.py (the generateWipesApp fault).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -277,8 +278,9 @@ TEST(Simulation, ThreeYearsOfRotationKeepInvariants) {
             s.p.rotation.key_lifetime = life;
             s.p.rotation.rotate_before = sim.rand_span(2 * k_day, life / 3);
             s.p.rotation.overlap = sim.rand_span(k_hour, s.p.rotation.rotate_before / 2);
-            s.p.rotation.delete_revoked_after =
+            const milliseconds delete_after =
                 sim.chance(0.5) ? sim.rand_span(0, 60) * k_day : milliseconds(0);
+            if (delete_after > milliseconds(0)) s.p.rotation.delete_revoked_after = delete_after;
             if (sim.chance(0.2)) s.p.rotation.max_age = life / 2;
             s.a = keyrot::testing::make_app({});
             s.a.name = "app" + std::to_string(i);
@@ -315,9 +317,7 @@ TEST(Simulation, ThreeYearsOfRotationKeepInvariants) {
         // most keyLifetime (maxAge, when set, is shorter), so three years need at
         // least floor(3 years / keyLifetime) - 1 successors.
         for (const auto& s : apps) {
-            const milliseconds life = s.p.rotation.max_age > milliseconds(0)
-                                          ? s.p.rotation.max_age
-                                          : *s.p.rotation.key_lifetime;
+            const milliseconds life = s.p.rotation.max_age.value_or(*s.p.rotation.key_lifetime);
             EXPECT_GE(s.creates, static_cast<int>((end - start) / life) - 1)
                 << s.a.name << " (lifetime " << life / k_day << " days) was rotated too rarely";
         }

@@ -426,14 +426,38 @@ TEST(Retiring, OnlyAnOldKeysRevocationWaitsForDelivery) {
 TEST(Retiring, AnOldKeyIsRevokedOnlyWhileItsSuccessorIsValid) {
     constexpr sys_ms now{milliseconds{1'800'000'000'000}};
     credential s = imported();
+    const credential old = s;  // no approved product: validity alone decides
     s.expires_at = now + k_day;
-    EXPECT_FALSE(plan::check_revocable(s, "s1", now));
+    EXPECT_FALSE(plan::check_revocable(s, "s1", old, now));
     s.expires_at = now - milliseconds(1);
-    EXPECT_EQ(plan::check_revocable(s, "s1", now), "successor s1 is not valid now; not revoked");
+    EXPECT_EQ(plan::check_revocable(s, "s1", old, now),
+              "successor s1 is not valid now; not revoked");
     s.expires_at = time_or_never::never();
-    EXPECT_FALSE(plan::check_revocable(s, "s1", now));
+    EXPECT_FALSE(plan::check_revocable(s, "s1", old, now));
     s.status = approval::revoked;  // someone revoked the successor
-    EXPECT_EQ(plan::check_revocable(s, "s1", now), "successor s1 is not valid now; not revoked");
+    EXPECT_EQ(plan::check_revocable(s, "s1", old, now),
+              "successor s1 is not valid now; not revoked");
+}
+
+// At the moment of the revocation, as Apigee has the successor then: someone
+// revoked one of its products (or removed it) since the inventory was read.
+TEST(Retiring, AnOldKeyIsRevokedOnlyWhileItsSuccessorHoldsItsApprovedProducts) {
+    constexpr sys_ms now{milliseconds{1'800'000'000'000}};
+    credential old = imported();
+    old.products = {{"payments", approval::approved}, {"reports", approval::revoked}};
+    credential s = old;
+    s.expires_at = now + k_day;
+    EXPECT_FALSE(plan::check_revocable(s, "s1", old, now));
+    s.products = {{"payments", approval::approved}};  // a revoked one it lacks: no matter
+    EXPECT_FALSE(plan::check_revocable(s, "s1", old, now));
+    const std::string drift =
+        "successor s1 no longer has every product the old key has approved; not revoked";
+    s.products = {{"payments", approval::revoked}, {"reports", approval::revoked}};
+    EXPECT_EQ(plan::check_revocable(s, "s1", old, now), drift);
+    s.products = {{"payments", approval::pending}};
+    EXPECT_EQ(plan::check_revocable(s, "s1", old, now), drift);
+    s.products.clear();
+    EXPECT_EQ(plan::check_revocable(s, "s1", old, now), drift);
 }
 
 }  // namespace
