@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api.hpp"
+#include "common/codec.hpp"
 #include "hooks.hpp"
 #include "oauth.hpp"
 #include "seed.hpp"
@@ -26,7 +27,7 @@ std::vector<std::string> split_path(const std::string& path) {
     while (pos <= path.size()) {
         auto next = path.find('/', pos);
         if (next == std::string::npos) next = path.size();
-        auto d = url_decode(std::string_view(path).substr(pos, next - pos), false);
+        auto d = keyrot::percent_decode(std::string_view(path).substr(pos, next - pos), false);
         if (!d) fail(400, "bad percent-encoding in the path");
         seg.push_back(std::move(*d));
         pos = next + 1;
@@ -43,9 +44,9 @@ std::multimap<std::string, std::string> parse_query(const std::string& query) {
         if (amp == std::string::npos) amp = query.size();
         auto kv = std::string_view(query).substr(qp, amp - qp);
         auto eq = kv.find('=');
-        auto k = url_decode(kv.substr(0, eq), true);
+        auto k = keyrot::percent_decode(kv.substr(0, eq), true);
         auto v = eq == std::string_view::npos ? std::optional<std::string>("")
-                                              : url_decode(kv.substr(eq + 1), true);
+                                              : keyrot::percent_decode(kv.substr(eq + 1), true);
         if (!k || !v) fail(400, "bad percent-encoding in the query");
         if (!k->empty()) qs.emplace(std::move(*k), std::move(*v));
         qp = amp + 1;

@@ -13,6 +13,8 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "common/codec.hpp"
+
 namespace keyrot::emulator {
 
 using json = nlohmann::json;
@@ -41,31 +43,6 @@ response text(int status, std::string body) {
     return r;
 }
 
-std::optional<std::string> form_decode(std::string_view in) {
-    std::string out;
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        char c = in[i];
-        if (c == '+') {
-            out += ' ';
-        } else if (c == '%') {
-            if (i + 2 >= in.size()) return std::nullopt;
-            auto hex = [](char h) -> int {
-                if (h >= '0' && h <= '9') return h - '0';
-                if (h >= 'a' && h <= 'f') return h - 'a' + 10;
-                if (h >= 'A' && h <= 'F') return h - 'A' + 10;
-                return -1;
-            };
-            int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
-            if (hi < 0 || lo < 0) return std::nullopt;
-            out += static_cast<char>(hi * 16 + lo);
-            i += 2;
-        } else {
-            out += c;
-        }
-    }
-    return out;
-}
-
 std::map<std::string, std::string> parse_form(std::string_view body) {
     std::map<std::string, std::string> out;
     std::size_t p = 0;
@@ -74,9 +51,9 @@ std::map<std::string, std::string> parse_form(std::string_view body) {
         if (amp == std::string_view::npos) amp = body.size();
         auto kv = body.substr(p, amp - p);
         auto eq = kv.find('=');
-        auto k = form_decode(kv.substr(0, eq));
+        auto k = keyrot::percent_decode(kv.substr(0, eq), true);
         auto v = eq == std::string_view::npos ? std::optional<std::string>("")
-                                              : form_decode(kv.substr(eq + 1));
+                                              : keyrot::percent_decode(kv.substr(eq + 1), true);
         if (k && v && !k->empty()) out.emplace(std::move(*k), std::move(*v));
         p = amp + 1;
     }
@@ -335,30 +312,13 @@ void oauth::set_edge_user(std::string user, std::string password) {
 }
 
 void oauth::set_mfa_seed(const std::string& base32) {
-    // RFC 4648 base32, case-insensitive; '=' padding, spaces and dashes ignored.
-    std::string out;
-    std::uint32_t buf = 0;
-    int bits = 0;
-    for (char c : base32) {
-        if (c == '=' || c == ' ' || c == '-') continue;
-        int v;
-        if (c >= 'A' && c <= 'Z')
-            v = c - 'A';
-        else if (c >= 'a' && c <= 'z')
-            v = c - 'a';
-        else if (c >= '2' && c <= '7')
-            v = c - '2' + 26;
-        else
-            throw std::invalid_argument("the MFA seed is not base32");
-        buf = (buf << 5) | static_cast<std::uint32_t>(v);
-        bits += 5;
-        if (bits >= 8) {
-            out += static_cast<char>((buf >> (bits - 8)) & 0xff);
-            bits -= 8;
-        }
+    if (base32.empty()) {
+        mfa_key_.clear();
+        return;
     }
-    if (!base32.empty() && out.empty()) throw std::invalid_argument("the MFA seed is too short");
-    mfa_key_ = std::move(out);
+    auto key = keyrot::base32_decode(base32);
+    if (!key) throw std::invalid_argument("the MFA seed is not base32 (A-Z, 2-7), or too short");
+    mfa_key_ = std::move(*key);
 }
 
 void oauth::add_passcode(std::string passcode) { passcodes_.push_back(std::move(passcode)); }

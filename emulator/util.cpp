@@ -5,6 +5,7 @@
 #include <chrono>
 #include <map>
 
+#include "common/codec.hpp"
 #include "common/text.hpp"
 
 namespace keyrot::emulator {
@@ -89,32 +90,6 @@ response no_content() {
     return r;
 }
 
-std::optional<std::string> url_decode(std::string_view in, bool plus_is_space) {
-    std::string out;
-    out.reserve(in.size());
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        char c = in[i];
-        if (c == '%') {
-            if (i + 2 >= in.size()) return std::nullopt;
-            auto hex = [](char h) -> int {
-                if (h >= '0' && h <= '9') return h - '0';
-                if (h >= 'a' && h <= 'f') return h - 'a' + 10;
-                if (h >= 'A' && h <= 'F') return h - 'A' + 10;
-                return -1;
-            };
-            int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
-            if (hi < 0 || lo < 0) return std::nullopt;
-            out.push_back(static_cast<char>(hi * 16 + lo));
-            i += 2;
-        } else if (c == '+' && plus_is_space) {
-            out.push_back(' ');
-        } else {
-            out.push_back(c);
-        }
-    }
-    return out;
-}
-
 std::string to_hex(std::string_view s) {
     static const char* d = "0123456789abcdef";
     std::string out;
@@ -129,7 +104,7 @@ std::optional<std::string> from_hex(std::string_view s) {
     if (s.size() % 2) return std::nullopt;
     std::string out;
     for (std::size_t i = 0; i < s.size(); i += 2) {
-        auto v = url_decode(std::string("%") + s[i] + s[i + 1], false);
+        auto v = keyrot::percent_decode(std::string("%") + s[i] + s[i + 1], false);
         if (!v) return std::nullopt;
         out += *v;
     }

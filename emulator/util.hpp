@@ -47,7 +47,6 @@ response error_response(int code, const std::string& status, const std::string& 
 response json_response(const json& j, int status = 200);
 response no_content();
 
-std::optional<std::string> url_decode(std::string_view in, bool plus_is_space);
 std::string to_hex(std::string_view s);
 std::optional<std::string> from_hex(std::string_view s);
 std::optional<std::int64_t> parse_int(std::string_view s);

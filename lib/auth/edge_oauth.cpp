@@ -12,6 +12,7 @@
 #include "auth/bearer.hpp"
 #include "auth/token_source.hpp"
 #include "auth/totp.hpp"
+#include "common/codec.hpp"
 #include "http/client.hpp"
 #include "http/rules.hpp"
 #include "http/transport.hpp"

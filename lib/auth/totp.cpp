@@ -10,37 +10,6 @@
 
 namespace keyrot::auth {
 
-std::optional<std::string> base32_decode(std::string_view text) {
-    std::string out;
-    std::uint32_t buffer = 0;
-    // The secret's bits pass through `buffer`: wiped on every way out (a plain
-    // `buffer = 0` is a dead store, which the compiler removes).
-    struct wipe {
-        std::uint32_t& b;
-        ~wipe() { OPENSSL_cleanse(&b, sizeof b); }
-    } const wiped{buffer};
-    int bits = 0;
-    for (char ch : text) {
-        if (ch == ' ' || ch == '-' || ch == '=' || ch == '\n' || ch == '\r' || ch == '\t') continue;
-        int v = -1;
-        if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
-        if (ch >= 'a' && ch <= 'z') v = ch - 'a';
-        if (ch >= '2' && ch <= '7') v = ch - '2' + 26;
-        if (v < 0) {
-            cleanse(out);
-            return std::nullopt;
-        }
-        buffer = (buffer << 5) | static_cast<std::uint32_t>(v);
-        bits += 5;
-        if (bits >= 8) {
-            bits -= 8;
-            out.push_back(static_cast<char>((buffer >> bits) & 0xff));
-        }
-    }
-    if (out.empty()) return std::nullopt;
-    return out;
-}
-
 std::string totp(std::string_view key, std::chrono::sys_seconds at, int digits, int step) {
     const std::int64_t unix_seconds = at.time_since_epoch().count();
     const std::uint64_t counter = static_cast<std::uint64_t>(unix_seconds < 0 ? 0 : unix_seconds) /

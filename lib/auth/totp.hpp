@@ -1,20 +1,15 @@
 // One-time codes for Apigee Edge's MFA (auth method edge-oauth, mfaSeedFile):
 // TOTP, RFC 6238 (HOTP of RFC 4226 over the 30-second step count), HMAC-SHA1
-// through OpenSSL, from the base32 seed the user enrolled with (RFC 4648).
+// through OpenSSL, from the base32 seed the user enrolled with (RFC 4648;
+// common/codec.hpp decodes it).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 
 namespace keyrot::auth {
-
-// RFC 4648 base32 (A–Z, 2–7), as authenticator seeds are written: case,
-// spaces, dashes and '=' padding ignored. nullopt on any other character, or
-// when nothing is left. The result holds the seed: cleanse it after use.
-std::optional<std::string> base32_decode(std::string_view text);
 
 // The TOTP code of `key` (raw bytes) at `at`: `digits` decimal
 // digits, zero-padded (6 for Edge; RFC 6238's vectors use 8), `step` seconds.

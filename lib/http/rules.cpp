@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "common/codec.hpp"
 #include "common/fingerprint.hpp"
 #include "common/host_port.hpp"
 #include "common/text.hpp"
@@ -225,23 +226,7 @@ std::string encode_component(std::string_view s) {
 }
 
 std::string decode_component(std::string_view s) {
-    auto val = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    };
-    std::string out;
-    out.reserve(s.size());
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '%' && i + 2 < s.size() && val(s[i + 1]) >= 0 && val(s[i + 2]) >= 0) {
-            out.push_back(static_cast<char>(val(s[i + 1]) * 16 + val(s[i + 2])));
-            i += 2;
-        } else {
-            out.push_back(s[i]);
-        }
-    }
-    return out;
+    return percent_decode(s, false).value_or(std::string(s));
 }
 
 std::string redact_target(std::string_view target) {

@@ -80,7 +80,8 @@ bool no_proxy_matches(std::string_view no_proxy, std::string_view host, std::uin
 
 // Percent-encodes one path segment or query value (everything but A-Z a-z 0-9 - . _ ~).
 std::string encode_component(std::string_view s);
-// Decodes %XX; malformed escapes are kept as they are.
+// Decodes %XX (common/codec.hpp); text with a malformed escape comes back as
+// it is (this names keys in log lines: it never fails).
 std::string decode_component(std::string_view s);
 
 // For messages: replaces each path segment after "/keys/" (a consumer key) by

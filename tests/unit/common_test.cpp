@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/codec.hpp"
 #include "common/duration.hpp"
 #include "common/fingerprint.hpp"
 #include "common/host_port.hpp"
@@ -15,6 +16,19 @@
 
 using namespace keyrot;
 using namespace std::chrono_literals;
+
+TEST(PercentDecode, DecodesEscapesAndFormsPlus) {
+    EXPECT_EQ(percent_decode("dev%40example.com", false), "dev@example.com");
+    EXPECT_EQ(percent_decode("a%2fb%2Fc", false), "a/b/c");
+    EXPECT_EQ(percent_decode("a+b", false), "a+b");
+    EXPECT_EQ(percent_decode("a+b%2B", true), "a b+");
+    EXPECT_EQ(percent_decode("", true), "");
+    EXPECT_EQ(percent_decode("%00", false), std::string(1, '\0'));
+    EXPECT_FALSE(percent_decode("bad%4", false));
+    EXPECT_FALSE(percent_decode("bad%", false));
+    EXPECT_FALSE(percent_decode("bad%zz", false));
+    EXPECT_FALSE(percent_decode("%g0", true));
+}
 
 TEST(Duration, ParsesShortForms) {
     EXPECT_EQ(parse_duration("30s"), 30 * k_second);
