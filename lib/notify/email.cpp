@@ -1,10 +1,10 @@
 #include "notify/email.hpp"
 
+#include <date/date.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <ctime>
+#include <locale>
 #include <nlohmann/json.hpp>
 
 namespace keyrot::notify {
@@ -261,18 +261,9 @@ std::string render_template(std::string_view text, const email_values& values) {
 }
 
 std::string rfc5322_date(sys_ms ts) {
-    const auto secs = static_cast<std::time_t>(
-        std::chrono::floor<std::chrono::seconds>(ts).time_since_epoch().count());
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday % 7],
-                  tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                  tm.tm_sec);
-    return buf;
+    // The C locale's day and month names, as RFC 5322 spells them.
+    return date::format(std::locale::classic(), "%a, %d %b %Y %T +0000",
+                        std::chrono::floor<std::chrono::seconds>(ts));
 }
 
 std::string compose_message(const email_message& m, sys_ms date) {
