@@ -321,6 +321,9 @@ net::awaitable<bool> executor::complete(planned_app& pa, credential s,
             co_return fail(
                 pa, fp, replaces,
                 std::string("completion does not converge at: ") + plan::to_string(st->kind));
+        if (st->kind == plan::step_kind::final_marker)
+            if (const auto wrong = plan::check_before_final(s, spec))
+                co_return fail(pa, fp, replaces, "before the final marker: " + *wrong);
         // Around the write, what the step asks (plan/steps.hpp): the intent
         // of `completed` for the write that makes it complete.
         const std::optional<intent> in =

@@ -289,6 +289,38 @@ credential expected_after(credential s, const step& st, approval added_status) {
     return s;
 }
 
+namespace {
+
+// Each product of `spec` on `s` as the old key has it: approved where it is
+// approved, never approved where it is not (revoked, or pending where
+// Apigee keeps a revoked product pending).
+std::optional<std::string> statuses_wrong(const credential& s, const successor_spec& spec) {
+    for (const auto& p : spec.products) {
+        const approval actual = status_of(s, p.name);
+        const bool good = p.status == approval::approved
+                              ? actual == approval::approved
+                              : actual == approval::revoked || actual == approval::pending;
+        if (!good)
+            return "product " + p.name + " reads back " + to_string(actual) + ", wanted " +
+                   to_string(p.status);
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> check_before_final(const credential& s, const successor_spec& spec) {
+    if (auto wrong = statuses_wrong(s, spec)) return wrong;
+    for (const auto& p : s.products)
+        if (p.status == approval::approved &&
+            std::none_of(spec.products.begin(), spec.products.end(), [&](const product_grant& g) {
+                return g.name == p.name && g.status == approval::approved;
+            }))
+            return "product " + p.name + " is approved on the successor, not on the old key";
+    if (sorted(s.scopes) != sorted(spec.scopes)) return "the scopes differ from the old key's";
+    return std::nullopt;
+}
+
 std::optional<std::string> check_after(const step& st, const credential& answer,
                                        const successor_spec& spec) {
     switch (st.kind) {
@@ -306,16 +338,7 @@ std::optional<std::string> check_after(const step& st, const credential& answer,
         case step_kind::set_product_status:
             return std::nullopt;  // 204, no key: verify_statuses reads it
         case step_kind::verify_statuses:
-            for (const auto& p : spec.products) {
-                const approval actual = status_of(answer, p.name);
-                const bool good = p.status == approval::approved
-                                      ? actual == approval::approved
-                                      : actual == approval::revoked || actual == approval::pending;
-                if (!good)
-                    return "product " + p.name + " reads back " + to_string(actual) + ", wanted " +
-                           to_string(p.status);
-            }
-            return std::nullopt;
+            return statuses_wrong(answer, spec);
         case step_kind::set_scopes:
             if (sorted(answer.scopes) != sorted(st.scopes)) return "scopes do not read back as set";
             if (!keeps_marker(answer))

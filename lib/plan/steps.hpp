@@ -139,4 +139,11 @@ std::optional<std::string> check_after(const step& st, const credential& answer,
 // The same for the steps that need no spec: making and retiring steps.
 std::optional<std::string> check_after(const step& st, const credential& answer);
 
+// Before the final marker goes on successor `s` (Apigee's last answer):
+// every product as the old key has it, none approved that the old key has
+// not approved, the same scopes; the reason when not. It holds whenever the
+// steps above ran as planned: it guards the marker against a wrong step
+// table (mirror()) when the statuses were read, not set, in this pass.
+std::optional<std::string> check_before_final(const credential& s, const successor_spec& spec);
+
 }  // namespace keyrot::plan

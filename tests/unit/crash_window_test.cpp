@@ -703,6 +703,81 @@ TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
     std::filesystem::remove_all(dir);
 }
 
+// A successor left pending (a crash after it was made) on which someone
+// approved a product the old key does not have: the completion's steps mirror
+// only the old key's products, so the guard before the final marker
+// (plan::check_before_final) must refuse to finish it, and the old key must
+// stay. Without the guard the marker goes on a wider key and the old one is
+// revoked after the overlap.
+TEST(CompletionGuardTest, ASuccessorWiderThanTheOldKeyIsNeverMarkedFinal) {
+    for (const bool strict : {false, true}) {
+        SCOPED_TRACE(strict ? "strict" : "lenient");
+        emulator::emulator emu;
+        emu.freeze(k_frozen_at, 7);
+        if (strict) emu.profile().all(true);
+        json s = seed(k_simple);
+        json& creds = s["organizations"][0]["apps"][0]["credentials"];
+        json succ = creds[0];
+        succ["consumerKey"] = "crashWindowSuccessor_01";
+        succ["consumerSecret"] = "crashWindowSuccSecret_1";
+        succ["issuedAt"] = "-1h";
+        succ["expiresAt"] = "+88d";
+        succ["attributes"] =
+            json::array({{{"name", "owner"}, {"value", "ops"}},
+                         {{"name", k_marker_attribute},
+                          {"value", k_pending_prefix + fingerprint(std::string(k_old_key))}}});
+        succ["apiProducts"].push_back({{"apiproduct", "reports"}, {"status", "approved"}});
+        creds.push_back(succ);
+        emu.load_seed(s);
+        emulator_transport transport(emu);
+        auto auth = auth::make_none();
+        apigee::api api(transport, *auth, k_org);
+        const auto dir =
+            std::filesystem::temp_directory_path() / ("keyrot-guard-" + std::to_string(::getpid()));
+        std::filesystem::remove_all(dir);
+        std::vector<exec::action_record> records;
+        const std::vector<policy::policy> policies{
+            make_policy(policy::rotation_method::import_key, k_simple)};
+        auto pass = [&] {
+            recording_observer obs(dir);
+            exec::executor ex(api, obs, dir, [&emu] { return as_sys_ms(emu.now()); });
+            net::io_context io;
+            const exec::run_options opt;
+            net::co_spawn(io, ex.run_pass(policies, opt), net::detached);
+            io.run();
+            records.insert(records.end(), obs.records.begin(), obs.records.end());
+        };
+        pass();
+        hook(emu, "POST", "/__emulator/clock", {{"advanceMs", (2 * k_hour).count()}});
+        pass();
+        std::filesystem::remove_all(dir);
+        const json state = hook(emu, "GET", "/__emulator/state");
+        json app;
+        for (const auto& o : state["organizations"])
+            for (const auto& a : o["apps"])
+                if (a["name"] == "shop") app = a;
+        ASSERT_FALSE(app.is_null());
+        for (const auto& c : app["credentials"]) {
+            if (c["consumerKey"] == k_old_key) {
+                EXPECT_EQ(c["status"], "approved");
+            }
+            for (const auto& at : c["attributes"]) {
+                if (at["name"] == k_marker_attribute) {
+                    EXPECT_EQ(at["value"].get<std::string>().rfind(k_pending_prefix, 0), 0u)
+                        << "a successor wider than the old key was marked final";
+                }
+            }
+        }
+        const auto refused = std::count_if(records.begin(), records.end(), [](const auto& r) {
+            return r.action == exec::audit_action::failed &&
+                   r.detail.find(
+                       "before the final marker: product reports is approved on the "
+                       "successor, not on the old key") != std::string::npos;
+        });
+        EXPECT_EQ(refused, 2) << "each pass refuses, and says why";
+    }
+}
+
 // The forecast's call estimate (plan/forecast.hpp apigee_calls) against the
 // calls a real rotation and revocation make: never fewer, and over by at most
 // the statuses Apigee's approval type already gave (here: admin, manual

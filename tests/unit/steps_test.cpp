@@ -78,6 +78,10 @@ std::vector<std::string> run(credential c, const plan::successor_spec& spec,
     for (int n = 0; n < 20; ++n) {
         const auto st = plan::next_completion_step(c, spec, phase);
         if (!st) return out;
+        if (st->kind == plan::step_kind::final_marker) {
+            const auto wrong = plan::check_before_final(c, spec);
+            EXPECT_FALSE(wrong) << "before the final marker: " << wrong.value_or("");
+        }
         std::string d = plan::to_string(st->kind);
         if (st->kind == plan::step_kind::set_product_status)
             d += std::string(st->approve ? " approve " : " revoke ") + st->products.front();
@@ -228,6 +232,28 @@ TEST(Steps, AnswersThatDoNotShowTheStepAreRefused) {
     EXPECT_EQ(plan::check_after(fin, f, spec), "attributes do not read back as written");
     f.attributes = {k_final, {"tier", "gold"}};  // order does not matter
     EXPECT_FALSE(plan::check_after(fin, f, spec));
+}
+
+TEST(Steps, TheFinalMarkerGoesOnlyOnASuccessorNoWiderAndNoNarrower) {
+    const auto spec = spec_of({{"a", approval::approved}, {"b", approval::revoked}}, {"read"});
+    credential c = imported();
+    c.scopes = {"read"};
+    c.products = {{"a", approval::approved}, {"b", approval::pending}};
+    EXPECT_FALSE(plan::check_before_final(c, spec));
+    c.products = {{"a", approval::approved}, {"b", approval::revoked}, {"x", approval::pending}};
+    EXPECT_FALSE(plan::check_before_final(c, spec)) << "a pending extra product grants nothing";
+    c.products = {{"a", approval::approved}, {"b", approval::revoked}, {"x", approval::approved}};
+    EXPECT_EQ(plan::check_before_final(c, spec),
+              "product x is approved on the successor, not on the old key");
+    c.products = {{"a", approval::approved}, {"b", approval::approved}};
+    EXPECT_EQ(plan::check_before_final(c, spec), "product b reads back approved, wanted revoked");
+    c.products = {{"b", approval::revoked}};
+    EXPECT_EQ(plan::check_before_final(c, spec), "product a reads back unknown, wanted approved");
+    c.products = {{"a", approval::approved}, {"b", approval::revoked}};
+    c.scopes = {"read", "write"};
+    EXPECT_EQ(plan::check_before_final(c, spec), "the scopes differ from the old key's");
+    c.scopes = {};
+    EXPECT_EQ(plan::check_before_final(c, spec), "the scopes differ from the old key's");
 }
 
 // ---- making a successor, retiring a key -----------------------------------
