@@ -186,11 +186,11 @@ class daemon_loop {
         steady::time_point pass_started{};
         time_or_never next_at;  // wall clock of the next pass
         std::string last;       // how the last pass went, for STATUS=
-        // From the last full pass: when the next one is due, the config it ran
-        // with, and the apps whose actions fall due before it (re-read alone).
-        sched::schedule_state schedule;  // backoff, spin guard, the next full pass
+        // Backoff, spin guard, when the next full pass is due and the apps
+        // whose actions fall due before it (re-read alone); the config the
+        // last full pass ran with.
+        sched::schedule_state schedule;
         std::shared_ptr<const policy::config> full_cfg;
-        std::vector<exec::app_wake> wakes;
     };
 
     // Leader election through a Kubernetes Lease when running in a cluster
@@ -348,8 +348,8 @@ class daemon_loop {
             // Before the next full pass, an action falling due on a few apps
             // needs only those apps read again, not the whole organisation
             // (sched::choose_pass).
-            const sched::pass_plan plan = sched::choose_pass(
-                system_now(), o.schedule, o.full_cfg == cfg, o.wakes, cfg->interval);
+            const sched::pass_plan plan =
+                sched::choose_pass(system_now(), o.schedule, o.full_cfg == cfg, cfg->interval);
             opt.wake_horizon = plan.wake_horizon;
             exec::pass_summary sum;
             if (plan.targeted) {
@@ -357,12 +357,6 @@ class daemon_loop {
                 obs::log_event(spdlog::level::info, "re-reading apps with an action due",
                                {{"organization", org}, {"apps", static_cast<int>(due.size())}});
                 sum = co_await o.link->exec->run_apps(policies, due, opt);
-                std::erase_if(o.wakes, [&](const exec::app_wake& w) {
-                    return std::any_of(due.begin(), due.end(), [&](const exec::app_wake& d) {
-                        return d.developer == w.developer && d.team == w.team && d.app == w.app;
-                    });
-                });
-                for (auto& w : sum.wakes) o.wakes.push_back(std::move(w));
                 obs::log_event(sum.ok ? spdlog::level::info : spdlog::level::err, "apps re-read",
                                {{"organization", org},
                                 {"seconds", sum.seconds},
@@ -373,10 +367,10 @@ class daemon_loop {
             } else {
                 log_pass_start(org, policies, "", dry_run_);
                 sum = co_await o.link->exec->run_pass(policies, opt);
-                o.wakes = std::move(sum.wakes);
                 o.full_cfg = cfg;
             }
-            sched::after_pass(plan, sum.ok, o.schedule);  // failed targeted: a full pass next
+            // The wakes, and whether the next pass must read everything.
+            sched::after_pass(plan, {sum.ok, sum.error.empty(), std::move(sum.wakes)}, o.schedule);
             o.running = false;
             if (!sum.ok && is_org_not_found(sum))
                 obs::log_event(
@@ -394,11 +388,7 @@ class daemon_loop {
             pr.config_changed = cfg_ != cfg;
             pr.now = now;
             pr.interval = cfg->interval;
-            // The earliest action due over every app: the wakes of the last
-            // full pass, updated by the targeted ones since.
-            time_or_never next_action;
-            for (const auto& w : o.wakes) next_action = earliest(next_action, w.at);
-            pr.next_action = next_action.instant();
+            pr.next_action = sched::next_action(o.schedule).instant();
             const sched::decision next =
                 sched::next_pass(pr, o.schedule, [&rng](milliseconds lo, milliseconds hi) {
                     return milliseconds(std::uniform_int_distribution<milliseconds::rep>(

@@ -43,14 +43,20 @@ decision next_pass(const pass_result& r, schedule_state& s, const draw_fn& draw)
     return d;
 }
 
+time_or_never next_action(const schedule_state& s) {
+    time_or_never at;
+    for (const auto& w : s.wakes) at = earliest(at, w.at);
+    return at;
+}
+
 pass_plan choose_pass(sys_ms started, const schedule_state& s, bool same_config,
-                      const std::vector<exec::app_wake>& wakes, milliseconds interval) {
+                      milliseconds interval) {
     pass_plan p;
     p.started = started;
     // A new config may match other apps, or plan them otherwise: only a full
     // pass knows. Once the full pass is due, it reads everything anyway.
     if (same_config && started < s.next_full) {
-        for (const auto& w : wakes)
+        for (const auto& w : s.wakes)
             if (w.at <= started + k_due_slack) p.due.push_back(w);  // never is never due
     }
     p.targeted = !p.due.empty() && p.due.size() <= k_targeted_max;
@@ -62,8 +68,18 @@ pass_plan choose_pass(sys_ms started, const schedule_state& s, bool same_config,
     return p;
 }
 
-void after_pass(const pass_plan& p, bool ok, schedule_state& s) {
-    if (p.targeted && !ok) s.next_full = p.started;
+void after_pass(const pass_plan& p, pass_outcome o, schedule_state& s) {
+    if (p.targeted) {
+        std::erase_if(s.wakes, [&](const exec::app_wake& w) {
+            return std::any_of(p.due.begin(), p.due.end(), [&](const exec::app_wake& d) {
+                return d.developer == w.developer && d.team == w.team && d.app == w.app;
+            });
+        });
+        for (auto& w : o.wakes) s.wakes.push_back(std::move(w));
+    } else {
+        s.wakes = std::move(o.wakes);
+    }
+    if ((p.targeted && !o.ok) || !o.read_everything) s.next_full = p.started;
 }
 
 }  // namespace keyrot::sched

@@ -23,7 +23,9 @@
 // - The wakes a pass records (exec::run_options::wake_horizon): a targeted
 //   pass up to the next full pass; a full pass up to the latest the next full
 //   pass can come (interval + 10 % jitter).
-// - after_pass: a targeted pass that failed makes the next pass a full one.
+// - after_pass: the wakes a pass recorded replace those of the apps it read
+//   (a full pass: all of them). A targeted pass that failed, or a full pass
+//   whose reads failed (its wakes are partial), makes the next pass a full one.
 #pragma once
 
 #include <chrono>
@@ -61,7 +63,13 @@ struct schedule_state {
     milliseconds backoff{};  // the last wait after a failed pass (0: the last pass was fine)
     int immediate = 0;       // consecutive decisions that found an action already due
     sys_ms next_full{};      // when the next full pass is due
+    // When each app's next action falls due: the last full pass's wakes,
+    // updated by the targeted passes since (after_pass).
+    std::vector<exec::app_wake> wakes;
 };
+
+// The earliest of `s.wakes`; never when there is none.
+time_or_never next_action(const schedule_state& s);
 
 struct decision {
     milliseconds wait{};   // from pass_result::now; never negative
@@ -82,14 +90,23 @@ struct pass_plan {
 };
 
 // `same_config`: the pass runs with the config the last full pass ran with
-// (then `wakes`, that pass's wakes updated by the targeted ones since, are
-// still what the policies say). Wakes that are never are never due.
+// (then `s.wakes` are still what the policies say). Wakes that are never are
+// never due.
 pass_plan choose_pass(sys_ms started, const schedule_state& s, bool same_config,
-                      const std::vector<exec::app_wake>& wakes, milliseconds interval);
+                      milliseconds interval);
 
-// Once the pass `p` planned has ended (before next_pass): a failed targeted
-// pass leaves the wakes of the apps it could not read unknown, so the next
-// pass reads everything.
-void after_pass(const pass_plan& p, bool ok, schedule_state& s);
+// What a pass brought back.
+struct pass_outcome {
+    bool ok = false;                    // it read everything and no action failed
+    bool read_everything = false;       // every read succeeded (actions may have failed)
+    std::vector<exec::app_wake> wakes;  // the wakes it recorded (up to its horizon)
+};
+
+// Once the pass `p` planned has ended (before next_pass): its wakes replace
+// those of the apps it read. A failed targeted pass, or a full pass with a
+// failed read, leaves the wakes of the apps it could not read unknown, so the
+// next pass reads everything. A full pass whose reads all succeeded knows
+// every wake though an action failed: its retry may be targeted.
+void after_pass(const pass_plan& p, pass_outcome o, schedule_state& s);
 
 }  // namespace keyrot::sched

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "unit/print_time.hpp"
+
 namespace keyrot::sched {
 namespace {
 
@@ -311,7 +313,8 @@ TEST_P(ChoosePassTable, Chooses) {
     const choice_row& r = GetParam();
     schedule_state s;
     s.next_full = r.next_full;
-    const pass_plan p = choose_pass(k_now, s, r.same_config, r.wakes, k_interval);
+    s.wakes = r.wakes;
+    const pass_plan p = choose_pass(k_now, s, r.same_config, k_interval);
     EXPECT_EQ(p.started, k_now);
     EXPECT_EQ(p.targeted, r.targeted);
     EXPECT_EQ(names(p.due), names(r.due));
@@ -385,11 +388,11 @@ INSTANTIATE_TEST_SUITE_P(Schedule, ChoosePassTable, ::testing::ValuesIn(k_choice
 // put the next full pass (interval + 10 %), so no wake before it is missed.
 TEST(Schedule, FullHorizonIsLatestNextFullPass) {
     schedule_state s;
-    const pass_plan p = choose_pass(k_now, s, true, {}, 7s);
+    const pass_plan p = choose_pass(k_now, s, true, 7s);
     EXPECT_FALSE(p.targeted);
     EXPECT_EQ(as_millis(p.wake_horizon), as_millis(k_now + 7700ms + 1ms));
     // Even a pass that took no time, followed by the latest draw.
-    const pass_plan full = choose_pass(k_now, s, true, {}, k_interval);
+    const pass_plan full = choose_pass(k_now, s, true, k_interval);
     next_pass(ok_full(), s, fixed(draw_at::high));
     EXPECT_LT(s.next_full, full.wake_horizon);
 }
@@ -399,9 +402,10 @@ TEST(Schedule, FullHorizonIsLatestNextFullPass) {
 TEST(Schedule, FailedTargetedPassMakesNextPassFull) {
     schedule_state s;
     s.next_full = k_next_full;
-    const pass_plan p = choose_pass(k_now, s, true, list(wake("a", k_now)), k_interval);
+    s.wakes = list(wake("a", k_now));
+    const pass_plan p = choose_pass(k_now, s, true, k_interval);
     ASSERT_TRUE(p.targeted);
-    after_pass(p, false, s);
+    after_pass(p, {false, true, list(wake("a", k_now))}, s);  // its action failed
     EXPECT_EQ(as_millis(s.next_full), as_millis(k_now));
     // next_pass retries after a failure and keeps next_full ...
     pass_result r = failed();
@@ -410,28 +414,63 @@ TEST(Schedule, FailedTargetedPassMakesNextPassFull) {
     const decision d = next_pass(r, s, fixed(draw_at::middle));
     EXPECT_EQ(as_millis(s.next_full), as_millis(k_now));
     // ... so the retry is a full pass, though the app is still due.
-    const pass_plan retry =
-        choose_pass(r.now + d.wait, s, true, list(wake("a", k_now)), k_interval);
+    const pass_plan retry = choose_pass(r.now + d.wait, s, true, k_interval);
     EXPECT_FALSE(retry.targeted);
 }
 
-TEST(Schedule, SuccessfulTargetedPassKeepsNextFull) {
+// A targeted pass's wakes replace those of the apps it re-read, and only
+// theirs; the next full pass stays.
+TEST(Schedule, SuccessfulTargetedPassUpdatesItsAppsWakesAndKeepsNextFull) {
     schedule_state s;
     s.next_full = k_next_full;
-    const pass_plan p = choose_pass(k_now, s, true, list(wake("a", k_now)), k_interval);
+    s.wakes = list(wake("a", k_now), wake("b", k_now + 1h), wake("a", k_now, "ops"));
+    const pass_plan p = choose_pass(k_now, s, true, k_interval);
     ASSERT_TRUE(p.targeted);
-    after_pass(p, true, s);
+    ASSERT_EQ(names(p.due), (std::vector<std::string>{"/dev@example.com/a", "ops//a"}));
+    after_pass(p, {true, true, list(wake("a", k_now + 2h))}, s);  // the team app: nothing due
     EXPECT_EQ(as_millis(s.next_full), as_millis(k_next_full));
+    EXPECT_EQ(names(s.wakes),
+              (std::vector<std::string>{"/dev@example.com/b", "/dev@example.com/a"}));
+    EXPECT_EQ(next_action(s), time_or_never(k_now + 1h));
 }
 
-// A failed full pass leaves next_full as it was (next_pass backs off).
-TEST(Schedule, FailedFullPassKeepsNextFull) {
+// A full pass's wakes replace all others.
+TEST(Schedule, FullPassReplacesEveryWake) {
     schedule_state s;
     s.next_full = k_next_full;
-    const pass_plan p = choose_pass(k_now, s, false, list(wake("a", k_now)), k_interval);
+    s.wakes = list(wake("a", k_now + 1min), wake("b", k_now + 1h));
+    const pass_plan p = choose_pass(k_now, s, false, k_interval);
     ASSERT_FALSE(p.targeted);
-    after_pass(p, false, s);
+    after_pass(p, {true, true, list(wake("c", k_now + 3h))}, s);
+    EXPECT_EQ(names(s.wakes), (std::vector<std::string>{"/dev@example.com/c"}));
+    EXPECT_EQ(next_action(s), time_or_never(k_now + 3h));
+    after_pass(p, {true, true, {}}, s);
+    EXPECT_EQ(next_action(s), time_or_never::never());
+}
+
+// A full pass that read everything but failed an action knows every wake:
+// next_full stays, and the retry re-reads the app whose action is due.
+TEST(Schedule, FullPassWithAFailedActionKeepsNextFull) {
+    schedule_state s;
+    s.next_full = k_next_full;
+    const pass_plan p = choose_pass(k_now, s, false, k_interval);
+    ASSERT_FALSE(p.targeted);
+    after_pass(p, {false, true, list(wake("a", k_now))}, s);
     EXPECT_EQ(as_millis(s.next_full), as_millis(k_next_full));
+    EXPECT_TRUE(choose_pass(k_now + 5s, s, true, k_interval).targeted);
+}
+
+// A full pass whose reads failed (a listing page, an app) has seen only some
+// apps' wakes: an app it missed may be due before the next full pass, so the
+// next pass reads everything, even if that full pass ran early (a reload).
+TEST(Schedule, FullPassWithAFailedReadMakesNextPassFull) {
+    schedule_state s;
+    s.next_full = k_next_full;
+    const pass_plan p = choose_pass(k_now, s, false, k_interval);
+    ASSERT_FALSE(p.targeted);
+    after_pass(p, {false, false, list(wake("a", k_now))}, s);
+    EXPECT_EQ(as_millis(s.next_full), as_millis(k_now));
+    EXPECT_FALSE(choose_pass(k_now + 5s, s, true, k_interval).targeted);
 }
 
 }  // namespace
