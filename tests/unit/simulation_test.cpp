@@ -1,4 +1,5 @@
-// Three simulated years of an in-memory Apigee driven by the planner, with
+// Three simulated years of an in-memory Apigee driven by the planner (keys
+// imported or generated, on Apigee X or Edge), with
 // random lifetimes, overlaps, crashes half-way through a rotation, races that
 // make duplicate successors, and people who revoke successors and add keys.
 // After every step the invariants of docs/rotation.md must hold.
@@ -27,6 +28,7 @@ namespace {
 struct sim_app {
     app a;
     policy::policy p;
+    bool edge = false;  // Apigee Edge: an import there is a bare create, then the marker
     bool human_revoked_successor = false;               // a person took access away on purpose
     int creates = 0;                                    // successors made for this app
     std::set<std::string> successor_revoked_by_person;  // old keys whose successor a person revoked
@@ -84,7 +86,7 @@ class simulation {
                     << "successor must outlive the old key";
                 const int copies = chance(0.03) ? 2 : 1;  // a race between two daemons
                 for (int i = 0; i < copies; ++i) {
-                    credential c = make(new_key(now, act.expires_at), act);
+                    credential c = make(new_key(now, act.expires_at), act, s);
                     complete(c, act.spec, 0.03);  // a crash part-way leaves it for the next pass
                     s.a.credentials.push_back(std::move(c));
                     ++creates_;
@@ -121,13 +123,20 @@ class simulation {
         }
     }
 
-    // Makes successor `c` by the planner's making steps for an import on
-    // Apigee X (plan/steps.hpp), as the executor does: one create.
-    credential make(credential c, const plan::action& act) {
-        const auto steps = plan::making_steps(act, policy::rotation_method::import_key, false);
-        EXPECT_EQ(steps.size(), 1u);
-        for (const auto& st : steps) {
-            c = plan::expected_after(std::move(c), st, approval::approved);
+    // Makes successor `c` by the planner's making steps (plan/steps.hpp) for
+    // the app's method and flavor, as the executor does: an import on Apigee
+    // X is one create; a generate (products and scopes given, each product's
+    // status Apigee's choice) or an Edge import (a bare key) is then marked
+    // pending with the key's own attributes. (A crash between the two is the
+    // journal's, which crash_window_test covers.)
+    credential make(credential c, const plan::action& act, const sim_app& s) {
+        const auto steps = plan::making_steps(act, s.p.rotation.method, s.edge);
+        EXPECT_EQ(steps.size(),
+                  s.p.rotation.method == policy::rotation_method::import_key && !s.edge ? 1u : 2u);
+        for (plan::step st : steps) {
+            if (st.kind == plan::step_kind::mark_pending) st = plan::marking(c, act.key);
+            c = plan::expected_after(std::move(c), st,
+                                     chance(0.3) ? approval::pending : approval::approved);
             const auto wrong = plan::check_after(st, c);
             EXPECT_FALSE(wrong) << plan::to_string(st.kind) << ": " << wrong.value_or("");
         }
@@ -143,6 +152,11 @@ class simulation {
         for (int n = 0; n < 64; ++n) {
             const auto st = plan::next_completion_step(c, spec, statuses);
             if (!st) return;
+            if (st->kind == plan::step_kind::final_marker) {  // as the executor checks
+                const auto wrong = plan::check_before_final(c, spec);
+                EXPECT_FALSE(wrong) << "before the final marker: " << wrong.value_or("");
+                if (wrong) return;
+            }
             if (chance(crash)) return;
             ++steps_;
             c = plan::expected_after(std::move(c), *st,
@@ -276,16 +290,25 @@ TEST(Simulation, ThreeYearsOfRotationKeepInvariants) {
             s.p = keyrot::testing::make_policy();
             const milliseconds life = sim.rand_span(20, 200) * k_day;
             s.p.rotation.key_lifetime = life;
+            // X imports, generates (on X or Edge: the same steps), Edge imports.
+            if (i % 2 == 1) s.p.rotation.method = policy::rotation_method::generate;
+            s.edge = i % 4 >= 2;
             s.p.rotation.rotate_before = sim.rand_span(2 * k_day, life / 3);
             s.p.rotation.overlap = sim.rand_span(k_hour, s.p.rotation.rotate_before / 2);
             const milliseconds delete_after =
                 sim.chance(0.5) ? sim.rand_span(0, 60) * k_day : milliseconds(0);
             if (delete_after > milliseconds(0)) s.p.rotation.delete_revoked_after = delete_after;
             if (sim.chance(0.2)) s.p.rotation.max_age = life / 2;
+            const bool never_expires =  // an Edge import's key: keys/create takes no expiry
+                s.edge && s.p.rotation.method == policy::rotation_method::import_key;
+            if (never_expires) {
+                s.p.rotation.key_lifetime = std::nullopt;
+                s.p.rotation.max_age = life;
+            }
             s.a = keyrot::testing::make_app({});
             s.a.name = "app" + std::to_string(i);
             credential k = sim.new_key(start - sim.rand_span(milliseconds(0), life / 2), sys_ms{});
-            k.expires_at = k.issued_at + life;
+            k.expires_at = never_expires ? time_or_never::never() : k.issued_at + life;
             k.attributes = {{"tier", "gold"}};
             if (sim.chance(0.3)) {
                 // All approved, no scopes: products and final marker in one update.
@@ -324,6 +347,9 @@ TEST(Simulation, ThreeYearsOfRotationKeepInvariants) {
         EXPECT_GT(sim.recreated_, 0) << "a revoked successor was replaced at least once";
         // Completions went through the planner's steps, and some crashed part-way.
         EXPECT_GT(sim.steps_, sim.creates_) << "successors are completed by plan/steps.hpp";
+        std::map<std::pair<bool, policy::rotation_method>, int> kinds;
+        for (const auto& s : apps) ++kinds[{s.edge, s.p.rotation.method}];
+        EXPECT_EQ(kinds.size(), 4u) << "X and Edge, import and generate";
     }
 }
 
