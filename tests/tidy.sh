@@ -58,7 +58,34 @@ if ((all)); then
 fi
 
 core=$(git ls-files -- 'lib/common/*.cpp' 'lib/plan/*.cpp' 'lib/policy/*.cpp' lib/sched/schedule.cpp)
-run_tidy "$build" -- $core
+# A unity build's database names only the unity sources (clang-tidy would
+# match none of these files, and say nothing): each core file gets the
+# command of the unity source that includes it, in a database of its own.
+core_db=$(mktemp -d)
+trap 'rm -rf "$core_db"' EXIT
+python3 - "$build" "$core_db" $core <<'PY'
+import json, os, re, sys
+build, out, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+db = json.load(open(os.path.join(build, "compile_commands.json")))
+by_file = {os.path.realpath(e["file"]): e for e in db}
+entries = []
+for f in files:
+    path = os.path.realpath(f)
+    entry = by_file.get(path)
+    if entry is None:  # inside a unity source: take its command
+        for e in db:
+            if e["file"].endswith(".cxx") and f'#include "{path}"' in open(e["file"]).read():
+                entry = dict(e, file=path)
+                entry["command"] = e["command"].replace(e["file"], path)
+                break
+    # GCC's precompiled header is not clang's: the sources include what they use.
+    entry["command"] = re.sub(r" -Winvalid-pch| -include \S*cmake_pch\.hxx", "", entry["command"])
+    if entry is None:
+        sys.exit(f"clang-tidy: no compile command for {f} in {build}/compile_commands.json")
+    entries.append(entry)
+json.dump(entries, open(os.path.join(out, "compile_commands.json"), "w"), indent=1)
+PY
+run_tidy "$core_db" -- $core
 
 # Pass 2: the unity sources of lib/ and daemon/ (configure only: nothing is
 # built), written afresh (a flattened one from the last run is never read).
@@ -75,7 +102,7 @@ alone=$(comm -23 <(tr ' ' '\n' <<<"$lib_files" | grep -v -E '^lib/(common|plan|p
 # it again), and note where each file starts: "unity<TAB>line<TAB>file".
 markers=$(mktemp)
 found=$(mktemp)
-trap 'rm -f "$markers" "$found"' EXIT
+trap 'rm -rf "$core_db" "$markers" "$found"' EXIT
 for u in "${unity[@]}"; do
     flat=$(mktemp)
     n=0
