@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing (Debian 12), checks the formatting, builds, runs
 # every test with ctest, clang-tidy on lib/ and daemon/ (tests/tidy.sh), then the
-# unit tests and keyrotd under AddressSanitizer + UBSan. The sanitizer build
-# and clang-tidy run at low priority while the release tests run (they mostly
-# wait on sockets); their logs: build/logs/.
+# unit tests and keyrotd under AddressSanitizer + UBSan. clang-tidy runs at
+# low priority from the start, the sanitizer build while the release tests
+# run (they mostly wait on sockets); their logs: build/logs/.
 #   tests/run.sh            everything
 #   tests/run.sh --no-asan  skip the sanitizer build (quicker while developing)
 #   tests/run.sh --deps-only  install the Debian packages and stop
@@ -55,10 +55,8 @@ git ls-files -z -- '*.cpp' '*.hpp' | xargs -0 clang-format --dry-run --Werror
 # builds of one file are quicker without unity).
 unity=()
 [[ -f build/release/CMakeCache.txt ]] || unity=(-DCMAKE_UNITY_BUILD=ON)
-stage "configure + build (release${unity:+, unity})"
+stage "configure + build (release${unity:+, unity}); clang-tidy in the background (build/logs/tidy.log)"
 cmake --preset release "${unity[@]}" >/dev/null
-cmake --build --preset release
-
 # Background jobs write to build/logs/NAME.log; finish NAME waits for one and
 # shows its log (the whole log when it failed, its end otherwise).
 mkdir -p build/logs
@@ -80,6 +78,12 @@ finish() {
     echo "$name failed (build/logs/$name.log)" >&2
     exit 1
 }
+
+# clang-tidy needs the compile commands, not the build: it starts now, at
+# low priority, and takes the CPU the build and the tests leave (they mostly
+# wait on sockets), so that it never ends last.
+background tidy nice -n 10 tests/tidy.sh build/release
+cmake --build --preset release
 
 # The sanitizers are set per target (cmake/target.cmake): prove they reached
 # a binary, or every run under "ASan" would pass uninstrumented.
@@ -127,9 +131,6 @@ if ((asan)); then
     cmake --preset asan >/dev/null
     background asan-build asan_build
 fi
-# clang-tidy runs beside the tests too: they mostly wait on sockets.
-background tidy nice -n 10 tests/tidy.sh build/release
-
 stage "ctest (release: unit + integration)"
 ctest --preset release -j2 --timeout 600
 
