@@ -350,6 +350,15 @@ json hook(emulator::emulator& emu, const std::string& method, const std::string&
     return res.body.empty() ? json() : json::parse(res.body);
 }
 
+// The app "shop" as the emulator holds it now; null when there is none.
+json shop_app(emulator::emulator& emu) {
+    const json state = hook(emu, "GET", "/__emulator/state");  // (a range-for over a
+    for (const auto& o : state["organizations"])               // temporary's member dangles)
+        for (const auto& a : o.value("apps", json::array()))
+            if (a.value("name", "") == "shop") return a;
+    return json();
+}
+
 // The scenario: two passes now, the clock past the overlap, two more passes.
 // The failure (if any) lands wherever call `fail_at` falls; the later passes
 // are clean and must converge.
@@ -365,12 +374,7 @@ outcome run_scenario(policy::rotation_method method, bool strict, int shape, int
     emu.load_seed(seed(shape));
     if (wipes) hook(emu, "POST", "/__emulator/faults", {{"generateWipesApp", true}});
     outcome out;
-    {
-        const json seeded = hook(emu, "GET", "/__emulator/state");  // (not a temporary's member)
-        for (const auto& o : seeded["organizations"])
-            for (const auto& a : o.value("apps", json::array()))
-                if (a.value("name", "") == "shop") out.seeded = a;
-    }
+    out.seeded = shop_app(emu);
     emulator_transport transport(emu);
     transport.fail_at = fail_at;
     transport.how = how;
@@ -402,11 +406,10 @@ outcome run_scenario(policy::rotation_method method, bool strict, int shape, int
     pass();
     pass();
     std::filesystem::remove_all(dir);
-    const json state = hook(emu, "GET", "/__emulator/state");
-    for (const auto& o : state["organizations"])
-        for (const auto& a : o.value("apps", json::array()))
-            if (a.value("name", "") == "shop") out.app = a;
-    if (out.app.is_null()) ADD_FAILURE() << "no app shop in " << state.dump().substr(0, 2000);
+    out.app = shop_app(emu);
+    if (out.app.is_null())
+        ADD_FAILURE() << "no app shop in "
+                      << hook(emu, "GET", "/__emulator/state").dump().substr(0, 2000);
     out.violations = transport.violations;
     if (on_edge(shape)) {
         // Edge's org app list (rows, inclusive startKey), not X's pageToken listing.
@@ -642,13 +645,7 @@ TEST(DeliveryGateTest, TheOldKeyIsRevokedOnlyAfterTheSuccessorIsDelivered) {
         last_held = obs.passes[0].by_policy[0].revocations_held;
         last_held_expiry = obs.passes[0].by_policy[0].held_expiry;
     };
-    auto shop = [&] {
-        const json state = hook(emu, "GET", "/__emulator/state");  // (a range-for over a
-        for (const auto& o : state["organizations"])               // temporary's member dangles)
-            for (const auto& a : o["apps"])
-                if (a["name"] == "shop") return a;
-        return json();
-    };
+    auto shop = [&] { return shop_app(emu); };
     auto old_status = [&] {
         const json a = shop();
         for (const auto& c : a["credentials"])
@@ -751,11 +748,7 @@ TEST(CompletionGuardTest, ASuccessorWiderThanTheOldKeyIsNeverMarkedFinal) {
         hook(emu, "POST", "/__emulator/clock", {{"advanceMs", (2 * k_hour).count()}});
         pass();
         std::filesystem::remove_all(dir);
-        const json state = hook(emu, "GET", "/__emulator/state");
-        json app;
-        for (const auto& o : state["organizations"])
-            for (const auto& a : o["apps"])
-                if (a["name"] == "shop") app = a;
+        const json app = shop_app(emu);
         ASSERT_FALSE(app.is_null());
         for (const auto& c : app["credentials"]) {
             if (c["consumerKey"] == k_old_key) {
