@@ -43,7 +43,7 @@ endfunction()
 # link Boost::headers (which defines BOOST_ALL_NO_LIB), directly or through a
 # module, with the build's sanitizers. -Winvalid-pch is on and warnings are
 # errors, so a mismatch fails the build rather than compiling slowly.
-# KEYROT_PCH=OFF (and the tidy preset: clang cannot read GCC's file) turns it off.
+# KEYROT_PCH=OFF turns it off (tests/tidy.sh drops it: clang cannot read GCC's file).
 option(KEYROT_PCH "Precompile Boost.Asio and nlohmann/json once per build (GCC)" ON)
 
 # Whether `target` sees Boost::headers' usage requirements: it links it, or a
