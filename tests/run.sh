@@ -115,7 +115,7 @@ asan_build() {
     asan_suites > build/logs/asan-suites.log 2>&1 &
     local suites=$!
     nice -n 10 cmake --build --preset asan --target unit-tests || { kill $suites; return 1; }
-    check_sanitized build/asan/tests/planner_test || { kill $suites; return 1; }
+    check_sanitized build/asan/tests/unit_core || { kill $suites; return 1; }
     # Each binary whole, in two shards side by side (ctest's process per test
     # costs ~120 s under ASan, this ~35 s), as soon as they are built: beside
     # the suites and clang-tidy, not after them.

@@ -13,6 +13,8 @@
 #include "http/transport.hpp"
 #include "unit/http_run_sync.hpp"
 
+namespace apigee_edge_test {
+
 using namespace keyrot;
 using namespace keyrot::apigee;
 using json = nlohmann::json;
@@ -410,3 +412,5 @@ TEST(EdgeApi, CompaniesPageByInclusiveStartKey) {
     EXPECT_EQ(t.seen.size(), 2u);
     EXPECT_EQ(query(t.seen[1].target, "startKey"), "c0999");
 }
+
+}  // namespace apigee_edge_test

@@ -5,6 +5,8 @@
 #include "apigee/json.hpp"
 #include "common/fingerprint.hpp"
 
+namespace apigee_json_test {
+
 using namespace keyrot;
 using namespace keyrot::apigee;
 using json = nlohmann::json;
@@ -303,3 +305,5 @@ TEST(ApigeeJson, TeamApps) {
               json::parse(R"({"apiProducts": ["p"], "appGroupAppKey": {
                               "attributes": [{"name": "m", "value": "v"}], "scopes": ["read"]}})"));
 }
+
+}  // namespace apigee_json_test

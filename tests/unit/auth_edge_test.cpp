@@ -14,6 +14,8 @@
 #include "http_run_sync.hpp"
 #include "policy/config.hpp"
 
+namespace auth_edge_test {
+
 using namespace keyrot;
 using keyrot::testing::run_sync;
 using json = nlohmann::json;
@@ -248,3 +250,5 @@ TEST(EdgeOAuth, ABadSeedIsAnAuthError) {
     EXPECT_NE(h.err().message.find("is not base32"), std::string::npos);
     EXPECT_TRUE(f.server->seen.empty());
 }
+
+}  // namespace auth_edge_test

@@ -12,6 +12,8 @@
 #include "http_run_sync.hpp"
 #include "policy/config.hpp"
 
+namespace auth_test {
+
 using namespace keyrot;
 using keyrot::testing::run_sync;
 
@@ -175,3 +177,5 @@ TEST(Auth, GoogleCredentialsResolveInAdcOrder) {
     EXPECT_EQ(r->origin, "auth.path");
     std::filesystem::remove_all(dir);
 }
+
+}  // namespace auth_test

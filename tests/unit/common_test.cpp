@@ -14,6 +14,8 @@
 #include "common/text.hpp"
 #include "common/time.hpp"
 
+namespace common_test {
+
 using namespace keyrot;
 using namespace std::chrono_literals;
 
@@ -211,3 +213,5 @@ TEST(HostPort, PortsAreDecimalAndInRange) {
     for (const char* bad : {"0", "65536", "", "+80", "-1", " 80", "8o", "123456", "00000080"})
         EXPECT_FALSE(parse_port(bad)) << bad;
 }
+
+}  // namespace common_test

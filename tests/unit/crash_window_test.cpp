@@ -53,7 +53,7 @@
 #include "plan/planner.hpp"
 #include "plan/steps.hpp"
 
-namespace keyrot {
+namespace keyrot::crash_window_test {
 namespace {
 
 using json = nlohmann::json;
@@ -907,4 +907,4 @@ INSTANTIATE_TEST_SUITE_P(Scenarios, CrashWindowTest, ::testing::ValuesIn(crash_s
                          scenario_name);
 
 }  // namespace
-}  // namespace keyrot
+}  // namespace keyrot::crash_window_test

@@ -27,6 +27,8 @@
 #include "deliver/vault.hpp"
 #include "unit/http_run_sync.hpp"
 
+namespace deliver_loopback_test {
+
 namespace fs = std::filesystem;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
@@ -731,3 +733,5 @@ TEST_F(DeliverLoopback, FactoryDeliversToEveryTargetOfAnApp) {
 }
 
 }  // namespace
+
+}  // namespace deliver_loopback_test

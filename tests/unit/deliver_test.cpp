@@ -17,6 +17,8 @@
 #include "deliver/secret_manager.hpp"
 #include "deliver/vault.hpp"
 
+namespace deliver_test {
+
 using namespace keyrot;
 using namespace keyrot::deliver;
 using nlohmann::json;
@@ -546,3 +548,5 @@ TEST(DeliverBodies, SecretManager) {
     access["payload"]["dataCrc32c"] = std::to_string(crc32c(text) ^ 1u);
     EXPECT_FALSE(sm_read_access(access)->checksum_ok);
 }
+
+}  // namespace deliver_test

@@ -7,6 +7,8 @@
 #include "common/fingerprint.hpp"
 #include "http/rules.hpp"
 
+namespace http_rules_test {
+
 using namespace keyrot;
 using namespace keyrot::http;
 using namespace std::chrono_literals;
@@ -210,3 +212,5 @@ TEST(Redact, KeysBecomeFingerprints) {
     EXPECT_EQ(redact_target("/a/keys"), "/a/keys");
     EXPECT_EQ(redact_target("/a/keys/" + key), "/a/keys/<fp:" + fingerprint(key) + ">");
 }
+
+}  // namespace http_rules_test

@@ -18,6 +18,8 @@
 #include "notify/event.hpp"
 #include "temp_dir.hpp"
 
+namespace notify_email_test {
+
 namespace fs = std::filesystem;
 using namespace keyrot;
 using namespace keyrot::notify;
@@ -372,3 +374,5 @@ TEST(NotifyEmailSink, StartUpReadsFilesAndNamesThemNeverTheirContent) {
     plain.host_is_loopback = false;
     EXPECT_FALSE(email_sink::create(io.get_executor(), plain).ok());
 }
+
+}  // namespace notify_email_test

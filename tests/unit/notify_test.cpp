@@ -36,6 +36,8 @@
 #include "unit/http_run_sync.hpp"
 #include "unit/print_time.hpp"
 
+namespace notify_test {
+
 namespace fs = std::filesystem;
 using namespace keyrot;
 using namespace keyrot::notify;
@@ -1080,3 +1082,5 @@ TEST(NotifyLoopback, RefusesPlainHttpToARemoteHostAndUnsignedHooks) {
     EXPECT_EQ(split_url("https://h/a/b/"),
               (std::pair<std::string, std::string>{"https://h", "/a/b/"}));
 }
+
+}  // namespace notify_test

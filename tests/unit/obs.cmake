@@ -1,4 +1,4 @@
-keyrot_unit_test(obs_test
+keyrot_unit_test(unit_io
     SOURCES ${CMAKE_CURRENT_LIST_DIR}/obs_audit_test.cpp
             ${CMAKE_CURRENT_LIST_DIR}/obs_log_test.cpp
             ${CMAKE_CURRENT_LIST_DIR}/obs_metrics_test.cpp

@@ -13,6 +13,8 @@
 #include "obs/log.hpp"
 #include "temp_dir.hpp"
 
+namespace obs_audit_test {
+
 namespace fs = std::filesystem;
 using keyrot::exec::action_record;
 using keyrot::obs::audit_log;
@@ -161,3 +163,5 @@ TEST(obs_audit, fingerprint_check) {
     EXPECT_FALSE(keyrot::obs::is_fingerprint_or_empty("0123456789abcdeg"));
     EXPECT_FALSE(keyrot::obs::is_fingerprint_or_empty("pending:0123456789abcdef"));
 }
+
+}  // namespace obs_audit_test

@@ -9,6 +9,8 @@
 #include "obs/http_server.hpp"
 #include "obs/metrics.hpp"
 
+namespace obs_http_test {
+
 namespace net = keyrot::net;
 using tcp = net::ip::tcp;
 using keyrot::obs::http_server;
@@ -191,3 +193,5 @@ TEST(obs_http, bind_failure_throws) {
     http_server c(io, reg, nullptr, {.listen = "nonsense"});
     EXPECT_THROW(c.start(), std::invalid_argument);
 }
+
+}  // namespace obs_http_test

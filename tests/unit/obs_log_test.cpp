@@ -10,6 +10,8 @@
 
 #include "obs/log.hpp"
 
+namespace obs_log_test {
+
 using keyrot::obs::field;
 using keyrot::obs::log_event;
 using keyrot::obs::log_format;
@@ -133,3 +135,5 @@ TEST(obs_log, numbers_in_text_mode_are_plain) {
     ASSERT_EQ(lines.size(), 1u);
     EXPECT_NE(lines[0].find("pass done apps_seen=12 seconds=1.500"), std::string::npos) << lines[0];
 }
+
+}  // namespace obs_log_test

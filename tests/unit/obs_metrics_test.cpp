@@ -15,6 +15,8 @@
 #include "obs/recorder.hpp"
 #include "temp_dir.hpp"
 
+namespace obs_metrics_test {
+
 using keyrot::exec::action_record;
 using keyrot::exec::pass_summary;
 using keyrot::obs::metrics;
@@ -413,3 +415,5 @@ TEST(earliest, never_is_later_than_any_instant) {
     EXPECT_EQ(keyrot::earliest(keyrot::time_or_never::never(), keyrot::time_or_never::never()),
               keyrot::time_or_never::never());
 }
+
+}  // namespace obs_metrics_test

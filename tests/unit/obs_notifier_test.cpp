@@ -19,6 +19,8 @@
 #include "temp_dir.hpp"
 #include "unit/print_time.hpp"
 
+namespace obs_notifier_test {
+
 using namespace keyrot;
 
 namespace {
@@ -635,3 +637,5 @@ TEST(NotifierUnmatched, SinkFiltersOnPoliciesAndDevelopers) {
     EXPECT_FALSE(notify::matches(by_app, solo));
     EXPECT_TRUE(notify::matches(by_app, team));
 }
+
+}  // namespace obs_notifier_test

@@ -9,6 +9,8 @@
 #include "plan/forecast.hpp"
 #include "plan_fixtures.hpp"
 
+namespace planner_test {
+
 using namespace keyrot;
 using namespace keyrot::testing;
 using namespace std::chrono_literals;
@@ -750,3 +752,5 @@ TEST(Planner, TeamAppsMatchOnlyPoliciesThatNameTheirGroup) {
 }
 
 }  // namespace
+
+}  // namespace planner_test

@@ -1,8 +1,8 @@
 # Config and policy loader (lib/policy).
-keyrot_unit_test(policy_test
+keyrot_unit_test(unit_core
     SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_test.cpp
     LIBS keyrot::policy nlohmann_json::nlohmann_json)
-target_compile_definitions(policy_test PRIVATE
+target_compile_definitions(unit_core PRIVATE
     KEYROT_FIXTURES="${KEYROT_FIXTURES}"
     KEYROT_POLICIES_DIR="${PROJECT_SOURCE_DIR}/policies")
 

@@ -8,6 +8,8 @@
 
 #include "policy/config.hpp"
 
+namespace policy_test {
+
 using namespace keyrot;
 using namespace keyrot::policy;
 namespace fs = std::filesystem;
@@ -1089,3 +1091,5 @@ TEST_F(Loader, EdgeImportOnlyWithoutExpiry) {
     EXPECT_DIAG(r.diagnostics, "rotation.method", 4, 20,
                 "generate cannot rotate team (AppGroup) apps");
 }
+
+}  // namespace policy_test

@@ -8,7 +8,7 @@
 
 #include "sched/leader.hpp"
 
-namespace keyrot::sched {
+namespace keyrot::sched::sched_test {
 namespace {
 
 using json = nlohmann::json;
@@ -316,4 +316,4 @@ TEST_F(Env, StartUpErrorsThrow) {
 }
 
 }  // namespace
-}  // namespace keyrot::sched
+}  // namespace keyrot::sched::sched_test

@@ -14,7 +14,7 @@
 
 #include "unit/print_time.hpp"
 
-namespace keyrot::sched {
+namespace keyrot::sched::schedule_test {
 namespace {
 
 using namespace std::chrono_literals;
@@ -474,4 +474,4 @@ TEST(Schedule, FullPassWithAFailedReadMakesNextPassFull) {
 }
 
 }  // namespace
-}  // namespace keyrot::sched
+}  // namespace keyrot::sched::schedule_test

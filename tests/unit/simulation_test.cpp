@@ -21,6 +21,8 @@
 #include "plan/steps.hpp"
 #include "plan_fixtures.hpp"
 
+namespace simulation_test {
+
 using namespace keyrot;
 
 namespace {
@@ -354,3 +356,5 @@ TEST(Simulation, ThreeYearsOfRotationKeepInvariants) {
 }
 
 }  // namespace
+
+}  // namespace simulation_test

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+namespace steps_test {
+
 using namespace keyrot;
 
 namespace {
@@ -487,3 +489,5 @@ TEST(Retiring, AnOldKeyIsRevokedOnlyWhileItsSuccessorHoldsItsApprovedProducts) {
 }
 
 }  // namespace
+
+}  // namespace steps_test
