@@ -168,16 +168,18 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- plumbing
     def reply(self, code, body):
+        # Counted before the answer is sent: a client that reads
+        # /__lease/stats right after its answer sees its own request.
+        st = self.server.state
+        with st.lock:
+            key = "%s %d" % (self.command, code)
+            st.stats[key] = st.stats.get(key, 0) + 1
         raw = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
-        st = self.server.state
-        with st.lock:
-            key = "%s %d" % (self.command, code)
-            st.stats[key] = st.stats.get(key, 0) + 1
 
     def body(self):
         n = int(self.headers.get("Content-Length") or 0)
