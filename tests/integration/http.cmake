@@ -10,11 +10,12 @@ if(NOT TARGET keyrot_http_test_server)
                           PRIVATE OpenSSL::SSL OpenSSL::Crypto)
 endif()
 
-foreach(t http_client_test http_api_test)
-    add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/${t}.cpp)
-    keyrot_target(${t})
-    target_include_directories(${t} PRIVATE ${PROJECT_SOURCE_DIR}/lib ${PROJECT_SOURCE_DIR}/tests)
-    target_link_libraries(${t} PRIVATE keyrot::apigee keyrot_http_test_server GTest::gtest_main
-                          OpenSSL::Crypto nlohmann_json::nlohmann_json)
-    gtest_discover_tests(${t} PROPERTIES LABELS integration TIMEOUT 120 DISCOVERY_TIMEOUT 60)
-endforeach()
+# One binary for both sources (each in a namespace named after its file): in a
+# unity build they share one parse of GoogleTest, Beast and lib/apigee.
+add_executable(http_test ${CMAKE_CURRENT_LIST_DIR}/http_client_test.cpp
+                         ${CMAKE_CURRENT_LIST_DIR}/http_api_test.cpp)
+keyrot_target(http_test)
+target_include_directories(http_test PRIVATE ${PROJECT_SOURCE_DIR}/lib ${PROJECT_SOURCE_DIR}/tests)
+target_link_libraries(http_test PRIVATE keyrot::apigee keyrot_http_test_server GTest::gtest_main
+                      OpenSSL::Crypto nlohmann_json::nlohmann_json)
+gtest_discover_tests(http_test PROPERTIES LABELS integration TIMEOUT 120 DISCOVERY_TIMEOUT 60)

@@ -21,6 +21,8 @@
 #include "policy/config.hpp"
 #include "unit/http_run_sync.hpp"
 
+namespace http_api_test {
+
 using namespace keyrot;
 using namespace keyrot::testing;
 using namespace std::chrono_literals;
@@ -499,3 +501,5 @@ TEST(GoogleAuth, ServiceAccountJwtGrantAndRenewalAfter401) {
     EXPECT_NE(bad.err().message.find("not an RSA PEM key"), std::string::npos);
     fs::remove_all(dir);
 }
+
+}  // namespace http_api_test

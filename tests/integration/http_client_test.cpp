@@ -13,6 +13,8 @@
 #include "http_test_server.hpp"
 #include "unit/http_run_sync.hpp"
 
+namespace http_client_test {
+
 using namespace keyrot;
 using namespace keyrot::testing;
 using namespace std::chrono_literals;
@@ -575,3 +577,5 @@ TEST(HttpsClient, ThroughAConnectProxy) {
     ASSERT_FALSE(bad);
     EXPECT_EQ(bad.err().what, error::kind::config);
 }
+
+}  // namespace http_client_test
