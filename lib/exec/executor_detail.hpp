@@ -1,6 +1,7 @@
-// Helpers the executor's parts share (executor.cpp: passes; create.cpp:
-// import, generate, complete; retire.cpp: revoke, deliver, delete;
-// audit_trail.cpp: intents and records). Internal to lib/exec.
+// Helpers the executor's parts share (executor.cpp: passes; make.cpp: the
+// making steps and journal recovery; import.cpp, generate.cpp: the two ways
+// to make a key; complete.cpp: completion; retire.cpp: revoke, deliver,
+// delete; audit_trail.cpp: intents and records). Internal to lib/exec.
 #pragma once
 
 #include <algorithm>

@@ -1,109 +1,22 @@
-// The executor's successor-making part: a key imported or generated, then
-// completed (products, statuses, scopes, final marker), and the journal's
-// recovery for keys made without a marker (docs/rotation.md).
+// The executor's making part: the planner's making steps run in order around
+// an import (import.cpp) or a generate (generate.cpp), then the completion
+// (complete.cpp); and the journal's recovery for keys made without a marker
+// (docs/rotation.md).
 #include <algorithm>
 #include <chrono>
-#include <fstream>
-#include <map>
-#include <nlohmann/json.hpp>
-#include <set>
+#include <optional>
 
 #include "apigee/api.hpp"
 #include "common/fingerprint.hpp"
 #include "common/text.hpp"
 #include "exec/executor.hpp"
 #include "exec/executor_detail.hpp"
-#include "exec/inventory.hpp"
 #include "exec/keygen.hpp"
 #include "plan/steps.hpp"
 
 namespace keyrot::exec {
 
 using namespace detail;
-
-// keys/create; when the answer may hide a success (lost, or 409: the key
-// exists), the key read back instead of creating another. The key made is
-// named by `nk`'s consumer key and its fingerprint.
-net::awaitable<executor::create_outcome> executor::create_or_read_back(apigee::app_owner owner,
-                                                                       std::string name,
-                                                                       const apigee::new_key& nk) {
-    create_outcome out;
-    auto created = co_await api_.create_key(owner, name, nk);
-    if (created) {
-        out.key = std::move(created.value());
-    } else if (!maybe_applied(created.err()) && !created.err().is_status(409)) {
-        out.absent = true;
-        out.error = "create key: " + created.err().describe();
-        co_return out;
-    } else {
-        auto back = co_await api_.get_key(owner, name, nk.consumer_key);
-        if (!back) {
-            out.absent = back.err().is_status(404);
-            out.error = "create key: " + created.err().describe() +
-                        (out.absent ? "; not created (the read-back finds no such key)"
-                                    : "; read-back failed too: " + back.err().describe()) +
-                        ", the next pass starts over";
-            co_return out;
-        }
-        out.key = std::move(back.value());
-    }
-    out.key->fingerprint = fingerprint(nk.consumer_key);
-    out.key->consumer_key = nk.consumer_key;
-    co_return out;
-}
-
-// The app's generate-key call with `before` (the app read right before: the
-// body must repeat everything it holds); the new key is the one `before`
-// did not have.
-net::awaitable<executor::create_outcome> executor::generate_key(planned_app& pa,
-                                                                const plan::action& act,
-                                                                const plan::step& st,
-                                                                const app& before) {
-    const apigee::app_owner owner = apigee::app_owner::of(pa.snapshot);
-    create_outcome out;
-    app body = before;
-    body.api_products = st.products;
-    body.scopes = st.scopes;
-    const sys_ms now = clock_();
-    body.key_expires_in = act.expires_at.is_never()
-                              ? std::nullopt
-                              : std::optional<milliseconds>(act.expires_at.at() - now);
-    pa.reread = true;  // the app itself is rewritten: re-read it before planning again
-    auto after = co_await api_.generate_key(owner, body);
-    if (!after) {
-        if (!maybe_applied(after.err())) {
-            out.absent = true;
-            out.error = "generate key: " + after.err().describe();
-            co_return out;
-        }
-        after = co_await api_.get_app(owner, before.name);
-        if (!after) {
-            out.error = "read app after generate: " + after.err().describe();
-            co_return out;
-        }
-    }
-    const credential* fresh = nullptr;
-    for (const auto& c : after->credentials)
-        if (find_key(before, c.fingerprint) == nullptr && !plan::check_after(st, c, act.spec))
-            fresh = &c;
-    if (sorted(after->attributes) != sorted(before.attributes) ||
-        after->callback_url != before.callback_url) {
-        // Trap 1: generate replaced the app's attributes or callback URL. Put them back.
-        auto restored = co_await api_.update_app(owner, before);
-        out.reported = true;
-        out.keep_journal = !restored;
-        fail(pa, fresh ? fresh->fingerprint : "", act.key,
-             std::string("generate changed the app's attributes or callback URL; ") +
-                 (restored ? "restored them" : "restoring FAILED: " + restored.err().describe()));
-    }
-    if (fresh == nullptr) {
-        out.absent = true;
-        out.error = "generate: no new key found; the next pass starts over";
-        co_return out;
-    }
-    out.key = *fresh;
-    co_return out;
-}
 
 // The making steps (plan::making_steps), one write each, in order; then the
 // completion. Around each write, what its step asks: the journal entry
@@ -296,121 +209,6 @@ net::awaitable<bool> executor::recover_journal(planned_app& pa) {
                        "re-read after journal recovery: " + fresh.err().describe());
     adopt(pa, std::move(fresh.value()), clock_());
     pa.plan = plan::plan_app(pa.snapshot, *pa.policy, clock_(), {});
-    co_return true;
-}
-
-net::awaitable<bool> executor::complete(planned_app& pa, credential s,
-                                        const plan::successor_spec& spec,
-                                        const std::string& replaces) {
-    const apigee::app_owner dev = apigee::app_owner::of(pa.snapshot);
-    const std::string& name = pa.snapshot.name;
-    const std::string fp = s.fingerprint;
-    const secret key = s.consumer_key;
-
-    // An earlier completion already wrote the final marker (the planner asks
-    // again only to approve products left pending): it was audited then.
-    const bool final_already = sorted(s.attributes) == sorted(spec.attributes);
-    // The planner's steps (plan/steps.hpp), each answer checked against what
-    // the step must leave. Bounded, in case Apigee and we disagree.
-    plan::status_phase statuses = plan::status_phase::open;
-    const std::size_t max_steps = 2 * spec.products.size() + 6;
-    for (std::size_t n = 0;; ++n) {
-        const std::optional<plan::step> st = plan::next_completion_step(s, spec, statuses);
-        if (!st) break;
-        if (n == max_steps)
-            co_return fail(
-                pa, fp, replaces,
-                std::string("completion does not converge at: ") + plan::to_string(st->kind));
-        if (st->kind == plan::step_kind::final_marker)
-            if (const auto wrong = plan::check_before_final(s, spec))
-                co_return fail(pa, fp, replaces, "before the final marker: " + *wrong);
-        // Around the write, what the step asks (plan/steps.hpp): the intent
-        // of `completed` for the write that makes it complete.
-        const std::optional<intent> in =
-            step_intent(pa, *st, fp, replaces,
-                        st->kind == plan::step_kind::add_products_final
-                            ? "products, attributes and final marker in one update"
-                            : "products, statuses, scopes and attributes copied; marker final",
-                        false);
-        if (in) {
-            const bool began = co_await begin(pa, *in);
-            if (!began) co_return false;
-        }
-        std::optional<credential> answer;  // the key as a write answered or a read showed it
-        switch (st->kind) {
-            case plan::step_kind::add_products_final:
-            case plan::step_kind::add_products:
-            case plan::step_kind::final_marker: {
-                // The complete attribute list rides along: an update may replace
-                // the attributes with those sent, or wipe them when none are sent.
-                auto r = co_await api_.update_key(dev, name, key, st->products, st->attributes);
-                if (!r && st->completes && maybe_applied(r.err()))
-                    r = co_await api_.get_key(dev, name, key);  // took effect?
-                if (!r)
-                    co_return fail(
-                        pa, fp, replaces,
-                        std::string(plan::to_string(st->kind)) + ": " + r.err().describe());
-                answer = std::move(r.value());
-                break;
-            }
-            case plan::step_kind::set_product_status: {
-                const std::string& product = st->products.front();
-                auto r = co_await api_.set_key_product_status(dev, name, key, product, st->approve);
-                if (!r)
-                    co_return fail(pa, fp, replaces,
-                                   "set status of " + product + ": " + r.err().describe());
-                // 204 without the key: verify_statuses reads it back.
-                s = plan::expected_after(std::move(s), *st, approval::unknown);
-                statuses = plan::status_phase::unverified;
-                continue;
-            }
-            case plan::step_kind::verify_statuses: {
-                auto back = co_await api_.get_key(dev, name, key);
-                if (!back)
-                    co_return fail(pa, fp, replaces,
-                                   "read back product statuses: " + back.err().describe());
-                answer = std::move(back.value());
-                statuses = plan::status_phase::verified;
-                break;
-            }
-            case plan::step_kind::set_scopes: {
-                auto r =
-                    co_await api_.replace_key_scopes(dev, name, key, st->scopes, st->attributes);
-                if (!r) co_return fail(pa, fp, replaces, "set scopes: " + r.err().describe());
-                answer = std::move(r.value());
-                break;
-            }
-            case plan::step_kind::create_pending:
-            case plan::step_kind::create_bare:
-            case plan::step_kind::generate:
-            case plan::step_kind::mark_pending:
-            case plan::step_kind::revoke:
-            case plan::step_kind::remove:
-                // Not completion steps: next_completion_step never returns them.
-                co_return fail(pa, fp, replaces,
-                               std::string("not a completion step: ") + plan::to_string(st->kind));
-        }
-        if (const auto wrong = plan::check_after(*st, *answer, spec))
-            co_return fail(pa, fp, replaces, *wrong);
-        // What the step decides, as Apigee answered it.
-        s.products = answer->products;
-        if (st->kind != plan::step_kind::verify_statuses) {
-            s.attributes = answer->attributes;
-            s.scopes = answer->scopes;
-        }
-        if (in) {
-            keep(pa, s, key);  // the record names its times
-            const bool finished = co_await finish(pa, *in);
-            if (!finished) co_return false;
-        }
-    }
-    keep(pa, s, key);
-    if (!final_already && delivery_ && delivery_->wants(pa.snapshot, *pa.policy)) {
-        // At the start of the overlap; the revocation gate retries a failure.
-        auto d = co_await deliver(pa, fp, replaces);
-        delivered(pa, fp, replaces, "overlap", static_cast<bool>(d));
-        if (!d) fail(pa, fp, replaces, "deliver: " + d.err().message);
-    }
     co_return true;
 }
 
