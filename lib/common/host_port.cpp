@@ -28,6 +28,13 @@ std::optional<host_port> split_host_port(std::string_view s) {
     return hp;
 }
 
+std::string join_host_port(std::string_view host, std::string_view port) {
+    std::string out = host.find(':') != std::string_view::npos ? "[" + std::string(host) + "]"
+                                                               : std::string(host);
+    if (!port.empty()) out.append(":").append(port);
+    return out;
+}
+
 std::optional<std::uint16_t> parse_port(std::string_view s, bool allow_zero) {
     if (s.empty() || s.size() > 5) return std::nullopt;
     unsigned v = 0;

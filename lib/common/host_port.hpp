@@ -21,6 +21,10 @@ struct host_port {
 // checked here: parse_port.
 std::optional<host_port> split_host_port(std::string_view s);
 
+// The inverse: "host:port", the host in brackets when it is an IPv6 address
+// (it holds a ':'); just the host when `port` is empty.
+std::string join_host_port(std::string_view host, std::string_view port);
+
 // A decimal TCP port: 1 to 65535, or 0 too when `allow_zero` (a listener that
 // picks a free one). No sign, no spaces, at most 5 digits.
 std::optional<std::uint16_t> parse_port(std::string_view s, bool allow_zero = false);

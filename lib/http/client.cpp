@@ -15,6 +15,7 @@
 #include <deque>
 #include <random>
 
+#include "common/host_port.hpp"
 #include "http/rules.hpp"
 
 namespace keyrot::http {
@@ -543,14 +544,13 @@ result<std::unique_ptr<client>> client::create(net::any_io_executor ex, options 
             if (pv.find('@') != std::string_view::npos)
                 return make_error(error::kind::config,
                                   "HTTPS_PROXY: proxy credentials are not supported");
-            // Reuse the URL parser for host[:port]; 1080 by default, as curl.
-            bool has_port =
-                !pv.empty() && pv.back() != ']' &&
-                pv.find(':', pv.starts_with("[") ? pv.find(']') : 0) != std::string_view::npos;
+            // host[:port], as every authority is read (the URL parser checks
+            // the host and the port); 1080 by default, as curl.
+            const auto hp = split_host_port(pv);
             auto pu = parse_url("https://" + std::string(pv));
-            if (!pu || !pu->prefix.empty())
+            if (!hp || !pu || !pu->prefix.empty())
                 return make_error(error::kind::config, "HTTPS_PROXY is not host[:port]");
-            p->proxy = proxy_info{pu->host, has_port ? pu->port : std::uint16_t{1080}};
+            p->proxy = proxy_info{pu->host, hp->port.empty() ? std::uint16_t{1080} : pu->port};
         }
 
         ssl::context ctx(ssl::context::tls_client);

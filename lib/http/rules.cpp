@@ -63,9 +63,8 @@ bool cidr_matches(const std::string& entry, const std::string& host) {
 }  // namespace
 
 std::string url::authority() const {
-    std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-    if ((tls && port == 443) || (!tls && port == 80)) return h;
-    return h + ":" + std::to_string(port);
+    const bool default_port = (tls && port == 443) || (!tls && port == 80);
+    return join_host_port(host, default_port ? std::string() : std::to_string(port));
 }
 
 result<url> parse_url(std::string_view text, std::string_view plain_http_host) {

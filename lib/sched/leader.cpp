@@ -15,6 +15,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/host_port.hpp"
 #include "common/secret.hpp"
 #include "common/text.hpp"
 #include "common/time.hpp"
@@ -101,8 +102,7 @@ std::optional<lease_config> lease_config_from_env() {
     } else if (!host.empty()) {
         std::string port = getenv_str("KUBERNETES_SERVICE_PORT");
         if (port.empty()) port = "443";
-        const bool v6 = host.find(':') != std::string::npos;
-        cfg.api_url = "https://" + (v6 ? "[" + host + "]" : host) + ":" + port;
+        cfg.api_url = "https://" + join_host_port(host, port);
     } else {
         return std::nullopt;  // not in a cluster: no election
     }

@@ -205,6 +205,19 @@ TEST(HostPort, SplitsEveryForm) {
         EXPECT_FALSE(split_host_port(bad)) << bad;
 }
 
+TEST(HostPort, JoinsWhatSplitReads) {
+    using keyrot::join_host_port;
+    EXPECT_EQ(join_host_port("example.com", "8443"), "example.com:8443");
+    EXPECT_EQ(join_host_port("example.com", ""), "example.com");
+    EXPECT_EQ(join_host_port("::1", "9464"), "[::1]:9464");
+    EXPECT_EQ(join_host_port("fe80::1", ""), "[fe80::1]");
+    for (const char* s : {"example.com:8443", "[::1]:9464", "[fe80::1]", "example.com"}) {
+        const auto hp = keyrot::split_host_port(s);
+        ASSERT_TRUE(hp) << s;
+        EXPECT_EQ(join_host_port(hp->host, hp->port), s);
+    }
+}
+
 TEST(HostPort, PortsAreDecimalAndInRange) {
     using keyrot::parse_port;
     EXPECT_EQ(parse_port("1"), 1);
