@@ -359,7 +359,7 @@ class daemon_loop {
                 sum = co_await o.link->exec->run_apps(policies, due, opt);
                 obs::log_event(sum.ok ? spdlog::level::info : spdlog::level::err, "apps re-read",
                                {{"organization", org},
-                                {"seconds", sum.seconds},
+                                {"seconds", sum.took.count()},
                                 {"apps_seen", sum.apps_seen},
                                 {"actions_done", sum.actions_done},
                                 {"actions_failed", sum.actions_failed},
@@ -398,7 +398,7 @@ class daemon_loop {
             const std::string why = next.why;
             o.next_at = now + wait;
             char secs[32];
-            std::snprintf(secs, sizeof secs, "%.1fs", sum.seconds);
+            std::snprintf(secs, sizeof secs, "%.1fs", sum.took.count());
             o.last = sum.ok
                          ? std::string("ok at ") + format_time(now) + " (" + secs + ", " +
                                count_of(std::max(0, sum.actions_done - rec_.last_dry_run(org)),

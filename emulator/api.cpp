@@ -111,7 +111,8 @@ std::vector<std::string> product_names(const organization& org, const json& j) {
 }
 
 credential new_credential(state& st, const organization& org,
-                          const std::vector<std::string>& products, millis expires_in_ms,
+                          const std::vector<std::string>& products,
+                          std::optional<millis> expires_in_ms,
                           const std::vector<std::string>& scopes, millis t) {
     credential c;
     do {
@@ -119,7 +120,8 @@ credential new_credential(state& st, const organization& org,
     } while (org.key_index.count(c.consumer_key));
     c.consumer_secret = random_string(st.id_rng, 64);
     c.issued_at = t;
-    c.expires_at = expires_in_ms > 0 ? t + expires_in_ms : -1;
+    // 0 or less (-1 on the wire): a key that never expires.
+    if (expires_in_ms && *expires_in_ms > 0) c.expires_at = t + *expires_in_ms;
     c.scopes = scopes;
     for (const auto& p : products) c.products.push_back({p, product_status(org, p)});
     return c;

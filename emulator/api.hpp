@@ -53,7 +53,8 @@ std::string product_status(const organization& org, const std::string& name);
 std::vector<std::string> product_names(const organization& org, const json& j);
 // A generated key (as "generate key pair" and app creation make one).
 credential new_credential(state& st, const organization& org,
-                          const std::vector<std::string>& products, millis expires_in_ms,
+                          const std::vector<std::string>& products,
+                          std::optional<millis> expires_in_ms,
                           const std::vector<std::string>& scopes, millis t);
 // ?action=approve|revoke as a status.
 std::string parse_action(const std::optional<std::string>& action);

@@ -28,7 +28,7 @@ response dev_app_create(state& st, call& ctx) {
     if (const json* e = field(body, "keyExpiresIn")) {
         auto v = json_int64(*e);
         if (!v) fail(400, "keyExpiresIn must be an int64");
-        a.key_expires_in = *v;
+        a.key_expires_in = expires_in_field(*v);
     }
     a.app_id = uuid(st.id_rng);
     a.created_at = a.last_modified_at = t;
@@ -73,11 +73,11 @@ response app_post(state& st, call& ctx) {
     if (auto at = body_attributes(body)) attrs = std::move(*at);
     std::vector<std::string> scopes;
     if (const json* s = field(body, "scopes")) scopes = parse_string_list(*s, "scopes");
-    millis expires_in = -1;
+    std::optional<millis> expires_in;
     if (const json* e = field(body, "keyExpiresIn")) {
         auto v = json_int64(*e);
         if (!v) fail(400, "keyExpiresIn must be an int64");
-        expires_in = *v;
+        expires_in = expires_in_field(*v);
     }
     std::string callback = string_field(body, "callbackUrl");
     if (const json* f = field(body, "appFamily")) {
@@ -115,7 +115,7 @@ response app_put(state& st, call& ctx) {
     if (const json* e = field(body, "keyExpiresIn")) {
         auto v = json_int64(*e);
         if (!v) fail(400, "keyExpiresIn must be an int64");
-        a.key_expires_in = *v;
+        a.key_expires_in = expires_in_field(*v);
     }
     a.attributes = std::move(attrs);
     a.callback_url = std::move(callback);

@@ -204,7 +204,7 @@ response edge_key_create(state& st, call& ctx) {
         fail(409, "the consumer key already exists in this organization",
              "keymanagement.service.KeyAlreadyExists");
     c.issued_at = ctx.t;
-    c.expires_at = -1;
+    c.expires_at.reset();  // never
     org.key_index[c.consumer_key] = k;
     a.credentials.push_back(std::move(c));
     a.last_modified_at = ctx.t;

@@ -31,7 +31,7 @@ response key_create(state& st, call& ctx) {
         fail(400,
              "scopes must already be defined for an API product associated with the key; "
              "the new key has none");
-    millis expires_s = -1;
+    millis expires_s = 0;  // none given: the key never expires (as 0 or -1)
     if (const json* e = field(body, "expiresInSeconds")) {
         auto v = json_int64(*e);
         if (!v) fail(400, "expiresInSeconds must be an int64");
@@ -40,7 +40,7 @@ response key_create(state& st, call& ctx) {
     if (org.key_index.count(c.consumer_key))
         fail(409, "the consumer key already exists in this organization");
     c.issued_at = t;
-    c.expires_at = expires_s > 0 ? t + expires_s * 1000 : -1;
+    if (expires_s > 0) c.expires_at = t + expires_s * 1000;
     org.key_index[c.consumer_key] = k;
     a.credentials.push_back(std::move(c));
     a.last_modified_at = t;

@@ -25,9 +25,9 @@ millis seed_time(const json& j, millis base, millis dflt) {
     throw std::runtime_error("seed: bad time \"" + s + "\" (use ms, \"now\", \"+5m\", \"-30d\")");
 }
 
-millis seed_span(const json& j) {
-    if (j.is_null()) return -1;
-    if (auto v = json_int64(j)) return *v;
+std::optional<millis> seed_span(const json& j) {
+    if (j.is_null()) return std::nullopt;
+    if (auto v = json_int64(j)) return expires_in_field(*v);
     if (j.is_string()) {
         if (auto d = parse_duration(j.get_ref<const std::string&>())) return d->count();
     }
@@ -162,7 +162,8 @@ organization& load_org(state& st, const json& o, millis base) {
                         throw std::runtime_error("seed: duplicate consumer key in app " + app.name);
                     cr.status = seed_str(c, "status", "approved");
                     cr.issued_at = seed_time(c.value("issuedAt", json()), base, base);
-                    cr.expires_at = seed_time(c.value("expiresAt", json()), base, -1);
+                    if (const millis e = seed_time(c.value("expiresAt", json()), base, -1); e != -1)
+                        cr.expires_at = e;  // -1 or none: never
                     cr.attributes = seed_attrs(c);
                     if (auto s = c.find("scopes"); s != c.end())
                         cr.scopes = s->get<std::vector<std::string>>();
@@ -255,7 +256,7 @@ json dump_state(const state& st) {
                  {"callbackUrl", a.callback_url},
                  {"scopes", a.scopes},
                  {"appFamily", a.app_family},
-                 {"keyExpiresIn", std::to_string(a.key_expires_in)},
+                 {"keyExpiresIn", std::to_string(a.key_expires_in.value_or(-1))},
                  {"createdAt", std::to_string(a.created_at)},
                  {"lastModifiedAt", std::to_string(a.last_modified_at)},
                  {"credentials", std::move(creds)}});

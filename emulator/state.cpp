@@ -79,7 +79,7 @@ int state::usable_keys(const organization& org, const app_key& k) const {
     int n = 0;
     for (const auto& c : ai->second.credentials) {
         if (c.status != "approved") continue;
-        if (c.expires_at != -1 && c.expires_at <= t) continue;
+        if (c.expires_at && *c.expires_at <= t) continue;
         if (std::any_of(c.products.begin(), c.products.end(),
                         [](const key_product& p) { return p.status == "approved"; }))
             ++n;

@@ -35,11 +35,16 @@ struct credential {
     std::string consumer_secret;
     std::string status = "approved";
     millis issued_at = 0;
-    millis expires_at = -1;
+    std::optional<millis> expires_at;  // empty: never (expiresAt -1 on the wire)
     std::vector<attribute> attributes;
     std::vector<std::string> scopes;
     std::vector<key_product> products;
 };
+
+// keyExpiresIn as a body gives it: -1 is Apigee's "not set".
+inline std::optional<millis> expires_in_field(millis v) {
+    return v == -1 ? std::nullopt : std::optional<millis>(v);
+}
 
 struct developer_app {
     std::string app_group;  // a team (AppGroup) app: no developer
@@ -50,7 +55,8 @@ struct developer_app {
     std::string callback_url;
     std::vector<std::string> scopes;
     std::string app_family;
-    millis key_expires_in = -1;
+    // keyExpiresIn as the app was last given it (ms); empty: none given, or -1.
+    std::optional<millis> key_expires_in;
     millis created_at = 0;
     millis last_modified_at = 0;
     std::vector<credential> credentials;

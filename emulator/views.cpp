@@ -26,7 +26,7 @@ json credential_json(const credential& c) {
               {"consumerSecret", c.consumer_secret},
               {"status", c.status},
               {"issuedAt", time_json(c.issued_at)},
-              {"expiresAt", time_json(c.expires_at)}};
+              {"expiresAt", time_json(c.expires_at.value_or(-1))}};
     put_attrs(j, c.attributes);
     put_list(j, "scopes", c.scopes);
     if (!c.products.empty() || edge_json()) {
@@ -82,9 +82,9 @@ json app_json(const organization& org, const app_key& k, const developer_app& a,
     // In milliseconds on a developer app, in seconds on a team app (the
     // AppGroupApp message).
     // (An Edge app has no keyExpiresIn: it is a parameter of the calls only.)
-    if (a.key_expires_in != -1 && !edge_json())
+    if (a.key_expires_in && !edge_json())
         j["keyExpiresIn"] =
-            std::to_string(a.app_group.empty() ? a.key_expires_in : a.key_expires_in / 1000);
+            std::to_string(a.app_group.empty() ? *a.key_expires_in : *a.key_expires_in / 1000);
     if (creds) {
         json cs = json::array();
         for (const auto& c : a.credentials)

@@ -181,14 +181,14 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     sum.started = clock_();
     const auto t0 = std::chrono::steady_clock::now();
     auto elapsed = [&t0] {
-        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0);
     };
     std::map<std::string, pass_summary::policy_counts> counts;
     for (const auto& p : policies) counts[p.name].policy = p.name;
     auto began = co_await begin_pass(opt);
     if (!began) {
         sum.error = began.err().describe();
-        sum.seconds = elapsed();
+        sum.took = elapsed();
         obs_.on_pass(sum);
         co_return sum;
     }
@@ -201,7 +201,7 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     auto opened = co_await stream.open();
     if (!opened) {
         sum.error = "inventory: " + opened.err().describe();
-        sum.seconds = elapsed();
+        sum.took = elapsed();
         obs_.on_pass(sum);
         co_return sum;
     }
@@ -231,7 +231,7 @@ net::awaitable<pass_summary> executor::run_pass(const std::vector<policy::policy
     for (auto& [name, c] : counts) sum.by_policy.push_back(c);
     sum.skipped_apps = skipped_;
     sum.ok = sum.error.empty() && sum.actions_failed == 0;
-    sum.seconds = elapsed();
+    sum.took = elapsed();
     obs_.on_pass(sum);
     co_return sum;
 }
@@ -385,7 +385,7 @@ net::awaitable<pass_summary> executor::run_apps(const std::vector<policy::policy
     auto began = co_await begin_pass(opt);
     if (!began) {
         sum.error = began.err().describe();
-        sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        sum.took = std::chrono::steady_clock::now() - t0;
         co_return sum;
     }
     for (const auto& w : apps) {
@@ -418,7 +418,7 @@ net::awaitable<pass_summary> executor::run_apps(const std::vector<policy::policy
     for (auto& [name, c] : counts) sum.by_policy.push_back(c);
     sum.skipped_apps = skipped_;
     sum.ok = sum.error.empty() && sum.actions_failed == 0;
-    sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    sum.took = std::chrono::steady_clock::now() - t0;
     co_return sum;
 }
 

@@ -113,8 +113,8 @@ struct pass_summary {
     std::string organization;
     bool ok = false;  // the pass read the whole inventory and no action failed
     sys_ms started{};
-    double seconds = 0;
-    time_or_never next_wake;  // earliest due moment over all apps
+    std::chrono::duration<double> took{0};  // how long the pass ran
+    time_or_never next_wake;                // earliest due moment over all apps
     int apps_seen = 0;
     int apps_matched = 0;
     int actions_done = 0;
@@ -147,8 +147,8 @@ struct pass_summary {
         time_or_never held_expiry;
     };
     std::vector<policy_counts> by_policy;
-    // Apps whose next action falls due before run_options::wake_horizon (empty
-    // when the horizon is 0): what a targeted pass re-reads.
+    // Apps whose next action falls due before run_options::wake_horizon (none
+    // when it is empty): what a targeted pass re-reads.
     std::vector<app_wake> wakes;
     // run_apps: a pass over a few apps only. Its counts cover those apps alone,
     // so it is never given to observer::on_pass (gauges stay from the last

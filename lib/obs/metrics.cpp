@@ -233,11 +233,11 @@ void metrics::on_delivery(const exec::delivery_record& d) {
 
 void metrics::on_pass(const exec::pass_summary& s) {
     const std::string& org = s.organization;
-    pass_duration_.Add({{"organization", org}}, pass_buckets()).Observe(s.seconds);
+    pass_duration_.Add({{"organization", org}}, pass_buckets()).Observe(s.took.count());
     passes_.Add({{"organization", org}, {"outcome", s.ok ? "success" : "failure"}}).Increment();
     if (s.ok)
         last_success_.Add({{"organization", org}})
-            .Set(seconds_of(s.started) + std::max(0.0, s.seconds));
+            .Set(seconds_of(s.started) + std::max(0.0, s.took.count()));
     if (s.next_wake.is_never()) {
         if (next_action_.Has({{"organization", org}}))
             next_action_.Remove(&next_action_.Add({{"organization", org}}));

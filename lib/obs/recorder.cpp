@@ -114,7 +114,7 @@ void recorder::on_pass(const exec::pass_summary& s) {
         }
         std::vector<field> fields = {
             {"organization", s.organization},
-            {"seconds", s.seconds},
+            {"seconds", s.took.count()},
             {"apps_seen", s.apps_seen},
             {"apps_matched", s.apps_matched},
             {"actions_done", std::max(0, s.actions_done - dry)},

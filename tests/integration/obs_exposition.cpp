@@ -48,7 +48,7 @@ void populate(obs::metrics& m) {
     s.organization = "acme-prod";
     s.ok = true;
     s.started = as_sys_ms(1795608000000);
-    s.seconds = 4.2;
+    s.took = std::chrono::duration<double>(4.2);
     s.next_wake = as_sys_ms(1795611600000);
     s.by_policy.push_back({.policy = "partners-90d",
                            .valid = 10,

@@ -88,7 +88,7 @@ pass_summary pass(bool ok) {
     s.organization = "acme";
     s.ok = ok;
     s.started = keyrot::as_sys_ms(1795608000000);
-    s.seconds = 2.5;
+    s.took = std::chrono::duration<double>(2.5);
     s.next_wake = keyrot::as_sys_ms(1795611600000);
     pass_summary::policy_counts c;
     c.policy = "p90";
