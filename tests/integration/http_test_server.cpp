@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <thread>
 
+#include "common/text.hpp"
+
 namespace keyrot::testing {
 
 namespace beast = boost::beast;
@@ -119,10 +121,9 @@ struct test_server::impl {
             req.target = std::string(msg.target());
             req.body = msg.body();
             for (const auto& f : msg) {
-                std::string name(f.name_string());
-                for (auto& c : name)
-                    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-                req.headers[name] = std::string(f.value());
+                const auto n = f.name_string();
+                req.headers[ascii_lower(std::string_view(n.data(), n.size()))] =
+                    std::string(f.value());
             }
             req.arrived =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -516,6 +516,17 @@ struct scenario {
 
 class CrashWindowTest : public ::testing::TestWithParam<scenario> {};
 
+// The audit records of a run, failures and skips left out: each of the
+// rotation's actions must be there exactly once.
+std::map<std::string, int> audited(const outcome& o) {
+    std::map<std::string, int> out;
+    for (const auto& r : o.records)
+        if (r.action != exec::audit_action::failed && r.action != exec::audit_action::skipped)
+            ++out[std::string(exec::to_string(r.action))];
+    return out;
+}
+const std::map<std::string, int> k_each_once = {{"completed", 1}, {"created", 1}, {"revoked", 1}};
+
 TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
     const auto [method, strict, shape, wipes] = GetParam();
     const outcome clean =
@@ -536,6 +547,7 @@ TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
     // happens on every run.
     expect_nothing_widened_or_lost(clean);
     EXPECT_EQ(clean.violations, std::vector<std::string>{});
+    EXPECT_EQ(audited(clean), k_each_once);
     ASSERT_FALSE(HasFailure()) << "the clean run widened or lost something: " << clean.app.dump();
     if (shape == k_simple) {
         // Every product approved, the manual-approval one too; no scopes.
@@ -562,13 +574,7 @@ TEST_P(CrashWindowTest, EveryCallFailingEitherWayConverges) {
             expect_nothing_widened_or_lost(got);
             EXPECT_EQ(got.violations, std::vector<std::string>{});
             EXPECT_EQ(got.markers_lost, json::array());
-            std::map<std::string, int> audited;
-            for (const auto& r : got.records)
-                if (r.action != exec::audit_action::failed &&
-                    r.action != exec::audit_action::skipped)
-                    ++audited[std::string(exec::to_string(r.action))];
-            EXPECT_EQ(audited, (std::map<std::string, int>{
-                                   {"completed", 1}, {"created", 1}, {"revoked", 1}}));
+            EXPECT_EQ(audited(got), k_each_once);
         }
     }
     std::cerr << "crash windows: " << clean.calls << " calls, " << runs << " failing runs\n";

@@ -99,6 +99,7 @@ class simulation {
             case plan::action_kind::complete_successor: {
                 credential* c = find(act.key);
                 ASSERT_NE(c, nullptr);
+                ++resumed_;
                 complete(*c, act.spec, 0.03);
                 break;
             }
@@ -159,7 +160,10 @@ class simulation {
                 EXPECT_FALSE(wrong) << "before the final marker: " << wrong.value_or("");
                 if (wrong) return;
             }
-            if (chance(crash)) return;
+            if (chance(crash)) {
+                ++crashes_;
+                return;
+            }
             ++steps_;
             c = plan::expected_after(std::move(c), *st,
                                      chance(0.3) ? approval::pending : approval::approved);
@@ -217,8 +221,9 @@ class simulation {
                 if (old.fingerprint != *m) continue;
                 for (const auto& attr : old.attributes) {
                     if (attr.name == k_marker_attribute) continue;
-                    EXPECT_NE(find_attribute(c.attributes, attr.name), nullptr)
-                        << "lost attribute " << attr.name;
+                    const std::string* copied = find_attribute(c.attributes, attr.name);
+                    EXPECT_TRUE(copied != nullptr && *copied == attr.value)
+                        << (copied ? "changed" : "lost") << " attribute " << attr.name;
                 }
                 for (const auto& p : old.products) {
                     bool has = false;
@@ -264,6 +269,8 @@ class simulation {
 
     int creates_ = 0;
     int steps_ = 0;      // completion steps taken
+    int crashes_ = 0;    // completions that stopped part-way
+    int resumed_ = 0;    // completions a later pass took up again
     int recreated_ = 0;  // new successors for keys whose successor a person revoked
 
   private:
@@ -347,8 +354,11 @@ TEST(Simulation, ThreeYearsOfRotationKeepInvariants) {
                 << s.a.name << " (lifetime " << life / k_day << " days) was rotated too rarely";
         }
         EXPECT_GT(sim.recreated_, 0) << "a revoked successor was replaced at least once";
-        // Completions went through the planner's steps, and some crashed part-way.
+        // Completions went through the planner's steps, and some crashed
+        // part-way, to be taken up again by a later pass.
         EXPECT_GT(sim.steps_, sim.creates_) << "successors are completed by plan/steps.hpp";
+        EXPECT_GT(sim.crashes_, 0) << "no completion crashed part-way";
+        EXPECT_GT(sim.resumed_, 0) << "no crashed completion was taken up again";
         std::map<std::pair<bool, policy::rotation_method>, int> kinds;
         for (const auto& s : apps) ++kinds[{s.edge, s.p.rotation.method}];
         EXPECT_EQ(kinds.size(), 4u) << "X and Edge, import and generate";

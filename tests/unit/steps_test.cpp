@@ -45,10 +45,10 @@ INSTANTIATE_TEST_SUITE_P(
                       mirror_row{revoked, revoked, leave}, mirror_row{revoked, unknown, revoke},
                       // pending cannot be set: an approved one becomes revoked
                       mirror_row{pending, approved, revoke}, mirror_row{pending, pending, leave},
-                      mirror_row{pending, revoked, leave},
+                      mirror_row{pending, revoked, leave}, mirror_row{pending, unknown, leave},
                       // an unknown status is never approved
                       mirror_row{unknown, approved, revoke}, mirror_row{unknown, pending, leave},
-                      mirror_row{unknown, unknown, leave}));
+                      mirror_row{unknown, revoked, leave}, mirror_row{unknown, unknown, leave}));
 
 // ---- the steps, in order ---------------------------------------------------
 
