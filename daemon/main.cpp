@@ -1,4 +1,6 @@
-// keyrotd: parse the command line, hand over to app.cpp, map failures to exit codes.
+// keyrotd's entry point: app.cpp parses the command line (command_line.cpp),
+// runs the command and maps failures to exit codes; main only stops an
+// exception that should never get here.
 #include <cstdio>
 
 #include "app.hpp"

@@ -3,8 +3,8 @@
 // GET /readyz (200 or 503 with the reason the daemon's callback gives), 404
 // for any other path, 405 for any other method.
 //
-// It runs on the caller's io_context (one thread; see style.md, "Async") and is
-// bounded: a request-size limit, a deadline for each read and write, and at most
+// It runs on the caller's io_context (one thread: its handlers never lock) and
+// is bounded: a request-size limit, a deadline for each read and write, and at most
 // `max_connections` connections at once (more are closed on accept).
 //
 // start() and stop() are called on the io_context's thread, or while it is not

@@ -53,6 +53,12 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 # The documents checked; DOCS_TEST_FILES (paths relative to the repo) narrows them.
 DOC_FILES = (os.environ.get("DOCS_TEST_FILES", "").split()
              or ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))))
+# The C++ sources whose comments may send a reader to a document.
+SOURCE_FILES = sorted(
+    os.path.relpath(os.path.join(d, f), ROOT)
+    for top in ("lib", "daemon", "emulator", "tests", "bench")
+    for d, _, fs in os.walk(os.path.join(ROOT, top))
+    for f in fs if f.endswith((".cpp", ".hpp")))
 TOP_DIRS = sorted(d for d in os.listdir(ROOT) if os.path.isdir(os.path.join(ROOT, d))
                   and not d.startswith(".") and d != "build")
 SCRIPT_PREFIXES = ("deploy/", "tests/", "bench/")
@@ -811,6 +817,13 @@ class LinkTest(Base):
 
     def test_mentioned_documents_exist(self):
         self.ok(check_mentions(DOC_FILES), "documents that do not exist", 10)
+
+    def test_source_comments_name_documents_that_exist(self):
+        # A comment in the C++ sources that sends the reader to NAME.md sends
+        # them to a document of this repository (docs/NAME.md or beside it).
+        if "DOCS_TEST_FILES" in os.environ:
+            self.skipTest("DOCS_TEST_FILES narrows the run to documents")
+        self.ok(check_mentions(SOURCE_FILES), "source comments naming documents that do not exist", 20)
 
 
 class YamlTest(Base):
