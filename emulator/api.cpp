@@ -120,7 +120,7 @@ credential new_credential(state& st, const organization& org,
     } while (org.key_index.count(c.consumer_key));
     c.consumer_secret = random_string(st.id_rng, 64);
     c.issued_at = t;
-    // 0 or less (-1 on the wire): a key that never expires.
+    // None given (or -1), 0 or less: a key that never expires.
     if (expires_in_ms && *expires_in_ms > 0) c.expires_at = t + *expires_in_ms;
     c.scopes = scopes;
     for (const auto& p : products) c.products.push_back({p, product_status(org, p)});
